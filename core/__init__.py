@@ -1,0 +1,54 @@
+"""Hypergradients through unrolled inner optimizers (Shaban et al., AISTATS 2019).
+
+The public surface::
+
+    import core
+    res = core.hypergradient(problem, hparams, core.GradientDescent(steps=100, lr=0.1),
+                             core.Truncated(K=5))
+    out = core.fit(problem, hparams, dynamics, core.Truncated(K=1), iterations=500)
+"""
+
+from core import problems
+from core.diagnostics import SavedTensorMeter, compare, prop31_bound
+from core.dynamics import GradientDescent
+from core.errors import BilevelError, ConfigurationError, DivergenceError, NonConvergenceError
+from core.estimators import (
+    ESTIMATORS,
+    Checkpointed,
+    Estimator,
+    Forward,
+    Full,
+    HypergradientResult,
+    Implicit,
+    Truncated,
+    make_estimator,
+)
+from core.hypergradient import hypergradient
+from core.outer import FitResult, FitState, fit
+from core.problem import BilevelProblem
+
+__all__ = [
+    "ESTIMATORS",
+    "BilevelError",
+    "BilevelProblem",
+    "Checkpointed",
+    "ConfigurationError",
+    "DivergenceError",
+    "Estimator",
+    "FitResult",
+    "FitState",
+    "Forward",
+    "Full",
+    "GradientDescent",
+    "HypergradientResult",
+    "Implicit",
+    "NonConvergenceError",
+    "SavedTensorMeter",
+    "Truncated",
+    "compare",
+    "fit",
+    "hypergradient",
+    "make_estimator",
+    "problems",
+    "prop31_bound",
+]

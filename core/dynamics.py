@@ -1,0 +1,169 @@
+"""Inner optimizers as the dynamical system of Eq. (4): ``w_{t+1} = Ξ_{t+1}(w_t, λ)``.
+
+The state of the system is a flat tuple of tensors: the parameter leaves, followed by the
+velocity leaves when heavy-ball momentum is on (footnote 2 of the paper: "other internal
+states, e.g. momentum"). Estimators only ever call :meth:`GradientDescent.init_state`,
+:meth:`GradientDescent.step` and :meth:`GradientDescent.params`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from core.errors import ConfigurationError
+from core.problem import BilevelProblem
+from core.tree import Leaves, Spec, Tree, flatten, unflatten
+
+__all__ = ["GradientDescent"]
+
+
+@dataclass(frozen=True)
+class GradientDescent:
+    """Gradient descent with optional heavy-ball momentum and a learnable step size.
+
+    The transition ``Ξ`` of Eq. (4) is, with ``γ`` the step size and ``μ`` the momentum::
+
+        v_{t+1} = μ v_t + ∇_w g(w_t, λ)          (v_0 = 0; skipped when μ = 0)
+        w_{t+1} = w_t - γ v_{t+1}
+
+    so with ``μ = 0`` it is ``Ξ(w, λ) = w - γ ∇_w g(w, λ)`` as in Prop. 3.1.
+
+    Args:
+        steps: the horizon ``T >= 1``.
+        lr: the step size ``γ > 0``; with ``lr_key`` it is the scale of the learned one.
+        momentum: ``μ`` in ``[0, 1)``.
+        lr_key: name of a scalar entry of a dict ``hparams`` that holds ``log(γ / lr)``, so the
+            step size ``γ = lr · exp(hparams[lr_key])`` is a hyperparameter, positive by
+            construction, and ``hparams[lr_key] = 0`` starts at ``lr``.
+
+    Raises:
+        ConfigurationError: if an argument is out of range.
+
+    Example:
+        >>> GradientDescent(steps=100, lr=0.1).steps
+        100
+    """
+
+    steps: int
+    lr: float = 0.1
+    momentum: float = 0.0
+    lr_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
+            raise ConfigurationError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigurationError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if not (isinstance(self.momentum, (int, float)) and 0.0 <= self.momentum < 1.0):
+            raise ConfigurationError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.lr_key is not None and not isinstance(self.lr_key, str):
+            raise ConfigurationError(f"lr_key must be a str or None, got {self.lr_key!r}")
+
+    # -- the dynamical system -------------------------------------------------------------
+
+    def step_size(self, hparams: Tree) -> Tensor | float:
+        """The step size ``γ`` at ``hparams``: ``lr``, or ``lr · exp(hparams[lr_key])``."""
+        if self.lr_key is None:
+            return self.lr
+        return self.lr * torch.exp(hparams[self.lr_key])  # type: ignore[index]
+
+    def check_hparams(self, hparams: Tree) -> None:
+        """Raise if ``hparams`` lacks the scalar entry ``lr_key`` names."""
+        if self.lr_key is None:
+            return
+        if not isinstance(hparams, dict) or self.lr_key not in hparams:
+            raise ConfigurationError(
+                f"lr_key={self.lr_key!r} needs a dict hparams with that key, got "
+                f"{list(hparams) if isinstance(hparams, dict) else type(hparams).__name__}"
+            )
+        if hparams[self.lr_key].numel() != 1:
+            raise ConfigurationError(
+                f"hparams[{self.lr_key!r}] must hold one number (log step size), "
+                f"got shape {tuple(hparams[self.lr_key].shape)}"
+            )
+
+    def init_state(self, problem: BilevelProblem, hparams: Tree) -> tuple[Leaves, Spec]:
+        """``s_0 = (w_0, v_0)`` with ``w_0 = problem.init(hparams)`` and ``v_0 = 0``."""
+        w, spec = flatten(problem.init(hparams), what="init(hparams)")
+        if self.momentum:
+            w = w + tuple(torch.zeros_like(x) for x in w)
+        return w, spec
+
+    def params(self, state: Leaves) -> Leaves:
+        """The parameter leaves ``w_t`` of a state."""
+        return state[: len(state) // 2] if self.momentum else state
+
+    def step(
+        self,
+        problem: BilevelProblem,
+        state: Leaves,
+        hparams: Tree,
+        spec: Spec,
+        *,
+        create_graph: bool,
+    ) -> Leaves:
+        """One transition ``s_{t+1} = Ξ(s_t, λ)``.
+
+        Args:
+            problem: the bilevel problem.
+            state: ``s_t``.
+            hparams: ``λ``; detach it when no graph to ``λ`` is wanted.
+            spec: the structure of ``w`` (from :meth:`init_state`).
+            create_graph: record the step for a later backward pass through it. When false,
+                the returned state carries no graph at all.
+        """
+        w = self.params(state)
+        grad = inner_grad(problem, w, hparams, spec, create_graph=create_graph)
+        with torch.set_grad_enabled(create_graph):
+            return self._update(state, w, grad, self.step_size(hparams))
+
+    def _update(self, state: Leaves, w: Leaves, grad: Leaves, lr: Tensor | float) -> Leaves:
+        if self.momentum:
+            v = tuple(self.momentum * vi + gi for vi, gi in zip(state[len(w) :], grad))
+            return tuple(wi - lr * vi for wi, vi in zip(w, v)) + v
+        return tuple(wi - lr * gi for wi, gi in zip(w, grad))
+
+    def functional_step(
+        self, problem: BilevelProblem, state: Leaves, hparams: Tree, spec: Spec
+    ) -> Leaves:
+        """:meth:`step` written with ``torch.func.grad``, for ``jvp``/``vmap`` (forward mode)."""
+        w = self.params(state)
+        if problem.inner_grad is not None:
+            grad, _ = flatten(problem.inner_grad(unflatten(spec, w), hparams), "inner_grad")
+        else:
+            grad = torch.func.grad(
+                lambda ws: _scalar(problem.inner_loss(unflatten(spec, ws), hparams), "inner")
+            )(w)
+        return self._update(state, w, grad, self.step_size(hparams))
+
+
+def inner_grad(
+    problem: BilevelProblem, w: Leaves, hparams: Tree, spec: Spec, *, create_graph: bool
+) -> Leaves:
+    """``∇_w g(w, λ)``, from the problem's closed form or from autograd.
+
+    With ``create_graph=False`` the result is detached: the graph autograd needs for this one
+    gradient is freed at once, so a no-graph prefix holds no memory across steps.
+    """
+    if problem.inner_grad is not None:
+        with torch.set_grad_enabled(create_graph):
+            grad, _ = flatten(problem.inner_grad(unflatten(spec, w), hparams), "inner_grad")
+        return grad
+    # autograd needs leaves that require grad; a w_t cut from the graph is a constant in λ,
+    # so a fresh leaf for it changes no derivative with respect to λ.
+    w = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in w)
+    with torch.enable_grad():
+        loss = _scalar(problem.inner_loss(unflatten(spec, w), hparams), "inner")
+        grads = torch.autograd.grad(loss, w, create_graph=create_graph, allow_unused=True)
+    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(w, grads))
+
+
+def _scalar(loss: Tensor, which: str) -> Tensor:
+    if not isinstance(loss, Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise ConfigurationError(f"{which}_loss must return a scalar tensor, got {shape}")
+    return loss.reshape(())

@@ -1,0 +1,21 @@
+"""Hypergradient estimators, one method per module behind the :class:`Estimator` interface."""
+
+from core.estimators.base import Estimator, HypergradientResult
+from core.estimators.checkpointed import Checkpointed
+from core.estimators.forward import Forward
+from core.estimators.implicit import Implicit
+from core.estimators.registry import ESTIMATORS, make_estimator
+from core.estimators.reverse import Full
+from core.estimators.truncated import Truncated
+
+__all__ = [
+    "ESTIMATORS",
+    "Checkpointed",
+    "Estimator",
+    "Forward",
+    "Full",
+    "HypergradientResult",
+    "Implicit",
+    "Truncated",
+    "make_estimator",
+]

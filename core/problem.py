@@ -1,0 +1,52 @@
+"""The bilevel problem users subclass: an initial point, an inner and an outer objective."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+from torch import Tensor
+
+from core.tree import Tree
+
+__all__ = ["BilevelProblem"]
+
+
+class BilevelProblem(abc.ABC):
+    """A bilevel problem ``min_λ f(ŵ*(λ), λ)`` with ``ŵ*(λ) = w_T`` from Eq. (1) and Eq. (4).
+
+    Subclass it and define three pure functions of tensors (or dicts of named tensors)::
+
+        class Ridge(core.BilevelProblem):
+            def init(self, hparams):                # w_0 = Ξ_0(λ); the B_0 term of Eq. (5)
+                return torch.zeros(5, dtype=torch.float64)
+            def inner_loss(self, params, hparams):  # g(w, λ), a scalar
+                return ((X @ params - y) ** 2).mean() + hparams.exp() * (params ** 2).sum()
+            def outer_loss(self, params, hparams):  # f(w, λ), a scalar
+                return ((Xv @ params - yv) ** 2).mean()
+
+    The inner optimizer (:class:`core.GradientDescent`) is not part of the problem: the same
+    problem can be unrolled with any step size, momentum or horizon ``T``.
+
+    A problem may also set ``inner_grad`` to a function ``(params, hparams) -> params`` that
+    returns ``∇_w g`` in closed form, written with differentiable torch operations. Estimators
+    then call it instead of autograd; it must agree with ``inner_loss`` (a test should check it).
+
+    Attributes:
+        inner_grad: optional closed-form ``∇_w g(w, λ)``; ``None`` means autograd.
+    """
+
+    inner_grad: ClassVar[Callable[..., Tree] | None] = None
+
+    @abc.abstractmethod
+    def init(self, hparams: Tree) -> Tree:
+        """The initial inner parameters ``w_0 = Ξ_0(λ)`` (Eq. 4); may depend on ``hparams``."""
+
+    @abc.abstractmethod
+    def inner_loss(self, params: Tree, hparams: Tree) -> Tensor:
+        """The lower-level objective ``g(w, λ)`` as a scalar tensor."""
+
+    @abc.abstractmethod
+    def outer_loss(self, params: Tree, hparams: Tree) -> Tensor:
+        """The upper-level objective ``f(w, λ)`` as a scalar tensor."""

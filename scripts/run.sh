@@ -1,0 +1,5 @@
+#!/usr/bin/env bash
+# Set up, then run the main job: the toy-problem reproduction (Figures 1-4) into out/toy.
+set -euo pipefail
+source "$(dirname "$0")/setup.sh"
+"$PY" -m core.cli reproduce toy --out "${1:-out/toy}"
