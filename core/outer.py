@@ -151,6 +151,17 @@ def fit(
             raise DivergenceError(
                 f"hyper-iteration {tau}: {exc}", where=exc.where, iteration=tau
             ) from exc
+        elapsed = time.perf_counter() - t0
+        diagnostics = {}
+        if exact_every:
+            # at λ_τ, before the update moves the parameters in place
+            if tau == 1 or tau % exact_every == 0:
+                exact = exact_estimator(problem, lam, dynamics)
+                cmp = compare(res.grad, exact.grad)
+            else:
+                cmp = dict.fromkeys(EXACT_COLUMNS, float("nan"))
+            diagnostics = {k: cmp[k] for k in EXACT_COLUMNS}
+        t0 = time.perf_counter()
         factor = 1.0 / math.sqrt(tau) if schedule == "inv_sqrt" else 1.0
         for p, g in zip(params, flatten(res.grad)[0]):
             p.grad = g.detach().clone()
@@ -169,7 +180,7 @@ def fit(
             _set_lr(opt, eta0 * factor)
             opt.step()
         opt.zero_grad(set_to_none=True)
-        elapsed = time.perf_counter() - t0
+        elapsed += time.perf_counter() - t0
 
         record = {
             "iteration": tau,
@@ -178,13 +189,7 @@ def fit(
             "lr": eta0 * factor,
             "time_s": elapsed,
         }
-        if exact_every:
-            if tau == 1 or tau % exact_every == 0:
-                exact = exact_estimator(problem, lam, dynamics)
-                cmp = compare(res.grad, exact.grad)
-            else:
-                cmp = dict.fromkeys(EXACT_COLUMNS, float("nan"))
-            record.update({k: cmp[k] for k in EXACT_COLUMNS})
+        record.update(diagnostics)
         for k, v in record.items():
             history[k].append(v)
         current = _snapshot(params, spec, opt, tau, eta0, history)

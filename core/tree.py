@@ -103,7 +103,7 @@ def from_vector(v: Tensor, like: Leaves) -> Leaves:
     """Split a flat vector into leaves shaped like ``like``."""
     out, i = [], 0
     for x in like:
-        out.append(v[i : i + x.numel()].view_as(x))
+        out.append(v[i : i + x.numel()].view_as(x).to(x.dtype))
         i += x.numel()
     return tuple(out)
 

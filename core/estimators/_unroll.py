@@ -98,7 +98,7 @@ def unrolled_reverse(
     info.update(
         T=T,
         grad_w_norm=tree_norm(grad_w),
-        stored_bytes=state_bytes * (len(cuts) - 1),
+        stored_bytes=state_bytes * len(cuts),
         graph_steps=max(b - a for a, b in zip(cuts, [*cuts[1:], T])),
     )
     return finish(setup, h, float(loss.detach()), tuple(x.detach() for x in w_T), info)
