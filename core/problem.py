@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from core.errors import ConfigurationError
 from core.tree import Tree
 
 __all__ = ["BilevelProblem"]
@@ -33,6 +34,9 @@ class BilevelProblem(abc.ABC):
     returns ``∇_w g`` in closed form, written with differentiable torch operations. Estimators
     then call it instead of autograd; it must agree with ``inner_loss`` (a test should check it).
 
+    Built-in problems also define :meth:`initial_hparams` (where an outer loop starts) and
+    :meth:`metrics` (application metrics such as accuracy), which the service records.
+
     Attributes:
         inner_grad: optional closed-form ``∇_w g(w, λ)``; ``None`` means autograd.
     """
@@ -50,3 +54,17 @@ class BilevelProblem(abc.ABC):
     @abc.abstractmethod
     def outer_loss(self, params: Tree, hparams: Tree) -> Tensor:
         """The upper-level objective ``f(w, λ)`` as a scalar tensor."""
+
+    def initial_hparams(self) -> Tree:
+        """Where the outer loop starts by default; built-in problems define it.
+
+        Raises:
+            ConfigurationError: the problem defines no default (pass ``hparams`` yourself).
+        """
+        raise ConfigurationError(
+            f"{type(self).__name__} defines no initial_hparams(); pass hparams explicitly"
+        )
+
+    def metrics(self, params: Tree, hparams: Tree) -> dict[str, float]:
+        """Application metrics of ``ŵ* = params`` (e.g. test accuracy); none by default."""
+        return {}

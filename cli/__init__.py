@@ -1,0 +1,1 @@
+"""The ``bilevel`` command line."""

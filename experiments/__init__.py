@@ -1,0 +1,10 @@
+"""Reproductions of the paper's experiments: each module writes figures and a report.
+
+Every module here has a docstring whose first line is its help text, and two functions:
+``add_arguments(parser)`` and ``run(args) -> int``. ``bilevel reproduce NAME`` finds them
+through :data:`EXPERIMENTS`.
+"""
+
+from experiments import toy
+
+EXPERIMENTS = {"toy": toy}
