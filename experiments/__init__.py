@@ -5,6 +5,10 @@ Every module here has a docstring whose first line is its help text, and two fun
 through :data:`EXPERIMENTS`.
 """
 
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; no display is needed or wanted
+
 from experiments import toy
 
 EXPERIMENTS = {"toy": toy}
