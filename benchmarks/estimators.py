@@ -37,7 +37,7 @@ class WeightedSoftmax(core.BilevelProblem):
         self.shape = (classes, d)
 
     def init(self, hparams):
-        return torch.zeros(self.shape)
+        return torch.zeros(self.shape, dtype=hparams.dtype, device=hparams.device)
 
     def inner_loss(self, params, hparams):
         ce = torch.nn.functional.cross_entropy(self.X @ params.T, self.y, reduction="none")
