@@ -20,3 +20,29 @@ def test_gpu_check_smoke_on_cpu(tmp_path, capsys):
     floor = next(r for r in report["timings"] if r["method"] == "floor")
     assert floor["vs_floor"] == 1.0
     assert "rel. error vs CPU float64" in capsys.readouterr().out
+
+
+def test_peers_benchmark_agrees_with_every_installed_peer(tmp_path, capsys):
+    from benchmarks import peers
+
+    out = tmp_path / "peers.json"
+    argv = [
+        "--n",
+        "60",
+        "--d",
+        "8",
+        "--T",
+        "6",
+        "--K",
+        "1",
+        "3",
+        "--repeats",
+        "1",
+        "--json",
+        str(out),
+    ]
+    assert peers.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["method"] for r in rows} >= {"floor", "ours K=1", "ours+closed K=3", "ours full"}
+    # the closed-form inner gradient and every peer compute the same hypergradient
+    assert all(r["rel_diff"] < 1e-5 for r in rows if "rel_diff" in r)

@@ -1,0 +1,176 @@
+"""Ours against higher and torchopt: same problem, same method, time ratio and agreement.
+
+    .venv/bin/pip install -e ".[bench]"      # higher and torchopt
+    .venv/bin/python -m benchmarks.peers [--n 5000 --d 785 --T 100 --repeats 5]
+
+The problem is data hypercleaning's shape (Section 4.2.1): a linear softmax classifier
+``W ∈ R^{10 x d}`` trained by T steps of gradient descent (γ = 1) on the ``σ(λ_i)``-weighted
+mean cross-entropy plus ``1e-3 ||W||²``, with ``f`` the validation cross-entropy; random data
+of the paper's sizes (M = 7850, N = 5000 by default), float32 on the CPU.
+
+Methods: full RMD and K-RMD. A peer has no truncated estimator (see issue 2), so for it the
+first ``T-K`` steps are run without a graph by hand (``torch.no_grad`` for higher,
+``torchopt.stop_gradient`` after them for torchopt): the fairest version of the peer. Ours
+runs twice: with autograd's inner gradient (the same arithmetic as the peers) and with the
+closed-form inner gradient (``inner_grad``). Every timing is the median of ``--repeats``
+rounds after a warm-up, all methods interleaved in each round; ``rel diff`` is
+``||ours - peer|| / ||ours||`` of the hypergradients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import core
+from benchmarks.estimators import WeightedSoftmax
+
+
+class ClosedForm(WeightedSoftmax):
+    """:class:`WeightedSoftmax` with ``∇_W g`` written out: no double backward needed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.Y = nn.functional.one_hot(self.y, self.shape[0]).to(self.X.dtype)
+
+    def inner_grad(self, params, hparams):
+        # ∇_W of mean_i σ(λ_i) CE_i: Σ_i σ(λ_i)/n (softmax(W x_i) - e_{y_i}) x_i^T
+        residual = torch.softmax(self.X @ params.T, dim=1) - self.Y
+        weights = torch.sigmoid(hparams) / len(self.y)
+        return (weights[:, None] * residual).T @ self.X + 2e-3 * params
+
+
+def _floor(problem, lam, dyn):
+    with torch.no_grad():
+        state, spec = dyn.init_state(problem, lam)
+        for _ in range(dyn.steps):
+            state = dyn.step(problem, state, lam, spec, create_graph=False)
+
+
+def _higher(problem, lam, T, K):
+    import higher
+
+    model = nn.Linear(problem.X.shape[1], problem.shape[0], bias=False)
+    nn.init.zeros_(model.weight)
+    lam = lam.detach().requires_grad_(True)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+
+    def inner(weight):
+        return problem.inner_loss(weight, lam)
+
+    with torch.no_grad():  # the steps K-RMD drops, run by hand
+        for _ in range(T - K):
+            model.weight -= _grad(inner, model.weight)  # lr = 1
+    with higher.innerloop_ctx(model, opt, copy_initial_weights=True) as (fmodel, diffopt):
+        for _ in range(K):
+            diffopt.step(inner(fmodel.weight))
+        outer = problem.outer_loss(fmodel.weight, lam)
+        (grad,) = torch.autograd.grad(outer, lam)
+    return grad
+
+
+def _grad(loss_fn, weight):
+    with torch.enable_grad():
+        w = weight.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss_fn(w), w)
+    return g
+
+
+def _torchopt(problem, lam, T, K):
+    import torchopt
+
+    model = nn.Linear(problem.X.shape[1], problem.shape[0], bias=False)
+    nn.init.zeros_(model.weight)
+    lam = lam.detach().requires_grad_(True)
+    opt = torchopt.MetaSGD(model, lr=1.0)
+    for t in range(T):
+        if t == T - K:
+            torchopt.stop_gradient(model)
+            torchopt.stop_gradient(opt)
+        opt.step(problem.inner_loss(model.weight, lam))
+    outer = problem.outer_loss(model.weight, lam)
+    (grad,) = torch.autograd.grad(outer, lam)
+    return grad
+
+
+def run(n: int, d: int, T: int, Ks: list[int], repeats: int, peers: list[str]) -> dict:
+    auto, closed = WeightedSoftmax(n=n, d=d), ClosedForm(n=n, d=d)
+    lam = torch.zeros(n)
+    dyn = core.GradientDescent(steps=T, lr=1.0)
+    fns = {"floor": lambda: _floor(closed, lam, dyn)}
+    for K in Ks:
+        est = core.Full() if K == T else core.Truncated(K)
+        tag = "full" if K == T else f"K={K}"
+        fns[f"ours {tag}"] = lambda est=est: core.hypergradient(auto, lam, dyn, est).grad
+        fns[f"ours+closed {tag}"] = lambda est=est: core.hypergradient(closed, lam, dyn, est).grad
+        if "higher" in peers:
+            fns[f"higher {tag}"] = lambda K=K: _higher(auto, lam, T, K)
+        if "torchopt" in peers:
+            fns[f"torchopt {tag}"] = lambda K=K: _torchopt(auto, lam, T, K)
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    results: dict[str, torch.Tensor] = {}
+    for _ in range(repeats + 1):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            out = fn()
+            times[name].append(time.perf_counter() - t0)
+            results[name] = out
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    rows = []
+    for name in fns:
+        tag = name.split(" ", 1)[1] if " " in name else ""
+        mine = results.get(f"ours {tag}")
+        row = {"method": name, "time_ms": 1e3 * med[name], "vs_floor": med[name] / med["floor"]}
+        if name != "floor" and mine is not None:
+            row["vs_ours_closed"] = med[name] / med[f"ours+closed {tag}"]
+            row["rel_diff"] = float((results[name] - mine).norm() / mine.norm())
+        rows.append(row)
+    return {"rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--d", type=int, default=785)
+    parser.add_argument("--T", type=int, default=100)
+    parser.add_argument("--K", type=int, nargs="+", default=[1, 5, 25])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/peers.json"))
+    args = parser.parse_args(argv)
+    peers = []
+    for name in ("higher", "torchopt"):
+        try:
+            __import__(name)
+            peers.append(name)
+        except ImportError:
+            print(f"{name} not installed: skipped (pip install -e '.[bench]')")
+    Ks = sorted({*args.K, args.T})
+    out = run(args.n, args.d, args.T, Ks, args.repeats, peers)
+    threads = torch.get_num_threads()
+    print(f"n={args.n} d={args.d} T={args.T}, median of {args.repeats}, {threads} threads")
+    print(f"{'method':<22} {'ms':>9} {'x floor':>8} {'x ours+closed':>14} {'rel diff':>9}")
+    for r in out["rows"]:
+        ratio = f"{r['vs_ours_closed']:.2f}" if "vs_ours_closed" in r else ""
+        diff = f"{r['rel_diff']:.1e}" if "rel_diff" in r else ""
+        print(f"{r['method']:<22} {r['time_ms']:>9.1f} {r['vs_floor']:>8.2f} {ratio:>14} {diff:>9}")
+    out["meta"] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "n": args.n, "d": args.d, "T": args.T,
+    }  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
