@@ -97,6 +97,7 @@ def fit(
     exact_estimator: Estimator | None = None,
     callback: Callable[[dict[str, float], FitState], Any] | None = None,
     state: FitState | None = None,
+    keep_history: bool = True,
 ) -> FitResult:
     """Run hyper-iterations ``λ_{τ+1} = λ_τ - η_τ · update(h_τ)`` with an estimator's ``h``.
 
@@ -118,6 +119,9 @@ def fit(
         callback: called after each iteration with the record and the state; a truthy return
             value stops the run (``FitResult.stopped``).
         state: a :class:`FitState` from an earlier run to continue exactly.
+        keep_history: accumulate the records in ``history`` (and so in every state). A
+            caller that stores each record itself (the service's trace table) passes
+            ``False`` so that states stay small; the computation is the same.
 
     Returns:
         A :class:`FitResult`.
@@ -190,8 +194,9 @@ def fit(
             "time_s": elapsed,
         }
         record.update(diagnostics)
-        for k, v in record.items():
-            history[k].append(v)
+        if keep_history:
+            for k, v in record.items():
+                history[k].append(v)
         current = _snapshot(params, spec, opt, tau, eta0, history)
         if callback is not None and callback(record, current):
             stopped = True

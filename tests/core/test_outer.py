@@ -159,3 +159,15 @@ def test_divergence_names_the_hyper_iteration():
 def test_bad_fit_arguments_are_named(kwargs, message):
     with pytest.raises(core.ConfigurationError, match=message):
         core.fit(Toy(), Toy().initial_hparams(), DYN, core.Full(), **kwargs)
+
+
+def test_without_history_the_run_is_the_same_and_states_stay_small():
+    p = Toy()
+    records = []
+    kw = dict(iterations=6, exact_every=2)
+    lean = core.fit(p, p.initial_hparams(), DYN, core.Truncated(2), keep_history=False,
+                    callback=lambda record, state: records.append(record), **kw)  # fmt: skip
+    full = core.fit(p, p.initial_hparams(), DYN, core.Truncated(2), **kw)
+    assert torch.equal(lean.hparams, full.hparams)
+    assert all(len(v) == 0 for v in lean.state.history.values())
+    assert [r["outer_loss"] for r in records] == full.history["outer_loss"]
