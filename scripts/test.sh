@@ -2,5 +2,19 @@
 # Set up, then lint and run the whole test suite.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
+# System packages the tests drive: a real browser (dashboard) and the compose validator.
+need=()
+command -v chromium >/dev/null || need+=(chromium chromium-driver)
+command -v docker-compose >/dev/null || need+=(docker-compose)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if [ -z "$sudo" ] || command -v sudo >/dev/null; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "note: cannot install ${need[*]} (not root, no sudo); their tests will skip" >&2
+  fi
+fi
 "$PY" -m ruff check .
 "$PY" -m pytest -q "$@"

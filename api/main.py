@@ -1,0 +1,95 @@
+"""The FastAPI application: ``create_app(settings)``; OpenAPI at ``/docs``.
+
+Distributed mode (``DATABASE_URL`` and ``BROKER_URL``) publishes jobs to Celery; embedded
+mode gets its executor from ``bilevel serve``, which passes it as ``dispatcher``. This
+package never imports torch.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.errors import install_error_handlers
+from api.routes import dashboard, health, jobs
+from api.settings import ApiSettings
+from jobs.db import make_engine, make_session_factory
+from jobs.dispatch import CeleryDispatcher, Dispatcher
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    settings: ApiSettings | None = None,
+    *,
+    dispatcher: Dispatcher | None = None,
+    sessions: sessionmaker[Session] | None = None,
+) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: read from the environment when omitted.
+        dispatcher: how jobs are sent to workers; a Celery client on ``broker_url`` when
+            omitted.
+        sessions: a session factory; one on ``settings.store_url`` when omitted.
+
+    Raises:
+        ValueError: neither a dispatcher nor a broker URL.
+    """
+    settings = settings or ApiSettings()
+    owns_dispatcher = dispatcher is None
+    if dispatcher is None:
+        if not settings.broker_url:
+            raise ValueError(
+                "no BROKER_URL: run `bilevel serve` for the embedded mode, or set BROKER_URL"
+            )
+        dispatcher = CeleryDispatcher(settings.broker_url, settings.queue_prefix)
+    engine = None
+    if sessions is None:
+        engine = make_engine(settings.store_url)
+        sessions = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if owns_dispatcher and hasattr(dispatcher, "close"):
+            dispatcher.close()
+        if engine is not None:
+            engine.dispose()
+
+    app = FastAPI(
+        title="bilevel",
+        version="1",
+        summary="Gradient-based hyperparameter optimization jobs",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.sessions = sessions
+    app.state.dispatcher = dispatcher
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(dashboard.router)
+    _problem_media_type(app)
+    return app
+
+
+def _problem_media_type(app: FastAPI) -> None:
+    """Document error responses as ``application/problem+json`` only (FastAPI says json)."""
+    base = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = base()
+            for path in schema["paths"].values():
+                for op in path.values():
+                    for code, resp in op.get("responses", {}).items():
+                        content = resp.get("content", {})
+                        if code[0] in "45" and "application/json" in content:
+                            content["application/problem+json"] = content.pop("application/json")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -1,0 +1,5 @@
+"""One APIRouter per resource."""
+
+from api.routes import health, jobs
+
+__all__ = ["health", "jobs"]

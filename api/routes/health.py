@@ -1,0 +1,32 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from sqlalchemy import text
+
+from api.errors import ProblemError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request) -> dict[str, str]:
+    """The database and the broker (or embedded executor) answer."""
+    checks = {}
+    try:
+        with request.app.state.sessions() as s:
+            s.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    checks["broker"] = "ok" if request.app.state.dispatcher.ping() else "unreachable"
+    if any(v != "ok" for v in checks.values()):
+        raise ProblemError(503, "not ready", slug="not-ready", checks=checks)
+    return {"status": "ok", **checks}

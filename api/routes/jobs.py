@@ -1,0 +1,240 @@
+"""``/v1/jobs``: submit, list, read, trace, result, hyperparameters, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
+from api.errors import ProblemError
+from api.schemas import JobPublic, JobResult, JobsPublic, Problem, TracePublic
+from jobs import repo
+from jobs.models import TRACE_FIELDS, Job
+from jobs.spec import JobSpec, check_spec
+
+
+def _problem(description: str) -> dict:
+    return {"model": Problem, "description": description,
+            "content": {"application/problem+json": {}}}  # fmt: skip
+
+
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    responses={
+        401: _problem("missing, unknown or revoked API key"),
+        404: _problem("no such job for this team"),
+        422: _problem("invalid field(s), each named in `errors`"),
+    },
+)
+log = logging.getLogger(__name__)
+
+Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+def _job_or_404(session, team, job_id: uuid.UUID) -> Job:
+    job = repo.get_job(session, team.id, job_id)
+    if job is None:
+        # another team's job is indistinguishable from a missing one
+        raise ProblemError(404, f"no job {job_id}", slug="not-found")
+    return job
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobPublic,
+    responses={409: _problem("Idempotency-Key reused with another spec")},
+)
+def submit_job(
+    spec: JobSpec,
+    session: SessionDep,
+    team: TeamDep,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="a retried submit with this key returns the same job"),
+    ] = None,
+) -> JobPublic:
+    """Submit a job; it starts `queued`."""
+    check_spec(spec)
+    try:
+        job, created = repo.create_job(
+            session,
+            team.id,
+            spec,
+            idempotency_key=idempotency_key,
+            max_attempts=settings.max_attempts,
+        )
+    except repo.IdempotencyConflict as exc:
+        raise ProblemError(409, str(exc), slug="idempotency-conflict") from None
+    session.commit()
+    if created:
+        try:
+            dispatcher.send(job.id, job.queue)
+        except Exception:  # the reaper sends queued jobs again; the submit still stands
+            log.warning("could not enqueue job %s; the reaper will", job.id, exc_info=True)
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobPublic.of(job)
+
+
+@router.get("", response_model=JobsPublic)
+def list_jobs(
+    session: SessionDep,
+    team: TeamDep,
+    status: Annotated[Status | None, Query(description="only jobs in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+) -> JobsPublic:
+    """List the team's jobs, newest first."""
+    try:
+        rows, next_cursor = repo.list_jobs(
+            session, team.id, status=status, limit=limit, cursor=cursor
+        )
+    except ValueError as exc:
+        raise ProblemError(
+            422,
+            str(exc),
+            slug="validation-error",
+            title="Invalid request",
+            errors=[{"field": "query.cursor", "loc": ["query", "cursor"], "message": str(exc),
+                     "type": "value_error"}],
+        ) from None  # fmt: skip
+    return JobsPublic(
+        data=[JobPublic.of(j) for j in rows], count=len(rows), next_cursor=next_cursor
+    )
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def get_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:
+    """One job: status, progress, summary, error."""
+    return JobPublic.of(_job_or_404(session, team, job_id))
+
+
+def _fields(fields: str | None) -> list[str]:
+    if not fields:
+        return list(TRACE_FIELDS)
+    names = [f.strip() for f in fields.split(",") if f.strip()]
+    bad = [f for f in names if f not in TRACE_FIELDS and f != "iteration"]
+    if bad:
+        msg = f"unknown trace field(s) {bad}; known: {', '.join(TRACE_FIELDS)}"
+        raise ProblemError(
+            422,
+            msg,
+            slug="validation-error",
+            title="Invalid request",
+            errors=[{"field": "query.fields", "loc": ["query", "fields"], "message": msg,
+                     "type": "value_error"}],
+        )  # fmt: skip
+    return [f for f in names if f != "iteration"]
+
+
+@router.get(
+    "/{job_id}/trace",
+    response_model=TracePublic,
+    response_model_exclude_none=True,
+    responses={
+        304: {"description": "unchanged since the ETag in If-None-Match"},
+    },
+)
+def get_trace(
+    job_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    team: TeamDep,
+    settings: SettingsDep,
+    after: Annotated[
+        int, Query(ge=0, le=10_000_000, description="only iterations after this one")
+    ] = 0,
+    max_points: Annotated[
+        int | None,
+        Query(ge=2, description="downsample to at most this many points, keeping extremes"),
+    ] = None,
+    fields: Annotated[
+        str | None,
+        Query(max_length=200, description="comma-separated columns; all when omitted"),
+    ] = None,
+) -> Response:
+    """Convergence trace as columns, after an iteration, downsampled keeping extremes."""
+    job = _job_or_404(session, team, job_id)
+    names = _fields(fields)
+    limit = min(max_points or settings.default_trace_points, settings.max_trace_points)
+    count, last = repo.trace_version(session, job.id, after)
+    tag_src = f"{job.id}:{job.attempts}:{count}:{last}:{after}:{limit}:{','.join(names)}"
+    etag = f'W/"{hashlib.sha256(tag_src.encode()).hexdigest()[:32]}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Trace-Points": str(count)}
+    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+        return Response(status_code=304, headers=headers)
+    cols = repo.trace_columns(session, job.id, after=after, max_points=limit, fields=names)
+    return JSONResponse(cols, headers=headers)
+
+
+@router.get(
+    "/{job_id}/result",
+    response_model=JobResult,
+    responses={409: _problem("the job has not succeeded")},
+)
+def get_result(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobResult:
+    """Final metrics of a succeeded job."""
+    job = _job_or_404(session, team, job_id)
+    if job.status != "succeeded":
+        raise ProblemError(409, f"job {job_id} is {job.status}, not succeeded", slug="not-ready")
+    s = job.summary or {}
+    return JobResult(
+        id=job.id,
+        status=job.status,
+        iterations=job.iteration,
+        final_outer_loss=s.get("final_outer_loss"),
+        best_outer_loss=s.get("best_outer_loss"),
+        best_iteration=s.get("best_iteration"),
+        metrics=s.get("metrics", {}),
+        hparams=s.get("hparams"),
+    )
+
+
+@router.get(
+    "/{job_id}/hparams",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/x-npz": {}}, "description": "an .npz file"},
+        409: _problem("the job has not succeeded"),
+    },
+)
+def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Response:
+    """Learned hyperparameters as an .npz file (numpy.load reads it)."""
+    job = _job_or_404(session, team, job_id)
+    art = repo.load_artifact(session, job.id, "hparams")
+    if job.status != "succeeded" or art is None:
+        raise ProblemError(409, f"job {job_id} is {job.status}: no hparams yet", slug="not-ready")
+    return Response(
+        art.data,
+        media_type=art.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{job.id}-hparams.npz"'},
+    )
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobPublic,
+    responses={409: _problem("the job already succeeded or failed")},
+)
+def cancel_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:
+    """Cancel a queued job, or ask a running one to stop."""
+    job = _job_or_404(session, team, job_id)
+    if job.status in ("succeeded", "failed"):
+        raise ProblemError(409, f"job {job_id} already {job.status}", slug="already-finished")
+    job = repo.cancel_job(session, job)
+    session.commit()
+    return JobPublic.of(job)

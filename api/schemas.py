@@ -1,0 +1,132 @@
+"""Response bodies of the REST API (``JobPublic``, ``JobsPublic``, ...)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from jobs.models import Job
+
+__all__ = [
+    "FieldError",
+    "JobError",
+    "JobPublic",
+    "JobResult",
+    "JobsPublic",
+    "Problem",
+    "Progress",
+    "TracePublic",
+]
+
+
+class FieldError(BaseModel):
+    field: str
+    loc: list[str]
+    message: str
+    type: str
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document (``application/problem+json``)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class Progress(BaseModel):
+    iteration: int
+    iterations: int
+    fraction: float
+    eta_s: float | None = None
+
+
+class JobError(BaseModel):
+    type: str
+    detail: str
+    iteration: int | None = None
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    status: str
+    queue: str
+    spec: dict[str, Any]
+    progress: Progress
+    attempts: int
+    cancel_requested: bool
+    summary: dict[str, Any] | None = None
+    error: JobError | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        n = max(job.iterations, 1)
+        error = None
+        if job.error:
+            error = JobError(
+                type=job.error.get("type", "Error"),
+                detail=job.error.get("detail", ""),
+                iteration=job.error.get("iteration"),
+            )
+        return cls(
+            id=job.id,
+            name=job.name,
+            status=job.status,
+            queue=job.queue,
+            spec=job.spec,
+            progress=Progress(
+                iteration=job.iteration,
+                iterations=job.iterations,
+                fraction=round(job.iteration / n, 6),
+                eta_s=job.eta_s,
+            ),
+            attempts=job.attempts,
+            cancel_requested=job.cancel_requested,
+            summary=job.summary,
+            error=error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+            updated_at=job.updated_at,
+        )
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+    next_cursor: str | None = None
+
+
+class JobResult(BaseModel):
+    id: uuid.UUID
+    status: str
+    iterations: int
+    final_outer_loss: float | None = None
+    best_outer_loss: float | None = None
+    best_iteration: int | None = None
+    metrics: dict[str, float]
+    hparams: Any = None
+
+
+class TracePublic(BaseModel):
+    """Columns of the trace; only the requested fields are present."""
+
+    iteration: list[int]
+    outer_loss: list[float | None] | None = None
+    grad_norm: list[float | None] | None = None
+    lr: list[float | None] | None = None
+    time_s: list[float | None] | None = None
+    exact_norm: list[float | None] | None = None
+    cosine: list[float | None] | None = None
+    rel_error: list[float | None] | None = None
+    descent_ratio: list[float | None] | None = None

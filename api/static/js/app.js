@@ -1,0 +1,105 @@
+// The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...).
+import { clearKey, getJSON, getKey, onUnauthorized, setKey } from "./api.js";
+import * as compare from "./compare.js";
+import * as detail from "./detail.js";
+import { text, toast } from "./dom.js";
+import * as list from "./list.js";
+
+const views = {
+  signin: document.getElementById("view-signin"),
+  jobs: document.getElementById("view-jobs"),
+  job: document.getElementById("view-job"),
+  compare: document.getElementById("view-compare"),
+};
+let current = null; // {module, name}
+
+function takeKeyFromFragment() {
+  // `bilevel serve` prints http://host:port/#key=blv_...: the fragment never reaches the
+  // server; the key goes to localStorage and leaves the address bar and the history at once
+  const m = /^#key=([^&]+)/.exec(location.hash);
+  if (!m) return;
+  setKey(decodeURIComponent(m[1]));
+  history.replaceState(null, "", `${location.pathname}#/jobs`);
+}
+
+function show(name) {
+  for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
+  document.body.dataset.view = name;
+  for (const a of document.querySelectorAll("header nav a")) {
+    a.classList.toggle("active", a.id === `nav-${name === "job" ? "jobs" : name}`);
+  }
+  document.getElementById("signout").hidden = name === "signin";
+}
+
+function route() {
+  if (current && current.module) current.module.unmount();
+  document.getElementById("toast").hidden = true;
+  current = null;
+  if (!getKey()) {
+    show("signin");
+    document.getElementById("signin-key").focus();
+    return;
+  }
+  const hash = location.hash.replace(/^#/, "") || "/jobs";
+  const [path, qs] = hash.split("?");
+  const params = new URLSearchParams(qs || "");
+  let m;
+  if ((m = /^\/jobs\/([0-9a-fA-F-]{36})$/.exec(path))) {
+    current = { module: detail, name: "job" };
+    show("job");
+    detail.mount(views.job, { id: m[1].toLowerCase() });
+  } else if (path === "/compare") {
+    current = { module: compare, name: "compare" };
+    show("compare");
+    compare.mount(views.compare, params);
+  } else {
+    current = { module: list, name: "jobs" };
+    show("jobs");
+    list.mount(views.jobs, params);
+  }
+  document.title = `bilevel · ${current.name}`;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = document.getElementById("signin-key");
+  const err = document.getElementById("signin-error");
+  const key = input.value.trim();
+  text(err, "");
+  if (!key) return;
+  setKey(key);
+  try {
+    await getJSON("/v1/jobs?limit=1");
+  } catch (e) {
+    clearKey();
+    text(err, e.status === 401 ? "That key was not accepted." : e.message);
+    return;
+  }
+  input.value = "";
+  if (!location.hash.startsWith("#/")) location.hash = "#/jobs";
+  route();
+}
+
+function signOut() {
+  clearKey();
+  history.replaceState(null, "", `${location.pathname}#/jobs`);
+  route();
+}
+
+onUnauthorized(() => {
+  if (!getKey()) return;
+  clearKey();
+  toast("The API key was refused: sign in again.", "error");
+  route();
+});
+
+window.addEventListener("hashchange", () => {
+  takeKeyFromFragment();
+  route();
+});
+window.addEventListener("online", () => text(document.getElementById("conn"), ""));
+window.addEventListener("offline", () => text(document.getElementById("conn"), "offline"));
+document.getElementById("signin-form").addEventListener("submit", signIn);
+document.getElementById("signout").addEventListener("click", signOut);
+takeKeyFromFragment();
+route();

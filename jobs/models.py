@@ -1,0 +1,230 @@
+"""The store's tables (SQLAlchemy 2): PostgreSQL is the record of every job's state.
+
+``trace_points`` is narrow on purpose: one row per (job, iteration) with a float column per
+record key, so a dashboard poll is an index range scan; ``trace_blocks`` rolls it up per 64
+iterations (each field's extremes and where they are) so that downsampling a long trace
+reads n/64 rows.
+Timestamps are stored as naive UTC and handed back timezone-aware, the same on SQLite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    TypeDecorator,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "STATUSES",
+    "TERMINAL",
+    "TRACE_BLOCK",
+    "TRACE_FIELDS",
+    "ApiKey",
+    "Artifact",
+    "Base",
+    "Job",
+    "JobEvent",
+    "Team",
+    "TracePoint",
+    "trace_blocks",
+    "utcnow",
+]
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+# The float columns of a trace point: core.fit's record keys besides `iteration`.
+TRACE_FIELDS = (
+    "outer_loss",
+    "grad_norm",
+    "lr",
+    "time_s",
+    "exact_norm",
+    "cosine",
+    "rel_error",
+    "descent_ratio",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive UTC in the column."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+_JSON = JSON().with_variant(JSONB(), "postgresql")
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_BIGID = BigInteger().with_variant(Integer(), "sqlite")
+
+_NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored; ``prefix`` identifies it in listings."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100), default="")
+    prefix: Mapped[str] = mapped_column(String(16), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Job(Base):
+    """One submitted job and where it stands; ``attempts`` doubles as the lease's fence."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency"),
+        Index("ix_jobs_team_created", "team_id", "created_at", "id"),
+        Index("ix_jobs_status_lease", "status", "lease_until"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    queue: Mapped[str] = mapped_column(String(32), default="cpu")
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    iteration: Mapped[int] = mapped_column(Integer, default=0)
+    iterations: Mapped[int] = mapped_column(Integer)
+    eta_s: Mapped[float | None] = mapped_column(Double)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class JobEvent(Base):
+    """Every state transition of a job, in order."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(_BIGID, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+
+
+class TracePoint(Base):
+    """One hyper-iteration's record; NaN (skipped diagnostics) is stored as NULL."""
+
+    __tablename__ = "trace_points"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outer_loss: Mapped[float | None] = mapped_column(Double)
+    grad_norm: Mapped[float | None] = mapped_column(Double)
+    lr: Mapped[float | None] = mapped_column(Double)
+    time_s: Mapped[float | None] = mapped_column(Double)
+    exact_norm: Mapped[float | None] = mapped_column(Double)
+    cosine: Mapped[float | None] = mapped_column(Double)
+    rel_error: Mapped[float | None] = mapped_column(Double)
+    descent_ratio: Mapped[float | None] = mapped_column(Double)
+
+
+class Artifact(Base):
+    """Bytes a job leaves: its latest ``checkpoint`` and its final ``hparams`` (npz)."""
+
+    __tablename__ = "artifacts"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, default=0)
+    media_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# Iterations per row of trace_blocks: block b holds iterations b*64+1 .. (b+1)*64.
+TRACE_BLOCK = 64
+
+# A rollup of trace_points kept by the writer: per block of TRACE_BLOCK iterations, each
+# field's minimum and maximum and where they are. Downsampling a long trace reads these
+# (n / 64 rows) instead of every point.
+trace_blocks = Table(
+    "trace_blocks",
+    Base.metadata,
+    Column("job_id", Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("block", Integer, primary_key=True),
+    *[
+        Column(f"{field}_{part}", Integer if part.endswith("_it") else Double)
+        for field in TRACE_FIELDS
+        for part in ("min", "min_it", "max", "max_it")
+    ],
+)

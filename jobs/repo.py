@@ -1,0 +1,769 @@
+"""Queries and state transitions of the job store, shared by the API and the workers.
+
+Every transition is a conditional ``UPDATE ... WHERE status = ...`` so that concurrent
+actors (API, worker, reaper) never overwrite each other: a duplicate task delivery claims
+nothing, and a worker whose lease was taken away (``attempts`` moved on) writes nothing more.
+Each change of status also inserts a ``job_events`` row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Double,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jobs.models import (
+    TERMINAL,
+    TRACE_BLOCK,
+    TRACE_FIELDS,
+    ApiKey,
+    Artifact,
+    Job,
+    JobEvent,
+    Team,
+    TracePoint,
+    trace_blocks,
+    utcnow,
+)
+from jobs.spec import JobSpec
+
+__all__ = [
+    "Claim",
+    "IdempotencyConflict",
+    "authenticate",
+    "cancel_job",
+    "claim_job",
+    "create_api_key",
+    "create_job",
+    "decode_cursor",
+    "ensure_team",
+    "finish_job",
+    "get_job",
+    "heartbeat",
+    "list_api_keys",
+    "list_jobs",
+    "load_artifact",
+    "reap",
+    "release_job",
+    "revoke_api_key",
+    "save_artifact",
+    "trace_columns",
+    "trace_version",
+    "truncate_trace",
+    "utcnow",
+    "write_trace",
+]
+
+KEY_PREFIX = "blv_"
+
+
+# -- teams and keys ------------------------------------------------------------------------
+
+
+def ensure_team(session: Session, name: str) -> Team:
+    """The team called ``name``, created if missing."""
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        session.flush()
+    return team
+
+
+def _hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_api_key(session: Session, team: Team, name: str = "") -> tuple[ApiKey, str]:
+    """A new key for ``team``; the plaintext is returned once and never stored."""
+    prefix = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    row = ApiKey(team_id=team.id, name=name, prefix=prefix, key_hash=_hash_key(key))
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def authenticate(session: Session, key: str) -> Team | None:
+    """The team owning an unrevoked ``key``, else ``None`` (constant-time comparison)."""
+    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
+        return None
+    prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.key_hash, _hash_key(key)):
+        return None
+    return session.get(Team, row.team_id)
+
+
+def list_api_keys(session: Session, team_name: str | None = None) -> list[tuple[ApiKey, str]]:
+    """``(key, team name)`` pairs, oldest first."""
+    q = select(ApiKey, Team.name).join(Team, Team.id == ApiKey.team_id)
+    if team_name is not None:
+        q = q.where(Team.name == team_name)
+    return [(k, n) for k, n in session.execute(q.order_by(ApiKey.created_at))]
+
+
+def revoke_api_key(session: Session, prefix: str) -> bool:
+    """Revoke the key with ``prefix``; ``False`` if no such unrevoked key."""
+    res = session.execute(
+        update(ApiKey)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return res.rowcount == 1
+
+
+# -- submitting and reading jobs -------------------------------------------------------------
+
+
+class IdempotencyConflict(Exception):
+    """An ``Idempotency-Key`` reused with a different spec."""
+
+    def __init__(self, job: Job):
+        super().__init__(f"Idempotency-Key already used for job {job.id} with another spec")
+        self.job = job
+
+
+def _event(session: Session, job_id: uuid.UUID, old: str | None, new: str, attempt: int,
+           **detail: Any) -> None:  # fmt: skip
+    session.add(
+        JobEvent(
+            job_id=job_id, from_status=old, to_status=new, attempt=attempt, detail=detail or None
+        )
+    )
+
+
+def create_job(
+    session: Session,
+    team_id: uuid.UUID,
+    spec: JobSpec,
+    *,
+    idempotency_key: str | None = None,
+    max_attempts: int = 3,
+) -> tuple[Job, bool]:
+    """Insert a queued job; with an idempotency key already used, return that job instead.
+
+    Returns:
+        ``(job, created)``. The caller commits, then enqueues when ``created``.
+
+    Raises:
+        IdempotencyConflict: the key was used with a different spec.
+    """
+    data = spec.model_dump(mode="json")
+    if idempotency_key is not None:
+        existing = _by_idempotency(session, team_id, idempotency_key)
+        if existing is not None:
+            return _same_spec(existing, data), False
+    now = utcnow()
+    job = Job(
+        id=uuid.uuid4(),
+        team_id=team_id,
+        name=spec.name,
+        spec=data,
+        queue=spec.queue_kind,
+        status="queued",
+        idempotency_key=idempotency_key,
+        max_attempts=max_attempts,
+        iterations=spec.outer.iterations,
+        created_at=now,
+        enqueued_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        # a concurrent submit with the same key won the race
+        existing = _by_idempotency(session, team_id, idempotency_key or "")
+        if existing is None:
+            raise
+        return _same_spec(existing, data), False
+    _event(session, job.id, None, "queued", 0)
+    return job, True
+
+
+def _by_idempotency(session: Session, team_id: uuid.UUID, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))
+
+
+def _same_spec(job: Job, data: dict[str, Any]) -> Job:
+    if job.spec != data:
+        raise IdempotencyConflict(job)
+    return job
+
+
+def get_job(session: Session, team_id: uuid.UUID | None, job_id: uuid.UUID) -> Job | None:
+    """The job, or ``None`` when unknown or (with ``team_id``) another team's."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or (team_id is not None and job.team_id != team_id):
+        return None
+    return job
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Raises ``ValueError`` on a malformed cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, jid = raw.partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(jid)
+    except Exception as exc:
+        raise ValueError(f"malformed cursor {cursor!r}") from exc
+
+
+def list_jobs(
+    session: Session,
+    team_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """A page of the team's jobs, newest first, and the cursor of the next page (or None)."""
+    q = select(Job).where(Job.team_id == team_id)
+    if status is not None:
+        q = q.where(Job.status == status)
+    if cursor is not None:
+        at, jid = decode_cursor(cursor)
+        q = q.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < jid)))
+    rows = list(session.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (the worker ends it)."""
+    if job.status == "queued":
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == "queued")
+            .values(status="cancelled", finished_at=utcnow(), updated_at=utcnow())
+        )
+        if res.rowcount == 1:
+            _event(session, job.id, "queued", "cancelled", job.attempts)
+            session.flush()
+            return get_job(session, None, job.id) or job
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_(("queued", "running")))
+        .values(cancel_requested=True, updated_at=utcnow())
+    )
+    session.flush()
+    return get_job(session, None, job.id) or job
+
+
+# -- the worker's side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker holds while it runs a job: ``attempt`` fences every later write."""
+
+    job_id: uuid.UUID
+    attempt: int
+    worker: str
+
+
+def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) -> Claim | None:
+    """Move a queued job to running; ``None`` if it is not queued (duplicate delivery)."""
+    now = utcnow()
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(False))
+        .values(
+            status="running",
+            attempts=Job.attempts + 1,
+            worker=worker,
+            lease_until=now + timedelta(seconds=lease_s),
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+        )
+        .returning(Job.attempts)
+    ).first()
+    if row is None:
+        _cancel_if_requested(session, job_id)
+        return None
+    _event(session, job_id, "queued", "running", row.attempts, worker=worker)
+    return Claim(job_id=job_id, attempt=row.attempts, worker=worker)
+
+
+def _cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:
+    res = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "queued", Job.cancel_requested.is_(True))
+        .values(status="cancelled", finished_at=utcnow(), updated_at=utcnow())
+        .returning(Job.attempts)
+    ).first()
+    if res is not None:
+        _event(session, job_id, "queued", "cancelled", res.attempts)
+
+
+def _fenced(claim: Claim):
+    return and_(Job.id == claim.job_id, Job.status == "running", Job.attempts == claim.attempt)
+
+
+def heartbeat(
+    session: Session,
+    claim: Claim,
+    lease_s: float,
+    *,
+    iteration: int | None = None,
+    eta_s: float | None = None,
+    summary: dict[str, Any] | None = None,
+) -> str:
+    """Renew the lease and record progress.
+
+    Returns:
+        ``"ok"``, ``"cancel"`` (the job should stop) or ``"lost"`` (the lease was taken away:
+        write nothing more).
+    """
+    values: dict[str, Any] = {"lease_until": utcnow() + timedelta(seconds=lease_s)}
+    if iteration is not None:
+        values.update(iteration=iteration, eta_s=eta_s, updated_at=utcnow())
+    if summary is not None:
+        values["summary"] = summary
+    row = session.execute(
+        update(Job).where(_fenced(claim)).values(**values).returning(Job.cancel_requested)
+    ).first()
+    if row is None:
+        return "lost"
+    return "cancel" if row.cancel_requested else "ok"
+
+
+def _clean(v: Any) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def write_trace(session: Session, job_id: uuid.UUID, records: Sequence[Mapping[str, Any]]) -> None:
+    """Insert a batch of ``core.fit`` records; NaN and infinity become NULL."""
+    if not records:
+        return
+    rows = [
+        {
+            "job_id": job_id,
+            "iteration": int(r["iteration"]),
+            **{f: _clean(r[f]) if f in r else None for f in TRACE_FIELDS},
+        }
+        for r in records
+    ]
+    # a retried commit that did land must not fail on its own rows
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = pg_insert(TracePoint).on_conflict_do_nothing(index_elements=["job_id", "iteration"])
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(TracePoint).on_conflict_do_nothing(
+            index_elements=["job_id", "iteration"]
+        )
+    else:
+        stmt = insert(TracePoint)
+    session.execute(stmt, rows)
+    its = [r["iteration"] for r in rows]
+    _refresh_blocks(session, job_id, min(its), max(its))
+
+
+def truncate_trace(session: Session, job_id: uuid.UUID, after: int) -> int:
+    """Delete trace points past ``after`` (a resumed run writes them again, identically)."""
+    res = session.execute(
+        delete(TracePoint).where(TracePoint.job_id == job_id, TracePoint.iteration > after)
+    )
+    keep = (after - 1) // TRACE_BLOCK if after > 0 else -1
+    session.execute(
+        delete(trace_blocks).where(trace_blocks.c.job_id == job_id, trace_blocks.c.block > keep)
+    )
+    if after > 0:
+        _refresh_blocks(session, job_id, after, after)  # now partial
+    return res.rowcount
+
+
+def _block_of(iteration: int) -> int:
+    return (iteration - 1) // TRACE_BLOCK
+
+
+def _refresh_blocks(session: Session, job_id: uuid.UUID, lo: int, hi: int) -> None:
+    """Recompute the trace_blocks rows covering iterations ``lo..hi`` from trace_points."""
+    b0, b1 = _block_of(lo), _block_of(hi)
+    cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in TRACE_FIELDS)]
+    points = session.execute(
+        select(*cols).where(
+            TracePoint.job_id == job_id,
+            TracePoint.iteration.between(b0 * TRACE_BLOCK + 1, (b1 + 1) * TRACE_BLOCK),
+        )
+    ).all()
+    blocks: dict[int, dict[str, Any]] = {}
+    for p in points:
+        it = p[0]
+        row = blocks.setdefault(_block_of(it), {"job_id": job_id, "block": _block_of(it)})
+        for i, f in enumerate(TRACE_FIELDS, start=1):
+            v = p[i]
+            if v is None:
+                continue
+            # strict comparisons: ties keep the earliest iteration
+            if (
+                row.get(f"{f}_min") is None
+                or v < row[f"{f}_min"]
+                or (v == row[f"{f}_min"] and it < row[f"{f}_min_it"])
+            ):
+                row[f"{f}_min"], row[f"{f}_min_it"] = v, it
+            if (
+                row.get(f"{f}_max") is None
+                or v > row[f"{f}_max"]
+                or (v == row[f"{f}_max"] and it < row[f"{f}_max_it"])
+            ):
+                row[f"{f}_max"], row[f"{f}_max_it"] = v, it
+    session.execute(
+        delete(trace_blocks).where(
+            trace_blocks.c.job_id == job_id, trace_blocks.c.block.between(b0, b1)
+        )
+    )
+    if blocks:
+        names = [c.name for c in trace_blocks.c]
+        session.execute(
+            insert(trace_blocks), [{n: r.get(n) for n in names} for r in blocks.values()]
+        )
+
+
+def save_artifact(
+    session: Session,
+    job_id: uuid.UUID,
+    kind: str,
+    data: bytes,
+    *,
+    iteration: int = 0,
+    media_type: str = "application/octet-stream",
+) -> None:
+    """Store (or replace) the job's artifact of this kind."""
+    row = session.get(Artifact, (job_id, kind))
+    if row is None:
+        session.add(
+            Artifact(
+                job_id=job_id, kind=kind, data=data, iteration=iteration, media_type=media_type
+            )
+        )
+    else:
+        row.data, row.iteration, row.media_type, row.created_at = (
+            data,
+            iteration,
+            media_type,
+            utcnow(),
+        )
+    session.flush()
+
+
+def load_artifact(session: Session, job_id: uuid.UUID, kind: str) -> Artifact | None:
+    return session.get(Artifact, (job_id, kind), populate_existing=True)
+
+
+def finish_job(
+    session: Session,
+    claim: Claim,
+    status: str,
+    *,
+    summary: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    iteration: int | None = None,
+) -> bool:
+    """End a running job held by ``claim``; ``False`` if the lease was lost meanwhile."""
+    if status not in TERMINAL and status != "queued":
+        raise ValueError(f"status must be terminal or 'queued', got {status!r}")
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None}
+    if status in TERMINAL:
+        values.update(finished_at=now, eta_s=0.0 if status == "succeeded" else None)
+    if summary is not None:
+        values["summary"] = summary
+    if error is not None:
+        values["error"] = error
+    if iteration is not None:
+        values["iteration"] = iteration
+    res = session.execute(update(Job).where(_fenced(claim)).values(**values))
+    if res.rowcount != 1:
+        return False
+    _event(session, claim.job_id, "running", status, claim.attempt, **(error or {}))
+    return True
+
+
+def release_job(session: Session, claim: Claim) -> bool:
+    """Put a running job back in the queue (its worker is shutting down).
+
+    The attempt it used is given back (``max_attempts`` grows by one): a preemption is not
+    a failure. ``False`` if the lease was lost meanwhile.
+    """
+    now = utcnow()
+    res = session.execute(
+        update(Job)
+        .where(_fenced(claim))
+        .values(
+            status="queued",
+            lease_until=None,
+            worker=None,
+            enqueued_at=now,
+            updated_at=now,
+            max_attempts=Job.max_attempts + 1,
+        )
+    )
+    if res.rowcount != 1:
+        return False
+    _event(session, claim.job_id, "running", "queued", claim.attempt, reason="preempted")
+    return True
+
+
+def reap(
+    session: Session,
+    *,
+    requeue_queued_after_s: float | None = None,
+    stale_queues: Iterable[str] | None = None,
+) -> list[Job]:
+    """Requeue running jobs whose lease expired (failing those out of attempts).
+
+    With ``requeue_queued_after_s``, also return queued jobs enqueued longer ago than that,
+    so that a message lost by the broker is sent again (a duplicate claims nothing);
+    ``stale_queues`` limits that to the queue kinds whose broker queue is empty (a backlog
+    is not a loss).
+
+    Returns:
+        The jobs to (re)enqueue; the caller commits first, then sends them.
+    """
+    now = utcnow()
+    expired = list(
+        session.scalars(
+            select(Job)
+            .where(Job.status == "running", Job.lease_until < now)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    out = []
+    for job in expired:
+        if job.attempts >= job.max_attempts:
+            error = {
+                "type": "LeaseExpired",
+                "detail": f"worker lost {job.attempts} times (max_attempts={job.max_attempts})",
+            }
+            new = "failed"
+        else:
+            error, new = None, "queued"
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == "running", Job.attempts == job.attempts)
+            .values(
+                status=new,
+                lease_until=None,
+                worker=None,
+                updated_at=now,
+                enqueued_at=now,
+                error=error,
+                finished_at=now if new == "failed" else None,
+            )
+        )
+        if res.rowcount == 1:
+            _event(session, job.id, "running", new, job.attempts, reason="lease expired")
+            if new == "queued":
+                out.append(job)
+    if requeue_queued_after_s is not None:
+        stale = now - timedelta(seconds=requeue_queued_after_s)
+        q = select(Job).where(Job.status == "queued", Job.enqueued_at < stale)
+        if stale_queues is not None:
+            q = q.where(Job.queue.in_(list(stale_queues)))
+        for job in session.scalars(q):
+            job.enqueued_at = now
+            out.append(job)
+    session.flush()
+    return out
+
+
+# -- traces ----------------------------------------------------------------------------------
+
+
+def trace_version(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int]:
+    """``(count, last iteration)`` of the points past ``after``: what an ETag hashes."""
+    n, _, last = _span(session, job_id, after)
+    return n, last
+
+
+def _span(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int, int]:
+    """``(points, first, last)`` past ``after`` from two index probes, no count scan.
+
+    The runner writes every iteration from 1 on and truncates before resuming, so a trace
+    is contiguous and ``last - first + 1`` is its size.
+    """
+    first, last = session.execute(
+        select(func.min(TracePoint.iteration), func.max(TracePoint.iteration)).where(
+            TracePoint.job_id == job_id, TracePoint.iteration > after
+        )
+    ).one()
+    if first is None:
+        return 0, 0, 0
+    return int(last) - int(first) + 1, int(first), int(last)
+
+
+def trace_columns(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    after: int = 0,
+    max_points: int | None = None,
+    fields: Iterable[str] = TRACE_FIELDS,
+) -> dict[str, list]:
+    """Columnar trace past ``after``, downsampled to at most ``max_points`` rows.
+
+    Downsampling splits the iterations into equal buckets and keeps, in each bucket, the rows
+    holding the minimum and the maximum of every requested field (plus the first and last
+    rows), so spikes and the best loss survive; there are about
+    ``max_points / (2 * len(fields))`` buckets. A long trace takes its extremes from
+    ``trace_blocks`` (one row per 64 iterations, kept by :func:`write_trace`), a short one
+    from a grouped scan of the points; only the chosen rows are then read.
+    """
+    fields = [f for f in fields if f != "iteration"]
+    cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
+    where = and_(TracePoint.job_id == job_id, TracePoint.iteration > after)
+    n, first, last = _span(session, job_id, after)
+    q = select(*cols).where(where).order_by(TracePoint.iteration)
+    if max_points is not None and n > max_points:
+        keep = sorted(_extremes(session, job_id, where, fields, max_points, first, last))
+        if session.get_bind().dialect.name == "postgresql":
+            # one array parameter: a long IN list costs more to compile and plan than to run
+            its = bindparam("its", keep, type_=PG_ARRAY(Integer))
+            only = select(*cols).where(
+                TracePoint.job_id == job_id, TracePoint.iteration == any_(its)
+            )
+            rows = session.execute(only.order_by(TracePoint.iteration)).all()
+        else:
+            # bound parameters are limited (SQLite: 32766): chunk the list
+            rows = []
+            for i in range(0, len(keep), 5000):
+                chunk = keep[i : i + 5000]
+                rows += session.execute(q.where(TracePoint.iteration.in_(chunk))).all()
+    else:
+        rows = session.execute(q).all()
+    out: dict[str, list] = {"iteration": [r[0] for r in rows]}
+    for i, f in enumerate(fields, start=1):
+        out[f] = [r[i] for r in rows]
+    return out
+
+
+def _extremes_from_blocks(
+    session, job_id, where, fields, max_points, first, last
+) -> set[int] | None:
+    """Per-bucket extremes from trace_blocks, or ``None`` when the trace is too short.
+
+    Buckets are whole blocks; the partial block ``first`` may start in contributes its own
+    extremes from trace_points. Minima over blocks are minima over points, so the kept
+    points are the same kind of extremes as the row-level path keeps.
+    """
+    nf = len(fields)
+    buckets = (max_points - 2 - 2 * nf) // (2 * nf)
+    head_end = min(last, (_block_of(first) + 1) * TRACE_BLOCK)
+    b0 = _block_of(first) if (first - 1) % TRACE_BLOCK == 0 else _block_of(first) + 1
+    b1 = _block_of(last)
+    nblocks = b1 - b0 + 1
+    if buckets < 1 or nblocks < 2 * buckets:
+        return None
+    keep: set[int] = set()
+    if b0 > _block_of(first):  # the head: first .. end of its block, from the points
+        cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
+        head = session.execute(select(*cols).where(where, TracePoint.iteration <= head_end)).all()
+        for i in range(1, nf + 1):
+            vals = [(r[i], r[0]) for r in head if r[i] is not None]
+            if vals:
+                keep.add(min(vals)[1])
+                keep.add(min(vals, key=lambda x: (-x[0], x[1]))[1])
+    names = [f"{f}_{part}" for f in fields for part in ("min", "min_it", "max", "max_it")]
+    rows = session.execute(
+        select(trace_blocks.c.block, *(trace_blocks.c[n] for n in names)).where(
+            trace_blocks.c.job_id == job_id, trace_blocks.c.block.between(b0, b1)
+        )
+    ).all()
+    best: dict[tuple[int, int, str], tuple[float, int]] = {}
+    for r in rows:
+        bucket = (r[0] - b0) * buckets // nblocks
+        for j in range(nf):
+            lo, lo_it, hi, hi_it = r[1 + 4 * j : 5 + 4 * j]
+            if lo is None:
+                continue
+            k = (bucket, j, "min")
+            if k not in best or (lo, lo_it) < best[k]:
+                best[k] = (lo, lo_it)
+            k = (bucket, j, "max")
+            if k not in best or (-hi, hi_it) < (-best[k][0], best[k][1]):
+                best[k] = (hi, hi_it)
+    keep.update(it for _, it in best.values())
+    return keep
+
+
+def _extremes(session, job_id, where, fields, max_points, first, last) -> set[int]:
+    """Iterations of the per-bucket minima and maxima of ``fields``."""
+    keep = {first, last}
+    if max_points < 3:
+        return set(list(sorted(keep))[:max_points])
+    span = last - first + 1
+    if not fields:
+        step = span / (max_points - 2)
+        return keep | {first + int(i * step) for i in range(max_points - 2)}
+    fields = fields[: max(1, (max_points - 2) // 2)]  # very small budgets: fewer fields
+    rolled = _extremes_from_blocks(session, job_id, where, fields, max_points, first, last)
+    if rolled is not None:
+        return keep | rolled
+    buckets = max(1, (max_points - 2) // (2 * len(fields)))
+    it = TracePoint.iteration
+    # integers we computed, inlined: PostgreSQL then sees one GROUP BY expression
+    bucket = ((it - literal(first, literal_execute=True)) * literal(buckets, literal_execute=True)
+              // literal(span, literal_execute=True)).label("bucket")  # fmt: skip
+    if session.get_bind().dialect.name == "postgresql":
+        # min/max over ARRAY[value, iteration] is an argmin/argmax in one hash aggregate
+        aggs = []
+        for f in fields:
+            col = getattr(TracePoint, f)
+            pair = pg_array([col, sa_cast(it, Double)])
+            for agg in (func.min, func.max):
+                aggs.append(agg(pair).filter(col.is_not(None)))
+        for row in session.execute(select(bucket, *aggs).where(where).group_by(bucket)):
+            keep.update(int(p[1]) for p in row[1:] if p is not None)
+    else:
+        # SQLite returns the row that holds a lone min()/max() for bare columns
+        for f in fields:
+            col = getattr(TracePoint, f)
+            for agg in (func.min, func.max):
+                q = select(it, agg(col)).where(where, col.is_not(None)).group_by(bucket)
+                keep.update(int(r[0]) for r in session.execute(q))
+    if len(keep) > max_points:  # only when max_points < 6: keep the ends, thin the middle
+        ordered = sorted(keep)
+        step = (len(ordered) - 1) / (max_points - 1)
+        keep = {ordered[round(i * step)] for i in range(max_points)}
+    return keep

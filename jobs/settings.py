@@ -1,0 +1,56 @@
+"""Settings every service shares: where the store is, where the broker is.
+
+``api.settings.ApiSettings`` and ``worker.settings.WorkerSettings`` extend this class; each
+service reads its settings once at start and passes them on. With neither ``DATABASE_URL``
+nor a broker URL set, the service is *embedded*: SQLite under ``state_dir`` and an
+in-process executor.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobs.db import normalize_url, sqlite_url
+
+__all__ = ["StoreSettings"]
+
+
+class StoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILEVEL_", extra="ignore")
+
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "BILEVEL_DATABASE_URL")
+    )
+    broker_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("BROKER_URL", "CELERY_BROKER_URL", "BILEVEL_BROKER_URL"),
+    )
+    state_dir: Path = Field(
+        Path("~/.local/share/bilevel"),
+        validation_alias=AliasChoices("BILEVEL_STATE_DIR", "STATE_DIR"),
+    )
+    # Celery queues are "<prefix>.cpu" and "<prefix>.gpu"; a prefix isolates deployments.
+    queue_prefix: str = "bilevel"
+    lease_s: float = Field(30.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=100)
+
+    @property
+    def embedded(self) -> bool:
+        """No ``DATABASE_URL``: SQLite under ``state_dir`` and an in-process executor."""
+        return self.database_url is None
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return normalize_url(self.database_url)
+        return sqlite_url(self.resolved_state_dir)
+
+    @property
+    def resolved_state_dir(self) -> Path:
+        return self.state_dir.expanduser().resolve()
+
+    def queue_name(self, kind: str) -> str:
+        return f"{self.queue_prefix}.{kind}"

@@ -1,0 +1,284 @@
+"""The job spec: what a scientist submits, validated strictly before anything runs.
+
+Every model forbids unknown fields and runs in pydantic's strict mode (no ``"5"`` for ``5``);
+every number has bounds. ``problem.kind`` and ``hypergradient.method`` select option models
+from registries, so a spec names only registered problems and estimators and nothing in it
+is ever executed. Checks that span fields (``K <= inner.steps``) run in :func:`check_spec`
+and report the field path, e.g. ``("hypergradient", "K")``.
+
+This module imports no torch: the API validates specs without the estimator library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+__all__ = [
+    "METHODS",
+    "PROBLEMS",
+    "DiagnosticsSpec",
+    "InnerSpec",
+    "JobSpec",
+    "OuterSpec",
+    "check_spec",
+    "field_errors",
+    "parse_spec",
+]
+
+_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
+_Coord = Annotated[float, Field(ge=-1e3, le=1e3)]
+_Point2 = Annotated[list[_Coord], Field(min_length=2, max_length=2)]
+
+
+class _Model(BaseModel):
+    model_config = _STRICT
+
+
+# -- problems ------------------------------------------------------------------------------
+
+
+class ToySpec(_Model):
+    """Section 4.1's two-dimensional problem."""
+
+    kind: Literal["toy"]
+    w0: _Point2 = [2.0, 2.0]
+
+
+class ToyBiasedSpec(_Model):
+    """The toy problem with the biased upper objective ``f~``."""
+
+    kind: Literal["toy_biased"]
+    w0: _Point2 = [2.0, 2.0]
+
+
+class CounterexampleSpec(_Model):
+    """Theorem 3.5's scalar counterexample."""
+
+    kind: Literal["counterexample"]
+    lam0: Annotated[float, Field(ge=-1e3, le=1e3)] = 2.0
+    w0: Annotated[float, Field(ge=-1e3, le=1e3)] = 1.0
+
+
+class QuadraticSpec(_Model):
+    """A random strongly convex quadratic with closed-form hypergradients."""
+
+    kind: Literal["quadratic"]
+    dim: Annotated[int, Field(ge=1, le=4096)] = 8
+    n_hparams: Annotated[int, Field(ge=1, le=1024)] = 3
+    mu: Annotated[float, Field(gt=0, le=1e3)] = 0.2
+    L: Annotated[float, Field(gt=0, le=1e3)] = 1.0
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    rho: Annotated[float, Field(ge=0, le=1e3)] = 0.0
+    init_depends_on_hparams: bool = False
+    structured: bool = False
+
+
+# `problem.kind` -> its option model; keys match `core.problems.PROBLEMS` (a test checks it).
+PROBLEMS: dict[str, type[_Model]] = {
+    "toy": ToySpec,
+    "toy_biased": ToyBiasedSpec,
+    "counterexample": CounterexampleSpec,
+    "quadratic": QuadraticSpec,
+}
+
+ProblemSpec = Annotated[
+    ToySpec | ToyBiasedSpec | CounterexampleSpec | QuadraticSpec, Field(discriminator="kind")
+]
+
+
+# -- hypergradient methods -------------------------------------------------------------------
+
+
+class FullSpec(_Model):
+    """Reverse mode through every inner step (exact)."""
+
+    method: Literal["full"]
+
+
+class TruncatedSpec(_Model):
+    """K-RMD: back-propagate through the last ``K`` steps."""
+
+    method: Literal["truncated"]
+    K: Annotated[int, Field(ge=1, le=100_000)]
+    store: Literal["graph", "iterates"] = "graph"
+
+
+class ForwardSpec(_Model):
+    """Forward mode (exact), ``chunk`` directions at a time."""
+
+    method: Literal["forward"]
+    chunk: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class CheckpointedSpec(_Model):
+    """Reverse mode storing every ``segment``-th state (exact)."""
+
+    method: Literal["checkpointed"]
+    segment: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class ImplicitSpec(_Model):
+    """The implicit-function hypergradient at ``w_T`` (CG or Neumann)."""
+
+    method: Literal["implicit"]
+    solver: Literal["cg", "neumann"] = "cg"
+    iters: Annotated[int, Field(ge=1, le=100_000)] = 100
+    tol: Annotated[float, Field(gt=0, le=1.0)] = 1e-10
+    alpha: Annotated[float, Field(gt=0, le=1e3)] | None = None
+    strict: bool = False
+
+
+METHODS: dict[str, type[_Model]] = {
+    "full": FullSpec,
+    "truncated": TruncatedSpec,
+    "forward": ForwardSpec,
+    "checkpointed": CheckpointedSpec,
+    "implicit": ImplicitSpec,
+}
+
+MethodSpec = Annotated[
+    FullSpec | TruncatedSpec | ForwardSpec | CheckpointedSpec | ImplicitSpec,
+    Field(discriminator="method"),
+]
+
+
+# -- the rest of the job ---------------------------------------------------------------------
+
+
+class InnerSpec(_Model):
+    """The inner optimizer: ``steps`` of gradient descent with optional momentum."""
+
+    steps: Annotated[int, Field(ge=1, le=100_000)]
+    lr: Annotated[float, Field(gt=0, le=1e3)] = 0.1
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    learn_lr: bool = False
+
+
+class OuterSpec(_Model):
+    """The hyper-iterations: optimizer, step size, schedule and count."""
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0, le=1e3)] = 0.1
+    schedule: Literal["constant", "inv_sqrt"] = "constant"
+    iterations: Annotated[int, Field(ge=1, le=1_000_000)]
+    first_step_norm: Annotated[float, Field(gt=0, le=1e3)] | None = None
+
+
+class DiagnosticsSpec(_Model):
+    """Compare with the exact hypergradient every ``every`` iterations (0: never)."""
+
+    every: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+
+class JobSpec(_Model):
+    """A whole bilevel job, as submitted to ``POST /v1/jobs`` or ``bilevel run``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    problem: ProblemSpec
+    inner: InnerSpec
+    hypergradient: MethodSpec
+    outer: OuterSpec
+    diagnostics: DiagnosticsSpec = DiagnosticsSpec()
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")] = "auto"
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+    @property
+    def queue_kind(self) -> str:
+        """``"gpu"`` when the spec asks for CUDA, else ``"cpu"`` (``auto`` runs on CPU queues)."""
+        return "gpu" if self.device.startswith("cuda") else "cpu"
+
+
+def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
+    errors: list[InitErrorDetails] = []
+
+    def add(loc: tuple[str, ...], value: Any, message: str) -> None:
+        errors.append(
+            {
+                "type": PydanticCustomError("cross_field", message),
+                "loc": loc,
+                "input": value,
+            }
+        )
+
+    steps = spec.inner.steps
+    method = spec.hypergradient
+    if isinstance(method, TruncatedSpec) and steps < method.K:
+        add(("hypergradient", "K"), method.K, f"K must be <= inner.steps={steps}, got {method.K}")
+    if isinstance(method, CheckpointedSpec) and method.segment and method.segment > steps:
+        add(
+            ("hypergradient", "segment"),
+            method.segment,
+            f"segment must be <= inner.steps={steps}, got {method.segment}",
+        )
+    problem = spec.problem
+    if isinstance(problem, QuadraticSpec):
+        if problem.mu > problem.L:
+            add(("problem", "mu"), problem.mu, f"mu must be <= L={problem.L}, got {problem.mu}")
+        if problem.structured and (problem.dim < 2 or problem.n_hparams < 2):
+            add(
+                ("problem", "structured"),
+                problem.structured,
+                f"structured needs dim >= 2 and n_hparams >= 2, got {problem.dim}, "
+                f"{problem.n_hparams}",
+            )
+        if spec.inner.learn_lr and problem.structured:
+            add(("inner", "learn_lr"), True, "learn_lr is not available with structured hparams")
+    return errors
+
+
+def check_spec(spec: JobSpec) -> JobSpec:
+    """Run the checks that span fields; raise a ``ValidationError`` naming each bad field."""
+    errors = _cross_errors(spec)
+    if errors:
+        raise ValidationError.from_exception_data("JobSpec", errors)
+    return spec
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a spec given as a dict, JSON text or bytes.
+
+    Raises:
+        pydantic.ValidationError: each error with its field path (``loc``).
+    """
+    if isinstance(data, (str, bytes, bytearray)):
+        spec = JobSpec.model_validate_json(data)
+    else:
+        spec = JobSpec.model_validate(data)
+    return check_spec(spec)
+
+
+# Union members show up in pydantic's locations as their tag: ("problem", "toy", "w0").
+_UNIONS = {"problem": "kind", "hypergradient": "method"}
+
+
+def field_errors(exc: ValidationError | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each error as ``{"field": "problem.w0", "loc": [...], "message", "type"}``.
+
+    Locations drop the union tag pydantic inserts after ``problem`` and ``hypergradient``,
+    and an unknown or missing tag is reported at ``problem.kind`` / ``hypergradient.method``.
+    """
+    raw = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc
+    out = []
+    for err in raw:
+        loc = [str(x) for x in err["loc"]]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        if len(loc) >= 2 and loc[0] in _UNIONS and err["type"] not in ("union_tag_invalid",):
+            tag_model = PROBLEMS if loc[0] == "problem" else METHODS
+            if loc[1] in tag_model:
+                loc = [loc[0], *loc[2:]]
+        if len(loc) == 1 and loc[0] in _UNIONS and err["type"].startswith("union_tag"):
+            loc = [loc[0], _UNIONS[loc[0]]]
+        out.append(
+            {
+                "field": ".".join(loc) or "(body)",
+                "loc": loc,
+                "message": err["msg"],
+                "type": err["type"],
+            }
+        )
+    return out

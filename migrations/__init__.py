@@ -1,0 +1,1 @@
+"""Alembic migrations of the job store (``bilevel migrate`` or ``alembic upgrade head``)."""

@@ -1,0 +1,116 @@
+"""Service fixtures: a throwaway PostgreSQL database per session, Redis, settings.
+
+Without PostgreSQL or Redis the tests that need them skip with the reason; with ``CI=true``
+they fail instead, so a CI run without its services cannot pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
+CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+# fastapi.testclient warns about its own httpx import on import; nothing to act on here
+_HTTPX_WARNING = "ignore:Using .httpx. with .starlette.testclient. is deprecated"
+warnings.filterwarnings("ignore", message="Using .httpx. with .starlette.testclient.")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("filterwarnings", _HTTPX_WARNING)
+
+
+def unavailable(what: str, why: object) -> None:
+    """Skip (locally) or fail (in CI) for a missing service."""
+    message = f"{what} unreachable: {why}"
+    if CI:
+        pytest.fail(f"{message} (CI=true: services are required)", pytrace=False)
+    pytest.skip(message)
+
+
+def _admin_connect():
+    import psycopg
+
+    return psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+
+
+def _db_url(name: str) -> str:
+    base, _, _ = PG_ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    try:
+        with _admin_connect() as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        unavailable(f"PostgreSQL at {PG_ADMIN_URL}", exc)
+    return PG_ADMIN_URL
+
+
+@pytest.fixture(scope="session")
+def fresh_database(pg_server):
+    """A factory of empty databases ``test_<random>``, all dropped at the end."""
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        with _admin_connect() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return _db_url(name)
+
+    yield make
+    with _admin_connect() as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url(fresh_database) -> str:
+    """A migrated throwaway database shared by the session's service tests."""
+    from jobs.db import upgrade
+
+    url = fresh_database()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def pg_sessions(pg_url) -> Iterator:
+    from jobs.db import make_engine, make_session_factory
+
+    engine = make_engine(pg_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
+    except Exception as exc:
+        unavailable(f"Redis at {REDIS_URL}", exc)
+    return REDIS_URL
+
+
+@pytest.fixture
+def sqlite_sessions(tmp_path) -> Iterator:
+    """A migrated SQLite store under a temporary state directory."""
+    from jobs.db import make_engine, make_session_factory, sqlite_url, upgrade
+
+    url = sqlite_url(tmp_path)
+    upgrade(url)
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()

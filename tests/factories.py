@@ -1,0 +1,36 @@
+"""Factories for service tests: teams with keys, and small job specs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from jobs import repo
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example(kind: str) -> dict[str, Any]:
+    return json.loads((EXAMPLES / f"{kind}.json").read_text())
+
+
+def tiny_spec(iterations: int = 20, steps: int = 10, **over: Any) -> dict[str, Any]:
+    """A toy job that runs in well under a second per dozen iterations."""
+    spec = copy.deepcopy(example("toy"))
+    spec["inner"]["steps"] = steps
+    spec["hypergradient"] = {"method": "truncated", "K": min(3, steps)}
+    spec["outer"]["iterations"] = iterations
+    spec["diagnostics"]["every"] = 5
+    spec.update(over)
+    return spec
+
+
+def team_with_key(sessions, name: str | None = None) -> tuple[uuid.UUID, str]:
+    """A new team and one API key for it: ``(team id, plaintext key)``."""
+    with sessions.begin() as s:
+        team = repo.ensure_team(s, name or f"team-{uuid.uuid4().hex[:8]}")
+        _, key = repo.create_api_key(s, team)
+        return team.id, key

@@ -1,0 +1,170 @@
+"""The job spec: strict, bounded, every error with its field path."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from jobs.spec import METHODS, PROBLEMS, JobSpec, field_errors, parse_spec
+from tests.factories import EXAMPLES, example, tiny_spec
+
+
+def _fields(data) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        parse_spec(data)
+    return [e["field"] for e in field_errors(info.value)]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.stem)
+def test_every_example_is_a_valid_spec(path):
+    spec = parse_spec(path.read_text())
+    assert spec.problem.kind == path.stem
+
+
+def test_there_is_one_example_per_problem_kind():
+    assert sorted(p.stem for p in EXAMPLES.glob("*.json")) == sorted(PROBLEMS)
+
+
+def test_problem_and_method_registries_match_core():
+    import core
+
+    assert set(PROBLEMS) <= set(core.problems.PROBLEMS)
+    assert set(METHODS) == set(core.ESTIMATORS)
+
+
+def test_K_larger_than_inner_steps_is_rejected_naming_the_field():
+    spec = tiny_spec(steps=10)
+    spec["hypergradient"] = {"method": "truncated", "K": 11}
+    with pytest.raises(ValidationError) as info:
+        parse_spec(spec)
+    (err,) = field_errors(info.value)
+    assert err["field"] == "hypergradient.K"
+    assert "inner.steps=10" in err["message"] and "11" in err["message"]
+
+
+def test_K_equal_to_inner_steps_is_accepted():
+    spec = tiny_spec(steps=10)
+    spec["hypergradient"] = {"method": "truncated", "K": 10}
+    assert parse_spec(spec).hypergradient.K == 10
+
+
+def test_unknown_fields_are_rejected_at_their_path():
+    spec = tiny_spec()
+    spec["problem"]["colour"] = "red"
+    spec["outer"]["momentum"] = 0.9
+    spec["extra"] = 1
+    assert sorted(_fields(spec)) == ["extra", "outer.momentum", "problem.colour"]
+
+
+def test_strict_types_refuse_strings_for_numbers_and_floats_for_ints():
+    spec = tiny_spec()
+    spec["outer"]["iterations"] = "20"
+    spec["inner"]["steps"] = 10.0
+    assert sorted(_fields(spec)) == ["inner.steps", "outer.iterations"]
+
+
+def test_an_int_is_accepted_for_a_float():
+    spec = tiny_spec()
+    spec["inner"]["lr"] = 1
+    assert parse_spec(spec).inner.lr == 1.0
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("inner", "steps"), 0),
+        (("inner", "steps"), 10**9),
+        (("inner", "lr"), 0.0),
+        (("inner", "lr"), float("inf")),
+        (("inner", "momentum"), 1.0),
+        (("outer", "iterations"), 10**9),
+        (("outer", "lr"), -0.1),
+        (("diagnostics", "every"), -1),
+        (("seed",), -1),
+        (("seed",), 2**40),
+        (("name",), ""),
+        (("name",), "x" * 201),
+        (("device",), "tpu"),
+    ],
+)
+def test_numbers_and_strings_are_bounded(path, value):
+    spec = tiny_spec()
+    target = spec
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    assert _fields(spec) == [".".join(path)]
+
+
+def test_unknown_problem_kind_is_reported_at_problem_kind():
+    spec = tiny_spec()
+    spec["problem"] = {"kind": "mnist_magic"}
+    assert _fields(spec) == ["problem.kind"]
+
+
+def test_missing_method_is_reported_at_hypergradient_method():
+    spec = tiny_spec()
+    spec["hypergradient"] = {"K": 3}
+    assert _fields(spec) == ["hypergradient.method"]
+
+
+def test_method_options_belong_to_their_method():
+    spec = tiny_spec()
+    spec["hypergradient"] = {"method": "full", "K": 3}
+    assert _fields(spec) == ["hypergradient.K"]
+
+
+def test_quadratic_cross_checks_name_their_fields():
+    spec = copy.deepcopy(example("quadratic"))
+    spec["problem"].update(mu=2.0, L=1.0)
+    assert _fields(spec) == ["problem.mu"]
+    spec = copy.deepcopy(example("quadratic"))
+    spec["problem"].update(structured=True, dim=1)
+    assert _fields(spec) == ["problem.structured"]
+
+
+def test_checkpoint_segment_longer_than_horizon_is_rejected():
+    spec = tiny_spec(steps=10)
+    spec["hypergradient"] = {"method": "checkpointed", "segment": 20}
+    assert _fields(spec) == ["hypergradient.segment"]
+
+
+def test_json_text_and_dict_give_the_same_spec():
+    data = example("toy")
+    assert parse_spec(json.dumps(data)) == parse_spec(data)
+
+
+def test_every_example_builds_core_objects_that_run():
+    import core
+    from worker.build import build
+
+    for path in sorted(EXAMPLES.glob("*.json")):
+        built = build(parse_spec(path.read_text()))
+        out = core.fit(
+            built.problem,
+            built.hparams,
+            built.dynamics,
+            built.estimator,
+            **{**built.fit_kwargs, "iterations": 2},
+        )
+        assert len(out.history["outer_loss"]) == 2, path.name
+
+
+def test_learn_lr_adds_a_log_step_size_hyperparameter():
+    import core
+    from worker.build import build
+
+    spec = tiny_spec()
+    spec["inner"]["learn_lr"] = True
+    built = build(parse_spec(spec))
+    assert set(built.hparams) == {"lam", "log_lr"}
+    out = core.fit(built.problem, built.hparams, built.dynamics, built.estimator, iterations=3)
+    assert float(out.hparams["log_lr"].abs()) > 0  # the step size was learned
+
+
+def test_spec_schema_is_closed():
+    schema = JobSpec.model_json_schema()
+    assert schema["additionalProperties"] is False

@@ -1,0 +1,193 @@
+"""The runner against real stores: traces, checkpoints, exact resume, cancel, failure."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import select, update
+
+from jobs import parse_spec, repo
+from jobs.models import Job, JobEvent, utcnow
+from tests.factories import example, team_with_key, tiny_spec
+from worker.runner import run_job
+from worker.settings import WorkerSettings
+
+SETTINGS = WorkerSettings(flush_every_s=0.01, checkpoint_every_n=5, lease_s=30)
+
+
+class _Crash(BaseException):
+    """Stands in for a killed process: nothing in the runner catches it."""
+
+
+@pytest.fixture(params=["postgres", "sqlite"])
+def sessions(request):
+    return request.getfixturevalue(
+        "pg_sessions" if request.param == "postgres" else "sqlite_sessions"
+    )
+
+
+def _submit(sessions, spec):
+    team_id, _ = team_with_key(sessions)
+    with sessions.begin() as s:
+        job, _ = repo.create_job(s, team_id, parse_spec(spec))
+    return job.id
+
+
+def _trace(sessions, job_id):
+    with sessions() as s:
+        return repo.trace_columns(s, job_id)
+
+
+def _hparams(sessions, job_id) -> dict[str, np.ndarray]:
+    with sessions() as s:
+        data = repo.load_artifact(s, job_id, "hparams").data
+    with np.load(io.BytesIO(data)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def test_a_job_succeeds_with_one_trace_point_per_iteration(sessions):
+    job_id = _submit(sessions, tiny_spec(iterations=25))
+    assert run_job(sessions, job_id, SETTINGS) == "succeeded"
+    assert run_job(sessions, job_id, SETTINGS) == "skipped"  # a duplicate delivery
+    trace = _trace(sessions, job_id)
+    assert trace["iteration"] == list(range(1, 26))
+    assert sum(c is not None for c in trace["cosine"]) == len([1, 5, 10, 15, 20, 25])
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        events = s.scalars(
+            select(JobEvent.to_status).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).all()
+    assert job.status == "succeeded" and job.iteration == 25 and job.attempts == 1
+    assert events == ["queued", "running", "succeeded"]
+    assert job.summary["best_outer_loss"] == min(trace["outer_loss"])
+    assert job.summary["last_outer_loss"] == trace["outer_loss"][-1]
+    hp = _hparams(sessions, job_id)["hparams"]
+    assert hp.shape == (2,) and np.allclose(hp, job.summary["hparams"])
+
+
+def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):
+    spec = tiny_spec(iterations=23)
+    reference = _submit(sessions, spec)
+    assert run_job(sessions, reference, SETTINGS) == "succeeded"
+
+    job_id = _submit(sessions, spec)
+
+    def crash(record):
+        if record["iteration"] == 13:
+            raise _Crash
+
+    with pytest.raises(_Crash):
+        run_job(sessions, job_id, SETTINGS, on_record=crash)
+    with sessions() as s:
+        assert repo.load_artifact(s, job_id, "checkpoint").iteration == 10
+    # the lease runs out; the reaper requeues; another worker resumes
+    with sessions.begin() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(1)))
+    with sessions.begin() as s:
+        assert [j.id for j in repo.reap(s)] == [job_id]
+    assert run_job(sessions, job_id, SETTINGS, worker="other") == "succeeded"
+
+    got, want = _trace(sessions, job_id), _trace(sessions, reference)
+    assert got["iteration"] == list(range(1, 24))  # nothing missing, nothing doubled
+    assert got["outer_loss"] == want["outer_loss"]  # bit-identical continuation
+    np.testing.assert_array_equal(
+        _hparams(sessions, job_id)["hparams"], _hparams(sessions, reference)["hparams"]
+    )
+    with sessions() as s:
+        assert s.get(Job, job_id).attempts == 2
+
+
+def test_cancel_stops_a_running_job_cooperatively(sessions):
+    job_id = _submit(sessions, tiny_spec(iterations=200))
+
+    def cancel_at_5(record):
+        if record["iteration"] == 5:
+            with sessions.begin() as s:
+                repo.cancel_job(s, repo.get_job(s, None, job_id))
+
+    assert run_job(sessions, job_id, SETTINGS, on_record=cancel_at_5) == "cancelled"
+    with sessions() as s:
+        job = s.get(Job, job_id)
+    trace = _trace(sessions, job_id)
+    assert job.status == "cancelled" and 5 <= job.iteration < 200
+    assert trace["iteration"] == list(range(1, job.iteration + 1))
+
+
+def test_a_diverging_job_fails_with_the_iteration_named(sessions):
+    spec = example("quadratic")
+    spec["inner"].update(lr=50.0, steps=300)
+    spec["outer"]["iterations"] = 5
+    job_id = _submit(sessions, spec)
+    assert run_job(sessions, job_id, SETTINGS) == "failed"
+    with sessions() as s:
+        job = s.get(Job, job_id)
+    assert job.error["type"] == "DivergenceError" and job.error["iteration"] == 1
+    assert job.attempts == 1
+
+
+def test_a_lost_lease_stops_the_old_attempt_without_writing(sessions):
+    job_id = _submit(sessions, tiny_spec(iterations=100))
+
+    def steal(record):
+        if record["iteration"] == 3:
+            with sessions.begin() as s:
+                s.execute(
+                    update(Job)
+                    .where(Job.id == job_id)
+                    .values(status="queued", attempts=Job.attempts + 1)
+                )
+
+    assert run_job(sessions, job_id, SETTINGS, on_record=steal) == "lost"
+    with sessions() as s:
+        assert s.get(Job, job_id).status == "queued"
+    assert max(_trace(sessions, job_id)["iteration"], default=0) < 3
+
+
+def test_a_shutdown_checkpoints_the_job_and_releases_it_without_using_an_attempt(sessions):
+    from worker import runner
+
+    spec = tiny_spec(iterations=20)
+    reference = _submit(sessions, spec)
+    assert run_job(sessions, reference, SETTINGS) == "succeeded"
+    job_id = _submit(sessions, spec)
+
+    def sigterm_at_7(record):
+        if record["iteration"] == 7:
+            runner.request_shutdown()
+
+    try:
+        assert run_job(sessions, job_id, SETTINGS, on_record=sigterm_at_7) == "released"
+    finally:
+        runner._shutdown.clear()
+    with sessions() as s:
+        job = s.get(Job, job_id)
+        assert (job.status, job.iteration, job.max_attempts) == ("queued", 7, 4)
+        assert repo.load_artifact(s, job_id, "checkpoint").iteration == 7
+    assert run_job(sessions, job_id, SETTINGS) == "succeeded"
+    got, want = _trace(sessions, job_id), _trace(sessions, reference)
+    assert got["iteration"] == list(range(1, 21)) and got["outer_loss"] == want["outer_loss"]
+
+
+def test_store_writes_are_retried_through_a_connection_failure_then_given_up():
+    from sqlalchemy.exc import OperationalError
+
+    from worker.runner import StoreUnavailable, _retrying
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+        return "ok"
+
+    assert _retrying(flaky, patience_s=5) == "ok" and len(calls) == 3
+
+    def down():
+        raise OperationalError("INSERT", {}, Exception("connection refused"))
+
+    with pytest.raises(StoreUnavailable, match="connection refused"):
+        _retrying(down, patience_s=0.5)

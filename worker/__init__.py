@@ -1,0 +1,1 @@
+"""Workers: the runner (spec -> core.fit -> store), Celery tasks, the embedded executor."""

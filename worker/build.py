@@ -1,0 +1,112 @@
+"""A validated job spec turned into the estimator library's objects."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+import core
+from core.tree import flatten
+from jobs.spec import JobSpec
+
+__all__ = ["Built", "build", "hparams_npz", "to_jsonable"]
+
+
+@dataclass
+class Built:
+    problem: core.BilevelProblem
+    hparams: Any
+    dynamics: core.GradientDescent
+    estimator: Any
+    fit_kwargs: dict[str, Any]
+    device: torch.device
+
+
+class _LearnedStep(core.BilevelProblem):
+    """A problem whose hparams gain ``log_lr``: ``{"lam": λ, "log_lr": log(γ / lr)}``."""
+
+    def __init__(self, base: core.BilevelProblem):
+        self.base = base
+
+    def init(self, hparams):
+        return self.base.init(hparams["lam"])
+
+    def inner_loss(self, params, hparams):
+        return self.base.inner_loss(params, hparams["lam"])
+
+    def outer_loss(self, params, hparams):
+        return self.base.outer_loss(params, hparams["lam"])
+
+    def metrics(self, params, hparams):
+        return self.base.metrics(params, hparams["lam"])
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise core.ConfigurationError(f"device={name!r} but this worker has no CUDA device")
+    return torch.device(name)
+
+
+def build(spec: JobSpec) -> Built:
+    """Problem, initial hparams, dynamics and estimator for ``spec``.
+
+    Raises:
+        core.ConfigurationError: an option the library rejects.
+    """
+    torch.manual_seed(spec.seed)
+    options = spec.problem.model_dump(exclude={"kind"})
+    if "w0" in options and isinstance(options["w0"], list):
+        options["w0"] = tuple(options["w0"])
+    problem = core.problems.PROBLEMS[spec.problem.kind](**options)
+    device = _device(spec.device)
+    hparams = problem.initial_hparams()
+    hparams = (
+        {k: v.to(device) for k, v in hparams.items()}
+        if isinstance(hparams, dict)
+        else hparams.to(device)
+    )
+    lr_key = None
+    if spec.inner.learn_lr:
+        problem = _LearnedStep(problem)
+        hparams = {"lam": hparams, "log_lr": torch.zeros(1, dtype=hparams.dtype, device=device)}
+        lr_key = "log_lr"
+    dynamics = core.GradientDescent(
+        steps=spec.inner.steps, lr=spec.inner.lr, momentum=spec.inner.momentum, lr_key=lr_key
+    )
+    estimator = core.make_estimator(
+        spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
+    )
+    outer = spec.outer
+    fit_kwargs = {
+        "iterations": outer.iterations,
+        "optimizer": outer.optimizer,
+        "lr": outer.lr,
+        "schedule": outer.schedule,
+        "first_step_norm": outer.first_step_norm,
+        "exact_every": spec.diagnostics.every,
+    }
+    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device)
+
+
+def hparams_npz(hparams: Any) -> bytes:
+    """The hyperparameters as an ``.npz`` file: one array per key (``hparams`` for a tensor)."""
+    leaves, keys = flatten(hparams)
+    names = keys or ("hparams",)
+    buf = io.BytesIO()
+    np.savez(buf, **{k: x.detach().cpu().numpy() for k, x in zip(names, leaves)})
+    return buf.getvalue()
+
+
+def to_jsonable(hparams: Any, limit: int = 64) -> Any:
+    """Small hyperparameters as lists (for the job summary); ``None`` when too large."""
+    leaves, keys = flatten(hparams)
+    if sum(x.numel() for x in leaves) > limit:
+        return None
+    values = [x.detach().cpu().reshape(-1).tolist() for x in leaves]
+    return dict(zip(keys, values)) if keys else values[0]

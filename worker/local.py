@@ -1,0 +1,96 @@
+"""The embedded mode's executor: one thread that runs queued jobs in this process.
+
+It implements the same ``send``/``ping`` as the Celery dispatcher and runs the same
+``runner.run_job``; a periodic reap requeues jobs whose lease expired. At start it takes
+back the jobs a previous process left ``running`` (there is only one executor per store in
+this mode) and queues every job still ``queued``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs import repo
+from jobs.models import Job
+from worker.runner import run_job, warm_up
+from worker.settings import WorkerSettings
+
+__all__ = ["LocalExecutor"]
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+class LocalExecutor:
+    """Runs jobs one at a time on a background thread."""
+
+    def __init__(self, sessions: sessionmaker[Session], settings: WorkerSettings):
+        self.sessions, self.settings = sessions, settings
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="bilevel-executor")
+        self.current: uuid.UUID | None = None
+
+    def start(self) -> LocalExecutor:
+        with self.sessions.begin() as s:
+            # a previous process died holding these: expire their leases so reap requeues them
+            s.execute(update(Job).where(Job.status == "running").values(lease_until=repo.utcnow()))
+        with self.sessions.begin() as s:
+            repo.reap(s)
+        with self.sessions() as s:
+            ids = s.scalars(
+                select(Job.id).where(Job.status == "queued").order_by(Job.created_at)
+            ).all()
+        for job_id in ids:
+            self._queue.put(job_id)
+        self._thread.start()
+        return self
+
+    def send(self, job_id: uuid.UUID, queue: str = "cpu") -> None:
+        self._queue.put(job_id)
+
+    def ping(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the current job (a running job is left to resume on next start)."""
+        self._queue.put(_STOP)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    close = stop
+
+    def _loop(self) -> None:
+        try:
+            warm_up()
+        except Exception:
+            log.warning("warm-up failed", exc_info=True)
+        while True:
+            try:
+                item = self._queue.get(timeout=self.settings.reap_every_s)
+            except queue.Empty:
+                self._reap()
+                continue
+            if item is _STOP:
+                return
+            self.current = item
+            try:
+                run_job(self.sessions, item, self.settings, worker="embedded")
+            except Exception:
+                log.exception("job %s crashed the executor's attempt", item)
+            finally:
+                self.current = None
+
+    def _reap(self) -> None:
+        try:
+            with self.sessions.begin() as s:
+                jobs = repo.reap(s, requeue_queued_after_s=self.settings.requeue_queued_after_s)
+            for job in jobs:
+                self._queue.put(job.id)
+        except Exception:
+            log.warning("reap failed", exc_info=True)

@@ -1,0 +1,24 @@
+"""The worker's settings (environment ``BILEVEL_*``, ``DATABASE_URL``, ``BROKER_URL``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from jobs.settings import StoreSettings
+
+__all__ = ["WorkerSettings"]
+
+
+class WorkerSettings(StoreSettings):
+    # trace points are written in batches at most this often (and at least every N points)
+    flush_every_s: float = Field(1.0, gt=0)
+    flush_every_n: int = Field(1000, ge=1)
+    checkpoint_every_s: float = Field(30.0, gt=0)
+    checkpoint_every_n: int = Field(1000, ge=1)
+    # the reaper: how often, and after how long a queued job is sent to the broker again
+    reap_every_s: float = Field(10.0, gt=0)
+    requeue_queued_after_s: float = Field(300.0, gt=0)
+    # how long a write is retried while the database is unreachable (then the reaper decides)
+    store_patience_s: float = Field(60.0, ge=0)
+    # torch threads per worker process (one job at a time per process)
+    torch_threads: int = Field(0, ge=0)
