@@ -356,7 +356,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from worker.build import build, hparams_npz, to_jsonable
 
     spec = parse_spec(_read_spec(args.file))
-    built = build(spec)
+    built = build(spec, os.environ.get("BILEVEL_DATA_DIR"))
     bar = _Bar(spec.outer.iterations)
 
     def progress(record: dict[str, float], _state: Any) -> None:

@@ -77,16 +77,30 @@ class QuadraticSpec(_Model):
     structured: bool = False
 
 
+class HypercleaningSpec(_Model):
+    """Data hypercleaning (Section 4.2.1): one weight per training example, half the labels
+    corrupted. ``digits`` needs no data; ``mnist`` reads the worker's ``BILEVEL_DATA_DIR``."""
+
+    kind: Literal["hypercleaning"]
+    dataset: Literal["digits", "mnist", "fashion-mnist"] = "digits"
+    n_train: Annotated[int, Field(ge=10, le=30_000)] = 1000
+    n_val: Annotated[int, Field(ge=10, le=30_000)] = 500
+    fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
 # `problem.kind` -> its option model; keys match `core.problems.PROBLEMS` (a test checks it).
 PROBLEMS: dict[str, type[_Model]] = {
     "toy": ToySpec,
     "toy_biased": ToyBiasedSpec,
     "counterexample": CounterexampleSpec,
     "quadratic": QuadraticSpec,
+    "hypercleaning": HypercleaningSpec,
 }
 
 ProblemSpec = Annotated[
-    ToySpec | ToyBiasedSpec | CounterexampleSpec | QuadraticSpec, Field(discriminator="kind")
+    ToySpec | ToyBiasedSpec | CounterexampleSpec | QuadraticSpec | HypercleaningSpec,
+    Field(discriminator="kind"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,18 +54,28 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(spec: JobSpec) -> Built:
+def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
     """Problem, initial hparams, dynamics and estimator for ``spec``.
 
+    Args:
+        spec: the validated job spec.
+        data_dir: where real data sets live (the worker's ``BILEVEL_DATA_DIR``).
+
     Raises:
-        core.ConfigurationError: an option the library rejects.
+        core.ConfigurationError: an option the library rejects, or missing data files.
     """
     torch.manual_seed(spec.seed)
     options = spec.problem.model_dump(exclude={"kind"})
     if "w0" in options and isinstance(options["w0"], list):
         options["w0"] = tuple(options["w0"])
-    problem = core.problems.PROBLEMS[spec.problem.kind](**options)
     device = _device(spec.device)
+    if spec.problem.kind == "hypercleaning":
+        dataset = options.pop("dataset")
+        problem = core.problems.Hypercleaning.from_dataset(
+            dataset, data_dir, device=device, **options
+        )
+    else:
+        problem = core.problems.PROBLEMS[spec.problem.kind](**options)
     hparams = problem.initial_hparams()
     hparams = (
         {k: v.to(device) for k, v in hparams.items()}

@@ -177,7 +177,7 @@ def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
         checkpoint = (checkpoint.iteration, checkpoint.data) if checkpoint else None
     try:
         spec = parse_spec(spec_data)
-        built = build(spec)
+        built = build(spec, settings.data_dir)
         state = _load_checkpoint(checkpoint[1], built.device) if checkpoint else None
     except Exception as exc:  # a spec the library rejects fails at once, no retry
         return _fail(sessions, claim, exc, settings)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
 
 from jobs.settings import StoreSettings
 
@@ -22,3 +24,5 @@ class WorkerSettings(StoreSettings):
     store_patience_s: float = Field(60.0, ge=0)
     # torch threads per worker process (one job at a time per process)
     torch_threads: int = Field(0, ge=0)
+    # real data sets (MNIST, Omniglot) for the problems that read them
+    data_dir: Path | None = Field(None, validation_alias=AliasChoices("BILEVEL_DATA_DIR"))

@@ -18,6 +18,7 @@ from core.data import (
 )
 from core.errors import ConfigurationError
 from core.problem import BilevelProblem
+from core.problems._inputs import accuracy, check_labelled_sets, with_bias
 
 __all__ = ["DATASETS", "THRESHOLDS", "Hypercleaning", "f1_score"]
 
@@ -80,25 +81,15 @@ class Hypercleaning(BilevelProblem):
         reg: float = 0.001,
     ):
         pairs = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
-        for name, (x, y) in pairs.items():
-            if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
-                raise ConfigurationError(
-                    f"x_{name} must be [N, d] and y_{name} [N], got {tuple(x.shape)} and "
-                    f"{tuple(y.shape)}"
-                )
-            if x.shape[1] != x_train.shape[1] or x.dtype != x_train.dtype:
-                raise ConfigurationError(
-                    f"x_{name} has {x.shape[1]} features of {x.dtype}; x_train has "
-                    f"{x_train.shape[1]} of {x_train.dtype}"
-                )
+        implied = check_labelled_sets(pairs)
         if corrupted is not None and corrupted.shape != y_train.shape:
             raise ConfigurationError(
                 f"corrupted must have shape {tuple(y_train.shape)}, got {tuple(corrupted.shape)}"
             )
         if reg < 0:
             raise ConfigurationError(f"reg must be >= 0, got {reg!r}")
-        self.n_classes = n_classes or int(max(int(y.max()) for _, y in pairs.values())) + 1
-        self.x_train, self.x_val, self.x_test = (_with_bias(x) for x, _ in pairs.values())
+        self.n_classes = n_classes or implied
+        self.x_train, self.x_val, self.x_test = (with_bias(x) for x, _ in pairs.values())
         self.y_train, self.y_val, self.y_test = (y.long() for _, y in pairs.values())
         self.onehot_train = F.one_hot(self.y_train, self.n_classes).to(x_train.dtype)
         self.corrupted = None if corrupted is None else corrupted.bool()
@@ -205,8 +196,8 @@ class Hypercleaning(BilevelProblem):
         with torch.no_grad():
             W = params.detach()
             out = {
-                "test_acc": _accuracy(self.x_test @ W.T, self.y_test),
-                "val_acc": _accuracy(self.x_val @ W.T, self.y_val),
+                "test_acc": accuracy(self.x_test @ W.T, self.y_test),
+                "val_acc": accuracy(self.x_val @ W.T, self.y_val),
                 "val_loss": float(self.outer_loss(W, hparams)),
             }
             if self.corrupted is not None:
@@ -221,11 +212,3 @@ def f1_score(predicted: Tensor, actual: Tensor) -> float:
     tp = int((predicted & actual).sum())
     denom = int(predicted.sum()) + int(actual.sum())
     return 2.0 * tp / denom if denom else 0.0
-
-
-def _accuracy(logits: Tensor, labels: Tensor) -> float:
-    return float((logits.argmax(dim=1) == labels).double().mean())
-
-
-def _with_bias(x: Tensor) -> Tensor:
-    return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)

@@ -19,6 +19,7 @@ from core.data import (
 )
 from core.errors import ConfigurationError
 from core.problem import BilevelProblem
+from core.problems._inputs import accuracy, check_labelled_sets, with_bias
 
 __all__ = ["DATASETS", "TaskInteraction", "load_task_data"]
 
@@ -73,25 +74,15 @@ class TaskInteraction(BilevelProblem):
         rho_init: float = 0.01,
     ):
         sets = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
-        for name, (x, y) in sets.items():
-            if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
-                raise ConfigurationError(
-                    f"x_{name} must be [N, d] and y_{name} [N], got {tuple(x.shape)} and "
-                    f"{tuple(y.shape)}"
-                )
-            if x.shape[1] != x_train.shape[1] or x.dtype != x_train.dtype:
-                raise ConfigurationError(
-                    f"x_{name} has {x.shape[1]} features of {x.dtype}; x_train has "
-                    f"{x_train.shape[1]} of {x_train.dtype}"
-                )
-        self.n_tasks = n_tasks or int(max(int(y.max()) for _, y in sets.values())) + 1
+        implied = check_labelled_sets(sets)
+        self.n_tasks = n_tasks or implied
         if coupling_init is not None and coupling_init <= 0:
             raise ConfigurationError(f"coupling_init must be > 0, got {coupling_init!r}")
         if rho_init <= 0:
             raise ConfigurationError(f"rho_init must be > 0, got {rho_init!r}")
         self.coupling_init = coupling_init or 1.0 / self.n_tasks
         self.rho_init = rho_init
-        self.x_train, self.x_val, self.x_test = (_with_bias(x) for x, _ in sets.values())
+        self.x_train, self.x_val, self.x_test = (with_bias(x) for x, _ in sets.values())
         self.y_train, self.y_val, self.y_test = (y.long() for _, y in sets.values())
         self.onehot_train = F.one_hot(self.y_train, self.n_tasks).to(x_train.dtype)
 
@@ -211,8 +202,8 @@ class TaskInteraction(BilevelProblem):
             C, rho = self.coupling({k: v.detach() for k, v in hparams.items()})
             off = C.sum() - C.diagonal().sum()
             return {
-                "test_acc": _accuracy(self.x_test @ W.T, self.y_test),
-                "val_acc": _accuracy(self.x_val @ W.T, self.y_val),
+                "test_acc": accuracy(self.x_test @ W.T, self.y_test),
+                "val_acc": accuracy(self.x_val @ W.T, self.y_val),
                 "val_loss": float(F.cross_entropy(self.x_val @ W.T, self.y_val)),
                 "mean_coupling": float(off) / max(1, self.n_tasks * (self.n_tasks - 1)),
                 "rho": float(rho),
@@ -262,11 +253,3 @@ def load_task_data(
 
 def _softplus_inverse(y: float) -> float:
     return y + math.log(-math.expm1(-y))
-
-
-def _accuracy(logits: Tensor, labels: Tensor) -> float:
-    return float((logits.argmax(dim=1) == labels).double().mean())
-
-
-def _with_bias(x: Tensor) -> Tensor:
-    return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
