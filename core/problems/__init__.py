@@ -3,7 +3,7 @@ its experiments (hypercleaning, task interaction, one-shot learning)."""
 
 from core.problems.counterexample import Counterexample
 from core.problems.hypercleaning import Hypercleaning
-from core.problems.one_shot import OneShot
+from core.problems.one_shot import OneShot, TaskBatch
 from core.problems.quadratic import Quadratic
 from core.problems.task_interaction import TaskInteraction
 from core.problems.toy import Toy
@@ -14,6 +14,7 @@ __all__ = [
     "Hypercleaning",
     "OneShot",
     "Quadratic",
+    "TaskBatch",
     "TaskInteraction",
     "Toy",
 ]
