@@ -7,7 +7,8 @@ Runs ``bilevel reproduce one-shot`` in the paper's setting (T = 50, meta-batch 4
 method is first timed; all then run a common number of hyper-iterations: the paper's 5000
 if that fits ``ONE_SHOT_BUDGET_S`` seconds (default 420, for an 8-minute slot), else as many
 as fit, with progress lines on stderr. ``ONE_SHOT_K`` (default ``"1 10 25 50"``) and
-``ONE_SHOT_SHORT=0`` (no short horizon) trade methods for iterations.
+``ONE_SHOT_SHORT=0`` (no short horizon) trade methods for iterations; ``ONE_SHOT_ARGS`` adds
+options (``--curve-tasks 20 --curve-points 5`` make the evaluations cheaper).
 
 The device tool brings back only a few files, so the run writes into a scratch folder and
 leaves in ``$OUT``: ``report.md``, ``results.json`` and ``one_shot.tar.gz`` (everything:
@@ -71,6 +72,7 @@ def main() -> int:
     ]  # fmt: skip
     argv += ["--short-horizon"] if os.environ.get("ONE_SHOT_SHORT", "1") == "1" else []
     argv += ["--smoke"] if os.environ.get("ONE_SHOT_SMOKE") else []
+    argv += os.environ.get("ONE_SHOT_ARGS", "").split()  # e.g. "--curve-tasks 20" to save time
     parser = argparse.ArgumentParser()
     one_shot.add_arguments(parser)
     name = torch.cuda.get_device_name() if device == "cuda" else device

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_data_dir() -> Path:
+    """``$BILEVEL_DATA_DIR`` if set, else ``../shared/data`` beside the checkout."""
+    env = os.environ.get("BILEVEL_DATA_DIR")
+    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 class Progress:

@@ -24,7 +24,7 @@ import torch
 
 import core
 from core.problems.hypercleaning import DATASETS, THRESHOLDS, Hypercleaning, f1_score
-from experiments._report import Progress, markdown_table, savefig
+from experiments._report import Progress, default_data_dir, markdown_table, savefig
 
 GAMMA = 1.0  # Section 4.2.1: T = 100 steps of gradient descent with γ = 1
 # Table 2 of the paper (MNIST, 1000 hyper-iterations): test acc, val acc, val loss, F1@-3.
@@ -43,7 +43,6 @@ PAPER_THRESHOLDS = {
     50: {-4.0: 0.89, -3.0: 0.89, -1.0: 0.89},
     100: {-4.0: 0.89, -3.0: 0.89, -1.0: 0.89},
 }
-REPO = Path(__file__).resolve().parents[1]
 DEFAULTS = {
     "dataset": "mnist",
     "n_train": 5000,
@@ -60,12 +59,6 @@ SMOKE = {
     "exact_every": 2,
     "T": 10,
 }
-
-
-def default_data_dir() -> Path:
-    """``$BILEVEL_DATA_DIR`` if set, else ``../shared/data`` beside the checkout."""
-    env = os.environ.get("BILEVEL_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,9 +26,8 @@ import torch
 import core
 from core.data.omniglot import load_omniglot
 from core.problems.one_shot import OneShot, evaluate
-from experiments._report import Progress, markdown_table, savefig
+from experiments._report import Progress, default_data_dir, markdown_table, savefig
 
-REPO = Path(__file__).resolve().parents[1]
 # Table 4 of the paper: method -> (accuracy %, hyper-iterations, sec/iter)
 PAPER = [
     ("1-RMD", 95.6, "5K", 0.4),
@@ -46,7 +45,7 @@ SMOKE = dict(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bilevel reproduce one-shot``."""
-    default_data = os.environ.get("BILEVEL_DATA_DIR") or str(REPO.parent / "shared" / "data")
+    default_data = str(default_data_dir())
     a = parser.add_argument
     a("--out", type=Path, required=True, help="directory for report.md, results and figures")
     a(

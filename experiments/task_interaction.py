@@ -30,11 +30,10 @@ import torch
 
 import core
 from core.problems.task_interaction import TaskInteraction, load_task_data
-from experiments._report import Progress, markdown_table, savefig
+from experiments._report import Progress, default_data_dir, markdown_table, savefig
 
 T, GAMMA = 100, 0.1  # Appendix G.2: 100 steps of gradient descent with learning rate 0.1
 SMOKE_T = 10
-REPO = Path(__file__).resolve().parents[1]
 # Table 3 of the paper: (mean acc, std, avg iterations, seconds per iteration).
 PAPER_TABLE3 = {
     "10-task": {1: (61.11, 1.23, 3300, 0.8), 5: (61.33, 1.08, 4950, 1.3),
@@ -44,12 +43,6 @@ PAPER_TABLE3 = {
 }  # fmt: skip
 PAPER_NAME = {"10-task": "CIFAR-10", "many-task": "CIFAR-100"}
 SETTINGS = ("10-task", "many-task")
-
-
-def default_data_dir() -> Path:
-    """``$BILEVEL_DATA_DIR`` if set, else ``../shared/data`` beside the checkout."""
-    env = os.environ.get("BILEVEL_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
