@@ -32,6 +32,8 @@ class _LearnedStep(core.BilevelProblem):
 
     def __init__(self, base: core.BilevelProblem):
         self.base = base
+        if base.inner_grad is not None:  # keep the closed form: no double backward
+            self.inner_grad = lambda params, hparams: base.inner_grad(params, hparams["lam"])
 
     def init(self, hparams):
         return self.base.init(hparams["lam"])
@@ -75,6 +77,8 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
             dataset, data_dir, device=device, **options
         )
     else:
+        if spec.problem.kind == "quadratic":
+            options["device"] = device
         problem = core.problems.PROBLEMS[spec.problem.kind](**options)
     hparams = problem.initial_hparams()
     hparams = (

@@ -30,6 +30,8 @@ class Quadratic(BilevelProblem):
         rho: weight of the direct term.  init_depends_on_hparams: whether ``B_0 ≠ 0``.
         structured: use dicts ``{"u", "v"}`` for ``w`` and ``{"a", "b"}`` for ``λ``.
         dtype: of every tensor.
+        device: where the tensors live (they are drawn on the CPU first, so the problem is
+            the same on every device).
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class Quadratic(BilevelProblem):
         init_depends_on_hparams: bool = False,
         structured: bool = False,
         dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
     ):
         if not 0 < mu <= L:
             raise ConfigurationError(f"need 0 < mu <= L, got mu={mu}, L={L}")
@@ -69,6 +72,9 @@ class Quadratic(BilevelProblem):
             if init_depends_on_hparams
             else torch.zeros(dim, n_hparams, dtype=dtype)
         )
+        if device is not None:  # drawn on the CPU generator, so every device sees one problem
+            for name in ("eigs", "Q", "H", "Phi", "b", "w_target", "w_init", "P"):
+                setattr(self, name, getattr(self, name).to(device))
         self.rho = rho
         self.structured = structured
         self.dim, self.n_hparams, self.dtype = dim, n_hparams, dtype
@@ -89,7 +95,7 @@ class Quadratic(BilevelProblem):
         return {"a": lam[:1], "b": lam[1:]} if self.structured else lam
 
     def initial_hparams(self) -> Tree:
-        return self.as_hparams(torch.zeros(self.n_hparams, dtype=self.dtype))
+        return self.as_hparams(torch.zeros(self.n_hparams, dtype=self.dtype, device=self.H.device))
 
     # -- the problem ---------------------------------------------------------------------
 
@@ -115,10 +121,10 @@ class Quadratic(BilevelProblem):
         """
         if dynamics.lr_key is not None:
             raise ConfigurationError("the closed form needs a fixed step size (lr_key=None)")
-        lam = self._lam(hparams).detach().to(self.dtype)
+        lam = self._lam(hparams).detach().to(self.H)
         T, lr, mu = dynamics.steps, dynamics.lr, dynamics.momentum
         M = self.dim
-        I = torch.eye(M, dtype=self.dtype)
+        I = torch.eye(M, dtype=self.dtype, device=self.H.device)
         if mu == 0.0:
             a = 1.0 - lr * self.eigs
             C = self.Q @ torch.diag(a**T) @ self.Q.T
@@ -128,7 +134,7 @@ class Quadratic(BilevelProblem):
             J = C @ self.P + S @ self.Phi  # d w_T / d λ, M x N
         else:
             # s = (w, v): v' = mu v + H w - (Φλ + b), w' = w - lr v'
-            Z = torch.zeros(M, M, dtype=self.dtype)
+            Z = torch.zeros(M, M, dtype=self.dtype, device=self.H.device)
             Amat = torch.cat(
                 [
                     torch.cat([I - lr * self.H, -lr * mu * I], 1),
@@ -137,12 +143,14 @@ class Quadratic(BilevelProblem):
             )
             Bmat = torch.cat([lr * self.Phi, -self.Phi])  # ∂s'/∂λ
             cvec = torch.cat([lr * self.b, -self.b])
-            s0 = torch.cat([self.w_init + self.P @ lam, torch.zeros(M, dtype=self.dtype)])
+            s0 = torch.cat(
+                [self.w_init + self.P @ lam, torch.zeros(M, dtype=self.dtype, device=self.H.device)]
+            )
             J0 = torch.cat([self.P, torch.zeros_like(self.P)])
             del Z
             An = torch.linalg.matrix_power(Amat, T)
             # Σ_{k<T} A^k via the block trick [[A, I], [0, I]]^T = [[A^T, Σ A^k], [0, I]].
-            E = torch.eye(2 * M, dtype=self.dtype)
+            E = torch.eye(2 * M, dtype=self.dtype, device=self.H.device)
             big = torch.cat([torch.cat([Amat, E], 1), torch.cat([torch.zeros_like(E), E], 1)])
             Ssum = torch.linalg.matrix_power(big, T)[: 2 * M, 2 * M :]
             s_T = An @ s0 + Ssum @ (Bmat @ lam + cvec)
@@ -152,6 +160,6 @@ class Quadratic(BilevelProblem):
 
     def implicit_hypergradient(self, hparams: Tree) -> Tensor:
         """Eq. (11) at the exact minimiser ``w* = H^{-1}(Φλ + b)``: the ``T → ∞`` limit."""
-        lam = self._lam(hparams).detach().to(self.dtype)
+        lam = self._lam(hparams).detach().to(self.H)
         w_star = torch.linalg.solve(self.H, self.Phi @ lam + self.b)
         return self.Phi.T @ torch.linalg.solve(self.H, w_star - self.w_target) + self.rho * lam

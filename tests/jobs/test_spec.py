@@ -165,6 +165,24 @@ def test_learn_lr_adds_a_log_step_size_hyperparameter():
     assert float(out.hparams["log_lr"].abs()) > 0  # the step size was learned
 
 
+def test_learned_step_keeps_the_closed_form_gradient_and_its_value():
+    import torch
+
+    import core
+    from worker.build import build
+
+    spec = tiny_spec()  # the toy problem, which has a closed-form inner gradient
+    spec["inner"]["learn_lr"] = True
+    built = build(parse_spec(spec))
+    assert built.problem.inner_grad is not None
+    lam = {k: v.double() for k, v in built.hparams.items()}
+    fast = core.hypergradient(built.problem, lam, built.dynamics, core.Full()).grad
+    built.problem.inner_grad = None  # autograd's double backward instead
+    slow = core.hypergradient(built.problem, lam, built.dynamics, core.Full()).grad
+    for k in lam:
+        assert torch.allclose(fast[k], slow[k], rtol=1e-12, atol=1e-14), k
+
+
 def test_spec_schema_is_closed():
     schema = JobSpec.model_json_schema()
     assert schema["additionalProperties"] is False
