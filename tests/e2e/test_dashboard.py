@@ -135,7 +135,7 @@ def _click(page, selector: str) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        page.click(selector, timeout=10_000)
+        page.click(selector, timeout=30_000)  # generous: a loaded CI machine is slow
     except PlaywrightTimeout as exc:
         state = page.evaluate(
             "s => { const b = document.querySelector(s); const v = document.querySelector("
