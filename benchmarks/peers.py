@@ -115,6 +115,13 @@ def run(n: int, d: int, T: int, Ks: list[int], repeats: int, peers: list[str]) -
             fns[f"higher {tag}"] = lambda K=K: _higher(auto, lam, T, K)
         if "torchopt" in peers:
             fns[f"torchopt {tag}"] = lambda K=K: _torchopt(auto, lam, T, K)
+    # ours only (no peer has them): exact checkpointing and K-RMD storing iterates
+    fns["ours+closed checkpointed"] = lambda: (
+        core.hypergradient(closed, lam, dyn, core.Checkpointed()).grad
+    )
+    fns["ours+closed K=5 iterates"] = lambda: (
+        core.hypergradient(closed, lam, dyn, core.Truncated(min(5, T), store="iterates")).grad
+    )
     times: dict[str, list[float]] = {k: [] for k in fns}
     results: dict[str, torch.Tensor] = {}
     for _ in range(repeats + 1):
