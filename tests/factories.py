@@ -34,3 +34,20 @@ def team_with_key(sessions, name: str | None = None) -> tuple[uuid.UUID, str]:
         team = repo.ensure_team(s, name or f"team-{uuid.uuid4().hex[:8]}")
         _, key = repo.create_api_key(s, team)
         return team.id, key
+
+
+def wait_ready(url: str, proc, timeout_s: float) -> bool:
+    """Poll ``url``/readyz until it answers 200; False if ``proc`` died or time ran out."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz").status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    return False

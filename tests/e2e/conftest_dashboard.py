@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.factories import wait_ready
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DASHBOARD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -118,18 +120,10 @@ def start_service(state: Path, timeout: float = 60.0) -> Service:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.close()
-            raise RuntimeError(f"the service did not start:\n{log_path.read_text()}")
-        time.sleep(0.2)
+    if not wait_ready(url, proc, timeout):
+        proc.kill()
+        log.close()
+        raise RuntimeError(f"the service did not start:\n{log_path.read_text()}")
     key = (state / "api_key").read_text().strip()
     return Service(url, key, state, log_path, proc, log)
 

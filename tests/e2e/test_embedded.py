@@ -7,14 +7,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from tests.e2e import flows
 from tests.e2e.workers import ROOT
-from tests.factories import EXAMPLES
+from tests.factories import EXAMPLES, wait_ready
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -58,17 +57,9 @@ def embedded(tmp_path_factory):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail((state / "serve.log").read_text())
-        time.sleep(0.2)
+    if not wait_ready(url, proc, 120):
+        proc.kill()
+        pytest.fail((state / "serve.log").read_text())
     yield url, state, env
     proc.terminate()
     proc.wait(15)
