@@ -10,6 +10,11 @@ as fit, with progress lines on stderr. ``ONE_SHOT_K`` (default ``"1 10 25 50"``)
 ``ONE_SHOT_SHORT=0`` (no short horizon) trade methods for iterations; ``ONE_SHOT_ARGS`` adds
 options (``--curve-tasks 20 --curve-points 5`` make the evaluations cheaper).
 
+Each hypergradient is replayed as one CUDA graph (``core.Graphed``: the run is bound by
+kernel launches, not arithmetic). First, :func:`check_graphed` compares graphed and eager
+hypergradients on four real meta-batches per method and times both; the run stops there if
+they disagree, or when ``ONE_SHOT_CHECK_ONLY=1``.
+
 The device tool brings back only a few files, so the run writes into a scratch folder and
 leaves in ``$OUT``: ``report.md``, ``results.json`` and ``one_shot.tar.gz`` (everything:
 report, figures, learned λ per method).
@@ -45,6 +50,90 @@ def _data_dir() -> Path:
     raise SystemExit(f"one_shot_gpu: no omniglot/ in any of {tried}; see this file's docstring")
 
 
+def check_graphed(data_dir: Path, device: str, out: Path) -> bool:
+    """``core.Graphed`` against the eager estimator on real meta-batches, and both timings.
+
+    Four meta-batches, each at a different ``λ``, per method: a stale buffer or a cached
+    feature map left out of the graph would show as a large relative error. The error of a
+    second eager run is the float32 noise floor (some cuDNN backward kernels are not
+    deterministic). Writes ``graphed_check.json``; returns whether every error is small.
+    """
+    import json
+    import statistics
+    import time
+
+    import torch
+
+    import core
+    from core.data import load_omniglot
+    from core.problems.one_shot import OneShot
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def rel(a: dict, b: dict) -> float:
+        num = sum(float((a[k] - b[k]).pow(2).sum()) for k in a) ** 0.5
+        return num / max(sum(float(b[k].pow(2).sum()) for k in b) ** 0.5, 1e-30)
+
+    def seconds(fn, repeats):
+        fn()
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    smoke = bool(os.environ.get("ONE_SHOT_SMOKE"))
+    data = load_omniglot(data_dir, seed=0)
+    width, T = (4, 3) if smoke else (64, 50)
+    problem = OneShot(data.split("train"), width=width, device=device)
+    dyn = core.GradientDescent(steps=T, lr=0.1, lr_key="log_lr")
+    gen = torch.Generator().manual_seed(0)
+    hp0 = problem.initial_hparams(seed=0)
+    rows, ok = [], True
+    for name, est in (("1-RMD", core.Truncated(1)), ("10-RMD", core.Truncated(min(10, T))),
+                      ("Full RMD", core.Full())):  # fmt: skip
+        graphed = core.Graphed(est)
+        errors, noise = [], []
+        for i in range(4):
+            problem.set_batch(problem.sample(gen))
+            noise_gen = torch.Generator().manual_seed(100 + i)
+            hp = {
+                k: v + 0.01 * torch.randn(v.shape, generator=noise_gen).to(v)
+                for k, v in hp0.items()
+            }
+            want = est(problem, hp, dyn)
+            again = est(problem, hp, dyn)
+            got = graphed(problem, hp, dyn)
+            errors.append(rel(got.grad, want.grad))
+            noise.append(rel(again.grad, want.grad))
+            assert got.info["graphed"] == device.startswith("cuda")
+        eager_s = seconds(lambda est=est, hp=hp: est(problem, hp, dyn), 3)
+        graphed_s = seconds(lambda g=graphed, hp=hp: g(problem, hp, dyn), 10)
+        row = {
+            "method": name,
+            "max_rel_error": max(errors),
+            "eager_repeat_rel_error": max(noise),
+            "eager_s": eager_s,
+            "graphed_s": graphed_s,
+            "speedup": eager_s / graphed_s,
+        }
+        ok &= row["max_rel_error"] <= max(1e-3, 10 * row["eager_repeat_rel_error"])
+        rows.append(row)
+        print(
+            f"graphed check {name}: rel error {row['max_rel_error']:.2e} (eager vs eager "
+            f"{row['eager_repeat_rel_error']:.2e}), {eager_s * 1e3:.1f} ms eager, "
+            f"{graphed_s * 1e3:.1f} ms graphed, x{row['speedup']:.1f}",
+            file=sys.stderr,
+        )
+    (out / "graphed_check.json").write_text(json.dumps({"device": device, "rows": rows}, indent=1))
+    return ok
+
+
 def main() -> int:
     import argparse
 
@@ -58,6 +147,11 @@ def main() -> int:
 
     out = Path(os.environ.get("OUT") or REPO / "out" / "one-shot-gpu")
     out.mkdir(parents=True, exist_ok=True)
+    if not check_graphed(_data_dir(), device, out):
+        print("one_shot_gpu: core.Graphed disagrees with the eager estimator", file=sys.stderr)
+        return 1
+    if os.environ.get("ONE_SHOT_CHECK_ONLY"):
+        return 0
     work = Path(tempfile.mkdtemp()) / "one-shot"
     budget = os.environ.get("ONE_SHOT_BUDGET_S", "420")
     argv = [

@@ -65,6 +65,19 @@ class BilevelProblem(abc.ABC):
             f"{type(self).__name__} defines no initial_hparams(); pass hparams explicitly"
         )
 
+    def inputs(self) -> tuple[Tensor, ...]:
+        """The data tensors that change between hypergradients (a meta-batch); none by default.
+
+        :class:`core.Graphed` records one hypergradient as a CUDA graph that reads fixed
+        buffers: it copies these tensors into its buffers before each replay.
+        """
+        return ()
+
+    def set_inputs(self, tensors: tuple[Tensor, ...]) -> None:
+        """Make ``tensors`` (shaped as :meth:`inputs`) the data the losses read."""
+        if tensors:
+            raise ConfigurationError(f"{type(self).__name__} has no inputs() to set")
+
     def metrics(self, params: Tree, hparams: Tree) -> dict[str, float]:
         """Application metrics of ``ŵ* = params`` (e.g. test accuracy); none by default."""
         return {}

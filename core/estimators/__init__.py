@@ -3,6 +3,7 @@
 from core.estimators.base import Estimator, HypergradientResult
 from core.estimators.checkpointed import Checkpointed
 from core.estimators.forward import Forward
+from core.estimators.graphed import Graphed
 from core.estimators.implicit import Implicit
 from core.estimators.registry import ESTIMATORS, make_estimator
 from core.estimators.reverse import Full
@@ -14,6 +15,7 @@ __all__ = [
     "Estimator",
     "Forward",
     "Full",
+    "Graphed",
     "HypergradientResult",
     "Implicit",
     "Truncated",

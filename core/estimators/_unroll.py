@@ -18,23 +18,36 @@ At any moment the memory held is the stored states plus the graph of one segment
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from core.dynamics import GradientDescent, _scalar
-from core.estimators.base import HypergradientResult, add, finish, prepare
+from core.estimators.base import HypergradientResult, Setup, add, finish, prepare
 from core.problem import BilevelProblem
 from core.tree import Leaves, Tree, detached, tree_nbytes, tree_norm, unflatten
 
 
+@dataclass(frozen=True)
+class UnrollPlan:
+    """Where an unrolled reverse pass cuts the horizon, and what it reports.
+
+    Attributes:
+        checkpoints: increasing step indices in ``[0, T-1]``; back-propagation starts at
+            the first one and every one of them starts a replayed segment.
+        include_init: add ``B_0 α_0`` (only meaningful when ``checkpoints[0] == 0``).
+        info: method-specific diagnostics to return (``method`` and the like).
+    """
+
+    checkpoints: tuple[int, ...]
+    include_init: bool
+    info: dict[str, Any]
+
+
 def unrolled_reverse(
-    problem: BilevelProblem,
-    hparams: Tree,
-    dynamics: GradientDescent,
-    *,
-    checkpoints: Sequence[int],
-    include_init: bool,
-    info: dict,
+    problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent, plan: UnrollPlan
 ) -> HypergradientResult:
     """Back-propagate through steps ``c_0 .. T`` of the inner optimizer (see module doc).
 
@@ -42,17 +55,26 @@ def unrolled_reverse(
         problem: the bilevel problem.
         hparams: ``λ``.
         dynamics: the inner optimizer; ``T = dynamics.steps``.
-        checkpoints: increasing step indices in ``[0, T-1]``; back-propagation starts at
-            the first one and every one of them starts a replayed segment.
-        include_init: add ``B_0 α_0`` (only meaningful when ``checkpoints[0] == 0``).
-        info: method-specific diagnostics to return (``method`` and the like).
+        plan: the cuts (from the estimator's ``plan(T)``).
     """
     setup = prepare(problem, hparams, dynamics)
+    h, loss, w_T, grad_w = unrolled_tensors(problem, setup, dynamics, plan)
+    return finish_unrolled(setup, dynamics, plan, (h, loss, w_T, grad_w))
+
+
+def unrolled_tensors(
+    problem: BilevelProblem, setup: Setup, dynamics: GradientDescent, plan: UnrollPlan
+) -> tuple[Leaves, Tensor, Leaves, Leaves]:
+    """The reverse pass itself: ``(h, f(w_T, λ), w_T, ∇_{ŵ*} f)`` as tensors.
+
+    Nothing here copies a value to the host, so the whole pass can be recorded as one CUDA
+    graph (:class:`core.Graphed`); the checks and floats are :func:`finish_unrolled`'s.
+    """
     T = dynamics.steps
     spec = setup.w_spec
     lam_const = setup.tree(setup.hp_const)
     lam = setup.tree(setup.hp)
-    cuts = list(checkpoints)
+    cuts = list(plan.checkpoints)
     to_store = set(cuts[:-1])
 
     with torch.no_grad():
@@ -62,7 +84,6 @@ def unrolled_reverse(
         if t in to_store:
             stored[t] = state
         state = dynamics.step(problem, state, lam_const, spec, create_graph=False)
-    state_bytes = tree_nbytes(state)
 
     # Last segment and f together: one backward pass yields ∇_{ŵ*} f, α_{c_m} and h.
     start = detached(state, requires_grad=True)
@@ -89,19 +110,33 @@ def unrolled_reverse(
             alpha, dh = _vjp(state, alpha, start, setup.hp)
         h = add(h, dh)
 
-    if include_init:
+    if plan.include_init:
         with torch.enable_grad():
             s0, _ = dynamics.init_state(problem, lam)
             _, dh = _vjp(s0, alpha, (), setup.hp)
         h = add(h, dh)
+    return h, loss.detach(), tuple(x.detach() for x in w_T), grad_w
 
+
+def finish_unrolled(
+    setup: Setup,
+    dynamics: GradientDescent,
+    plan: UnrollPlan,
+    tensors: tuple[Leaves, Tensor, Leaves, Leaves],
+) -> HypergradientResult:
+    """Diagnostics, finiteness checks and the user's structures for :func:`unrolled_tensors`."""
+    h, loss, w_T, grad_w = tensors
+    T, cuts = dynamics.steps, plan.checkpoints
+    # a state is w (and the velocity, as large, with momentum)
+    state_bytes = tree_nbytes(w_T) * (2 if dynamics.momentum else 1)
+    info = dict(plan.info)
     info.update(
         T=T,
         grad_w_norm=tree_norm(grad_w),
         stored_bytes=state_bytes * len(cuts),
         graph_steps=max(b - a for a, b in zip(cuts, [*cuts[1:], T])),
     )
-    return finish(setup, h, float(loss.detach()), tuple(x.detach() for x in w_T), info)
+    return finish(setup, h, float(loss), w_T, info)
 
 
 def _vjp(outputs: Leaves, cotangents: Leaves, start: Leaves, hp: Leaves) -> tuple[Leaves, tuple]:

@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
-from core.estimators._unroll import unrolled_reverse
+from core.estimators._unroll import UnrollPlan, unrolled_reverse
 from core.estimators.base import HypergradientResult
 from core.problem import BilevelProblem
 from core.tree import Tree
@@ -48,13 +48,10 @@ class Checkpointed:
     def __call__(
         self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
-        T = dynamics.steps
+        return unrolled_reverse(problem, hparams, dynamics, self.plan(dynamics.steps))
+
+    def plan(self, T: int) -> UnrollPlan:
+        """Cuts every ``segment`` steps from 0, and the ``B_0`` term."""
         S = self.segment or math.ceil(math.sqrt(T))
-        return unrolled_reverse(
-            problem,
-            hparams,
-            dynamics,
-            checkpoints=list(range(0, T, S)),
-            include_init=True,
-            info={"method": self.name, "segment": S},
-        )
+        info = {"method": self.name, "segment": S}
+        return UnrollPlan(checkpoints=tuple(range(0, T, S)), include_init=True, info=info)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from core.dynamics import GradientDescent
-from core.estimators._unroll import unrolled_reverse
+from core.estimators._unroll import UnrollPlan, unrolled_reverse
 from core.estimators.base import HypergradientResult
 from core.problem import BilevelProblem
 from core.tree import Tree
@@ -36,11 +36,8 @@ class Full:
     def __call__(
         self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
-        return unrolled_reverse(
-            problem,
-            hparams,
-            dynamics,
-            checkpoints=[0],
-            include_init=True,
-            info={"method": self.name},
-        )
+        return unrolled_reverse(problem, hparams, dynamics, self.plan(dynamics.steps))
+
+    def plan(self, T: int) -> UnrollPlan:
+        """One segment ``[0, T]``, and the ``B_0`` term."""
+        return UnrollPlan(checkpoints=(0,), include_init=True, info={"method": self.name})

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
-from core.estimators._unroll import unrolled_reverse
+from core.estimators._unroll import UnrollPlan, unrolled_reverse
 from core.estimators.base import HypergradientResult
 from core.problem import BilevelProblem
 from core.tree import Tree
@@ -55,16 +55,17 @@ class Truncated:
     def __call__(
         self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
-        T = dynamics.steps
+        return unrolled_reverse(problem, hparams, dynamics, self.plan(dynamics.steps))
+
+    def plan(self, T: int) -> UnrollPlan:
+        """Cut at ``T - K`` (and at every later step when storing iterates); no ``B_0``.
+
+        Raises:
+            ConfigurationError: ``K > T``.
+        """
         if self.K > T:
             raise ConfigurationError(f"K must be in [1, T={T}], got K={self.K}")
         first = T - self.K
-        cuts = list(range(first, T)) if self.store == "iterates" else [first]
-        return unrolled_reverse(
-            problem,
-            hparams,
-            dynamics,
-            checkpoints=cuts,
-            include_init=False,
-            info={"method": self.name, "K": self.K, "store": self.store},
-        )
+        cuts = tuple(range(first, T)) if self.store == "iterates" else (first,)
+        info = {"method": self.name, "K": self.K, "store": self.store}
+        return UnrollPlan(checkpoints=cuts, include_init=False, info=info)

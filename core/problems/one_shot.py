@@ -175,6 +175,16 @@ class OneShot(BilevelProblem):
     def set_batch(self, batch: TaskBatch) -> None:
         """Make ``batch`` the current meta-batch; ``init``/``inner_loss``/``outer_loss`` use it."""
         self.batch = batch
+        self._cache = None  # features of another batch's tensors must not come back
+
+    def inputs(self) -> tuple[Tensor, ...]:
+        """The current meta-batch's tensors (support, support_y, query, query_y)."""
+        b = self._current()
+        return (b.support, b.support_y, b.query, b.query_y)
+
+    def set_inputs(self, tensors: tuple[Tensor, ...]) -> None:
+        """Make ``TaskBatch(*tensors)`` the current meta-batch."""
+        self.set_batch(TaskBatch(*tensors))
 
     def _current(self) -> TaskBatch:
         if self.batch is None:
