@@ -147,7 +147,7 @@ def main() -> int:
 
     out = Path(os.environ.get("OUT") or REPO / "out" / "one-shot-gpu")
     out.mkdir(parents=True, exist_ok=True)
-    if not check_graphed(_data_dir(), device, out):
+    if not os.environ.get("ONE_SHOT_SKIP_CHECK") and not check_graphed(_data_dir(), device, out):
         print("one_shot_gpu: core.Graphed disagrees with the eager estimator", file=sys.stderr)
         return 1
     if os.environ.get("ONE_SHOT_CHECK_ONLY"):
