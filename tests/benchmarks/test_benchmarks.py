@@ -46,3 +46,17 @@ def test_peers_benchmark_agrees_with_every_installed_peer(tmp_path, capsys):
     assert {r["method"] for r in rows} >= {"floor", "ours K=1", "ours+closed K=3", "ours full"}
     # the closed-form inner gradient and every peer compute the same hypergradient
     assert all(r["rel_diff"] < 1e-5 for r in rows if "rel_diff" in r)
+
+
+def test_memory_sweep_shows_table_1s_memory_claims():
+    from benchmarks.estimators import WeightedSoftmax, memory_sweep
+
+    rows = memory_sweep(WeightedSoftmax(n=200, d=16), [10, 20, 40], Ks=(1, 5))
+    by = {(r["T"], r["method"]): r for r in rows}
+    for name in ("truncated K=1", "truncated K=5", "truncated K=5 iterates"):
+        assert by[10, name]["total_bytes"] == by[40, name]["total_bytes"], name  # flat in T
+    full = [by[T, "full"]["total_bytes"] for T in (10, 20, 40)]
+    # linear in T: equal increments per added step
+    assert (full[2] - full[1]) == 2 * (full[1] - full[0]) > 0
+    r = by[40, "truncated K=5 iterates"]
+    assert r["total_bytes"] <= (5 + 1) * r["w_bytes"] + r["one_step_graph_bytes"]
