@@ -12,11 +12,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
-from api.routes import dashboard, health, jobs
+from api.ratelimit import make_rate_limiter
+from api.routes import dashboard, health, jobs, keys
 from api.settings import ApiSettings
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import CeleryDispatcher, Dispatcher
+from jobs.keys import load_key_secret
 
 __all__ = ["create_app"]
 
@@ -37,8 +40,11 @@ def create_app(
 
     Raises:
         ValueError: neither a dispatcher nor a broker URL.
+        jobs.keys.KeySecretError: no secret to hash API keys with (distributed mode without
+            ``BILEVEL_KEY_SECRET``); a ``ValueError`` too.
     """
     settings = settings or ApiSettings()
+    key_secret = load_key_secret(settings)
     owns_dispatcher = dispatcher is None
     if dispatcher is None:
         if not settings.broker_url:
@@ -46,6 +52,10 @@ def create_app(
                 "no BROKER_URL: run `bilevel serve` for the embedded mode, or set BROKER_URL"
             )
         dispatcher = CeleryDispatcher(settings.broker_url, settings.queue_prefix)
+    rate_limiter = make_rate_limiter(
+        settings.rate_limit_per_s, settings.rate_limit_burst, settings.broker_url,
+        settings.queue_prefix,
+    )  # fmt: skip
     engine = None
     if sessions is None:
         engine = make_engine(settings.store_url)
@@ -54,6 +64,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        if hasattr(rate_limiter, "close"):
+            rate_limiter.close()
         if owns_dispatcher and hasattr(dispatcher, "close"):
             dispatcher.close()
         if engine is not None:
@@ -68,9 +80,14 @@ def create_app(
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.dispatcher = dispatcher
+    app.state.key_secret = key_secret
+    app.state.rate_limiter = rate_limiter
     install_error_handlers(app)
+    # outermost: an oversized body is refused before anything reads it
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(keys.router)
     app.include_router(dashboard.router)
     _problem_media_type(app)
     return app

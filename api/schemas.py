@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import Job
+from jobs.models import ApiKey, Job
 
 __all__ = [
     "FieldError",
@@ -16,6 +16,10 @@ __all__ = [
     "JobPublic",
     "JobResult",
     "JobsPublic",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyPublic",
+    "KeysPublic",
     "Problem",
     "Progress",
     "TracePublic",
@@ -130,3 +134,38 @@ class TracePublic(BaseModel):
     cosine: list[float | None] | None = None
     rel_error: list[float | None] | None = None
     descent_ratio: list[float | None] | None = None
+
+
+class KeyPublic(BaseModel):
+    """An API key as listed: never its secret part, which is not stored."""
+
+    prefix: str
+    name: str
+    scope: Literal["team", "admin"]
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> KeyPublic:
+        return cls(prefix=key.prefix, name=key.name, scope=key.scope,  # type: ignore[arg-type]
+                   created_at=key.created_at, revoked_at=key.revoked_at)  # fmt: skip
+
+
+class KeysPublic(BaseModel):
+    data: list[KeyPublic]
+    count: int
+
+
+class KeyCreate(BaseModel):
+    """A new key for the caller's team."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    name: Annotated[str, Field(max_length=100)] = ""
+    scope: Literal["team", "admin"] = "team"
+
+
+class KeyCreated(KeyPublic):
+    """The new key, with its plaintext: shown this once, stored only as a keyed hash."""
+
+    key: str

@@ -1,9 +1,21 @@
-"""The API's settings (environment ``BILEVEL_*``, ``DATABASE_URL``, ``BROKER_URL``)."""
+"""The API's settings (environment ``BILEVEL_*``, ``DATABASE_URL``, ``BROKER_URL``).
+
+The protective limits, each with the variable that sets it:
+
+- ``BILEVEL_MAX_BODY_BYTES``: the largest request body (413 beyond it);
+- ``BILEVEL_RATE_LIMIT_PER_S`` and ``BILEVEL_RATE_LIMIT_BURST``: each API key's token bucket
+  (429 with ``Retry-After`` when empty; a rate of 0 turns the limit off);
+- ``BILEVEL_MAX_QUEUED_JOBS`` and ``BILEVEL_MAX_RUNNING_JOBS``: per team, checked at submit
+  (429 ``quota-exceeded``);
+- ``BILEVEL_MAX_INNER_STEPS`` and ``BILEVEL_MAX_GRAPH_BYTES``: each spec's compute budget
+  (422 naming the field; see ``jobs.budget``).
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from jobs.budget import BudgetLimits
 from jobs.settings import StoreSettings
 
 __all__ = ["ApiSettings"]
@@ -15,3 +27,20 @@ class ApiSettings(StoreSettings):
     # the most points one trace response may hold, and the default
     max_trace_points: int = Field(100_000, ge=10)
     default_trace_points: int = Field(5_000, ge=10)
+    # a spec is a few hundred bytes: 1 MiB leaves room without letting a client fill memory
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    # per API key; a dashboard polls a job and its trace about twice a second per tab
+    rate_limit_per_s: float = Field(25.0, ge=0)
+    rate_limit_burst: int = Field(100, ge=1)
+    # per team, checked at submit; Retry-After of the 429 that answers an over-quota submit
+    max_queued_jobs: int = Field(100, ge=1)
+    max_running_jobs: int = Field(20, ge=1)
+    quota_retry_after_s: int = Field(30, ge=1)
+    # per spec: inner.steps x outer.iterations, and the estimated memory of the stored graph
+    max_inner_steps: int = Field(200_000_000, ge=1)
+    max_graph_bytes: int = Field(8 << 30, ge=1)
+
+    @property
+    def budget(self) -> BudgetLimits:
+        return BudgetLimits(max_inner_steps=self.max_inner_steps,
+                            max_graph_bytes=self.max_graph_bytes)  # fmt: skip

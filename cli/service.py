@@ -52,19 +52,38 @@ def _store(args: argparse.Namespace):
     return settings, make_session_factory(make_engine(settings.store_url))
 
 
+def _key_secret(settings) -> bytes:
+    """The server secret API keys are hashed with (see ``jobs.keys``), or a usage error."""
+    from jobs.keys import KeySecretError, load_key_secret
+
+    try:
+        return load_key_secret(settings)
+    except KeySecretError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _ensure_local_key(settings, sessions) -> str | None:
-    """First embedded start: a team ``local`` with one key, saved (0600) under state_dir."""
+    """First embedded start: a team ``local`` with one admin key, saved (0600) under state_dir.
+
+    The key is the owner's, so it is admin-scoped (it may manage the team's keys through
+    ``/v1/keys``); a key file from before scopes existed is promoted on the next start.
+    """
     from sqlalchemy import select
 
     from jobs import repo
     from jobs.models import Team
 
+    secret = _key_secret(settings)
     path = settings.resolved_state_dir / KEY_FILE
     with sessions.begin() as s:
         if s.scalar(select(Team.id).limit(1)) is not None and path.exists():
+            # also rehashes a legacy SHA-256 row to the keyed hash
+            principal = repo.verify_key(s, path.read_text().strip(), secret=secret)
+            if principal is not None and not principal.admin:
+                repo.set_api_key_scope(s, principal.prefix, "admin")
             return None
         team = repo.ensure_team(s, "local")
-        _, key = repo.create_api_key(s, team, name="local")
+        _, key = repo.create_api_key(s, team, name="local", secret=secret, scope="admin")
     path.touch(mode=0o600)
     path.write_text(key + "\n")
     return key
@@ -81,6 +100,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from jobs.db import make_engine, make_session_factory, upgrade
 
     settings = _settings(ApiSettings, args)
+    _key_secret(settings)  # refuse to start without one, before anything else starts
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     engine = None
@@ -170,11 +190,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     from jobs import repo
 
-    _, sessions = _store(args)
+    settings, sessions = _store(args)
     if args.action == "create":
+        secret = _key_secret(settings)
+        scope = "admin" if args.admin else "team"
         with sessions.begin() as s:
             team = repo.ensure_team(s, args.team)
-            _, key = repo.create_api_key(s, team, name=args.name or "")
+            _, key = repo.create_api_key(s, team, name=args.name or "", secret=secret, scope=scope)
         print(key)
         return 0
     if args.action == "list":
@@ -182,7 +204,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
             rows = repo.list_api_keys(s, args.team)
         for k, team in rows:
             state = "revoked" if k.revoked_at else "active"
-            print(f"{k.prefix}\t{team}\t{k.name}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}")
+            print(f"{k.prefix}\t{team}\t{k.name}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
+                  f"\t{k.scope}")  # fmt: skip
         return 0
     with sessions.begin() as s:
         ok = repo.revoke_api_key(s, args.prefix)
@@ -236,6 +259,8 @@ class _Client:
 def _read_spec(path: str) -> dict[str, Any]:
     from pydantic import ValidationError
 
+    from api.settings import ApiSettings
+    from jobs.budget import check_budget
     from jobs.spec import field_errors, parse_spec
 
     try:
@@ -243,7 +268,8 @@ def _read_spec(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return parse_spec(text).model_dump(mode="json")
+        # the same compute budget as the API's (BILEVEL_MAX_INNER_STEPS, ..._GRAPH_BYTES)
+        return check_budget(parse_spec(text), ApiSettings().budget).model_dump(mode="json")
     except ValidationError as exc:
         errs = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc))
         raise UsageError(f"{path}: {errs}") from None
@@ -431,7 +457,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     a = actions.add_parser("create", help="create a key; prints it alone on stdout")
     a.add_argument("--team", required=True)
     a.add_argument("--name", default="")
-    a = actions.add_parser("list", help="list keys (prefix, team, name, created, state)")
+    a.add_argument("--admin", action="store_true", help="may manage the team's keys (/v1/keys)")
+    a = actions.add_parser("list", help="list keys (prefix, team, name, created, state, scope)")
     a.add_argument("--team")
     a = actions.add_parser("revoke", help="revoke the key with this prefix")
     a.add_argument("prefix")

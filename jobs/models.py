@@ -113,9 +113,16 @@ class Team(Base):
 
 
 class ApiKey(Base):
-    """An API key: only its SHA-256 is stored; ``prefix`` identifies it in listings."""
+    """An API key: only its keyed hash is stored; ``prefix`` identifies it in listings.
+
+    ``hash_scheme`` is ``hmac-sha256`` (see ``jobs.keys``) or, for rows written before the
+    server secret existed, ``sha256``: the server default, so that a row inserted by an older
+    API during a rolling upgrade is read correctly. ``scope`` ``admin`` may manage the team's
+    keys.
+    """
 
     __tablename__ = "api_keys"
+    __table_args__ = (CheckConstraint("scope IN ('team', 'admin')", name="scope"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     team_id: Mapped[uuid.UUID] = mapped_column(
@@ -124,6 +131,10 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100), default="")
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
+    hash_scheme: Mapped[str] = mapped_column(
+        String(16), default="hmac-sha256", server_default="sha256"
+    )
+    scope: Mapped[str] = mapped_column(String(16), default="team", server_default="team")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -137,6 +148,8 @@ class Job(Base):
         UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency"),
         Index("ix_jobs_team_created", "team_id", "created_at", "id"),
         Index("ix_jobs_status_lease", "status", "lease_until"),
+        # per-team quota checks count queued and running jobs
+        Index("ix_jobs_team_status", "team_id", "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -9,10 +9,8 @@ Each change of status also inserts a ``job_events`` row in the same transaction.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import math
-import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jobs import keys
 from jobs.models import (
     TERMINAL,
     TRACE_BLOCK,
@@ -59,34 +58,39 @@ from jobs.spec import JobSpec
 __all__ = [
     "Claim",
     "IdempotencyConflict",
+    "Principal",
     "authenticate",
     "cancel_job",
     "claim_job",
+    "count_active_jobs",
     "create_api_key",
     "create_job",
     "decode_cursor",
     "ensure_team",
+    "find_idempotent",
     "finish_job",
+    "get_api_key",
     "get_job",
     "heartbeat",
     "list_api_keys",
     "list_jobs",
     "load_artifact",
+    "lock_team",
     "reap",
     "release_job",
     "revoke_api_key",
     "save_artifact",
+    "set_api_key_scope",
     "trace_columns",
+    "trace_span",
     "trace_version",
     "truncate_trace",
     "utcnow",
+    "verify_key",
     "write_trace",
 ]
 
-KEY_PREFIX = "blv_"
-
-
-# -- teams and keys ------------------------------------------------------------------------
+# -- teams, keys and quotas ----------------------------------------------------------------
 
 
 def ensure_team(session: Session, name: str) -> Team:
@@ -99,49 +103,147 @@ def ensure_team(session: Session, name: str) -> Team:
     return team
 
 
-def _hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+@dataclass(frozen=True)
+class Principal:
+    """Who an authenticated request is: the key's team, prefix and scope."""
+
+    team: Team
+    key_id: uuid.UUID
+    prefix: str
+    scope: str
+    rehashed: bool = False  # a legacy SHA-256 row was upgraded: the caller commits
+
+    @property
+    def admin(self) -> bool:
+        return self.scope == "admin"
 
 
-def create_api_key(session: Session, team: Team, name: str = "") -> tuple[ApiKey, str]:
-    """A new key for ``team``; the plaintext is returned once and never stored."""
-    prefix = secrets.token_hex(4)
-    key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    row = ApiKey(team_id=team.id, name=name, prefix=prefix, key_hash=_hash_key(key))
+def create_api_key(
+    session: Session, team: Team, name: str = "", *, secret: bytes, scope: str = "team"
+) -> tuple[ApiKey, str]:
+    """A new key for ``team``; the plaintext is returned once and never stored.
+
+    Raises:
+        ValueError: ``scope`` is not ``team`` or ``admin``.
+    """
+    if scope not in keys.SCOPES:
+        raise ValueError(f"scope must be one of {keys.SCOPES}, got {scope!r}")
+    prefix, key = keys.new_key()
+    row = ApiKey(
+        team_id=team.id,
+        name=name,
+        prefix=prefix,
+        key_hash=keys.hash_key(key, keys.HMAC_SHA256, secret),
+        hash_scheme=keys.HMAC_SHA256,
+        scope=scope,
+    )
     session.add(row)
     session.flush()
     return row, key
 
 
-def authenticate(session: Session, key: str) -> Team | None:
-    """The team owning an unrevoked ``key``, else ``None`` (constant-time comparison)."""
-    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
-        return None
-    prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
-    if row is None or row.revoked_at is not None:
-        return None
-    if not hmac.compare_digest(row.key_hash, _hash_key(key)):
-        return None
-    return session.get(Team, row.team_id)
+# compared against when no row matches, so that a miss costs about what a hit does
+_DUMMY_HASH = "0" * 64
 
 
-def list_api_keys(session: Session, team_name: str | None = None) -> list[tuple[ApiKey, str]]:
-    """``(key, team name)`` pairs, oldest first."""
+def verify_key(session: Session, key: str, *, secret: bytes) -> Principal | None:
+    """The principal of an unrevoked ``key``, else ``None`` (constant-time comparison).
+
+    A row still hashed with plain SHA-256 is accepted and rehashed to HMAC-SHA256 in the
+    session (flushed, not committed: ``Principal.rehashed`` tells the caller to commit).
+    """
+    prefix = keys.split_key(key)
+    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix)) if prefix else None
+    scheme = row.hash_scheme if row is not None else keys.HMAC_SHA256
+    expected = row.key_hash if row is not None else _DUMMY_HASH
+    ok = hmac.compare_digest(expected, keys.hash_key(key, scheme, secret))
+    if row is None or not ok or row.revoked_at is not None:
+        return None
+    rehashed = False
+    if scheme != keys.HMAC_SHA256:
+        res = session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == row.id, ApiKey.hash_scheme == scheme)
+            .values(key_hash=keys.hash_key(key, keys.HMAC_SHA256, secret),
+                    hash_scheme=keys.HMAC_SHA256)
+        )  # fmt: skip
+        rehashed = res.rowcount == 1
+    team = session.get(Team, row.team_id)
+    if team is None:
+        return None
+    return Principal(team=team, key_id=row.id, prefix=row.prefix, scope=row.scope,
+                     rehashed=rehashed)  # fmt: skip
+
+
+def authenticate(session: Session, key: str, *, secret: bytes) -> Team | None:
+    """The team owning an unrevoked ``key``, else ``None`` (see :func:`verify_key`)."""
+    principal = verify_key(session, key, secret=secret)
+    return None if principal is None else principal.team
+
+
+def list_api_keys(
+    session: Session, team_name: str | None = None, *, team_id: uuid.UUID | None = None
+) -> list[tuple[ApiKey, str]]:
+    """``(key, team name)`` pairs, oldest first, of one team (by name or id) or of all."""
     q = select(ApiKey, Team.name).join(Team, Team.id == ApiKey.team_id)
     if team_name is not None:
         q = q.where(Team.name == team_name)
-    return [(k, n) for k, n in session.execute(q.order_by(ApiKey.created_at))]
+    if team_id is not None:
+        q = q.where(Team.id == team_id)
+    return [(k, n) for k, n in session.execute(q.order_by(ApiKey.created_at, ApiKey.prefix))]
 
 
-def revoke_api_key(session: Session, prefix: str) -> bool:
-    """Revoke the key with ``prefix``; ``False`` if no such unrevoked key."""
-    res = session.execute(
-        update(ApiKey)
-        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+def get_api_key(
+    session: Session, prefix: str, *, team_id: uuid.UUID | None = None
+) -> ApiKey | None:
+    """The key with ``prefix`` (of ``team_id`` only, when given), else ``None``."""
+    q = select(ApiKey).where(ApiKey.prefix == prefix)
+    if team_id is not None:
+        q = q.where(ApiKey.team_id == team_id)
+    return session.scalar(q)
+
+
+def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None = None) -> bool:
+    """Revoke the key with ``prefix`` (of ``team_id`` only, when given).
+
+    Returns:
+        ``False`` if there is no such unrevoked key.
+    """
+    q = update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+    if team_id is not None:
+        q = q.where(ApiKey.team_id == team_id)
+    res = session.execute(q.values(revoked_at=utcnow()))
     return res.rowcount == 1
+
+
+def set_api_key_scope(session: Session, prefix: str, scope: str) -> bool:
+    """Give the key with ``prefix`` another scope; ``False`` if there is no such key."""
+    if scope not in keys.SCOPES:
+        raise ValueError(f"scope must be one of {keys.SCOPES}, got {scope!r}")
+    res = session.execute(update(ApiKey).where(ApiKey.prefix == prefix).values(scope=scope))
+    return res.rowcount == 1
+
+
+def count_active_jobs(session: Session, team_id: uuid.UUID) -> dict[str, int]:
+    """``{"queued": n, "running": m}`` for the team (the quota checks' counts)."""
+    rows = session.execute(
+        select(Job.status, func.count())
+        .where(Job.team_id == team_id, Job.status.in_(("queued", "running")))
+        .group_by(Job.status)
+    ).all()
+    counts = {"queued": 0, "running": 0}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def find_idempotent(session: Session, team_id: uuid.UUID, idempotency_key: str) -> Job | None:
+    """The team's job submitted with ``idempotency_key``, if any (a replay, not a new job)."""
+    return _by_idempotency(session, team_id, idempotency_key)
+
+
+def lock_team(session: Session, team_id: uuid.UUID) -> None:
+    """Serialise this team's submits until commit (PostgreSQL), so quotas hold under races."""
+    session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
 
 
 # -- submitting and reading jobs -------------------------------------------------------------
@@ -550,24 +652,30 @@ def reap(
     *,
     requeue_queued_after_s: float | None = None,
     stale_queues: Iterable[str] | None = None,
+    expire_leases: bool = True,
 ) -> list[Job]:
     """Requeue running jobs whose lease expired (failing those out of attempts).
 
     With ``requeue_queued_after_s``, also return queued jobs enqueued longer ago than that,
     so that a message lost by the broker is sent again (a duplicate claims nothing);
     ``stale_queues`` limits that to the queue kinds whose broker queue is empty (a backlog
-    is not a loss).
+    is not a loss). ``expire_leases=False`` skips the expired leases (just after a store
+    outage, when no heartbeat could renew them).
 
     Returns:
         The jobs to (re)enqueue; the caller commits first, then sends them.
     """
     now = utcnow()
-    expired = list(
-        session.scalars(
-            select(Job)
-            .where(Job.status == "running", Job.lease_until < now)
-            .with_for_update(skip_locked=True)
+    expired = (
+        list(
+            session.scalars(
+                select(Job)
+                .where(Job.status == "running", Job.lease_until < now)
+                .with_for_update(skip_locked=True)
+            )
         )
+        if expire_leases
+        else []
     )
     out = []
     for job in expired:
@@ -613,11 +721,11 @@ def reap(
 
 def trace_version(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int]:
     """``(count, last iteration)`` of the points past ``after``: what an ETag hashes."""
-    n, _, last = _span(session, job_id, after)
+    n, _, last = trace_span(session, job_id, after)
     return n, last
 
 
-def _span(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int, int]:
+def trace_span(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int, int]:
     """``(points, first, last)`` past ``after`` from two index probes, no count scan.
 
     The runner writes every iteration from 1 on and truncates before resuming, so a trace
@@ -640,6 +748,7 @@ def trace_columns(
     after: int = 0,
     max_points: int | None = None,
     fields: Iterable[str] = TRACE_FIELDS,
+    span: tuple[int, int, int] | None = None,
 ) -> dict[str, list]:
     """Columnar trace past ``after``, downsampled to at most ``max_points`` rows.
 
@@ -649,12 +758,17 @@ def trace_columns(
     ``max_points / (2 * len(fields))`` buckets. A long trace takes its extremes from
     ``trace_blocks`` (one row per 64 iterations, kept by :func:`write_trace`), a short one
     from a grouped scan of the points; only the chosen rows are then read.
+
+    ``span`` is :func:`trace_span`'s answer when the caller has it (an ETag hashed it): the
+    rows are those it counted, never points committed since.
     """
     fields = [f for f in fields if f != "iteration"]
     cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
     where = and_(TracePoint.job_id == job_id, TracePoint.iteration > after)
-    n, first, last = _span(session, job_id, after)
-    q = select(*cols).where(where).order_by(TracePoint.iteration)
+    n, first, last = span or trace_span(session, job_id, after)
+    if n == 0:
+        return {"iteration": [], **{f: [] for f in fields}}
+    q = select(*cols).where(where, TracePoint.iteration <= last).order_by(TracePoint.iteration)
     if max_points is not None and n > max_points:
         keep = sorted(_extremes(session, job_id, where, fields, max_points, first, last))
         if session.get_bind().dialect.name == "postgresql":

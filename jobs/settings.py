@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobs.db import normalize_url, sqlite_url
@@ -36,6 +36,9 @@ class StoreSettings(BaseSettings):
     queue_prefix: str = "bilevel"
     lease_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=100)
+    # API keys are stored as HMAC-SHA256 under this secret (see jobs.keys.load_key_secret)
+    key_secret: SecretStr | None = None
+    key_secret_file: Path | None = None
 
     @property
     def embedded(self) -> bool:

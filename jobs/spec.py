@@ -199,6 +199,9 @@ class JobSpec(_Model):
     diagnostics: DiagnosticsSpec = DiagnosticsSpec()
     device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")] = "auto"
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    # running time summed over the job's attempts, checked between hyper-iterations;
+    # past it the job ends `failed` (TimeLimitExceeded). None: the worker's max_job_time_s.
+    time_limit_s: Annotated[float, Field(gt=0, le=30 * 86_400)] | None = None
 
     @property
     def queue_kind(self) -> str:

@@ -2,10 +2,12 @@
 # Set up, then lint and run the whole test suite.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
-# System packages the tests drive: a real browser (dashboard) and the compose validator.
+# System packages the tests drive: a real browser (dashboard), the compose validator, data.
 need=()
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# Debian's Fashion-MNIST: the loader's checksum test reads the packaged files
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

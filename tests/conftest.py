@@ -16,6 +16,12 @@ import pytest
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# API keys are hashed under a server secret: one for the whole test run, inherited by every
+# `bilevel serve` and worker the tests start, and used by tests.factories.team_with_key
+KEY_SECRET = "test-key-secret-" + "0123456789abcdef" * 2
+os.environ["BILEVEL_KEY_SECRET"] = KEY_SECRET
+# the per-key rate limit is off unless a test sets it: flows poll a job every 20 ms
+os.environ["BILEVEL_RATE_LIMIT_PER_S"] = "0"
 
 
 # fastapi.testclient warns about its own httpx import on import; nothing to act on here

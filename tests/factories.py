@@ -28,11 +28,18 @@ def tiny_spec(iterations: int = 20, steps: int = 10, **over: Any) -> dict[str, A
     return spec
 
 
-def team_with_key(sessions, name: str | None = None) -> tuple[uuid.UUID, str]:
-    """A new team and one API key for it: ``(team id, plaintext key)``."""
+def team_with_key(
+    sessions, name: str | None = None, *, scope: str = "team"
+) -> tuple[uuid.UUID, str]:
+    """A new team (or the one called ``name``) and one API key for it: ``(team id, key)``.
+
+    The key is hashed under the test run's ``BILEVEL_KEY_SECRET`` (see tests/conftest.py).
+    """
+    from tests.conftest import KEY_SECRET
+
     with sessions.begin() as s:
         team = repo.ensure_team(s, name or f"team-{uuid.uuid4().hex[:8]}")
-        _, key = repo.create_api_key(s, team)
+        _, key = repo.create_api_key(s, team, secret=KEY_SECRET.encode(), scope=scope)
         return team.id, key
 
 

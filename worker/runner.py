@@ -5,6 +5,9 @@ The same code runs under Celery (``worker.tasks``) and in the embedded executor
 every write after it is fenced by the attempt number, and a resumed attempt continues from
 the last checkpoint exactly (``core.fit(state=...)`` is bit-identical), after deleting any
 trace points written past that checkpoint so that no iteration is missing or doubled.
+A job's running time is summed over its attempts (``summary.run_s``); past its limit (the
+spec's ``time_limit_s``, or the worker's ``max_job_time_s``) it fails between two
+hyper-iterations with ``TimeLimitExceeded``, keeping its trace up to there.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import io
 import logging
 import math
 import os
+import signal
 import socket
 import threading
 import time
@@ -33,7 +37,14 @@ from jobs.spec import parse_spec
 from worker.build import build, hparams_npz, to_jsonable
 from worker.settings import WorkerSettings
 
-__all__ = ["LeaseLost", "request_shutdown", "run_job", "warm_up", "worker_name"]
+__all__ = [
+    "LeaseLost",
+    "TimeLimitExceeded",
+    "request_shutdown",
+    "run_job",
+    "warm_up",
+    "worker_name",
+]
 
 log = logging.getLogger(__name__)
 # Set when the process is asked to stop (SIGTERM): the running job checkpoints and goes
@@ -52,6 +63,21 @@ class LeaseLost(Exception):
 
 class StoreUnavailable(Exception):
     """The store stayed unreachable past the patience: the job is left to the reaper."""
+
+
+class TimeLimitExceeded(Exception):
+    """The job ran past its time limit (``time_limit_s`` or the worker's ``max_job_time_s``)."""
+
+    def __init__(self, message: str, *, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
+
+
+def _time_limit(spec_limit: float | None, settings: WorkerSettings) -> tuple[float, str] | None:
+    """The tighter of the spec's limit and the worker's ceiling, with the setting's name."""
+    limits = [(spec_limit, "time_limit_s"), (settings.max_job_time_s, "max_job_time_s")]
+    limits = [x for x in limits if x[0] is not None]
+    return min(limits) if limits else None
 
 
 def _retrying(fn: Callable[[], Any], patience_s: float) -> Any:
@@ -173,6 +199,8 @@ def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
     with sessions() as s:
         job = s.get(Job, claim.job_id)
         spec_data = job.spec
+        # running time of the earlier attempts, as their last flush recorded it
+        ran_s = float((job.summary or {}).get("run_s") or 0.0)
         checkpoint = repo.load_artifact(s, claim.job_id, "checkpoint")
         checkpoint = (checkpoint.iteration, checkpoint.data) if checkpoint else None
     try:
@@ -194,6 +222,9 @@ def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
         )
     run = _Stream(sessions, claim, settings, beat, start, spec.outer.iterations, best, on_record)
     run.last_loss = last
+    run.ran_before_s = ran_s
+    run.time_limit = _time_limit(spec.time_limit_s, settings)
+    run.crash = settings.fault_crash_job is not None and spec.name == settings.fault_crash_job
     try:
         out = core.fit(
             built.problem,
@@ -256,6 +287,9 @@ class _Stream:
         self.on_record = on_record
         self.cancel = False
         self.preempted = False
+        self.ran_before_s = 0.0
+        self.time_limit: tuple[float, str] | None = None  # (seconds, the setting's name)
+        self.crash = False  # the fault suite's injected crash (WorkerSettings.fault_crash_job)
 
     @property
     def cancelled(self) -> bool:
@@ -272,6 +306,16 @@ class _Stream:
             self.best = (loss, self.iteration)
         if self.on_record is not None:
             self.on_record(record)
+        if self.crash and self.iteration >= 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.time_limit is not None and self.run_s() > self.time_limit[0]:
+            # raised with this iteration buffered: the failure path flushes it
+            limit, name = self.time_limit
+            raise TimeLimitExceeded(
+                f"time limit exceeded: ran {self.run_s():.2f} s over its attempts, past "
+                f"{name}={limit:g}; stopped after iteration {self.iteration}",
+                iteration=self.iteration,
+            )
         if _shutdown.is_set():
             self.flush(state)  # with a checkpoint at this very iteration
             self.preempted = True
@@ -297,8 +341,13 @@ class _Stream:
         rate = (time.monotonic() - self.t0) / done
         return rate * (self.iterations - self.iteration)
 
+    def run_s(self) -> float:
+        """Running time of this job over all its attempts so far."""
+        return self.ran_before_s + time.monotonic() - self.t0
+
     def summary(self) -> dict[str, Any]:
         return {
+            "run_s": round(self.run_s(), 3),
             "last_outer_loss": self.last_loss,
             "best_outer_loss": self.best[0] if self.best else None,
             "best_iteration": self.best[1] if self.best else None,
@@ -376,9 +425,9 @@ def _finish_success(s: Session, claim, run, out, hparams: bytes, summary) -> Non
 
 def _fail(sessions, claim, exc: BaseException, settings: WorkerSettings) -> str:
     error: dict[str, Any] = {"type": type(exc).__name__, "detail": str(exc)}
-    if isinstance(exc, core.DivergenceError) and exc.iteration is not None:
+    if isinstance(exc, (core.DivergenceError, TimeLimitExceeded)) and exc.iteration is not None:
         error["iteration"] = exc.iteration
-    if not isinstance(exc, core.BilevelError):
+    if not isinstance(exc, (core.BilevelError, TimeLimitExceeded)):
         error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
     log.warning("job %s failed: %s", claim.job_id, error["detail"])
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
 
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
+from sqlalchemy.exc import DBAPIError
 
 from jobs import repo
 from jobs.db import make_engine, make_session_factory
@@ -55,12 +57,15 @@ def run_job(job_id: str) -> str:
 
 
 @app.task(name="worker.tasks.reap", ignore_result=True)
-def reap() -> int:
+def reap(expire_leases: bool = True) -> int:
     """Requeue jobs whose lease expired; resend jobs queued for too long."""
     empty = [kind for kind in ("cpu", "gpu") if _broker_queue_empty(settings.queue_name(kind))]
     with sessions().begin() as s:
         jobs = repo.reap(
-            s, requeue_queued_after_s=settings.requeue_queued_after_s, stale_queues=empty
+            s,
+            requeue_queued_after_s=settings.requeue_queued_after_s,
+            stale_queues=empty,
+            expire_leases=expire_leases,
         )
         sends = [(j.id, j.queue) for j in jobs]
     for job_id, queue in sends:
@@ -81,9 +86,16 @@ def _broker_queue_empty(name: str) -> bool:
 
 
 def _reaper_loop() -> None:
+    # While the store is down no heartbeat renews a lease, so when it comes back every
+    # running job looks lost. Its worker is most likely still computing it and retrying its
+    # writes: give it one lease to renew before taking the job (and an attempt) away.
+    grace_until = 0.0
     while not _stop.wait(settings.reap_every_s):
         try:
-            reap()
+            reap(expire_leases=time.monotonic() >= grace_until)
+        except DBAPIError:
+            grace_until = time.monotonic() + settings.lease_s
+            log.warning("reaper pass failed: store unavailable", exc_info=True)
         except Exception:
             log.warning("reaper pass failed", exc_info=True)
 

@@ -1,5 +1,5 @@
 """One APIRouter per resource."""
 
-from api.routes import health, jobs
+from api.routes import health, jobs, keys
 
-__all__ = ["health", "jobs"]
+__all__ = ["health", "jobs", "keys"]

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from api.errors import ProblemError
+from api.schemas import Problem
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +17,13 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        503: {"model": Problem, "description": "the database or the broker does not answer",
+              "content": {"application/problem+json": {}}},
+    },
+)  # fmt: skip
 def readyz(request: Request) -> dict[str, str]:
     """The database and the broker (or embedded executor) answer."""
     checks = {}

@@ -14,6 +14,7 @@ from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.schemas import JobPublic, JobResult, JobsPublic, Problem, TracePublic
 from jobs import repo
+from jobs.budget import check_budget
 from jobs.models import TRACE_FIELDS, Job
 from jobs.spec import JobSpec, check_spec
 
@@ -23,6 +24,22 @@ def _problem(description: str) -> dict:
             "content": {"application/problem+json": {}}}  # fmt: skip
 
 
+# OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
+_JOB_ROUTES = {
+    "GetJob": ("", "get"),
+    "GetTrace": ("~1trace", "get"),
+    "GetResult": ("~1result", "get"),
+    "GetHparams": ("~1hparams", "get"),
+    "CancelJob": ("~1cancel", "post"),
+}
+_JOB_LINKS = {
+    name: {
+        "operationRef": f"#/paths/~1v1~1jobs~1%7Bjob_id%7D{suffix}/{method}",
+        "parameters": {"job_id": "$response.body#/id"},
+    }
+    for name, (suffix, method) in _JOB_ROUTES.items()
+}
+
 router = APIRouter(
     prefix="/v1/jobs",
     tags=["jobs"],
@@ -30,6 +47,7 @@ router = APIRouter(
         401: _problem("missing, unknown or revoked API key"),
         404: _problem("no such job for this team"),
         422: _problem("invalid field(s), each named in `errors`"),
+        429: _problem("rate limit or team quota exceeded; see Retry-After"),
     },
 )
 log = logging.getLogger(__name__)
@@ -49,7 +67,11 @@ def _job_or_404(session, team, job_id: uuid.UUID) -> Job:
     "",
     status_code=201,
     response_model=JobPublic,
-    responses={409: _problem("Idempotency-Key reused with another spec")},
+    responses={
+        201: {"links": _JOB_LINKS},
+        409: _problem("Idempotency-Key reused with another spec"),
+        413: _problem("request body over the limit (max_body_bytes)"),
+    },
 )
 def submit_job(
     spec: JobSpec,
@@ -65,6 +87,10 @@ def submit_job(
 ) -> JobPublic:
     """Submit a job; it starts `queued`."""
     check_spec(spec)
+    check_budget(spec, settings.budget)
+    replay = idempotency_key is not None and repo.find_idempotent(session, team.id, idempotency_key)
+    if not replay:  # a replay creates nothing, so it is never over quota
+        _check_quota(session, team.id, settings)
     try:
         job, created = repo.create_job(
             session,
@@ -85,6 +111,27 @@ def submit_job(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobPublic.of(job)
+
+
+def _check_quota(session, team_id: uuid.UUID, settings) -> None:
+    """429 ``quota-exceeded`` when the team is at its queued or running limit."""
+    repo.lock_team(session, team_id)  # concurrent submits of one team count in turn
+    counts = repo.count_active_jobs(session, team_id)
+    for status, limit, name in (
+        ("queued", settings.max_queued_jobs, "max_queued_jobs"),
+        ("running", settings.max_running_jobs, "max_running_jobs"),
+    ):
+        if counts[status] >= limit:
+            raise ProblemError(
+                429,
+                f"the team has {counts[status]} {status} jobs, at its limit of {limit} "
+                f"({name}); retry when some have finished",
+                slug="quota-exceeded",
+                title="Quota exceeded",
+                headers={"Retry-After": str(settings.quota_retry_after_s)},
+                limit=limit,
+                current=counts[status],
+            )
 
 
 @router.get("", response_model=JobsPublic)
@@ -116,10 +163,16 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobPublic)
+@router.get("/{job_id}", response_model=JobPublic, responses={200: {"links": _JOB_LINKS}})
 def get_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:
     """One job: status, progress, summary, error."""
     return JobPublic.of(_job_or_404(session, team, job_id))
+
+
+# the schema names the known columns, so a schema-valid `fields` is always accepted
+_FIELDS_PATTERN = r"^[\s,]*(?:(?:{})(?:\s*,[\s,]*|\s*$))*$".format(
+    "|".join(("iteration", *TRACE_FIELDS))
+)
 
 
 def _fields(fields: str | None) -> list[str]:
@@ -163,20 +216,29 @@ def get_trace(
     ] = None,
     fields: Annotated[
         str | None,
-        Query(max_length=200, description="comma-separated columns; all when omitted"),
+        Query(
+            max_length=200,
+            # documented only: `_fields` answers a mismatch naming the unknown columns
+            json_schema_extra={"pattern": _FIELDS_PATTERN},
+            description="comma-separated columns; all when omitted",
+        ),
     ] = None,
 ) -> Response:
     """Convergence trace as columns, after an iteration, downsampled keeping extremes."""
     job = _job_or_404(session, team, job_id)
     names = _fields(fields)
     limit = min(max_points or settings.default_trace_points, settings.max_trace_points)
-    count, last = repo.trace_version(session, job.id, after)
+    span = repo.trace_span(session, job.id, after)
+    count, last = span[0], span[2]
     tag_src = f"{job.id}:{job.attempts}:{count}:{last}:{after}:{limit}:{','.join(names)}"
     etag = f'W/"{hashlib.sha256(tag_src.encode()).hexdigest()[:32]}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Trace-Points": str(count)}
     if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
         return Response(status_code=304, headers=headers)
-    cols = repo.trace_columns(session, job.id, after=after, max_points=limit, fields=names)
+    # the body holds what the ETag counted, read without a second span query
+    cols = repo.trace_columns(
+        session, job.id, after=after, max_points=limit, fields=names, span=span
+    )
     return JSONResponse(cols, headers=headers)
 
 
@@ -228,7 +290,10 @@ def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Respon
     "/{job_id}/cancel",
     status_code=202,
     response_model=JobPublic,
-    responses={409: _problem("the job already succeeded or failed")},
+    responses={
+        202: {"links": _JOB_LINKS},
+        409: _problem("the job already succeeded or failed"),
+    },
 )
 def cancel_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:
     """Cancel a queued job, or ask a running one to stop."""

@@ -11,6 +11,7 @@ from sqlalchemy import select, update
 
 from jobs import parse_spec, repo
 from jobs.models import Job, JobEvent, utcnow
+from tests.conftest import KEY_SECRET
 from tests.factories import team_with_key, tiny_spec
 
 
@@ -28,10 +29,12 @@ def _submit(sessions, team_id, **kw):
 
 def test_keys_authenticate_until_revoked_and_only_the_hash_is_stored(pg_sessions, team):
     team_id, key = team
+    secret = KEY_SECRET.encode()
     with pg_sessions() as s:
-        assert repo.authenticate(s, key).id == team_id
-        assert repo.authenticate(s, key[:-1] + ("x" if key[-1] != "x" else "y")) is None
-        assert repo.authenticate(s, "not-a-key") is None
+        assert repo.authenticate(s, key, secret=secret).id == team_id
+        wrong = key[:-1] + ("x" if key[-1] != "x" else "y")
+        assert repo.authenticate(s, wrong, secret=secret) is None
+        assert repo.authenticate(s, "not-a-key", secret=secret) is None
         rows = repo.list_api_keys(s)
         stored = [k for k, _ in rows if key.startswith(f"blv_{k.prefix}_")]
         assert len(stored) == 1 and key not in stored[0].key_hash
@@ -40,7 +43,7 @@ def test_keys_authenticate_until_revoked_and_only_the_hash_is_stored(pg_sessions
         assert repo.revoke_api_key(s, prefix)
         assert not repo.revoke_api_key(s, prefix)
     with pg_sessions() as s:
-        assert repo.authenticate(s, key) is None
+        assert repo.authenticate(s, key, secret=secret) is None
 
 
 def test_idempotency_key_returns_the_same_job_and_conflicts_on_another_spec(pg_sessions, team):

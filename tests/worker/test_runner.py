@@ -191,3 +191,26 @@ def test_store_writes_are_retried_through_a_connection_failure_then_given_up():
 
     with pytest.raises(StoreUnavailable, match="connection refused"):
         _retrying(down, patience_s=0.5)
+
+
+def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(sessions):
+    job_id = _submit(sessions, tiny_spec(iterations=100_000, time_limit_s=1.2))
+    # an earlier attempt ran 1 s, as its last flush recorded
+    with sessions.begin() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(summary={"run_s": 1.0}))
+    assert run_job(sessions, job_id, SETTINGS) == "failed"
+    with sessions() as s:
+        job = s.get(Job, job_id)
+    assert job.error["type"] == "TimeLimitExceeded" and "time_limit_s=1.2" in job.error["detail"]
+    assert "traceback" not in job.error
+    # stopped about 0.2 s into this attempt, not 1.2 s
+    assert 1.2 <= job.summary["run_s"] < 2.0
+    assert job.error["iteration"] == job.iteration
+    assert _trace(sessions, job_id)["iteration"] == list(range(1, job.iteration + 1))
+
+    job_id = _submit(sessions, tiny_spec(iterations=100_000, time_limit_s=60.0))
+    ceiling = SETTINGS.model_copy(update={"max_job_time_s": 0.2})
+    assert run_job(sessions, job_id, ceiling) == "failed"
+    with sessions() as s:
+        job = s.get(Job, job_id)
+    assert "max_job_time_s=0.2" in job.error["detail"] and job.attempts == 1

@@ -1,0 +1,143 @@
+"""Per-key rate limits: a token bucket of ``burst`` tokens refilled at ``rate`` per second.
+
+Each request takes one token; an empty bucket answers 429 with ``Retry-After`` (whole
+seconds until a token is back, at least 1). The embedded mode keeps the buckets in this
+process; the distributed mode keeps them in Redis, updated by one Lua script (atomic, on
+Redis's own clock), so that every API process draws on the same budget. When Redis does
+not answer, requests are let through with a warning: a limiter must never turn a broker
+outage into an API outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Decision", "MemoryBuckets", "RateLimiter", "RedisBuckets", "make_rate_limiter"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after_s: int = 0  # whole seconds, >= 1 when refused
+
+
+class RateLimiter(Protocol):
+    def take(self, key: str) -> Decision: ...
+
+
+def _refused(wait_s: float) -> Decision:
+    return Decision(False, max(1, math.ceil(wait_s)))
+
+
+class MemoryBuckets:
+    """Token buckets in this process (the embedded mode has one API process)."""
+
+    def __init__(self, rate: float, burst: int, *, clock=time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> Decision:
+        with self._lock:
+            now = self.clock()
+            tokens, at = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - at) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return Decision(True)
+            self._buckets[key] = (tokens, now)
+            return _refused((1.0 - tokens) / self.rate)
+
+
+# KEYS[1]: the bucket; ARGV: rate per second, burst. Returns {allowed, seconds to wait}.
+# The time comes from Redis so that API processes on several machines agree on it.
+_TAKE = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(b[1])
+local at = tonumber(b[2])
+if tokens == nil or at == nil then tokens = burst; at = now end
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local allowed = 0
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return {allowed, tostring(wait)}
+"""
+
+
+class RedisBuckets:
+    """Token buckets in Redis, shared by every API process on the same ``namespace``."""
+
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        burst: int,
+        *,
+        namespace: str = "bilevel",
+        timeout_s: float = 0.25,
+        retry_after_failure_s: float = 5.0,
+    ):
+        import redis
+
+        self.rate, self.burst, self.namespace = rate, burst, namespace
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        self.script = self.client.register_script(_TAKE)
+        # after a failure, skip Redis for a while: each try would cost a timeout per request
+        self.retry_after_failure_s = retry_after_failure_s
+        self._down_until = 0.0
+
+    def take(self, key: str) -> Decision:
+        if time.monotonic() < self._down_until:
+            return Decision(True)
+        try:
+            allowed, wait = self.script(
+                keys=[f"{self.namespace}:ratelimit:{key}"], args=[self.rate, self.burst]
+            )
+        except Exception as exc:  # any Redis trouble: fail open
+            self._down_until = time.monotonic() + self.retry_after_failure_s
+            log.warning("rate limiter: Redis unavailable (%s); not limiting for %.0f s",
+                        exc, self.retry_after_failure_s)  # fmt: skip
+            return Decision(True)
+        return Decision(True) if int(allowed) else _refused(float(wait))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class _Unlimited:
+    def take(self, key: str) -> Decision:
+        return Decision(True)
+
+
+def make_rate_limiter(
+    rate: float, burst: int, broker_url: str | None, namespace: str
+) -> RateLimiter:
+    """Redis buckets when the broker is Redis (distributed mode), else in-process ones.
+
+    A ``rate`` of 0 turns the limit off.
+    """
+    if rate <= 0:
+        return _Unlimited()
+    if broker_url and broker_url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisBuckets(broker_url, rate, burst, namespace=namespace)
+    return MemoryBuckets(rate, burst)

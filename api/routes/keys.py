@@ -1,0 +1,74 @@
+"""``/v1/keys``: list, create and revoke the team's API keys (admin-scoped keys only).
+
+A key of another team is indistinguishable from a missing one (404), as for jobs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+
+from api.deps import AdminDep, SessionDep
+from api.errors import ProblemError
+from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, Problem
+from jobs import repo
+
+
+def _problem(description: str) -> dict:
+    return {"model": Problem, "description": description,
+            "content": {"application/problem+json": {}}}  # fmt: skip
+
+
+router = APIRouter(
+    prefix="/v1/keys",
+    tags=["keys"],
+    responses={
+        401: _problem("missing, unknown or revoked API key"),
+        403: _problem("the key is not admin-scoped"),
+        429: _problem("the key's rate limit is exhausted; see Retry-After"),
+    },
+)
+
+Prefix = Annotated[str, Path(pattern=r"^[0-9a-f]{1,16}$", description="the key's prefix")]
+
+
+@router.get("", response_model=KeysPublic)
+def list_keys(session: SessionDep, admin: AdminDep) -> KeysPublic:
+    """List the team's keys (prefix, name, scope, created, revoked), oldest first."""
+    rows = repo.list_api_keys(session, team_id=admin.team.id)
+    return KeysPublic(data=[KeyPublic.of(k) for k, _ in rows], count=len(rows))
+
+
+@router.post("", status_code=201, response_model=KeyCreated,
+             responses={413: _problem("request body over the limit (max_body_bytes)"),
+                        422: _problem("invalid field(s), each named in `errors`")})  # fmt: skip
+def create_key(
+    body: KeyCreate, request: Request, session: SessionDep, admin: AdminDep, response: Response
+) -> KeyCreated:
+    """Create a key for the team; its plaintext is in this response only."""
+    row, key = repo.create_api_key(
+        session, admin.team, body.name, secret=request.app.state.key_secret, scope=body.scope
+    )
+    session.commit()
+    response.headers["Cache-Control"] = "no-store"  # the plaintext must not be cached
+    return KeyCreated(**KeyPublic.of(row).model_dump(), key=key)
+
+
+@router.delete(
+    "/{prefix}",
+    response_model=KeyPublic,
+    responses={
+        404: _problem("no such key for this team"),
+        422: _problem("a malformed prefix"),
+    },
+)
+def revoke_key(prefix: Prefix, session: SessionDep, admin: AdminDep) -> KeyPublic:
+    """Revoke one of the team's keys (idempotent: a revoked key stays revoked)."""
+    row = repo.get_api_key(session, prefix, team_id=admin.team.id)
+    if row is None:
+        raise ProblemError(404, f"no key {prefix}", slug="not-found")
+    repo.revoke_api_key(session, prefix, team_id=admin.team.id)
+    session.commit()
+    session.refresh(row)
+    return KeyPublic.of(row)

@@ -1,0 +1,140 @@
+"""API key hashing and the server secret it is keyed with.
+
+Keys look like ``blv_<prefix>_<secret part>``: the prefix is stored in clear so that a key can
+be found, listed and revoked; the whole key is stored only as HMAC-SHA256 under a server
+secret (``BILEVEL_KEY_SECRET``), so a copy of the database alone lets nobody check guesses
+offline. Rows written before the secret existed hold a plain SHA-256 (scheme ``sha256``);
+they are accepted once and rehashed, since the plaintext is at hand at that moment.
+
+Where the secret comes from (:func:`load_key_secret`):
+
+1. ``BILEVEL_KEY_SECRET`` (at least 32 characters);
+2. else the file ``BILEVEL_KEY_SECRET_FILE`` (a Docker or Kubernetes secret), which must exist;
+3. else, in the embedded mode only, ``<state_dir>/key_secret``: generated on first use with
+   mode 0600. The distributed mode refuses to guess: API processes on several machines must
+   share one secret, and a secret generated on one of them would lock the others out.
+
+Changing the secret invalidates every key hashed with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from jobs.settings import StoreSettings
+
+__all__ = [
+    "HMAC_SHA256",
+    "KEY_PREFIX",
+    "MIN_SECRET_CHARS",
+    "SCOPES",
+    "SECRET_FILE",
+    "SHA256",
+    "KeySecretError",
+    "hash_key",
+    "load_key_secret",
+    "new_key",
+    "split_key",
+]
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "blv_"
+SECRET_FILE = "key_secret"
+MIN_SECRET_CHARS = 32
+# hash schemes of the api_keys.hash_scheme column
+SHA256, HMAC_SHA256 = "sha256", "hmac-sha256"
+SCOPES = ("team", "admin")
+
+
+class KeySecretError(ValueError):
+    """No usable server secret for hashing API keys."""
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh ``(prefix, key)``: 32 bits of visible prefix, 256 bits of secret."""
+    prefix = secrets.token_hex(4)
+    return prefix, f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def split_key(key: str) -> str | None:
+    """The prefix of a well-formed key, else ``None``."""
+    if not key.startswith(KEY_PREFIX) or key.count("_") < 2:
+        return None
+    prefix = key[len(KEY_PREFIX) :].split("_", 1)[0]
+    return prefix if 0 < len(prefix) <= 16 else None
+
+
+def hash_key(key: str, scheme: str, secret: bytes) -> str:
+    """The stored form of ``key`` under ``scheme`` (64 hex digits either way)."""
+    if scheme == HMAC_SHA256:
+        return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()
+    if scheme == SHA256:
+        return hashlib.sha256(key.encode()).hexdigest()
+    raise ValueError(f"unknown key hash scheme {scheme!r}; known: {SHA256}, {HMAC_SHA256}")
+
+
+def load_key_secret(settings: StoreSettings) -> bytes:
+    """The server secret for key hashes, from the environment, a file, or generated.
+
+    Raises:
+        KeySecretError: too short, an unreadable file, or the distributed mode without
+            ``BILEVEL_KEY_SECRET`` / ``BILEVEL_KEY_SECRET_FILE``.
+    """
+    if settings.key_secret is not None and settings.key_secret.get_secret_value():
+        return _checked(settings.key_secret.get_secret_value(), "BILEVEL_KEY_SECRET")
+    path = settings.key_secret_file
+    if path is None:
+        if not settings.embedded:
+            raise KeySecretError(
+                "the distributed mode (DATABASE_URL set) needs BILEVEL_KEY_SECRET or "
+                "BILEVEL_KEY_SECRET_FILE, shared by every API process: e.g. "
+                "BILEVEL_KEY_SECRET=$(openssl rand -hex 32)"
+            )
+        path = settings.resolved_state_dir / SECRET_FILE
+        _create_once(path)
+    elif settings.embedded:
+        _create_once(path.expanduser())
+    try:
+        text = path.expanduser().read_text().strip()
+    except OSError as exc:
+        raise KeySecretError(f"cannot read the key secret file {path}: {exc.strerror}") from None
+    return _checked(text, str(path))
+
+
+def _checked(text: str, where: str) -> bytes:
+    if len(text) < MIN_SECRET_CHARS:
+        raise KeySecretError(
+            f"the key secret from {where} must have at least {MIN_SECRET_CHARS} characters, "
+            f"got {len(text)}"
+        )
+    return text.encode()
+
+
+def _create_once(path: Path) -> None:
+    """Write a random secret to ``path`` (0600) unless it exists; safe against a racing twin.
+
+    The secret is written to a private temporary file and linked into place, so a concurrent
+    reader never sees a half-written file and only one writer wins.
+    """
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            log.warning("key secret %s is readable by others; chmod 600 it", path)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        # another process may have made it first: then theirs is used
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,76 @@
+"""``bilevel keys`` with scopes, the embedded owner's admin key, and the CLI's budget check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.service import main
+from jobs import repo
+from jobs.budget import BudgetLimits, budget_errors
+from tests.conftest import KEY_SECRET
+from tests.factories import tiny_spec
+
+SECRET = KEY_SECRET.encode()
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    for name in ("DATABASE_URL", "BROKER_URL", "CELERY_BROKER_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BILEVEL_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_keys_create_admin_and_list_shows_the_scope(state, capsys):
+    code, admin, _ = _run(capsys, "keys", "create", "--team", "ops", "--admin")
+    assert code == 0 and admin.startswith("blv_")
+    code, plain, _ = _run(capsys, "keys", "create", "--team", "ops", "--name", "ci")
+    code, listed, _ = _run(capsys, "keys", "list", "--team", "ops")
+    rows = [line.split("\t") for line in listed.splitlines()]
+    assert [(r[0], r[2], r[-1]) for r in rows] == [
+        (admin.split("_")[1], "", "admin"), (plain.split("_")[1], "ci", "team"),
+    ]  # fmt: skip
+
+
+def test_serve_refuses_the_distributed_mode_without_a_key_secret(state, capsys, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.delenv("BILEVEL_KEY_SECRET")
+    code, _, err = _run(capsys, "serve")
+    assert code == 2 and err.count("\n") == 1 and "BILEVEL_KEY_SECRET" in err
+
+
+def test_the_embedded_owner_key_is_admin_and_an_old_one_is_promoted(state):
+    from cli.service import _ensure_local_key, _store
+
+    settings, sessions = _store(type("Args", (), {"state_dir": str(state)})())
+    key = _ensure_local_key(settings, sessions)
+    with sessions() as s:
+        assert repo.verify_key(s, key, secret=SECRET).admin
+    # a store from before scopes: the owner's key file holds a team-scoped key
+    with sessions.begin() as s:
+        repo.set_api_key_scope(s, key.split("_")[1], "team")
+    assert _ensure_local_key(settings, sessions) is None  # no new key...
+    with sessions() as s:
+        assert repo.verify_key(s, key, secret=SECRET).admin  # ...the old one promoted
+
+
+def test_submit_checks_the_compute_budget_with_the_apis_message(state, capsys, monkeypatch):
+    monkeypatch.setenv("BILEVEL_MAX_INNER_STEPS", "100")
+    path = state / "job.json"
+    path.write_text(json.dumps(tiny_spec(iterations=20, steps=10)))
+    code, _, err = _run(capsys, "submit", str(path), "--key", "blv_x_y", "--url", "http://x")
+    from jobs import parse_spec
+
+    (expected,) = budget_errors(parse_spec(tiny_spec(iterations=20, steps=10)),
+                                BudgetLimits(max_inner_steps=100))  # fmt: skip
+    assert code == 2 and err.count("\n") == 1
+    assert f"outer.iterations: {expected['type'].message_template}" in err

@@ -1,0 +1,292 @@
+"""Throwaway Redis, PostgreSQL, API and worker processes that the fault tests stop at will.
+
+Nothing here touches the machine's own PostgreSQL or Redis: every server runs on a free
+port out of a temporary directory and is removed at the end. ``initdb`` refuses to run as
+root, so as root the PostgreSQL processes run as the ``postgres`` user (``runuser``).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = ROOT / "out" / "faults"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float, what: str, poll: float = 0.05):
+    """``pred()`` once truthy (returned), else ``AssertionError`` naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)
+
+
+def record(test: str, **figures: Any) -> None:
+    """Print one summary line and write ``out/faults/<test>.json`` for the closing note."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / f"{test}.json").write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    flat = {k: v for k, v in figures.items() if not isinstance(v, dict)}
+    print(f"\nFAULTS {test}: " + ", ".join(f"{k}={v}" for k, v in flat.items()))
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+def redis_missing() -> str | None:
+    return None if shutil.which("redis-server") else "redis-server not on PATH"
+
+
+class RedisServer:
+    """``redis-server`` on a free port; ``appendonly`` decides whether messages survive."""
+
+    def __init__(self, directory: Path, *, appendonly: bool):
+        self.dir, self.appendonly = directory, appendonly
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        import redis
+
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "yes" if self.appendonly else "no",
+               "--dir", str(self.dir), "--daemonize", "no"]  # fmt: skip
+        log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        log.close()
+
+        def up() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited {self.proc.returncode}")
+            try:
+                return redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
+            except redis.RedisError:
+                return False
+
+        wait_until(up, 10, f"redis-server on {self.port}")
+        return self
+
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM (Redis's clean shutdown: the AOF is flushed) or SIGKILL."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            self.proc.wait(10)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+        self.restarts += 1
+
+    def llen(self, queue: str) -> int:
+        import redis
+
+        return redis.Redis(port=self.port).llen(queue)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _pg_bindir() -> Path | None:
+    for d in ["/usr/local/bin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]:
+        if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists():
+            return Path(d)
+    found = shutil.which("initdb")
+    return Path(found).parent if found else None
+
+
+def postgres_missing() -> str | None:
+    if _pg_bindir() is None:
+        return "initdb/pg_ctl not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no postgres user for initdb"
+        if not shutil.which("runuser"):
+            return "running as root and runuser is missing"
+    return None
+
+
+class PostgresServer:
+    """A cluster of its own (``initdb``, trust auth, fsync off) under ``pg_ctl``."""
+
+    def __init__(self):
+        self.bindir = _pg_bindir()
+        self.port = free_port()
+        # not under pytest's tmp_path: its parents are private to root, and the server
+        # runs as postgres
+        self.dir = Path(tempfile.mkdtemp(prefix="bilevel-faults-pg-"))
+        self.data = self.dir / "data"
+        self.restarts = 0
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=60)
+
+    def init(self) -> PostgresServer:
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                  "--no-sync", "-E", "UTF8", "--locale=C")  # fmt: skip
+        return self
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        # throwaway data: no fsync; unix socket in our directory, TCP on 127.0.0.1 only
+        opts = " ".join([
+            f"-p {self.port}", f"-k {self.dir}", "-c listen_addresses=127.0.0.1",
+            "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
+        ])  # fmt: skip
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"),
+                  "-o", opts, "-w", "-t", "30", "start")  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast`` ends every session (what a restart or failover does to clients)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+        self.restarts += 1
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql)
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- processes of ours -----------------------------------------------------------------------
+
+
+class Process:
+    """A subprocess of this project, logging to a file (appended across restarts)."""
+
+    ready_marker = b""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path):
+        self.cmd, self.env, self.log_path = cmd, env, log_path
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def launch(self) -> Process:
+        self._mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log
+            )
+        self.starts += 1
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> Process:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.cmd[:4]} exited {self.proc.returncode}:\n{self.tail()}")
+            return self.ready_marker in self.log_path.read_bytes()[self._mark :]
+
+        wait_until(ready, timeout, f"{self.log_path.name} ready", poll=0.1)
+        return self
+
+    def start(self, timeout: float = 120.0) -> Process:
+        return self.launch().wait_ready(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log_path.read_bytes()[-n:].decode(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no ack; a worker's lease is left to expire."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """SIGTERM, SIGKILL after 15 s."""
+        if self.alive():
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Worker(Process):
+    """``celery -A worker.app worker --pool solo`` on the test's CPU queue."""
+
+    ready_marker = b" ready."
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str):
+        queue = f"{env['BILEVEL_QUEUE_PREFIX']}.cpu"
+        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "solo",
+               "-Q", queue, "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+               "--without-heartbeat", "-l", "INFO"]  # fmt: skip
+        super().__init__(cmd, env, log_dir / f"{name}.log")
+        self.name = name
+
+    @property
+    def ident(self) -> str:
+        """What the runner writes into ``jobs.worker``: ``host:pid``."""
+        return f"{socket.gethostname()}:{self.pid}"
+
+
+class Api(Process):
+    """The API under uvicorn (``create_app`` reads ``DATABASE_URL``, ``BROKER_URL``)."""
+
+    ready_marker = b"Application startup complete"
+
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.port = free_port()
+        cmd = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+               "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info"]  # fmt: skip
+        super().__init__(cmd, env, log_dir / "api.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
