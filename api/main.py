@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.bodylimit import BodyLimitMiddleware
@@ -19,7 +20,7 @@ from api.routes import dashboard, health, jobs, keys
 from api.settings import ApiSettings
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import CeleryDispatcher, Dispatcher
-from jobs.keys import load_key_secret
+from jobs.keys import KeyCache, load_key_secret
 
 __all__ = ["create_app"]
 
@@ -58,13 +59,17 @@ def create_app(
     )  # fmt: skip
     engine = None
     if sessions is None:
-        engine = make_engine(settings.store_url)
+        # no pre-ping: a dead connection after a store restart fails one request with a 503
+        # (api.errors) and invalidates the pool, instead of a SELECT 1 before every request
+        engine = make_engine(settings.store_url, pre_ping=False)
         sessions = make_session_factory(engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        if hasattr(rate_limiter, "close"):
+        if hasattr(rate_limiter, "aclose"):
+            await rate_limiter.aclose()
+        elif hasattr(rate_limiter, "close"):
             rate_limiter.close()
         if owns_dispatcher and hasattr(dispatcher, "close"):
             dispatcher.close()
@@ -79,9 +84,12 @@ def create_app(
     )
     app.state.settings = settings
     app.state.sessions = sessions
+    app.state.read_sessions = _autocommit(sessions)
     app.state.dispatcher = dispatcher
     app.state.key_secret = key_secret
     app.state.rate_limiter = rate_limiter
+    # verified keys by HMAC digest; revocation elsewhere waits at most key_cache_ttl_s
+    app.state.key_cache = KeyCache(settings.key_cache_ttl_s, settings.key_cache_size)
     install_error_handlers(app)
     # outermost: an oversized body is refused before anything reads it
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -91,6 +99,22 @@ def create_app(
     app.include_router(dashboard.router)
     _problem_media_type(app)
     return app
+
+
+def _autocommit(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """Sessions for GET requests on PostgreSQL: autocommit, so no BEGIN and ROLLBACK.
+
+    Under READ COMMITTED every statement takes its own snapshot anyway, so a read-only
+    request sees the same rows; what it saves is two round trips to the server, each a
+    wake-up of a backend process on a busy machine. Other stores get ``sessions`` itself.
+    """
+    bind = sessions.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "postgresql":
+        return sessions
+    return sessionmaker(
+        class_=sessions.class_,
+        **{**sessions.kw, "bind": bind.execution_options(isolation_level="AUTOCOMMIT")},
+    )
 
 
 def _problem_media_type(app: FastAPI) -> None:

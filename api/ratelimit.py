@@ -6,10 +6,14 @@ process; the distributed mode keeps them in Redis, updated by one Lua script (at
 Redis's own clock), so that every API process draws on the same budget. When Redis does
 not answer, requests are let through with a warning: a limiter must never turn a broker
 outage into an API outage.
+
+The API awaits :meth:`RateLimiter.atake`: in-process buckets answer at once and the Redis
+buckets use redis-py's asyncio client, so a request spends no thread-pool hop on its token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -30,6 +34,8 @@ class Decision:
 
 class RateLimiter(Protocol):
     def take(self, key: str) -> Decision: ...
+
+    async def atake(self, key: str) -> Decision: ...
 
 
 def _refused(wait_s: float) -> Decision:
@@ -54,6 +60,9 @@ class MemoryBuckets:
                 return Decision(True)
             self._buckets[key] = (tokens, now)
             return _refused((1.0 - tokens) / self.rate)
+
+    async def atake(self, key: str) -> Decision:
+        return self.take(key)
 
 
 # KEYS[1]: the bucket; ARGV: rate per second, burst. Returns {allowed, seconds to wait}.
@@ -102,6 +111,10 @@ class RedisBuckets:
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self.script = self.client.register_script(_TAKE)
+        self._url, self._timeout_s = url, timeout_s
+        # the asyncio client belongs to the event loop it was made on (one per API process;
+        # a test client may run several loops in turn)
+        self._aclient: tuple[asyncio.AbstractEventLoop, object, object] | None = None
         # after a failure, skip Redis for a while: each try would cost a timeout per request
         self.retry_after_failure_s = retry_after_failure_s
         self._down_until = 0.0
@@ -120,12 +133,48 @@ class RedisBuckets:
             return Decision(True)
         return Decision(True) if int(allowed) else _refused(float(wait))
 
+    def _async_script(self):
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient[0] is not loop:
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=self._timeout_s, socket_connect_timeout=self._timeout_s
+            )
+            self._aclient = (loop, client, client.register_script(_TAKE))
+        return self._aclient[2]
+
+    async def atake(self, key: str) -> Decision:
+        """:meth:`take` on the event loop, through redis-py's asyncio client."""
+        if time.monotonic() < self._down_until:
+            return Decision(True)
+        try:
+            allowed, wait = await self._async_script()(
+                keys=[f"{self.namespace}:ratelimit:{key}"], args=[self.rate, self.burst]
+            )
+        except Exception as exc:  # any Redis trouble: fail open
+            self._down_until = time.monotonic() + self.retry_after_failure_s
+            log.warning("rate limiter: Redis unavailable (%s); not limiting for %.0f s",
+                        exc, self.retry_after_failure_s)  # fmt: skip
+            return Decision(True)
+        return Decision(True) if int(allowed) else _refused(float(wait))
+
+    async def aclose(self) -> None:
+        """Close the asyncio client (on its own loop) and the blocking one."""
+        if self._aclient is not None and self._aclient[0] is asyncio.get_running_loop():
+            await self._aclient[1].aclose()
+        self._aclient = None
+        self.client.close()
+
     def close(self) -> None:
         self.client.close()
 
 
 class _Unlimited:
     def take(self, key: str) -> Decision:
+        return Decision(True)
+
+    async def atake(self, key: str) -> Decision:
         return Decision(True)
 
 

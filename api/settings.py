@@ -8,7 +8,10 @@ The protective limits, each with the variable that sets it:
 - ``BILEVEL_MAX_QUEUED_JOBS`` and ``BILEVEL_MAX_RUNNING_JOBS``: per team, checked at submit
   (429 ``quota-exceeded``);
 - ``BILEVEL_MAX_INNER_STEPS`` and ``BILEVEL_MAX_GRAPH_BYTES``: each spec's compute budget
-  (422 naming the field; see ``jobs.budget``).
+  (422 naming the field; see ``jobs.budget``);
+- ``BILEVEL_KEY_CACHE_TTL_S``: how long an API process trusts a key it has verified without
+  asking the store again, and so the longest a key revoked elsewhere (another API process,
+  ``bilevel keys revoke``) keeps working (0: ask every time; see ``jobs.keys.KeyCache``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ class ApiSettings(StoreSettings):
     # per spec: inner.steps x outer.iterations, and the estimated memory of the stored graph
     max_inner_steps: int = Field(200_000_000, ge=1)
     max_graph_bytes: int = Field(8 << 30, ge=1)
+    # a poller's key costs no query on most requests; revocation waits at most this long
+    key_cache_ttl_s: float = Field(5.0, ge=0, le=300)
+    key_cache_size: int = Field(1024, ge=1)
 
     @property
     def budget(self) -> BudgetLimits:

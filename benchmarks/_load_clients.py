@@ -130,13 +130,19 @@ async def _follow(state: LoadState, client: httpx.AsyncClient, job_id: str) -> N
     delay, last, etag, etag_url = a.poll_min, 0, None, None
     seen: set[int] = set()
     received, downsampled, updated = 0, False, None
+    job, job_etag = None, None
     while True:
-        r = await state.request(client, "GET /v1/jobs/{id}", "GET", f"/v1/jobs/{job_id}")
-        if r is None or r.status_code != 200:
+        # as detail.js does: If-None-Match on the job too, and its last body on a 304
+        hdrs = {"If-None-Match": job_etag} if job_etag else {}
+        r = await state.request(
+            client, "GET /v1/jobs/{id}", "GET", f"/v1/jobs/{job_id}", headers=hdrs
+        )
+        if r is None or r.status_code not in (200, 304) or (r.status_code == 304 and not job):
             delay = max(delay, min(a.poll_max, 5.0))  # the dashboard's back-off on errors
             await asyncio.sleep(delay)
             continue
-        job = r.json()
+        if r.status_code == 200:
+            job, job_etag = r.json(), r.headers.get("ETag")
         changed = job["updated_at"] != updated
         updated = job["updated_at"]
         url = f"/v1/jobs/{job_id}/trace?after={last}&max_points={a.max_points}&fields={FIELDS}"

@@ -6,13 +6,16 @@ Starts the API (uvicorn, ``api.main:create_app``) on a free port and ``--workers
 ``celery worker --pool solo`` processes against a throwaway PostgreSQL database and Redis,
 then submits ``--jobs`` jobs from ``--submitters`` concurrent clients while ``--pollers``
 dashboard pollers follow them the way ``api/static/js/detail.js`` does: each tick reads the
-job, then its trace with ``after=<last iteration>`` and ``If-None-Match``; the delay starts
+job with ``If-None-Match`` (a 304 reuses the last body), then its trace with
+``after=<last iteration>`` and ``If-None-Match``; the delay starts
 at 1 s, grows 1.6x while nothing changes up to 10 s, and a poller stops on a finished job
 and opens another. Every client has its own API key (the rate limit is per key).
 
 The defaults are the co-located deployment this 2-core machine allows: two uvicorn
 processes, and the Celery workers at ``nice 10`` so that batch compute yields the CPU to the
 interactive API (``--api-workers 1 --worker-nice 0`` is ``bilevel serve`` beside plain workers).
+The API runs with its deployed per-key rate limit (``--rate-limit 25``, one Redis round trip
+per request); ``--rate-limit 0`` turns it off, as the test suite's environment does.
 
 Reports throughput, p50/p99 latency per route, errors, jobs lost (submitted vs succeeded),
 trace points lost (iterations of succeeded jobs vs rows stored, and points a poller that
@@ -182,6 +185,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="celery worker processes")
     ap.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--worker-nice", type=int, default=10, help="niceness of the celery workers")
+    ap.add_argument(
+        "--rate-limit",
+        type=float,
+        default=25.0,
+        help="the API's per-key requests/s (BILEVEL_RATE_LIMIT_PER_S; 25 is its default, 0 off)",
+    )
     ap.add_argument("--torch-threads", type=int, default=0, help="per worker; 0: torch's default")
     ap.add_argument("--max-points", type=int, default=4000, help="the dashboard's max_points")
     ap.add_argument("--poll-min", type=float, default=1.0)
@@ -227,13 +236,15 @@ def main(argv: list[str] | None = None) -> int:
             "BILEVEL_QUEUE_PREFIX": f"load{uuid.uuid4().hex[:6]}",
         }
         worker_env = {**env, "BILEVEL_TORCH_THREADS": str(args.torch_threads)}
+        # tests.conftest turns the limit off in os.environ; the API gets the deployed one
+        api_env = {**env, "BILEVEL_RATE_LIMIT_PER_S": f"{args.rate_limit:g}"}
         for i in range(args.workers):
             workers.append(CeleryWorker(worker_env, tmp, f"load{i}").start())
             if args.worker_nice:
                 os.setpriority(os.PRIO_PROCESS, workers[-1].proc.pid, args.worker_nice)
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
-        api = _start_api(env, port, args.api_workers, tmp / "api.log")
+        api = _start_api(api_env, port, args.api_workers, tmp / "api.log")
         _wait_ready(base, api, tmp / "api.log")
 
         # the stack is up and idle: what the CPUs do now is other work on this machine

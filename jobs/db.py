@@ -23,11 +23,14 @@ def sqlite_url(state_dir: str | Path) -> str:
     return f"sqlite:///{Path(state_dir).expanduser().resolve() / 'bilevel.db'}"
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
     """An engine with the settings each backend needs.
 
     SQLite gets WAL (readers do not block the executor's writes), a busy timeout and foreign
     keys; PostgreSQL gets pre-ping so that a restarted server costs one failed checkout.
+    ``pre_ping=False`` saves that round trip on every checkout; a restart then fails the
+    one statement that finds its connection dead, and SQLAlchemy invalidates the whole pool
+    on that disconnect (the API answers it with a 503 and the next request reconnects).
     """
     url = normalize_url(url)
     if url.startswith("sqlite"):
@@ -42,7 +45,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=10)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=10)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

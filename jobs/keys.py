@@ -15,6 +15,13 @@ Where the secret comes from (:func:`load_key_secret`):
    share one secret, and a secret generated on one of them would lock the others out.
 
 Changing the secret invalidates every key hashed with it.
+
+:class:`KeyCache` lets an API process skip the store for a key it verified less than
+``ttl_s`` seconds ago. It is keyed by the key's HMAC digest, never the plaintext, so a memory
+dump of the cache is no better than a copy of the ``api_keys`` table. The price is the
+revocation bound: a key revoked elsewhere (another API process, ``bilevel keys revoke``)
+keeps working in this process for at most ``ttl_s`` seconds; the process that revokes it
+forgets it at once (:meth:`KeyCache.forget_prefix`).
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ import hmac
 import logging
 import os
 import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from jobs.settings import StoreSettings
 
@@ -36,6 +48,7 @@ __all__ = [
     "SCOPES",
     "SECRET_FILE",
     "SHA256",
+    "KeyCache",
     "KeySecretError",
     "hash_key",
     "load_key_secret",
@@ -78,6 +91,61 @@ def hash_key(key: str, scheme: str, secret: bytes) -> str:
     if scheme == SHA256:
         return hashlib.sha256(key.encode()).hexdigest()
     raise ValueError(f"unknown key hash scheme {scheme!r}; known: {SHA256}, {HMAC_SHA256}")
+
+
+T = TypeVar("T")
+
+
+class KeyCache(Generic[T]):
+    """Verified keys for ``ttl_s`` seconds, at most ``max_entries``, least recently used out.
+
+    Keys are HMAC digests (:func:`hash_key` under ``HMAC_SHA256``) and values are what the
+    verification found (a principal); only successes are cached, so a wrong key always
+    reaches the store's constant-time check. ``ttl_s = 0`` turns the cache off.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 1024, *,
+                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+        if ttl_s < 0 or max_entries < 1:
+            raise ValueError(f"need ttl_s >= 0 and max_entries >= 1, got {ttl_s}, {max_entries}")
+        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
+        self._entries: OrderedDict[str, tuple[float, str, T]] = OrderedDict()
+        self._lock = threading.Lock()  # API routes run in a thread pool
+
+    def get(self, digest: str) -> T | None:
+        """The value cached for ``digest``, unless missing or older than ``ttl_s``."""
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None:
+                return None
+            if self.clock() >= entry[0]:
+                del self._entries[digest]
+                return None
+            self._entries.move_to_end(digest)
+            return entry[2]
+
+    def put(self, digest: str, prefix: str, value: T) -> None:
+        """Remember ``value`` for ``digest`` (the key with ``prefix``) for ``ttl_s`` seconds."""
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._entries[digest] = (self.clock() + self.ttl_s, prefix, value)
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def forget_prefix(self, prefix: str) -> None:
+        """Drop the key with ``prefix`` (revoked, or its scope changed) from this process."""
+        with self._lock:
+            for digest in [d for d, e in self._entries.items() if e[1] == prefix]:
+                del self._entries[digest]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def load_key_secret(settings: StoreSettings) -> bytes:

@@ -5,6 +5,10 @@ The same code runs under Celery (``worker.tasks``) and in the embedded executor
 every write after it is fenced by the attempt number, and a resumed attempt continues from
 the last checkpoint exactly (``core.fit(state=...)`` is bit-identical), after deleting any
 trace points written past that checkpoint so that no iteration is missing or doubled.
+The trace is written by a thread of its own (``_Writer``): the training loop hands each
+batch over and goes on, a checkpoint commits with or after every point up to it, a lost
+lease, a cancel or a store failure stops the loop at its next iteration, and every point is
+committed before the job is marked succeeded.
 A job's running time is summed over its attempts (``summary.run_s``); past its limit (the
 spec's ``time_limit_s``, or the worker's ``max_job_time_s``) it fails between two
 hyper-iterations with ``TimeLimitExceeded``, keeping its trace up to there.
@@ -116,7 +120,12 @@ def worker_name() -> str:
 
 
 class _Heartbeat(threading.Thread):
-    """Renews the lease between flushes, so that one long hyper-iteration keeps its job."""
+    """Renews the lease between flushes, so that one long hyper-iteration keeps its job.
+
+    A thread of its own, apart from the writer: while the store is down the writer sits in
+    its retries' backoff, and when the store is back the lease must be renewed within a
+    lease's time, before the reaper gives the job away (``worker.tasks._reaper_loop``).
+    """
 
     def __init__(self, sessions: sessionmaker[Session], claim: repo.Claim, lease_s: float):
         super().__init__(daemon=True, name=f"heartbeat-{claim.job_id}")
@@ -136,6 +145,105 @@ class _Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+
+class _Writer(threading.Thread):
+    """Writes the trace on its own thread, so that the training loop never waits on a commit.
+
+    The loop hands records over (``submit``, a list append under a lock) and goes on. This
+    thread takes everything handed over so far (the records, the newest checkpoint and
+    progress) and writes it in one fenced transaction, retried through connection failures.
+    Hand-overs are written in order, and a checkpoint at iteration i goes with every record
+    handed over before it, so it commits in the same transaction as, or after, every point
+    <= i.
+
+    What it learns reaches the loop at its next iteration: ``status`` (``"cancel"``), and
+    ``error``, which the loop re-raises (``LeaseLost``, ``StoreUnavailable``). Before a job
+    ends, the loop calls ``close``, which waits until everything handed over is written.
+    The lock only guards the hand-over; the transaction runs outside it.
+    """
+
+    # Records handed over but not yet written, past which ``submit`` waits: a store that
+    # is down stalls the loop (as a synchronous write did) instead of filling the memory.
+    max_pending = 100_000
+
+    def __init__(self, sessions: sessionmaker[Session], claim: repo.Claim, settings):
+        super().__init__(daemon=True, name=f"trace-writer-{claim.job_id}")
+        self.sessions, self.claim, self.settings = sessions, claim, settings
+        self.status = "ok"
+        self.error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._records: list[dict[str, Any]] = []
+        self._state: core.FitState | None = None  # the newest checkpoint handed over
+        self._progress: dict[str, Any] | None = None
+        self._closing = False
+
+    def submit(self, records, state: core.FitState | None, progress: dict[str, Any]) -> None:
+        """Hand over ``records`` (and a checkpoint of ``state``) to be written."""
+        with self._cond:
+            while len(self._records) >= self.max_pending and self.error is None:
+                self._cond.wait()
+            self._records += records
+            self._state = state if state is not None else self._state
+            self._progress = progress
+            self._cond.notify_all()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self, *, check: bool = True) -> None:
+        """Wait until everything handed over is written, end the thread, raise its error.
+
+        Bounded: a write retried through an outage gives up after ``store_patience_s``.
+        """
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self.join()
+        if check:
+            self.check()
+
+    def run(self) -> None:
+        while True:
+            with self._cond:
+                while self._progress is None and not self._closing:
+                    self._cond.wait()
+                if self._progress is None:  # closing, and everything is written
+                    return
+                records, state, progress = self._records, self._state, self._progress
+                self._records, self._state, self._progress = [], None, None
+            try:
+                self._write(records, state, progress)
+            except BaseException as exc:  # for the loop to raise; this thread ends
+                with self._cond:
+                    self.error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._cond.notify_all()
+
+    def _write(self, records, state: core.FitState | None, progress: dict[str, Any]) -> None:
+        # serialised here, off the loop: the state is a snapshot (core.fit copies tensors)
+        checkpoint = _checkpoint_bytes(state) if state is not None else None
+
+        def write() -> str:
+            with self.sessions.begin() as s:
+                status = repo.heartbeat(s, self.claim, self.settings.lease_s, **progress)
+                if status == "lost":
+                    return status
+                repo.write_trace(s, self.claim.job_id, records)
+                if checkpoint is not None:
+                    repo.save_artifact(
+                        s, self.claim.job_id, "checkpoint", checkpoint, iteration=state.iteration
+                    )
+            return status
+
+        status = _retrying(write, self.settings.store_patience_s)
+        if status == "lost":
+            raise LeaseLost
+        if status == "cancel":
+            self.status = "cancel"
 
 
 def _checkpoint_bytes(state: core.FitState) -> bytes:
@@ -182,8 +290,10 @@ def run_job(
     log.info("job %s: attempt %d on %s", job_id, claim.attempt, worker)
     beat = _Heartbeat(sessions, claim, settings.lease_s)
     beat.start()
+    writer = _Writer(sessions, claim, settings)
+    writer.start()
     try:
-        return _run_claimed(sessions, claim, settings, beat, on_record)
+        return _run_claimed(sessions, claim, settings, beat, writer, on_record)
     except LeaseLost:
         log.warning("job %s: lease lost, attempt %d stops", job_id, claim.attempt)
         return "lost"
@@ -192,10 +302,13 @@ def run_job(
         log.error("job %s: store unavailable, attempt %d stops: %s", job_id, claim.attempt, exc)
         return "store-unavailable"
     finally:
+        # closed already on every normal path; else (an unexpected error) what was handed
+        # over is still written, fenced by the attempt, with its checkpoint
+        writer.close(check=False)
         beat.stop()
 
 
-def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
+def _run_claimed(sessions, claim, settings, beat, writer, on_record) -> str:
     with sessions() as s:
         job = s.get(Job, claim.job_id)
         spec_data = job.spec
@@ -208,6 +321,7 @@ def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
         built = build(spec, settings.data_dir)
         state = _load_checkpoint(checkpoint[1], built.device) if checkpoint else None
     except Exception as exc:  # a spec the library rejects fails at once, no retry
+        writer.close()
         return _fail(sessions, claim, exc, settings)
 
     start = state.iteration if state else 0
@@ -220,7 +334,7 @@ def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
             .order_by(TracePoint.iteration.desc())
             .limit(1)
         )
-    run = _Stream(sessions, claim, settings, beat, start, spec.outer.iterations, best, on_record)
+    run = _Stream(settings, beat, writer, start, spec.outer.iterations, best, on_record)
     run.last_loss = last
     run.ran_before_s = ran_s
     run.time_limit = _time_limit(spec.time_limit_s, settings)
@@ -239,9 +353,10 @@ def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
     except (LeaseLost, StoreUnavailable):
         raise
     except Exception as exc:
-        run.flush(None, final=True)
+        run.close()  # the points up to the failure are kept
         return _fail(sessions, claim, exc, settings)
     if out.stopped and run.preempted and not run.cancelled:
+        run.close()  # the checkpoint at this iteration is written before the release
 
         def release():
             with sessions.begin() as s:
@@ -249,8 +364,7 @@ def _run_claimed(sessions, claim, settings, beat, on_record) -> str:
 
         return "released" if _retrying(release, settings.store_patience_s) else "lost"
     if out.stopped:
-        # cancelled: keep what was computed
-        run.flush(out.state, final=True)
+        run.close()  # cancelled: keep what was computed
 
         def cancel():
             with sessions.begin() as s:
@@ -273,10 +387,15 @@ def _best(s: Session, job_id: uuid.UUID) -> tuple[float, int] | None:
 
 
 class _Stream:
-    """``core.fit``'s callback: buffers records, flushes them in batches, checkpoints."""
+    """``core.fit``'s callback: buffers records and hands them to the writer in batches.
 
-    def __init__(self, sessions, claim, settings, beat, start, iterations, best, on_record):
-        self.sessions, self.claim, self.settings, self.beat = sessions, claim, settings, beat
+    It runs once per hyper-iteration on the training loop's thread, so it does as little as
+    it can: keep the record, track the best loss, and every ``flush_every_s`` (or
+    ``flush_every_n`` records) hand the batch over, with a checkpoint when one is due.
+    """
+
+    def __init__(self, settings, beat, writer: _Writer, start, iterations, best, on_record):
+        self.settings, self.beat, self.writer = settings, beat, writer
         self.iterations = iterations
         self.buffer: list[dict[str, Any]] = []
         self.start_iteration = self.iteration = start
@@ -285,7 +404,6 @@ class _Stream:
         self.best = best
         self.last_loss: float | None = None
         self.on_record = on_record
-        self.cancel = False
         self.preempted = False
         self.ran_before_s = 0.0
         self.time_limit: tuple[float, str] | None = None  # (seconds, the setting's name)
@@ -293,12 +411,13 @@ class _Stream:
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel or self.beat.state == "cancel"
+        return self.writer.status == "cancel" or self.beat.state == "cancel"
 
     def __call__(self, record: dict[str, Any], state: core.FitState) -> bool:
         if self.beat.state == "lost":
             raise LeaseLost
-        self.buffer.append(dict(record))
+        self.writer.check()  # a lost lease or a store given up on stops the loop here
+        self.buffer.append(dict(record))  # on_record (user code) must not change it
         self.iteration = int(record["iteration"])
         loss = float(record["outer_loss"])
         self.last_loss = loss
@@ -308,11 +427,12 @@ class _Stream:
             self.on_record(record)
         if self.crash and self.iteration >= 2:
             os.kill(os.getpid(), signal.SIGKILL)
-        if self.time_limit is not None and self.run_s() > self.time_limit[0]:
-            # raised with this iteration buffered: the failure path flushes it
+        now = time.monotonic()
+        if self.time_limit is not None and self.run_s(now) > self.time_limit[0]:
+            # raised with this iteration buffered: the failure path writes it
             limit, name = self.time_limit
             raise TimeLimitExceeded(
-                f"time limit exceeded: ran {self.run_s():.2f} s over its attempts, past "
+                f"time limit exceeded: ran {self.run_s(now):.2f} s over its attempts, past "
                 f"{name}={limit:g}; stopped after iteration {self.iteration}",
                 iteration=self.iteration,
             )
@@ -320,7 +440,6 @@ class _Stream:
             self.flush(state)  # with a checkpoint at this very iteration
             self.preempted = True
             return True
-        now = time.monotonic()
         s = self.settings
         due_ckpt = (
             now - self.last_ckpt >= s.checkpoint_every_s
@@ -341,9 +460,9 @@ class _Stream:
         rate = (time.monotonic() - self.t0) / done
         return rate * (self.iterations - self.iteration)
 
-    def run_s(self) -> float:
+    def run_s(self, now: float | None = None) -> float:
         """Running time of this job over all its attempts so far."""
-        return self.ran_before_s + time.monotonic() - self.t0
+        return self.ran_before_s + (now or time.monotonic()) - self.t0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -353,42 +472,26 @@ class _Stream:
             "best_iteration": self.best[1] if self.best else None,
         }
 
-    def flush(self, state: core.FitState | None, *, final: bool = False) -> None:
-        """Write the buffered points (and a checkpoint) in one fenced transaction."""
-        status = _retrying(lambda: self._write(state, final), self.settings.store_patience_s)
+    def flush(self, state: core.FitState | None) -> None:
+        """Hand the buffered records (and a checkpoint of ``state``) to the writer."""
+        progress = {"iteration": self.iteration, "eta_s": self.eta(), "summary": self.summary()}
+        self.writer.submit(self.buffer, state, progress)
         self.buffer = []
         self.last_flush = time.monotonic()
         if state is not None:
             self.last_ckpt, self.ckpt_iteration = self.last_flush, state.iteration
-        self.cancel = self.cancel or status == "cancel"
 
-    def _write(self, state: core.FitState | None, final: bool) -> str:
-        with self.sessions.begin() as s:
-            status = repo.heartbeat(
-                s,
-                self.claim,
-                self.settings.lease_s,
-                iteration=self.iteration,
-                eta_s=self.eta(),
-                summary=self.summary(),
-            )
-            if status == "lost":
-                raise LeaseLost
-            repo.write_trace(s, self.claim.job_id, self.buffer)
-            if state is not None and not final:
-                repo.save_artifact(
-                    s,
-                    self.claim.job_id,
-                    "checkpoint",
-                    _checkpoint_bytes(state),
-                    iteration=state.iteration,
-                )
-        return status
+    def close(self) -> None:
+        """Write every record so far, wait for it, and end the writer (raising its error)."""
+        self.flush(None)
+        self.writer.close()
 
 
 def _succeed(sessions, claim, built, out, run) -> str:
     res = core.hypergradient(built.problem, out.hparams, built.dynamics, built.estimator)
     metrics = {k: float(v) for k, v in built.problem.metrics(res.params, out.hparams).items()}
+    # every batch handed over is committed now; the last one commits with the success below
+    run.writer.close()
     summary = {
         **run.summary(),
         "final_outer_loss": float(res.outer_loss),

@@ -163,10 +163,37 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses={200: {"links": _JOB_LINKS}})
-def get_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:
+def _weak_etag(data: bytes) -> str:
+    return f'W/"{hashlib.sha256(data).hexdigest()[:32]}"'
+
+
+def _not_modified(request: Request, etag: str) -> bool:
+    """``If-None-Match`` names ``etag`` (weak comparison, RFC 9110 13.1.2) or is ``*``."""
+    header = request.headers.get("if-none-match")
+    if not header:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in header.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
+
+
+@router.get(
+    "/{job_id}",
+    response_model=JobPublic,
+    responses={
+        200: {"links": _JOB_LINKS},
+        304: {"description": "unchanged since the ETag in If-None-Match"},
+    },
+)
+def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, team: TeamDep) -> Response:
     """One job: status, progress, summary, error."""
-    return JobPublic.of(_job_or_404(session, team, job_id))
+    body = JobPublic.of(_job_or_404(session, team, job_id)).model_dump_json().encode()
+    # the tag hashes the representation itself: a heartbeat that changes only the summary
+    # (no updated_at) still changes it
+    etag = _weak_etag(body)
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if _not_modified(request, etag):
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json", headers=headers)
 
 
 # the schema names the known columns, so a schema-valid `fields` is always accepted
@@ -231,9 +258,9 @@ def get_trace(
     span = repo.trace_span(session, job.id, after)
     count, last = span[0], span[2]
     tag_src = f"{job.id}:{job.attempts}:{count}:{last}:{after}:{limit}:{','.join(names)}"
-    etag = f'W/"{hashlib.sha256(tag_src.encode()).hexdigest()[:32]}"'
+    etag = _weak_etag(tag_src.encode())
     headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Trace-Points": str(count)}
-    if etag in {t.strip() for t in request.headers.get("if-none-match", "").split(",")}:
+    if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     # the body holds what the ETag counted, read without a second span query
     cols = repo.trace_columns(

@@ -63,12 +63,14 @@ def create_key(
         422: _problem("a malformed prefix"),
     },
 )
-def revoke_key(prefix: Prefix, session: SessionDep, admin: AdminDep) -> KeyPublic:
+def revoke_key(prefix: Prefix, request: Request, session: SessionDep, admin: AdminDep) -> KeyPublic:
     """Revoke one of the team's keys (idempotent: a revoked key stays revoked)."""
     row = repo.get_api_key(session, prefix, team_id=admin.team.id)
     if row is None:
         raise ProblemError(404, f"no key {prefix}", slug="not-found")
     repo.revoke_api_key(session, prefix, team_id=admin.team.id)
     session.commit()
+    # at once in this process; other API processes drop it within key_cache_ttl_s
+    request.app.state.key_cache.forget_prefix(prefix)
     session.refresh(row)
     return KeyPublic.of(row)

@@ -9,7 +9,8 @@ import uuid
 import pytest
 
 from jobs import repo
-from tests.factories import tiny_spec
+from jobs.models import Job
+from tests.factories import team_with_key, tiny_spec
 
 PROBLEM = "application/problem+json"
 
@@ -148,6 +149,32 @@ def test_trace_is_columnar_incremental_downsampled_and_etagged(client, auth, pg_
     assert r3.status_code == 200 and r3.json()["iteration"][-1] == 301
     body = _problem(client.get(f"{url}?fields=outer_loss,nope", headers=auth), 422)
     assert body["errors"][0]["field"] == "query.fields"
+
+
+def test_a_job_is_etagged_304_while_unchanged_and_200_after_a_change(client, auth, pg_sessions):
+    job_id = client.post("/v1/jobs", json=tiny_spec(), headers=auth).json()["id"]
+    url = f"/v1/jobs/{job_id}"
+    r = client.get(url, headers=auth)
+    assert r.status_code == 200 and r.json()["status"] == "queued"
+    etag = r.headers["etag"]
+    assert etag.startswith('W/"') and r.headers["cache-control"] == "no-cache"
+    again = client.get(url, headers={**auth, "If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+    # a progress report that leaves updated_at alone (a heartbeat's summary) still counts
+    with pg_sessions.begin() as s:
+        s.get(Job, uuid.UUID(job_id)).summary = {"last_outer_loss": 0.5}
+    r2 = client.get(url, headers={**auth, "If-None-Match": etag})
+    assert r2.status_code == 200 and r2.json()["summary"] == {"last_outer_loss": 0.5}
+    assert r2.headers["etag"] != etag
+    client.post(f"{url}/cancel", headers=auth)
+    r3 = client.get(url, headers={**auth, "If-None-Match": r2.headers["etag"]})
+    assert r3.status_code == 200 and r3.json()["status"] == "cancelled"
+    assert client.get(url, headers={**auth, "If-None-Match": f'"x", {r3.headers["etag"]}'}
+                      ).status_code == 304  # fmt: skip
+    # another team's job is still 404, whatever the tag
+    _, other = team_with_key(pg_sessions)
+    r4 = client.get(url, headers={"Authorization": f"Bearer {other}", "If-None-Match": "*"})
+    _problem(r4, 404)
 
 
 def test_health_and_readiness(client):

@@ -27,8 +27,9 @@ export function onUnauthorized(fn) {
   unauthorized = fn;
 }
 
-// ETag slots: the last URL, ETag and body per caller-named slot (one per trace being polled),
-// so a poll of an unchanged URL sends If-None-Match and reuses the body on 304.
+// ETag slots: the last URL, ETag and body per caller-named slot (one per job and one per
+// trace being polled), so a poll of an unchanged URL sends If-None-Match and reuses the body
+// on 304.
 const slots = new Map();
 
 export function forget(slot) {

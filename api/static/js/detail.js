@@ -1,6 +1,7 @@
 // One job: spec, state history, progress and ETA, charts, metrics, cancel, downloads.
-// The trace is polled with after= (only new points) and If-None-Match (304 when unchanged);
-// polling backs off while nothing changes and stops once the job has finished.
+// The job and its trace are polled with If-None-Match (304 when unchanged), the trace with
+// after= (only new points); polling backs off while nothing changes and stops once the job
+// has finished.
 import { ApiError, forget, getJSON, query, request, TERMINAL } from "./api.js";
 import { TraceChart, hasValues, maxPointsFor, PALETTE } from "./chart.js";
 import { h, clear, text, toast } from "./dom.js";
@@ -169,7 +170,8 @@ function normsChart(exact) {
 
 async function tick() {
   const me = ctx;
-  const job = await getJSON(`/v1/jobs/${me.id}`);
+  // a 304 hands back the body cached in the slot: the same object, so nothing "changed"
+  const job = await getJSON(`/v1/jobs/${me.id}`, { slot: `job:${me.id}` });
   if (ctx !== me) return { done: true };
   const jobChanged = !ctx.job || job.updated_at !== ctx.job.updated_at
     || job.status !== ctx.job.status;
@@ -256,6 +258,7 @@ export function mount(section, { id }) {
   };
   section.dataset.maxPoints = String(ctx.trace.maxPoints);
   forget(`trace:${id}`);
+  forget(`job:${id}`);
   ctx.poller = new Poller(() => guardedTick(section), {
     min: 1000, max: 10000,
     onState: (s, wait) => {
@@ -286,5 +289,6 @@ export function unmount() {
   ctx.poller.stop();
   for (const c of [ctx.charts.loss, ctx.charts.norms, ctx.charts.diag]) c.destroy();
   forget(`trace:${ctx.id}`);
+  forget(`job:${ctx.id}`);
   ctx = null;
 }
