@@ -191,7 +191,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default=25.0,
         help="the API's per-key requests/s (BILEVEL_RATE_LIMIT_PER_S; 25 is its default, 0 off)",
     )
-    ap.add_argument("--torch-threads", type=int, default=0, help="per worker; 0: torch's default")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="per worker (default: cores / workers, at least 1, so that the workers do not "
+        "oversubscribe the cores the API needs; 0: torch's default, every core)",
+    )
     ap.add_argument("--max-points", type=int, default=4000, help="the dashboard's max_points")
     ap.add_argument("--poll-min", type=float, default=1.0)
     ap.add_argument("--poll-max", type=float, default=10.0)
@@ -235,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             "BILEVEL_KEY_SECRET": KEY_SECRET,
             "BILEVEL_QUEUE_PREFIX": f"load{uuid.uuid4().hex[:6]}",
         }
-        worker_env = {**env, "BILEVEL_TORCH_THREADS": str(args.torch_threads)}
+        threads = args.torch_threads
+        if threads is None:
+            threads = max(1, (os.cpu_count() or 1) // max(1, args.workers))
+        worker_env = {**env, "BILEVEL_TORCH_THREADS": str(threads)}
         # tests.conftest turns the limit off in os.environ; the API gets the deployed one
         api_env = {**env, "BILEVEL_RATE_LIMIT_PER_S": f"{args.rate_limit:g}"}
         for i in range(args.workers):
