@@ -60,3 +60,16 @@ def test_memory_sweep_shows_table_1s_memory_claims():
     assert (full[2] - full[1]) == 2 * (full[1] - full[0]) > 0
     r = by[40, "truncated K=5 iterates"]
     assert r["total_bytes"] <= (5 + 1) * r["w_bytes"] + r["one_step_graph_bytes"]
+
+
+def test_compiled_benchmark_runs_small_and_compiled_steps_agree(tmp_path, capsys):
+    from benchmarks import compiled
+
+    out = tmp_path / "compiled.json"
+    assert (
+        compiled.main(["--n", "50", "--d", "8", "--T", "3", "--repeats", "1", "--json", str(out)])
+        == 0
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["method"] for r in rows] == ["eager", "compile", "compile max-autotune"]
+    assert all(r["max_abs_diff"] < 1e-5 for r in rows)
