@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks import gpu_check
 
 
@@ -62,6 +64,8 @@ def test_memory_sweep_shows_table_1s_memory_claims():
     assert r["total_bytes"] <= (5 + 1) * r["w_bytes"] + r["one_step_graph_bytes"]
 
 
+# torch.compile's own internals warn about torch.jit; nothing of ours to act on
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_benchmark_runs_small_and_compiled_steps_agree(tmp_path, capsys):
     from benchmarks import compiled
 
