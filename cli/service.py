@@ -101,6 +101,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(ApiSettings, args)
     _key_secret(settings)  # refuse to start without one, before anything else starts
+    workers = args.workers
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    if workers > 1 and not settings.broker_url:
+        # SQLite and the in-process executor live in this one process
+        raise UsageError(
+            f"--workers {workers} needs the distributed mode (DATABASE_URL and BROKER_URL); "
+            "the embedded mode serves from one process"
+        )
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     engine = None
@@ -118,7 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings, dispatcher=executor, sessions=sessions)
         key = _ensure_local_key(settings, sessions) if settings.embedded else None
     else:
-        app = create_app(settings)
+        app = create_app(settings) if workers == 1 else None
         key = None
     url = f"http://{host}:{port}"
     print(f"bilevel: serving on {url} (docs at {url}/docs)", flush=True)
@@ -132,7 +141,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             signed_in = f"{url}/#key={key_file.read_text().strip()}"
             print(f"bilevel: dashboard (signed in): {signed_in}", flush=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=args.log_level)
+        if workers > 1:
+            # each process builds its own app from the environment (same settings)
+            uvicorn.run(
+                "api.main:create_app", factory=True, workers=workers, host=host, port=port,
+                log_level=args.log_level,
+            )  # fmt: skip
+        else:
+            uvicorn.run(app, host=host, port=port, log_level=args.log_level)
     finally:
         if executor is not None:
             from worker.runner import request_shutdown
@@ -439,6 +455,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default 8000)")
     p.add_argument("--state-dir", help="embedded mode's data directory (BILEVEL_STATE_DIR)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes (distributed mode only; 2 on a small shared machine, see README)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = commands.add_parser("worker", help="run Celery workers: one per GPU, or one on CPU")

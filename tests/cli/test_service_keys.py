@@ -74,3 +74,41 @@ def test_submit_checks_the_compute_budget_with_the_apis_message(state, capsys, m
                                 BudgetLimits(max_inner_steps=100))  # fmt: skip
     assert code == 2 and err.count("\n") == 1
     assert f"outer.iterations: {expected['type'].message_template}" in err
+
+
+def test_serve_refuses_several_workers_in_the_embedded_mode(state, capsys):
+    code, _, err = _run(capsys, "serve", "--workers", "2")
+    assert code == 2 and err.count("\n") == 1
+    assert "--workers 2 needs the distributed mode" in err
+
+
+def test_serve_runs_several_api_processes_in_the_distributed_mode(pg_url, redis_url, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import httpx
+
+    from tests.factories import wait_ready
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": pg_url, "BROKER_URL": redis_url,
+           "BILEVEL_QUEUE_PREFIX": f"serve-{port}"}  # fmt: skip
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--workers", "2", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_ready(url, proc, 60), (tmp_path / "serve.log").read_text()
+        assert httpx.get(f"{url}/v1/jobs").status_code == 401  # the app, not just a socket
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    started = (tmp_path / "serve.log").read_text().count("Started server process")
+    assert started == 2, (tmp_path / "serve.log").read_text()
