@@ -93,16 +93,15 @@ class Graphed:
         plan = self.estimator.plan(dynamics.steps)
         inputs = problem.inputs()
         key = (
-            id(problem),
-            id(dynamics),
             plan.checkpoints,
             plan.include_init,
             tuple((x.shape, x.dtype, x.device) for x in (*leaves, *inputs)),
         )
-        if key != self._key:
+        owner = self._buffers[3] if self._buffers else None
+        if key != self._key or owner is None or owner[0] is not problem or owner[1] is not dynamics:
             self._record(problem, hparams, dynamics, plan, inputs)
             self._key = key
-        setup, static_inputs, outputs = self._buffers
+        setup, static_inputs, outputs, _ = self._buffers
         if not all_finite(leaves):  # as prepare() would: a NaN λ is the caller's divergence
             prepare(problem, hparams, dynamics)
         with torch.no_grad():
@@ -155,4 +154,7 @@ class Graphed:
                 outputs = unrolled_tensors(problem, setup, dynamics, plan)
         finally:
             problem.set_inputs(inputs)
-        self._graph, self._buffers = graph, (setup, static_inputs, outputs)
+        # the graph reads the problem's own tensors (data, constants) by address: holding the
+        # problem keeps them alive, and identity (not id(), which a new object may reuse)
+        # decides whether the graph still fits
+        self._graph, self._buffers = graph, (setup, static_inputs, outputs, (problem, dynamics))
