@@ -27,7 +27,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     literal,
     or_,
     select,
@@ -518,21 +517,17 @@ def write_trace(session: Session, job_id: uuid.UUID, records: Sequence[Mapping[s
     its = [int(r["iteration"]) for r in records]
     cols = {f: [_clean(r.get(f)) for r in records] for f in TRACE_FIELDS}
     # a retried commit that did land must not fail on its own rows
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if _store_dialect(session) == "postgresql":
         params = {"job_id": job_id, "iteration": its, **cols}
         session.connection().exec_driver_sql(_PG_INSERT_TRACE, params)  # psycopg's own syntax
     else:
         names = ("iteration", *TRACE_FIELDS)
         rows = [{"job_id": job_id, **dict(zip(names, v))} for v in zip(its, *cols.values())]
-        if dialect == "sqlite":
-            stmt = sqlite_insert(TracePoint).on_conflict_do_nothing(
-                index_elements=["job_id", "iteration"]
-            )
-        else:
-            stmt = insert(TracePoint)
+        stmt = sqlite_insert(TracePoint).on_conflict_do_nothing(
+            index_elements=["job_id", "iteration"]
+        )
         session.execute(stmt, rows)
-    _merge_blocks(session, job_id, _rollup(job_id, its, cols))
+    _merge_blocks(session, _rollup(job_id, its, cols))
 
 
 def truncate_trace(session: Session, job_id: uuid.UUID, after: int) -> int:
@@ -569,13 +564,13 @@ def _extreme(row: dict[str, Any], f: str, pairs: list[tuple[float, int]]) -> Non
 def _rollup(
     job_id: uuid.UUID, its: Sequence[int], cols: Mapping[str, Sequence[float | None]]
 ) -> dict[int, dict[str, Any]]:
-    """trace_blocks rows of these points alone, by block."""
+    """trace_blocks rows of these points alone (every column; None where no value), by block."""
     members: dict[int, list[int]] = {}
     for k, it in enumerate(its):
         members.setdefault(_block_of(it), []).append(k)
     blocks = {}
     for b, ks in members.items():
-        row: dict[str, Any] = {"job_id": job_id, "block": b}
+        row: dict[str, Any] = {**dict.fromkeys(_BLOCK_COLUMNS), "job_id": job_id, "block": b}
         for f, col in cols.items():
             _extreme(row, f, [(col[k], its[k]) for k in ks if col[k] is not None])
         blocks[b] = row
@@ -604,21 +599,26 @@ def _upsert_blocks(insert_: Any) -> Any:
 
 # built once: a statement this size costs more to build and hash than to run
 _UPSERT_BLOCKS = {"postgresql": _upsert_blocks(pg_insert), "sqlite": _upsert_blocks(sqlite_insert)}
+_BLOCK_COLUMNS = tuple(c.name for c in trace_blocks.c)
 
 
-def _merge_blocks(session: Session, job_id: uuid.UUID, blocks: dict[int, dict[str, Any]]) -> None:
+def _store_dialect(session: Session) -> str:
+    """``"postgresql"`` or ``"sqlite"``, the two stores the service runs on (``jobs.db``)."""
+    name = session.get_bind().dialect.name
+    if name not in _UPSERT_BLOCKS:
+        raise ValueError(f"the job store must be PostgreSQL or SQLite, got {name}")
+    return name
+
+
+def _merge_blocks(session: Session, blocks: dict[int, dict[str, Any]]) -> None:
     """Store ``blocks``, each merged on conflict with the stored row of the same block.
 
     Extremes of a union are extremes of the parts' extremes, so the block a batch starts in
     (its head already stored) comes out as if recomputed from all its points, and a batch
     written twice leaves its blocks as they were. One statement: nothing is read back.
     """
-    dialect = session.get_bind().dialect.name
-    if dialect not in _UPSERT_BLOCKS:
-        raise NotImplementedError(f"trace_blocks upsert on {dialect}")
-    names = [c.name for c in trace_blocks.c]
-    rows = [{n: r.get(n) for n in names} for r in blocks.values()]
-    session.execute(_UPSERT_BLOCKS[dialect], rows)
+    if blocks:
+        session.execute(_UPSERT_BLOCKS[_store_dialect(session)], list(blocks.values()))
 
 
 def _refresh_blocks(session: Session, job_id: uuid.UUID, lo: int, hi: int) -> None:
@@ -636,12 +636,9 @@ def _refresh_blocks(session: Session, job_id: uuid.UUID, lo: int, hi: int) -> No
             trace_blocks.c.job_id == job_id, trace_blocks.c.block.between(b0, b1)
         )
     )
-    if points:
-        its = [p[0] for p in points]
-        by_field = {f: [p[i] for p in points] for i, f in enumerate(TRACE_FIELDS, start=1)}
-        rows = _rollup(job_id, its, by_field).values()
-        names = [c.name for c in trace_blocks.c]
-        session.execute(insert(trace_blocks), [{n: r.get(n) for n in names} for r in rows])
+    its = [p[0] for p in points]
+    by_field = {f: [p[i] for p in points] for i, f in enumerate(TRACE_FIELDS, start=1)}
+    _merge_blocks(session, _rollup(job_id, its, by_field))
 
 
 def save_artifact(
