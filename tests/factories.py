@@ -28,6 +28,11 @@ def tiny_spec(iterations: int = 20, steps: int = 10, **over: Any) -> dict[str, A
     return spec
 
 
+def bearer(key: str) -> dict[str, str]:
+    """The ``Authorization`` header of an API key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
 def team_with_key(
     sessions, name: str | None = None, *, scope: str = "team"
 ) -> tuple[uuid.UUID, str]:
@@ -41,6 +46,16 @@ def team_with_key(
         team = repo.ensure_team(s, name or f"team-{uuid.uuid4().hex[:8]}")
         _, key = repo.create_api_key(s, team, secret=KEY_SECRET.encode(), scope=scope)
         return team.id, key
+
+
+def queued_job(sessions, spec: dict[str, Any]) -> uuid.UUID:
+    """A new team's job of ``spec``, queued in the store (nothing dispatched)."""
+    from jobs.spec import parse_spec
+
+    team_id, _ = team_with_key(sessions)
+    with sessions.begin() as s:
+        job, _ = repo.create_job(s, team_id, parse_spec(spec))
+    return job.id
 
 
 def wait_ready(url: str, proc, timeout_s: float) -> bool:

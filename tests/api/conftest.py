@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
-from tests.factories import team_with_key
+from tests.factories import bearer, team_with_key
 
 
 class RecordingDispatcher:
@@ -38,12 +38,28 @@ def client(pg_url, pg_sessions, dispatcher):
 
 
 @pytest.fixture
+def make_client(pg_url, pg_sessions, dispatcher):
+    """``make_client(**settings)``: a TestClient on an app with those settings."""
+    clients = []
+
+    def make(**over) -> TestClient:
+        settings = ApiSettings(database_url=pg_url, broker_url=None, **over)
+        c = TestClient(create_app(settings, dispatcher=dispatcher, sessions=pg_sessions))
+        clients.append(c.__enter__())
+        return c
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
 def auth(pg_sessions):
     _, key = team_with_key(pg_sessions)
-    return {"Authorization": f"Bearer {key}"}
+    return bearer(key)
 
 
 @pytest.fixture
 def other_auth(pg_sessions):
     _, key = team_with_key(pg_sessions)
-    return {"Authorization": f"Bearer {key}"}
+    return bearer(key)

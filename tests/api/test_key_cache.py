@@ -8,31 +8,13 @@ import pickle
 import time
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import event
 
-from api import ApiSettings, create_app
 from jobs import repo
 from jobs.keys import KeyCache
 from jobs.models import Team
 from jobs.spec import JobSpec
-from tests.factories import team_with_key, tiny_spec
-
-
-@pytest.fixture
-def make_client(pg_url, pg_sessions, dispatcher):
-    """``make_client(**settings)``: a TestClient on an app with those settings."""
-    clients = []
-
-    def make(**over) -> TestClient:
-        settings = ApiSettings(database_url=pg_url, broker_url=None, **over)
-        c = TestClient(create_app(settings, dispatcher=dispatcher, sessions=pg_sessions))
-        clients.append(c.__enter__())
-        return c
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+from tests.factories import bearer, team_with_key, tiny_spec
 
 
 @pytest.fixture
@@ -49,10 +31,6 @@ def statements(pg_sessions):
     event.remove(engine, "before_cursor_execute", record)
 
 
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
 def _auth_queries(statements: list[str]) -> list[str]:
     return [s for s in statements if "api_keys" in s or "teams" in s]
 
@@ -63,22 +41,22 @@ def test_a_cache_miss_is_one_query_and_a_hit_is_none(make_client, pg_sessions, s
     with pg_sessions.begin() as s:
         job, _ = repo.create_job(s, team_id, JobSpec.model_validate(tiny_spec()))
     statements.clear()
-    assert client.get(f"/v1/jobs/{job.id}", headers=_bearer(key)).status_code == 200
+    assert client.get(f"/v1/jobs/{job.id}", headers=bearer(key)).status_code == 200
     # the key and its team in one join, then the job
     assert len(_auth_queries(statements)) == 1 and len(statements) == 2, statements
     statements.clear()
     for _ in range(3):
-        assert client.get(f"/v1/jobs/{job.id}", headers=_bearer(key)).status_code == 200
+        assert client.get(f"/v1/jobs/{job.id}", headers=bearer(key)).status_code == 200
     assert _auth_queries(statements) == [] and len(statements) == 3, statements
 
 
 def test_a_wrong_key_is_never_answered_from_the_cache(make_client, pg_sessions, statements):
     client = make_client(key_cache_ttl_s=60)
     _, key = team_with_key(pg_sessions)
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
     statements.clear()
     for wrong in (key[:-1] + ("A" if key[-1] != "A" else "B"), key + "x"):
-        assert client.get("/v1/jobs", headers=_bearer(wrong)).status_code == 401
+        assert client.get("/v1/jobs", headers=bearer(wrong)).status_code == 401
     assert len(_auth_queries(statements)) == 2  # each checked against the store
 
 
@@ -86,11 +64,11 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_ttl(make_client, pg_se
     ttl = 0.5
     client = make_client(key_cache_ttl_s=ttl)
     _, key = team_with_key(pg_sessions)
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
     with pg_sessions.begin() as s:  # as `bilevel keys revoke` or another API process does
         assert repo.revoke_api_key(s, key.split("_")[1])
     revoked_at = time.monotonic()
-    while client.get("/v1/jobs", headers=_bearer(key)).status_code == 200:
+    while client.get("/v1/jobs", headers=bearer(key)).status_code == 200:
         assert time.monotonic() - revoked_at < ttl + 0.5, "still accepted past the TTL"
         time.sleep(0.05)
     assert time.monotonic() - revoked_at <= ttl + 0.5
@@ -100,16 +78,16 @@ def test_a_key_revoked_through_the_api_stops_working_at_once(make_client, pg_ses
     client = make_client(key_cache_ttl_s=60)
     team_id, admin = team_with_key(pg_sessions, scope="admin")
     _, key = team_with_key(pg_sessions, _team_name(pg_sessions, team_id))
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200  # now cached
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200  # now cached
     prefix = key.split("_")[1]
-    assert client.delete(f"/v1/keys/{prefix}", headers=_bearer(admin)).status_code == 200
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 401
+    assert client.delete(f"/v1/keys/{prefix}", headers=bearer(admin)).status_code == 200
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 401
 
 
 def test_the_key_cache_never_holds_the_plaintext(make_client, pg_sessions):
     client = make_client(key_cache_ttl_s=60)
     _, key = team_with_key(pg_sessions)
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
     cache = client.app.state.key_cache
     assert len(cache) == 1
     dump = pickle.dumps(cache._entries) + repr(cache._entries).encode()
@@ -122,7 +100,7 @@ def test_a_ttl_of_zero_turns_the_cache_off(make_client, pg_sessions, statements)
     _, key = team_with_key(pg_sessions)
     statements.clear()
     for _ in range(2):
-        assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+        assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
     assert len([s for s in statements if "api_keys" in s]) == 2
     assert len(client.app.state.key_cache) == 0
 

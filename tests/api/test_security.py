@@ -22,7 +22,7 @@ from api import ApiSettings, create_app
 from jobs import repo
 from jobs.models import ApiKey, Job
 from tests.conftest import KEY_SECRET
-from tests.factories import team_with_key, tiny_spec
+from tests.factories import bearer, team_with_key, tiny_spec
 
 PROBLEM = "application/problem+json"
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,26 +36,6 @@ def _problem(r, status: int, slug: str | None = None) -> dict:
     if slug:
         assert body["type"] == f"/problems/{slug}"
     return body
-
-
-def _bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-@pytest.fixture
-def make_client(pg_url, pg_sessions, dispatcher):
-    """``make_client(**settings)``: a TestClient on an app with those settings."""
-    clients = []
-
-    def make(**over) -> TestClient:
-        settings = ApiSettings(database_url=pg_url, broker_url=None, **over)
-        c = TestClient(create_app(settings, dispatcher=dispatcher, sessions=pg_sessions))
-        clients.append(c.__enter__())
-        return c
-
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
 
 
 @pytest.fixture
@@ -78,13 +58,13 @@ def test_keys_are_stored_as_an_hmac_under_the_server_secret(pg_sessions, client)
     assert key.startswith(f"blv_{row.prefix}_") and row.hash_scheme == "hmac-sha256"
     assert row.key_hash == hmac.new(KEY_SECRET.encode(), key.encode(), "sha256").hexdigest()
     assert row.key_hash != hashlib.sha256(key.encode()).hexdigest()
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
     # the right prefix with a wrong secret part, and a key hashed under another secret
-    _problem(client.get("/v1/jobs", headers=_bearer(key[:-2] + "zz")), 401, "unauthorized")
+    _problem(client.get("/v1/jobs", headers=bearer(key[:-2] + "zz")), 401, "unauthorized")
     with pg_sessions.begin() as s:
         team = repo.ensure_team(s, f"t-{uuid.uuid4().hex[:6]}")
         _, foreign = repo.create_api_key(s, team, secret=b"another-secret" * 4)
-    _problem(client.get("/v1/jobs", headers=_bearer(foreign)), 401)
+    _problem(client.get("/v1/jobs", headers=bearer(foreign)), 401)
 
 
 def test_a_legacy_sha256_key_is_accepted_and_rehashed_to_hmac(pg_sessions, client):
@@ -95,13 +75,13 @@ def test_a_legacy_sha256_key_is_accepted_and_rehashed_to_hmac(pg_sessions, clien
             .where(ApiKey.prefix == key.split("_")[1])
             .values(key_hash=hashlib.sha256(key.encode()).hexdigest(), hash_scheme="sha256")
         )
-    _problem(client.get("/v1/jobs", headers=_bearer(key + "x")), 401)
+    _problem(client.get("/v1/jobs", headers=bearer(key + "x")), 401)
     assert _row(pg_sessions, key).hash_scheme == "sha256"  # a wrong key changes nothing
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
     row = _row(pg_sessions, key)
     assert row.hash_scheme == "hmac-sha256"
     assert row.key_hash == hmac.new(KEY_SECRET.encode(), key.encode(), "sha256").hexdigest()
-    assert client.get("/v1/jobs", headers=_bearer(key)).status_code == 200
+    assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -116,13 +96,13 @@ def test_key_management_needs_an_admin_key(client, auth, method, path, body):
 
 def test_an_admin_key_lists_creates_and_revokes_its_teams_keys(client, admin, pg_sessions):
     _, key = admin
-    h = _bearer(key)
+    h = bearer(key)
     r = client.post("/v1/keys", json={"name": "ci"}, headers=h)
     assert r.status_code == 201 and r.headers["cache-control"] == "no-store"
     new = r.json()
     assert new["key"].startswith(f"blv_{new['prefix']}_") and new["scope"] == "team"
-    assert client.get("/v1/jobs", headers=_bearer(new["key"])).status_code == 200
-    _problem(client.get("/v1/keys", headers=_bearer(new["key"])), 403)  # a team key
+    assert client.get("/v1/jobs", headers=bearer(new["key"])).status_code == 200
+    _problem(client.get("/v1/keys", headers=bearer(new["key"])), 403)  # a team key
 
     listed = client.get("/v1/keys", headers=h).json()
     assert listed["count"] == 2 and [k["name"] for k in listed["data"]] == ["", "ci"]
@@ -131,13 +111,13 @@ def test_an_admin_key_lists_creates_and_revokes_its_teams_keys(client, admin, pg
 
     r = client.delete(f"/v1/keys/{new['prefix']}", headers=h)
     assert r.status_code == 200 and r.json()["revoked_at"] is not None
-    _problem(client.get("/v1/jobs", headers=_bearer(new["key"])), 401)
+    _problem(client.get("/v1/jobs", headers=bearer(new["key"])), 401)
     assert client.delete(f"/v1/keys/{new['prefix']}", headers=h).status_code == 200  # idempotent
     _problem(client.delete("/v1/keys/ffffffff", headers=h), 404, "not-found")
     _problem(client.delete("/v1/keys/NOT-HEX", headers=h), 422)
 
     admin2 = client.post("/v1/keys", json={"name": "ops", "scope": "admin"}, headers=h).json()
-    assert client.get("/v1/keys", headers=_bearer(admin2["key"])).json()["count"] == 3
+    assert client.get("/v1/keys", headers=bearer(admin2["key"])).json()["count"] == 3
     body = _problem(client.post("/v1/keys", json={"scope": "root"}, headers=h), 422)
     assert [e["field"] for e in body["errors"]] == ["scope"]
 
@@ -174,10 +154,10 @@ def test_the_isolation_tests_cover_every_job_route(client):
 def test_another_teams_job_is_404_not_403(client, auth, pg_sessions, method, suffix, scope):
     job_id = client.post("/v1/jobs", json=tiny_spec(), headers=auth).json()["id"]
     _, other = team_with_key(pg_sessions, scope=scope)
-    body = _problem(client.request(method, f"/v1/jobs/{job_id}{suffix}", headers=_bearer(other)),
+    body = _problem(client.request(method, f"/v1/jobs/{job_id}{suffix}", headers=bearer(other)),
                     404, "not-found")  # fmt: skip
     assert body["detail"] == f"no job {job_id}"  # the same words as for a missing job
-    assert client.get("/v1/jobs", headers=_bearer(other)).json()["data"] == []
+    assert client.get("/v1/jobs", headers=bearer(other)).json()["data"] == []
     assert client.get(f"/v1/jobs/{job_id}", headers=auth).json()["status"] == "queued"
 
 
@@ -185,10 +165,10 @@ def test_another_teams_admin_cannot_see_or_revoke_our_keys(client, admin, pg_ses
     _, ours = admin
     _, theirs = team_with_key(pg_sessions, scope="admin")
     our_prefix = ours.split("_")[1]
-    listed = client.get("/v1/keys", headers=_bearer(theirs)).json()["data"]
+    listed = client.get("/v1/keys", headers=bearer(theirs)).json()["data"]
     assert our_prefix not in {k["prefix"] for k in listed} and len(listed) == 1
-    _problem(client.delete(f"/v1/keys/{our_prefix}", headers=_bearer(theirs)), 404)
-    assert client.get("/v1/keys", headers=_bearer(ours)).json()["data"][0]["revoked_at"] is None
+    _problem(client.delete(f"/v1/keys/{our_prefix}", headers=bearer(theirs)), 404)
+    assert client.get("/v1/keys", headers=bearer(ours)).json()["data"][0]["revoked_at"] is None
 
 
 # -- request body size ----------------------------------------------------------------------
@@ -264,13 +244,13 @@ def test_a_key_over_its_rate_is_429_with_retry_after(make_client, pg_sessions):
     c = make_client(rate_limit_per_s=0.01, rate_limit_burst=3)
     _, key = team_with_key(pg_sessions)
     _, other = team_with_key(pg_sessions)
-    assert [c.get("/v1/jobs", headers=_bearer(key)).status_code for _ in range(3)] == [200] * 3
-    r = c.get("/v1/jobs", headers=_bearer(key))
+    assert [c.get("/v1/jobs", headers=bearer(key)).status_code for _ in range(3)] == [200] * 3
+    r = c.get("/v1/jobs", headers=bearer(key))
     body = _problem(r, 429, "rate-limited")
     assert 1 <= int(r.headers["retry-after"]) <= 100 and "rate_limit_per_s" in body["detail"]
-    assert c.get("/v1/jobs", headers=_bearer(other)).status_code == 200
+    assert c.get("/v1/jobs", headers=bearer(other)).status_code == 200
     # unauthenticated requests spend nothing and still get their 401
-    _problem(c.get("/v1/jobs", headers=_bearer(key + "x")), 401)
+    _problem(c.get("/v1/jobs", headers=bearer(key + "x")), 401)
 
 
 def test_api_processes_share_one_budget_in_redis(pg_url, pg_sessions, dispatcher, redis_url):
@@ -278,7 +258,7 @@ def test_api_processes_share_one_budget_in_redis(pg_url, pg_sessions, dispatcher
     settings = ApiSettings(database_url=pg_url, broker_url=redis_url, queue_prefix=namespace,
                            rate_limit_per_s=0.01, rate_limit_burst=4)  # fmt: skip
     _, key = team_with_key(pg_sessions)
-    h = _bearer(key)
+    h = bearer(key)
     apps = [create_app(settings, dispatcher=dispatcher, sessions=pg_sessions) for _ in range(2)]
     with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
         codes = [c.get("/v1/jobs", headers=h).status_code for c in (a, b, a, b)]
@@ -297,7 +277,7 @@ def test_an_unreachable_redis_fails_open_with_a_warning(pg_url, pg_sessions, dis
     _, key = team_with_key(pg_sessions)
     app = create_app(settings, dispatcher=dispatcher, sessions=pg_sessions)
     with caplog.at_level(logging.WARNING, logger="api.ratelimit"), TestClient(app) as c:
-        assert [c.get("/v1/jobs", headers=_bearer(key)).status_code for _ in range(3)] == [200] * 3
+        assert [c.get("/v1/jobs", headers=bearer(key)).status_code for _ in range(3)] == [200] * 3
     assert "Redis unavailable" in caplog.text
 
 

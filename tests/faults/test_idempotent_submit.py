@@ -12,14 +12,14 @@ import httpx
 from sqlalchemy import func, select
 
 from jobs.models import Job
-from tests.factories import team_with_key, tiny_spec
+from tests.factories import bearer, team_with_key, tiny_spec
 from tests.faults.services import Api, record
 
 
 def test_a_submit_retried_after_the_api_restarted_creates_one_job(cluster_factory, tmp_path):
     cluster = cluster_factory()
     api = Api(cluster.env, tmp_path).start(timeout=60)
-    auth = {"Authorization": f"Bearer {team_with_key(cluster.sessions)[1]}"}
+    auth = bearer(team_with_key(cluster.sessions)[1])
     headers = {**auth, "Idempotency-Key": "submit-once-42"}
     spec = tiny_spec(iterations=5)
     try:

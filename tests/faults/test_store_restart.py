@@ -14,7 +14,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
-from tests.factories import team_with_key, tiny_spec
+from tests.factories import bearer, team_with_key, tiny_spec
 from tests.faults.conftest import reference, trace_gaps
 from tests.faults.services import record
 
@@ -30,7 +30,7 @@ def test_a_postgres_restart_gives_503_meanwhile_and_loses_no_trace_point(cluster
         broker_url=cluster.redis.url,
         queue_prefix=cluster.env["BILEVEL_QUEUE_PREFIX"],
     )
-    auth = {"Authorization": f"Bearer {team_with_key(cluster.sessions)[1]}"}
+    auth = bearer(team_with_key(cluster.sessions)[1])
     spec = tiny_spec(iterations=ITERATIONS, steps=1000)
     with TestClient(create_app(settings, dispatcher=cluster.dispatcher)) as client:
         r = client.post("/v1/jobs", json=spec, headers=auth)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from jobs import parse_spec, repo
+from jobs import repo
 from jobs.models import Job, JobEvent, utcnow
-from tests.factories import example, team_with_key, tiny_spec
+from tests.factories import example, queued_job, tiny_spec
 from worker.runner import run_job
 from worker.settings import WorkerSettings
 
@@ -20,20 +20,6 @@ SETTINGS = WorkerSettings(flush_every_s=0.01, checkpoint_every_n=5, lease_s=30)
 
 class _Crash(BaseException):
     """Stands in for a killed process: nothing in the runner catches it."""
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def sessions(request):
-    return request.getfixturevalue(
-        "pg_sessions" if request.param == "postgres" else "sqlite_sessions"
-    )
-
-
-def _submit(sessions, spec):
-    team_id, _ = team_with_key(sessions)
-    with sessions.begin() as s:
-        job, _ = repo.create_job(s, team_id, parse_spec(spec))
-    return job.id
 
 
 def _trace(sessions, job_id):
@@ -49,7 +35,7 @@ def _hparams(sessions, job_id) -> dict[str, np.ndarray]:
 
 
 def test_a_job_succeeds_with_one_trace_point_per_iteration(sessions):
-    job_id = _submit(sessions, tiny_spec(iterations=25))
+    job_id = queued_job(sessions, tiny_spec(iterations=25))
     assert run_job(sessions, job_id, SETTINGS) == "succeeded"
     assert run_job(sessions, job_id, SETTINGS) == "skipped"  # a duplicate delivery
     trace = _trace(sessions, job_id)
@@ -70,10 +56,10 @@ def test_a_job_succeeds_with_one_trace_point_per_iteration(sessions):
 
 def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):
     spec = tiny_spec(iterations=23)
-    reference = _submit(sessions, spec)
+    reference = queued_job(sessions, spec)
     assert run_job(sessions, reference, SETTINGS) == "succeeded"
 
-    job_id = _submit(sessions, spec)
+    job_id = queued_job(sessions, spec)
 
     def crash(record):
         if record["iteration"] == 13:
@@ -101,7 +87,7 @@ def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):
 
 
 def test_cancel_stops_a_running_job_cooperatively(sessions):
-    job_id = _submit(sessions, tiny_spec(iterations=200))
+    job_id = queued_job(sessions, tiny_spec(iterations=200))
 
     def cancel_at_5(record):
         if record["iteration"] == 5:
@@ -120,7 +106,7 @@ def test_a_diverging_job_fails_with_the_iteration_named(sessions):
     spec = example("quadratic")
     spec["inner"].update(lr=50.0, steps=300)
     spec["outer"]["iterations"] = 5
-    job_id = _submit(sessions, spec)
+    job_id = queued_job(sessions, spec)
     assert run_job(sessions, job_id, SETTINGS) == "failed"
     with sessions() as s:
         job = s.get(Job, job_id)
@@ -129,7 +115,7 @@ def test_a_diverging_job_fails_with_the_iteration_named(sessions):
 
 
 def test_a_lost_lease_stops_the_old_attempt_without_writing(sessions):
-    job_id = _submit(sessions, tiny_spec(iterations=100))
+    job_id = queued_job(sessions, tiny_spec(iterations=100))
 
     def steal(record):
         if record["iteration"] == 3:
@@ -150,9 +136,9 @@ def test_a_shutdown_checkpoints_the_job_and_releases_it_without_using_an_attempt
     from worker import runner
 
     spec = tiny_spec(iterations=20)
-    reference = _submit(sessions, spec)
+    reference = queued_job(sessions, spec)
     assert run_job(sessions, reference, SETTINGS) == "succeeded"
-    job_id = _submit(sessions, spec)
+    job_id = queued_job(sessions, spec)
 
     def sigterm_at_7(record):
         if record["iteration"] == 7:
@@ -194,7 +180,7 @@ def test_store_writes_are_retried_through_a_connection_failure_then_given_up():
 
 
 def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(sessions):
-    job_id = _submit(sessions, tiny_spec(iterations=100_000, time_limit_s=1.2))
+    job_id = queued_job(sessions, tiny_spec(iterations=100_000, time_limit_s=1.2))
     # an earlier attempt ran 1 s, as its last flush recorded
     with sessions.begin() as s:
         s.execute(update(Job).where(Job.id == job_id).values(summary={"run_s": 1.0}))
@@ -208,7 +194,7 @@ def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(s
     assert job.error["iteration"] == job.iteration
     assert _trace(sessions, job_id)["iteration"] == list(range(1, job.iteration + 1))
 
-    job_id = _submit(sessions, tiny_spec(iterations=100_000, time_limit_s=60.0))
+    job_id = queued_job(sessions, tiny_spec(iterations=100_000, time_limit_s=60.0))
     ceiling = SETTINGS.model_copy(update={"max_job_time_s": 0.2})
     assert run_job(sessions, job_id, ceiling) == "failed"
     with sessions() as s:

@@ -14,28 +14,14 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
-from jobs import parse_spec, repo
+from jobs import repo
 from jobs.models import Job, TracePoint
-from tests.factories import team_with_key, tiny_spec
+from tests.factories import queued_job, tiny_spec
 from worker import runner
 from worker.runner import LeaseLost, run_job
 from worker.settings import WorkerSettings
 
 SETTINGS = WorkerSettings(flush_every_s=0.01, checkpoint_every_n=5, lease_s=30)
-
-
-@pytest.fixture(params=["postgres", "sqlite"])
-def sessions(request):
-    return request.getfixturevalue(
-        "pg_sessions" if request.param == "postgres" else "sqlite_sessions"
-    )
-
-
-def _submit(sessions, spec):
-    team_id, _ = team_with_key(sessions)
-    with sessions.begin() as s:
-        job, _ = repo.create_job(s, team_id, parse_spec(spec))
-    return job.id
 
 
 def _points(s, job_id) -> tuple[int, int]:
@@ -60,7 +46,7 @@ def test_the_loop_runs_ahead_of_a_blocked_write_and_every_point_lands_before_suc
     sessions, monkeypatch
 ):
     n = 30
-    job_id = _submit(sessions, tiny_spec(iterations=n))
+    job_id = queued_job(sessions, tiny_spec(iterations=n))
     reached_end, timed_out = threading.Event(), []
     write_trace, save_artifact, finish_job = repo.write_trace, repo.save_artifact, repo.finish_job
     seen = {"checkpoints": [], "at_success": None}
@@ -102,7 +88,7 @@ def test_the_loop_runs_ahead_of_a_blocked_write_and_every_point_lands_before_suc
 
 
 def test_a_store_that_stays_down_for_the_writer_stops_the_job_for_the_reaper(sessions, monkeypatch):
-    job_id = _submit(sessions, tiny_spec(iterations=100_000))
+    job_id = queued_job(sessions, tiny_spec(iterations=100_000))
 
     def down(s, jid, records):
         raise OperationalError("INSERT", {}, Exception("connection refused"))
@@ -118,7 +104,7 @@ def test_a_store_that_stays_down_for_the_writer_stops_the_job_for_the_reaper(ses
 
 
 def test_the_writer_writes_nothing_once_the_lease_moved_on_and_the_loop_sees_it(sessions):
-    job_id = _submit(sessions, tiny_spec(iterations=10))
+    job_id = queued_job(sessions, tiny_spec(iterations=10))
     with sessions.begin() as s:
         claim = repo.claim_job(s, job_id, "w1", 30)
     writer = runner._Writer(sessions, claim, SETTINGS)
@@ -136,7 +122,7 @@ def test_the_writer_writes_nothing_once_the_lease_moved_on_and_the_loop_sees_it(
 
 
 def test_a_cancel_seen_by_the_writer_reaches_the_loop(sessions):
-    job_id = _submit(sessions, tiny_spec(iterations=10))
+    job_id = queued_job(sessions, tiny_spec(iterations=10))
     with sessions.begin() as s:
         claim = repo.claim_job(s, job_id, "w1", 30)
         s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
