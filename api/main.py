@@ -67,10 +67,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        if hasattr(rate_limiter, "aclose"):
-            await rate_limiter.aclose()
-        elif hasattr(rate_limiter, "close"):
-            rate_limiter.close()
+        await rate_limiter.aclose()
         if owns_dispatcher and hasattr(dispatcher, "close"):
             dispatcher.close()
         if engine is not None:

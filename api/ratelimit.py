@@ -33,9 +33,9 @@ class Decision:
 
 
 class RateLimiter(Protocol):
-    def take(self, key: str) -> Decision: ...
-
     async def atake(self, key: str) -> Decision: ...
+
+    async def aclose(self) -> None: ...
 
 
 def _refused(wait_s: float) -> Decision:
@@ -63,6 +63,9 @@ class MemoryBuckets:
 
     async def atake(self, key: str) -> Decision:
         return self.take(key)
+
+    async def aclose(self) -> None:
+        pass
 
 
 # KEYS[1]: the bucket; ARGV: rate per second, burst. Returns {allowed, seconds to wait}.
@@ -104,13 +107,7 @@ class RedisBuckets:
         timeout_s: float = 0.25,
         retry_after_failure_s: float = 5.0,
     ):
-        import redis
-
         self.rate, self.burst, self.namespace = rate, burst, namespace
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
-        )
-        self.script = self.client.register_script(_TAKE)
         self._url, self._timeout_s = url, timeout_s
         # the asyncio client belongs to the event loop it was made on (one per API process;
         # a test client may run several loops in turn)
@@ -119,21 +116,7 @@ class RedisBuckets:
         self.retry_after_failure_s = retry_after_failure_s
         self._down_until = 0.0
 
-    def take(self, key: str) -> Decision:
-        if time.monotonic() < self._down_until:
-            return Decision(True)
-        try:
-            allowed, wait = self.script(
-                keys=[f"{self.namespace}:ratelimit:{key}"], args=[self.rate, self.burst]
-            )
-        except Exception as exc:  # any Redis trouble: fail open
-            self._down_until = time.monotonic() + self.retry_after_failure_s
-            log.warning("rate limiter: Redis unavailable (%s); not limiting for %.0f s",
-                        exc, self.retry_after_failure_s)  # fmt: skip
-            return Decision(True)
-        return Decision(True) if int(allowed) else _refused(float(wait))
-
-    def _async_script(self):
+    def _script(self):
         import redis.asyncio
 
         loop = asyncio.get_running_loop()
@@ -145,11 +128,11 @@ class RedisBuckets:
         return self._aclient[2]
 
     async def atake(self, key: str) -> Decision:
-        """:meth:`take` on the event loop, through redis-py's asyncio client."""
+        """Take a token from the key's bucket in Redis (redis-py's asyncio client)."""
         if time.monotonic() < self._down_until:
             return Decision(True)
         try:
-            allowed, wait = await self._async_script()(
+            allowed, wait = await self._script()(
                 keys=[f"{self.namespace}:ratelimit:{key}"], args=[self.rate, self.burst]
             )
         except Exception as exc:  # any Redis trouble: fail open
@@ -160,22 +143,18 @@ class RedisBuckets:
         return Decision(True) if int(allowed) else _refused(float(wait))
 
     async def aclose(self) -> None:
-        """Close the asyncio client (on its own loop) and the blocking one."""
+        """Close the asyncio client (on its own loop)."""
         if self._aclient is not None and self._aclient[0] is asyncio.get_running_loop():
             await self._aclient[1].aclose()
         self._aclient = None
-        self.client.close()
-
-    def close(self) -> None:
-        self.client.close()
 
 
 class _Unlimited:
-    def take(self, key: str) -> Decision:
-        return Decision(True)
-
     async def atake(self, key: str) -> Decision:
         return Decision(True)
+
+    async def aclose(self) -> None:
+        pass
 
 
 def make_rate_limiter(

@@ -23,6 +23,7 @@ __all__ = [
     "Problem",
     "Progress",
     "TracePublic",
+    "problem_doc",
 ]
 
 
@@ -41,6 +42,12 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+
+
+def problem_doc(description: str) -> dict:
+    """An OpenAPI ``responses`` entry: a :class:`Problem` as ``application/problem+json``."""
+    return {"model": Problem, "description": description,
+            "content": {"application/problem+json": {}}}  # fmt: skip
 
 
 class Progress(BaseModel):

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from api.errors import ProblemError
-from api.schemas import Problem
+from api.schemas import problem_doc
 
 router = APIRouter(tags=["health"])
 
@@ -19,11 +19,8 @@ def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    responses={
-        503: {"model": Problem, "description": "the database or the broker does not answer",
-              "content": {"application/problem+json": {}}},
-    },
-)  # fmt: skip
+    responses={503: problem_doc("the database or the broker does not answer")},
+)
 def readyz(request: Request) -> dict[str, str]:
     """The database and the broker (or embedded executor) answer."""
     checks = {}

@@ -12,17 +12,11 @@ from fastapi.responses import JSONResponse
 
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.schemas import JobPublic, JobResult, JobsPublic, Problem, TracePublic
+from api.schemas import JobPublic, JobResult, JobsPublic, TracePublic, problem_doc
 from jobs import repo
 from jobs.budget import check_budget
 from jobs.models import TRACE_FIELDS, Job
 from jobs.spec import JobSpec, check_spec
-
-
-def _problem(description: str) -> dict:
-    return {"model": Problem, "description": description,
-            "content": {"application/problem+json": {}}}  # fmt: skip
-
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
 _JOB_ROUTES = {
@@ -44,10 +38,10 @@ router = APIRouter(
     prefix="/v1/jobs",
     tags=["jobs"],
     responses={
-        401: _problem("missing, unknown or revoked API key"),
-        404: _problem("no such job for this team"),
-        422: _problem("invalid field(s), each named in `errors`"),
-        429: _problem("rate limit or team quota exceeded; see Retry-After"),
+        401: problem_doc("missing, unknown or revoked API key"),
+        404: problem_doc("no such job for this team"),
+        422: problem_doc("invalid field(s), each named in `errors`"),
+        429: problem_doc("rate limit or team quota exceeded; see Retry-After"),
     },
 )
 log = logging.getLogger(__name__)
@@ -69,8 +63,8 @@ def _job_or_404(session, team, job_id: uuid.UUID) -> Job:
     response_model=JobPublic,
     responses={
         201: {"links": _JOB_LINKS},
-        409: _problem("Idempotency-Key reused with another spec"),
-        413: _problem("request body over the limit (max_body_bytes)"),
+        409: problem_doc("Idempotency-Key reused with another spec"),
+        413: problem_doc("request body over the limit (max_body_bytes)"),
     },
 )
 def submit_job(
@@ -272,7 +266,7 @@ def get_trace(
 @router.get(
     "/{job_id}/result",
     response_model=JobResult,
-    responses={409: _problem("the job has not succeeded")},
+    responses={409: problem_doc("the job has not succeeded")},
 )
 def get_result(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobResult:
     """Final metrics of a succeeded job."""
@@ -297,7 +291,7 @@ def get_result(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobResu
     response_class=Response,
     responses={
         200: {"content": {"application/x-npz": {}}, "description": "an .npz file"},
-        409: _problem("the job has not succeeded"),
+        409: problem_doc("the job has not succeeded"),
     },
 )
 def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Response:
@@ -319,7 +313,7 @@ def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Respon
     response_model=JobPublic,
     responses={
         202: {"links": _JOB_LINKS},
-        409: _problem("the job already succeeded or failed"),
+        409: problem_doc("the job already succeeded or failed"),
     },
 )
 def cancel_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:

@@ -11,22 +11,16 @@ from fastapi import APIRouter, Path, Request, Response
 
 from api.deps import AdminDep, SessionDep
 from api.errors import ProblemError
-from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, Problem
+from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, problem_doc
 from jobs import repo
-
-
-def _problem(description: str) -> dict:
-    return {"model": Problem, "description": description,
-            "content": {"application/problem+json": {}}}  # fmt: skip
-
 
 router = APIRouter(
     prefix="/v1/keys",
     tags=["keys"],
     responses={
-        401: _problem("missing, unknown or revoked API key"),
-        403: _problem("the key is not admin-scoped"),
-        429: _problem("the key's rate limit is exhausted; see Retry-After"),
+        401: problem_doc("missing, unknown or revoked API key"),
+        403: problem_doc("the key is not admin-scoped"),
+        429: problem_doc("the key's rate limit is exhausted; see Retry-After"),
     },
 )
 
@@ -41,8 +35,8 @@ def list_keys(session: SessionDep, admin: AdminDep) -> KeysPublic:
 
 
 @router.post("", status_code=201, response_model=KeyCreated,
-             responses={413: _problem("request body over the limit (max_body_bytes)"),
-                        422: _problem("invalid field(s), each named in `errors`")})  # fmt: skip
+             responses={413: problem_doc("request body over the limit (max_body_bytes)"),
+                        422: problem_doc("invalid field(s), each named in `errors`")})  # fmt: skip
 def create_key(
     body: KeyCreate, request: Request, session: SessionDep, admin: AdminDep, response: Response
 ) -> KeyCreated:
@@ -59,8 +53,8 @@ def create_key(
     "/{prefix}",
     response_model=KeyPublic,
     responses={
-        404: _problem("no such key for this team"),
-        422: _problem("a malformed prefix"),
+        404: problem_doc("no such key for this team"),
+        422: problem_doc("a malformed prefix"),
     },
 )
 def revoke_key(prefix: Prefix, request: Request, session: SessionDep, admin: AdminDep) -> KeyPublic:
