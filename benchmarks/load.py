@@ -30,7 +30,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,12 +43,6 @@ import httpx
 from benchmarks._load_clients import LoadState, poller, stats, submitter
 
 __all__ = ["main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_api(env: dict[str, str], port: int, api_workers: int, log: Path) -> subprocess.Popen:
@@ -73,18 +66,6 @@ def _start_api(env: dict[str, str], port: int, api_workers: int, log: Path) -> s
     ]
     with open(log, "wb") as f:
         return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=f, stderr=f)
-
-
-def _wait_ready(base: str, proc: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the API did not become ready:\n{log.read_text()[-3000:]}")
 
 
 def _cpu_busy_pct(seconds: float = 2.0) -> float:
@@ -218,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs import db
     from tests.conftest import KEY_SECRET  # the secret team_with_key hashes keys under
     from tests.e2e.workers import CeleryWorker
-    from tests.factories import team_with_key
+    from tests.factories import free_port, team_with_key, wait_ready
 
     args = _parse(argv)
     name = f"load_{uuid.uuid4().hex[:8]}"
@@ -251,10 +232,13 @@ def main(argv: list[str] | None = None) -> int:
             workers.append(CeleryWorker(worker_env, tmp, f"load{i}").start())
             if args.worker_nice:
                 os.setpriority(os.PRIO_PROCESS, workers[-1].proc.pid, args.worker_nice)
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         api = _start_api(api_env, port, args.api_workers, tmp / "api.log")
-        _wait_ready(base, api, tmp / "api.log")
+        if not wait_ready(base, api, 60):
+            raise RuntimeError(
+                f"the API did not become ready:\n{(tmp / 'api.log').read_text()[-3000:]}"
+            )
 
         # the stack is up and idle: what the CPUs do now is other work on this machine
         busy_before = _cpu_busy_pct() if os.path.exists("/proc/stat") else None

@@ -58,6 +58,29 @@ def queued_job(sessions, spec: dict[str, Any]) -> uuid.UUID:
     return job.id
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float, what: str, poll: float = 0.05):
+    """``pred()`` once truthy (returned), else ``AssertionError`` naming ``what``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)
+
+
 def wait_ready(url: str, proc, timeout_s: float) -> bool:
     """Poll ``url``/readyz until it answers 200; False if ``proc`` died or time ran out."""
     import time

@@ -84,17 +84,14 @@ def test_serve_refuses_several_workers_in_the_embedded_mode(state, capsys):
 
 def test_serve_runs_several_api_processes_in_the_distributed_mode(pg_url, redis_url, tmp_path):
     import os
-    import socket
     import subprocess
     import sys
 
     import httpx
 
-    from tests.factories import wait_ready
+    from tests.factories import free_port, wait_ready
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "DATABASE_URL": pg_url, "BROKER_URL": redis_url,
            "BILEVEL_QUEUE_PREFIX": f"serve-{port}"}  # fmt: skip
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.factories import wait_ready
+from tests.factories import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("DASHBOARD_CHROMIUM", "/usr/bin/chromium")
@@ -63,12 +62,6 @@ def missing_browser() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Service:
     url: str
@@ -100,7 +93,7 @@ def start_service(state: Path, timeout: float = 60.0) -> Service:
         if k not in ("DATABASE_URL", "BROKER_URL", "CELERY_BROKER_URL")
     }
     env.update(BILEVEL_STATE_DIR=str(state), BILEVEL_FLUSH_EVERY_S="0.1", BILEVEL_TORCH_THREADS="1")
-    port = _free_port()
+    port = free_port()
     log_path = state / "serve.log"
     log = open(log_path, "w")  # noqa: SIM115 - kept open for the process
     proc = subprocess.Popen(

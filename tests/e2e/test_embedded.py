@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pytest
 from api.settings import ApiSettings
 from tests.e2e import flows
 from tests.e2e.workers import ROOT
-from tests.factories import EXAMPLES, wait_ready
+from tests.factories import EXAMPLES, free_port, wait_ready
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -39,12 +38,6 @@ def _cli(*args: str, capsys, env: dict[str, str], monkeypatch) -> tuple[int, str
     return code, out.out, out.err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory):
     state = tmp_path_factory.mktemp("state")
@@ -52,7 +45,7 @@ def embedded(tmp_path_factory):
            if k not in ("DATABASE_URL", "BROKER_URL", "CELERY_BROKER_URL")}  # fmt: skip
     env.update(BILEVEL_STATE_DIR=str(state), BILEVEL_FLUSH_EVERY_S="0.1",
                BILEVEL_TORCH_THREADS="1")  # fmt: skip
-    port = _free_port()
+    port = free_port()
     log = open(state / "serve.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli.service", "serve", "--port", str(port)],

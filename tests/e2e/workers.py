@@ -1,60 +1,90 @@
-"""Real ``celery worker`` subprocesses for the integration tests."""
+"""Subprocesses of this project for the integration tests (``celery worker``, the API)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from tests.factories import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class CeleryWorker:
-    """``celery -A worker.app worker --pool solo`` on this session's queue, logging to a file."""
+class Process:
+    """A subprocess of this project, logging to a file (appended across restarts)."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str):
-        self.env, self.log_path, self.name = env, log_dir / f"{name}.log", name
+    ready_marker = b""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path):
+        self.cmd, self.env, self.log_path = cmd, env, log_path
         self.proc: subprocess.Popen | None = None
+        self.starts = 0
 
-    def start(self, timeout: float = 120.0) -> CeleryWorker:
-        queue = f"{self.env['BILEVEL_QUEUE_PREFIX']}.cpu"
-        cmd = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "solo",
-            "-Q", queue, "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle",
-            "--without-heartbeat", "-l", "INFO",
-        ]  # fmt: skip
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 - kept open for the process
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=self.log, stderr=self.log
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def launch(self) -> Process:
+        self._mark = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log
+            )
+        self.starts += 1
+        return self
+
+    def wait_ready(self, timeout: float = 120.0) -> Process:
+        def ready() -> bool:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
-            if b" ready." in self.log_path.read_bytes():
-                return self
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.tail()}")
+                raise RuntimeError(f"{self.cmd[:4]} exited {self.proc.returncode}:\n{self.tail()}")
+            return self.ready_marker in self.log_path.read_bytes()[self._mark :]
+
+        wait_until(ready, timeout, f"{self.log_path.name} ready", poll=0.1)
+        return self
+
+    def start(self, timeout: float = 120.0) -> Process:
+        return self.launch().wait_ready(timeout)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def tail(self, n: int = 4000) -> str:
         return self.log_path.read_bytes()[-n:].decode(errors="replace")
 
     def kill(self) -> None:
-        """SIGKILL: no cleanup, no ack, the lease is left to expire."""
-        if self.proc and self.proc.poll() is None:
+        """SIGKILL: no cleanup, no ack; a worker's lease is left to expire."""
+        if self.alive():
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
     def stop(self) -> None:
-        """SIGTERM (Celery's warm shutdown), SIGKILL after 15 s."""
-        if self.proc and self.proc.poll() is None:
+        """SIGTERM, SIGKILL after 15 s."""
+        if self.alive():
             self.proc.terminate()
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
-        if not self.log.closed:
-            self.log.close()
+
+
+class CeleryWorker(Process):
+    """``celery -A worker.app worker --pool solo`` on the test's CPU queue."""
+
+    ready_marker = b" ready."
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str):
+        queue = f"{env['BILEVEL_QUEUE_PREFIX']}.cpu"
+        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "solo",
+               "-Q", queue, "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
+               "--without-heartbeat", "-l", "INFO"]  # fmt: skip
+        super().__init__(cmd, env, log_dir / f"{name}.log")
+        self.name = name
+
+    @property
+    def ident(self) -> str:
+        """What the runner writes into ``jobs.worker``: ``host:pid``."""
+        return f"{socket.gethostname()}:{self.pid}"

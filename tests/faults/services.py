@@ -13,7 +13,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,26 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.workers import ROOT, CeleryWorker, Process
+from tests.factories import free_port, wait_until
+
+Worker = CeleryWorker  # the fault tests' name for it
 FIGURES = ROOT / "out" / "faults"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(pred, timeout: float, what: str, poll: float = 0.05):
-    """``pred()`` once truthy (returned), else ``AssertionError`` naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
 
 
 def record(test: str, **figures: Any) -> None:
@@ -198,82 +182,6 @@ class PostgresServer:
 
 
 # -- processes of ours -----------------------------------------------------------------------
-
-
-class Process:
-    """A subprocess of this project, logging to a file (appended across restarts)."""
-
-    ready_marker = b""
-
-    def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path):
-        self.cmd, self.env, self.log_path = cmd, env, log_path
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def launch(self) -> Process:
-        self._mark = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log
-            )
-        self.starts += 1
-        return self
-
-    def wait_ready(self, timeout: float = 120.0) -> Process:
-        def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.cmd[:4]} exited {self.proc.returncode}:\n{self.tail()}")
-            return self.ready_marker in self.log_path.read_bytes()[self._mark :]
-
-        wait_until(ready, timeout, f"{self.log_path.name} ready", poll=0.1)
-        return self
-
-    def start(self, timeout: float = 120.0) -> Process:
-        return self.launch().wait_ready(timeout)
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def tail(self, n: int = 4000) -> str:
-        return self.log_path.read_bytes()[-n:].decode(errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no ack; a worker's lease is left to expire."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM, SIGKILL after 15 s."""
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-class Worker(Process):
-    """``celery -A worker.app worker --pool solo`` on the test's CPU queue."""
-
-    ready_marker = b" ready."
-
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str):
-        queue = f"{env['BILEVEL_QUEUE_PREFIX']}.cpu"
-        cmd = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "solo",
-               "-Q", queue, "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-               "--without-heartbeat", "-l", "INFO"]  # fmt: skip
-        super().__init__(cmd, env, log_dir / f"{name}.log")
-        self.name = name
-
-    @property
-    def ident(self) -> str:
-        """What the runner writes into ``jobs.worker``: ``host:pid``."""
-        return f"{socket.gethostname()}:{self.pid}"
 
 
 class Api(Process):
