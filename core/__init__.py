@@ -9,7 +9,7 @@ The public surface::
 """
 
 from core import problems
-from core.diagnostics import SavedTensorMeter, compare, prop31_bound
+from core.diagnostics import SavedTensorMeter, compare, jacobian_norms, prop31_bound
 from core.dynamics import GradientDescent
 from core.errors import BilevelError, ConfigurationError, DivergenceError, NonConvergenceError
 from core.estimators import (
@@ -50,6 +50,7 @@ __all__ = [
     "compare",
     "fit",
     "hypergradient",
+    "jacobian_norms",
     "make_estimator",
     "problems",
     "prop31_bound",

@@ -6,7 +6,7 @@ method (K-RMD for each ``--K``, full RMD for ``K = T``, optionally the ``T = 1``
 horizon), evaluates it on 120 meta-test tasks and writes ``report.md`` (our table beside
 the paper's Table 4, time per hyper-iteration, peak memory), ``results.json`` and the
 Figure 7 analogues ``fig7_test_accuracy.png``, ``fig7_val_error.png``, ``fig7_cosine.png``,
-``fig7_rel_error_vs_depth.png`` plus ``outer_loss.png``.
+``fig7_rel_error_vs_depth.png``, ``fig7_jacobian_norms.png`` plus ``outer_loss.png``.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     progress.step("figures")
     elapsed = _write(out, args, cfg, runs, depth, train, schedule, device, began)
     progress.close()
-    print(f"wrote {out / 'report.md'} and 5 figures in {elapsed:.1f} s")
+    print(f"wrote {out / 'report.md'} and 6 figures in {elapsed:.1f} s")
     return 0
 
 
@@ -176,6 +176,9 @@ def _write(out, args, cfg, runs, depth, problem, schedule, device, began) -> flo
         "rho=0 vs h_0": [],
         "regularized B_0 share": float("nan"),
         "rho=0 B_0 share": float("nan"),
+        "t": [],
+        "regularized ||A_t||": [],
+        "rho=0 ||A_t||": [],
         "at": "(not run yet)",
     }
     elapsed = time.perf_counter() - began
@@ -379,7 +382,8 @@ def _depth_sweep(problem: OneShot, hp, dyn, seed: int) -> dict:
     """Figure 7 (right): ``||h_{T-K} - d_λ f|| / ||d_λ f||`` against K, with and without ρ.
 
     Also against ``h_0`` (Eq. 8 with ``K = T``), which differs from ``d_λ f`` by the
-    ``B_0 α_0`` term of ``w_0 = c`` alone.
+    ``B_0 α_0`` term of ``w_0 = c`` alone; and ``||A_t||`` along the unroll
+    (:func:`core.jacobian_norms`), which decides whether the terms K-RMD drops are damped.
 
     ``ρ = 0`` drops the penalty from ``g`` at the same λ (the paper trained a separate
     unregularised model; we reuse λ to isolate the effect of the penalty on the bias).
@@ -387,6 +391,7 @@ def _depth_sweep(problem: OneShot, hp, dyn, seed: int) -> dict:
     T = dyn.steps
     batch = problem.sample(_gen(seed + 5))
     depths = sorted({k for k in (1, 2, 3, 5, 10, 15, 20, 25, 30, 40, T) if k <= T})
+    steps = sorted({t for t in (1, 2, 3, 5, 10, 20, 30, 40, T) if t <= T})
     out = {"K": depths}
     for label, regularize in (("regularized", True), ("rho=0", False)):
         p = OneShot(
@@ -405,6 +410,10 @@ def _depth_sweep(problem: OneShot, hp, dyn, seed: int) -> dict:
         out[label] = [core.compare(g, exact)["rel_error"] for g in grads]
         out[label + " vs h_0"] = [core.compare(g, h0)["rel_error"] for g in grads]
         out[label + " B_0 share"] = core.compare(h0, exact)["rel_error"]
+        # Prop. 3.1 assumes ||A_t|| <= 1 - γα < 1: is the unroll contracting at all?
+        norms = core.jacobian_norms(p, hp, dyn, steps, seed=seed)
+        out[label + " ||A_t||"] = [norms[t] for t in steps]
+    out["t"] = steps
     return out
 
 
@@ -482,6 +491,17 @@ def _figures(out: Path, runs: dict, depth: dict) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     savefig(fig, out / "fig7_rel_error_vs_depth.png")
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, color in (("regularized", "C0"), ("rho=0", "C1")):
+        if depth["t"]:
+            ax.semilogy(depth["t"], depth[label + " ||A_t||"], marker="o", color=color, label=label)
+    ax.axhline(1.0, color="k", lw=0.8, ls=":", label="1: no damping")
+    ax.set_xlabel("inner step t")
+    ax.set_ylabel("||A_t||_2 = ||d w_t / d w_{t-1}||")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    savefig(fig, out / "fig7_jacobian_norms.png")
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -599,6 +619,26 @@ def _report(args, cfg, summary, runs, depth, problem: OneShot) -> str:
             depth["rho=0 vs h_0"],
         )
     ]
+    a_rows = [
+        [t, f"{a:.3g}", f"{b:.3g}"]
+        for t, a, b in zip(depth["t"], depth["regularized ||A_t||"], depth["rho=0 ||A_t||"])
+    ]
+    expanding = [t for t, a in zip(depth["t"], depth["regularized ||A_t||"]) if a > 1]
+    a_verdict = (
+        (
+            f"With the penalty, {len(expanding)} of the {len(depth['t'])} steps measured have "
+            f"||A_t|| > 1 (t = {', '.join(map(str, expanding))}; largest "
+            f"{max(depth['regularized ||A_t||']):.3g}): there gradient descent runs past its "
+            "stability edge (γ λ_max(∇²_w g) > 2), so α_t grows instead of shrinking as it "
+            "travels back, and the terms B_t α_t that K-RMD drops are amplified, not damped. "
+            "Prop. 3.1's bound assumes the opposite (γ <= 1/β, ||A_t|| <= 1 - γα), which is why "
+            "no exponential decay in K can be expected at this λ."
+            if expanding
+            else "Every step measured contracts (||A_t|| <= 1), as Prop. 3.1 assumes."
+        )
+        if depth["t"]
+        else ""
+    )
     learned = [
         [name, f"{r['gamma']:.4f}", ", ".join(f"{x:.4f}" for x in r["rho"]), f"{r['wall_s']:.0f}"]
         for name, r in runs.items()
@@ -682,6 +722,14 @@ measure K-RMD against h_0 instead, the part of d_λ f that Prop. 3.1 speaks of.
             depth_rows,
         )
     }
+
+![Jacobian norms](fig7_jacobian_norms.png)
+
+How much each inner step stretches the reverse-mode vector α (Eq. 6: α_(t-1) = A_t α_t), at
+the same λ and meta-batch: ||A_t||_2 = ||∂w_t/∂w_(t-1)||_2 by 20 power iterations
+(`core.jacobian_norms`, a lower bound). {a_verdict}
+
+{markdown_table(["t", "||A_t||, regularised", "||A_t||, ρ = 0"], a_rows) if a_rows else ""}
 
 ## Learned inner step size and regularisation
 

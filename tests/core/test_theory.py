@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import core
-from core.problems import Counterexample, Toy
+from core.problems import Counterexample, Quadratic, Toy
 
 from .helpers import F64, Logistic, rel_err
 
@@ -112,3 +112,59 @@ def test_lemma32_descent_ratio_stays_positive_along_K1_trajectory():
     finite = [r for r in ratios if r == r]
     assert len(finite) > 10
     assert min(finite) > 0.05
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.5])
+def test_jacobian_norms_match_the_quadratics_closed_form(momentum):
+    # A_t of an affine step is constant: I - γH, or the heavy-ball block matrix on (w, v)
+    p = Quadratic(dim=6, n_hparams=2, mu=0.5, L=30.0)
+    dyn = core.GradientDescent(steps=4, lr=GAMMA, momentum=momentum)
+    eye = torch.eye(6, dtype=F64)
+    A = eye - GAMMA * p.H
+    if momentum:
+        A = torch.cat(
+            [torch.cat([A, -GAMMA * momentum * eye], 1), torch.cat([p.H, momentum * eye], 1)]
+        )
+    norms = core.jacobian_norms(p, torch.zeros(2, dtype=F64), dyn, iters=100)
+    assert list(norms) == [1, 2, 3, 4]
+    expected = float(torch.linalg.matrix_norm(A, ord=2))
+    assert expected > 1  # γL = 3 > 2: past the stability edge
+    for t, n in norms.items():
+        assert n == pytest.approx(expected, rel=1e-9), t
+
+
+def test_jacobian_norms_are_below_one_minus_gamma_mu_inside_prop31s_step_size():
+    # γ <= 1/β and α-strong convexity: ||A_t|| = 1 - γα, the contraction Prop. 3.1 uses
+    p = Quadratic(dim=6, n_hparams=2, mu=0.5, L=5.0)
+    dyn = core.GradientDescent(steps=3, lr=1 / 5.0)
+    norms = core.jacobian_norms(p, torch.zeros(2, dtype=F64), dyn, steps=[2], iters=200)
+    assert norms[2] == pytest.approx(1 - 0.5 / 5.0, rel=1e-6)
+
+
+def test_jacobian_norms_bound_the_explicit_jacobian_from_below_on_a_nonlinear_step():
+    p = Logistic()
+    lam = torch.full((5,), -1.0, dtype=F64)
+    dyn = core.GradientDescent(steps=5, lr=2.0)
+    norms = core.jacobian_norms(p, lam, dyn, steps=[1, 5], iters=60)
+    state, spec = dyn.init_state(p, lam)
+    for t in range(1, 6):
+        if t in norms:
+
+            def step(w):
+                return dyn.step(p, (w,), lam, spec, create_graph=True)[0]
+
+            J = torch.autograd.functional.jacobian(step, state[0].detach())
+            exact = float(torch.linalg.matrix_norm(J.reshape(J.shape[0], -1), ord=2))
+            assert norms[t] <= exact * (1 + 1e-9)
+            assert norms[t] == pytest.approx(exact, rel=1e-6), t
+        state = dyn.step(p, state, lam, spec, create_graph=False)
+
+
+def test_jacobian_norms_reject_steps_outside_the_unroll_and_bad_iters():
+    p = Quadratic()
+    dyn = core.GradientDescent(steps=3, lr=GAMMA)
+    hp = torch.zeros(3, dtype=F64)
+    with pytest.raises(core.ConfigurationError, match=r"1\.\.T=3, got \[0, 2\]"):
+        core.jacobian_norms(p, hp, dyn, steps=[2, 0])
+    with pytest.raises(core.ConfigurationError, match="iters must be an integer >= 1, got 0"):
+        core.jacobian_norms(p, hp, dyn, iters=0)

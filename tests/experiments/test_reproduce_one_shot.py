@@ -18,6 +18,7 @@ FIGURES = (
     "fig7_val_error",
     "fig7_cosine",
     "fig7_rel_error_vs_depth",
+    "fig7_jacobian_norms",
     "outer_loss",
 )
 
@@ -68,6 +69,11 @@ def test_smoke_run_writes_report_beside_table_4_and_figure_7(tmp_path, capsys):
     # K = T is h_0 itself; against d_λ f it misses exactly the B_0 share
     assert depth["regularized vs h_0"][-1] == 0.0
     assert depth["regularized"][-1] == pytest.approx(depth["regularized B_0 share"])
+    # ||A_t|| at every step of the smoke unroll, and the report says whether they contract
+    assert depth["t"] == [1, 2, 3]
+    assert all(n > 0 for n in depth["regularized ||A_t||"] + depth["rho=0 ||A_t||"])
+    assert "||A_t||, regularised" in report
+    assert ("past its stability edge" in report) == (max(depth["regularized ||A_t||"]) > 1)
     assert "one-shot [" in capsys.readouterr().err  # progress was shown
 
 
