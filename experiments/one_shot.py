@@ -390,7 +390,10 @@ def _depth_sweep(problem: OneShot, hp, dyn, seed: int) -> dict:
     """
     T = dyn.steps
     batch = problem.sample(_gen(seed + 5))
-    depths = sorted({k for k in (1, 2, 3, 5, 10, 15, 20, 25, 30, 40, T) if k <= T})
+    # up to T - 3 .. T: where the first steps, the ones ||A_t|| says dominate, come back in
+    depths = sorted(
+        {k for k in (1, 2, 3, 5, 10, 15, 20, 25, 30, 40, T - 3, T - 2, T - 1, T) if 1 <= k <= T}
+    )
     steps = sorted({t for t in (1, 2, 3, 5, 10, 20, 30, 40, T) if t <= T})
     out = {"K": depths}
     for label, regularize in (("regularized", True), ("rho=0", False)):
