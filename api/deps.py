@@ -67,10 +67,12 @@ async def get_dispatcher(request: Request) -> Dispatcher:
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
-def _verify(session: Session, key: str, secret: bytes) -> repo.Principal | None:
-    principal = repo.verify_key(session, key, secret=secret)
+def _verify(
+    session: Session, key: str, secret: bytes, previous: bytes | None
+) -> repo.Principal | None:
+    principal = repo.verify_key(session, key, secret=secret, previous=previous)
     if principal is not None and principal.rehashed:
-        session.commit()  # the legacy SHA-256 row now holds the keyed hash
+        session.commit()  # the row now holds the keyed hash under the current secret
     return principal
 
 
@@ -96,7 +98,9 @@ async def get_principal(
     digest = keys.hash_key(key, keys.HMAC_SHA256, state.key_secret)
     principal = state.key_cache.get(digest)
     if principal is None:
-        principal = await run_in_threadpool(_verify, session, key, state.key_secret)
+        principal = await run_in_threadpool(
+            _verify, session, key, state.key_secret, state.key_previous_secret
+        )
         if principal is None:
             raise ProblemError(
                 401, "invalid or revoked API key", slug="unauthorized", headers=challenge

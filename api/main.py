@@ -20,7 +20,7 @@ from api.routes import dashboard, health, jobs, keys
 from api.settings import ApiSettings
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import CeleryDispatcher, Dispatcher
-from jobs.keys import KeyCache, load_key_secret
+from jobs.keys import KeyCache, load_key_secret, load_previous_key_secret
 
 __all__ = ["create_app"]
 
@@ -46,6 +46,7 @@ def create_app(
     """
     settings = settings or ApiSettings()
     key_secret = load_key_secret(settings)
+    key_previous_secret = load_previous_key_secret(settings)  # set during a rotation only
     owns_dispatcher = dispatcher is None
     if dispatcher is None:
         if not settings.broker_url:
@@ -84,6 +85,7 @@ def create_app(
     app.state.read_sessions = _autocommit(sessions)
     app.state.dispatcher = dispatcher
     app.state.key_secret = key_secret
+    app.state.key_previous_secret = key_previous_secret
     app.state.rate_limiter = rate_limiter
     # verified keys by HMAC digest; revocation elsewhere waits at most key_cache_ttl_s
     app.state.key_cache = KeyCache(settings.key_cache_ttl_s, settings.key_cache_size)

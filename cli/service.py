@@ -62,6 +62,31 @@ def _key_secret(settings) -> bytes:
         raise UsageError(str(exc)) from None
 
 
+def _previous_key_secret(settings) -> bytes | None:
+    """The secret a rotation retires (``BILEVEL_KEY_SECRET_PREVIOUS``), or a usage error."""
+    from jobs.keys import KeySecretError, load_previous_key_secret
+
+    try:
+        return load_previous_key_secret(settings)
+    except KeySecretError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _secret_names(settings) -> dict[str | None, str]:
+    """``secret_id -> "current" | "previous"`` for ``keys list``; empty without secrets."""
+    from jobs.keys import KeySecretError, load_key_secret, load_previous_key_secret, secret_id
+
+    names: dict[str | None, str] = {}
+    try:
+        names[secret_id(load_key_secret(settings))] = "current"
+        previous = load_previous_key_secret(settings)
+    except KeySecretError:
+        return names  # listing needs no secret: the column then shows the raw fingerprints
+    if previous is not None:
+        names[secret_id(previous)] = "previous"
+    return names
+
+
 def _ensure_local_key(settings, sessions) -> str | None:
     """First embedded start: a team ``local`` with one admin key, saved (0600) under state_dir.
 
@@ -78,7 +103,9 @@ def _ensure_local_key(settings, sessions) -> str | None:
     with sessions.begin() as s:
         if s.scalar(select(Team.id).limit(1)) is not None and path.exists():
             # also rehashes a legacy SHA-256 row to the keyed hash
-            principal = repo.verify_key(s, path.read_text().strip(), secret=secret)
+            principal = repo.verify_key(
+                s, path.read_text().strip(), secret=secret, previous=_previous_key_secret(settings)
+            )
             if principal is not None and not principal.admin:
                 repo.set_api_key_scope(s, principal.prefix, "admin")
             return None
@@ -101,6 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(ApiSettings, args)
     _key_secret(settings)  # refuse to start without one, before anything else starts
+    _previous_key_secret(settings)  # and with a bad previous one
     workers = args.workers
     if workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
@@ -218,10 +246,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
     if args.action == "list":
         with sessions() as s:
             rows = repo.list_api_keys(s, args.team)
+        names = _secret_names(settings)
         for k, team in rows:
             state = "revoked" if k.revoked_at else "active"
+            if k.hash_scheme != "hmac-sha256":
+                hashed = "sha256"  # pre-0003: rehashed on next use
+            else:
+                hashed = names.get(k.secret_id, k.secret_id or "unknown")
             print(f"{k.prefix}\t{team}\t{k.name}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
-                  f"\t{k.scope}")  # fmt: skip
+                  f"\t{k.scope}\t{hashed}")  # fmt: skip
         return 0
     with sessions.begin() as s:
         ok = repo.revoke_api_key(s, args.prefix)
@@ -480,7 +513,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     a.add_argument("--team", required=True)
     a.add_argument("--name", default="")
     a.add_argument("--admin", action="store_true", help="may manage the team's keys (/v1/keys)")
-    a = actions.add_parser("list", help="list keys (prefix, team, name, created, state, scope)")
+    a = actions.add_parser(
+        "list",
+        help="list keys (prefix, team, name, created, state, scope, secret: the server secret "
+        "the key is hashed under, current or previous during a rotation)",
+    )
     a.add_argument("--team")
     a = actions.add_parser("revoke", help="revoke the key with this prefix")
     a.add_argument("prefix")

@@ -14,7 +14,13 @@ Where the secret comes from (:func:`load_key_secret`):
    mode 0600. The distributed mode refuses to guess: API processes on several machines must
    share one secret, and a secret generated on one of them would lock the others out.
 
-Changing the secret invalidates every key hashed with it.
+Rotating the secret (:func:`load_previous_key_secret`): start every API process with the new
+``BILEVEL_KEY_SECRET`` and the old one in ``BILEVEL_KEY_SECRET_PREVIOUS`` (or
+``BILEVEL_KEY_SECRET_PREVIOUS_FILE``). A key still hashed under the old secret verifies and is
+rehashed under the new one on its next use; each row records which secret it is hashed under
+(``api_keys.secret_id``, :func:`secret_id`: a keyed fingerprint, not the secret), so
+``bilevel keys list`` shows the keys not yet moved. Once none are left, drop the previous
+secret. Changing the secret without naming the old one invalidates every key.
 
 :class:`KeyCache` lets an API process skip the store for a key it verified less than
 ``ttl_s`` seconds ago. It is keyed by the key's HMAC digest, never the plaintext, so a memory
@@ -52,7 +58,9 @@ __all__ = [
     "KeySecretError",
     "hash_key",
     "load_key_secret",
+    "load_previous_key_secret",
     "new_key",
+    "secret_id",
     "split_key",
 ]
 
@@ -91,6 +99,15 @@ def hash_key(key: str, scheme: str, secret: bytes) -> str:
     if scheme == SHA256:
         return hashlib.sha256(key.encode()).hexdigest()
     raise ValueError(f"unknown key hash scheme {scheme!r}; known: {SHA256}, {HMAC_SHA256}")
+
+
+def secret_id(secret: bytes) -> str:
+    """A public fingerprint of ``secret`` (16 hex digits) naming it in ``api_keys.secret_id``.
+
+    Keyed by the secret itself, so it reveals nothing a guess of the secret could be checked
+    against more cheaply than a stored key hash.
+    """
+    return hmac.new(secret, b"bilevel api key secret id", hashlib.sha256).hexdigest()[:16]
 
 
 T = TypeVar("T")
@@ -174,6 +191,35 @@ def load_key_secret(settings: StoreSettings) -> bytes:
     except OSError as exc:
         raise KeySecretError(f"cannot read the key secret file {path}: {exc.strerror}") from None
     return _checked(text, str(path))
+
+
+def load_previous_key_secret(settings: StoreSettings) -> bytes | None:
+    """The secret being rotated out, if one is named; ``None`` outside a rotation.
+
+    Raises:
+        KeySecretError: too short, an unreadable file, or the same as the current secret.
+    """
+    if settings.key_secret_previous is not None:
+        text, where = settings.key_secret_previous.get_secret_value(), "BILEVEL_KEY_SECRET_PREVIOUS"
+    elif settings.key_secret_previous_file is not None:
+        path = settings.key_secret_previous_file.expanduser()
+        try:
+            text, where = path.read_text().strip(), str(path)
+        except OSError as exc:
+            raise KeySecretError(
+                f"cannot read the previous key secret file {path}: {exc.strerror}"
+            ) from None
+    else:
+        return None
+    if not text:
+        return None
+    previous = _checked(text, where)
+    if hmac.compare_digest(previous, load_key_secret(settings)):
+        raise KeySecretError(
+            f"the previous key secret from {where} equals the current one: a rotation needs a "
+            "new BILEVEL_KEY_SECRET"
+        )
+    return previous
 
 
 def _checked(text: str, where: str) -> bytes:

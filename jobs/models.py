@@ -117,8 +117,9 @@ class ApiKey(Base):
 
     ``hash_scheme`` is ``hmac-sha256`` (see ``jobs.keys``) or, for rows written before the
     server secret existed, ``sha256``: the server default, so that a row inserted by an older
-    API during a rolling upgrade is read correctly. ``scope`` ``admin`` may manage the team's
-    keys.
+    API during a rolling upgrade is read correctly. ``secret_id`` names the server secret of an
+    HMAC row (a rotation moves rows from the previous secret to the current one). ``scope``
+    ``admin`` may manage the team's keys.
     """
 
     __tablename__ = "api_keys"
@@ -135,6 +136,8 @@ class ApiKey(Base):
         String(16), default="hmac-sha256", server_default="sha256"
     )
     scope: Mapped[str] = mapped_column(String(16), default="team", server_default="team")
+    # jobs.keys.secret_id of the server secret key_hash is keyed with; NULL before 0004
+    secret_id: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

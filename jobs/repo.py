@@ -121,7 +121,7 @@ class Principal:
     key_id: uuid.UUID
     prefix: str
     scope: str
-    rehashed: bool = False  # a legacy SHA-256 row was upgraded: the caller commits
+    rehashed: bool = False  # the row was rewritten under the current secret: the caller commits
 
     @property
     def admin(self) -> bool:
@@ -145,6 +145,7 @@ def create_api_key(
         prefix=prefix,
         key_hash=keys.hash_key(key, keys.HMAC_SHA256, secret),
         hash_scheme=keys.HMAC_SHA256,
+        secret_id=keys.secret_id(secret),
         scope=scope,
     )
     session.add(row)
@@ -156,43 +157,59 @@ def create_api_key(
 _DUMMY_HASH = "0" * 64
 
 
-def verify_key(session: Session, key: str, *, secret: bytes) -> Principal | None:
+def verify_key(
+    session: Session, key: str, *, secret: bytes, previous: bytes | None = None
+) -> Principal | None:
     """The principal of an unrevoked ``key``, else ``None`` (constant-time comparison).
 
-    One query reads the key's row and its team. A row still hashed with plain SHA-256 is
-    accepted and rehashed to HMAC-SHA256 in the session (flushed, not committed:
-    ``Principal.rehashed`` tells the caller to commit).
+    One query reads the key's row and its team. The row's ``secret_id`` says which secret its
+    HMAC is keyed with: ``secret``, or ``previous`` during a rotation (a row from before
+    ``secret_id`` existed is tried with both). A row hashed with plain SHA-256 or under
+    ``previous``, or without ``secret_id``, is accepted and rewritten as HMAC-SHA256 under
+    ``secret`` in the session (flushed, not committed: ``Principal.rehashed`` tells the
+    caller to commit).
     """
     prefix = keys.split_key(key)
     row = None
     if prefix:
         row = session.execute(
             select(ApiKey.id, ApiKey.prefix, ApiKey.key_hash, ApiKey.hash_scheme, ApiKey.scope,
-                   ApiKey.revoked_at, Team.id.label("team_id"), Team.name.label("team_name"))
+                   ApiKey.secret_id, ApiKey.revoked_at, Team.id.label("team_id"),
+                   Team.name.label("team_name"))
             .join(Team, Team.id == ApiKey.team_id)
             .where(ApiKey.prefix == prefix)
         ).first()  # fmt: skip
     scheme = row.hash_scheme if row is not None else keys.HMAC_SHA256
     expected = row.key_hash if row is not None else _DUMMY_HASH
-    ok = hmac.compare_digest(expected, keys.hash_key(key, scheme, secret))
+    current_id = keys.secret_id(secret)
+    candidates = [secret]  # the secrets the row may be keyed with, most likely first
+    if previous is not None and scheme == keys.HMAC_SHA256 and row is not None:
+        if row.secret_id == keys.secret_id(previous):
+            candidates = [previous]
+        elif row.secret_id is None:
+            candidates = [secret, previous]
+    ok = any(hmac.compare_digest(expected, keys.hash_key(key, scheme, c)) for c in candidates)
     if row is None or not ok or row.revoked_at is not None:
         return None
     rehashed = False
-    if scheme != keys.HMAC_SHA256:
+    # a match always means the key is right; the row moves to the current secret unless there
+    if scheme != keys.HMAC_SHA256 or row.secret_id != current_id:
         res = session.execute(
             update(ApiKey)
-            .where(ApiKey.id == row.id, ApiKey.hash_scheme == scheme)
+            .where(ApiKey.id == row.id, ApiKey.key_hash == row.key_hash)
             .values(key_hash=keys.hash_key(key, keys.HMAC_SHA256, secret),
-                    hash_scheme=keys.HMAC_SHA256)
+                    hash_scheme=keys.HMAC_SHA256, secret_id=current_id)
         )  # fmt: skip
         rehashed = res.rowcount == 1
     return Principal(team=TeamRef(row.team_id, row.team_name), key_id=row.id, prefix=row.prefix,
                      scope=row.scope, rehashed=rehashed)  # fmt: skip
 
 
-def authenticate(session: Session, key: str, *, secret: bytes) -> TeamRef | None:
+def authenticate(
+    session: Session, key: str, *, secret: bytes, previous: bytes | None = None
+) -> TeamRef | None:
     """The team owning an unrevoked ``key``, else ``None`` (see :func:`verify_key`)."""
-    principal = verify_key(session, key, secret=secret)
+    principal = verify_key(session, key, secret=secret, previous=previous)
     return None if principal is None else principal.team
 
 

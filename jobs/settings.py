@@ -39,6 +39,10 @@ class StoreSettings(BaseSettings):
     # API keys are stored as HMAC-SHA256 under this secret (see jobs.keys.load_key_secret)
     key_secret: SecretStr | None = None
     key_secret_file: Path | None = None
+    # during a rotation, the secret being retired: its keys still verify, and are rehashed
+    # under key_secret on their next use (see jobs.keys.load_previous_key_secret)
+    key_secret_previous: SecretStr | None = None
+    key_secret_previous_file: Path | None = None
 
     @property
     def embedded(self) -> bool:

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from api import ApiSettings, create_app
-from jobs import repo
+from jobs import keys, repo
 from jobs.models import ApiKey, Job
 from tests.conftest import KEY_SECRET
 from tests.factories import bearer, team_with_key, tiny_spec
@@ -394,3 +394,24 @@ def test_the_service_never_unpickles_or_evaluates_request_data():
     from worker.app import app
 
     assert app.conf.task_serializer == "json" and set(app.conf.accept_content) == {"json"}
+
+
+def test_a_rotated_secret_keeps_old_keys_working_and_moves_them(make_client, pg_sessions):
+    """Old secret in BILEVEL_KEY_SECRET_PREVIOUS: old keys verify and are rehashed on use."""
+    old, new = b"old-secret-" * 4, "new-secret-" * 4
+    with pg_sessions.begin() as s:
+        team = repo.ensure_team(s, f"t-{uuid.uuid4().hex[:6]}")
+        _, key = repo.create_api_key(s, team, secret=old)
+    assert _row(pg_sessions, key).secret_id == keys.secret_id(old)
+    without = make_client(key_secret=new)
+    _problem(without.get("/v1/jobs", headers=bearer(key)), 401)  # no previous: locked out
+    rotating = make_client(key_secret=new, key_secret_previous=old.decode())
+    _problem(rotating.get("/v1/jobs", headers=bearer(key[:-1] + "z")), 401)
+    assert _row(pg_sessions, key).secret_id == keys.secret_id(old)  # a wrong key moves nothing
+    assert rotating.get("/v1/jobs", headers=bearer(key)).status_code == 200
+    row = _row(pg_sessions, key)
+    assert row.secret_id == keys.secret_id(new.encode())
+    assert row.key_hash == hmac.new(new.encode(), key.encode(), "sha256").hexdigest()
+    # moved: the new secret alone verifies it now, the old one no longer does
+    assert make_client(key_secret=new).get("/v1/jobs", headers=bearer(key)).status_code == 200
+    _problem(make_client(key_secret=old.decode()).get("/v1/jobs", headers=bearer(key)), 401)

@@ -11,13 +11,14 @@ from sqlalchemy import create_engine, text
 
 from jobs import repo
 from jobs.db import alembic_config, make_engine, make_session_factory, sqlite_url
-from jobs.keys import KeySecretError, load_key_secret
+from jobs.keys import KeySecretError, load_key_secret, load_previous_key_secret, secret_id
 from jobs.settings import StoreSettings
 
 
 def _settings(tmp_path, **over) -> StoreSettings:
     # explicit None beats the test run's BILEVEL_KEY_SECRET in the environment
     return StoreSettings(**{"state_dir": tmp_path, "key_secret": None, "key_secret_file": None,
+                            "key_secret_previous": None, "key_secret_previous_file": None,
                             **over})  # fmt: skip
 
 
@@ -91,3 +92,64 @@ def test_a_key_made_before_migration_0003_authenticates_once_rehashed(tmp_path):
         assert repo.get_api_key(s, prefix).hash_scheme == "hmac-sha256"
         again = repo.verify_key(s, key, secret=secret)
         assert again is not None and not again.rehashed
+
+
+def _store(tmp_path):
+    url = sqlite_url(tmp_path)
+    command.upgrade(alembic_config(url), "head")
+    return make_session_factory(make_engine(url))
+
+
+OLD, NEW = b"o" * 32, b"n" * 32
+
+
+def test_a_key_from_before_0004_is_tried_with_both_secrets_then_labelled(tmp_path):
+    sessions = _store(tmp_path)
+    made = {}
+    with sessions.begin() as s:
+        team = repo.ensure_team(s, "t")
+        for secret in (OLD, NEW):
+            _, made[secret] = repo.create_api_key(s, team, secret=secret)
+        s.execute(text("UPDATE api_keys SET secret_id = NULL"))  # as rows before 0004 are
+    with sessions.begin() as s:
+        assert repo.verify_key(s, made[OLD], secret=NEW) is None  # no previous secret named
+    for key in made.values():
+        with sessions.begin() as s:
+            principal = repo.verify_key(s, key, secret=NEW, previous=OLD)
+            assert principal is not None and principal.rehashed
+        with sessions() as s:
+            row = repo.get_api_key(s, key.split("_")[1])
+            assert row.secret_id == secret_id(NEW)
+            assert repo.verify_key(s, key, secret=NEW).rehashed is False  # nothing left to move
+
+
+def test_a_row_labelled_with_the_previous_secret_is_checked_against_it_alone(tmp_path):
+    sessions = _store(tmp_path)
+    with sessions.begin() as s:
+        _, key = repo.create_api_key(s, repo.ensure_team(s, "t"), secret=OLD)
+    with sessions.begin() as s:
+        assert repo.verify_key(s, key + "x", secret=NEW, previous=OLD) is None
+        assert repo.verify_key(s, key, secret=NEW, previous=b"z" * 32) is None  # another one
+    with sessions() as s:
+        assert repo.get_api_key(s, key.split("_")[1]).secret_id == secret_id(OLD)
+
+
+def test_the_previous_secret_is_checked_like_the_current_one(tmp_path):
+    assert load_previous_key_secret(_settings(tmp_path, key_secret="k" * 32)) is None
+    good = _settings(tmp_path, key_secret="k" * 32, key_secret_previous="p" * 32)
+    assert load_previous_key_secret(good) == b"p" * 32
+    short = _settings(tmp_path, key_secret="k" * 32, key_secret_previous="p" * 7)
+    with pytest.raises(KeySecretError, match="BILEVEL_KEY_SECRET_PREVIOUS must have at least 32 "
+                       "characters, got 7"):  # fmt: skip
+        load_previous_key_secret(short)
+    same = _settings(tmp_path, key_secret="k" * 32, key_secret_previous="k" * 32)
+    with pytest.raises(KeySecretError, match="equals the current one"):
+        load_previous_key_secret(same)
+    missing = tmp_path / "old-secret"
+    with pytest.raises(KeySecretError, match=f"previous key secret file {missing}"):
+        load_previous_key_secret(
+            _settings(tmp_path, key_secret="k" * 32, key_secret_previous_file=missing)
+        )
+    missing.write_text("q" * 40 + "\n")
+    from_file = _settings(tmp_path, key_secret="k" * 32, key_secret_previous_file=missing)
+    assert load_previous_key_secret(from_file) == b"q" * 40
