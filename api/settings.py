@@ -6,7 +6,7 @@ The protective limits, each with the variable that sets it:
 - ``BILEVEL_RATE_LIMIT_PER_S`` and ``BILEVEL_RATE_LIMIT_BURST``: each API key's token bucket
   (429 with ``Retry-After`` when empty; a rate of 0 turns the limit off);
 - ``BILEVEL_MAX_QUEUED_JOBS`` and ``BILEVEL_MAX_RUNNING_JOBS``: per team, checked at submit
-  (429 ``quota-exceeded``);
+  (429 ``quota-exceeded``); the workers also hold the running limit when they claim;
 - ``BILEVEL_MAX_INNER_STEPS`` and ``BILEVEL_MAX_GRAPH_BYTES``: each spec's compute budget
   (422 naming the field; see ``jobs.budget``);
 - ``BILEVEL_KEY_CACHE_TTL_S``: how long an API process trusts a key it has verified without
@@ -35,9 +35,9 @@ class ApiSettings(StoreSettings):
     # per API key; a dashboard polls a job and its trace about twice a second per tab
     rate_limit_per_s: float = Field(25.0, ge=0)
     rate_limit_burst: int = Field(100, ge=1)
-    # per team, checked at submit; Retry-After of the 429 that answers an over-quota submit
+    # per team, checked at submit (max_running_jobs, in StoreSettings, also by the workers
+    # when they claim); Retry-After of the 429 that answers an over-quota submit
     max_queued_jobs: int = Field(100, ge=1)
-    max_running_jobs: int = Field(20, ge=1)
     quota_retry_after_s: int = Field(30, ge=1)
     # per spec: inner.steps x outer.iterations, and the estimated memory of the stored graph
     max_inner_steps: int = Field(200_000_000, ge=1)

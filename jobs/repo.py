@@ -61,6 +61,7 @@ __all__ = [
     "IdempotencyConflict",
     "Principal",
     "TeamRef",
+    "at_running_limit",
     "authenticate",
     "cancel_job",
     "claim_job",
@@ -78,6 +79,7 @@ __all__ = [
     "list_jobs",
     "load_artifact",
     "lock_team",
+    "next_queued_of_team",
     "reap",
     "release_job",
     "revoke_api_key",
@@ -274,7 +276,8 @@ def find_idempotent(session: Session, team_id: uuid.UUID, idempotency_key: str) 
 
 
 def lock_team(session: Session, team_id: uuid.UUID) -> None:
-    """Serialise this team's submits until commit (PostgreSQL), so quotas hold under races."""
+    """Serialise this team's submits and claims until commit (PostgreSQL): quotas hold under
+    races."""
     session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
 
 
@@ -456,6 +459,44 @@ def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) 
         return None
     _event(session, job_id, "queued", "running", row.attempts, worker=worker)
     return Claim(job_id=job_id, attempt=row.attempts, worker=worker)
+
+
+def at_running_limit(session: Session, job_id: uuid.UUID, limit: int) -> bool:
+    """Whether the team owning ``job_id`` already runs ``limit`` jobs (the claim's fair share).
+
+    Call it in the transaction that then claims: on PostgreSQL it locks the team's row until
+    commit, so that two workers claiming jobs of one team at once cannot both pass the check.
+    """
+    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+    if team_id is None:
+        return False
+    lock_team(session, team_id)
+    running = session.scalar(
+        select(func.count()).where(Job.team_id == team_id, Job.status == "running")
+    )
+    return int(running or 0) >= limit
+
+
+def next_queued_of_team(session: Session, job_id: uuid.UUID, limit: int) -> Job | None:
+    """The oldest queued job of ``job_id``'s team, if the team runs fewer than ``limit``.
+
+    A worker asks after one of the team's jobs stops: jobs it left queued at the limit have no
+    message in the broker any more, and this is the one to send next.
+    """
+    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+    if team_id is None:
+        return None
+    running = session.scalar(
+        select(func.count()).where(Job.team_id == team_id, Job.status == "running")
+    )
+    if int(running or 0) >= limit:
+        return None
+    return session.scalar(
+        select(Job)
+        .where(Job.team_id == team_id, Job.status == "queued")
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+    )
 
 
 def _cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:

@@ -36,6 +36,9 @@ class StoreSettings(BaseSettings):
     queue_prefix: str = "bilevel"
     lease_s: float = Field(30.0, gt=0)
     max_attempts: int = Field(3, ge=1, le=100)
+    # the most jobs of one team running at once: the API refuses a submit at the limit, and a
+    # worker leaves a job queued rather than claim it past the limit (the pool's fair share)
+    max_running_jobs: int = Field(20, ge=1)
     # API keys are stored as HMAC-SHA256 under this secret (see jobs.keys.load_key_secret)
     key_secret: SecretStr | None = None
     key_secret_file: Path | None = None

@@ -274,17 +274,25 @@ def run_job(
 
     Returns:
         ``"skipped"`` when the job was not queued (a duplicate delivery, or cancelled),
-        ``"lost"`` when the lease was taken away meanwhile, ``"released"`` when the process
-        is shutting down and the job went back to the queue, else the final status.
+        ``"deferred"`` when its team already runs ``settings.max_running_jobs`` jobs (it stays
+        queued, to be sent again when one of them stops), ``"lost"`` when the lease was taken
+        away meanwhile, ``"released"`` when the process is shutting down and the job went back
+        to the queue, else the final status.
     """
     job_id = uuid.UUID(str(job_id))
     worker = worker or worker_name()
 
     def claim_it():
         with sessions.begin() as s:
+            if repo.at_running_limit(s, job_id, settings.max_running_jobs):
+                return "deferred"
             return repo.claim_job(s, job_id, worker, settings.lease_s)
 
     claim = _retrying(claim_it, settings.store_patience_s)
+    if claim == "deferred":
+        log.info("job %s: its team runs max_running_jobs=%d jobs; left queued",
+                 job_id, settings.max_running_jobs)  # fmt: skip
+        return "deferred"
     if claim is None:
         return "skipped"
     log.info("job %s: attempt %d on %s", job_id, claim.attempt, worker)

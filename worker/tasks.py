@@ -53,7 +53,23 @@ def run_job(job_id: str) -> str:
             job = repo.get_job(s, None, uuid.UUID(job_id))
             queue = job.queue if job else "cpu"
         run_job.apply_async(args=[job_id], queue=settings.queue_name(queue))
+    elif outcome not in ("skipped", "deferred"):
+        _send_teams_next(job_id)
     return outcome
+
+
+def _send_teams_next(job_id: str) -> None:
+    """A job of this team stopped running: send its oldest queued job, which may have been
+    left queued at the team's running limit (its message is gone). A job that still has its
+    message gets a duplicate, which claims nothing."""
+    try:
+        with sessions()() as s:
+            job = repo.next_queued_of_team(s, uuid.UUID(job_id), settings.max_running_jobs)
+            nxt = (str(job.id), job.queue) if job is not None else None
+        if nxt is not None:
+            run_job.apply_async(args=[nxt[0]], queue=settings.queue_name(nxt[1]))
+    except Exception:  # the reaper resends stale queued jobs anyway
+        log.warning("could not send the next queued job of %s's team", job_id, exc_info=True)
 
 
 @app.task(name="worker.tasks.reap", ignore_result=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import uuid
 from datetime import timedelta
 
 import numpy as np
@@ -11,6 +12,7 @@ from sqlalchemy import select, update
 
 from jobs import repo
 from jobs.models import Job, JobEvent, utcnow
+from jobs.spec import parse_spec
 from tests.factories import example, queued_job, tiny_spec
 from worker.runner import run_job
 from worker.settings import WorkerSettings
@@ -200,3 +202,29 @@ def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(s
     with sessions() as s:
         job = s.get(Job, job_id)
     assert "max_job_time_s=0.2" in job.error["detail"] and job.attempts == 1
+
+
+def test_a_team_at_its_running_limit_has_its_next_job_deferred_not_claimed(sessions):
+    """The workers' fair share: a job past its team's max_running_jobs stays queued."""
+    limited = SETTINGS.model_copy(update={"max_running_jobs": 1})
+    spec = tiny_spec(iterations=5)
+    with sessions.begin() as s:
+        team = repo.ensure_team(s, f"busy-{uuid.uuid4().hex[:8]}")
+        first, second = (repo.create_job(s, team.id, parse_spec(spec))[0].id for _ in range(2))
+        idle = repo.ensure_team(s, f"idle-{uuid.uuid4().hex[:8]}")
+        other = repo.create_job(s, idle.id, parse_spec(spec))[0].id
+    with sessions.begin() as s:
+        assert repo.claim_job(s, first, "w1", 30) is not None  # "busy" runs one job now
+    assert run_job(sessions, second, limited) == "deferred"
+    with sessions() as s:
+        job = s.get(Job, second)
+        assert (job.status, job.attempts, job.worker) == ("queued", 0, None)
+        assert repo.next_queued_of_team(s, first, 1) is None  # still at the limit
+    assert run_job(sessions, other, limited) == "succeeded"  # another team is not held back
+    with sessions.begin() as s:  # the running job ends: the deferred one is next
+        s.execute(update(Job).where(Job.id == first).values(status="succeeded"))
+    with sessions() as s:
+        assert repo.next_queued_of_team(s, first, 1).id == second
+    assert run_job(sessions, second, limited) == "succeeded"
+    with sessions() as s:
+        assert repo.next_queued_of_team(s, first, 1) is None  # nothing queued is left
