@@ -194,7 +194,7 @@ def verify_key(
     if row is None or not ok or row.revoked_at is not None:
         return None
     rehashed = False
-    # a match always means the key is right; the row moves to the current secret unless there
+    # the key is right: move its row to the current secret unless it is there already
     if scheme != keys.HMAC_SHA256 or row.secret_id != current_id:
         res = session.execute(
             update(ApiKey)
@@ -467,14 +467,8 @@ def at_running_limit(session: Session, job_id: uuid.UUID, limit: int) -> bool:
     Call it in the transaction that then claims: on PostgreSQL it locks the team's row until
     commit, so that two workers claiming jobs of one team at once cannot both pass the check.
     """
-    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
-    if team_id is None:
-        return False
-    lock_team(session, team_id)
-    running = session.scalar(
-        select(func.count()).where(Job.team_id == team_id, Job.status == "running")
-    )
-    return int(running or 0) >= limit
+    team_id, running = _team_running(session, job_id, lock=True)
+    return team_id is not None and running >= limit
 
 
 def next_queued_of_team(session: Session, job_id: uuid.UUID, limit: int) -> Job | None:
@@ -483,13 +477,8 @@ def next_queued_of_team(session: Session, job_id: uuid.UUID, limit: int) -> Job 
     A worker asks after one of the team's jobs stops: jobs it left queued at the limit have no
     message in the broker any more, and this is the one to send next.
     """
-    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
-    if team_id is None:
-        return None
-    running = session.scalar(
-        select(func.count()).where(Job.team_id == team_id, Job.status == "running")
-    )
-    if int(running or 0) >= limit:
+    team_id, running = _team_running(session, job_id)
+    if team_id is None or running >= limit:
         return None
     return session.scalar(
         select(Job)
@@ -497,6 +486,21 @@ def next_queued_of_team(session: Session, job_id: uuid.UUID, limit: int) -> Job 
         .order_by(Job.created_at, Job.id)
         .limit(1)
     )
+
+
+def _team_running(
+    session: Session, job_id: uuid.UUID, lock: bool = False
+) -> tuple[uuid.UUID | None, int]:
+    """``(team id, its running jobs)`` of ``job_id``'s team, locking the team row if asked."""
+    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+    if team_id is None:
+        return None, 0
+    if lock:
+        lock_team(session, team_id)
+    running = session.scalar(
+        select(func.count()).where(Job.team_id == team_id, Job.status == "running")
+    )
+    return team_id, int(running or 0)
 
 
 def _cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:
