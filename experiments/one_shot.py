@@ -612,6 +612,16 @@ def _report(args, cfg, summary, runs, depth, problem: OneShot) -> str:
             cos_rows.append(
                 [name, len(cs), f"{min(cs):.3f}", f"{sum(cs) / len(cs):.3f}", f"{cs[-1]:.3f}"]
             )
+    lowest = min((float(r[2]) for r in cos_rows), default=float("nan"))
+    cos_verdict = (
+        ""
+        if not cos_rows
+        else "Every check was positive: each K-RMD hypergradient was a descent direction for "
+        "the exact one, as the paper reports for its Figure 7 (third plot)."
+        if lowest > 0
+        else f"The lowest cosine is {lowest:.3f}: some K-RMD hypergradients pointed away from "
+        "the exact one, unlike the paper's Figure 7 (third plot)."
+    )
     depth_rows = [
         [k, *(f"{v:.3g}" for v in vals)]
         for k, *vals in zip(
@@ -703,6 +713,7 @@ Cosine similarity between the K-RMD hypergradient and full RMD's on the same met
 every {c["exact_every"]} hyper-iterations:
 
 {markdown_table(["method", "checks", "min", "mean", "last"], cos_rows) if cos_rows else "(none)"}
+{cos_verdict}
 
 ![relative error](fig7_rel_error_vs_depth.png)
 
