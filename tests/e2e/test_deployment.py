@@ -43,6 +43,9 @@ def test_compose_file_is_valid_and_has_every_service():
         )
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and env["BROKER_URL"]
+    # workers yield the CPUs to the API (cgroup weight; the API keeps the default 1024)
+    assert "cpu_shares" not in services["api"]
+    assert all(services[w]["cpu_shares"] < 1024 for w in ("worker-cpu", "worker-gpu"))
 
 
 def test_compose_and_dockerfile_run_real_cli_commands():
