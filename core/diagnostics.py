@@ -71,8 +71,8 @@ def jacobian_norms(
     and the term ``B_t A_{t+1} ⋯ A_T ∇_{ŵ*} f`` of Eq. (5) shrinks with distance from ``T``
     only where ``||A_t|| < 1``. Prop. 3.1 assumes ``||A_t|| <= 1 - γα`` near the end of the
     unroll (``γ <= 1/β`` and local ``α``-strong convexity); a norm above 1 is a step beyond
-    gradient descent's stability edge (``γ λ_max(∇²_w g) > 2``), where the early terms that
-    K-RMD drops are amplified instead of damped.
+    gradient descent's stability edge (``γ λ_max(∇²_w g) > 2``) or along negative curvature,
+    where the early terms that K-RMD drops are amplified instead of damped.
 
     Each norm is ``sqrt`` of the Rayleigh quotient of ``A_t^T A_t`` after ``iters`` power
     iterations (one Jacobian-vector and one vector-Jacobian product each), from a seeded

@@ -641,9 +641,10 @@ def _report(args, cfg, summary, runs, depth, problem: OneShot) -> str:
         (
             f"With the penalty, {len(expanding)} of the {len(depth['t'])} steps measured have "
             f"||A_t|| > 1 (t = {', '.join(map(str, expanding))}; largest "
-            f"{max(depth['regularized ||A_t||']):.3g}): there gradient descent runs past its "
-            "stability edge (γ λ_max(∇²_w g) > 2), so α_t grows instead of shrinking as it "
-            "travels back, and the terms B_t α_t that K-RMD drops are amplified, not damped. "
+            f"{max(depth['regularized ||A_t||']):.3g}): there the step stretches some "
+            "direction, past gradient descent's stability edge (γ λ_max(∇²_w g) > 2) or along "
+            "negative curvature, so α_t grows instead of shrinking as it travels back, and the "
+            "terms B_t α_t that K-RMD drops are amplified, not damped. "
             "Prop. 3.1's bound assumes the opposite (γ <= 1/β, ||A_t|| <= 1 - γα), which is why "
             "no exponential decay in K can be expected at this λ."
             if expanding
