@@ -12,7 +12,16 @@ import torch
 from torch import Tensor
 
 from core.errors import ConfigurationError
-from core.tree import Tree, detached, flatten, to_vector, tree_dot, tree_norm, unflatten
+from core.tree import (
+    Tree,
+    detached,
+    flatten,
+    to_vector,
+    tree_dot,
+    tree_norm,
+    unflatten,
+    zeros_for_none,
+)
 
 if TYPE_CHECKING:
     from core.dynamics import GradientDescent
@@ -115,8 +124,7 @@ def _transition_norm(problem, hparams, dynamics, state, spec, iters, gen) -> flo
     nxt = dynamics.step(problem, s, hparams, spec, create_graph=True)
     # J v by the double-vjp trick: u -> (J^T u) is linear in u, and its vjp with v is J v
     u = tuple(torch.zeros_like(x, requires_grad=True) for x in nxt)
-    jt_u = torch.autograd.grad(nxt, s, u, create_graph=True, allow_unused=True)
-    jt_u = tuple(torch.zeros_like(x) if g is None else g for x, g in zip(s, jt_u))
+    jt_u = zeros_for_none(torch.autograd.grad(nxt, s, u, create_graph=True, allow_unused=True), s)
     v = tuple(torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device) for x in s)
     sq = 0.0
     for _ in range(iters):
@@ -124,10 +132,12 @@ def _transition_norm(problem, hparams, dynamics, state, spec, iters, gen) -> flo
         if n == 0 or not math.isfinite(n):
             break
         v = tuple(x / n for x in v)
-        jv = torch.autograd.grad(jt_u, u, v, retain_graph=True, allow_unused=True)
-        jv = tuple(torch.zeros_like(x) if g is None else g for x, g in zip(nxt, jv))
-        jtjv = torch.autograd.grad(nxt, s, jv, retain_graph=True, allow_unused=True)
-        jtjv = tuple(torch.zeros_like(x) if g is None else g for x, g in zip(s, jtjv))
+        jv = zeros_for_none(
+            torch.autograd.grad(jt_u, u, v, retain_graph=True, allow_unused=True), nxt
+        )
+        jtjv = zeros_for_none(
+            torch.autograd.grad(nxt, s, jv, retain_graph=True, allow_unused=True), s
+        )
         sq = float(tree_dot(v, jtjv))  # Rayleigh quotient of A^T A at the unit v
         v = tuple(x.detach() for x in jtjv)
     return math.sqrt(max(sq, 0.0))

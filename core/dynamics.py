@@ -16,7 +16,7 @@ from torch import Tensor
 
 from core.errors import ConfigurationError
 from core.problem import BilevelProblem
-from core.tree import Leaves, Spec, Tree, flatten, unflatten
+from core.tree import Leaves, Spec, Tree, flatten, unflatten, zeros_for_none
 
 __all__ = ["GradientDescent"]
 
@@ -159,7 +159,7 @@ def inner_grad(
     with torch.enable_grad():
         loss = _scalar(problem.inner_loss(unflatten(spec, w), hparams), "inner")
         grads = torch.autograd.grad(loss, w, create_graph=create_graph, allow_unused=True)
-    return tuple(torch.zeros_like(x) if g is None else g for x, g in zip(w, grads))
+    return zeros_for_none(grads, w)
 
 
 def _scalar(loss: Tensor, which: str) -> Tensor:

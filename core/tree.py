@@ -29,6 +29,7 @@ __all__ = [
     "tree_dot",
     "tree_norm",
     "unflatten",
+    "zeros_for_none",
 ]
 
 
@@ -116,3 +117,8 @@ def detached(a: Leaves, requires_grad: bool = False) -> Leaves:
 def all_finite(a: Leaves) -> bool:
     """Whether every element of every leaf is finite."""
     return all(bool(torch.isfinite(x).all()) for x in a)
+
+
+def zeros_for_none(grads: Sequence[Tensor | None], like: Leaves) -> Leaves:
+    """``torch.autograd.grad(..., allow_unused=True)``'s ``None`` entries as zeros like ``like``."""
+    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, like))

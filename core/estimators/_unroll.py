@@ -17,7 +17,6 @@ At any moment the memory held is the stored states plus the graph of one segment
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,7 @@ from torch import Tensor
 from core.dynamics import GradientDescent, _scalar
 from core.estimators.base import HypergradientResult, Setup, add, finish, prepare
 from core.problem import BilevelProblem
-from core.tree import Leaves, Tree, detached, tree_nbytes, tree_norm, unflatten
+from core.tree import Leaves, Tree, detached, tree_nbytes, tree_norm, unflatten, zeros_for_none
 
 
 @dataclass(frozen=True)
@@ -96,9 +95,9 @@ def unrolled_tensors(
         loss = _scalar(problem.outer_loss(unflatten(spec, w_T), lam), "outer")
         grads = torch.autograd.grad(loss, w_T + start + setup.hp, allow_unused=True)
     n_w, n_s = len(w_T), len(start)
-    grad_w = _zeros_for_none(grads[:n_w], w_T)
-    alpha = _zeros_for_none(grads[n_w : n_w + n_s], start)
-    h = _zeros_for_none(grads[n_w + n_s :], setup.hp)
+    grad_w = zeros_for_none(grads[:n_w], w_T)
+    alpha = zeros_for_none(grads[n_w : n_w + n_s], start)
+    h = zeros_for_none(grads[n_w + n_s :], setup.hp)
     del state, grads
 
     for c, c_next in reversed(list(zip(cuts[:-1], cuts[1:]))):
@@ -147,8 +146,4 @@ def _vjp(outputs: Leaves, cotangents: Leaves, start: Leaves, hp: Leaves) -> tupl
     grads = torch.autograd.grad(
         [o for o, _ in pairs], start + hp, [c for _, c in pairs], allow_unused=True
     )
-    return _zeros_for_none(grads[: len(start)], start), grads[len(start) :]
-
-
-def _zeros_for_none(grads: Sequence, like: Leaves) -> Leaves:
-    return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, like))
+    return zeros_for_none(grads[: len(start)], start), grads[len(start) :]

@@ -17,7 +17,7 @@ from torch import Tensor
 from core.dynamics import GradientDescent, _scalar
 from core.errors import ConfigurationError, DivergenceError
 from core.problem import BilevelProblem
-from core.tree import Leaves, Spec, Tree, all_finite, flatten, tree_norm, unflatten
+from core.tree import Leaves, Spec, Tree, all_finite, flatten, tree_norm, unflatten, zeros_for_none
 
 __all__ = ["Estimator", "HypergradientResult"]
 
@@ -106,7 +106,7 @@ def outer_terms(problem: BilevelProblem, setup: Setup, w: Leaves) -> tuple[float
             problem.outer_loss(unflatten(setup.w_spec, w), setup.tree(setup.hp)), "outer"
         )
         grads = torch.autograd.grad(loss, w + setup.hp, allow_unused=True)
-    grads = tuple(torch.zeros_like(x) if g is None else g for x, g in zip(w + setup.hp, grads))
+    grads = zeros_for_none(grads, w + setup.hp)
     return float(loss.detach()), grads[: len(w)], grads[len(w) :]
 
 
