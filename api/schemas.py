@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import ApiKey, Job
+from jobs.status import JobStatus
 
 __all__ = [
     "FieldError",
@@ -66,7 +67,7 @@ class JobError(BaseModel):
 class JobPublic(BaseModel):
     id: uuid.UUID
     name: str
-    status: str
+    status: JobStatus
     queue: str
     spec: dict[str, Any]
     progress: Progress
@@ -120,7 +121,7 @@ class JobsPublic(BaseModel):
 
 class JobResult(BaseModel):
     id: uuid.UUID
-    status: str
+    status: JobStatus
     iterations: int
     final_outer_loss: float | None = None
     best_outer_loss: float | None = None

@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 
+from jobs.status import TERMINAL, JobStatus
 from tests.factories import tiny_spec
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
 # the columns the dashboard's job page asks for (api/static/js/detail.js)
 FIELDS = "outer_loss,grad_norm,exact_norm,cosine,rel_error"
 
@@ -67,7 +67,9 @@ class LoadState:
         return None
 
     def poller_accounting(self) -> dict[str, int]:
-        whole = [f for f in self.follows if f["status"] == "succeeded" and not f["downsampled"]]
+        whole = [
+            f for f in self.follows if f["status"] == JobStatus.SUCCEEDED and not f["downsampled"]
+        ]
         return {
             "complete_follows": len(whole),
             "poller_points_expected": sum(f["iterations"] for f in whole),

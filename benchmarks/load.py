@@ -41,6 +41,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._load_clients import LoadState, poller, stats, submitter
+from jobs.status import JobStatus
 
 __all__ = ["main"]
 
@@ -100,7 +101,7 @@ def _store_accounting(sessions, team_id, submitted: dict[str, int]) -> dict:
     )
     with sessions() as s:
         rows = {str(r[0]): r for r in s.execute(q)}
-    succeeded = [rows[j] for j in submitted if j in rows and rows[j][1] == "succeeded"]
+    succeeded = [rows[j] for j in submitted if j in rows and rows[j][1] == JobStatus.SUCCEEDED]
     statuses: dict[str, int] = {}
     for j in submitted:
         st = rows[j][1] if j in rows else "missing"

@@ -41,6 +41,8 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
+from jobs.status import JobStatus
+
 __all__ = ["measure"]
 
 
@@ -143,7 +145,7 @@ def measure(sessions, database_url: str, *, iterations: int = 3000, repeats: int
             elapsed = time.perf_counter() - t0
         with sessions() as s:
             points = s.scalar(select(func.count()).where(TracePoint.job_id == job.id))
-        if outcome != "succeeded" or points != iterations:
+        if outcome != JobStatus.SUCCEEDED or points != iterations:
             raise RuntimeError(f"runner: {outcome} with {points}/{iterations} trace points")
         return elapsed
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from cli.errors import UsageError
+from jobs.status import TERMINAL, JobStatus
 
 __all__ = ["add_commands", "main"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 KEY_FILE = "api_key"
-TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 # -- settings and store ----------------------------------------------------------------------
@@ -380,10 +380,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
         job = client.call("GET", f"/v1/jobs/{args.id}").json()
     bar.close()
-    if job["status"] == "failed" and job.get("error"):
+    if job["status"] == JobStatus.FAILED and job.get("error"):
         print(f"{job['error']['type']}: {job['error']['detail']}", file=sys.stderr)
     print(job["status"])
-    return 0 if job["status"] == "succeeded" else 1
+    return 0 if job["status"] == JobStatus.SUCCEEDED else 1
 
 
 def cmd_trace(args: argparse.Namespace) -> int:

@@ -35,6 +35,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jobs.status import STATUSES, TERMINAL, JobStatus
+
 __all__ = [
     "STATUSES",
     "TERMINAL",
@@ -51,8 +53,6 @@ __all__ = [
     "utcnow",
 ]
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # The float columns of a trace point: core.fit's record keys besides `iteration`.
 TRACE_FIELDS = (
     "outer_loss",
@@ -147,7 +147,7 @@ class Job(Base):
 
     __tablename__ = "jobs"
     __table_args__ = (
-        CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        CheckConstraint(f"status IN {tuple(map(str, STATUSES))!r}", name="status"),
         UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency"),
         Index("ix_jobs_team_created", "team_id", "created_at", "id"),
         Index("ix_jobs_status_lease", "status", "lease_until"),
@@ -160,7 +160,7 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(200))
     spec: Mapped[dict[str, Any]] = mapped_column(_JSON)
     queue: Mapped[str] = mapped_column(String(32), default="cpu")
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)

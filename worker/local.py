@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
 from jobs.models import Job
+from jobs.status import JobStatus
 from worker.runner import run_job, warm_up
 from worker.settings import WorkerSettings
 
@@ -39,12 +40,14 @@ class LocalExecutor:
     def start(self) -> LocalExecutor:
         with self.sessions.begin() as s:
             # a previous process died holding these: expire their leases so reap requeues them
-            s.execute(update(Job).where(Job.status == "running").values(lease_until=repo.utcnow()))
+            s.execute(
+                update(Job).where(Job.status == JobStatus.RUNNING).values(lease_until=repo.utcnow())
+            )
         with self.sessions.begin() as s:
             repo.reap(s)
         with self.sessions() as s:
             ids = s.scalars(
-                select(Job.id).where(Job.status == "queued").order_by(Job.created_at)
+                select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at)
             ).all()
         for job_id in ids:
             self._queue.put(job_id)

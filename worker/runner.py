@@ -38,6 +38,7 @@ import core
 from jobs import repo
 from jobs.models import Job, TracePoint
 from jobs.spec import parse_spec
+from jobs.status import JobStatus
 from worker.build import build, hparams_npz, to_jsonable
 from worker.settings import WorkerSettings
 
@@ -377,10 +378,14 @@ def _run_claimed(sessions, claim, settings, beat, writer, on_record) -> str:
         def cancel():
             with sessions.begin() as s:
                 return repo.finish_job(
-                    s, claim, "cancelled", summary=run.summary(), iteration=out.state.iteration
+                    s,
+                    claim,
+                    JobStatus.CANCELLED,
+                    summary=run.summary(),
+                    iteration=out.state.iteration,
                 )
 
-        return "cancelled" if _retrying(cancel, settings.store_patience_s) else "lost"
+        return JobStatus.CANCELLED if _retrying(cancel, settings.store_patience_s) else "lost"
     return _succeed(sessions, claim, built, out, run)
 
 
@@ -514,7 +519,7 @@ def _succeed(sessions, claim, built, out, run) -> str:
 
     _retrying(finish, run.settings.store_patience_s)
     run.buffer = []
-    return "succeeded"
+    return JobStatus.SUCCEEDED
 
 
 def _finish_success(s: Session, claim, run, out, hparams: bytes, summary) -> None:
@@ -529,7 +534,9 @@ def _finish_success(s: Session, claim, run, out, hparams: bytes, summary) -> Non
         iteration=out.state.iteration,
         media_type="application/x-npz",
     )
-    ok = repo.finish_job(s, claim, "succeeded", summary=summary, iteration=out.state.iteration)
+    ok = repo.finish_job(
+        s, claim, JobStatus.SUCCEEDED, summary=summary, iteration=out.state.iteration
+    )
     if not ok:
         raise LeaseLost
 
@@ -544,6 +551,6 @@ def _fail(sessions, claim, exc: BaseException, settings: WorkerSettings) -> str:
 
     def fail() -> bool:
         with sessions.begin() as s:
-            return repo.finish_job(s, claim, "failed", error=error)
+            return repo.finish_job(s, claim, JobStatus.FAILED, error=error)
 
-    return "failed" if _retrying(fail, settings.store_patience_s) else "lost"
+    return JobStatus.FAILED if _retrying(fail, settings.store_patience_s) else "lost"

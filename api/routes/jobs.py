@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -17,6 +17,7 @@ from jobs import repo
 from jobs.budget import check_budget
 from jobs.models import TRACE_FIELDS, Job
 from jobs.spec import JobSpec, check_spec
+from jobs.status import JobStatus
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
 _JOB_ROUTES = {
@@ -45,8 +46,6 @@ router = APIRouter(
     },
 )
 log = logging.getLogger(__name__)
-
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def _job_or_404(session, team, job_id: uuid.UUID) -> Job:
@@ -112,8 +111,8 @@ def _check_quota(session, team_id: uuid.UUID, settings) -> None:
     repo.lock_team(session, team_id)  # concurrent submits of one team count in turn
     counts = repo.count_active_jobs(session, team_id)
     for status, limit, name in (
-        ("queued", settings.max_queued_jobs, "max_queued_jobs"),
-        ("running", settings.max_running_jobs, "max_running_jobs"),
+        (JobStatus.QUEUED, settings.max_queued_jobs, "max_queued_jobs"),
+        (JobStatus.RUNNING, settings.max_running_jobs, "max_running_jobs"),
     ):
         if counts[status] >= limit:
             raise ProblemError(
@@ -132,7 +131,7 @@ def _check_quota(session, team_id: uuid.UUID, settings) -> None:
 def list_jobs(
     session: SessionDep,
     team: TeamDep,
-    status: Annotated[Status | None, Query(description="only jobs in this status")] = None,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` of the previous page")
@@ -271,7 +270,7 @@ def get_trace(
 def get_result(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobResult:
     """Final metrics of a succeeded job."""
     job = _job_or_404(session, team, job_id)
-    if job.status != "succeeded":
+    if job.status != JobStatus.SUCCEEDED:
         raise ProblemError(409, f"job {job_id} is {job.status}, not succeeded", slug="not-ready")
     s = job.summary or {}
     return JobResult(
@@ -298,7 +297,7 @@ def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Respon
     """Learned hyperparameters as an .npz file (numpy.load reads it)."""
     job = _job_or_404(session, team, job_id)
     art = repo.load_artifact(session, job.id, "hparams")
-    if job.status != "succeeded" or art is None:
+    if job.status != JobStatus.SUCCEEDED or art is None:
         raise ProblemError(409, f"job {job_id} is {job.status}: no hparams yet", slug="not-ready")
     return Response(
         art.data,
@@ -319,7 +318,7 @@ def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Respon
 def cancel_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:
     """Cancel a queued job, or ask a running one to stop."""
     job = _job_or_404(session, team, job_id)
-    if job.status in ("succeeded", "failed"):
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         raise ProblemError(409, f"job {job_id} already {job.status}", slug="already-finished")
     job = repo.cancel_job(session, job)
     session.commit()

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from jobs import parse_spec, repo
 from jobs.models import TRACE_BLOCK, trace_blocks
+from jobs.repo.trace_writes import block_of, refresh_blocks
 from tests.factories import team_with_key, tiny_spec
 
 
@@ -48,7 +49,7 @@ def test_rollup_from_batches_equals_recomputing_it_from_the_points(request, stor
                 repo.write_trace(s, job.id, batch)
     incremental = _blocks(sessions, job.id)
     with sessions.begin() as s:
-        repo._refresh_blocks(s, job.id, 1, n)
+        refresh_blocks(s, job.id, 1, n)
     assert incremental == _blocks(sessions, job.id)
     assert len(incremental) == 10
     # and both are the true extremes, ties at the earliest iteration
@@ -58,7 +59,7 @@ def test_rollup_from_batches_equals_recomputing_it_from_the_points(request, stor
         pts = [
             (r["outer_loss"], r["iteration"])
             for r in records
-            if repo._block_of(r["iteration"]) == row["block"] and math.isfinite(r["outer_loss"])
+            if block_of(r["iteration"]) == row["block"] and math.isfinite(r["outer_loss"])
         ]
         lo, hi = min(v for v, _ in pts), max(v for v, _ in pts)
         assert (row["outer_loss_min"], row["outer_loss_min_it"]) == min(pts)

@@ -1,0 +1,87 @@
+"""Every query and state transition of the job store, shared by the API, the workers and the CLI.
+
+One module per concern; this package re-exports their public names so callers write
+``repo.create_job(...)``:
+
+- :mod:`jobs.repo.teams`: teams, API keys, and the per-team counts the quotas check;
+- :mod:`jobs.repo.submissions`: submitting, reading, listing and cancelling jobs;
+- :mod:`jobs.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
+- :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
+- :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints.
+"""
+
+from jobs.models import utcnow
+from jobs.repo.artifacts import load_artifact, save_artifact
+from jobs.repo.lifecycle import (
+    Claim,
+    at_running_limit,
+    claim_job,
+    finish_job,
+    heartbeat,
+    next_queued_of_team,
+    reap,
+    release_job,
+)
+from jobs.repo.submissions import (
+    IdempotencyConflict,
+    cancel_job,
+    create_job,
+    decode_cursor,
+    find_idempotent,
+    get_job,
+    list_jobs,
+)
+from jobs.repo.teams import (
+    Principal,
+    TeamRef,
+    authenticate,
+    count_active_jobs,
+    create_api_key,
+    ensure_team,
+    get_api_key,
+    list_api_keys,
+    lock_team,
+    revoke_api_key,
+    set_api_key_scope,
+    verify_key,
+)
+from jobs.repo.trace_reads import trace_columns, trace_span, trace_version
+from jobs.repo.trace_writes import truncate_trace, write_trace
+
+__all__ = [
+    "Claim",
+    "IdempotencyConflict",
+    "Principal",
+    "TeamRef",
+    "at_running_limit",
+    "authenticate",
+    "cancel_job",
+    "claim_job",
+    "count_active_jobs",
+    "create_api_key",
+    "create_job",
+    "decode_cursor",
+    "ensure_team",
+    "find_idempotent",
+    "finish_job",
+    "get_api_key",
+    "get_job",
+    "heartbeat",
+    "list_api_keys",
+    "list_jobs",
+    "load_artifact",
+    "lock_team",
+    "next_queued_of_team",
+    "reap",
+    "release_job",
+    "revoke_api_key",
+    "save_artifact",
+    "set_api_key_scope",
+    "trace_columns",
+    "trace_span",
+    "trace_version",
+    "truncate_trace",
+    "utcnow",
+    "verify_key",
+    "write_trace",
+]

@@ -1,0 +1,21 @@
+"""The ``job_events`` log: one row per change of a job's status, in the change's transaction."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from jobs.models import (
+    JobEvent,
+)
+
+
+def add_event(session: Session, job_id: uuid.UUID, old: str | None, new: str, attempt: int,
+           **detail: Any) -> None:  # fmt: skip
+    session.add(
+        JobEvent(
+            job_id=job_id, from_status=old, to_status=new, attempt=attempt, detail=detail or None
+        )
+    )

@@ -1,0 +1,283 @@
+"""The worker's side of a job's life: claim, heartbeat, finish, release, and the reaper.
+
+Every transition is a conditional ``UPDATE ... WHERE status = ...`` so that concurrent
+actors (API, worker, reaper) never overwrite each other: a duplicate task delivery claims
+nothing, and a worker whose lease was taken away (``attempts`` moved on) writes nothing more.
+Each change of status also inserts a ``job_events`` row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from jobs.models import (
+    TERMINAL,
+    Job,
+    utcnow,
+)
+from jobs.repo.events import add_event
+from jobs.repo.teams import lock_team
+from jobs.status import JobStatus
+
+# -- the worker's side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker holds while it runs a job: ``attempt`` fences every later write."""
+
+    job_id: uuid.UUID
+    attempt: int
+    worker: str
+
+
+def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) -> Claim | None:
+    """Move a queued job to running; ``None`` if it is not queued (duplicate delivery)."""
+    now = utcnow()
+    row = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+        .values(
+            status=JobStatus.RUNNING,
+            attempts=Job.attempts + 1,
+            worker=worker,
+            lease_until=now + timedelta(seconds=lease_s),
+            started_at=func.coalesce(Job.started_at, now),
+            updated_at=now,
+        )
+        .returning(Job.attempts)
+    ).first()
+    if row is None:
+        _cancel_if_requested(session, job_id)
+        return None
+    add_event(session, job_id, JobStatus.QUEUED, JobStatus.RUNNING, row.attempts, worker=worker)
+    return Claim(job_id=job_id, attempt=row.attempts, worker=worker)
+
+
+def at_running_limit(session: Session, job_id: uuid.UUID, limit: int) -> bool:
+    """Whether the team owning ``job_id`` already runs ``limit`` jobs (the claim's fair share).
+
+    Call it in the transaction that then claims: on PostgreSQL it locks the team's row until
+    commit, so that two workers claiming jobs of one team at once cannot both pass the check.
+    """
+    team_id, running = _team_running(session, job_id, lock=True)
+    return team_id is not None and running >= limit
+
+
+def next_queued_of_team(session: Session, job_id: uuid.UUID, limit: int) -> Job | None:
+    """The oldest queued job of ``job_id``'s team, if the team runs fewer than ``limit``.
+
+    A worker asks after one of the team's jobs stops: jobs it left queued at the limit have no
+    message in the broker any more, and this is the one to send next.
+    """
+    team_id, running = _team_running(session, job_id)
+    if team_id is None or running >= limit:
+        return None
+    return session.scalar(
+        select(Job)
+        .where(Job.team_id == team_id, Job.status == JobStatus.QUEUED)
+        .order_by(Job.created_at, Job.id)
+        .limit(1)
+    )
+
+
+def _team_running(
+    session: Session, job_id: uuid.UUID, lock: bool = False
+) -> tuple[uuid.UUID | None, int]:
+    """``(team id, its running jobs)`` of ``job_id``'s team, locking the team row if asked."""
+    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
+    if team_id is None:
+        return None, 0
+    if lock:
+        lock_team(session, team_id)
+    running = session.scalar(
+        select(func.count()).where(Job.team_id == team_id, Job.status == JobStatus.RUNNING)
+    )
+    return team_id, int(running or 0)
+
+
+def _cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:
+    res = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(True))
+        .values(status=JobStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow())
+        .returning(Job.attempts)
+    ).first()
+    if res is not None:
+        add_event(session, job_id, JobStatus.QUEUED, JobStatus.CANCELLED, res.attempts)
+
+
+def _fenced(claim: Claim):
+    return and_(
+        Job.id == claim.job_id, Job.status == JobStatus.RUNNING, Job.attempts == claim.attempt
+    )
+
+
+def heartbeat(
+    session: Session,
+    claim: Claim,
+    lease_s: float,
+    *,
+    iteration: int | None = None,
+    eta_s: float | None = None,
+    summary: dict[str, Any] | None = None,
+) -> str:
+    """Renew the lease and record progress.
+
+    Returns:
+        ``"ok"``, ``"cancel"`` (the job should stop) or ``"lost"`` (the lease was taken away:
+        write nothing more).
+    """
+    values: dict[str, Any] = {"lease_until": utcnow() + timedelta(seconds=lease_s)}
+    if iteration is not None:
+        values.update(iteration=iteration, eta_s=eta_s, updated_at=utcnow())
+    if summary is not None:
+        values["summary"] = summary
+    row = session.execute(
+        update(Job).where(_fenced(claim)).values(**values).returning(Job.cancel_requested)
+    ).first()
+    if row is None:
+        return "lost"
+    return "cancel" if row.cancel_requested else "ok"
+
+
+def finish_job(
+    session: Session,
+    claim: Claim,
+    status: str,
+    *,
+    summary: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    iteration: int | None = None,
+) -> bool:
+    """End a running job held by ``claim``; ``False`` if the lease was lost meanwhile."""
+    if status not in TERMINAL and status != JobStatus.QUEUED:
+        raise ValueError(f"status must be terminal or 'queued', got {status!r}")
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None}
+    if status in TERMINAL:
+        values.update(finished_at=now, eta_s=0.0 if status == JobStatus.SUCCEEDED else None)
+    if summary is not None:
+        values["summary"] = summary
+    if error is not None:
+        values["error"] = error
+    if iteration is not None:
+        values["iteration"] = iteration
+    res = session.execute(update(Job).where(_fenced(claim)).values(**values))
+    if res.rowcount != 1:
+        return False
+    add_event(session, claim.job_id, JobStatus.RUNNING, status, claim.attempt, **(error or {}))
+    return True
+
+
+def release_job(session: Session, claim: Claim) -> bool:
+    """Put a running job back in the queue (its worker is shutting down).
+
+    The attempt it used is given back (``max_attempts`` grows by one): a preemption is not
+    a failure. ``False`` if the lease was lost meanwhile.
+    """
+    now = utcnow()
+    res = session.execute(
+        update(Job)
+        .where(_fenced(claim))
+        .values(
+            status=JobStatus.QUEUED,
+            lease_until=None,
+            worker=None,
+            enqueued_at=now,
+            updated_at=now,
+            max_attempts=Job.max_attempts + 1,
+        )
+    )
+    if res.rowcount != 1:
+        return False
+    add_event(
+        session,
+        claim.job_id,
+        JobStatus.RUNNING,
+        JobStatus.QUEUED,
+        claim.attempt,
+        reason="preempted",
+    )
+    return True
+
+
+def reap(
+    session: Session,
+    *,
+    requeue_queued_after_s: float | None = None,
+    stale_queues: Iterable[str] | None = None,
+    expire_leases: bool = True,
+) -> list[Job]:
+    """Requeue running jobs whose lease expired (failing those out of attempts).
+
+    With ``requeue_queued_after_s``, also return queued jobs enqueued longer ago than that,
+    so that a message lost by the broker is sent again (a duplicate claims nothing);
+    ``stale_queues`` limits that to the queue kinds whose broker queue is empty (a backlog
+    is not a loss). ``expire_leases=False`` skips the expired leases (just after a store
+    outage, when no heartbeat could renew them).
+
+    Returns:
+        The jobs to (re)enqueue; the caller commits first, then sends them.
+    """
+    now = utcnow()
+    expired = (
+        list(
+            session.scalars(
+                select(Job)
+                .where(Job.status == JobStatus.RUNNING, Job.lease_until < now)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if expire_leases
+        else []
+    )
+    out = []
+    for job in expired:
+        if job.attempts >= job.max_attempts:
+            error = {
+                "type": "LeaseExpired",
+                "detail": f"worker lost {job.attempts} times (max_attempts={job.max_attempts})",
+            }
+            new = JobStatus.FAILED
+        else:
+            error, new = None, JobStatus.QUEUED
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.RUNNING, Job.attempts == job.attempts)
+            .values(
+                status=new,
+                lease_until=None,
+                worker=None,
+                updated_at=now,
+                enqueued_at=now,
+                error=error,
+                finished_at=now if new == JobStatus.FAILED else None,
+            )
+        )
+        if res.rowcount == 1:
+            add_event(session, job.id, JobStatus.RUNNING, new, job.attempts, reason="lease expired")
+            if new == JobStatus.QUEUED:
+                out.append(job)
+    if requeue_queued_after_s is not None:
+        stale = now - timedelta(seconds=requeue_queued_after_s)
+        q = select(Job).where(Job.status == JobStatus.QUEUED, Job.enqueued_at < stale)
+        if stale_queues is not None:
+            q = q.where(Job.queue.in_(list(stale_queues)))
+        for job in session.scalars(q):
+            job.enqueued_at = now
+            out.append(job)
+    session.flush()
+    return out

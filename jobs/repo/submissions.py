@@ -1,0 +1,163 @@
+"""Submitting, reading, listing and cancelling jobs: the API's side of the lifecycle."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    and_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jobs.models import (
+    Job,
+    utcnow,
+)
+from jobs.repo.events import add_event
+from jobs.spec import JobSpec
+from jobs.status import JobStatus
+
+
+class IdempotencyConflict(Exception):
+    """An ``Idempotency-Key`` reused with a different spec."""
+
+    def __init__(self, job: Job):
+        super().__init__(f"Idempotency-Key already used for job {job.id} with another spec")
+        self.job = job
+
+
+def create_job(
+    session: Session,
+    team_id: uuid.UUID,
+    spec: JobSpec,
+    *,
+    idempotency_key: str | None = None,
+    max_attempts: int = 3,
+) -> tuple[Job, bool]:
+    """Insert a queued job; with an idempotency key already used, return that job instead.
+
+    Returns:
+        ``(job, created)``. The caller commits, then enqueues when ``created``.
+
+    Raises:
+        IdempotencyConflict: the key was used with a different spec.
+    """
+    data = spec.model_dump(mode="json")
+    if idempotency_key is not None:
+        existing = _by_idempotency(session, team_id, idempotency_key)
+        if existing is not None:
+            return _same_spec(existing, data), False
+    now = utcnow()
+    job = Job(
+        id=uuid.uuid4(),
+        team_id=team_id,
+        name=spec.name,
+        spec=data,
+        queue=spec.queue_kind,
+        status=JobStatus.QUEUED,
+        idempotency_key=idempotency_key,
+        max_attempts=max_attempts,
+        iterations=spec.outer.iterations,
+        created_at=now,
+        enqueued_at=now,
+        updated_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        # a concurrent submit with the same key won the race
+        existing = _by_idempotency(session, team_id, idempotency_key or "")
+        if existing is None:
+            raise
+        return _same_spec(existing, data), False
+    add_event(session, job.id, None, JobStatus.QUEUED, 0)
+    return job, True
+
+
+def _by_idempotency(session: Session, team_id: uuid.UUID, key: str) -> Job | None:
+    return session.scalar(select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))
+
+
+def _same_spec(job: Job, data: dict[str, Any]) -> Job:
+    if job.spec != data:
+        raise IdempotencyConflict(job)
+    return job
+
+
+def get_job(session: Session, team_id: uuid.UUID | None, job_id: uuid.UUID) -> Job | None:
+    """The job, or ``None`` when unknown or (with ``team_id``) another team's."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or (team_id is not None and job.team_id != team_id):
+        return None
+    return job
+
+
+def encode_cursor(job: Job) -> str:
+    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Raises ``ValueError`` on a malformed cursor."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, jid = raw.partition("|")
+        return datetime.fromisoformat(at), uuid.UUID(jid)
+    except Exception as exc:
+        raise ValueError(f"malformed cursor {cursor!r}") from exc
+
+
+def list_jobs(
+    session: Session,
+    team_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """A page of the team's jobs, newest first, and the cursor of the next page (or None)."""
+    q = select(Job).where(Job.team_id == team_id)
+    if status is not None:
+        q = q.where(Job.status == status)
+    if cursor is not None:
+        at, jid = decode_cursor(cursor)
+        q = q.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < jid)))
+    rows = list(session.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (the worker ends it)."""
+    if job.status == JobStatus.QUEUED:
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow())
+        )
+        if res.rowcount == 1:
+            add_event(session, job.id, JobStatus.QUEUED, JobStatus.CANCELLED, job.attempts)
+            session.flush()
+            return get_job(session, None, job.id) or job
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .values(cancel_requested=True, updated_at=utcnow())
+    )
+    session.flush()
+    return get_job(session, None, job.id) or job
+
+
+def find_idempotent(session: Session, team_id: uuid.UUID, idempotency_key: str) -> Job | None:
+    """The team's job submitted with ``idempotency_key``, if any (a replay, not a new job)."""
+    return _by_idempotency(session, team_id, idempotency_key)

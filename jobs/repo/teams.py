@@ -1,0 +1,204 @@
+"""Teams, API keys and the per-team counts the quotas check."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    func,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from jobs import keys
+from jobs.models import (
+    ApiKey,
+    Job,
+    Team,
+    utcnow,
+)
+from jobs.status import JobStatus
+
+# -- teams, keys and quotas ----------------------------------------------------------------
+
+
+def ensure_team(session: Session, name: str) -> Team:
+    """The team called ``name``, created if missing."""
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        session.flush()
+    return team
+
+
+@dataclass(frozen=True)
+class TeamRef:
+    """A team's id and name, detached from any session (a principal outlives its session)."""
+
+    id: uuid.UUID
+    name: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who an authenticated request is: the key's team, prefix and scope (never the key)."""
+
+    team: TeamRef
+    key_id: uuid.UUID
+    prefix: str
+    scope: str
+    rehashed: bool = False  # the row was rewritten under the current secret: the caller commits
+
+    @property
+    def admin(self) -> bool:
+        return self.scope == "admin"
+
+
+def create_api_key(
+    session: Session, team: Team | TeamRef, name: str = "", *, secret: bytes, scope: str = "team"
+) -> tuple[ApiKey, str]:
+    """A new key for ``team``; the plaintext is returned once and never stored.
+
+    Raises:
+        ValueError: ``scope`` is not ``team`` or ``admin``.
+    """
+    if scope not in keys.SCOPES:
+        raise ValueError(f"scope must be one of {keys.SCOPES}, got {scope!r}")
+    prefix, key = keys.new_key()
+    row = ApiKey(
+        team_id=team.id,
+        name=name,
+        prefix=prefix,
+        key_hash=keys.hash_key(key, keys.HMAC_SHA256, secret),
+        hash_scheme=keys.HMAC_SHA256,
+        secret_id=keys.secret_id(secret),
+        scope=scope,
+    )
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+# compared against when no row matches, so that a miss costs about what a hit does
+_DUMMY_HASH = "0" * 64
+
+
+def verify_key(
+    session: Session, key: str, *, secret: bytes, previous: bytes | None = None
+) -> Principal | None:
+    """The principal of an unrevoked ``key``, else ``None`` (constant-time comparison).
+
+    One query reads the key's row and its team. The row's ``secret_id`` says which secret its
+    HMAC is keyed with: ``secret``, or ``previous`` during a rotation (a row from before
+    ``secret_id`` existed is tried with both). A row hashed with plain SHA-256 or under
+    ``previous``, or without ``secret_id``, is accepted and rewritten as HMAC-SHA256 under
+    ``secret`` in the session (flushed, not committed: ``Principal.rehashed`` tells the
+    caller to commit).
+    """
+    prefix = keys.split_key(key)
+    row = None
+    if prefix:
+        row = session.execute(
+            select(ApiKey.id, ApiKey.prefix, ApiKey.key_hash, ApiKey.hash_scheme, ApiKey.scope,
+                   ApiKey.secret_id, ApiKey.revoked_at, Team.id.label("team_id"),
+                   Team.name.label("team_name"))
+            .join(Team, Team.id == ApiKey.team_id)
+            .where(ApiKey.prefix == prefix)
+        ).first()  # fmt: skip
+    scheme = row.hash_scheme if row is not None else keys.HMAC_SHA256
+    expected = row.key_hash if row is not None else _DUMMY_HASH
+    current_id = keys.secret_id(secret)
+    candidates = [secret]  # the secrets the row may be keyed with, most likely first
+    if previous is not None and scheme == keys.HMAC_SHA256 and row is not None:
+        if row.secret_id == keys.secret_id(previous):
+            candidates = [previous]
+        elif row.secret_id is None:
+            candidates = [secret, previous]
+    ok = any(hmac.compare_digest(expected, keys.hash_key(key, scheme, c)) for c in candidates)
+    if row is None or not ok or row.revoked_at is not None:
+        return None
+    rehashed = False
+    # the key is right: move its row to the current secret unless it is there already
+    if scheme != keys.HMAC_SHA256 or row.secret_id != current_id:
+        res = session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == row.id, ApiKey.key_hash == row.key_hash)
+            .values(key_hash=keys.hash_key(key, keys.HMAC_SHA256, secret),
+                    hash_scheme=keys.HMAC_SHA256, secret_id=current_id)
+        )  # fmt: skip
+        rehashed = res.rowcount == 1
+    return Principal(team=TeamRef(row.team_id, row.team_name), key_id=row.id, prefix=row.prefix,
+                     scope=row.scope, rehashed=rehashed)  # fmt: skip
+
+
+def authenticate(
+    session: Session, key: str, *, secret: bytes, previous: bytes | None = None
+) -> TeamRef | None:
+    """The team owning an unrevoked ``key``, else ``None`` (see :func:`verify_key`)."""
+    principal = verify_key(session, key, secret=secret, previous=previous)
+    return None if principal is None else principal.team
+
+
+def list_api_keys(
+    session: Session, team_name: str | None = None, *, team_id: uuid.UUID | None = None
+) -> list[tuple[ApiKey, str]]:
+    """``(key, team name)`` pairs, oldest first, of one team (by name or id) or of all."""
+    q = select(ApiKey, Team.name).join(Team, Team.id == ApiKey.team_id)
+    if team_name is not None:
+        q = q.where(Team.name == team_name)
+    if team_id is not None:
+        q = q.where(Team.id == team_id)
+    return [(k, n) for k, n in session.execute(q.order_by(ApiKey.created_at, ApiKey.prefix))]
+
+
+def get_api_key(
+    session: Session, prefix: str, *, team_id: uuid.UUID | None = None
+) -> ApiKey | None:
+    """The key with ``prefix`` (of ``team_id`` only, when given), else ``None``."""
+    q = select(ApiKey).where(ApiKey.prefix == prefix)
+    if team_id is not None:
+        q = q.where(ApiKey.team_id == team_id)
+    return session.scalar(q)
+
+
+def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None = None) -> bool:
+    """Revoke the key with ``prefix`` (of ``team_id`` only, when given).
+
+    Returns:
+        ``False`` if there is no such unrevoked key.
+    """
+    q = update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+    if team_id is not None:
+        q = q.where(ApiKey.team_id == team_id)
+    res = session.execute(q.values(revoked_at=utcnow()))
+    return res.rowcount == 1
+
+
+def set_api_key_scope(session: Session, prefix: str, scope: str) -> bool:
+    """Give the key with ``prefix`` another scope; ``False`` if there is no such key."""
+    if scope not in keys.SCOPES:
+        raise ValueError(f"scope must be one of {keys.SCOPES}, got {scope!r}")
+    res = session.execute(update(ApiKey).where(ApiKey.prefix == prefix).values(scope=scope))
+    return res.rowcount == 1
+
+
+def count_active_jobs(session: Session, team_id: uuid.UUID) -> dict[str, int]:
+    """``{"queued": n, "running": m}`` for the team (the quota checks' counts)."""
+    rows = session.execute(
+        select(Job.status, func.count())
+        .where(Job.team_id == team_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .group_by(Job.status)
+    ).all()
+    counts = {JobStatus.QUEUED: 0, JobStatus.RUNNING: 0}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
+
+
+def lock_team(session: Session, team_id: uuid.UUID) -> None:
+    """Serialise this team's submits and claims until commit (PostgreSQL): quotas hold under
+    races."""
+    session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
