@@ -18,7 +18,7 @@ import json
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import torch
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             core.hypergradient(problem, lam, dyn, core.Truncated(K=1))
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    meta = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__}  # fmt: skip
     args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -25,7 +25,7 @@ import json
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import torch
@@ -193,7 +193,7 @@ def _one_shot():
 def _write(path: Path, rows: list[dict], problem: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.machine(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "problem": problem,
     }  # fmt: skip

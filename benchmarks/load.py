@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -301,7 +301,7 @@ def _report(args: argparse.Namespace, state: LoadState, wall: float) -> dict:
     errors = sum(r["errors"] for r in routes.values())
     return {
         "benchmark": "load",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),

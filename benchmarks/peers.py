@@ -24,7 +24,7 @@ import json
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import torch
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         diff = f"{r['rel_diff']:.1e}" if "rel_diff" in r else ""
         print(f"{r['method']:<22} {r['time_ms']:>9.1f} {r['vs_floor']:>8.2f} {ratio:>14} {diff:>9}")
     out["meta"] = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.machine(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "n": args.n, "d": args.d, "T": args.T,
     }  # fmt: skip

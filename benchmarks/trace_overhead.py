@@ -35,7 +35,7 @@ import platform
 import statistics
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def _machine(sessions) -> dict[str, Any]:
     with sessions() as s:
         server = s.execute(text("SHOW server_version")).scalar()
     return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "cpu": cpu,
         "cpus": os.cpu_count(),

@@ -17,7 +17,7 @@ import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import torch
@@ -354,7 +354,7 @@ def _report(args, cfg, Ks, runs, costs, problem: Hypercleaning, elapsed: float) 
         f"--first-step {cfg['first_step']} --exact-every {cfg['exact_every']} --T {cfg['T']}"
         + (" --smoke" if args.smoke else "")
     )
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     dev = args.device if args.device != "cpu" else f"CPU, {os.cpu_count()} cores"
     return f"""# Data hypercleaning (Section 4.2.1, Appendix G.1), reproduced
 

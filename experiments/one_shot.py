@@ -18,7 +18,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import torch
@@ -552,7 +552,7 @@ def _mb(n: float) -> str:
 
 def _report(args, cfg, summary, runs, depth, problem: OneShot) -> str:
     c = summary["config"]
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     hp0 = problem.initial_hparams()
     n_hp = sum(v.numel() for v in hp0.values())
     paper5k = {name: (acc, it, s) for name, acc, it, s in PAPER if it == "5K"}

@@ -23,7 +23,7 @@ import os
 import platform
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import torch
@@ -263,7 +263,7 @@ def _report(args, cfg, settings, Ks, results, costs, elapsed) -> str:
         f"--patience {cfg['patience']} --trials {cfg['trials']} --seed {cfg['seed']} "
         f"--lr {cfg['lr']} --T {cfg['T']}" + (" --smoke" if args.smoke else "")
     )
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     dev = args.device if args.device != "cpu" else f"CPU, {os.cpu_count()} cores"
     settings_text = "\n".join(lines)
     seeds = f"{cfg['seed']}..{cfg['seed'] + cfg['trials'] - 1}"

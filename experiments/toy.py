@@ -12,7 +12,7 @@ import argparse
 import math
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from pathlib import Path
 
 import torch
@@ -220,7 +220,7 @@ def _report(args, Ks, bound_rows, runs, ratios, optimum, elapsed) -> str:
         ]  # fmt: skip
 
     head = ["K", "final λ", "‖d_λ f‖ at the end", "upper loss", "ms / hyper-iteration"]
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""# Toy problem (Section 4.1), reproduced
 
 Command: `bilevel reproduce toy --out {args.out} --K {" ".join(map(str, Ks))} \
