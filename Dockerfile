@@ -1,19 +1,39 @@
 # syntax=docker/dockerfile:1
-# Multi-stage image for every service: api (`bilevel serve`), workers (`bilevel worker`),
-# migrations (`bilevel migrate`) - the commands the README uses.
-#   docker build -t bilevel .                                      # CPU torch
-#   docker build -t bilevel:gpu --build-arg TORCH_SPEC="torch==2.13.0" \
-#       --build-arg PIP_EXTRA_INDEX_URL=<your CUDA wheel index> .  # GPU workers
+# One Dockerfile, one image per role: `api` (`bilevel serve`, `bilevel migrate`: no torch),
+# `worker` (`bilevel worker`: torch), and `runtime`, the all-in-one default whose CMD is the
+# embedded mode (API and in-process executor in one container).
+#   docker build --target api -t bilevel-api .
+#   docker build --target worker -t bilevel-worker .                  # CPU torch
+#   docker build --target worker -t bilevel-worker:gpu --build-arg TORCH_SPEC="torch==2.13.0" \
+#       --build-arg PIP_EXTRA_INDEX_URL=<your CUDA wheel index> .     # GPU workers
+#   docker build -t bilevel .                                         # all-in-one (runtime)
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_SPEC="torch==2.13.0"
+# -- build stages: one virtual environment per role under /opt/venv ------------------------
+FROM ${PYTHON_IMAGE} AS venv
 ARG PIP_EXTRA_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL}
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
+
+FROM venv AS build-api
+COPY pyproject.toml README.md* ./
+COPY core ./core
+COPY cli ./cli
+COPY experiments ./experiments
+COPY jobs ./jobs
+COPY api ./api
+COPY worker ./worker
+COPY migrations ./migrations
+# the API's image must start without torch: the import check fails the build if it comes back
+RUN pip install ".[api]" \
+    && python -c "import sys, api, cli.main, migrations; assert 'torch' not in sys.modules" \
+    && ! python -c "import torch" 2>/dev/null
+
+FROM venv AS build-worker
+ARG TORCH_SPEC="torch==2.13.0"
 # torch first and alone: its layer is cached across source changes
 RUN pip install "${TORCH_SPEC}"
 COPY pyproject.toml README.md* ./
@@ -24,11 +44,14 @@ COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
 COPY migrations ./migrations
-RUN pip install . && python -c "import api, worker.runner, migrations"
+RUN pip install ".[worker]" && python -c "import worker.runner, migrations"
 
-FROM ${PYTHON_IMAGE} AS runtime
+FROM build-worker AS build-all
+RUN pip install ".[api,worker]" && python -c "import api, worker.runner, migrations"
+
+# -- runtime stages ------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS base
 RUN useradd --create-home --uid 10001 bilevel
-COPY --from=build /opt/venv /opt/venv
 COPY alembic.ini /app/alembic.ini
 COPY migrations /app/migrations
 COPY examples /app/examples
@@ -36,8 +59,23 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 BILEVEL_STATE_DIR=/data
 WORKDIR /app
 RUN mkdir -p /data && chown bilevel /data
 USER bilevel
+
+FROM base AS worker
+COPY --from=build-worker /opt/venv /opt/venv
+CMD ["bilevel", "worker"]
+
+FROM base AS api
+COPY --from=build-api /opt/venv /opt/venv
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')" || exit 1
-# with no DATABASE_URL/BROKER_URL this is the embedded mode, state under /data
+CMD ["bilevel", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+# the default target (last): with no DATABASE_URL/BROKER_URL this is the embedded mode,
+# state under /data
+FROM base AS runtime
+COPY --from=build-all /opt/venv /opt/venv
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')" || exit 1
 CMD ["bilevel", "serve", "--host", "0.0.0.0", "--port", "8000"]

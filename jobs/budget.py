@@ -61,6 +61,7 @@ class Estimate:
 
     @property
     def graph_bytes(self) -> int:
+        """The larger of the two graphs: they are never held at the same time."""
         return max(self.method_bytes, self.exact_bytes)
 
 

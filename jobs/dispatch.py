@@ -16,9 +16,15 @@ RUN_TASK = "worker.tasks.run_job"
 
 
 class Dispatcher(Protocol):
-    def send(self, job_id: uuid.UUID, queue: str) -> None: ...
+    """How the API wakes a worker for a job it has committed (the broker is only the transport)."""
 
-    def ping(self) -> bool: ...
+    def send(self, job_id: uuid.UUID, queue: str) -> None:
+        """Ask a worker of ``queue`` (``cpu`` or ``gpu``) to run ``job_id``; the row says what."""
+        ...
+
+    def ping(self) -> bool:
+        """Whether the transport answers (``/readyz``)."""
+        ...
 
 
 class CeleryDispatcher:
@@ -33,11 +39,13 @@ class CeleryDispatcher:
         self.app.conf.broker_transport_options = {"max_retries": 2, "interval_start": 0.1}
 
     def send(self, job_id: uuid.UUID, queue: str) -> None:
+        """Publish the task message for ``job_id`` on ``<prefix>.<queue>``."""
         self.app.send_task(
             RUN_TASK, args=[str(job_id)], queue=f"{self.prefix}.{queue}", ignore_result=True
         )
 
     def ping(self) -> bool:
+        """Whether the broker accepts a connection within about two seconds."""
         try:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=2)
@@ -46,4 +54,5 @@ class CeleryDispatcher:
             return False
 
     def close(self) -> None:
+        """Release the broker connections."""
         self.app.close()

@@ -158,6 +158,7 @@ class KeyCache(Generic[T]):
                 del self._entries[digest]
 
     def clear(self) -> None:
+        """Forget every key this process verified."""
         with self._lock:
             self._entries.clear()
 

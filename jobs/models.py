@@ -10,7 +10,7 @@ Timestamps are stored as naive UTC and handed back timezone-aware, the same on S
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -67,10 +67,11 @@ TRACE_FIELDS = (
 
 
 def utcnow() -> datetime:
+    """The current time, timezone-aware UTC: what every timestamp column holds."""
     return datetime.now(UTC)
 
 
-class UTCDateTime(TypeDecorator):
+class UTCDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes in, aware UTC datetimes out; naive UTC in the column."""
 
     impl = DateTime
@@ -101,10 +102,14 @@ _NAMING = {
 
 
 class Base(DeclarativeBase):
+    """The tables' base: constraint names follow one convention, so migrations can name them."""
+
     metadata = MetaData(naming_convention=_NAMING)
 
 
 class Team(Base):
+    """A team: it owns jobs and API keys; nothing of one team is visible to another."""
+
     __tablename__ = "teams"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

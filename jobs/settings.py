@@ -19,6 +19,12 @@ __all__ = ["StoreSettings"]
 
 
 class StoreSettings(BaseSettings):
+    """Where the store and the broker are, and the limits every process must agree on.
+
+    Read from ``BILEVEL_*`` environment variables (``DATABASE_URL`` and ``BROKER_URL`` also
+    without the prefix).
+    """
+
     model_config = SettingsConfigDict(env_prefix="BILEVEL_", extra="ignore")
 
     database_url: str | None = Field(
@@ -54,13 +60,16 @@ class StoreSettings(BaseSettings):
 
     @property
     def store_url(self) -> str:
+        """The SQLAlchemy URL: ``DATABASE_URL`` (psycopg 3), else SQLite under the state dir."""
         if self.database_url:
             return normalize_url(self.database_url)
         return sqlite_url(self.resolved_state_dir)
 
     @property
     def resolved_state_dir(self) -> Path:
+        """``state_dir`` with ``~`` expanded, absolute."""
         return self.state_dir.expanduser().resolve()
 
     def queue_name(self, kind: str) -> str:
+        """The Celery queue of ``kind`` (``cpu`` or ``gpu``) in this deployment."""
         return f"{self.queue_prefix}.{kind}"

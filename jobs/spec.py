@@ -78,8 +78,11 @@ class QuadraticSpec(_Model):
 
 
 class HypercleaningSpec(_Model):
-    """Data hypercleaning (Section 4.2.1): one weight per training example, half the labels
-    corrupted. ``digits`` needs no data; ``mnist`` reads the worker's ``BILEVEL_DATA_DIR``."""
+    """Data hypercleaning (Section 4.2.1): one weight per training example.
+
+    Half the training labels are corrupted. ``digits`` needs no data; ``mnist`` reads the
+    worker's ``BILEVEL_DATA_DIR``.
+    """
 
     kind: Literal["hypercleaning"]
     dataset: Literal["digits", "mnist", "fashion-mnist"] = "digits"

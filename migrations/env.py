@@ -1,19 +1,21 @@
-"""Alembic environment: the URL comes from the config, else ``DATABASE_URL``."""
+"""Alembic environment: the URL comes from the config, else from ``StoreSettings``.
+
+``StoreSettings`` is what ``bilevel migrate`` and every service read: ``DATABASE_URL`` or
+``BILEVEL_DATABASE_URL`` for PostgreSQL, else the embedded SQLite store under
+``BILEVEL_STATE_DIR``; so a plain ``alembic upgrade head`` migrates the store the service uses.
+"""
 
 from __future__ import annotations
-
-import os
 
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from jobs.db import normalize_url
 from jobs.models import Base
+from jobs.settings import StoreSettings
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL")
-if not url:
-    raise SystemExit("set DATABASE_URL (or sqlalchemy.url) to run migrations")
+url = config.get_main_option("sqlalchemy.url") or StoreSettings().store_url
 config.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
 target_metadata = Base.metadata
 

@@ -40,4 +40,5 @@ def save_artifact(
 
 
 def load_artifact(session: Session, job_id: uuid.UUID, kind: str) -> Artifact | None:
+    """The job's artifact of this kind as stored now (not a stale copy), or ``None``."""
     return session.get(Artifact, (job_id, kind), populate_existing=True)

@@ -21,6 +21,7 @@ from jobs.models import (
     utcnow,
 )
 from jobs.repo.events import add_event
+from jobs.repo.rows import rows_changed
 from jobs.spec import JobSpec
 from jobs.status import JobStatus
 
@@ -102,6 +103,7 @@ def get_job(session: Session, team_id: uuid.UUID | None, job_id: uuid.UUID) -> J
 
 
 def encode_cursor(job: Job) -> str:
+    """The opaque ``next_cursor`` that resumes a listing after ``job`` (newest first)."""
     raw = f"{job.created_at.isoformat()}|{job.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -140,12 +142,13 @@ def list_jobs(
 def cancel_job(session: Session, job: Job) -> Job:
     """Cancel a queued job at once; ask a running one to stop (the worker ends it)."""
     if job.status == JobStatus.QUEUED:
-        res = session.execute(
+        res = rows_changed(
+            session,
             update(Job)
             .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
-            .values(status=JobStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow())
+            .values(status=JobStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow()),
         )
-        if res.rowcount == 1:
+        if res == 1:
             add_event(session, job.id, JobStatus.QUEUED, JobStatus.CANCELLED, job.attempts)
             session.flush()
             return get_job(session, None, job.id) or job

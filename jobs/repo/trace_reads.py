@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import (
     Double,
@@ -19,6 +20,7 @@ from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
 from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.models import (
     TRACE_BLOCK,
@@ -53,6 +55,27 @@ def trace_span(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, in
     return int(last) - int(first) + 1, int(first), int(last)
 
 
+def best_outer_loss(session: Session, job_id: uuid.UUID) -> tuple[float, int] | None:
+    """``(outer loss, iteration)`` of the trace's lowest outer loss (the earliest on a tie)."""
+    row = session.execute(
+        select(TracePoint.outer_loss, TracePoint.iteration)
+        .where(TracePoint.job_id == job_id, TracePoint.outer_loss.is_not(None))
+        .order_by(TracePoint.outer_loss, TracePoint.iteration)
+        .limit(1)
+    ).first()
+    return (float(row[0]), int(row[1])) if row is not None and row[0] is not None else None
+
+
+def last_outer_loss(session: Session, job_id: uuid.UUID) -> float | None:
+    """The outer loss of the trace's last point; ``None`` for an empty trace."""
+    return session.scalar(
+        select(TracePoint.outer_loss)
+        .where(TracePoint.job_id == job_id)
+        .order_by(TracePoint.iteration.desc())
+        .limit(1)
+    )
+
+
 def trace_columns(
     session: Session,
     job_id: uuid.UUID,
@@ -61,7 +84,7 @@ def trace_columns(
     max_points: int | None = None,
     fields: Iterable[str] = TRACE_FIELDS,
     span: tuple[int, int, int] | None = None,
-) -> dict[str, list]:
+) -> dict[str, list[Any]]:
     """Columnar trace past ``after``, downsampled to at most ``max_points`` rows.
 
     Downsampling splits the iterations into equal buckets and keeps, in each bucket, the rows
@@ -98,14 +121,20 @@ def trace_columns(
                 rows += session.execute(q.where(TracePoint.iteration.in_(chunk))).all()
     else:
         rows = session.execute(q).all()
-    out: dict[str, list] = {"iteration": [r[0] for r in rows]}
+    out: dict[str, list[Any]] = {"iteration": [r[0] for r in rows]}
     for i, f in enumerate(fields, start=1):
         out[f] = [r[i] for r in rows]
     return out
 
 
 def _extremes_from_blocks(
-    session, job_id, where, fields, max_points, first, last
+    session: Session,
+    job_id: uuid.UUID,
+    where: ColumnElement[bool],
+    fields: Sequence[str],
+    max_points: int,
+    first: int,
+    last: int,
 ) -> set[int] | None:
     """Per-bucket extremes from trace_blocks, or ``None`` when the trace is too short.
 
@@ -153,7 +182,15 @@ def _extremes_from_blocks(
     return keep
 
 
-def _extremes(session, job_id, where, fields, max_points, first, last) -> set[int]:
+def _extremes(
+    session: Session,
+    job_id: uuid.UUID,
+    where: ColumnElement[bool],
+    fields: Sequence[str],
+    max_points: int,
+    first: int,
+    last: int,
+) -> set[int]:
     """Iterations of the per-bucket minima and maxima of ``fields``."""
     keep = {first, last}
     if max_points < 3:

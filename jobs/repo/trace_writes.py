@@ -25,6 +25,7 @@ from jobs.models import (
     TracePoint,
     trace_blocks,
 )
+from jobs.repo.rows import rows_changed
 
 
 def _clean(v: Any) -> float | None:
@@ -75,8 +76,8 @@ def write_trace(session: Session, job_id: uuid.UUID, records: Sequence[Mapping[s
 
 def truncate_trace(session: Session, job_id: uuid.UUID, after: int) -> int:
     """Delete trace points past ``after`` (a resumed run writes them again, identically)."""
-    res = session.execute(
-        delete(TracePoint).where(TracePoint.job_id == job_id, TracePoint.iteration > after)
+    res = rows_changed(
+        session, delete(TracePoint).where(TracePoint.job_id == job_id, TracePoint.iteration > after)
     )
     keep = (after - 1) // TRACE_BLOCK if after > 0 else -1
     session.execute(
@@ -84,10 +85,11 @@ def truncate_trace(session: Session, job_id: uuid.UUID, after: int) -> int:
     )
     if after > 0:
         refresh_blocks(session, job_id, after, after)  # now partial
-    return res.rowcount
+    return res
 
 
 def block_of(iteration: int) -> int:
+    """The trace_blocks row holding ``iteration`` (1-based): block b is ``64b+1 .. 64b+64``."""
     return (iteration - 1) // TRACE_BLOCK
 
 
@@ -115,7 +117,7 @@ def _rollup(
     for b, ks in members.items():
         row: dict[str, Any] = {**dict.fromkeys(_BLOCK_COLUMNS), "job_id": job_id, "block": b}
         for f, col in cols.items():
-            _extreme(row, f, [(col[k], its[k]) for k in ks if col[k] is not None])
+            _extreme(row, f, [(v, its[k]) for k in ks if (v := col[k]) is not None])
         blocks[b] = row
     return blocks
 

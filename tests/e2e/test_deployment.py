@@ -68,7 +68,16 @@ def test_compose_and_dockerfile_run_real_cli_commands():
 
 def test_dockerfile_is_multi_stage_and_runs_unprivileged():
     text = (ROOT / "Dockerfile").read_text()
-    stages = re.findall(r"^FROM \S+ AS (\w+)$", text, re.M)
-    assert stages == ["build", "runtime"]
-    assert "COPY --from=build /opt/venv /opt/venv" in text
+    stages = re.findall(r"^FROM \S+ AS ([\w-]+)$", text, re.M)
+    # issue 12: an `api` image without torch, a `worker` image with it, `runtime` all-in-one
+    assert stages == [
+        "venv", "build-api", "build-worker", "build-all", "base", "worker", "api", "runtime"
+    ]  # fmt: skip
+    for stage, build in (
+        ("api", "build-api"),
+        ("worker", "build-worker"),
+        ("runtime", "build-all"),
+    ):
+        body = text.split(f" AS {stage}\n", 1)[1].split("\nFROM ", 1)[0]
+        assert f"COPY --from={build} /opt/venv /opt/venv" in body
     assert re.search(r"^USER bilevel$", text, re.M)

@@ -34,3 +34,22 @@ def test_the_same_migrations_build_the_embedded_sqlite_store(tmp_path):
     command.upgrade(cfg, "head")
     assert _tables(url) >= set(Base.metadata.tables)
     command.check(cfg)
+
+
+def test_plain_alembic_upgrade_reads_the_store_settings(fresh_database, tmp_path):
+    """``alembic upgrade head`` from the repository root migrates ``BILEVEL_DATABASE_URL``."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = fresh_database()
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "BILEVEL_STATE_DIR")}
+    env["BILEVEL_DATABASE_URL"] = url
+    env["BILEVEL_STATE_DIR"] = str(tmp_path)  # were the URL ignored, SQLite would land here
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, check=True
+    )
+    assert _tables(url) == set(Base.metadata.tables) | {"alembic_version"}
+    assert not (tmp_path / "bilevel.db").exists()
