@@ -132,10 +132,11 @@ async def _follow(state: LoadState, client: httpx.AsyncClient, job_id: str) -> N
     delay, last, etag, etag_url = a.poll_min, 0, None, None
     seen: set[int] = set()
     received, downsampled, updated = 0, False, None
-    job, job_etag = None, None
+    job: dict[str, Any] | None = None
+    job_etag: str | None = None
     while True:
         # as detail.js does: If-None-Match on the job too, and its last body on a 304
-        hdrs = {"If-None-Match": job_etag} if job_etag else {}
+        hdrs: dict[str, str] = {"If-None-Match": job_etag} if job_etag else {}
         r = await state.request(
             client, "GET /v1/jobs/{id}", "GET", f"/v1/jobs/{job_id}", headers=hdrs
         )
@@ -145,10 +146,11 @@ async def _follow(state: LoadState, client: httpx.AsyncClient, job_id: str) -> N
             continue
         if r.status_code == 200:
             job, job_etag = r.json(), r.headers.get("ETag")
+        assert job is not None  # a 304 is answered only after a 200 gave the body
         changed = job["updated_at"] != updated
         updated = job["updated_at"]
         url = f"/v1/jobs/{job_id}/trace?after={last}&max_points={a.max_points}&fields={FIELDS}"
-        headers = {"If-None-Match": etag} if etag and etag_url == url else {}
+        headers: dict[str, str] = {"If-None-Match": etag} if etag and etag_url == url else {}
         t = await state.request(client, "GET /v1/jobs/{id}/trace", "GET", url, headers=headers)
         if t is not None and t.status_code == 200:
             cols = t.json()

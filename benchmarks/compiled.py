@@ -18,8 +18,9 @@ import json
 import platform
 import statistics
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     def eager(w, lam):
         return w - problem.inner_grad(w, lam)  # γ = 1, as in the paper
 
-    rows, eager_out = [], None
+    rows: list[dict[str, Any]] = []
+    eager_out = None
     with torch.no_grad():
         for name, mode in (("eager", None), ("compile", "default"),
                            ("compile max-autotune", "max-autotune-no-cudagraphs")):  # fmt: skip

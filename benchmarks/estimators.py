@@ -25,8 +25,9 @@ import json
 import platform
 import statistics
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -108,10 +109,10 @@ def memory_sweep(problem, Ts: list[int], Ks: tuple[int, ...] = (1, 5, 25)) -> li
     hparams = problem.initial_hparams()
     w_bytes = problem.init(hparams).numel() * hparams.element_size()
     step = _one_step_bytes(problem, hparams)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for T in Ts:
         dyn = core.GradientDescent(steps=T, lr=1.0)
-        ests = {"full": core.Full(), "checkpointed": core.Checkpointed()}
+        ests: dict[str, core.Estimator] = {"full": core.Full(), "checkpointed": core.Checkpointed()}
         for K in Ks:
             ests[f"truncated K={K}"] = core.Truncated(K)
             ests[f"truncated K={K} iterates"] = core.Truncated(K, store="iterates")
@@ -181,11 +182,7 @@ def _one_shot():
     """Figure 8's network on random 28x28 images (timing needs no real data)."""
     from core.problems.one_shot import OneShot
 
-    class Batched(OneShot):
-        def initial_hparams(self):
-            return super().initial_hparams(seed=0)
-
-    problem = Batched(torch.rand(20, 20, 28, 28, generator=torch.Generator().manual_seed(0)))
+    problem = OneShot(torch.rand(20, 20, 28, 28, generator=torch.Generator().manual_seed(0)))
     problem.set_batch(problem.sample(torch.Generator().manual_seed(1)))
     return problem
 

@@ -22,7 +22,10 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -30,7 +33,7 @@ import core
 from benchmarks.estimators import WeightedSoftmax, floor
 from core.problems import Quadratic, Toy
 
-OPTIONS = {
+OPTIONS: dict[str, dict[str, Any]] = {
     "full": {},
     "truncated": {"K": 5},
     "forward": {"chunk": 64},
@@ -78,6 +81,7 @@ def correctness(device: str, small: bool) -> list[dict]:
             got = core.hypergradient(
                 _moved(problem, device, torch.float32), lam.float().to(device), dyn, est
             ).grad
+            assert isinstance(got, torch.Tensor) and isinstance(ref, torch.Tensor)
             err = float((got.double().cpu() - ref).norm() / ref.norm())
             rows.append({"problem": case, "method": name, "rel_error": err})
     return rows
@@ -110,16 +114,16 @@ def timings(device: str, repeats: int, small: bool) -> list[dict]:
     problem = _moved(WeightedSoftmax(n=n, d=d), device, torch.float32)
     lam = torch.zeros(n, device=device)
     dyn = core.GradientDescent(steps=T, lr=1.0)
-    ests = {
+    ests: dict[str, core.Estimator] = {
         "full": core.Full(),
         "checkpointed": core.Checkpointed(),
         **{f"truncated K={K}": core.Truncated(K) for K in (1, 5, 25)},
         "truncated K=5 iterates": core.Truncated(5, store="iterates"),
         "implicit cg": core.Implicit(iters=20),
     }
-    fns = {"floor": lambda: floor(problem, lam, dyn)}
+    fns: dict[str, Callable[[], object]] = {"floor": lambda: floor(problem, lam, dyn)}
     for name, est in ests.items():
-        fns[name] = lambda est=est: core.hypergradient(problem, lam, dyn, est)
+        fns[name] = partial(core.hypergradient, problem, lam, dyn, est)
     timer = _timer(device)
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats + 1):  # round 0 warms up (allocator, kernels) and is dropped

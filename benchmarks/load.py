@@ -35,7 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -77,7 +77,8 @@ def _cpu_busy_pct(seconds: float = 2.0) -> float:
             v = [int(x) for x in f.readline().split()[1:]]
         return sum(v), v[3] + v[4]  # total, idle + iowait
 
-    (t0, i0), _ = sample(), time.sleep(seconds)
+    t0, i0 = sample()
+    time.sleep(seconds)
     t1, i1 = sample()
     return round(100 * (1 - (i1 - i0) / max(t1 - t0, 1)), 1)
 
@@ -230,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         # tests.conftest turns the limit off in os.environ; the API gets the deployed one
         api_env = {**env, "BILEVEL_RATE_LIMIT_PER_S": f"{args.rate_limit:g}"}
         for i in range(args.workers):
-            workers.append(CeleryWorker(worker_env, tmp, f"load{i}").start())
-            if args.worker_nice:
-                os.setpriority(os.PRIO_PROCESS, workers[-1].proc.pid, args.worker_nice)
+            worker = CeleryWorker(worker_env, tmp, f"load{i}")
+            worker.start()
+            workers.append(worker)
+            if args.worker_nice and worker.proc is not None:
+                os.setpriority(os.PRIO_PROCESS, worker.proc.pid, args.worker_nice)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         api = _start_api(api_env, port, args.api_workers, tmp / "api.log")

@@ -35,6 +35,7 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, no install needed
@@ -76,7 +77,7 @@ def check_graphed(data_dir: Path, device: str, out: Path, *, smoke: bool = False
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    def rel(a: dict, b: dict) -> float:
+    def rel(a: Any, b: Any) -> float:  # dicts of tensors
         num = sum(float((a[k] - b[k]).pow(2).sum()) for k in a) ** 0.5
         return num / max(sum(float(b[k].pow(2).sum()) for k in b) ** 0.5, 1e-30)
 

@@ -24,7 +24,9 @@ import json
 import platform
 import statistics
 import time
-from datetime import UTC, datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -101,26 +103,32 @@ def _torchopt(problem, lam, T, K):
     return grad
 
 
+def _ours(
+    problem: core.BilevelProblem, lam: torch.Tensor, dyn: core.GradientDescent, est: core.Estimator
+) -> torch.Tensor:
+    grad = core.hypergradient(problem, lam, dyn, est).grad
+    assert isinstance(grad, torch.Tensor)  # one tensor of hyperparameters here
+    return grad
+
+
 def run(n: int, d: int, T: int, Ks: list[int], repeats: int, peers: list[str]) -> dict:
     auto, closed = WeightedSoftmax(n=n, d=d), ClosedForm(n=n, d=d)
     lam = torch.zeros(n)
     dyn = core.GradientDescent(steps=T, lr=1.0)
-    fns = {"floor": lambda: _floor(closed, lam, dyn)}
+    fns: dict[str, Callable[[], torch.Tensor]] = {"floor": lambda: _floor(closed, lam, dyn)}
     for K in Ks:
         est = core.Full() if K == T else core.Truncated(K)
         tag = "full" if K == T else f"K={K}"
-        fns[f"ours {tag}"] = lambda est=est: core.hypergradient(auto, lam, dyn, est).grad
-        fns[f"ours+closed {tag}"] = lambda est=est: core.hypergradient(closed, lam, dyn, est).grad
+        fns[f"ours {tag}"] = partial(_ours, auto, lam, dyn, est)
+        fns[f"ours+closed {tag}"] = partial(_ours, closed, lam, dyn, est)
         if "higher" in peers:
-            fns[f"higher {tag}"] = lambda K=K: _higher(auto, lam, T, K)
+            fns[f"higher {tag}"] = partial(_higher, auto, lam, T, K)
         if "torchopt" in peers:
-            fns[f"torchopt {tag}"] = lambda K=K: _torchopt(auto, lam, T, K)
+            fns[f"torchopt {tag}"] = partial(_torchopt, auto, lam, T, K)
     # ours only (no peer has them): exact checkpointing and K-RMD storing iterates
-    fns["ours+closed checkpointed"] = lambda: (
-        core.hypergradient(closed, lam, dyn, core.Checkpointed()).grad
-    )
-    fns["ours+closed K=5 iterates"] = lambda: (
-        core.hypergradient(closed, lam, dyn, core.Truncated(min(5, T), store="iterates")).grad
+    fns["ours+closed checkpointed"] = partial(_ours, closed, lam, dyn, core.Checkpointed())
+    fns["ours+closed K=5 iterates"] = partial(
+        _ours, closed, lam, dyn, core.Truncated(min(5, T), store="iterates")
     )
     times: dict[str, list[float]] = {k: [] for k in fns}
     results: dict[str, torch.Tensor] = {}

@@ -4,7 +4,7 @@
         --database-url postgresql://postgres@127.0.0.1:5432/<db> [--repeats 5] [--out FILE]
 
 The same job runs two ways in this process, interleaved so that machine noise hits both
-alike: ``core.fit`` alone (no callback, no history), and ``worker.runner.run_job`` on a queued
+alike: ``core.fit`` alone (no callback, no history), and ``worker.runner.execute_job`` on a queued
 row (claim, trace batches and checkpoints in PostgreSQL, heartbeats, the final result). The
 **total overhead** is the ratio of the medians less one; it bounds what trace writing costs,
 since the runner's other work (claim, checkpoints, the final hypergradient) is counted in it
@@ -35,13 +35,13 @@ import platform
 import statistics
 import time
 import uuid
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select, text
 
-from jobs.status import JobStatus
+from worker.outcome import Outcome
 
 __all__ = ["measure"]
 
@@ -116,7 +116,9 @@ def measure(sessions, database_url: str, *, iterations: int = 3000, repeats: int
     from jobs.spec import parse_spec
     from worker import runner
     from worker.build import build
+    from worker.progress import Progress
     from worker.settings import WorkerSettings
+    from worker.trace_writer import TraceWriter
 
     machine = _machine(sessions)
     spec = parse_spec(_spec(iterations))
@@ -131,25 +133,25 @@ def measure(sessions, database_url: str, *, iterations: int = 3000, repeats: int
         core.fit(b.problem, b.hparams, b.dynamics, b.estimator, keep_history=False, **b.fit_kwargs)
         return time.perf_counter() - t0
 
-    # the trace writer's transactions (this runner), or the synchronous flushes (older ones)
-    writer = getattr(runner, "_Writer", None)
-    flush = _Timer(writer, "_write", cpu=True) if writer else _Timer(runner._Stream, "flush", True)
-    callback = _Timer(runner._Stream, "__call__", cpu=False)
+    # the trace writer's transactions, on their own thread
+    flush = _Timer(TraceWriter, "_write", cpu=True)
+    callback = _Timer(Progress, "__call__", cpu=False)
 
     def through_runner() -> float:
         with sessions.begin() as s:
             job, _ = repo.create_job(s, team_id, spec)
         with flush, callback:
             t0 = time.perf_counter()
-            outcome = runner.run_job(sessions, job.id, settings)
+            outcome = runner.execute_job(sessions, job.id, settings)
             elapsed = time.perf_counter() - t0
         with sessions() as s:
             points = s.scalar(select(func.count()).where(TracePoint.job_id == job.id))
-        if outcome != JobStatus.SUCCEEDED or points != iterations:
+        if outcome != Outcome.SUCCEEDED or points != iterations:
             raise RuntimeError(f"runner: {outcome} with {points}/{iterations} trace points")
         return elapsed
 
-    fit_s, runner_s = [], []
+    fit_s: list[float] = []
+    runner_s: list[float] = []
     for r in range(repeats):
         # alternate the order: neither variant always runs on a warmer cache
         pair = (fit_alone, through_runner)
@@ -165,7 +167,7 @@ def measure(sessions, database_url: str, *, iterations: int = 3000, repeats: int
     return {
         "job": f"examples/toy.json with outer.iterations={iterations}",
         "machine": {**machine, "load_avg_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "runner": "trace writer thread" if writer else "synchronous flushes",
+        "runner": "trace writer thread",
         "repeats": repeats,
         "fit_alone_s": [round(t, 4) for t in fit_s],
         "runner_s": [round(t, 4) for t in runner_s],
@@ -179,7 +181,7 @@ def measure(sessions, database_url: str, *, iterations: int = 3000, repeats: int
         "flush_pct": pct(flush_med),
         "flush_cpu_median_s": round(flush_cpu_med, 4),
         "flush_cpu_pct": pct(flush_cpu_med),
-        "flush_blocks_loop": writer is None,
+        "flush_blocks_loop": False,  # the trace writer has a thread of its own
         "callback_median_s": round(callback_med, 4),
         "callback_pct": pct(callback_med),
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up, then lint and run the whole test suite.
+# Set up, then lint, format-check, type-check and run the whole test suite.
 set -euo pipefail
 source "$(dirname "$0")/setup.sh"
 # System packages the tests drive: a real browser (dashboard), the compose validator, data.
@@ -19,4 +19,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 "$PY" -m ruff check .
+"$PY" -m ruff format --check .
+# types: strict for core, jobs and api, the rest checked (pyproject.toml [tool.mypy])
+"$PY" -m mypy
 "$PY" -m pytest -q "$@"

@@ -33,6 +33,32 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", _HTTPX_WARNING)
 
 
+# the service fixtures: a test that uses one of them talks to a real server
+_SERVICE_FIXTURES = frozenset({"pg_server", "redis_url", "fault_pg", "make_redis"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark what each test needs (the markers are registered in pyproject.toml).
+
+    ``integration``: it uses PostgreSQL or Redis, directly or through a fixture that does
+    (``-m "not integration"`` is the suite a machine without them can run); ``browser``: it
+    drives Chromium; ``gpu`` tests skip, with the reason, where torch sees no CUDA device.
+    """
+    for item in items:
+        if _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+        if item.path.name == "test_dashboard.py":
+            item.add_marker(pytest.mark.browser)
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            skip = pytest.mark.skip(reason="needs CUDA: torch.cuda.is_available() is false")
+            for item in gpu:
+                item.add_marker(skip)
+
+
 def unavailable(what: str, why: object) -> None:
     """Skip (locally) or fail (in CI) for a missing service."""
     message = f"{what} unreachable: {why}"

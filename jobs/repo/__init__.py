@@ -16,9 +16,11 @@ from jobs.repo.lifecycle import (
     Claim,
     at_running_limit,
     claim_job,
+    expire_running_leases,
     finish_job,
     heartbeat,
     next_queued_of_team,
+    queued_job_ids,
     reap,
     release_job,
 )
@@ -34,6 +36,7 @@ from jobs.repo.submissions import (
 from jobs.repo.teams import (
     Principal,
     TeamRef,
+    any_team_exists,
     authenticate,
     count_active_jobs,
     create_api_key,
@@ -45,7 +48,13 @@ from jobs.repo.teams import (
     set_api_key_scope,
     verify_key,
 )
-from jobs.repo.trace_reads import trace_columns, trace_span, trace_version
+from jobs.repo.trace_reads import (
+    best_outer_loss,
+    last_outer_loss,
+    trace_columns,
+    trace_span,
+    trace_version,
+)
 from jobs.repo.trace_writes import truncate_trace, write_trace
 
 __all__ = [
@@ -53,8 +62,10 @@ __all__ = [
     "IdempotencyConflict",
     "Principal",
     "TeamRef",
+    "any_team_exists",
     "at_running_limit",
     "authenticate",
+    "best_outer_loss",
     "cancel_job",
     "claim_job",
     "count_active_jobs",
@@ -62,16 +73,19 @@ __all__ = [
     "create_job",
     "decode_cursor",
     "ensure_team",
+    "expire_running_leases",
     "find_idempotent",
     "finish_job",
     "get_api_key",
     "get_job",
     "heartbeat",
+    "last_outer_loss",
     "list_api_keys",
     "list_jobs",
     "load_artifact",
     "lock_team",
     "next_queued_of_team",
+    "queued_job_ids",
     "reap",
     "release_job",
     "revoke_api_key",

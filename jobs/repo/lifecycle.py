@@ -21,6 +21,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.models import (
     TERMINAL,
@@ -28,6 +29,7 @@ from jobs.models import (
     utcnow,
 )
 from jobs.repo.events import add_event
+from jobs.repo.rows import rows_changed
 from jobs.repo.teams import lock_team
 from jobs.status import JobStatus
 
@@ -93,6 +95,24 @@ def next_queued_of_team(session: Session, job_id: uuid.UUID, limit: int) -> Job 
     )
 
 
+def queued_job_ids(session: Session) -> list[uuid.UUID]:
+    """The ids of every queued job, oldest first (what an executor sends at its start)."""
+    return list(
+        session.scalars(
+            select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at)
+        )
+    )
+
+
+def expire_running_leases(session: Session) -> None:
+    """End the lease of every running job now, so that the next :func:`reap` requeues them.
+
+    For the embedded executor at its start: it is the only one per store, so a job still
+    running was left by a process that died.
+    """
+    session.execute(update(Job).where(Job.status == JobStatus.RUNNING).values(lease_until=utcnow()))
+
+
 def _team_running(
     session: Session, job_id: uuid.UUID, lock: bool = False
 ) -> tuple[uuid.UUID | None, int]:
@@ -119,7 +139,8 @@ def _cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:
         add_event(session, job_id, JobStatus.QUEUED, JobStatus.CANCELLED, res.attempts)
 
 
-def _fenced(claim: Claim):
+def _fenced(claim: Claim) -> ColumnElement[bool]:
+    """Rows of this claim's attempt only: a worker whose lease moved on matches nothing."""
     return and_(
         Job.id == claim.job_id, Job.status == JobStatus.RUNNING, Job.attempts == claim.attempt
     )
@@ -175,8 +196,8 @@ def finish_job(
         values["error"] = error
     if iteration is not None:
         values["iteration"] = iteration
-    res = session.execute(update(Job).where(_fenced(claim)).values(**values))
-    if res.rowcount != 1:
+    res = rows_changed(session, update(Job).where(_fenced(claim)).values(**values))
+    if res != 1:
         return False
     add_event(session, claim.job_id, JobStatus.RUNNING, status, claim.attempt, **(error or {}))
     return True
@@ -189,7 +210,8 @@ def release_job(session: Session, claim: Claim) -> bool:
     a failure. ``False`` if the lease was lost meanwhile.
     """
     now = utcnow()
-    res = session.execute(
+    res = rows_changed(
+        session,
         update(Job)
         .where(_fenced(claim))
         .values(
@@ -199,9 +221,9 @@ def release_job(session: Session, claim: Claim) -> bool:
             enqueued_at=now,
             updated_at=now,
             max_attempts=Job.max_attempts + 1,
-        )
+        ),
     )
-    if res.rowcount != 1:
+    if res != 1:
         return False
     add_event(
         session,
@@ -254,7 +276,8 @@ def reap(
             new = JobStatus.FAILED
         else:
             error, new = None, JobStatus.QUEUED
-        res = session.execute(
+        res = rows_changed(
+            session,
             update(Job)
             .where(Job.id == job.id, Job.status == JobStatus.RUNNING, Job.attempts == job.attempts)
             .values(
@@ -265,9 +288,9 @@ def reap(
                 enqueued_at=now,
                 error=error,
                 finished_at=now if new == JobStatus.FAILED else None,
-            )
+            ),
         )
-        if res.rowcount == 1:
+        if res == 1:
             add_event(session, job.id, JobStatus.RUNNING, new, job.attempts, reason="lease expired")
             if new == JobStatus.QUEUED:
                 out.append(job)

@@ -20,7 +20,8 @@ from jobs.models import (
     Team,
     utcnow,
 )
-from jobs.status import JobStatus
+from jobs.repo.rows import rows_changed
+from jobs.status import ACTIVE, JobStatus
 
 # -- teams, keys and quotas ----------------------------------------------------------------
 
@@ -33,6 +34,11 @@ def ensure_team(session: Session, name: str) -> Team:
         session.add(team)
         session.flush()
     return team
+
+
+def any_team_exists(session: Session) -> bool:
+    """Whether the store holds a team at all (an embedded store's first start has none)."""
+    return session.scalar(select(Team.id).limit(1)) is not None
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Principal:
 
     @property
     def admin(self) -> bool:
+        """Whether the key may manage its team's keys."""
         return self.scope == "admin"
 
 
@@ -124,13 +131,13 @@ def verify_key(
     rehashed = False
     # the key is right: move its row to the current secret unless it is there already
     if scheme != keys.HMAC_SHA256 or row.secret_id != current_id:
-        res = session.execute(
+        res = rows_changed(session,
             update(ApiKey)
             .where(ApiKey.id == row.id, ApiKey.key_hash == row.key_hash)
             .values(key_hash=keys.hash_key(key, keys.HMAC_SHA256, secret),
                     hash_scheme=keys.HMAC_SHA256, secret_id=current_id)
         )  # fmt: skip
-        rehashed = res.rowcount == 1
+        rehashed = res == 1
     return Principal(team=TeamRef(row.team_id, row.team_name), key_id=row.id, prefix=row.prefix,
                      scope=row.scope, rehashed=rehashed)  # fmt: skip
 
@@ -174,31 +181,33 @@ def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None =
     q = update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     if team_id is not None:
         q = q.where(ApiKey.team_id == team_id)
-    res = session.execute(q.values(revoked_at=utcnow()))
-    return res.rowcount == 1
+    res = rows_changed(session, q.values(revoked_at=utcnow()))
+    return res == 1
 
 
 def set_api_key_scope(session: Session, prefix: str, scope: str) -> bool:
     """Give the key with ``prefix`` another scope; ``False`` if there is no such key."""
     if scope not in keys.SCOPES:
         raise ValueError(f"scope must be one of {keys.SCOPES}, got {scope!r}")
-    res = session.execute(update(ApiKey).where(ApiKey.prefix == prefix).values(scope=scope))
-    return res.rowcount == 1
+    res = rows_changed(session, update(ApiKey).where(ApiKey.prefix == prefix).values(scope=scope))
+    return res == 1
 
 
 def count_active_jobs(session: Session, team_id: uuid.UUID) -> dict[str, int]:
     """``{"queued": n, "running": m}`` for the team (the quota checks' counts)."""
     rows = session.execute(
         select(Job.status, func.count())
-        .where(Job.team_id == team_id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .where(Job.team_id == team_id, Job.status.in_(ACTIVE))
         .group_by(Job.status)
     ).all()
-    counts = {JobStatus.QUEUED: 0, JobStatus.RUNNING: 0}
-    counts.update({status: int(n) for status, n in rows})
+    counts: dict[str, int] = dict.fromkeys(ACTIVE, 0)
+    counts.update({JobStatus(status): int(n) for status, n in rows})
     return counts
 
 
 def lock_team(session: Session, team_id: uuid.UUID) -> None:
-    """Serialise this team's submits and claims until commit (PostgreSQL): quotas hold under
-    races."""
+    """Serialise this team's submits and claims until commit (PostgreSQL).
+
+    Concurrent submits and claims of one team then count in turn, so quotas hold under races.
+    """
     session.execute(select(Team.id).where(Team.id == team_id).with_for_update())
