@@ -36,6 +36,7 @@ class BodyLimitMiddleware:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on with a ``receive`` that counts the body's bytes."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

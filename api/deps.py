@@ -54,14 +54,18 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 async def get_settings(request: Request) -> ApiSettings:
-    return request.app.state.settings
+    """The app's settings, read once by ``create_app``."""
+    settings: ApiSettings = request.app.state.settings
+    return settings
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
 async def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher
+    """How the app sends committed jobs to the workers."""
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
@@ -96,7 +100,7 @@ async def get_principal(
     state = request.app.state
     key = credentials.credentials
     digest = keys.hash_key(key, keys.HMAC_SHA256, state.key_secret)
-    principal = state.key_cache.get(digest)
+    principal: repo.Principal | None = state.key_cache.get(digest)
     if principal is None:
         principal = await run_in_threadpool(
             _verify, session, key, state.key_secret, state.key_previous_secret

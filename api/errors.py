@@ -7,6 +7,7 @@ Bodies carry ``type``, ``title``, ``status``, ``detail`` and, for validation err
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -27,7 +28,18 @@ log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
-    """Raise in a route to answer with a problem document."""
+    """Raise in a route to answer with a problem document.
+
+    Args:
+        status: the HTTP status.
+        detail: what went wrong, for a person: echo the bad value.
+        slug: the problem's type, as ``/problems/<slug>``; ``about:blank`` when omitted.
+        title: a short summary; the status's phrase when omitted.
+        headers: extra response headers (``Retry-After``, ``WWW-Authenticate``).
+        **extra: more members of the problem document (``errors``, ``limit``, ...).
+    """
+
+    headers: Mapping[str, str] | None
 
     def __init__(
         self,
@@ -36,7 +48,7 @@ class ProblemError(Exception):
         *,
         slug: str | None = None,
         title: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         **extra: Any,
     ):
         super().__init__(detail)
@@ -50,9 +62,22 @@ def problem_response(
     *,
     slug: str | None = None,
     title: str | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    """A problem document (RFC 9457) as an ``application/problem+json`` response.
+
+    Args:
+        status: the HTTP status.
+        detail: what went wrong, for a person.
+        slug: the problem's type, as ``/problems/<slug>``; ``about:blank`` when omitted.
+        title: a short summary; the status's phrase when omitted.
+        headers: extra response headers.
+        **extra: more members of the document.
+
+    Returns:
+        The response, ready to send.
+    """
     phrase = HTTPStatus(status).phrase
     body = {
         "type": f"/problems/{slug}" if slug else "about:blank",
@@ -88,6 +113,13 @@ def _allowed_methods(request: Request) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Answer every error of ``app`` with a problem document.
+
+    Covers a raised :class:`ProblemError`, HTTP errors (404, 405 with every allowed method),
+    request validation (422 naming each field), an unavailable store (503 with
+    ``Retry-After``) and anything unexpected (500, logged).
+    """
+
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
         return problem_response(

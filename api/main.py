@@ -7,6 +7,7 @@ package never imports torch.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
+from api.openapi import App, operation_id
 from api.ratelimit import make_rate_limiter
 from api.routes import dashboard, health, jobs, keys
 from api.settings import ApiSettings
@@ -66,7 +68,7 @@ def create_app(
         sessions = make_session_factory(engine)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await rate_limiter.aclose()
         if owns_dispatcher and hasattr(dispatcher, "close"):
@@ -74,11 +76,13 @@ def create_app(
         if engine is not None:
             engine.dispose()
 
-    app = FastAPI(
+    app = App(
         title="bilevel",
         version="1",
         summary="Gradient-based hyperparameter optimization jobs",
         lifespan=lifespan,
+        # `jobs-submit_job`, not `submit_job_v1_jobs_post`: generated clients' method names
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.sessions = sessions
@@ -96,7 +100,6 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(keys.router)
     app.include_router(dashboard.router)
-    _problem_media_type(app)
     return app
 
 
@@ -114,22 +117,3 @@ def _autocommit(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
         class_=sessions.class_,
         **{**sessions.kw, "bind": bind.execution_options(isolation_level="AUTOCOMMIT")},
     )
-
-
-def _problem_media_type(app: FastAPI) -> None:
-    """Document error responses as ``application/problem+json`` only (FastAPI says json)."""
-    base = app.openapi
-
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = base()
-            for path in schema["paths"].values():
-                for op in path.values():
-                    for code, resp in op.get("responses", {}).items():
-                        content = resp.get("content", {})
-                        if code[0] in "45" and "application/json" in content:
-                            content["application/problem+json"] = content.pop("application/json")
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi

@@ -18,8 +18,13 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # imported when first used: the embedded mode runs without Redis
+    import redis.asyncio
+    from redis.commands.core import AsyncScript
 
 __all__ = ["Decision", "MemoryBuckets", "RateLimiter", "RedisBuckets", "make_rate_limiter"]
 
@@ -28,14 +33,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a request may go on, and when to retry if not.
+
+    Attributes:
+        allowed: a token was taken.
+        retry_after_s: whole seconds until a token is back (``Retry-After``), at least 1
+            when refused; 0 when allowed.
+    """
+
     allowed: bool
-    retry_after_s: int = 0  # whole seconds, >= 1 when refused
+    retry_after_s: int = 0
 
 
 class RateLimiter(Protocol):
-    async def atake(self, key: str) -> Decision: ...
+    """What the API asks of a limiter: a token per request, and closing at shutdown."""
 
-    async def aclose(self) -> None: ...
+    async def atake(self, key: str) -> Decision:
+        """Take one token from ``key``'s bucket."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the limiter's connections."""
+        ...
 
 
 def _refused(wait_s: float) -> Decision:
@@ -45,12 +64,13 @@ def _refused(wait_s: float) -> Decision:
 class MemoryBuckets:
     """Token buckets in this process (the embedded mode has one API process)."""
 
-    def __init__(self, rate: float, burst: int, *, clock=time.monotonic):
+    def __init__(self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic):
         self.rate, self.burst, self.clock = rate, burst, clock
         self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
         self._lock = threading.Lock()
 
     def take(self, key: str) -> Decision:
+        """Take one token from ``key``'s bucket, refilled for the time since its last take."""
         with self._lock:
             now = self.clock()
             tokens, at = self._buckets.get(key, (float(self.burst), now))
@@ -62,10 +82,11 @@ class MemoryBuckets:
             return _refused((1.0 - tokens) / self.rate)
 
     async def atake(self, key: str) -> Decision:
+        """:meth:`take`, for the API's event loop: it never waits on I/O."""
         return self.take(key)
 
     async def aclose(self) -> None:
-        pass
+        """Nothing to release."""
 
 
 # KEYS[1]: the bucket; ARGV: rate per second, burst. Returns {allowed, seconds to wait}.
@@ -111,12 +132,13 @@ class RedisBuckets:
         self._url, self._timeout_s = url, timeout_s
         # the asyncio client belongs to the event loop it was made on (one per API process;
         # a test client may run several loops in turn)
-        self._aclient: tuple[asyncio.AbstractEventLoop, object, object] | None = None
+        self._aclient: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, AsyncScript] | None
+        self._aclient = None
         # after a failure, skip Redis for a while: each try would cost a timeout per request
         self.retry_after_failure_s = retry_after_failure_s
         self._down_until = 0.0
 
-    def _script(self):
+    def _script(self) -> AsyncScript:
         import redis.asyncio
 
         loop = asyncio.get_running_loop()

@@ -1,4 +1,8 @@
-"""Response bodies of the REST API (``JobPublic``, ``JobsPublic``, ...)."""
+"""Response bodies of the REST API (``JobPublic``, ``JobsPublic``, ...) and OpenAPI helpers.
+
+The models' docstrings become the descriptions of their schemas in ``/openapi.json``, and so
+of the classes a client generator writes from it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,10 @@ from jobs.models import ApiKey, Job
 from jobs.status import JobStatus
 
 __all__ = [
+    "BINARY_SCHEMA",
+    "NPZ",
     "FieldError",
+    "Health",
     "JobError",
     "JobPublic",
     "JobResult",
@@ -23,12 +30,21 @@ __all__ = [
     "KeysPublic",
     "Problem",
     "Progress",
+    "Readiness",
     "TracePublic",
+    "file_doc",
     "problem_doc",
 ]
 
+#: The media type of a NumPy ``.npz`` archive (``numpy.savez``), as the hparams route sends it.
+NPZ = "application/x-npz"
+#: The JSON Schema of a body of raw bytes: generators make a file or bytes type of it.
+BINARY_SCHEMA: dict[str, Any] = {"type": "string", "format": "binary"}
+
 
 class FieldError(BaseModel):
+    """One invalid field of a request: its dotted path, location and what is wrong."""
+
     field: str
     loc: list[str]
     message: str
@@ -45,13 +61,52 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = None
 
 
-def problem_doc(description: str) -> dict:
-    """An OpenAPI ``responses`` entry: a :class:`Problem` as ``application/problem+json``."""
+def problem_doc(description: str) -> dict[str, Any]:
+    """An OpenAPI ``responses`` entry: a :class:`Problem` as ``application/problem+json``.
+
+    Args:
+        description: when the route answers with this status.
+
+    Returns:
+        The entry, for a route's or a router's ``responses``.
+    """
     return {"model": Problem, "description": description,
             "content": {"application/problem+json": {}}}  # fmt: skip
 
 
+def file_doc(media_type: str, description: str) -> dict[str, Any]:
+    """An OpenAPI ``responses`` entry: a file of ``media_type``, with a binary schema.
+
+    A route that returns a plain ``Response`` documents no schema, and generators then drop
+    the body (or the whole operation); ``{"type": "string", "format": "binary"}`` makes them
+    return the bytes.
+
+    Args:
+        media_type: the ``Content-Type`` the route sends.
+        description: what the file holds.
+
+    Returns:
+        The entry, for a route's ``responses``.
+    """
+    return {"description": description, "content": {media_type: {"schema": BINARY_SCHEMA}}}
+
+
+class Health(BaseModel):
+    """The process is up."""
+
+    status: Literal["ok"]
+
+
+class Readiness(Health):
+    """The database and the broker (or the embedded executor) answer."""
+
+    database: str = Field(description="`ok`, else `error: <exception type>`")
+    broker: str = Field(description="`ok`, else `unreachable`")
+
+
 class Progress(BaseModel):
+    """How far a job is: iterations done of its total, and the estimated time left."""
+
     iteration: int
     iterations: int
     fraction: float
@@ -59,12 +114,16 @@ class Progress(BaseModel):
 
 
 class JobError(BaseModel):
+    """Why a job failed: the error's type, its message and the iteration it happened at."""
+
     type: str
     detail: str
     iteration: int | None = None
 
 
 class JobPublic(BaseModel):
+    """A job as the API shows it: spec, status, progress, summary and error."""
+
     id: uuid.UUID
     name: str
     status: JobStatus
@@ -82,6 +141,7 @@ class JobPublic(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
+        """The public view of a job row."""
         n = max(job.iterations, 1)
         error = None
         if job.error:
@@ -114,12 +174,16 @@ class JobPublic(BaseModel):
 
 
 class JobsPublic(BaseModel):
+    """A page of jobs, newest first; ``next_cursor`` asks for the next (older) page."""
+
     data: list[JobPublic]
     count: int
     next_cursor: str | None = None
 
 
 class JobResult(BaseModel):
+    """The final metrics and hyperparameters of a succeeded job."""
+
     id: uuid.UUID
     status: JobStatus
     iterations: int
@@ -155,11 +219,14 @@ class KeyPublic(BaseModel):
 
     @classmethod
     def of(cls, key: ApiKey) -> KeyPublic:
-        return cls(prefix=key.prefix, name=key.name, scope=key.scope,  # type: ignore[arg-type]
+        """The public view of a key row."""
+        return cls(prefix=key.prefix, name=key.name, scope=key.scope,
                    created_at=key.created_at, revoked_at=key.revoked_at)  # fmt: skip
 
 
 class KeysPublic(BaseModel):
+    """The team's keys, oldest first."""
+
     data: list[KeyPublic]
     count: int
 

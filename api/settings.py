@@ -25,6 +25,8 @@ __all__ = ["ApiSettings"]
 
 
 class ApiSettings(StoreSettings):
+    """The API process's settings: the store's (``StoreSettings``) and the limits above."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     # the most points one trace response may hold, and the default
@@ -48,5 +50,6 @@ class ApiSettings(StoreSettings):
 
     @property
     def budget(self) -> BudgetLimits:
+        """The compute budget a submitted spec must fit (``jobs.budget.check_budget``)."""
         return BudgetLimits(max_inner_steps=self.max_inner_steps,
                             max_graph_bytes=self.max_graph_bytes)  # fmt: skip

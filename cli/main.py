@@ -3,18 +3,23 @@
 Bad input ends with one readable line on stderr and exit code 2; nothing is half-written.
 Client commands (``status``, ``submit``, ...) never import torch: the reproductions and the
 core library load only for the commands that use them.
+
+This module is the parser and the dispatch; each command group is a module of its own:
+:mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.client`
+(``submit``, ``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run` and
+:mod:`cli.reproduce`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
+from cli import client, keys, reproduce, run, server
 from cli.errors import UsageError
 
-__all__ = ["main"]
+__all__ = ["add_commands", "build_parser", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,31 +30,30 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool = False) -> None:
+    """Add every command to ``bilevel``'s subparsers; each sets ``func(args) -> int``.
+
+    Args:
+        commands: the subparsers to add to (their parser class is used for nested ones).
+        with_experiments: give ``reproduce`` its experiments (imports them, and torch).
+    """
+    reproduce.add_commands(commands, load=with_experiments)
+    server.add_commands(commands)
+    keys.add_commands(commands)
+    client.add_commands(commands)
+    run.add_commands(commands)
+
+
 def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:
     """The full parser; each subcommand sets ``func(args) -> int``.
 
     Args:
         with_experiments: import the reproductions to add their options (this loads torch);
-            without it ``reproduce`` lists the experiments' names only.
+            without it ``reproduce`` is listed with no experiment to choose.
     """
-    from cli.service import add_commands
-    from experiments import EXPERIMENTS
-
-    parser = _Parser(prog="bilevel", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="bilevel", description=(__doc__ or "").splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    reproduce = commands.add_parser(
-        "reproduce", help="rerun one of the paper's experiments and write a report"
-    )
-    which = reproduce.add_subparsers(dest="experiment", required=True, parser_class=_Parser)
-    for name, path in EXPERIMENTS.items():
-        if not with_experiments:
-            which.add_parser(name)
-            continue
-        module = importlib.import_module(path)
-        sub = which.add_parser(name, help=module.__doc__.splitlines()[0])
-        module.add_arguments(sub)
-        sub.set_defaults(func=module.run)
-    add_commands(commands)
+    add_commands(commands, with_experiments=with_experiments)
     return parser
 
 

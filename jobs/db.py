@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,9 @@ def alembic_config(url: str) -> Config:
 
     import migrations
 
-    cfg = Config()
+    # the stream of now: Config's default is sys.stdout as it was when alembic was imported,
+    # which under pytest's capture may be a stream closed since
+    cfg = Config(stdout=sys.stdout)
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
     cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
     return cfg

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -32,8 +33,6 @@ class _LearnedStep(core.BilevelProblem):
 
     def __init__(self, base: core.BilevelProblem):
         self.base = base
-        if base.inner_grad is not None:  # keep the closed form: no double backward
-            self.inner_grad = lambda params, hparams: base.inner_grad(params, hparams["lam"])
 
     def init(self, hparams):
         return self.base.init(hparams["lam"])
@@ -46,6 +45,24 @@ class _LearnedStep(core.BilevelProblem):
 
     def metrics(self, params, hparams):
         return self.base.metrics(params, hparams["lam"])
+
+
+class _LearnedStepClosedForm(_LearnedStep):
+    """A :class:`_LearnedStep` that keeps its base's closed-form inner gradient."""
+
+    def __init__(self, base: core.BilevelProblem, base_grad: Callable[..., Any]):
+        super().__init__(base)
+        self._base_grad = base_grad
+
+    def inner_grad(self, params, hparams):
+        # the closed form of the base problem: no double backward through autograd
+        return self._base_grad(params, hparams["lam"])
+
+
+def _learned_step(base: core.BilevelProblem) -> _LearnedStep:
+    if base.inner_grad is None:
+        return _LearnedStep(base)
+    return _LearnedStepClosedForm(base, base.inner_grad)
 
 
 def _device(name: str) -> torch.device:
@@ -71,6 +88,7 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
     if "w0" in options and isinstance(options["w0"], list):
         options["w0"] = tuple(options["w0"])
     device = _device(spec.device)
+    problem: core.BilevelProblem
     if spec.problem.kind == "hypercleaning":
         dataset = options.pop("dataset")
         problem = core.problems.Hypercleaning.from_dataset(
@@ -79,8 +97,11 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
     else:
         if spec.problem.kind == "quadratic":
             options["device"] = device
-        problem = core.problems.PROBLEMS[spec.problem.kind](**options)
-    hparams = problem.initial_hparams()
+        factory = cast(
+            Callable[..., core.BilevelProblem], core.problems.PROBLEMS[spec.problem.kind]
+        )
+        problem = factory(**options)
+    hparams: Any = problem.initial_hparams()
     hparams = (
         {k: v.to(device) for k, v in hparams.items()}
         if isinstance(hparams, dict)
@@ -88,7 +109,7 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
     )
     lr_key = None
     if spec.inner.learn_lr:
-        problem = _LearnedStep(problem)
+        problem = _learned_step(problem)
         hparams = {"lam": hparams, "log_lr": torch.zeros(1, dtype=hparams.dtype, device=device)}
         lr_key = "log_lr"
     dynamics = core.GradientDescent(
@@ -114,7 +135,8 @@ def hparams_npz(hparams: Any) -> bytes:
     leaves, keys = flatten(hparams)
     names = keys or ("hparams",)
     buf = io.BytesIO()
-    np.savez(buf, **{k: x.detach().cpu().numpy() for k, x in zip(names, leaves)})
+    arrays: dict[str, Any] = {k: x.detach().cpu().numpy() for k, x in zip(names, leaves)}
+    np.savez(buf, **arrays)
     return buf.getvalue()
 
 

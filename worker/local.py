@@ -1,7 +1,7 @@
 """The embedded mode's executor: one thread that runs queued jobs in this process.
 
 It implements the same ``send``/``ping`` as the Celery dispatcher and runs the same
-``runner.run_job``; a periodic reap requeues jobs whose lease expired. At start it takes
+``runner.execute_job``; a periodic reap requeues jobs whose lease expired. At start it takes
 back the jobs a previous process left ``running`` (there is only one executor per store in
 this mode) and queues every job still ``queued``.
 """
@@ -13,13 +13,10 @@ import queue
 import threading
 import uuid
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
-from jobs.models import Job
-from jobs.status import JobStatus
-from worker.runner import run_job, warm_up
+from worker.runner import execute_job, warm_up
 from worker.settings import WorkerSettings
 
 __all__ = ["LocalExecutor"]
@@ -40,15 +37,11 @@ class LocalExecutor:
     def start(self) -> LocalExecutor:
         with self.sessions.begin() as s:
             # a previous process died holding these: expire their leases so reap requeues them
-            s.execute(
-                update(Job).where(Job.status == JobStatus.RUNNING).values(lease_until=repo.utcnow())
-            )
+            repo.expire_running_leases(s)
         with self.sessions.begin() as s:
             repo.reap(s)
         with self.sessions() as s:
-            ids = s.scalars(
-                select(Job.id).where(Job.status == JobStatus.QUEUED).order_by(Job.created_at)
-            ).all()
+            ids = repo.queued_job_ids(s)
         for job_id in ids:
             self._queue.put(job_id)
         self._thread.start()
@@ -83,7 +76,7 @@ class LocalExecutor:
                 return
             self.current = item
             try:
-                run_job(self.sessions, item, self.settings, worker="embedded")
+                execute_job(self.sessions, item, self.settings, worker="embedded")
             except Exception:
                 log.exception("job %s crashed the executor's attempt", item)
             finally:

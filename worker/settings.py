@@ -29,6 +29,3 @@ class WorkerSettings(StoreSettings):
     # a ceiling on every job's running time (summed over attempts); a spec's time_limit_s
     # can only lower it. None: no ceiling.
     max_job_time_s: float | None = Field(None, gt=0)
-    # TEST ONLY (tests/faults): SIGKILL this worker process at the second iteration of any
-    # job with this name, as an OOM kill or a segfault would. Never set in production.
-    fault_crash_job: str | None = None

@@ -19,6 +19,8 @@ from jobs import repo
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import RUN_TASK
 from worker.app import app, settings
+from worker.outcome import Outcome
+from worker.shutdown import request_shutdown
 
 __all__ = ["reap", "run_job"]
 
@@ -38,22 +40,22 @@ def sessions():
 
 
 @app.task(name=RUN_TASK, ignore_result=True)
-def run_job(job_id: str) -> str:
-    """Run one job to its end (a duplicate delivery returns ``"skipped"``)."""
+def run_job(job_id: str) -> Outcome:
+    """Run one job to its end (a duplicate delivery returns ``Outcome.SKIPPED``)."""
     from worker import runner  # torch loads here, in the worker only
 
     if settings.torch_threads:
         import torch
 
         torch.set_num_threads(settings.torch_threads)
-    outcome = runner.run_job(sessions(), job_id, settings)
-    if outcome == "released":
+    outcome = runner.execute_job(sessions(), job_id, settings)
+    if outcome is Outcome.RELEASED:
         # this worker is stopping: send the job on now rather than at the reaper's next pass
         with sessions()() as s:
             job = repo.get_job(s, None, uuid.UUID(job_id))
             queue = job.queue if job else "cpu"
         run_job.apply_async(args=[job_id], queue=settings.queue_name(queue))
-    elif outcome not in ("skipped", "deferred"):
+    elif outcome.claimed:
         _send_teams_next(job_id)
     return outcome
 
@@ -129,9 +131,7 @@ def _start_reaper(**_) -> None:
 def _preempt(**_) -> None:
     # SIGTERM (warm shutdown): the running job checkpoints and is released, so that a
     # deploy does not wait hours for it nor lose it to the SIGKILL that follows a timeout
-    from worker import runner
-
-    runner.request_shutdown()
+    request_shutdown()
 
 
 @worker_shutdown.connect

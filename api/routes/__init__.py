@@ -1,5 +1,5 @@
-"""One APIRouter per resource."""
+"""One APIRouter per resource, and the dashboard's static files."""
 
-from api.routes import health, jobs, keys
+from api.routes import dashboard, health, jobs, keys
 
-__all__ = ["health", "jobs", "keys"]
+__all__ = ["dashboard", "health", "jobs", "keys"]

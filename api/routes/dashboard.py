@@ -71,6 +71,7 @@ def index(request: Request) -> Response:
 
 @router.get("/favicon.ico")
 def favicon(request: Request) -> Response:
+    """The dashboard's icon."""
     return _file(STATIC_DIR / "favicon.svg", request, cache="public, max-age=86400")
 
 

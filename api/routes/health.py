@@ -6,22 +6,22 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 
 from api.errors import ProblemError
-from api.schemas import problem_doc
+from api.schemas import Health, Readiness, problem_doc
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+def healthz() -> Health:
     """The process is up."""
-    return {"status": "ok"}
+    return Health(status="ok")
 
 
 @router.get(
     "/readyz",
     responses={503: problem_doc("the database or the broker does not answer")},
 )
-def readyz(request: Request) -> dict[str, str]:
+def readyz(request: Request) -> Readiness:
     """The database and the broker (or embedded executor) answer."""
     checks = {}
     try:
@@ -33,4 +33,4 @@ def readyz(request: Request) -> dict[str, str]:
     checks["broker"] = "ok" if request.app.state.dispatcher.ping() else "unreachable"
     if any(v != "ok" for v in checks.values()):
         raise ProblemError(503, "not ready", slug="not-ready", checks=checks)
-    return {"status": "ok", **checks}
+    return Readiness(status="ok", **checks)

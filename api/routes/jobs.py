@@ -5,14 +5,24 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.schemas import JobPublic, JobResult, JobsPublic, TracePublic, problem_doc
+from api.schemas import (
+    NPZ,
+    JobPublic,
+    JobResult,
+    JobsPublic,
+    TracePublic,
+    file_doc,
+    problem_doc,
+)
+from api.settings import ApiSettings
 from jobs import repo
 from jobs.budget import check_budget
 from jobs.models import TRACE_FIELDS, Job
@@ -34,6 +44,11 @@ _JOB_LINKS = {
     }
     for name, (suffix, method) in _JOB_ROUTES.items()
 }
+# a conditional GET answered from the client's copy: no body, the same ETag
+_NOT_MODIFIED: dict[str, Any] = {
+    "description": "unchanged since the ETag in If-None-Match",
+    "headers": {"ETag": {"description": "the representation's tag", "schema": {"type": "string"}}},
+}
 
 router = APIRouter(
     prefix="/v1/jobs",
@@ -43,12 +58,13 @@ router = APIRouter(
         404: problem_doc("no such job for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
         429: problem_doc("rate limit or team quota exceeded; see Retry-After"),
+        503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
 log = logging.getLogger(__name__)
 
 
-def _job_or_404(session, team, job_id: uuid.UUID) -> Job:
+def _job_or_404(session: Session, team: repo.TeamRef, job_id: uuid.UUID) -> Job:
     job = repo.get_job(session, team.id, job_id)
     if job is None:
         # another team's job is indistinguishable from a missing one
@@ -106,7 +122,7 @@ def submit_job(
     return JobPublic.of(job)
 
 
-def _check_quota(session, team_id: uuid.UUID, settings) -> None:
+def _check_quota(session: Session, team_id: uuid.UUID, settings: ApiSettings) -> None:
     """429 ``quota-exceeded`` when the team is at its queued or running limit."""
     repo.lock_team(session, team_id)  # concurrent submits of one team count in turn
     counts = repo.count_active_jobs(session, team_id)
@@ -172,10 +188,7 @@ def _not_modified(request: Request, etag: str) -> bool:
 @router.get(
     "/{job_id}",
     response_model=JobPublic,
-    responses={
-        200: {"links": _JOB_LINKS},
-        304: {"description": "unchanged since the ETag in If-None-Match"},
-    },
+    responses={200: {"links": _JOB_LINKS}, 304: _NOT_MODIFIED},
 )
 def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, team: TeamDep) -> Response:
     """One job: status, progress, summary, error."""
@@ -217,9 +230,7 @@ def _fields(fields: str | None) -> list[str]:
     "/{job_id}/trace",
     response_model=TracePublic,
     response_model_exclude_none=True,
-    responses={
-        304: {"description": "unchanged since the ETag in If-None-Match"},
-    },
+    responses={304: _NOT_MODIFIED},
 )
 def get_trace(
     job_id: uuid.UUID,
@@ -289,7 +300,7 @@ def get_result(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobResu
     "/{job_id}/hparams",
     response_class=Response,
     responses={
-        200: {"content": {"application/x-npz": {}}, "description": "an .npz file"},
+        200: file_doc(NPZ, "an .npz file: `numpy.load` reads it"),
         409: problem_doc("the job has not succeeded"),
     },
 )
@@ -301,7 +312,8 @@ def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Respon
         raise ProblemError(409, f"job {job_id} is {job.status}: no hparams yet", slug="not-ready")
     return Response(
         art.data,
-        media_type=art.media_type,
+        # the documented type: the worker stores the archive under it (worker.runner)
+        media_type=NPZ,
         headers={"Content-Disposition": f'attachment; filename="{job.id}-hparams.npz"'},
     )
 

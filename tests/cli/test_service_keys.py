@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cli.service import main
+from cli.main import main
 from jobs import repo
 from jobs.budget import BudgetLimits, budget_errors
 from tests.conftest import KEY_SECRET
@@ -49,9 +49,9 @@ def test_keys_list_shows_which_keys_a_rotation_has_not_moved_yet(state, capsys, 
     monkeypatch.setenv("BILEVEL_KEY_SECRET_PREVIOUS", KEY_SECRET)
     _, listed, _ = _run(capsys, "keys", "list")
     assert listed.split("\t")[6].strip() == "previous"
-    from cli.service import _store
+    from cli.store import open_store
 
-    _, sessions = _store(type("Args", (), {"state_dir": str(state)})())
+    _, sessions = open_store(type("Args", (), {"state_dir": str(state)})())
     with sessions.begin() as s:  # one use through the API would do the same
         assert repo.verify_key(s, key.strip(), secret=new.encode(), previous=SECRET).rehashed
     _, listed, _ = _run(capsys, "keys", "list")
@@ -69,21 +69,23 @@ def test_serve_refuses_the_distributed_mode_without_a_key_secret(state, capsys, 
 
 
 def test_the_embedded_owner_key_is_admin_and_an_old_one_is_promoted(state):
-    from cli.service import _ensure_local_key, _store
+    from cli.store import ensure_local_key, open_store
 
-    settings, sessions = _store(type("Args", (), {"state_dir": str(state)})())
-    key = _ensure_local_key(settings, sessions)
+    settings, sessions = open_store(type("Args", (), {"state_dir": str(state)})())
+    key = ensure_local_key(settings, sessions)
     with sessions() as s:
         assert repo.verify_key(s, key, secret=SECRET).admin
     # a store from before scopes: the owner's key file holds a team-scoped key
     with sessions.begin() as s:
         repo.set_api_key_scope(s, key.split("_")[1], "team")
-    assert _ensure_local_key(settings, sessions) is None  # no new key...
+    assert ensure_local_key(settings, sessions) is None  # no new key...
     with sessions() as s:
         assert repo.verify_key(s, key, secret=SECRET).admin  # ...the old one promoted
 
 
-def test_submit_checks_the_compute_budget_with_the_apis_message(state, capsys, monkeypatch):
+def test_submit_checks_the_compute_budget_with_the_apis_message(
+    state, api_server, capsys, monkeypatch
+):
     monkeypatch.setenv("BILEVEL_MAX_INNER_STEPS", "100")
     path = state / "job.json"
     path.write_text(json.dumps(tiny_spec(iterations=20, steps=10)))

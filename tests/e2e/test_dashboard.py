@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from tests.e2e import conftest_dashboard as dash
+from tests.e2e import dashboard_helpers as dash
 from tests.factories import tiny_spec
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

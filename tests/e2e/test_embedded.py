@@ -20,16 +20,16 @@ pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
 
 def _bilevel(*args: str, env: dict[str, str], check: bool = True, **kw):
-    # until cli/main.py wires the service commands in, call them through cli.service
+    # the console script, run as a module
     return subprocess.run(
-        [sys.executable, "-m", "cli.service", *args],
+        [sys.executable, "-m", "cli.main", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, check=check, **kw,
     )  # fmt: skip
 
 
 def _cli(*args: str, capsys, env: dict[str, str], monkeypatch) -> tuple[int, str, str]:
     """The same commands in this process (no torch import per call): ``(code, out, err)``."""
-    from cli.service import main
+    from cli.main import main
 
     monkeypatch.setenv("BILEVEL_STATE_DIR", env["BILEVEL_STATE_DIR"])
     capsys.readouterr()
@@ -48,7 +48,7 @@ def embedded(tmp_path_factory):
     port = free_port()
     log = open(state / "serve.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.service", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"

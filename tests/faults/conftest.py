@@ -25,6 +25,7 @@ from jobs.models import Job, JobEvent
 from tests.conftest import unavailable
 from tests.faults.services import (
     FIGURES,
+    CrashingWorker,
     PostgresServer,
     RedisServer,
     Worker,
@@ -106,11 +107,19 @@ def make_redis(tmp_path) -> Iterator:
 class Cluster:
     """The store, the broker and the workers of one fault test, with the probes it needs."""
 
-    def __init__(self, store_url: str, redis: RedisServer, log_dir: Path, **env: str):
+    def __init__(
+        self,
+        store_url: str,
+        redis: RedisServer,
+        log_dir: Path,
+        *,
+        crash_job: str | None = None,
+        **env: str,
+    ):
         from jobs.db import make_engine, make_session_factory
         from jobs.dispatch import CeleryDispatcher
 
-        self.redis, self.log_dir = redis, log_dir
+        self.redis, self.log_dir, self.crash_job = redis, log_dir, crash_job
         self.env = {
             "DATABASE_URL": store_url,
             "BROKER_URL": redis.url,
@@ -138,10 +147,15 @@ class Cluster:
         """Start workers side by side (each imports torch: seconds) and wait for all."""
         started = []
         for name in names:
-            w = self.workers.get(name) or Worker(self.env, self.log_dir, name)
+            w = self.workers.get(name) or self._worker(name)
             self.workers[name] = w
             started.append(w.launch())
         return [w.wait_ready() for w in started]
+
+    def _worker(self, name: str) -> Worker:
+        if self.crash_job is None:
+            return Worker(self.env, self.log_dir, name)
+        return CrashingWorker(self.env, self.log_dir, name, self.crash_job)
 
     def holder(self, job_id) -> Worker:
         """The worker process that holds ``job_id``'s lease now."""
@@ -213,11 +227,13 @@ class Cluster:
 
 @pytest.fixture
 def cluster_factory(store_url, make_redis, tmp_path) -> Iterator:
-    """``cluster_factory(appendonly=False, **env)``: a Cluster; its workers stop at the end."""
+    """``cluster_factory(appendonly=False, crash_job=None, **env)``: a Cluster; its workers
+    stop at the end. With ``crash_job``, they SIGKILL themselves in any job of that name."""
     made: list[Cluster] = []
 
-    def make(*, appendonly: bool = False, **env: str) -> Cluster:
-        made.append(Cluster(store_url, make_redis(appendonly=appendonly), tmp_path, **env))
+    def make(*, appendonly: bool = False, crash_job: str | None = None, **env: str) -> Cluster:
+        redis = make_redis(appendonly=appendonly)
+        made.append(Cluster(store_url, redis, tmp_path, crash_job=crash_job, **env))
         return made[-1]
 
     yield make

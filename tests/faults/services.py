@@ -184,6 +184,18 @@ class PostgresServer:
 # -- processes of ours -----------------------------------------------------------------------
 
 
+class CrashingWorker(CeleryWorker):
+    """A Celery worker that SIGKILLs itself at the second iteration of any job named
+    ``crash_job``: the same command line, started through ``tests.faults.crashing_worker``."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str, crash_job: str):
+        super().__init__(env, log_dir, name)
+        launcher, celery_args = self.cmd[:3], self.cmd[3:]
+        if launcher != [sys.executable, "-m", "celery"]:
+            raise RuntimeError(f"unexpected worker command line: {self.cmd}")
+        self.cmd = [sys.executable, "-m", "tests.faults.crashing_worker", crash_job, *celery_args]
+
+
 class Api(Process):
     """The API under uvicorn (``create_app`` reads ``DATABASE_URL``, ``BROKER_URL``)."""
 

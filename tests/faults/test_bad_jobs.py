@@ -57,7 +57,7 @@ def test_a_diverging_job_and_one_over_its_time_limit_end_failed_with_the_reason_
 
 
 def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(cluster_factory):
-    cluster = cluster_factory(BILEVEL_FAULT_CRASH_JOB="crasher")
+    cluster = cluster_factory(crash_job="crasher")
     workers = cluster.workers_up("a", "b")
     job_id = cluster.submit(tiny_spec(iterations=50, name="crasher"), max_attempts=3)
     crashes = 0

@@ -14,7 +14,7 @@ from jobs import repo
 from jobs.models import Job, JobEvent, utcnow
 from jobs.spec import parse_spec
 from tests.factories import example, queued_job, tiny_spec
-from worker.runner import run_job
+from worker.runner import execute_job
 from worker.settings import WorkerSettings
 
 SETTINGS = WorkerSettings(flush_every_s=0.01, checkpoint_every_n=5, lease_s=30)
@@ -38,8 +38,8 @@ def _hparams(sessions, job_id) -> dict[str, np.ndarray]:
 
 def test_a_job_succeeds_with_one_trace_point_per_iteration(sessions):
     job_id = queued_job(sessions, tiny_spec(iterations=25))
-    assert run_job(sessions, job_id, SETTINGS) == "succeeded"
-    assert run_job(sessions, job_id, SETTINGS) == "skipped"  # a duplicate delivery
+    assert execute_job(sessions, job_id, SETTINGS) == "succeeded"
+    assert execute_job(sessions, job_id, SETTINGS) == "skipped"  # a duplicate delivery
     trace = _trace(sessions, job_id)
     assert trace["iteration"] == list(range(1, 26))
     assert sum(c is not None for c in trace["cosine"]) == len([1, 5, 10, 15, 20, 25])
@@ -59,7 +59,7 @@ def test_a_job_succeeds_with_one_trace_point_per_iteration(sessions):
 def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):
     spec = tiny_spec(iterations=23)
     reference = queued_job(sessions, spec)
-    assert run_job(sessions, reference, SETTINGS) == "succeeded"
+    assert execute_job(sessions, reference, SETTINGS) == "succeeded"
 
     job_id = queued_job(sessions, spec)
 
@@ -68,7 +68,7 @@ def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):
             raise _Crash
 
     with pytest.raises(_Crash):
-        run_job(sessions, job_id, SETTINGS, on_record=crash)
+        execute_job(sessions, job_id, SETTINGS, on_record=crash)
     with sessions() as s:
         assert repo.load_artifact(s, job_id, "checkpoint").iteration == 10
     # the lease runs out; the reaper requeues; another worker resumes
@@ -76,7 +76,7 @@ def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):
         s.execute(update(Job).where(Job.id == job_id).values(lease_until=utcnow() - timedelta(1)))
     with sessions.begin() as s:
         assert [j.id for j in repo.reap(s)] == [job_id]
-    assert run_job(sessions, job_id, SETTINGS, worker="other") == "succeeded"
+    assert execute_job(sessions, job_id, SETTINGS, worker="other") == "succeeded"
 
     got, want = _trace(sessions, job_id), _trace(sessions, reference)
     assert got["iteration"] == list(range(1, 24))  # nothing missing, nothing doubled
@@ -96,7 +96,7 @@ def test_cancel_stops_a_running_job_cooperatively(sessions):
             with sessions.begin() as s:
                 repo.cancel_job(s, repo.get_job(s, None, job_id))
 
-    assert run_job(sessions, job_id, SETTINGS, on_record=cancel_at_5) == "cancelled"
+    assert execute_job(sessions, job_id, SETTINGS, on_record=cancel_at_5) == "cancelled"
     with sessions() as s:
         job = s.get(Job, job_id)
     trace = _trace(sessions, job_id)
@@ -109,7 +109,7 @@ def test_a_diverging_job_fails_with_the_iteration_named(sessions):
     spec["inner"].update(lr=50.0, steps=300)
     spec["outer"]["iterations"] = 5
     job_id = queued_job(sessions, spec)
-    assert run_job(sessions, job_id, SETTINGS) == "failed"
+    assert execute_job(sessions, job_id, SETTINGS) == "failed"
     with sessions() as s:
         job = s.get(Job, job_id)
     assert job.error["type"] == "DivergenceError" and job.error["iteration"] == 1
@@ -128,18 +128,18 @@ def test_a_lost_lease_stops_the_old_attempt_without_writing(sessions):
                     .values(status="queued", attempts=Job.attempts + 1)
                 )
 
-    assert run_job(sessions, job_id, SETTINGS, on_record=steal) == "lost"
+    assert execute_job(sessions, job_id, SETTINGS, on_record=steal) == "lost"
     with sessions() as s:
         assert s.get(Job, job_id).status == "queued"
     assert max(_trace(sessions, job_id)["iteration"], default=0) < 3
 
 
 def test_a_shutdown_checkpoints_the_job_and_releases_it_without_using_an_attempt(sessions):
-    from worker import runner
+    from worker import runner, shutdown
 
     spec = tiny_spec(iterations=20)
     reference = queued_job(sessions, spec)
-    assert run_job(sessions, reference, SETTINGS) == "succeeded"
+    assert execute_job(sessions, reference, SETTINGS) == "succeeded"
     job_id = queued_job(sessions, spec)
 
     def sigterm_at_7(record):
@@ -147,14 +147,14 @@ def test_a_shutdown_checkpoints_the_job_and_releases_it_without_using_an_attempt
             runner.request_shutdown()
 
     try:
-        assert run_job(sessions, job_id, SETTINGS, on_record=sigterm_at_7) == "released"
+        assert execute_job(sessions, job_id, SETTINGS, on_record=sigterm_at_7) == "released"
     finally:
-        runner._shutdown.clear()
+        shutdown._requested.clear()
     with sessions() as s:
         job = s.get(Job, job_id)
         assert (job.status, job.iteration, job.max_attempts) == ("queued", 7, 4)
         assert repo.load_artifact(s, job_id, "checkpoint").iteration == 7
-    assert run_job(sessions, job_id, SETTINGS) == "succeeded"
+    assert execute_job(sessions, job_id, SETTINGS) == "succeeded"
     got, want = _trace(sessions, job_id), _trace(sessions, reference)
     assert got["iteration"] == list(range(1, 21)) and got["outer_loss"] == want["outer_loss"]
 
@@ -162,7 +162,8 @@ def test_a_shutdown_checkpoints_the_job_and_releases_it_without_using_an_attempt
 def test_store_writes_are_retried_through_a_connection_failure_then_given_up():
     from sqlalchemy.exc import OperationalError
 
-    from worker.runner import StoreUnavailable, _retrying
+    from worker.errors import StoreUnavailable
+    from worker.retry import retrying
 
     calls = []
 
@@ -172,13 +173,13 @@ def test_store_writes_are_retried_through_a_connection_failure_then_given_up():
             raise OperationalError("INSERT", {}, Exception("server closed the connection"))
         return "ok"
 
-    assert _retrying(flaky, patience_s=5) == "ok" and len(calls) == 3
+    assert retrying(flaky, patience_s=5) == "ok" and len(calls) == 3
 
     def down():
         raise OperationalError("INSERT", {}, Exception("connection refused"))
 
     with pytest.raises(StoreUnavailable, match="connection refused"):
-        _retrying(down, patience_s=0.5)
+        retrying(down, patience_s=0.5)
 
 
 def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(sessions):
@@ -186,7 +187,7 @@ def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(s
     # an earlier attempt ran 1 s, as its last flush recorded
     with sessions.begin() as s:
         s.execute(update(Job).where(Job.id == job_id).values(summary={"run_s": 1.0}))
-    assert run_job(sessions, job_id, SETTINGS) == "failed"
+    assert execute_job(sessions, job_id, SETTINGS) == "failed"
     with sessions() as s:
         job = s.get(Job, job_id)
     assert job.error["type"] == "TimeLimitExceeded" and "time_limit_s=1.2" in job.error["detail"]
@@ -198,7 +199,7 @@ def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(s
 
     job_id = queued_job(sessions, tiny_spec(iterations=100_000, time_limit_s=60.0))
     ceiling = SETTINGS.model_copy(update={"max_job_time_s": 0.2})
-    assert run_job(sessions, job_id, ceiling) == "failed"
+    assert execute_job(sessions, job_id, ceiling) == "failed"
     with sessions() as s:
         job = s.get(Job, job_id)
     assert "max_job_time_s=0.2" in job.error["detail"] and job.attempts == 1
@@ -215,16 +216,16 @@ def test_a_team_at_its_running_limit_has_its_next_job_deferred_not_claimed(sessi
         other = repo.create_job(s, idle.id, parse_spec(spec))[0].id
     with sessions.begin() as s:
         assert repo.claim_job(s, first, "w1", 30) is not None  # "busy" runs one job now
-    assert run_job(sessions, second, limited) == "deferred"
+    assert execute_job(sessions, second, limited) == "deferred"
     with sessions() as s:
         job = s.get(Job, second)
         assert (job.status, job.attempts, job.worker) == ("queued", 0, None)
         assert repo.next_queued_of_team(s, first, 1) is None  # still at the limit
-    assert run_job(sessions, other, limited) == "succeeded"  # another team is not held back
+    assert execute_job(sessions, other, limited) == "succeeded"  # another team is not held back
     with sessions.begin() as s:  # the running job ends: the deferred one is next
         s.execute(update(Job).where(Job.id == first).values(status="succeeded"))
     with sessions() as s:
         assert repo.next_queued_of_team(s, first, 1).id == second
-    assert run_job(sessions, second, limited) == "succeeded"
+    assert execute_job(sessions, second, limited) == "succeeded"
     with sessions() as s:
         assert repo.next_queued_of_team(s, first, 1) is None  # nothing queued is left

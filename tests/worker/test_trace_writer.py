@@ -1,7 +1,7 @@
 """The runner's trace writer thread: the loop never waits on a commit, and nothing is lost.
 
 The writer commits batches behind the training loop; these tests hold its writes back or
-make them fail and check the guarantees that worker/runner.py documents: every point is
+make them fail and check the guarantees that worker/trace_writer.py documents: every point is
 committed before success, a checkpoint never commits ahead of its points, and a lost lease
 or a store given up on still stops the job.
 """
@@ -17,9 +17,11 @@ from sqlalchemy.exc import OperationalError
 from jobs import repo
 from jobs.models import Job, TracePoint
 from tests.factories import queued_job, tiny_spec
-from worker import runner
-from worker.runner import LeaseLost, run_job
+from worker.errors import LeaseLost
+from worker.progress import Progress
+from worker.runner import execute_job
 from worker.settings import WorkerSettings
+from worker.trace_writer import TraceWriter
 
 SETTINGS = WorkerSettings(flush_every_s=0.01, checkpoint_every_n=5, lease_s=30)
 
@@ -75,7 +77,7 @@ def test_the_loop_runs_ahead_of_a_blocked_write_and_every_point_lands_before_suc
     monkeypatch.setattr(repo, "write_trace", blocked_write)
     monkeypatch.setattr(repo, "save_artifact", spy_artifact)
     monkeypatch.setattr(repo, "finish_job", spy_finish)
-    assert run_job(sessions, job_id, SETTINGS, on_record=on_record) == "succeeded"
+    assert execute_job(sessions, job_id, SETTINGS, on_record=on_record) == "succeeded"
     assert not timed_out
     # the whole trace is committed, with the success, and the writer has ended by then
     assert seen["at_success"] == ((n, n), 0)
@@ -95,7 +97,7 @@ def test_a_store_that_stays_down_for_the_writer_stops_the_job_for_the_reaper(ses
 
     monkeypatch.setattr(repo, "write_trace", down)
     settings = SETTINGS.model_copy(update={"store_patience_s": 0.3})
-    assert run_job(sessions, job_id, settings) == "store-unavailable"
+    assert execute_job(sessions, job_id, settings) == "store-unavailable"
     with sessions() as s:
         job = s.get(Job, job_id)
         # left running: its lease runs out and the reaper requeues it
@@ -107,7 +109,7 @@ def test_the_writer_writes_nothing_once_the_lease_moved_on_and_the_loop_sees_it(
     job_id = queued_job(sessions, tiny_spec(iterations=10))
     with sessions.begin() as s:
         claim = repo.claim_job(s, job_id, "w1", 30)
-    writer = runner._Writer(sessions, claim, SETTINGS)
+    writer = TraceWriter(sessions, claim, SETTINGS)
     writer.start()
     with sessions.begin() as s:  # the reaper gave the job to another attempt
         s.execute(update(Job).where(Job.id == job_id).values(attempts=Job.attempts + 1))
@@ -116,7 +118,7 @@ def test_the_writer_writes_nothing_once_the_lease_moved_on_and_the_loop_sees_it(
     with pytest.raises(LeaseLost):
         writer.close()
     with pytest.raises(LeaseLost):  # and at the loop's next iteration
-        runner._Stream(SETTINGS, _Beat(), writer, 0, 10, None, None)(record, None)
+        Progress(SETTINGS, _Beat(), writer, 0, 10, None, None)(record, None)
     with sessions() as s:
         assert _points(s, job_id) == (0, 0)
 
@@ -126,9 +128,9 @@ def test_a_cancel_seen_by_the_writer_reaches_the_loop(sessions):
     with sessions.begin() as s:
         claim = repo.claim_job(s, job_id, "w1", 30)
         s.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
-    writer = runner._Writer(sessions, claim, SETTINGS)
+    writer = TraceWriter(sessions, claim, SETTINGS)
     writer.start()
-    stream = runner._Stream(SETTINGS, _Beat(), writer, 0, 10, None, None)
+    stream = Progress(SETTINGS, _Beat(), writer, 0, 10, None, None)
     stream.flush(None)
     writer.close()
     assert stream.cancelled

@@ -91,4 +91,3 @@ export function query(params) {
 export const TRACE_FIELDS = [
   "outer_loss", "grad_norm", "lr", "time_s", "exact_norm", "cosine", "rel_error", "descent_ratio",
 ];
-export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);

@@ -1,9 +1,10 @@
 // Compare: several jobs' traces of one field laid over each other (the paper's Figures 4-7).
-import { forget, getJSON, query, request, TERMINAL, TRACE_FIELDS } from "./api.js";
+import { forget, getJSON, query, request, TRACE_FIELDS } from "./api.js";
 import { TraceChart, maxPointsFor, PALETTE } from "./chart.js";
 import { h, clear, text, toast } from "./dom.js";
 import * as fmt from "./fmt.js";
 import { Poller } from "./poll.js";
+import { TERMINAL } from "./status.js";
 
 const LABELS = {
   outer_loss: "upper loss", grad_norm: "hypergradient norm", lr: "inner learning rate",

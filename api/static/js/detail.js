@@ -2,11 +2,12 @@
 // The job and its trace are polled with If-None-Match (304 when unchanged), the trace with
 // after= (only new points); polling backs off while nothing changes and stops once the job
 // has finished.
-import { ApiError, forget, getJSON, query, request, TERMINAL } from "./api.js";
+import { ApiError, forget, getJSON, query, request } from "./api.js";
 import { TraceChart, hasValues, maxPointsFor, PALETTE } from "./chart.js";
 import { h, clear, text, toast } from "./dom.js";
 import * as fmt from "./fmt.js";
 import { Poller } from "./poll.js";
+import { Status, TERMINAL } from "./status.js";
 
 const FIELDS = ["outer_loss", "grad_norm", "exact_norm", "cosine", "rel_error"];
 
@@ -53,11 +54,11 @@ function history(job) {
     ? events.map((e) => [fmt.when(e.at), `${e.from_status || "–"} → ${e.to_status}`,
       e.attempt ? `attempt ${e.attempt}` : ""])
     : [
-      [fmt.when(job.created_at), "submitted → queued", ""],
-      job.started_at ? [fmt.when(job.started_at), "queued → running",
+      [fmt.when(job.created_at), `submitted → ${Status.QUEUED}`, ""],
+      job.started_at ? [fmt.when(job.started_at), `${Status.QUEUED} → ${Status.RUNNING}`,
         `attempt ${job.attempts}`] : null,
       job.finished_at ? [fmt.when(job.finished_at),
-        `${job.started_at ? "running" : "queued"} → ${job.status}`, ""] : null,
+        `${job.started_at ? Status.RUNNING : Status.QUEUED} → ${job.status}`, ""] : null,
     ].filter(Boolean);
   return h("table", { class: "history" },
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c))))));
@@ -76,7 +77,7 @@ function renderJob(job) {
   const bar = v.querySelector(".job-progress progress");
   bar.max = p.iterations;
   bar.value = p.iteration;
-  const eta = job.status === "running" && p.eta_s !== null ? `, ETA ${fmt.duration(p.eta_s)}` : "";
+  const eta = job.status === Status.RUNNING && p.eta_s !== null ? `, ETA ${fmt.duration(p.eta_s)}` : "";
   text(v.querySelector(".job-progress .label"),
     `${p.iteration} / ${p.iterations} (${(100 * p.fraction).toFixed(1)}%)${eta}`);
   const s = job.summary || {};
@@ -94,7 +95,7 @@ function renderJob(job) {
   const metrics = Object.entries(s.metrics || {});
   v.querySelector(".metrics").replaceChildren(metrics.length
     ? kv(metrics.map(([k, val]) => [k, fmt.num(val, 6)]))
-    : h("p", { class: "muted" }, job.status === "succeeded"
+    : h("p", { class: "muted" }, job.status === Status.SUCCEEDED
       ? "none: this problem records no metrics" : "recorded when the job succeeds"));
   const err = v.querySelector(".job-error");
   err.hidden = !job.error;
@@ -105,7 +106,7 @@ function renderJob(job) {
   if (pre.textContent !== spec) text(pre, spec);
   const cancel = v.querySelector("#cancel-job");
   cancel.disabled = TERMINAL.has(job.status) || job.cancel_requested;
-  v.querySelector("#download-hparams").disabled = job.status !== "succeeded";
+  v.querySelector("#download-hparams").disabled = job.status !== Status.SUCCEEDED;
 }
 
 function traceUrl(me) {

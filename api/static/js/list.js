@@ -1,10 +1,10 @@
 // The job list: status filter, cursor paging, self-refreshing rows, selection for compare.
-import { getJSON, query, TERMINAL } from "./api.js";
+import { getJSON, query } from "./api.js";
 import { h, clear, text } from "./dom.js";
 import * as fmt from "./fmt.js";
 import { Poller } from "./poll.js";
+import { STATUSES, TERMINAL } from "./status.js";
 
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
 const PAGE = 25;
 const STATUS_SET = new Set(STATUSES);
 export const selected = new Set(); // job ids picked for compare, kept across pages

@@ -1,6 +1,6 @@
 """GPU check of the runner (a script, not a test): CUDA jobs end to end on an SQLite store.
 
-    python -m tests.worker.gpu_check        # on a machine with CUDA; prints JSON
+    .venv/bin/python -m benchmarks.gpu_runner_check    # on a machine with CUDA; prints JSON
 
 Runs every example with ``device: "cuda"``, a toy job crashed mid-run and resumed from its
 checkpoint (compared with an uninterrupted CUDA run), and the CPU/CUDA difference.
@@ -21,7 +21,7 @@ from sqlalchemy import update
 from jobs import db, parse_spec, repo
 from jobs.models import Job, utcnow
 from tests.factories import EXAMPLES, team_with_key, tiny_spec
-from worker.runner import run_job
+from worker.runner import execute_job
 from worker.settings import WorkerSettings
 
 
@@ -46,7 +46,7 @@ def main() -> None:
 
     def job(job_id):
         with sessions() as s:
-            j = s.get(Job, job_id)
+            j = s.get_one(Job, job_id)
             return {"status": j.status, "attempts": j.attempts, "error": j.error}
 
     def hparams(job_id):
@@ -67,13 +67,13 @@ def main() -> None:
         spec.update(device="cuda")
         spec["outer"]["iterations"] = 10
         job_id = submit(spec)
-        outcome = run_job(sessions, job_id, settings)
+        outcome = execute_job(sessions, job_id, settings)
         examples[path.stem] = {"outcome": outcome, **job(job_id)}
     out["examples"] = examples
 
     spec = tiny_spec(iterations=40, device="cuda")
     ref = submit(spec)
-    out["reference"] = run_job(sessions, ref, settings)
+    out["reference"] = execute_job(sessions, ref, settings)
     crashed = submit(spec)
 
     def crash(record):
@@ -81,11 +81,11 @@ def main() -> None:
             raise _Crash
 
     with contextlib.suppress(_Crash):
-        run_job(sessions, crashed, settings, on_record=crash)
+        execute_job(sessions, crashed, settings, on_record=crash)
     with sessions.begin() as s:
         s.execute(update(Job).where(Job.id == crashed).values(lease_until=utcnow() - timedelta(1)))
         repo.reap(s)
-    out["resumed"] = run_job(sessions, crashed, settings)
+    out["resumed"] = execute_job(sessions, crashed, settings)
     out["resumed_job"] = job(crashed)
     a, b = trace(crashed), trace(ref)
     out["trace_complete"] = a["iteration"] == list(range(1, 41))
@@ -94,7 +94,7 @@ def main() -> None:
         np.array_equal(hparams(crashed)["hparams"], hparams(ref)["hparams"])
     )
     cpu = submit(tiny_spec(iterations=40, device="cpu"))
-    run_job(sessions, cpu, settings)
+    execute_job(sessions, cpu, settings)
     out["cpu_vs_cuda_max_abs_diff"] = float(
         np.abs(hparams(cpu)["hparams"] - hparams(ref)["hparams"]).max()
     )

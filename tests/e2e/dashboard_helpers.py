@@ -1,8 +1,6 @@
-"""Helpers of the dashboard's end-to-end test: the embedded service in a subprocess, a
-100,000-point job written straight into its store, and the headless Chromium to drive.
-
-``python -m tests.e2e.conftest_dashboard serve ...`` is ``bilevel serve`` with the dashboard's
-router included when ``api.main.create_app`` does not include it yet.
+"""Helpers of the dashboard's end-to-end test: the embedded service (``bilevel serve``) in a
+subprocess, a 100,000-point job written straight into its store, and the headless Chromium
+to drive.
 """
 
 from __future__ import annotations
@@ -40,7 +38,7 @@ def missing_service_pieces() -> str | None:
     try:
         import api.main
         import api.routes.dashboard  # noqa: F401
-        import cli.service  # noqa: F401
+        import cli.main  # noqa: F401
         import worker.local  # noqa: F401
         from jobs import repo
     except ImportError as exc:
@@ -100,7 +98,7 @@ def start_service(state: Path, timeout: float = 60.0) -> Service:
         [
             sys.executable,
             "-m",
-            "tests.e2e.conftest_dashboard",
+            "cli.main",
             "serve",
             "--port",
             str(port),
@@ -194,24 +192,3 @@ def wait_job(client: httpx.Client, job_id: str, until, timeout: float = 60.0) ->
 
 def new_id() -> str:
     return str(uuid.uuid4())
-
-
-def _serve(argv: list[str]) -> int:
-    import api.main
-    from api.routes import dashboard
-    from cli import service
-
-    create_app = api.main.create_app
-
-    def with_dashboard(*args, **kw):
-        app = create_app(*args, **kw)
-        if not any(getattr(r, "path", None) == "/" for r in app.routes):
-            app.include_router(dashboard.router)
-        return app
-
-    api.main.create_app = with_dashboard
-    return service.main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(_serve(sys.argv[1:]))

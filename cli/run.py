@@ -1,0 +1,95 @@
+"""``bilevel run FILE``: one job in this process, no server.
+
+Here the local machine is the server: the spec is checked against this environment's compute
+budget (``BILEVEL_MAX_INNER_STEPS``, ``BILEVEL_MAX_GRAPH_BYTES``, as the API reads them) and
+real data sets come from the worker's ``BILEVEL_DATA_DIR``. torch loads inside the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cli.errors import UsageError
+from cli.progress import Bar
+
+if TYPE_CHECKING:
+    from jobs.spec import JobSpec
+
+__all__ = ["add_commands", "cmd_run"]
+
+
+def _read_spec(path: str) -> JobSpec:
+    """The spec in ``path``, validated and within the local compute budget."""
+    from pydantic import ValidationError
+
+    from api.settings import ApiSettings
+    from jobs.budget import check_budget
+    from jobs.spec import field_errors, parse_spec
+
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return check_budget(parse_spec(text), ApiSettings().budget)
+    except ValidationError as exc:
+        errs = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc))
+        raise UsageError(f"{path}: {errs}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """A job in this process, no server: progress bar, then trace.csv and hparams.npz."""
+    import core
+    from worker.build import build, hparams_npz, to_jsonable
+    from worker.settings import WorkerSettings
+
+    spec = _read_spec(args.file)
+    built = build(spec, WorkerSettings().data_dir)
+    bar = Bar(spec.outer.iterations)
+
+    def progress(record: dict[str, float], _state: Any) -> None:
+        bar.show(int(record["iteration"]), f"loss {record['outer_loss']:.4g}")
+
+    out = core.fit(
+        built.problem,
+        built.hparams,
+        built.dynamics,
+        built.estimator,
+        callback=progress,
+        **built.fit_kwargs,
+    )
+    bar.close()
+    res = core.hypergradient(built.problem, out.hparams, built.dynamics, built.estimator)
+    metrics = built.problem.metrics(res.params, out.hparams)
+    summary = {
+        "name": spec.name,
+        "iterations": out.state.iteration,
+        "final_outer_loss": res.outer_loss,
+        "best_outer_loss": min(out.history["outer_loss"]),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "hparams": to_jsonable(out.hparams),
+    }
+    if args.out:
+        outdir = Path(args.out)
+        outdir.mkdir(parents=True, exist_ok=True)
+        with open(outdir / "trace.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            names = list(out.history)
+            w.writerow(names)
+            w.writerows(zip(*(out.history[n] for n in names)))
+        (outdir / "hparams.npz").write_bytes(hparams_npz(out.hparams))
+        (outdir / "result.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``run``."""
+    p = commands.add_parser("run", help="run a job in this process, no server")
+    p.add_argument("file")
+    p.add_argument("--out", help="write trace.csv, hparams.npz and result.json here")
+    p.set_defaults(func=cmd_run)

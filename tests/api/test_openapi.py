@@ -1,0 +1,108 @@
+"""The served OpenAPI document: operation ids, a schema for every body, the status enum, and
+the dashboard's statuses against that enum. No database: the document never touches it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import sessionmaker
+
+from api import ApiSettings, create_app
+from api.routes import dashboard, health, jobs, keys
+from api.schemas import BINARY_SCHEMA, NPZ
+from jobs.status import TERMINAL, JobStatus
+from tests.api.conftest import RecordingDispatcher
+
+STATUS_JS = dashboard.STATIC_DIR / "js" / "status.js"
+
+
+@pytest.fixture(scope="module")
+def app():
+    settings = ApiSettings(database_url="postgresql://unbound", broker_url=None)
+    return create_app(settings, dispatcher=RecordingDispatcher(), sessions=sessionmaker())
+
+
+@pytest.fixture(scope="module")
+def doc(app) -> dict:
+    with TestClient(app) as c:
+        return c.get("/openapi.json").json()
+
+
+def _operations(doc: dict):
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            yield f"{method.upper()} {path}", op
+
+
+def test_operation_ids_are_the_routes_tag_and_function_name(doc):
+    expected = {
+        f"{method} {route.path}": f"{route.tags[0]}-{route.name}"
+        for router in (health.router, jobs.router, keys.router)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    }
+    served = {name: op["operationId"] for name, op in _operations(doc)}
+    assert served == expected
+    assert served["POST /v1/jobs"] == "jobs-submit_job"
+    assert served["GET /v1/jobs/{job_id}/hparams"] == "jobs-get_hparams"
+
+
+def test_every_response_with_a_body_documents_its_schema(doc):
+    for name, op in _operations(doc):
+        for code, resp in op["responses"].items():
+            if code == "304":
+                # a revalidation has no body by definition (RFC 9110 15.4.5)
+                assert "content" not in resp, (name, code)
+                continue
+            assert resp.get("content"), (name, code)
+            for media, body in resp["content"].items():
+                assert body.get("schema"), (name, code, media)
+
+
+def test_errors_are_documented_as_problem_json_only(doc):
+    for name, op in _operations(doc):
+        for code, resp in op["responses"].items():
+            if code[0] in "45":
+                assert list(resp["content"]) == ["application/problem+json"], (name, code)
+                schema = resp["content"]["application/problem+json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Problem"}, (name, code)
+
+
+def test_hparams_is_a_binary_npz_file(doc):
+    ok = doc["paths"]["/v1/jobs/{job_id}/hparams"]["get"]["responses"]["200"]
+    assert ok["content"] == {NPZ: {"schema": BINARY_SCHEMA}}
+    assert BINARY_SCHEMA == {"type": "string", "format": "binary"}
+
+
+def test_job_statuses_are_one_enum_in_the_schemas_and_the_list_filter(doc):
+    schemas = doc["components"]["schemas"]
+    assert schemas["JobStatus"]["enum"] == [s.value for s in JobStatus]
+    ref = {"$ref": "#/components/schemas/JobStatus"}
+    assert schemas["JobPublic"]["properties"]["status"] == ref
+    assert schemas["JobResult"]["properties"]["status"] == ref
+    (param,) = [p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status"]
+    assert ref in param["schema"]["anyOf"]
+
+
+def test_the_dashboards_status_module_lists_the_served_enum(doc):
+    src = STATUS_JS.read_text()
+    body = re.search(r"export const Status = Object\.freeze\(\{(.*?)\}\);", src, re.S)
+    assert body, "status.js exports no frozen Status object"
+    names = dict(re.findall(r"(\w+):\s*\"([a-z_]+)\"", body.group(1)))
+    assert names == {s.name: s.value for s in JobStatus}
+    # in the enum's order: the list's filter offers them in a job's life order
+    assert list(names.values()) == doc["components"]["schemas"]["JobStatus"]["enum"]
+    terminal = re.search(r"export const TERMINAL = new Set\(\[(.*?)\]\);", src, re.S)
+    assert terminal, "status.js exports no TERMINAL set"
+    assert set(re.findall(r"Status\.(\w+)", terminal.group(1))) == {s.name for s in TERMINAL}
+
+
+def test_no_other_dashboard_module_spells_a_status():
+    quoted = re.compile("|".join(rf"[\"'`]{s.value}[\"'`]" for s in JobStatus))
+    for js in (dashboard.STATIC_DIR / "js").glob("*.js"):
+        if js != STATUS_JS:
+            assert not quoted.search(js.read_text()), js.name

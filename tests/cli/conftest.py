@@ -1,0 +1,59 @@
+"""A server for the client commands: the real API in this process, on a SQLite store."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+
+class _Dispatcher:
+    """Sends nothing: the client tests need the API's answers, not a run."""
+
+    def send(self, job_id, queue) -> None:
+        pass
+
+    def ping(self) -> bool:
+        return True
+
+
+@pytest.fixture
+def api_server(tmp_path, monkeypatch):
+    """Client commands talk to ``create_app`` in this process, whatever ``--url`` says.
+
+    The app is built at the command's first request, so it reads the environment the test
+    has set by then (``BILEVEL_MAX_INNER_STEPS``, ...), as a server would at its start, with
+    ``server.settings`` over it. Any API key is the team ``cli``'s: these tests are about
+    the client, not authentication.
+    """
+    from fastapi.testclient import TestClient
+
+    from api.deps import get_team
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from cli import client
+    from jobs import repo
+    from jobs.db import make_engine, make_session_factory, sqlite_url, upgrade
+
+    store = tmp_path / "server"
+    store.mkdir()
+    upgrade(sqlite_url(store))
+    engine = make_engine(sqlite_url(store))
+    sessions = make_session_factory(engine)
+    with sessions.begin() as s:
+        team = repo.ensure_team(s, "cli")
+        ref = repo.TeamRef(team.id, team.name)
+
+    server = SimpleNamespace(sessions=sessions, settings={})
+
+    def connect(url, headers):
+        settings = ApiSettings(
+            database_url=None, broker_url=None, state_dir=store, **server.settings
+        )
+        app = create_app(settings, dispatcher=_Dispatcher(), sessions=sessions)
+        app.dependency_overrides[get_team] = lambda: ref
+        return TestClient(app, base_url=url, headers=dict(headers))
+
+    monkeypatch.setattr(client, "_connect", connect)
+    yield server
+    engine.dispose()

@@ -1,0 +1,34 @@
+"""The exceptions that stop a running attempt, inside the worker.
+
+- :class:`LeaseLost`: the reaper gave the job to another attempt; this one writes nothing more.
+- :class:`StoreUnavailable`: the store stayed unreachable past ``store_patience_s``.
+- :class:`TimeLimitExceeded`: the job ran past its time limit; it fails, keeping its trace.
+
+The first two never leave :func:`worker.runner.execute_job` (they become
+:class:`~worker.outcome.Outcome` values); the third is recorded as the job's error.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LeaseLost", "StoreUnavailable", "TimeLimitExceeded"]
+
+
+class LeaseLost(Exception):
+    """The reaper gave the job to another worker: this attempt must write nothing more."""
+
+
+class StoreUnavailable(Exception):
+    """The store stayed unreachable past the patience: the job is left to the reaper."""
+
+
+class TimeLimitExceeded(Exception):
+    """The job ran past its time limit (``time_limit_s`` or the worker's ``max_job_time_s``).
+
+    Args:
+        message: what ran past which limit, echoed into the job's error.
+        iteration: the last hyper-iteration completed (and kept in the trace).
+    """
+
+    def __init__(self, message: str, *, iteration: int):
+        super().__init__(message)
+        self.iteration = iteration
