@@ -8,6 +8,7 @@ import threading
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
+from jobs.repo import LeaseState
 
 __all__ = ["Heartbeat"]
 
@@ -22,14 +23,14 @@ class Heartbeat(threading.Thread):
     lease's time, before the reaper gives the job away (``worker.tasks._reaper_loop``).
 
     Attributes:
-        state: ``"ok"``, or the last other answer of :func:`jobs.repo.heartbeat`
-            (``"cancel"``, ``"lost"``), for the training loop to act on.
+        state: ``LeaseState.OK``, or the last other answer of :func:`jobs.repo.heartbeat`
+            (``CANCEL``, ``LOST``), for the training loop to act on.
     """
 
     def __init__(self, sessions: sessionmaker[Session], claim: repo.Claim, lease_s: float):
         super().__init__(daemon=True, name=f"heartbeat-{claim.job_id}")
         self.sessions, self.claim, self.lease_s = sessions, claim, lease_s
-        self.state = "ok"
+        self.state = LeaseState.OK
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -37,7 +38,7 @@ class Heartbeat(threading.Thread):
             try:
                 with self.sessions.begin() as s:
                     state = repo.heartbeat(s, self.claim, self.lease_s)
-                if state != "ok":
+                if state != LeaseState.OK:
                     self.state = state
             except Exception:  # a database blip: the next beat tries again
                 log.warning("heartbeat failed for %s", self.claim.job_id, exc_info=True)

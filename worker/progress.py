@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import core
+from jobs.repo import LeaseState
 from worker.errors import LeaseLost, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
 from worker.settings import WorkerSettings
@@ -27,7 +28,7 @@ class Progress:
 
     Args:
         settings: the worker's flush and checkpoint cadence.
-        beat: the lease's heartbeat, whose ``state`` may say ``"cancel"`` or ``"lost"``.
+        beat: the lease's heartbeat, whose ``state`` may say ``LeaseState.CANCEL`` or ``LOST``.
         writer: the trace writer the batches go to.
         start: the iteration the run starts after (a checkpoint's, or 0).
         iterations: the spec's ``outer.iterations``, for the ETA.
@@ -61,10 +62,10 @@ class Progress:
     @property
     def cancelled(self) -> bool:
         """Whether a cancel was requested (seen by the heartbeat or by the writer)."""
-        return self.writer.status == "cancel" or self.beat.state == "cancel"
+        return self.writer.status == LeaseState.CANCEL or self.beat.state == LeaseState.CANCEL
 
     def __call__(self, record: dict[str, Any], state: core.FitState) -> bool:
-        if self.beat.state == "lost":
+        if self.beat.state == LeaseState.LOST:
             raise LeaseLost
         self.writer.check()  # a lost lease or a store given up on stops the loop here
         self.buffer.append(dict(record))  # on_record (user code) must not change it

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from jobs import repo
+from jobs.repo import LeaseState
 from jobs.spec import parse_spec
 from jobs.status import JobStatus
 from worker.build import Built, build, hparams_npz, to_jsonable
@@ -248,7 +249,7 @@ def _finish_success(
     hparams: bytes,
     summary: dict[str, Any],
 ) -> None:
-    if repo.heartbeat(s, claim, run.settings.lease_s) == "lost":
+    if repo.heartbeat(s, claim, run.settings.lease_s) == LeaseState.LOST:
         raise LeaseLost
     repo.write_trace(s, claim.job_id, run.buffer)
     repo.save_artifact(

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from jobs import repo
+from jobs.repo import LeaseState
 from worker.checkpoint import checkpoint_bytes
 from worker.errors import LeaseLost
 from worker.retry import retrying
@@ -27,7 +28,7 @@ class TraceWriter(threading.Thread):
     handed over before it, so it commits in the same transaction as, or after, every point
     <= i.
 
-    What it learns reaches the loop at its next iteration: ``status`` (``"cancel"``), and
+    What it learns reaches the loop at its next iteration: ``status`` (``LeaseState.CANCEL``), and
     ``error``, which the loop re-raises (``LeaseLost``, ``StoreUnavailable``). Before a job
     ends, the loop calls ``close``, which waits until everything handed over is written.
     The lock only guards the hand-over; the transaction runs outside it.
@@ -42,7 +43,7 @@ class TraceWriter(threading.Thread):
     ):
         super().__init__(daemon=True, name=f"trace-writer-{claim.job_id}")
         self.sessions, self.claim, self.settings = sessions, claim, settings
-        self.status = "ok"
+        self.status = LeaseState.OK
         self.error: BaseException | None = None
         self._cond = threading.Condition()
         self._records: list[dict[str, Any]] = []
@@ -116,10 +117,10 @@ class TraceWriter(threading.Thread):
         # serialised here, off the loop: the state is a snapshot (core.fit copies tensors)
         checkpoint = (state.iteration, checkpoint_bytes(state)) if state is not None else None
 
-        def write() -> str:
+        def write() -> LeaseState:
             with self.sessions.begin() as s:
                 status = repo.heartbeat(s, self.claim, self.settings.lease_s, **progress)
-                if status == "lost":
+                if status == LeaseState.LOST:
                     return status
                 repo.write_trace(s, self.claim.job_id, records)
                 if checkpoint is not None:
@@ -130,7 +131,7 @@ class TraceWriter(threading.Thread):
             return status
 
         status = retrying(write, self.settings.store_patience_s)
-        if status == "lost":
+        if status == LeaseState.LOST:
             raise LeaseLost
-        if status == "cancel":
-            self.status = "cancel"
+        if status == LeaseState.CANCEL:
+            self.status = LeaseState.CANCEL

@@ -14,6 +14,7 @@ from jobs.models import utcnow
 from jobs.repo.artifacts import load_artifact, save_artifact
 from jobs.repo.lifecycle import (
     Claim,
+    LeaseState,
     at_running_limit,
     claim_job,
     expire_running_leases,
@@ -60,6 +61,7 @@ from jobs.repo.trace_writes import truncate_trace, write_trace
 __all__ = [
     "Claim",
     "IdempotencyConflict",
+    "LeaseState",
     "Principal",
     "TeamRef",
     "any_team_exists",

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -34,6 +35,14 @@ from jobs.repo.teams import lock_team
 from jobs.status import JobStatus
 
 # -- the worker's side -----------------------------------------------------------------------
+
+
+class LeaseState(StrEnum):
+    """What a heartbeat learned about the worker's hold on its job."""
+
+    OK = "ok"  #: the lease is renewed: go on
+    CANCEL = "cancel"  #: someone asked the job to stop: end it as cancelled
+    LOST = "lost"  #: the lease was taken away (the job moved on): write nothing more
 
 
 @dataclass(frozen=True)
@@ -154,12 +163,12 @@ def heartbeat(
     iteration: int | None = None,
     eta_s: float | None = None,
     summary: dict[str, Any] | None = None,
-) -> str:
+) -> LeaseState:
     """Renew the lease and record progress.
 
     Returns:
-        ``"ok"``, ``"cancel"`` (the job should stop) or ``"lost"`` (the lease was taken away:
-        write nothing more).
+        ``LeaseState.OK``, ``CANCEL`` (the job should stop) or ``LOST`` (the lease was taken
+        away: write nothing more).
     """
     values: dict[str, Any] = {"lease_until": utcnow() + timedelta(seconds=lease_s)}
     if iteration is not None:
@@ -170,8 +179,8 @@ def heartbeat(
         update(Job).where(_fenced(claim)).values(**values).returning(Job.cancel_requested)
     ).first()
     if row is None:
-        return "lost"
-    return "cancel" if row.cancel_requested else "ok"
+        return LeaseState.LOST
+    return LeaseState.CANCEL if row.cancel_requested else LeaseState.OK
 
 
 def finish_job(

@@ -49,8 +49,7 @@ def test_compose_file_is_valid_and_has_every_service():
 
 
 def test_compose_and_dockerfile_run_real_cli_commands():
-    from cli.main import _Parser
-    from cli.main import add_commands
+    from cli.main import _Parser, add_commands
 
     parser = _Parser(prog="bilevel")
     add_commands(parser.add_subparsers(dest="command", required=True, parser_class=_Parser))
