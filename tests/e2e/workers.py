@@ -21,7 +21,7 @@ class Process:
 
     def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path):
         self.cmd, self.env, self.log_path = cmd, env, log_path
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     def launch(self) -> Process:
@@ -33,10 +33,17 @@ class Process:
         self.starts += 1
         return self
 
+    def _launched(self) -> subprocess.Popen[bytes]:
+        if self.proc is None:
+            raise RuntimeError(f"{self.cmd[:4]} was never launched")
+        return self.proc
+
     def wait_ready(self, timeout: float = 120.0) -> Process:
+        proc = self._launched()
+
         def ready() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.cmd[:4]} exited {self.proc.returncode}:\n{self.tail()}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"{self.cmd[:4]} exited {proc.returncode}:\n{self.tail()}")
             return self.ready_marker in self.log_path.read_bytes()[self._mark :]
 
         wait_until(ready, timeout, f"{self.log_path.name} ready", poll=0.1)
@@ -58,15 +65,17 @@ class Process:
     def kill(self) -> None:
         """SIGKILL: no cleanup, no ack; a worker's lease is left to expire."""
         if self.alive():
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
+            proc = self._launched()
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
 
     def stop(self) -> None:
         """SIGTERM, SIGKILL after 15 s."""
         if self.alive():
-            self.proc.terminate()
+            proc = self._launched()
+            proc.terminate()
             try:
-                self.proc.wait(15)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
 
