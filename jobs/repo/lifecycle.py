@@ -194,7 +194,7 @@ def finish_job(
 ) -> bool:
     """End a running job held by ``claim``; ``False`` if the lease was lost meanwhile."""
     if status not in TERMINAL and status != JobStatus.QUEUED:
-        raise ValueError(f"status must be terminal or 'queued', got {status!r}")
+        raise ValueError(f"status must be terminal or {JobStatus.QUEUED}, got {status!r}")
     now = utcnow()
     values: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None}
     if status in TERMINAL:

@@ -194,7 +194,7 @@ def set_api_key_scope(session: Session, prefix: str, scope: str) -> bool:
 
 
 def count_active_jobs(session: Session, team_id: uuid.UUID) -> dict[str, int]:
-    """``{"queued": n, "running": m}`` for the team (the quota checks' counts)."""
+    """The team's job counts by active status, queued and running (what the quotas check)."""
     rows = session.execute(
         select(Job.status, func.count())
         .where(Job.team_id == team_id, Job.status.in_(ACTIVE))
