@@ -1,5 +1,9 @@
-"""Exact-versus-approximate comparisons, the bound of Prop. 3.1 and the Jacobians it assumes
-contract, and a memory meter."""
+"""Diagnostics: how an estimate compares with the exact hypergradient, and why.
+
+Exact-versus-approximate comparisons (:func:`compare`), the bias bound of Prop. 3.1
+(:func:`prop31_bound`), the norms of the Jacobians ``A_t`` it assumes contract
+(:func:`jacobian_norms`), and a deterministic meter of autograd's saved memory.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from torch import Tensor
 
 from core.errors import ConfigurationError
 from core.tree import (
+    Leaves,
+    Spec,
     Tree,
     detached,
     flatten,
@@ -22,6 +28,7 @@ from core.tree import (
     unflatten,
     zeros_for_none,
 )
+from core.validate import integer_at_least
 
 if TYPE_CHECKING:
     from core.dynamics import GradientDescent
@@ -58,15 +65,20 @@ def prop31_bound(K: int, gamma: float, alpha: float, grad_w_norm: float, M_B: fl
     ``||h_{T-K} - d_λ f|| <= (1 - γα)^K / (γα) · ||∇_{ŵ*} f|| · M_B``, valid for ``γ <= 1/β``.
 
     Args:
-        K: truncation depth.  gamma: inner step size γ.  alpha: strong convexity of ``g``.
+        K: truncation depth.
+        gamma: inner step size γ.
+        alpha: strong convexity of ``g``.
         grad_w_norm: ``||∇_{ŵ*} f||`` (``info["grad_w_norm"]`` of a result).
         M_B: ``max_t ||B_t||`` over ``t <= T-K``.
+
+    Returns:
+        The bound on ``||h_{T-K} - d_λ f||``.
     """
     return (1.0 - gamma * alpha) ** K / (gamma * alpha) * grad_w_norm * M_B
 
 
 def jacobian_norms(
-    problem: BilevelProblem,
+    problem: BilevelProblem[Any, Any],
     hparams: Tree,
     dynamics: GradientDescent,
     steps: Iterable[int] | None = None,
@@ -88,7 +100,9 @@ def jacobian_norms(
     random start: a lower bound on ``||A_t||_2`` that tightens with ``iters``.
 
     Args:
-        problem, hparams, dynamics: as for :func:`core.hypergradient`.
+        problem: the bilevel problem, as for :func:`core.hypergradient`.
+        hparams: ``λ``, held constant (only ``∂/∂w`` is wanted).
+        dynamics: the inner optimizer whose transitions ``Ξ_t`` are measured.
         steps: which ``t`` in ``1..T`` (default: all of them).
         iters: power iterations per step (>= 1).
         seed: of the random starting vectors.
@@ -103,8 +117,7 @@ def jacobian_norms(
     wanted = sorted(set(range(1, T + 1) if steps is None else steps))
     if not wanted or wanted[0] < 1 or wanted[-1] > T:
         raise ConfigurationError(f"steps must lie in 1..T={T}, got {wanted}")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ConfigurationError(f"iters must be an integer >= 1, got {iters!r}")
+    integer_at_least(iters, "iters")
     leaves, hp_spec = flatten(hparams)
     hp = unflatten(hp_spec, detached(leaves))  # constants: only ∂/∂w is wanted
     gen = torch.Generator().manual_seed(seed)
@@ -119,7 +132,16 @@ def jacobian_norms(
     return out
 
 
-def _transition_norm(problem, hparams, dynamics, state, spec, iters, gen) -> float:
+def _transition_norm(
+    problem: BilevelProblem[Any, Any],
+    hparams: Tree,
+    dynamics: GradientDescent,
+    state: Leaves,
+    spec: Spec,
+    iters: int,
+    gen: torch.Generator,
+) -> float:
+    """``||A_t||_2`` at ``state`` by ``iters`` power iterations on ``A_t^T A_t``."""
     s = detached(state, requires_grad=True)
     nxt = dynamics.step(problem, s, hparams, spec, create_graph=True)
     # J v by the double-vjp trick: u -> (J^T u) is linear in u, and its vjp with v is J v

@@ -8,8 +8,8 @@ states, e.g. momentum"). Estimators only ever call :meth:`GradientDescent.init_s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -17,6 +17,7 @@ from torch import Tensor
 from core.errors import ConfigurationError
 from core.problem import BilevelProblem
 from core.tree import Leaves, Spec, Tree, flatten, unflatten, zeros_for_none
+from core.validate import finite_positive, integer_at_least, scalar_loss
 
 __all__ = ["GradientDescent"]
 
@@ -54,10 +55,8 @@ class GradientDescent:
     lr_key: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ConfigurationError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigurationError(f"lr must be a finite number > 0, got {self.lr!r}")
+        integer_at_least(self.steps, "steps")
+        finite_positive(self.lr, "lr")
         if not (isinstance(self.momentum, (int, float)) and 0.0 <= self.momentum < 1.0):
             raise ConfigurationError(f"momentum must be in [0, 1), got {self.momentum!r}")
         if self.lr_key is not None and not isinstance(self.lr_key, str):
@@ -86,7 +85,7 @@ class GradientDescent:
                 f"got shape {tuple(hparams[self.lr_key].shape)}"
             )
 
-    def init_state(self, problem: BilevelProblem, hparams: Tree) -> tuple[Leaves, Spec]:
+    def init_state(self, problem: BilevelProblem[Any, Any], hparams: Tree) -> tuple[Leaves, Spec]:
         """``s_0 = (w_0, v_0)`` with ``w_0 = problem.init(hparams)`` and ``v_0 = 0``."""
         w, spec = flatten(problem.init(hparams), what="init(hparams)")
         if self.momentum:
@@ -99,7 +98,7 @@ class GradientDescent:
 
     def step(
         self,
-        problem: BilevelProblem,
+        problem: BilevelProblem[Any, Any],
         state: Leaves,
         hparams: Tree,
         spec: Spec,
@@ -128,7 +127,7 @@ class GradientDescent:
         return tuple(wi - lr * gi for wi, gi in zip(w, grad))
 
     def functional_step(
-        self, problem: BilevelProblem, state: Leaves, hparams: Tree, spec: Spec
+        self, problem: BilevelProblem[Any, Any], state: Leaves, hparams: Tree, spec: Spec
     ) -> Leaves:
         """:meth:`step` written with ``torch.func.grad``, for ``jvp``/``vmap`` (forward mode)."""
         w = self.params(state)
@@ -136,13 +135,13 @@ class GradientDescent:
             grad, _ = flatten(problem.inner_grad(unflatten(spec, w), hparams), "inner_grad")
         else:
             grad = torch.func.grad(
-                lambda ws: _scalar(problem.inner_loss(unflatten(spec, ws), hparams), "inner")
+                lambda ws: scalar_loss(problem.inner_loss(unflatten(spec, ws), hparams), "inner")
             )(w)
         return self._update(state, w, grad, self.step_size(hparams))
 
 
 def inner_grad(
-    problem: BilevelProblem, w: Leaves, hparams: Tree, spec: Spec, *, create_graph: bool
+    problem: BilevelProblem[Any, Any], w: Leaves, hparams: Tree, spec: Spec, *, create_graph: bool
 ) -> Leaves:
     """``∇_w g(w, λ)``, from the problem's closed form or from autograd.
 
@@ -157,13 +156,6 @@ def inner_grad(
     # so a fresh leaf for it changes no derivative with respect to λ.
     w = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in w)
     with torch.enable_grad():
-        loss = _scalar(problem.inner_loss(unflatten(spec, w), hparams), "inner")
+        loss = scalar_loss(problem.inner_loss(unflatten(spec, w), hparams), "inner")
         grads = torch.autograd.grad(loss, w, create_graph=create_graph, allow_unused=True)
     return zeros_for_none(grads, w)
-
-
-def _scalar(loss: Tensor, which: str) -> Tensor:
-    if not isinstance(loss, Tensor) or loss.numel() != 1:
-        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise ConfigurationError(f"{which}_loss must return a scalar tensor, got {shape}")
-    return loss.reshape(())

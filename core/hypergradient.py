@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
 from core.estimators.base import Estimator, HypergradientResult
@@ -12,7 +14,7 @@ __all__ = ["hypergradient"]
 
 
 def hypergradient(
-    problem: BilevelProblem,
+    problem: BilevelProblem[Any, Any],
     hparams: Tree,
     dynamics: GradientDescent,
     estimator: Estimator,

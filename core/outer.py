@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from core.diagnostics import compare
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError, DivergenceError
-from core.estimators.base import Estimator
-from core.estimators.reverse import Full
+from core.estimators.base import Estimator, HypergradientResult
+from core.estimators.full import Full
 from core.problem import BilevelProblem
-from core.tree import Tree, flatten, tree_norm, unflatten
+from core.tree import Spec, Tree, flatten, tree_norm, unflatten
+from core.validate import finite_positive, integer_at_least
 
 __all__ = ["FitResult", "FitState", "fit"]
 
@@ -83,7 +85,7 @@ class FitResult:
 
 
 def fit(
-    problem: BilevelProblem,
+    problem: BilevelProblem[Any, Any],
     hparams: Tree,
     dynamics: GradientDescent,
     estimator: Estimator,
@@ -107,7 +109,11 @@ def fit(
     scaling is exact.
 
     Args:
-        problem, hparams, dynamics, estimator: as for :func:`core.hypergradient`.
+        problem: the bilevel problem, as for :func:`core.hypergradient`.
+        hparams: the starting ``λ_1`` (a tensor or dict of tensors); never modified. Ignored
+            when ``state`` is given, except for its structure.
+        dynamics: the inner optimizer unrolled for each hypergradient (Eq. 4).
+        estimator: the hypergradient method whose ``h_τ`` drives the updates.
         iterations: total hyper-iterations, counting those a resumed ``state`` already did.
         optimizer: ``"adam"`` or ``"sgd"``.
         lr: ``η_0``; ignored when ``first_step_norm`` is set.
@@ -132,76 +138,185 @@ def fit(
     """
     _check(iterations, optimizer, lr, schedule, first_step_norm, exact_every)
     exact_estimator = exact_estimator or Full()
-    leaves, spec = flatten(hparams, "hparams")
-    source = flatten(state.hparams, "state.hparams")[0] if state else leaves
-    params = [x.detach().clone() for x in source]
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
-    if state is not None:
-        opt.load_state_dict(state.optimizer)
-        history = copy.deepcopy(state.history)
-        start, eta0 = state.iteration, state.eta0
-    else:
-        history = {k: [] for k in (*COLUMNS, *(EXACT_COLUMNS if exact_every else ()))}
-        start, eta0 = 0, lr
-
+    loop = _start(hparams, state, optimizer, lr, exact_every)
     stopped = False
-    current = _snapshot(params, spec, opt, start, eta0, history)
-    for tau in range(start + 1, iterations + 1):
-        lam = unflatten(spec, tuple(params))
+    current = loop.snapshot()
+    for tau in range(loop.iteration + 1, iterations + 1):
+        lam = unflatten(loop.spec, tuple(loop.params))
         t0 = time.perf_counter()
-        try:
-            res = estimator(problem, lam, dynamics)
-        except DivergenceError as exc:
-            raise DivergenceError(
-                f"hyper-iteration {tau}: {exc}", where=exc.where, iteration=tau
-            ) from exc
+        res = _estimate(problem, lam, dynamics, estimator, tau)
         elapsed = time.perf_counter() - t0
-        diagnostics = {}
-        if exact_every:
-            # at λ_τ, before the update moves the parameters in place
-            if tau == 1 or tau % exact_every == 0:
-                exact = exact_estimator(problem, lam, dynamics)
-                cmp = compare(res.grad, exact.grad)
-            else:
-                cmp = dict.fromkeys(EXACT_COLUMNS, float("nan"))
-            diagnostics = {k: cmp[k] for k in EXACT_COLUMNS}
+        diagnostics = (
+            _compare_exact(problem, lam, dynamics, exact_estimator, res, tau, exact_every)
+            if exact_every
+            else {}
+        )
         t0 = time.perf_counter()
-        factor = 1.0 / math.sqrt(tau) if schedule == "inv_sqrt" else 1.0
-        for p, g in zip(params, flatten(res.grad)[0]):
-            p.grad = g.detach().clone()
-        if tau == 1 and first_step_norm is not None:
-            before = [p.detach().clone() for p in params]
-            _set_lr(opt, factor)
-            opt.step()
-            step = tree_norm(tuple(p.detach() - b for p, b in zip(params, before)))
-            if step == 0.0:
-                raise ConfigurationError("first_step_norm needs a non-zero first hypergradient")
-            eta0 = first_step_norm / step
-            with torch.no_grad():
-                for p, b in zip(params, before):
-                    p.copy_(b + eta0 * (p - b))
-        else:
-            _set_lr(opt, eta0 * factor)
-            opt.step()
-        opt.zero_grad(set_to_none=True)
+        lr_used = _update(loop, res.grad, tau, schedule, first_step_norm)
         elapsed += time.perf_counter() - t0
 
-        record = {
-            "iteration": tau,
-            "outer_loss": res.outer_loss,
-            "grad_norm": res.info["grad_norm"],
-            "lr": eta0 * factor,
-            "time_s": elapsed,
-        }
-        record.update(diagnostics)
+        record = _record(res, tau, lr_used, elapsed, diagnostics)
         if keep_history:
             for k, v in record.items():
-                history[k].append(v)
-        current = _snapshot(params, spec, opt, tau, eta0, history)
+                loop.history[k].append(v)
+        loop.iteration = tau
+        current = loop.snapshot()
         if callback is not None and callback(record, current):
             stopped = True
             break
-    return FitResult(hparams=current.hparams, history=history, state=current, stopped=stopped)
+    return FitResult(hparams=current.hparams, history=loop.history, state=current, stopped=stopped)
+
+
+@dataclass
+class _Loop:
+    """The mutable state of a run between hyper-iterations (what a :class:`FitState` copies).
+
+    Attributes:
+        params: ``λ_τ`` as the optimizer's leaf tensors, updated in place.
+        spec: the structure of ``hparams``, to rebuild the user's tensor or dict.
+        opt: the outer optimizer over ``params``.
+        history: the columnar records so far.
+        iteration: hyper-iterations completed (``τ`` after the update of iteration ``τ``).
+        eta0: the initial outer step size ``η_0``.
+    """
+
+    params: list[Tensor]
+    spec: Spec
+    opt: torch.optim.Optimizer
+    history: dict[str, list[float]]
+    iteration: int
+    eta0: float
+
+    def snapshot(self) -> FitState:
+        """A :class:`FitState` to resume from: tensors copied, ``history`` shared.
+
+        The history only grows, so sharing it keeps states cheap; a resumed run deep-copies it.
+        """
+        return FitState(
+            hparams=unflatten(self.spec, tuple(p.detach().clone() for p in self.params)),
+            optimizer=copy.deepcopy(self.opt.state_dict()),
+            iteration=self.iteration,
+            eta0=self.eta0,
+            history=self.history,
+        )
+
+
+def _start(
+    hparams: Tree, state: FitState | None, optimizer: str, lr: float, exact_every: int
+) -> _Loop:
+    """Before the first hyper-iteration: ``λ_1`` as fresh leaves, the optimizer, the history.
+
+    From ``hparams`` with empty columns, or from a resumed ``state`` (its ``λ``, optimizer
+    moments, iteration count, ``η_0`` and a copy of its history).
+    """
+    leaves, spec = flatten(hparams, "hparams")
+    source = flatten(state.hparams, "state.hparams")[0] if state else leaves
+    params = [x.detach().clone() for x in source]
+    opt: torch.optim.Optimizer = (
+        torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
+    )
+    if state is not None:
+        opt.load_state_dict(state.optimizer)
+        return _Loop(params, spec, opt, copy.deepcopy(state.history), state.iteration, state.eta0)
+    history: dict[str, list[float]] = {
+        k: [] for k in (*COLUMNS, *(EXACT_COLUMNS if exact_every else ()))
+    }
+    return _Loop(params, spec, opt, history, 0, lr)
+
+
+def _estimate(
+    problem: BilevelProblem[Any, Any],
+    lam: Tree,
+    dynamics: GradientDescent,
+    estimator: Estimator,
+    tau: int,
+) -> HypergradientResult:
+    """Step 1 of hyper-iteration ``τ``: the estimate ``h_τ`` at ``λ_τ``.
+
+    Raises:
+        DivergenceError: the estimator's, re-raised with ``iteration=τ`` and in the message.
+    """
+    try:
+        return estimator(problem, lam, dynamics)
+    except DivergenceError as exc:
+        raise DivergenceError(
+            f"hyper-iteration {tau}: {exc}", where=exc.where, iteration=tau
+        ) from exc
+
+
+def _compare_exact(
+    problem: BilevelProblem[Any, Any],
+    lam: Tree,
+    dynamics: GradientDescent,
+    exact_estimator: Estimator,
+    res: HypergradientResult,
+    tau: int,
+    exact_every: int,
+) -> dict[str, float]:
+    """Step 2 (with ``exact_every``): how ``h_τ`` compares with the exact ``d_λ f`` at ``λ_τ``.
+
+    Runs at the first iteration and every ``exact_every``-th; NaN columns on the others. It
+    must run before step 3, which moves ``λ`` in place.
+    """
+    if tau == 1 or tau % exact_every == 0:
+        exact = exact_estimator(problem, lam, dynamics)
+        cmp = compare(res.grad, exact.grad)
+    else:
+        cmp = dict.fromkeys(EXACT_COLUMNS, float("nan"))
+    return {k: cmp[k] for k in EXACT_COLUMNS}
+
+
+def _update(
+    loop: _Loop, grad: Tree, tau: int, schedule: str, first_step_norm: float | None
+) -> float:
+    """Step 3: ``λ_{τ+1} = λ_τ - η_τ · update(h_τ)`` in place; returns the ``η_τ`` used.
+
+    With ``first_step_norm``, the first update runs at ``η = 1`` and is then rescaled to the
+    wanted norm, which fixes ``η_0`` (``loop.eta0``) for the rest of the run: both optimisers'
+    first update is linear in the step size (footnote 4).
+
+    Raises:
+        ConfigurationError: ``first_step_norm`` with a zero first update.
+    """
+    params, opt = loop.params, loop.opt
+    factor = 1.0 / math.sqrt(tau) if schedule == "inv_sqrt" else 1.0
+    for p, g in zip(params, flatten(grad)[0]):
+        p.grad = g.detach().clone()
+    if tau == 1 and first_step_norm is not None:
+        before = [p.detach().clone() for p in params]
+        _set_lr(opt, factor)
+        opt.step()
+        step = tree_norm(tuple(p.detach() - b for p, b in zip(params, before)))
+        if step == 0.0:
+            raise ConfigurationError("first_step_norm needs a non-zero first hypergradient")
+        loop.eta0 = first_step_norm / step
+        with torch.no_grad():
+            for p, b in zip(params, before):
+                p.copy_(b + loop.eta0 * (p - b))
+    else:
+        _set_lr(opt, loop.eta0 * factor)
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loop.eta0 * factor
+
+
+def _record(
+    res: HypergradientResult,
+    tau: int,
+    lr: float,
+    elapsed: float,
+    diagnostics: dict[str, float],
+) -> dict[str, float]:
+    """Step 4: the history row of iteration ``τ`` (:data:`COLUMNS`, then the exact ones)."""
+    record: dict[str, float] = {
+        "iteration": tau,
+        "outer_loss": res.outer_loss,
+        "grad_norm": res.info["grad_norm"],
+        "lr": lr,
+        "time_s": elapsed,
+    }
+    record.update(diagnostics)
+    return record
 
 
 def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -209,29 +324,23 @@ def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def _snapshot(params, spec, opt, iteration, eta0, history) -> FitState:
-    # The state shares `history` with the loop (it only grows); tensors are copied.
-    return FitState(
-        hparams=unflatten(spec, tuple(p.detach().clone() for p in params)),
-        optimizer=copy.deepcopy(opt.state_dict()),
-        iteration=iteration,
-        eta0=eta0,
-        history=history,
-    )
-
-
-def _check(iterations, optimizer, lr, schedule, first_step_norm, exact_every) -> None:
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ConfigurationError(f"iterations must be an integer >= 1, got {iterations!r}")
+def _check(
+    iterations: Any,
+    optimizer: Any,
+    lr: Any,
+    schedule: Any,
+    first_step_norm: Any,
+    exact_every: Any,
+) -> None:
+    """Raise :class:`ConfigurationError` on the first of :func:`fit`'s arguments out of range."""
+    integer_at_least(iterations, "iterations")
     if optimizer not in OPTIMIZERS:
         raise ConfigurationError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     if schedule not in SCHEDULES:
         raise ConfigurationError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ConfigurationError(f"lr must be a finite number > 0, got {lr!r}")
+    finite_positive(lr, "lr")
     if first_step_norm is not None and not (
         isinstance(first_step_norm, (int, float)) and first_step_norm > 0
     ):
         raise ConfigurationError(f"first_step_norm must be > 0 or None, got {first_step_norm!r}")
-    if isinstance(exact_every, bool) or not isinstance(exact_every, int) or exact_every < 0:
-        raise ConfigurationError(f"exact_every must be an integer >= 0, got {exact_every!r}")
+    integer_at_least(exact_every, "exact_every", minimum=0)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from torch import Tensor
 
 from core.errors import ConfigurationError
 from core.tree import Tree
 
-__all__ = ["BilevelProblem"]
+__all__ = ["BilevelProblem", "H", "P"]
+
+# The structure of a problem's inner parameters ``w`` and of its hyperparameters ``λ``: a
+# tensor or a dict of named tensors, fixed per problem (Toy's are tensors, OneShot's dicts).
+P = TypeVar("P", bound=Tree)
+H = TypeVar("H", bound=Tree)
 
 
-class BilevelProblem(abc.ABC):
+class BilevelProblem(abc.ABC, Generic[P, H]):
     """A bilevel problem ``min_λ f(ŵ*(λ), λ)`` with ``ŵ*(λ) = w_T`` from Eq. (1) and Eq. (4).
 
     Subclass it and define three pure functions of tensors (or dicts of named tensors)::
@@ -30,6 +35,10 @@ class BilevelProblem(abc.ABC):
     The inner optimizer (:class:`core.GradientDescent`) is not part of the problem: the same
     problem can be unrolled with any step size, momentum or horizon ``T``.
 
+    For type checkers the class is generic in the structures it works on,
+    ``BilevelProblem[P, H]`` with ``P`` that of ``w`` and ``H`` that of ``λ`` (``Tensor``, a
+    ``dict[str, Tensor]`` or :data:`core.tree.Tree` for either); estimators accept any.
+
     A problem may also set ``inner_grad`` to a function ``(params, hparams) -> params`` that
     returns ``∇_w g`` in closed form, written with differentiable torch operations. Estimators
     then call it instead of autograd; it must agree with ``inner_loss`` (a test should check it).
@@ -44,18 +53,18 @@ class BilevelProblem(abc.ABC):
     inner_grad: ClassVar[Callable[..., Tree] | None] = None
 
     @abc.abstractmethod
-    def init(self, hparams: Tree) -> Tree:
+    def init(self, hparams: H) -> P:
         """The initial inner parameters ``w_0 = Ξ_0(λ)`` (Eq. 4); may depend on ``hparams``."""
 
     @abc.abstractmethod
-    def inner_loss(self, params: Tree, hparams: Tree) -> Tensor:
+    def inner_loss(self, params: P, hparams: H) -> Tensor:
         """The lower-level objective ``g(w, λ)`` as a scalar tensor."""
 
     @abc.abstractmethod
-    def outer_loss(self, params: Tree, hparams: Tree) -> Tensor:
+    def outer_loss(self, params: P, hparams: H) -> Tensor:
         """The upper-level objective ``f(w, λ)`` as a scalar tensor."""
 
-    def initial_hparams(self) -> Tree:
+    def initial_hparams(self) -> H:
         """Where the outer loop starts by default; built-in problems define it.
 
         Raises:
@@ -78,6 +87,6 @@ class BilevelProblem(abc.ABC):
         if tensors:
             raise ConfigurationError(f"{type(self).__name__} has no inputs() to set")
 
-    def metrics(self, params: Tree, hparams: Tree) -> dict[str, float]:
+    def metrics(self, params: P, hparams: H) -> dict[str, float]:
         """Application metrics of ``ŵ* = params`` (e.g. test accuracy); none by default."""
         return {}

@@ -25,6 +25,7 @@ __all__ = [
     "Leaves",
     "Spec",
     "Tree",
+    "as_tensor",
     "flatten",
     "tree_dot",
     "tree_norm",
@@ -61,6 +62,20 @@ def unflatten(spec: Spec, leaves: Sequence[Tensor]) -> Tree:
     if spec is None:
         return leaves[0]
     return dict(zip(spec, leaves))
+
+
+def as_tensor(tree: Tree, what: str = "hparams") -> Tensor:
+    """``tree`` itself, for a problem whose ``params`` or ``hparams`` are one tensor.
+
+    Results carry the user's structure typed as :data:`Tree`; this narrows it where the
+    caller knows it is a tensor (``Toy``, ``Hypercleaning``, ...).
+
+    Raises:
+        ConfigurationError: ``tree`` is a dict.
+    """
+    if not isinstance(tree, Tensor):
+        raise ConfigurationError(f"{what} must be a tensor, got {type(tree).__name__}")
+    return tree
 
 
 def _check_leaf(x: Any, what: str) -> None:

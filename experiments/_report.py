@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,10 +10,14 @@ from typing import Any, TextIO
 REPO = Path(__file__).resolve().parents[1]
 
 
-def default_data_dir() -> Path:
-    """``$BILEVEL_DATA_DIR`` if set, else ``../shared/data`` beside the checkout."""
-    env = os.environ.get("BILEVEL_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
+def default_data_dir(configured: str | None) -> Path:
+    """The data directory a reproduction reads when ``--data-dir`` is not given.
+
+    ``configured`` is the caller's setting (``$BILEVEL_DATA_DIR`` for ``bilevel reproduce``,
+    see :func:`experiments.data_dir_setting`); this module reads no environment itself.
+    Empty or ``None`` means ``../shared/data`` beside the checkout.
+    """
+    return Path(configured) if configured else REPO.parent / "shared" / "data"
 
 
 class Progress:

@@ -17,13 +17,16 @@ import json
 import os
 import platform
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
 import core
 from core.problems.hypercleaning import DATASETS, THRESHOLDS, Hypercleaning, f1_score
+from core.tree import as_tensor
+from experiments import data_dir_setting
 from experiments._report import Progress, default_data_dir, markdown_table, savefig
 
 GAMMA = 1.0  # Section 4.2.1: T = 100 steps of gradient descent with γ = 1
@@ -61,11 +64,16 @@ SMOKE = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``bilevel reproduce hypercleaning``."""
+def add_arguments(parser: argparse.ArgumentParser, data_dir: str | None = None) -> None:
+    """Options of ``bilevel reproduce hypercleaning``.
+
+    ``data_dir`` is the caller's data-directory setting, the default of ``--data-dir``;
+    without it, ``$BILEVEL_DATA_DIR`` (:func:`experiments.data_dir_setting`).
+    """
+    configured = data_dir if data_dir is not None else data_dir_setting()
     parser.add_argument("--out", type=Path, required=True, help="directory for figures and report")
     parser.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir", type=Path, default=default_data_dir(configured),
         help="folder with mnist/ (default: $BILEVEL_DATA_DIR, else ../shared/data)",
     )  # fmt: skip
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="default: mnist")
@@ -135,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> dict:
-    cfg = dict(SMOKE if args.smoke else DEFAULTS)
+    cfg: dict[str, Any] = dict(SMOKE if args.smoke else DEFAULTS)
     cfg.update({k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None})
     for name in ("iterations", "exact_every", "n_train", "n_val", "T"):
         if cfg[name] < 1:
@@ -144,8 +152,7 @@ def _config(args: argparse.Namespace) -> dict:
             )
     if not args.first_step > 0:
         raise core.ConfigurationError(f"--first-step must be > 0, got {args.first_step}")
-    data_dir = args.data_dir or default_data_dir()
-    cfg.update(seed=args.seed, first_step=args.first_step, data_dir=str(data_dir))
+    cfg.update(seed=args.seed, first_step=args.first_step, data_dir=str(args.data_dir))
     return cfg
 
 
@@ -171,7 +178,7 @@ def _fit(problem: Hypercleaning, dyn, K: int, cfg: dict, partial: Path) -> dict:
         # metrics of w_T(λ): one forward pass without a graph (no hypergradient needed)
         res = core.hypergradient(problem, lam, dyn, core.Truncated(K=1))
         checkpoints["iteration"].append(iteration)
-        for k, v in problem.metrics(res.params, lam).items():
+        for k, v in problem.metrics(as_tensor(res.params, "params"), lam).items():
             checkpoints.setdefault(k, []).append(v)
 
     def callback(record, state) -> None:
@@ -179,7 +186,7 @@ def _fit(problem: Hypercleaning, dyn, K: int, cfg: dict, partial: Path) -> dict:
         progress.step(f"it {tau} f={record['outer_loss']:.4f}")
         lam = state.hparams
         for t in THRESHOLDS:
-            f1[f"f1@{t:g}"].append(f1_score(lam < t, problem.corrupted))
+            f1[f"f1@{t:g}"].append(f1_score(lam < t, _corrupted(problem)))
         if tau % every == 0 or tau == iterations:
             measure(tau, lam)
             torch.save(
@@ -198,6 +205,7 @@ def _fit(problem: Hypercleaning, dyn, K: int, cfg: dict, partial: Path) -> dict:
         )  # fmt: skip
         state = result.state
     progress.close()
+    assert state is not None  # resumed with done >= iterations >= 1, or just fitted
     if state.iteration > iterations:
         raise core.ConfigurationError(
             f"{partial} holds {state.iteration} iterations, more than --iterations {iterations}"
@@ -211,9 +219,16 @@ def _fit(problem: Hypercleaning, dyn, K: int, cfg: dict, partial: Path) -> dict:
         "checkpoints": checkpoints,
         "final": final,
         "eta0": state.eta0,
-        "lambda_quantiles": _quantiles(state.hparams),
-        "lambda": state.hparams.tolist(),
+        "lambda_quantiles": _quantiles(as_tensor(state.hparams)),
+        "lambda": as_tensor(state.hparams).tolist(),
     }
+
+
+def _corrupted(problem: Hypercleaning) -> torch.Tensor:
+    """The mask of corrupted training labels, which ``Hypercleaning.from_dataset`` records."""
+    if problem.corrupted is None:
+        raise core.ConfigurationError("hypercleaning needs the mask of corrupted labels")
+    return problem.corrupted
 
 
 def _resume_key(cfg: dict) -> dict:
@@ -234,7 +249,7 @@ def _quantiles(lam: torch.Tensor) -> dict[str, float]:
 
 def _costs(problem: Hypercleaning, dyn, Ks, device: str) -> list[list]:
     """One hypergradient per method at λ = 0: wall time and bytes held for backward."""
-    methods = [(f"{K}-RMD", core.Truncated(K=K)) for K in Ks]
+    methods: list[tuple[str, core.Estimator]] = [(f"{K}-RMD", core.Truncated(K=K)) for K in Ks]
     methods += [("full RMD", core.Full()), ("checkpointed RMD", core.Checkpointed())]
     lam = problem.initial_hparams()
     core.hypergradient(problem, lam, dyn, core.Truncated(K=1))  # warm-up
@@ -347,7 +362,7 @@ def _report(args, cfg, Ks, runs, costs, problem: Hypercleaning, elapsed: float) 
             f"{runs[K]['eta0']:.4f}",
             " / ".join(f"{v:.1f}" for v in runs[K]["lambda_quantiles"].values()),
         ])  # fmt: skip
-    n_cor = int(problem.corrupted.sum())
+    n_cor = int(_corrupted(problem).sum())
     cmd = (
         f"bilevel reproduce hypercleaning --out {args.out} --dataset {cfg['dataset']} "
         f"--K {' '.join(map(str, Ks))} --iterations {cfg['iterations']} --seed {cfg['seed']} "

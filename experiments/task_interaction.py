@@ -23,13 +23,15 @@ import os
 import platform
 import statistics
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 import core
 from core.problems.task_interaction import TaskInteraction, load_task_data
+from core.tree import as_tensor
+from experiments import data_dir_setting
 from experiments._report import Progress, default_data_dir, markdown_table, savefig
 
 T, GAMMA = 100, 0.1  # Appendix G.2: 100 steps of gradient descent with learning rate 0.1
@@ -45,11 +47,16 @@ PAPER_NAME = {"10-task": "CIFAR-10", "many-task": "CIFAR-100"}
 SETTINGS = ("10-task", "many-task")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``bilevel reproduce task-interaction``."""
+def add_arguments(parser: argparse.ArgumentParser, data_dir: str | None = None) -> None:
+    """Options of ``bilevel reproduce task-interaction``.
+
+    ``data_dir`` is the caller's data-directory setting, the default of ``--data-dir``;
+    without it, ``$BILEVEL_DATA_DIR`` (:func:`experiments.data_dir_setting`).
+    """
+    configured = data_dir if data_dir is not None else data_dir_setting()
     parser.add_argument("--out", type=Path, required=True, help="directory for figures and report")
     parser.add_argument(
-        "--data-dir", type=Path, default=None,
+        "--data-dir", type=Path, default=default_data_dir(configured),
         help="folder with mnist/ and omniglot/ (default: $BILEVEL_DATA_DIR, else ../shared/data)",
     )  # fmt: skip
     parser.add_argument("--setting", choices=(*SETTINGS, "both"), default="both")
@@ -134,7 +141,7 @@ def _config(args: argparse.Namespace) -> dict:
     cfg = {
         "iterations": args.iterations, "patience": args.patience, "trials": args.trials,
         "eval_every": args.eval_every, "exact_every": args.exact_every, "lr": args.lr,
-        "seed": args.seed, "data_dir": str(args.data_dir or default_data_dir()),
+        "seed": args.seed, "data_dir": str(args.data_dir),
         "settings": {
             "10-task": {"dataset": args.dataset, "n_tasks": 10, "m": 50},
             "many-task": {"dataset": "omniglot", "n_tasks": 100, "m": 300},
@@ -166,7 +173,7 @@ def _fit(problem: TaskInteraction, dyn, K: int, cfg: dict, exact_every: int) -> 
 
     def evaluate(iteration: int, lam) -> bool:
         res = core.hypergradient(problem, lam, dyn, core.Truncated(K=1))
-        acc = problem.metrics(res.params, lam)["test_acc"]
+        acc = problem.metrics(as_tensor(res.params, "params"), lam)["test_acc"]
         if acc > best["acc"]:
             best.update(acc=acc, iteration=iteration)
         return iteration - best["iteration"] >= cfg["patience"]

@@ -12,13 +12,14 @@ import argparse
 import math
 import platform
 import time
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 import core
 from core.problems import Toy
+from core.tree import as_tensor
 from experiments._report import Progress, markdown_table, savefig
 
 GAMMA, T = 0.1, 100
@@ -27,8 +28,8 @@ RATIO_POINTS = 60  # log-spaced iterates at which Figure 2 is evaluated
 F64 = torch.float64
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``bilevel reproduce toy``."""
+def add_arguments(parser: argparse.ArgumentParser, data_dir: str | None = None) -> None:
+    """Options of ``bilevel reproduce toy``; ``data_dir`` is unused (the toy needs no data)."""
     parser.add_argument("--out", type=Path, required=True, help="directory for figures and report")
     parser.add_argument(
         "--K", type=int, nargs="+", default=[1, 2, 5, 25, 100], help="truncation depths (<= 100)"
@@ -89,11 +90,11 @@ def _fit(problem: Toy, start, dyn, K: int, iterations: int) -> dict:
 def _ratios(problem: Toy, base: dict, dyn, Ks, progress) -> dict:
     """Figure 2: ``h_{T-K}^T d / ||d||²`` for each K at the points of the smallest-K path."""
     progress.step("descent ratios")
-    out: dict[int, list[float]] = {K: [] for K in Ks}
+    out: dict[int | str, list[float]] = {K: [] for K in Ks}
     path = base["path"][:-1]
     steps = torch.logspace(0, math.log10(len(path)), RATIO_POINTS).long().unique() - 1
     for lam in path[steps]:
-        exact = core.hypergradient(problem, lam, dyn, core.Full()).grad
+        exact = as_tensor(core.hypergradient(problem, lam, dyn, core.Full()).grad)
         if float(exact.norm()) < 1e-8:  # the ratio is noise once d_λ f vanishes
             break
         for K in Ks:
@@ -105,9 +106,9 @@ def _ratios(problem: Toy, base: dict, dyn, Ks, progress) -> dict:
 
 def _optimum(problem: Toy, start, dyn, iterations: int) -> torch.Tensor:
     """The red X of Figure 3: where full RMD (exact gradients) converges on ``f~``."""
-    return core.fit(
+    return as_tensor(core.fit(
         problem, start, dyn, core.Full(), iterations=4 * iterations, optimizer="adam", lr=0.05,
-    ).hparams  # fmt: skip
+    ).hparams)  # fmt: skip
 
 
 def _prop31(out: Path, dyn, progress) -> list[list]:
@@ -116,11 +117,11 @@ def _prop31(out: Path, dyn, progress) -> list[list]:
 
     progress.step("Prop. 3.1")
     toy, lam = Toy(), torch.tensor([1.0, 1.0], dtype=F64)
-    exact = core.hypergradient(toy, lam, dyn, core.Full()).grad
+    exact = as_tensor(core.hypergradient(toy, lam, dyn, core.Full()).grad)
     Ks, errs, bounds = list(range(1, T + 1)), [], []
     for K in Ks:
         h = core.hypergradient(toy, lam, dyn, core.Truncated(K))
-        errs.append(float((h.grad - exact).norm()))
+        errs.append(float((as_tensor(h.grad) - exact).norm()))
         bounds.append(core.prop31_bound(K, GAMMA, toy.alpha, h.info["grad_w_norm"], M_B=GAMMA))
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))

@@ -153,7 +153,9 @@ def load_fashion_mnist(
     Args:
         data_dir: a folder holding the four IDX files, or one with a ``fashion-mnist/``
             subfolder; by default where Debian's ``dataset-fashion-mnist`` installs them.
-        split, flatten, dtype: as for :func:`load_mnist`.
+        split: ``"train"``, ``"test"`` or ``"all"``, as for :func:`load_mnist`.
+        flatten: return images as ``[N, 784]`` rather than ``[N, 28, 28]``.
+        dtype: of the images, pixels scaled to ``[0, 1]``.
         verify: check each file against :data:`FASHION_MNIST_MD5`.
 
     Raises:
@@ -172,25 +174,35 @@ def load_fashion_mnist(
     )
 
 
-def _load(name, data_dir, subdir, md5s, split, flatten, dtype, hint) -> LabeledData:
+def _load(
+    name: str,
+    data_dir: Path,
+    subdir: str,
+    md5s: dict[str, str] | None,
+    split: str,
+    flatten: bool,
+    dtype: torch.dtype,
+    hint: str,
+) -> LabeledData:
+    """Find, verify and read one IDX data set's ``split`` (see :func:`load_mnist`)."""
     if split not in (*_FILES, "all"):
         raise ConfigurationError(f"split must be 'train', 'test' or 'all', got {split!r}")
     parts = list(_FILES) if split == "all" else [split]
     wanted = [f for p in parts for f in _FILES[p]]
     folders = [data_dir / subdir, data_dir]
-    paths = {}
+    paths: dict[str, Path] = {}
     for folder in folders:
         found = {f: _find(folder, f) for f in wanted}
         if all(found.values()):
-            paths = found
+            paths = {f: path for f, path in found.items() if path is not None}
             break
     if not paths:
         raise missing_files_error(name, wanted, folders, hint)
     images, labels = [], []
     for p in parts:
         img_name, lab_name = _FILES[p]
-        img = read_idx(paths[img_name], md5s and md5s[img_name])
-        lab = read_idx(paths[lab_name], md5s and md5s[lab_name])
+        img = read_idx(paths[img_name], md5s[img_name] if md5s else None)
+        lab = read_idx(paths[lab_name], md5s[lab_name] if md5s else None)
         if img.shape[0] != lab.shape[0]:
             raise ConfigurationError(f"{name} {p}: {img.shape[0]} images but {lab.shape[0]} labels")
         images.append(img)

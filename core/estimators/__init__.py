@@ -3,10 +3,10 @@
 from core.estimators.base import Estimator, HypergradientResult
 from core.estimators.checkpointed import Checkpointed
 from core.estimators.forward import Forward
+from core.estimators.full import Full
 from core.estimators.graphed import Graphed
 from core.estimators.implicit import Implicit
 from core.estimators.registry import ESTIMATORS, make_estimator
-from core.estimators.reverse import Full
 from core.estimators.truncated import Truncated
 
 __all__ = [

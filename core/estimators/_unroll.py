@@ -18,15 +18,16 @@ At any moment the memory held is the stored states plus the graph of one segment
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
-from core.dynamics import GradientDescent, _scalar
-from core.estimators.base import HypergradientResult, Setup, add, finish, prepare
+from core.dynamics import GradientDescent
+from core.estimators.base import Estimator, HypergradientResult, Setup, add, finish, prepare
 from core.problem import BilevelProblem
 from core.tree import Leaves, Tree, detached, tree_nbytes, tree_norm, unflatten, zeros_for_none
+from core.validate import scalar_loss
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,19 @@ class UnrollPlan:
     info: dict[str, Any]
 
 
+class UnrolledEstimator(Estimator, Protocol):
+    """An estimator that is one :class:`UnrollPlan` of this engine (full, K-RMD, checkpointed).
+
+    :class:`core.Graphed` records such an estimator's pass as a CUDA graph from its plan.
+    """
+
+    def plan(self, T: int) -> UnrollPlan:
+        """Where to cut the horizon ``[0, T]``."""
+        ...
+
+
 def unrolled_reverse(
-    problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent, plan: UnrollPlan
+    problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent, plan: UnrollPlan
 ) -> HypergradientResult:
     """Back-propagate through steps ``c_0 .. T`` of the inner optimizer (see module doc).
 
@@ -62,7 +74,7 @@ def unrolled_reverse(
 
 
 def unrolled_tensors(
-    problem: BilevelProblem, setup: Setup, dynamics: GradientDescent, plan: UnrollPlan
+    problem: BilevelProblem[Any, Any], setup: Setup, dynamics: GradientDescent, plan: UnrollPlan
 ) -> tuple[Leaves, Tensor, Leaves, Leaves]:
     """The reverse pass itself: ``(h, f(w_T, λ), w_T, ∇_{ŵ*} f)`` as tensors.
 
@@ -92,7 +104,7 @@ def unrolled_tensors(
             state = dynamics.step(problem, state, lam, spec, create_graph=True)
         w_T = dynamics.params(state)
         w_T = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in w_T)
-        loss = _scalar(problem.outer_loss(unflatten(spec, w_T), lam), "outer")
+        loss = scalar_loss(problem.outer_loss(unflatten(spec, w_T), lam), "outer")
         grads = torch.autograd.grad(loss, w_T + start + setup.hp, allow_unused=True)
     n_w, n_s = len(w_T), len(start)
     grad_w = zeros_for_none(grads[:n_w], w_T)
@@ -138,7 +150,9 @@ def finish_unrolled(
     return finish(setup, h, float(loss), w_T, info)
 
 
-def _vjp(outputs: Leaves, cotangents: Leaves, start: Leaves, hp: Leaves) -> tuple[Leaves, tuple]:
+def _vjp(
+    outputs: Leaves, cotangents: Leaves, start: Leaves, hp: Leaves
+) -> tuple[Leaves, tuple[Tensor | None, ...]]:
     """Pull ``cotangents`` back from ``outputs`` to ``(start, hp)``; zeros where unconnected."""
     pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
     if not pairs:

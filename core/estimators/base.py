@@ -14,10 +14,11 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from core.dynamics import GradientDescent, _scalar
+from core.dynamics import GradientDescent
 from core.errors import ConfigurationError, DivergenceError
 from core.problem import BilevelProblem
 from core.tree import Leaves, Spec, Tree, all_finite, flatten, tree_norm, unflatten, zeros_for_none
+from core.validate import scalar_loss
 
 __all__ = ["Estimator", "HypergradientResult"]
 
@@ -52,11 +53,28 @@ class Estimator(Protocol):
     """
 
     name: ClassVar[str]
-    exact: ClassVar[bool]
+
+    # read-only, so that a class constant (``exact: ClassVar[bool] = True``) and a property
+    # delegating to a wrapped estimator (:class:`core.Graphed`) both implement it
+    @property
+    def exact(self) -> bool:
+        """Whether the result is ``d_λ f`` of Eq. (5) up to float rounding."""
+        ...
 
     def __call__(
-        self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
-    ) -> HypergradientResult: ...
+        self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
+    ) -> HypergradientResult:
+        """``d_λ f`` (Eq. 5), or an estimate of it, at ``hparams``.
+
+        Args:
+            problem: the bilevel problem.
+            hparams: ``λ``; never modified.
+            dynamics: the inner optimizer and its horizon ``T`` (Eq. 4).
+
+        Returns:
+            A :class:`HypergradientResult`.
+        """
+        ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +90,7 @@ class Setup:
         return unflatten(self.hp_spec, leaves)
 
 
-def prepare(problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent) -> Setup:
+def prepare(problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent) -> Setup:
     """Check the arguments and copy ``hparams`` into fresh autograd leaves.
 
     Raises:
@@ -98,11 +116,13 @@ def prepare(problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent) -
     return Setup(hp=hp, hp_const=const, hp_spec=spec, w_spec=w_spec)
 
 
-def outer_terms(problem: BilevelProblem, setup: Setup, w: Leaves) -> tuple[float, Leaves, Leaves]:
+def outer_terms(
+    problem: BilevelProblem[Any, Any], setup: Setup, w: Leaves
+) -> tuple[float, Leaves, Leaves]:
     """``f(w_T, λ)``, ``∇_{ŵ*} f`` and ``∇_λ f`` at a detached ``w_T`` (the start of Eq. 6)."""
     w = tuple(x.detach().requires_grad_(True) for x in w)
     with torch.enable_grad():
-        loss = _scalar(
+        loss = scalar_loss(
             problem.outer_loss(unflatten(setup.w_spec, w), setup.tree(setup.hp)), "outer"
         )
         grads = torch.autograd.grad(loss, w + setup.hp, allow_unused=True)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from core.dynamics import GradientDescent
-from core.errors import ConfigurationError
 from core.estimators._unroll import UnrollPlan, unrolled_reverse
 from core.estimators.base import HypergradientResult
 from core.problem import BilevelProblem
 from core.tree import Tree
+from core.validate import integer_at_least
 
 __all__ = ["Checkpointed"]
 
@@ -38,16 +38,12 @@ class Checkpointed:
     exact: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.segment is not None and (
-            isinstance(self.segment, bool) or not isinstance(self.segment, int) or self.segment < 1
-        ):
-            raise ConfigurationError(
-                f"segment must be an integer >= 1 or None, got {self.segment!r}"
-            )
+        integer_at_least(self.segment, "segment", optional=True)
 
     def __call__(
-        self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
+        self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
+        """``d_λ f`` (Eq. 5) by reverse mode over stored checkpoints, one segment at a time."""
         return unrolled_reverse(problem, hparams, dynamics, self.plan(dynamics.steps))
 
     def plan(self, T: int) -> UnrollPlan:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from core.dynamics import GradientDescent, _scalar
-from core.errors import ConfigurationError
+from core.dynamics import GradientDescent
 from core.estimators.base import HypergradientResult, finish, prepare
 from core.problem import BilevelProblem
 from core.tree import Leaves, Tree, from_vector, tree_numel, unflatten
+from core.validate import integer_at_least, scalar_loss
 
 __all__ = ["Forward"]
 
@@ -40,14 +41,12 @@ class Forward:
     exact: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        if self.chunk is not None and (
-            isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1
-        ):
-            raise ConfigurationError(f"chunk must be an integer >= 1 or None, got {self.chunk!r}")
+        integer_at_least(self.chunk, "chunk", optional=True)
 
     def __call__(
-        self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
+        self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
+        """``d_λ f`` (Eq. 7) by propagating ``Z_t`` forward, ``chunk`` directions per pass."""
         setup = prepare(problem, hparams, dynamics)
         lam = setup.hp_const
         spec = setup.w_spec
@@ -63,13 +62,13 @@ class Forward:
                 return dynamics.functional_step(problem, s, setup.tree(h), spec)
 
             def outer(w: Leaves, h: Leaves) -> Tensor:
-                return _scalar(problem.outer_loss(unflatten(spec, w), setup.tree(h)), "outer")
+                return scalar_loss(problem.outer_loss(unflatten(spec, w), setup.tree(h)), "outer")
 
-            s, ds = torch.func.jvp(init, lam, dlam)
+            s, ds = _jvp(init, lam, dlam)
             for _ in range(dynamics.steps):
-                s, ds = torch.func.jvp(step, (s, lam), (ds, dlam))
+                s, ds = _jvp(step, (s, lam), (ds, dlam))
             w = dynamics.params(s)
-            loss, dloss = torch.func.jvp(outer, (w, lam), (dynamics.params(ds), dlam))
+            loss, dloss = _jvp(outer, (w, lam), (dynamics.params(ds), dlam))
             return dloss, loss, w
 
         n = tree_numel(lam)
@@ -84,3 +83,13 @@ class Forward:
         w_T = tuple(x[0] for x in w)
         info = {"method": self.name, "T": dynamics.steps, "chunk": chunk, "stored_bytes": 0}
         return finish(setup, grad, float(loss[0]), w_T, info)
+
+
+def _jvp(func: Callable[..., Any], primals: Any, tangents: Any) -> tuple[Any, Any]:
+    """``torch.func.jvp`` without ``has_aux``: ``(func(*primals), J·tangents)``.
+
+    torch annotates ``jvp`` as returning a pair or, with ``has_aux``, a triple; this narrows
+    the result to the pair it is without ``has_aux``.
+    """
+    out = torch.func.jvp(func, primals, tangents)
+    return out[0], out[1]

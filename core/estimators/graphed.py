@@ -18,10 +18,16 @@ from torch import Tensor
 
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
-from core.estimators._unroll import UnrollPlan, finish_unrolled, unrolled_tensors
-from core.estimators.base import Estimator, HypergradientResult, Setup, prepare
+from core.estimators._unroll import (
+    UnrolledEstimator,
+    UnrollPlan,
+    finish_unrolled,
+    unrolled_tensors,
+)
+from core.estimators.base import HypergradientResult, Setup, prepare
 from core.problem import BilevelProblem
 from core.tree import Tree, all_finite, flatten
+from core.validate import integer_at_least
 
 __all__ = ["Graphed"]
 
@@ -60,7 +66,7 @@ class Graphed:
         ('truncated', False)
     """
 
-    estimator: Estimator
+    estimator: UnrolledEstimator
     warmup: int = 3
 
     name: ClassVar[str] = "graphed"
@@ -74,17 +80,17 @@ class Graphed:
                 "Graphed needs an unrolled reverse estimator (Full, Truncated, Checkpointed), "
                 f"got {type(self.estimator).__name__}"
             )
-        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 1:
-            raise ConfigurationError(f"warmup must be an integer >= 1, got {self.warmup!r}")
+        integer_at_least(self.warmup, "warmup")
 
     @property
-    def exact(self) -> bool:  # type: ignore[override]
+    def exact(self) -> bool:
         """As exact as the estimator it replays."""
         return self.estimator.exact
 
     def __call__(
-        self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
+        self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
+        """The wrapped estimator's result, by one graph replay on CUDA (eagerly elsewhere)."""
         leaves, _ = flatten(hparams, "hparams")
         if not leaves or leaves[0].device.type != "cuda":
             result = self.estimator(problem, hparams, dynamics)
@@ -121,7 +127,7 @@ class Graphed:
 
     def _record(
         self,
-        problem: BilevelProblem,
+        problem: BilevelProblem[Any, Any],
         hparams: Tree,
         dynamics: GradientDescent,
         plan: UnrollPlan,
@@ -140,7 +146,8 @@ class Graphed:
         static_inputs = tuple(x.clone() for x in inputs)
         problem.set_inputs(static_inputs)
         try:
-            side = torch.cuda.Stream(device=hp[0].device)
+            # torch.cuda.Stream.__new__ is unannotated in torch's own sources (2.13)
+            side = torch.cuda.Stream(device=hp[0].device)  # type: ignore[no-untyped-call]
             side.wait_stream(torch.cuda.current_stream(hp[0].device))
             with torch.cuda.stream(side):
                 for _ in range(self.warmup):

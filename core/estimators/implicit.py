@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -13,6 +14,7 @@ from core.errors import ConfigurationError, NonConvergenceError
 from core.estimators.base import HypergradientResult, finish, outer_terms, prepare
 from core.problem import BilevelProblem
 from core.tree import Leaves, Tree, detached, tree_dot, tree_map, tree_norm
+from core.validate import finite_positive, integer_at_least
 
 __all__ = ["Implicit"]
 
@@ -58,20 +60,15 @@ class Implicit:
     def __post_init__(self) -> None:
         if self.solver not in _SOLVERS:
             raise ConfigurationError(f"solver must be one of {_SOLVERS}, got {self.solver!r}")
-        if isinstance(self.iters, bool) or not isinstance(self.iters, int) or self.iters < 1:
-            raise ConfigurationError(f"iters must be an integer >= 1, got {self.iters!r}")
+        integer_at_least(self.iters, "iters")
         if not (isinstance(self.tol, (int, float)) and self.tol > 0):
             raise ConfigurationError(f"tol must be a number > 0, got {self.tol!r}")
-        if self.alpha is not None and not (
-            isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha > 0
-        ):
-            raise ConfigurationError(
-                f"alpha must be a finite number > 0 or None, got {self.alpha!r}"
-            )
+        finite_positive(self.alpha, "alpha", optional=True)
 
     def __call__(
-        self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
+        self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
+        """The implicit hypergradient (Eq. 11) at ``w_T`` after ``T`` steps without a graph."""
         setup = prepare(problem, hparams, dynamics)
         lam_const = setup.tree(setup.hp_const)
         spec = setup.w_spec
@@ -122,7 +119,9 @@ class Implicit:
         return finish(setup, grad, loss, w_T, info)
 
 
-def _cg(hvp, b: Leaves, b_norm: float, max_iter: int, tol: float) -> tuple[Leaves, float, int]:
+def _cg(
+    hvp: Callable[[Leaves], Leaves], b: Leaves, b_norm: float, max_iter: int, tol: float
+) -> tuple[Leaves, float, int]:
     """Conjugate gradients for ``H x = b`` from ``x = 0``; returns x, relative residual, iters."""
     x = tuple(torch.zeros_like(v) for v in b)
     r, p = b, b
@@ -146,7 +145,9 @@ def _cg(hvp, b: Leaves, b_norm: float, max_iter: int, tol: float) -> tuple[Leave
     return x, residual, k
 
 
-def _neumann(hvp, b: Leaves, b_norm: float, terms: int, alpha: float) -> tuple[Leaves, float, int]:
+def _neumann(
+    hvp: Callable[[Leaves], Leaves], b: Leaves, b_norm: float, terms: int, alpha: float
+) -> tuple[Leaves, float, int]:
     """``q = α Σ_{k<terms} (I - αH)^k b`` (Prop. 3.6) and its relative residual ``||Hq - b||``."""
     v, acc = b, b
     for _ in range(terms - 1):

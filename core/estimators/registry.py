@@ -8,13 +8,13 @@ from core.errors import ConfigurationError
 from core.estimators.base import Estimator
 from core.estimators.checkpointed import Checkpointed
 from core.estimators.forward import Forward
+from core.estimators.full import Full
 from core.estimators.implicit import Implicit
-from core.estimators.reverse import Full
 from core.estimators.truncated import Truncated
 
 __all__ = ["ESTIMATORS", "make_estimator"]
 
-ESTIMATORS: dict[str, type] = {
+ESTIMATORS: dict[str, type[Estimator]] = {
     cls.name: cls for cls in (Full, Truncated, Forward, Checkpointed, Implicit)
 }
 

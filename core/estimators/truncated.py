@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
@@ -11,6 +11,7 @@ from core.estimators._unroll import UnrollPlan, unrolled_reverse
 from core.estimators.base import HypergradientResult
 from core.problem import BilevelProblem
 from core.tree import Tree
+from core.validate import integer_at_least
 
 __all__ = ["Truncated"]
 
@@ -47,14 +48,14 @@ class Truncated:
     exact: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        if isinstance(self.K, bool) or not isinstance(self.K, int) or self.K < 1:
-            raise ConfigurationError(f"K must be an integer >= 1, got {self.K!r}")
+        integer_at_least(self.K, "K")
         if self.store not in _STORES:
             raise ConfigurationError(f"store must be one of {_STORES}, got {self.store!r}")
 
     def __call__(
-        self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
+        self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
+        """``h_{T-K}`` (Eq. 8) at ``hparams``; raises if ``K > dynamics.steps``."""
         return unrolled_reverse(problem, hparams, dynamics, self.plan(dynamics.steps))
 
     def plan(self, T: int) -> UnrollPlan:

@@ -1,5 +1,9 @@
-"""Built-in bilevel problems: the paper's toy problem, its counterexample, a quadratic, and
-its experiments (hypercleaning, task interaction, one-shot learning)."""
+"""Built-in bilevel problems, and :data:`PROBLEMS`, the names a job spec uses for them.
+
+The paper's toy problem (Section 4.1), its counterexample (Theorem 3.5), a quadratic with
+closed-form hypergradients, and its experiments: hypercleaning (4.2), task interaction
+(4.2) and one-shot learning (4.3).
+"""
 
 from core.problems.counterexample import Counterexample
 from core.problems.hypercleaning import Hypercleaning

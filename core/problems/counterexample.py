@@ -10,8 +10,10 @@ from core.problem import BilevelProblem
 __all__ = ["Counterexample"]
 
 
-class Counterexample(BilevelProblem):
-    """Eq. (18) with ``φ(λ) = ½ (λ - λ_0)²``, a scalar problem that breaks assumption 3::
+class Counterexample(BilevelProblem[Tensor, Tensor]):
+    """Eq. (18) with ``φ(λ) = ½ (λ - λ_0)²``, a scalar problem that breaks assumption 3.
+
+    ::
 
         g(w, λ) = ½ (w - λ)²,   f(w, λ) = ½ w² + ½ (λ - λ_0)²,   w_0 constant.
 
@@ -32,15 +34,19 @@ class Counterexample(BilevelProblem):
         self.w0 = w0
 
     def init(self, hparams: Tensor) -> Tensor:
+        """``w_0``, the constant ``w0`` shaped like ``λ``."""
         return torch.full_like(hparams, self.w0)
 
     def inner_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
+        """``g(w, λ) = ½ (w - λ)²``."""
         return 0.5 * torch.sum((params - hparams) ** 2)
 
     def outer_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
+        """``f(w, λ) = ½ w² + ½ (λ - λ_0)²``."""
         return 0.5 * torch.sum(params**2) + 0.5 * torch.sum((hparams - self.lam0) ** 2)
 
     def initial_hparams(self, dtype: torch.dtype = torch.float64) -> Tensor:
+        """``λ = 0``, the default start of an outer loop."""
         return torch.zeros(1, dtype=dtype)
 
     def fixed_point(self, steps: int, lr: float, K: int | None = None) -> float:

@@ -28,7 +28,7 @@ DATASETS = ("mnist", "fashion-mnist", "digits")
 THRESHOLDS = (-4.0, -3.0, -1.0, 0.0)
 
 
-class Hypercleaning(BilevelProblem):
+class Hypercleaning(BilevelProblem[Tensor, Tensor]):
     """A linear classifier trained on half-corrupted labels with learned example weights.
 
     With ``X̃ = [X, 1]`` (a bias column), ``W ∈ R^{C x (d+1)}`` and ``λ ∈ R^n``::
@@ -120,10 +120,13 @@ class Hypercleaning(BilevelProblem):
             name: ``"mnist"``, ``"fashion-mnist"`` or ``"digits"`` (1797 examples in all).
             data_dir: the folder of the IDX files (or its parent); required for MNIST,
                 Debian's folder by default for Fashion-MNIST, unused for digits.
-            n_train, n_val, n_test: set sizes.
+            n_train: training examples (the inner problem's).
+            n_val: validation examples (the outer problem's).
+            n_test: test examples; ``None`` for all the rest.
             fraction: of training labels replaced.
             seed: seeds the split and the corruption.
-            dtype, device: of every tensor.
+            dtype: of every tensor.
+            device: where every tensor lives.
 
         Raises:
             ConfigurationError: unknown name, missing data directory or files, sizes that do
@@ -164,6 +167,7 @@ class Hypercleaning(BilevelProblem):
     # -- the problem ---------------------------------------------------------------------
 
     def init(self, hparams: Tensor) -> Tensor:
+        """``W_0 = 0`` (``C x (d+1)``), independent of ``λ``: ``B_0 = 0``."""
         return self.x_train.new_zeros(self.n_classes, self.x_train.shape[1])
 
     def initial_hparams(self) -> Tensor:
@@ -171,6 +175,7 @@ class Hypercleaning(BilevelProblem):
         return self.x_train.new_zeros(self.x_train.shape[0])
 
     def inner_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
+        """``g(W, λ)``: the ``σ(λ_i)``-weighted mean training cross-entropy plus the ridge."""
         ce = F.cross_entropy(self.x_train @ params.T, self.y_train, reduction="none")
         return torch.mean(torch.sigmoid(hparams) * ce) + self.reg * torch.sum(params**2)
 
@@ -181,6 +186,7 @@ class Hypercleaning(BilevelProblem):
         return (weights[:, None] * residual).T @ self.x_train + 2.0 * self.reg * params
 
     def outer_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
+        """``f(W, λ)``: the mean cross-entropy on the clean validation set."""
         return F.cross_entropy(self.x_val @ params.T, self.y_val)
 
     # -- application metrics --------------------------------------------------------------

@@ -31,7 +31,9 @@ set in ``f``; transductive, as in MAML), with a learned offset (TF's default
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +42,8 @@ from torch import Tensor
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
 from core.problem import BilevelProblem
-from core.tree import Tree, unflatten
+from core.tree import unflatten
+from core.validate import integer_at_least
 
 __all__ = ["OneShot", "TaskBatch", "evaluate"]
 
@@ -48,6 +51,9 @@ HYPER_LAYERS = (("conv1", "beta1"), ("conv2", "beta2"))
 # inner layer j -> its parameter names (w_j); the centre of w_j[name] is hparams["c_" + name]
 INNER_LAYERS = (("conv3", "beta3"), ("conv4", "beta4"), ("fc_w", "fc_b"))
 BN_EPS = 1e-3  # TF's batch_norm default
+
+# Both w and λ are dicts of named tensors (layer names for w, "conv1"/"c_conv3"/... for λ).
+Params = Mapping[str, Tensor]
 
 
 @dataclass(frozen=True)
@@ -77,7 +83,7 @@ class TaskBatch:
         return TaskBatch(self.support[s], self.support_y[s], self.query[s], self.query_y[s])
 
 
-class OneShot(BilevelProblem):
+class OneShot(BilevelProblem[Params, Params]):
     """``ways``-way ``shots``-shot classification with a learned hyper-representation.
 
     Args:
@@ -123,8 +129,7 @@ class OneShot(BilevelProblem):
                 f"images must be [classes, examples, H, H] with H >= 16, got {tuple(images.shape)}"
             )
         for name, v in (("ways", ways), ("shots", shots), ("queries", queries)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigurationError(f"{name} must be an integer >= 1, got {v!r}")
+            integer_at_least(v, name)
         if ways > images.shape[0]:
             raise ConfigurationError(f"ways must be <= {images.shape[0]} classes, got {ways}")
         if shots + queries > images.shape[1]:
@@ -132,10 +137,8 @@ class OneShot(BilevelProblem):
                 f"shots + queries must be <= {images.shape[1]} examples per class, "
                 f"got {shots} + {queries}"
             )
-        if isinstance(meta_batch, bool) or not isinstance(meta_batch, int) or meta_batch < 1:
-            raise ConfigurationError(f"meta_batch must be an integer >= 1, got {meta_batch!r}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ConfigurationError(f"width must be an integer >= 1, got {width!r}")
+        integer_at_least(meta_batch, "meta_batch")
+        integer_at_least(width, "width")
         self.images = images.to(dtype=dtype, device=device)
         self.ways, self.shots, self.queries = ways, shots, queries
         self.meta_batch, self.width, self.regularize = meta_batch, width, regularize
@@ -145,14 +148,17 @@ class OneShot(BilevelProblem):
             side //= 2
         self.features = width * side * side
         self.batch: TaskBatch | None = None
-        self._cache: tuple | None = None
+        # (the hyperparameter tensors and input, their versions, the features they gave)
+        self._cache: tuple[tuple[Tensor, ...], tuple[Any, ...], Tensor] | None = None
 
     # -- tasks -----------------------------------------------------------------------------
 
     def sample(self, generator: torch.Generator, n_tasks: int | None = None) -> TaskBatch:
-        """Draw ``n_tasks`` (default ``meta_batch``) tasks: ``ways`` distinct classes, then
-        ``shots + queries`` distinct examples of each, all from ``generator`` (a CPU
-        ``torch.Generator``), so a seed fixes the task sequence.
+        """Draw ``n_tasks`` (default ``meta_batch``) tasks from ``generator``.
+
+        Each task has ``ways`` distinct classes and ``shots + queries`` distinct examples of
+        each, all drawn from ``generator`` (a CPU ``torch.Generator``), so a seed fixes the
+        task sequence.
         """
         n = self.meta_batch if n_tasks is None else n_tasks
         n_classes, n_examples, H, W = self.images.shape
@@ -172,8 +178,8 @@ class OneShot(BilevelProblem):
         query, query_y = part(slice(self.shots, k))
         return TaskBatch(support, support_y, query, query_y)
 
-    def set_batch(self, batch: TaskBatch) -> None:
-        """Make ``batch`` the current meta-batch; ``init``/``inner_loss``/``outer_loss`` use it."""
+    def set_batch(self, batch: TaskBatch | None) -> None:
+        """Make ``batch`` the current meta-batch (``None``: none); the losses read it."""
         self.batch = batch
         self._cache = None  # features of another batch's tensors must not come back
 
@@ -233,7 +239,7 @@ class OneShot(BilevelProblem):
 
     # -- the network -----------------------------------------------------------------------
 
-    def _hyper(self, hparams: Tree, x: Tensor) -> Tensor:
+    def _hyper(self, hparams: Params, x: Tensor) -> Tensor:
         """The hyper-representation ``[B, N, C, h, w]`` of images ``[B, N, 1, H, W]``."""
         B, N = x.shape[:2]
         z = x.reshape(B * N, *x.shape[2:])
@@ -243,7 +249,7 @@ class OneShot(BilevelProblem):
             z = z.reshape(B * N, *z.shape[2:])
         return z.reshape(B, N, *z.shape[1:])
 
-    def _hyper_cached(self, params: Tree, hparams: Tree, x: Tensor) -> Tensor:
+    def _hyper_cached(self, params: Params, hparams: Params, x: Tensor) -> Tensor:
         """:meth:`_hyper` of the support set, computed once per unrolled segment.
 
         The hyper-representation does not depend on ``w``; recomputing it in each of the
@@ -275,7 +281,7 @@ class OneShot(BilevelProblem):
         self._cache = (keys, versions, value)
         return value
 
-    def _head(self, params: Tree, z: Tensor) -> Tensor:
+    def _head(self, params: Params, z: Tensor) -> Tensor:
         """Logits ``[B, N, ways]`` of the task-specific layers on representations ``z``."""
         B, N = z.shape[:2]
         for conv, beta in INNER_LAYERS[:2]:
@@ -287,13 +293,13 @@ class OneShot(BilevelProblem):
             z = torch.relu(_batch_norm(y, params[beta]))
         return torch.einsum("bnd,bkd->bnk", z.flatten(2), params["fc_w"]) + params["fc_b"][:, None]
 
-    def logits(self, params: Tree, hparams: Tree, x: Tensor) -> Tensor:
+    def logits(self, params: Params, hparams: Params, x: Tensor) -> Tensor:
         """``nn(x; w, λ)``: logits ``[B, N, ways]`` of images ``[B, N, 1, H, W]``."""
         return self._head(params, self._hyper(hparams, x))
 
     # -- the bilevel problem ---------------------------------------------------------------
 
-    def init(self, hparams: Tree) -> dict[str, Tensor]:
+    def init(self, hparams: Params) -> dict[str, Tensor]:
         """``w_0 = c``, one copy per task of the current batch."""
         B = self._current().size
         return {
@@ -302,7 +308,7 @@ class OneShot(BilevelProblem):
             for name in layer
         }
 
-    def inner_loss(self, params: Tree, hparams: Tree) -> Tensor:
+    def inner_loss(self, params: Params, hparams: Params) -> Tensor:
         """``Σ_tasks g_S(w, λ)``: summed support cross-entropy plus ``Σ_j ρ_j ||w_j - c_j||²``."""
         batch = self._current()
         z = self._hyper_cached(params, hparams, batch.support)
@@ -315,13 +321,13 @@ class OneShot(BilevelProblem):
                 loss = loss + rho[j] * sq
         return loss
 
-    def outer_loss(self, params: Tree, hparams: Tree) -> Tensor:
+    def outer_loss(self, params: Params, hparams: Params) -> Tensor:
         """Mean query cross-entropy over the tasks of the batch."""
         batch = self._current()
         logits = self.logits(params, hparams, batch.query)
         return F.cross_entropy(logits.flatten(0, 1), batch.query_y.flatten())
 
-    def metrics(self, params: Tree, hparams: Tree) -> dict[str, float]:
+    def metrics(self, params: Params, hparams: Params) -> dict[str, float]:
         """``query_accuracy`` and ``query_loss`` of ``w_T`` on the current batch."""
         batch = self._current()
         with torch.no_grad():
@@ -338,7 +344,7 @@ class OneShot(BilevelProblem):
 
 def evaluate(
     problem: OneShot,
-    hparams: Tree,
+    hparams: Params,
     dynamics: GradientDescent,
     tasks: TaskBatch,
     chunk: int = 40,
@@ -364,6 +370,7 @@ def evaluate(
             for _ in range(dynamics.steps):
                 state = dynamics.step(problem, state, lam, spec, create_graph=False)
             params = unflatten(spec, dynamics.params(state))
+            assert isinstance(params, Mapping)  # init() returns a dict: narrows the type
             with torch.no_grad():
                 logits = problem.logits(params, lam, part.query)
                 ce = F.cross_entropy(logits.transpose(1, 2), part.query_y, reduction="none")

@@ -8,13 +8,15 @@ from torch import Tensor
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
 from core.problem import BilevelProblem
-from core.tree import Tree
+from core.tree import Tree, as_tensor
 
 __all__ = ["Quadratic"]
 
 
-class Quadratic(BilevelProblem):
-    """``λ ∈ R^N``, ``w ∈ R^M`` and, with ``H`` symmetric with spectrum in ``[mu, L]``::
+class Quadratic(BilevelProblem[Tree, Tree]):
+    """A strongly convex quadratic inner problem with a quadratic outer loss.
+
+    ``λ ∈ R^N``, ``w ∈ R^M`` and, with ``H`` symmetric with spectrum in ``[mu, L]``::
 
         g(w, λ) = ½ w^T H w - w^T (Φ λ + b)
         f(w, λ) = ½ ||w - w_target||² + ½ rho ||λ||²
@@ -26,8 +28,13 @@ class Quadratic(BilevelProblem):
     makes ``B_0 ≠ 0``; ``structured`` splits ``w`` and ``λ`` into dicts of two named tensors.
 
     Args:
-        dim: ``M``.  n_hparams: ``N``.  mu, L: the spectrum of ``H``.  seed: the generator's.
-        rho: weight of the direct term.  init_depends_on_hparams: whether ``B_0 ≠ 0``.
+        dim: ``M``.
+        n_hparams: ``N``.
+        mu: the smallest eigenvalue of ``H`` (strong convexity of ``g``).
+        L: the largest eigenvalue of ``H`` (smoothness of ``g``).
+        seed: the generator's.
+        rho: weight of the direct term.
+        init_depends_on_hparams: whether ``B_0 ≠ 0``.
         structured: use dicts ``{"u", "v"}`` for ``w`` and ``{"a", "b"}`` for ``λ``.
         dtype: of every tensor.
         device: where the tensors live (they are drawn on the CPU first, so the problem is
@@ -82,10 +89,18 @@ class Quadratic(BilevelProblem):
     # -- tree <-> vector, for the structured variant -------------------------------------
 
     def _lam(self, hparams: Tree) -> Tensor:
-        return torch.cat([hparams["a"], hparams["b"]]) if self.structured else hparams
+        return self._vector(hparams, ("a", "b"), "hparams")
 
     def _w(self, params: Tree) -> Tensor:
-        return torch.cat([params["u"], params["v"]]) if self.structured else params
+        return self._vector(params, ("u", "v"), "params")
+
+    def _vector(self, tree: Tree, keys: tuple[str, str], what: str) -> Tensor:
+        """``tree`` itself, or with ``structured`` its two named parts as one vector."""
+        if not self.structured:
+            return as_tensor(tree, what)
+        if isinstance(tree, Tensor):
+            raise ConfigurationError(f"structured {what} must be a dict with keys {keys}")
+        return torch.cat([tree[keys[0]], tree[keys[1]]])
 
     def _as_params(self, w: Tensor) -> Tree:
         return {"u": w[:2], "v": w[2:]} if self.structured else w
@@ -95,18 +110,24 @@ class Quadratic(BilevelProblem):
         return {"a": lam[:1], "b": lam[1:]} if self.structured else lam
 
     def initial_hparams(self) -> Tree:
+        """``λ = 0`` in the problem's hyperparameter structure."""
         return self.as_hparams(torch.zeros(self.n_hparams, dtype=self.dtype, device=self.H.device))
 
     # -- the problem ---------------------------------------------------------------------
 
     def init(self, hparams: Tree) -> Tree:
+        """``w_0 = w_init + P λ``."""
         return self._as_params(self.w_init + self.P @ self._lam(hparams))
 
     def inner_loss(self, params: Tree, hparams: Tree) -> Tensor:
+        """``g(w, λ) = ½ w^T H w - w^T (Φ λ + b)``."""
         w = self._w(params)
-        return 0.5 * w @ (self.H @ w) - w @ (self.Phi @ self._lam(hparams) + self.b)
+        # torch types `float * Tensor` (Tensor.__rmul__) as Any: the annotation restores it
+        loss: Tensor = 0.5 * w @ (self.H @ w) - w @ (self.Phi @ self._lam(hparams) + self.b)
+        return loss
 
     def outer_loss(self, params: Tree, hparams: Tree) -> Tensor:
+        """``f(w, λ) = ½ ||w - w_target||² + ½ rho ||λ||²``."""
         lam = self._lam(hparams)
         return 0.5 * torch.sum((self._w(params) - self.w_target) ** 2) + 0.5 * self.rho * lam @ lam
 
@@ -156,10 +177,14 @@ class Quadratic(BilevelProblem):
             s_T = An @ s0 + Ssum @ (Bmat @ lam + cvec)
             w_T = s_T[:M]
             J = (An @ J0 + Ssum @ Bmat)[:M]
-        return J.T @ (w_T - self.w_target) + self.rho * lam
+        grad: Tensor = J.T @ (w_T - self.w_target) + self.rho * lam
+        return grad
 
     def implicit_hypergradient(self, hparams: Tree) -> Tensor:
         """Eq. (11) at the exact minimiser ``w* = H^{-1}(Φλ + b)``: the ``T → ∞`` limit."""
         lam = self._lam(hparams).detach().to(self.H)
         w_star = torch.linalg.solve(self.H, self.Phi @ lam + self.b)
-        return self.Phi.T @ torch.linalg.solve(self.H, w_star - self.w_target) + self.rho * lam
+        grad: Tensor = (
+            self.Phi.T @ torch.linalg.solve(self.H, w_star - self.w_target) + self.rho * lam
+        )
+        return grad

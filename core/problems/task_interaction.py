@@ -26,7 +26,7 @@ __all__ = ["DATASETS", "TaskInteraction", "load_task_data"]
 DATASETS = ("mnist", "fashion-mnist", "digits", "omniglot")
 
 
-class TaskInteraction(BilevelProblem):
+class TaskInteraction(BilevelProblem[Tensor, dict[str, Tensor]]):
     """V linear models, one per task (class), coupled by a learned similarity matrix ``C``.
 
     As in Franceschi et al. (2017), whose setting the paper follows, task ``v`` is class
@@ -111,9 +111,12 @@ class TaskInteraction(BilevelProblem):
                 default, drawn at random with ``seed``; 20 drawings each, resized to 28x28).
             data_dir: the data folder; required for MNIST and Omniglot.
             n_tasks: ``V``.
-            n_train, n_val, n_test: set sizes.
+            n_train: training examples (the inner problem's).
+            n_val: validation examples (the outer problem's).
+            n_test: test examples; ``None`` for all the rest.
             seed: seeds the choice of characters and the split.
-            dtype, device: of every tensor.
+            dtype: of every tensor.
+            device: where every tensor lives.
 
         Raises:
             ConfigurationError: unknown name, missing data, sizes that do not fit.
@@ -136,8 +139,10 @@ class TaskInteraction(BilevelProblem):
         seed: int = 0,
         device: str | torch.device | None = None,
     ) -> TaskInteraction:
-        """:meth:`from_dataset` on data already loaded (:func:`load_task_data`), e.g. to
-        draw one split per trial without reading the files again."""
+        """:meth:`from_dataset` on data already loaded (:func:`load_task_data`).
+
+        Draws one split per trial without reading the files again.
+        """
         V = int(data.labels.max()) + 1
         if n_tasks is not None and n_tasks != V:
             if not 2 <= n_tasks <= V:
@@ -164,6 +169,7 @@ class TaskInteraction(BilevelProblem):
         return A + A.T, F.softplus(hparams["nu"])
 
     def init(self, hparams: dict[str, Tensor]) -> Tensor:
+        """``W_0 = 0`` (one row of ``d+1`` weights per task), independent of ``λ``."""
         return self.x_train.new_zeros(self.n_tasks, self.x_train.shape[1])
 
     def initial_hparams(self) -> dict[str, Tensor]:
@@ -176,6 +182,7 @@ class TaskInteraction(BilevelProblem):
         }
 
     def inner_loss(self, params: Tensor, hparams: dict[str, Tensor]) -> Tensor:
+        """Training cross-entropy plus ``Σ_ij C_ij ||w_i - w_j||²`` and ``ρ ||W||²``."""
         C, rho = self.coupling(hparams)
         ce = F.cross_entropy(self.x_train @ params.T, self.y_train)
         diff = params[:, None, :] - params[None, :, :]  # w_i - w_j, V x V x (d+1)
@@ -193,6 +200,7 @@ class TaskInteraction(BilevelProblem):
         )
 
     def outer_loss(self, params: Tensor, hparams: dict[str, Tensor]) -> Tensor:
+        """The mean cross-entropy on the validation set."""
         return F.cross_entropy(self.x_val @ params.T, self.y_val)
 
     def metrics(self, params: Tensor, hparams: dict[str, Tensor]) -> dict[str, float]:

@@ -10,8 +10,10 @@ from core.problem import BilevelProblem
 __all__ = ["Toy"]
 
 
-class Toy(BilevelProblem):
-    """Section 4.1: ``λ, w ∈ R^2``, ``G = diag(1, 1/2)``, ``w_0 = (2, 2)``::
+class Toy(BilevelProblem[Tensor, Tensor]):
+    """The toy problem of Section 4.1, a quadratic ``g`` and a non-convex ``f`` on ``R^2``.
+
+    ``λ, w ∈ R^2``, ``G = diag(1, 1/2)``, ``w_0 = (2, 2)``::
 
         g(w, λ) = ½ (w - λ)^T G (w - λ)
         f(w, λ) = ||w||² + 10 ||sin w||²                 (+ 5 ||λ - (1, 0)||² if biased)
@@ -37,16 +39,20 @@ class Toy(BilevelProblem):
         return torch.tensor([1.0, 0.5], dtype=like.dtype, device=like.device)
 
     def init(self, hparams: Tensor) -> Tensor:
+        """``w_0 = (2, 2)``, a constant: ``B_0 = 0``."""
         return torch.tensor(self.w0, dtype=hparams.dtype, device=hparams.device)
 
     def inner_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
+        """``g(w, λ) = ½ (w - λ)^T G (w - λ)``."""
         d = params - hparams
         return 0.5 * torch.sum(self._G(d) * d * d)
 
     def inner_grad(self, params: Tensor, hparams: Tensor) -> Tensor:
+        """``∇_w g = G (w - λ)`` in closed form."""
         return self._G(params) * (params - hparams)
 
     def outer_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
+        """``f(w, λ) = ||w||² + 10 ||sin w||²``, plus ``5 ||λ - (1, 0)||²`` when biased."""
         f = torch.sum(params**2) + 10.0 * torch.sum(torch.sin(params) ** 2)
         if self.biased:
             f = f + 5.0 * torch.sum((hparams - hparams.new_tensor(self.target)) ** 2)
@@ -58,7 +64,9 @@ class Toy(BilevelProblem):
 
     # -- closed forms, for tests and figures (gradient descent without momentum) ----------
 
-    def closed_form(self, hparams: Tensor, steps: int, lr: float, K: int | None = None):
+    def closed_form(
+        self, hparams: Tensor, steps: int, lr: float, K: int | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """``(w_T, ∇_{ŵ*} f, ∇_λ f, d_λ f, h_{T-K})`` in closed form.
 
         ``w_T = C w_0 + (I - C) λ`` with ``C = (I - γG)^T``; ``d_λ f = (I - C) ∇_{ŵ*} f +

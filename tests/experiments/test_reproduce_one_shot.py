@@ -94,6 +94,6 @@ def test_bad_K_is_rejected_before_any_work(tmp_path):
 
 def test_default_data_dir_is_shared_data_beside_the_checkout(monkeypatch):
     monkeypatch.delenv("BILEVEL_DATA_DIR", raising=False)
-    assert _parse(["--out", "x"]).data_dir == Path(one_shot.__file__).parents[2] / "shared" / "data"
+    assert _parse(["--out", "x"]).data_dir == Path(one_shot.__file__).parents[3] / "shared" / "data"
     monkeypatch.setenv("BILEVEL_DATA_DIR", "/somewhere")
     assert _parse(["--out", "x"]).data_dir == Path("/somewhere")

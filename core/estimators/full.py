@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from core.dynamics import GradientDescent
 from core.estimators._unroll import UnrollPlan, unrolled_reverse
@@ -34,8 +34,9 @@ class Full:
     exact: ClassVar[bool] = True
 
     def __call__(
-        self, problem: BilevelProblem, hparams: Tree, dynamics: GradientDescent
+        self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
     ) -> HypergradientResult:
+        """``d_λ f`` (Eq. 5) by back-propagating through all ``T`` steps of ``dynamics``."""
         return unrolled_reverse(problem, hparams, dynamics, self.plan(dynamics.steps))
 
     def plan(self, T: int) -> UnrollPlan:
