@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
 
 from api.errors import ProblemError
 from api.schemas import Health, Readiness, problem_doc
+from jobs import repo
 
 router = APIRouter(tags=["health"])
 
@@ -26,7 +26,7 @@ def readyz(request: Request) -> Readiness:
     checks = {}
     try:
         with request.app.state.sessions() as s:
-            s.execute(text("SELECT 1"))
+            repo.ping_store(s)
         checks["database"] = "ok"
     except Exception as exc:
         checks["database"] = f"error: {type(exc).__name__}"

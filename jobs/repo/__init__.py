@@ -7,11 +7,13 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.repo.submissions`: submitting, reading, listing and cancelling jobs;
 - :mod:`jobs.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
 - :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
-- :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints.
+- :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints;
+- :mod:`jobs.repo.health`: the readiness probe's round trip.
 """
 
 from jobs.models import utcnow
 from jobs.repo.artifacts import load_artifact, save_artifact
+from jobs.repo.health import ping_store
 from jobs.repo.lifecycle import (
     Claim,
     LeaseState,
@@ -87,6 +89,7 @@ __all__ = [
     "load_artifact",
     "lock_team",
     "next_queued_of_team",
+    "ping_store",
     "queued_job_ids",
     "reap",
     "release_job",
