@@ -157,7 +157,7 @@ def _median_run_s(session: Session, kind: str) -> float:
 def pool_view(session: Session, policy: Policy, viewer: uuid.UUID) -> PoolView:
     """The pool now: every active team's jobs by kind, live workers, ``viewer``'s queue."""
     now = utcnow()
-    names = dict(session.execute(select(Team.id, Team.name)).tuples().all())
+    names = {tid: name for tid, name in session.execute(select(Team.id, Team.name))}
     teams: dict[str, TeamView] = {}
     queued_view: list[QueuedView] = []
     oldest: dict[str, float | None] = {}
@@ -182,12 +182,13 @@ def pool_view(session: Session, policy: Policy, viewer: uuid.UUID) -> PoolView:
             running_by_worker[worker] = (r.id, r.team)
         order = fairshare.pick_order(loads, queued)
         median = _median_run_s(session, kind)
-        eta = dict(
-            session.execute(
+        eta = {
+            w: e
+            for w, e in session.execute(
                 select(Job.worker, Job.eta_s).where(Job.queue == kind,
                                                     Job.status == JobStatus.RUNNING)
-            ).tuples().all()
-        )  # fmt: skip
+            )
+        }  # fmt: skip
         kind_workers = [w for w in alive if (worker_rows[w].queue if w in worker_rows
                                              else _worker_kind(session, w)) == kind]  # fmt: skip
         free_in = [(eta.get(w) or 0.0) if w in eta else 0.0 for w in kind_workers]
