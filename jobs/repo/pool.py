@@ -36,6 +36,7 @@ __all__ = [
     "WorkerView",
     "durations",
     "job_counts",
+    "list_teams",
     "pool_view",
     "preemption_count",
     "set_team_policy",
@@ -99,6 +100,11 @@ class PoolView:
     workers: list[WorkerView]
     oldest_wait_s: dict[str, float | None]
     queued: list[QueuedView]
+
+
+def list_teams(session: Session) -> list[Team]:
+    """Every team, by name."""
+    return list(session.scalars(select(Team).order_by(Team.name)))
 
 
 def team_by_name(session: Session, name: str) -> Team | None:
