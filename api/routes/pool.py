@@ -89,7 +89,7 @@ class PoolPublic(BaseModel):
 class TeamPatch(BaseModel):
     """A team's fair-share settings; a field left out stays, ``null`` resets to the default."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid")
 
     weight: Annotated[float, Field(gt=0, le=1e6)] | None = None
     max_running_cpu: Annotated[int, Field(ge=1, le=100_000)] | None = None
