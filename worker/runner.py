@@ -108,9 +108,7 @@ def execute_job(
             named = repo.get_job(s, None, named_id)
             if named is None:
                 return Outcome.SKIPPED
-            got = repo.claim_next(
-                s, named.queue, worker, settings.lease_s, policy, hint=named_id
-            )
+            got = repo.claim_next(s, named.queue, worker, settings.lease_s, policy, hint=named_id)
             if isinstance(got, repo.Claim):
                 return got
             return Outcome.DEFERRED if got else Outcome.SKIPPED

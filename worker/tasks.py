@@ -151,9 +151,9 @@ def _start_reaper(**_) -> None:
     from worker import runner
 
     runner.warm_up()
-    threading.Thread(
-        target=_reaper_loop, args=(_consumed_kinds(),), daemon=True, name="bilevel-reaper"
-    ).start()
+    kinds = _consumed_kinds()
+    log.info("in the pool as a worker of %s", ", ".join(kinds))
+    threading.Thread(target=_reaper_loop, args=(kinds,), daemon=True, name="bilevel-reaper").start()
 
 
 @worker_shutting_down.connect
