@@ -48,8 +48,10 @@ class PoolStack:
 
 
 @contextmanager
-def pool_stack(fresh_database, redis_url: str, logs, **env_over: Any) -> Iterator[PoolStack]:
-    """A fresh store, two workers (``w1``, ``w2``) with ``env_over`` on top of fast settings."""
+def pool_stack(
+    fresh_database, redis_url: str, logs, workers: int = 2, **env_over: Any
+) -> Iterator[PoolStack]:
+    """A fresh store, ``workers`` workers (``w1``, ...) with ``env_over`` over fast settings."""
     from jobs.db import make_engine, make_session_factory, upgrade
 
     url = fresh_database()
@@ -64,19 +66,19 @@ def pool_stack(fresh_database, redis_url: str, logs, **env_over: Any) -> Iterato
         "BILEVEL_TORCH_THREADS": "1",
         **{k: str(v) for k, v in env_over.items()},
     }
-    workers = [CeleryWorker(env, logs, name).launch() for name in ("w1", "w2")]
+    procs = [CeleryWorker(env, logs, f"w{i + 1}").launch() for i in range(workers)]
     engine = make_engine(url)
     settings = ApiSettings(
         database_url=url, broker_url=redis_url, queue_prefix=env["BILEVEL_QUEUE_PREFIX"]
     )
     dispatcher = CeleryDispatcher(redis_url, settings.queue_prefix)
     try:
-        for w in workers:
+        for w in procs:
             w.wait_ready()
         with TestClient(create_app(settings, dispatcher=dispatcher)) as client:
-            yield PoolStack(client, make_session_factory(engine), workers)
+            yield PoolStack(client, make_session_factory(engine), procs)
     finally:
-        for w in workers:
+        for w in procs:
             w.stop()
         dispatcher.close()
         engine.dispose()
