@@ -47,6 +47,8 @@ class ApiSettings(StoreSettings):
     # a poller's key costs no query on most requests; revocation waits at most this long
     key_cache_ttl_s: float = Field(5.0, ge=0, le=300)
     key_cache_size: int = Field(1024, ge=1)
+    # GET /metrics for Prometheus (team names and counts, no key asked: scraper-only networks)
+    metrics: bool = True
 
     @property
     def budget(self) -> BudgetLimits:

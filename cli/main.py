@@ -5,7 +5,8 @@ Client commands (``status``, ``submit``, ...) never import torch: the reproducti
 core library load only for the commands that use them.
 
 This module is the parser and the dispatch; each command group is a module of its own:
-:mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.client`
+:mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.teams`,
+:mod:`cli.pool`, :mod:`cli.client`
 (``submit``, ``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run` and
 :mod:`cli.reproduce`.
 """
@@ -16,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import client, keys, reproduce, run, server
+from cli import client, keys, pool, reproduce, run, server, teams
 from cli.errors import UsageError
 
 __all__ = ["add_commands", "build_parser", "main"]
@@ -40,7 +41,9 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     reproduce.add_commands(commands, load=with_experiments)
     server.add_commands(commands)
     keys.add_commands(commands)
+    teams.add_commands(commands)
     client.add_commands(commands)
+    pool.add_commands(commands)
     run.add_commands(commands)
 
 

@@ -31,6 +31,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -49,6 +50,7 @@ __all__ = [
     "JobEvent",
     "Team",
     "TracePoint",
+    "Worker",
     "trace_blocks",
     "utcnow",
 ]
@@ -115,6 +117,10 @@ class Team(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # fair share (jobs.fairshare): NULL takes the settings' default
+    weight: Mapped[float | None] = mapped_column(Double)
+    max_running_cpu: Mapped[int | None] = mapped_column(Integer)
+    max_running_gpu: Mapped[int | None] = mapped_column(Integer)
 
 
 class ApiKey(Base):
@@ -158,6 +164,8 @@ class Job(Base):
         Index("ix_jobs_status_lease", "status", "lease_until"),
         # per-team quota checks count queued and running jobs
         Index("ix_jobs_team_status", "team_id", "status"),
+        # the claim reads the queued jobs of one queue kind
+        Index("ix_jobs_queue_status", "queue", "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -182,6 +190,22 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # fair share: jobs.fairshare.Priority; the current attempt's start (preemption spares
+    # young attempts); a scheduler's request to stop at the next checkpoint and requeue
+    priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    running_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class Worker(Base):
+    """A live worker process, as its reaper thread last reported it (the pool's heartbeats)."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class JobEvent(Base):

@@ -45,6 +45,15 @@ class StoreSettings(BaseSettings):
     # the most jobs of one team running at once: the API refuses a submit at the limit, and a
     # worker leaves a job queued rather than claim it past the limit (the pool's fair share)
     max_running_jobs: int = Field(20, ge=1)
+    # fair share (jobs.fairshare), each team's defaults until an admin sets its own: the
+    # weight, and the running limit on GPU workers (None: max_running_jobs, as on CPU ones)
+    default_team_weight: float = Field(1.0, gt=0, le=1e6)
+    max_running_gpu_jobs: int | None = Field(None, ge=1)
+    # stop a running job of an over-share team at its next checkpoint (it is requeued and
+    # resumes exactly) when a team below its share waits and no worker is idle; only jobs
+    # whose attempt has run at least preempt_min_run_s
+    preemption: bool = True
+    preempt_min_run_s: float = Field(60.0, ge=0)
     # API keys are stored as HMAC-SHA256 under this secret (see jobs.keys.load_key_secret)
     key_secret: SecretStr | None = None
     key_secret_file: Path | None = None

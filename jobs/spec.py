@@ -205,6 +205,8 @@ class JobSpec(_Model):
     # running time summed over the job's attempts, checked between hyper-iterations;
     # past it the job ends `failed` (TimeLimitExceeded). None: the worker's max_job_time_s.
     time_limit_s: Annotated[float, Field(gt=0, le=30 * 86_400)] | None = None
+    # orders the job among its team's queued jobs (jobs.fairshare); not across teams
+    priority: Literal["low", "normal", "high"] = "normal"
 
     @property
     def queue_kind(self) -> str:

@@ -146,3 +146,32 @@ def sqlite_sessions(tmp_path) -> Iterator:
     engine = make_engine(url)
     yield make_session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_template(fresh_database):
+    """A migrated database to copy (``CREATE DATABASE ... TEMPLATE``: fast, no migration)."""
+    from jobs.db import upgrade
+
+    url = fresh_database()
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+def own_pg_sessions(pg_template) -> Iterator:
+    """A migrated PostgreSQL store of this test's own (nothing queued by other tests)."""
+    import psycopg
+
+    from jobs.db import make_engine, make_session_factory
+
+    template = pg_template.rpartition("/")[2]
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = f"{PG_ADMIN_URL.rpartition('/')[0]}/{name}"
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

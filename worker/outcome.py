@@ -21,9 +21,10 @@ class Outcome(StrEnum):
     CANCELLED = JobStatus.CANCELLED.value
     # not claimed: a duplicate delivery, or a job that is no longer queued
     SKIPPED = "skipped"
-    # not claimed: the team already runs max_running_jobs jobs; it stays queued
+    # not claimed: every team with queued jobs runs its running limit; they stay queued
     DEFERRED = "deferred"
-    # the process is shutting down: the job was checkpointed and put back in the queue
+    # the process is shutting down, or the scheduler preempted the job: it was
+    # checkpointed and put back in the queue
     RELEASED = "released"
     # the lease was taken away meanwhile (the reaper gave the job to another attempt)
     LOST = "lost"

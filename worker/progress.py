@@ -24,7 +24,8 @@ class Progress:
     It runs once per hyper-iteration on the training loop's thread, so it does as little as
     it can: keep the record, track the best loss, and every ``flush_every_s`` (or
     ``flush_every_n`` records) hand the batch over, with a checkpoint when one is due. Its
-    return value asks ``core.fit`` to stop (a cancel, or a shutdown: ``preempted``).
+    return value asks ``core.fit`` to stop (a cancel; or a shutdown or the scheduler's
+    preemption: ``preempted``).
 
     Args:
         settings: the worker's flush and checkpoint cadence.
@@ -85,7 +86,7 @@ class Progress:
                 f"{name}={limit:g}; stopped after iteration {self.iteration}",
                 iteration=self.iteration,
             )
-        if shutdown_requested():
+        if shutdown_requested() or self.beat.state == LeaseState.PREEMPT:
             self.flush(state)  # with a checkpoint at this very iteration
             self.preempted = True
             return True

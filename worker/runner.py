@@ -74,40 +74,53 @@ def execute_job(
     worker: str | None = None,
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> Outcome:
-    """Claim and run a job to its end.
+    """Claim a job of ``job_id``'s queue kind by weighted fair share and run it to its end.
+
+    The job claimed is the one :func:`jobs.fairshare.pick_next` chooses among the queued
+    jobs of that kind: ``job_id`` itself when it is the fair choice (always, when it is the
+    only one), else the job that should go first; ``job_id`` then waits for a later message.
 
     Args:
         sessions: the store's session factory.
-        job_id: the job to run; it is claimed only if it is queued.
+        job_id: the job the message named (its queue kind is the one served).
         settings: the worker's settings (lease, flush and checkpoint cadence, patience).
         worker: the name to claim under (default ``host:pid``).
         on_record: called with every trace record on the training loop's thread, after it
             is kept and before the time limit and the flush; tests use it to inject faults.
 
     Returns:
-        ``SKIPPED`` when the job was not queued (a duplicate delivery, or cancelled),
-        ``DEFERRED`` when its team already runs ``settings.max_running_jobs`` jobs (it stays
-        queued, to be sent again when one of them stops), ``LOST`` when the lease was taken
-        away meanwhile, ``RELEASED`` when the process is shutting down and the job went back
-        to the queue, ``STORE_UNAVAILABLE`` when the store stayed down past the patience,
-        else the final status.
+        ``SKIPPED`` when nothing of the kind is queued (a duplicate delivery, or cancelled),
+        ``DEFERRED`` when every team with queued jobs already runs its running limit (they
+        stay queued, to be sent again when one of their jobs stops), ``LOST`` when the lease
+        was taken away meanwhile, ``RELEASED`` when the process is shutting down or the
+        scheduler preempted the job, and it went back to the queue, ``STORE_UNAVAILABLE``
+        when the store stayed down past the patience, else the final status.
     """
-    job_id = uuid.UUID(str(job_id))
+    named_id = uuid.UUID(str(job_id))
     worker = worker or worker_name()
 
-    def claim_it() -> repo.Claim | Outcome | None:
+    policy = repo.Policy.of(settings)
+
+    def claim_it() -> repo.Claim | Outcome:
+        # the message names a job; the pool's fair share says which queued job of its kind
+        # this worker takes (the named one, or one that should go first)
         with sessions.begin() as s:
-            if repo.at_running_limit(s, job_id, settings.max_running_jobs):
-                return Outcome.DEFERRED
-            return repo.claim_job(s, job_id, worker, settings.lease_s)
+            named = repo.get_job(s, None, named_id)
+            if named is None:
+                return Outcome.SKIPPED
+            got = repo.claim_next(s, named.queue, worker, settings.lease_s, policy, hint=named_id)
+            if isinstance(got, repo.Claim):
+                return got
+            return Outcome.DEFERRED if got else Outcome.SKIPPED
 
     claim = retrying(claim_it, settings.store_patience_s)
     if claim is Outcome.DEFERRED:
-        log.info("job %s: its team runs max_running_jobs=%d jobs; left queued",
-                 job_id, settings.max_running_jobs)  # fmt: skip
+        log.info("job %s: every team with queued jobs runs its max_running_jobs; left queued",
+                 job_id)  # fmt: skip
         return Outcome.DEFERRED
     if not isinstance(claim, repo.Claim):
         return Outcome.SKIPPED
+    job_id = claim.job_id  # the claimed job, which may not be the one the message named
     log.info("job %s: attempt %d on %s", job_id, claim.attempt, worker)
     beat = Heartbeat(sessions, claim, settings.lease_s)
     beat.start()
@@ -194,6 +207,8 @@ def _run_claimed(
                 return repo.release_job(s, claim)
 
         released = retrying(release, settings.store_patience_s)
+        log.info("job %s: released at iteration %d (%s)", claim.job_id, run.iteration,
+                 "shutdown" if beat.state != LeaseState.PREEMPT else "preempted")  # fmt: skip
         return Outcome.RELEASED if released else Outcome.LOST
     if out.stopped:
         run.close()  # cancelled: keep what was computed

@@ -1,7 +1,9 @@
 """Celery tasks, thin: take a job id, call the runner, report.
 
 The engine is created lazily in the worker process. Every worker also runs a reaper thread
-(``worker_ready``): it requeues jobs whose lease expired and resends stale queued jobs.
+(``worker_ready``): it records the worker's heartbeat in the pool, asks over-share jobs to
+yield to starved teams (preemption), requeues jobs whose lease expired and resends stale
+queued jobs.
 """
 
 from __future__ import annotations
@@ -49,29 +51,25 @@ def run_job(job_id: str) -> Outcome:
 
         torch.set_num_threads(settings.torch_threads)
     outcome = runner.execute_job(sessions(), job_id, settings)
-    if outcome is Outcome.RELEASED:
-        # this worker is stopping: send the job on now rather than at the reaper's next pass
-        with sessions()() as s:
-            job = repo.get_job(s, None, uuid.UUID(job_id))
-            queue = job.queue if job else "cpu"
-        run_job.apply_async(args=[job_id], queue=settings.queue_name(queue))
-    elif outcome.claimed:
-        _send_teams_next(job_id)
+    if outcome.claimed:
+        # a job stopped (or went back to the queue): a queued job of its kind may be left
+        # without a message (claimed in another's turn, or held at a team's limit)
+        _send_next(job_id)
     return outcome
 
 
-def _send_teams_next(job_id: str) -> None:
-    """A job of this team stopped running: send its oldest queued job, which may have been
-    left queued at the team's running limit (its message is gone). A job that still has its
-    message gets a duplicate, which claims nothing."""
+def _send_next(job_id: str) -> None:
+    """Wake a worker of ``job_id``'s kind if jobs of it are queued. Which job is claimed is
+    the claim's choice; a message too many claims nothing."""
     try:
         with sessions()() as s:
-            job = repo.next_queued_of_team(s, uuid.UUID(job_id), settings.max_running_jobs)
-            nxt = (str(job.id), job.queue) if job is not None else None
-        if nxt is not None:
-            run_job.apply_async(args=[nxt[0]], queue=settings.queue_name(nxt[1]))
+            job = repo.get_job(s, None, uuid.UUID(job_id))
+            kind = job.queue if job is not None else "cpu"
+            queued = repo.queued_candidates(s, kind)
+        if queued:
+            run_job.apply_async(args=[str(queued[0].id)], queue=settings.queue_name(kind))
     except Exception:  # the reaper resends stale queued jobs anyway
-        log.warning("could not send the next queued job of %s's team", job_id, exc_info=True)
+        log.warning("could not wake a worker after job %s", job_id, exc_info=True)
 
 
 @app.task(name="worker.tasks.reap", ignore_result=True)
@@ -103,12 +101,33 @@ def _broker_queue_empty(name: str) -> bool:
         return True
 
 
-def _reaper_loop() -> None:
+def _pool_pass(kinds: list[str]) -> None:
+    """Tell the store this worker is alive; ask over-share jobs to yield to starved teams."""
+    from worker.runner import worker_name
+
+    policy = repo.Policy.of(settings)
+    with sessions().begin() as s:
+        for kind in kinds:
+            repo.beat_worker(s, worker_name(), kind)
+    for kind in kinds:
+        with sessions().begin() as s:
+            victims = repo.request_preemptions(s, kind, policy)
+        if victims:
+            log.info("asked %s to yield to a team below its share", ", ".join(map(str, victims)))
+
+
+def _reaper_loop(kinds: list[str]) -> None:
     # While the store is down no heartbeat renews a lease, so when it comes back every
     # running job looks lost. Its worker is most likely still computing it and retrying its
     # writes: give it one lease to renew before taking the job (and an attempt) away.
     grace_until = 0.0
-    while not _stop.wait(settings.reap_every_s):
+    while True:
+        try:
+            _pool_pass(kinds)
+        except Exception:
+            log.warning("pool pass failed", exc_info=True)
+        if _stop.wait(settings.reap_every_s):
+            return
         try:
             reap(expire_leases=time.monotonic() >= grace_until)
         except DBAPIError:
@@ -118,13 +137,23 @@ def _reaper_loop() -> None:
             log.warning("reaper pass failed", exc_info=True)
 
 
+def _consumed_kinds() -> list[str]:
+    """The queue kinds (``cpu``, ``gpu``) this worker consumes (its ``-Q``)."""
+    prefix = f"{settings.queue_prefix}."
+    names = list(getattr(app.amqp.queues, "consume_from", None) or app.amqp.queues)
+    kinds = sorted({n[len(prefix) :] for n in names if n.startswith(prefix)})
+    return kinds or ["cpu"]
+
+
 @worker_ready.connect
 def _start_reaper(**_) -> None:
     # import torch and warm it up now, so the first job runs without that delay
     from worker import runner
 
     runner.warm_up()
-    threading.Thread(target=_reaper_loop, daemon=True, name="bilevel-reaper").start()
+    kinds = _consumed_kinds()
+    log.info("in the pool as a worker of %s", ", ".join(kinds))
+    threading.Thread(target=_reaper_loop, args=(kinds,), daemon=True, name="bilevel-reaper").start()
 
 
 @worker_shutting_down.connect
@@ -137,3 +166,10 @@ def _preempt(**_) -> None:
 @worker_shutdown.connect
 def _stop_reaper(**_) -> None:
     _stop.set()
+    try:  # leave the pool's view now rather than when the beat goes stale
+        from worker.runner import worker_name
+
+        with sessions().begin() as s:
+            repo.drop_worker(s, worker_name())
+    except Exception:
+        log.warning("could not leave the pool's worker list", exc_info=True)

@@ -31,7 +31,6 @@ from jobs.models import (
 )
 from jobs.repo.events import add_event
 from jobs.repo.rows import rows_changed
-from jobs.repo.teams import lock_team
 from jobs.status import JobStatus
 
 # -- the worker's side -----------------------------------------------------------------------
@@ -43,6 +42,7 @@ class LeaseState(StrEnum):
     OK = "ok"  #: the lease is renewed: go on
     CANCEL = "cancel"  #: someone asked the job to stop: end it as cancelled
     LOST = "lost"  #: the lease was taken away (the job moved on): write nothing more
+    PREEMPT = "preempt"  #: the scheduler asks the job to yield: checkpoint and requeue
 
 
 @dataclass(frozen=True)
@@ -66,42 +66,17 @@ def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) 
             worker=worker,
             lease_until=now + timedelta(seconds=lease_s),
             started_at=func.coalesce(Job.started_at, now),
+            running_since=now,
+            preempt_requested=False,
             updated_at=now,
         )
         .returning(Job.attempts)
     ).first()
     if row is None:
-        _cancel_if_requested(session, job_id)
+        cancel_if_requested(session, job_id)
         return None
     add_event(session, job_id, JobStatus.QUEUED, JobStatus.RUNNING, row.attempts, worker=worker)
     return Claim(job_id=job_id, attempt=row.attempts, worker=worker)
-
-
-def at_running_limit(session: Session, job_id: uuid.UUID, limit: int) -> bool:
-    """Whether the team owning ``job_id`` already runs ``limit`` jobs (the claim's fair share).
-
-    Call it in the transaction that then claims: on PostgreSQL it locks the team's row until
-    commit, so that two workers claiming jobs of one team at once cannot both pass the check.
-    """
-    team_id, running = _team_running(session, job_id, lock=True)
-    return team_id is not None and running >= limit
-
-
-def next_queued_of_team(session: Session, job_id: uuid.UUID, limit: int) -> Job | None:
-    """The oldest queued job of ``job_id``'s team, if the team runs fewer than ``limit``.
-
-    A worker asks after one of the team's jobs stops: jobs it left queued at the limit have no
-    message in the broker any more, and this is the one to send next.
-    """
-    team_id, running = _team_running(session, job_id)
-    if team_id is None or running >= limit:
-        return None
-    return session.scalar(
-        select(Job)
-        .where(Job.team_id == team_id, Job.status == JobStatus.QUEUED)
-        .order_by(Job.created_at, Job.id)
-        .limit(1)
-    )
 
 
 def queued_job_ids(session: Session) -> list[uuid.UUID]:
@@ -122,22 +97,8 @@ def expire_running_leases(session: Session) -> None:
     session.execute(update(Job).where(Job.status == JobStatus.RUNNING).values(lease_until=utcnow()))
 
 
-def _team_running(
-    session: Session, job_id: uuid.UUID, lock: bool = False
-) -> tuple[uuid.UUID | None, int]:
-    """``(team id, its running jobs)`` of ``job_id``'s team, locking the team row if asked."""
-    team_id = session.scalar(select(Job.team_id).where(Job.id == job_id))
-    if team_id is None:
-        return None, 0
-    if lock:
-        lock_team(session, team_id)
-    running = session.scalar(
-        select(func.count()).where(Job.team_id == team_id, Job.status == JobStatus.RUNNING)
-    )
-    return team_id, int(running or 0)
-
-
-def _cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:
+def cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:
+    """End a queued job ``cancelled`` if a cancel was requested for it (its claim's turn)."""
     res = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(True))
@@ -167,8 +128,9 @@ def heartbeat(
     """Renew the lease and record progress.
 
     Returns:
-        ``LeaseState.OK``, ``CANCEL`` (the job should stop) or ``LOST`` (the lease was taken
-        away: write nothing more).
+        ``LeaseState.OK``, ``CANCEL`` (the job should stop), ``PREEMPT`` (the job should
+        checkpoint and go back to the queue) or ``LOST`` (the lease was taken away: write
+        nothing more).
     """
     values: dict[str, Any] = {"lease_until": utcnow() + timedelta(seconds=lease_s)}
     if iteration is not None:
@@ -176,11 +138,16 @@ def heartbeat(
     if summary is not None:
         values["summary"] = summary
     row = session.execute(
-        update(Job).where(_fenced(claim)).values(**values).returning(Job.cancel_requested)
+        update(Job)
+        .where(_fenced(claim))
+        .values(**values)
+        .returning(Job.cancel_requested, Job.preempt_requested)
     ).first()
     if row is None:
         return LeaseState.LOST
-    return LeaseState.CANCEL if row.cancel_requested else LeaseState.OK
+    if row.cancel_requested:
+        return LeaseState.CANCEL
+    return LeaseState.PREEMPT if row.preempt_requested else LeaseState.OK
 
 
 def finish_job(
@@ -213,10 +180,11 @@ def finish_job(
 
 
 def release_job(session: Session, claim: Claim) -> bool:
-    """Put a running job back in the queue (its worker is shutting down).
+    """Put a running job back in the queue (preempted by the scheduler, or its worker stops).
 
     The attempt it used is given back (``max_attempts`` grows by one): a preemption is not
-    a failure. ``False`` if the lease was lost meanwhile.
+    a failure. It keeps its place: the queue orders by ``created_at``, which stays.
+    ``False`` if the lease was lost meanwhile.
     """
     now = utcnow()
     res = rows_changed(
@@ -229,6 +197,8 @@ def release_job(session: Session, claim: Claim) -> bool:
             worker=None,
             enqueued_at=now,
             updated_at=now,
+            running_since=None,
+            preempt_requested=False,
             max_attempts=Job.max_attempts + 1,
         ),
     )

@@ -16,6 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jobs.fairshare import Priority
 from jobs.models import (
     Job,
     utcnow,
@@ -66,6 +67,7 @@ def create_job(
         idempotency_key=idempotency_key,
         max_attempts=max_attempts,
         iterations=spec.outer.iterations,
+        priority=Priority.of(spec.priority),
         created_at=now,
         enqueued_at=now,
         updated_at=now,

@@ -145,7 +145,9 @@ def test_the_isolation_tests_cover_every_job_route(client):
     assert routes == set(JOB_ROUTES)
     # no compare route on the server: the dashboard compares jobs it fetched one by one
     assert not [p for p in paths if "compare" in p]
+    # /v1/pool shows other teams' names and counts only (tests/api/test_pool.py)
     assert set(paths) <= {"/healthz", "/readyz", "/v1/jobs", "/v1/keys", "/v1/keys/{prefix}",
+                          "/v1/pool", "/v1/teams/{name}",
                           *(f"/v1/jobs/{{job_id}}{s}" for _, s in JOB_ROUTES)}  # fmt: skip
 
 

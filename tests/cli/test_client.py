@@ -57,6 +57,7 @@ def _spec_file(path, **over):
         ["watch", "some-id"],
         ["trace", "some-id"],
         ["cancel", "some-id"],
+        ["pool"],
     ],
     ids=lambda argv: argv[0],
 )

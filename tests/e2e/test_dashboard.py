@@ -437,6 +437,36 @@ def test_a_100000_point_job_is_drawn_downsampled_to_the_chart_width(page, jobs, 
     )  # fmt: skip
 
 
+def test_the_pool_page_shows_the_teams_share_the_busy_worker_and_the_queue(page, client, shots):
+    base = page.url.split("#")[0]
+    hog = client.post("/v1/jobs", json=tiny_spec(iterations=100_000, name="pool hog")).json()["id"]
+    spec = tiny_spec(name="pool waiter", priority="high")
+    waiting = client.post("/v1/jobs", json=spec).json()["id"]
+    dash.wait_job(client, hog, lambda j: j["progress"]["iteration"] >= 3)
+    page.goto(f"{base}#/pool")
+    page.wait_for_selector('#view-pool[data-ready="1"]')
+    assert page.get_attribute("#nav-pool", "class") == "active"
+    row = page.locator('#pool-teams tr[data-kind="cpu"]')
+    assert row.count() == 1
+    assert row.locator(".running").text_content() == "1"
+    assert row.locator(".queued").text_content() == "1"
+    bar = row.locator("svg.share-bar")
+    assert bar.get_attribute("aria-label") == "share 100%, fair share 100%"
+    queued = page.locator(f'#pool-queued tr[data-id="{waiting}"]')
+    assert queued.locator(".position").text_content() == "1"
+    assert queued.locator(".priority").text_content() == "high"
+    assert queued.locator(".start").text_content().startswith("in ")
+    worker = page.locator('#pool-workers tr[data-worker="embedded"]')
+    assert worker.locator(".state").text_content() == "busy"
+    assert "preemption on" in page.text_content("#pool-summary")
+    page.screenshot(path=str(shots / "pool.png"), full_page=True)
+    for job_id in (waiting, hog):
+        client.post(f"/v1/jobs/{job_id}/cancel")
+    # the page polls: the cancelled jobs leave the queue and the team's row
+    page.wait_for_selector("#pool-queued tr.empty", timeout=20_000)
+    page.wait_for_selector("#pool-teams tr.empty", timeout=20_000)
+
+
 def test_no_script_ran_no_console_error_no_csp_violation_and_no_key_in_the_log(page, service, jobs):
     page.evaluate(f"() => {{ location.hash = '#/jobs/{jobs['xss']}'; }}")
     page.wait_for_selector('#view-job[data-ready="1"][data-polling="done"]')

@@ -1,77 +1,64 @@
-"""The pool's fair share: real ``celery worker`` processes hold each team to max_running_jobs."""
+"""The pool's fair share with real ``celery worker`` processes (no preemption here)."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from fastapi.testclient import TestClient
 
-from api import ApiSettings, create_app
-from jobs.dispatch import CeleryDispatcher
-from jobs.models import Job
-from tests.e2e import flows
-from tests.e2e.workers import CeleryWorker
+from tests.e2e.pool_stack import pool_stack
 from tests.factories import bearer, team_with_key, tiny_spec
 
 
 @pytest.fixture(scope="module")
 def stack(fresh_database, redis_url, tmp_path_factory):
-    """Two workers, each team limited to one running job, no reaper resends to hide behind."""
-    from jobs.db import make_engine, make_session_factory, upgrade
+    with pool_stack(fresh_database, redis_url, tmp_path_factory.mktemp("fair-share"),
+                    BILEVEL_PREEMPTION="false") as s:  # fmt: skip
+        yield s
 
-    url = fresh_database()
-    upgrade(url)
-    env = {
-        "DATABASE_URL": url,
-        "BROKER_URL": redis_url,
-        "BILEVEL_QUEUE_PREFIX": f"test{uuid.uuid4().hex[:8]}",
-        "BILEVEL_MAX_RUNNING_JOBS": "1",
-        # a deferred job must be sent on when its team's job stops, not found by the reaper
-        "BILEVEL_REQUEUE_QUEUED_AFTER_S": "3600",
-        "BILEVEL_FLUSH_EVERY_S": "0.1",
-        "BILEVEL_TORCH_THREADS": "1",
-    }
-    logs = tmp_path_factory.mktemp("fair-share")
-    workers = [CeleryWorker(env, logs, name).launch() for name in ("w1", "w2")]
-    engine = make_engine(url)
-    settings = ApiSettings(
-        database_url=url, broker_url=redis_url, queue_prefix=env["BILEVEL_QUEUE_PREFIX"]
+
+def test_a_late_team_starts_when_the_first_job_of_the_busy_team_ends(stack):
+    """Alpha queues ten jobs, then beta one: the first worker to free up takes beta's."""
+    client = stack.client
+    alpha = bearer(team_with_key(stack.sessions, "alpha")[1])
+    beta = bearer(team_with_key(stack.sessions, "beta")[1])
+    spec = tiny_spec(iterations=800, steps=100)  # a few seconds each
+    a_ids = [client.post("/v1/jobs", json=spec, headers=alpha).json()["id"] for _ in range(10)]
+    b_id = client.post("/v1/jobs", json=spec, headers=beta).json()["id"]
+    stack.wait_all(a_ids, alpha)
+    stack.wait_all([b_id], beta)
+    rows = stack.rows([*a_ids, b_id])
+    first_end = min(rows[i].finished_at for i in a_ids)
+    beta_start = rows[b_id].started_at
+    # beta did not wait behind alpha's backlog: it started as the first alpha job ended
+    # (the freed worker's next claim; a second covers the message's hop on a busy machine)
+    first = min((rows[i] for i in a_ids), key=lambda j: j.finished_at)
+    print(
+        f"beta waited {(beta_start - rows[b_id].created_at).total_seconds():.2f} s, started "
+        f"{(beta_start - first_end).total_seconds():+.3f} s after the first alpha job ended "
+        f"(which ran {(first.finished_at - first.started_at).total_seconds():.2f} s)"
     )
-    dispatcher = CeleryDispatcher(settings.broker_url, settings.queue_prefix)
-    try:
-        for w in workers:
-            w.wait_ready()
-        with TestClient(create_app(settings, dispatcher=dispatcher)) as client:
-            yield client, make_session_factory(engine), workers
-    finally:
-        for w in workers:
-            w.stop()
-        dispatcher.close()
-        engine.dispose()
+    assert (beta_start - first_end).total_seconds() < 1.0, (beta_start, first_end)
+    # and no alpha job was claimed between the first end and beta's start
+    claims = [e for e in stack.events(a_ids) if e.to_status == "running"]
+    assert not [e for e in claims if first_end < e.at < beta_start], (first_end, beta_start)
+    assert all(rows[i].attempts == 1 for i in [*a_ids, b_id])
 
 
-def test_a_team_never_holds_more_workers_than_its_limit_and_others_still_run(stack):
-    client, sessions, workers = stack
-    busy = bearer(team_with_key(sessions)[1])
-    other = bearer(team_with_key(sessions)[1])
+def test_a_team_limit_set_by_an_admin_holds_and_others_still_run(stack):
+    """An admin limits "busy" to one running job: its jobs run one after the other while
+    another team's job runs beside them; a job left queued at the limit is sent on."""
+    client = stack.client
+    _, admin_key = team_with_key(stack.sessions, "ops", scope="admin")
+    busy = bearer(team_with_key(stack.sessions, "busy")[1])
+    other = bearer(team_with_key(stack.sessions, "other")[1])
+    r = client.patch("/v1/teams/busy", json={"max_running_cpu": 1}, headers=bearer(admin_key))
+    assert r.status_code == 200 and r.json()["max_running_cpu"] == 1
     spec = tiny_spec(iterations=60, steps=10)
     ids = [client.post("/v1/jobs", json=spec, headers=busy).json()["id"] for _ in range(3)]
-    ids.append(client.post("/v1/jobs", json=spec, headers=other).json()["id"])
-    for job_id, auth in zip(ids, [busy] * 3 + [other]):
-        job, _ = flows.wait_for(
-            client, job_id, auth, lambda j: j["status"] in flows.TERMINAL, timeout=120
-        )
-        assert job["status"] == "succeeded", (job, [w.tail() for w in workers])
-    with sessions() as s:
-        spans = {j.id: (j.started_at, j.finished_at) for j in s.query(Job).filter(Job.id.in_(
-            [uuid.UUID(i) for i in ids]))}  # fmt: skip
-    busy_spans = sorted(spans[uuid.UUID(i)] for i in ids[:3])
-    # one at a time: each of the team's jobs started after the one before had finished
-    for (_, end), (start, _) in zip(busy_spans, busy_spans[1:]):
-        assert start >= end, busy_spans
-    # two workers and one job of "busy" at a time: the other worker left jobs queued
-    logs = "".join(w.log_path.read_text() for w in workers)
-    assert "max_running_jobs=1 jobs; left queued" in logs
-    # while "busy" waited, the other team's job ran beside its first one
-    assert spans[uuid.UUID(ids[3])][0] < busy_spans[-1][0]
+    other_id = client.post("/v1/jobs", json=spec, headers=other).json()["id"]
+    stack.wait_all(ids, busy, timeout=120)
+    stack.wait_all([other_id], other, timeout=120)
+    rows = stack.rows([*ids, other_id])
+    spans = sorted((rows[i].started_at, rows[i].finished_at) for i in ids)
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, spans  # one at a time
+    assert rows[other_id].started_at < spans[-1][0]  # the other team was not held back

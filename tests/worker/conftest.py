@@ -1,4 +1,8 @@
-"""The runner's tests run on both stores: PostgreSQL (the service) and SQLite (embedded)."""
+"""The runner's tests run on both stores: PostgreSQL (the service) and SQLite (embedded).
+
+Each test gets a store of its own: a worker claims the queued job the pool's fair share
+picks among all of its kind, so another test's queued job must not be there to be picked.
+"""
 
 from __future__ import annotations
 
@@ -8,5 +12,5 @@ import pytest
 @pytest.fixture(params=["postgres", "sqlite"])
 def sessions(request):
     return request.getfixturevalue(
-        "pg_sessions" if request.param == "postgres" else "sqlite_sessions"
+        "own_pg_sessions" if request.param == "postgres" else "sqlite_sessions"
     )

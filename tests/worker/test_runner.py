@@ -205,8 +205,9 @@ def test_a_time_limit_counts_every_attempt_and_the_worker_ceiling_also_applies(s
     assert "max_job_time_s=0.2" in job.error["detail"] and job.attempts == 1
 
 
-def test_a_team_at_its_running_limit_has_its_next_job_deferred_not_claimed(sessions):
-    """The workers' fair share: a job past its team's max_running_jobs stays queued."""
+def test_a_message_claims_the_fair_choice_and_a_team_at_its_limit_waits(sessions):
+    """The message names a job of a team at its limit: the worker takes another team's job,
+    and with only that team's job left it defers (the job stays queued, unclaimed)."""
     limited = SETTINGS.model_copy(update={"max_running_jobs": 1})
     spec = tiny_spec(iterations=5)
     with sessions.begin() as s:
@@ -216,16 +217,13 @@ def test_a_team_at_its_running_limit_has_its_next_job_deferred_not_claimed(sessi
         other = repo.create_job(s, idle.id, parse_spec(spec))[0].id
     with sessions.begin() as s:
         assert repo.claim_job(s, first, "w1", 30) is not None  # "busy" runs one job now
-    assert execute_job(sessions, second, limited) == "deferred"
-    with sessions() as s:
-        job = s.get(Job, second)
-        assert (job.status, job.attempts, job.worker) == ("queued", 0, None)
-        assert repo.next_queued_of_team(s, first, 1) is None  # still at the limit
-    assert execute_job(sessions, other, limited) == "succeeded"  # another team is not held back
-    with sessions.begin() as s:  # the running job ends: the deferred one is next
-        s.execute(update(Job).where(Job.id == first).values(status="succeeded"))
-    with sessions() as s:
-        assert repo.next_queued_of_team(s, first, 1).id == second
     assert execute_job(sessions, second, limited) == "succeeded"
     with sessions() as s:
-        assert repo.next_queued_of_team(s, first, 1) is None  # nothing queued is left
+        assert s.get(Job, other).status == "succeeded"  # the idle team's job went instead
+        job = s.get(Job, second)
+        assert (job.status, job.attempts, job.worker) == ("queued", 0, None)
+    assert execute_job(sessions, second, limited) == "deferred"  # "busy" is at its limit
+    with sessions.begin() as s:  # the running job ends: the deferred one is next
+        s.execute(update(Job).where(Job.id == first).values(status="succeeded"))
+    assert execute_job(sessions, second, limited) == "succeeded"
+    assert execute_job(sessions, second, limited) == "skipped"  # nothing queued is left

@@ -1,15 +1,18 @@
-// The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...).
+// The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...,
+// #/pool).
 import { clearKey, getJSON, getKey, onUnauthorized, setKey } from "./api.js";
 import * as compare from "./compare.js";
 import * as detail from "./detail.js";
 import { text, toast } from "./dom.js";
 import * as list from "./list.js";
+import * as pool from "./pool.js";
 
 const views = {
   signin: document.getElementById("view-signin"),
   jobs: document.getElementById("view-jobs"),
   job: document.getElementById("view-job"),
   compare: document.getElementById("view-compare"),
+  pool: document.getElementById("view-pool"),
 };
 let current = null; // {module, name}
 
@@ -52,6 +55,10 @@ function route() {
     current = { module: compare, name: "compare" };
     show("compare");
     compare.mount(views.compare, params);
+  } else if (path === "/pool") {
+    current = { module: pool, name: "pool" };
+    show("pool");
+    pool.mount(views.pool);
   } else {
     current = { module: list, name: "jobs" };
     show("jobs");

@@ -1,0 +1,247 @@
+"""Weighted fair share: which queued job a free worker takes, and which running job yields.
+
+Pure functions over plain values (no database, no clock), shared by the claim query
+(:mod:`jobs.repo.scheduling`), the pool view (queue positions, estimated starts) and the
+simulator (``benchmarks/fair_share.py``), so that what is measured is what runs.
+
+A team's *load* is its running jobs divided by its weight. A free worker takes a job of the
+team with the smallest load among those with queued work and below their running limit
+(ties: the larger weight, then the team's name), and of that team the job of highest
+priority, then the oldest. Over time each backlogged team then holds a share of the workers
+proportional to its weight (weighted round robin on the running counts).
+
+Preemption moves one worker from a team ``v`` to a starved team ``s`` only when
+``(r_s + 1/2) / w_s < (r_v - 1/2) / w_v``, which is exactly when the move lowers the
+imbalance ``Phi = sum_t r_t^2 / w_t`` (it changes by ``(2 r_s + 1) / w_s - (2 r_v - 1) / w_v``).
+``Phi`` strictly falls with every preemption, so no sequence of them cycles; in particular
+``v`` can never take the worker straight back (that move needs the reverse inequality).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import IntEnum
+from typing import Generic, TypeVar
+
+__all__ = [
+    "Candidate",
+    "Priority",
+    "Running",
+    "TeamLoad",
+    "estimated_starts",
+    "pick_next",
+    "pick_order",
+    "preemption_victims",
+    "should_preempt",
+]
+
+K = TypeVar("K")
+
+
+class Priority(IntEnum):
+    """A job's priority within its team (the spec's ``priority``); larger runs first."""
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+
+    @classmethod
+    def of(cls, name: str) -> Priority:
+        """The priority called ``name`` (``low``, ``normal``, ``high``)."""
+        return cls[name.upper()]
+
+
+@dataclass(frozen=True)
+class TeamLoad:
+    """A team's standing in one queue kind: its weight, running jobs and running limit."""
+
+    weight: float
+    running: int
+    limit: int
+
+    def __post_init__(self) -> None:
+        if not self.weight > 0:
+            raise ValueError(f"weight must be > 0, got {self.weight}")
+
+    @property
+    def load(self) -> float:
+        """Running jobs per unit of weight: the smaller, the further below its share."""
+        return self.running / self.weight
+
+
+@dataclass(frozen=True)
+class Candidate(Generic[K]):
+    """A queued job as the selection sees it: its id, team, priority and age."""
+
+    id: K
+    team: str
+    priority: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Running(Generic[K]):
+    """A running job as preemption sees it: its id, team and when its attempt started."""
+
+    id: K
+    team: str
+    since: datetime
+
+
+def _team_key(name: str, t: TeamLoad) -> tuple[float, float, str]:
+    return (t.load, -t.weight, name)
+
+
+def _job_key(c: Candidate[K]) -> tuple[int, datetime]:
+    return (-c.priority, c.created_at)
+
+
+def pick_next(teams: Mapping[str, TeamLoad], queued: Iterable[Candidate[K]]) -> Candidate[K] | None:
+    """The job a free worker takes: weighted fair share, then priority, then age.
+
+    Args:
+        teams: every team with queued or running jobs of this kind (a team missing here
+            counts as weight 1, nothing running, no limit).
+        queued: the queued jobs of this kind (for each team its best one is enough).
+
+    Returns:
+        The chosen job, or ``None`` when every team with queued work is at its limit.
+    """
+    best: dict[str, Candidate[K]] = {}
+    for c in queued:
+        held = best.get(c.team)
+        if held is None or _job_key(c) < _job_key(held):
+            best[c.team] = c
+    eligible = [
+        (_team_key(name, teams.get(name, _FREE)), c)
+        for name, c in best.items()
+        if teams.get(name, _FREE).running < teams.get(name, _FREE).limit
+    ]
+    if not eligible:
+        return None
+    return min(eligible, key=lambda e: e[0])[1]
+
+
+_FREE = TeamLoad(weight=1.0, running=0, limit=2**31)
+
+
+def pick_order(teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]]) -> list[Candidate[K]]:
+    """The order in which free workers would take ``queued``, if no job ended meanwhile.
+
+    Each pick counts as running for its team; a team at its limit waits behind the others
+    (its jobs come last, in the order they would be taken as the team's jobs end).
+    """
+    teams = dict(teams)
+    left = sorted(queued, key=_job_key)
+    order: list[Candidate[K]] = []
+    while left:
+        nxt = pick_next(teams, left)
+        if nxt is None:  # every team left is at its limit: lift the limits, keep the order
+            teams = {n: replace(t, limit=2**31) for n, t in teams.items()}
+            continue
+        order.append(nxt)
+        left.remove(nxt)
+        t = teams.get(nxt.team, _FREE)
+        teams[nxt.team] = replace(t, running=t.running + 1)
+    return order
+
+
+def should_preempt(starved: TeamLoad, victim: TeamLoad) -> bool:
+    """Whether a worker may move from ``victim``'s team to ``starved``'s.
+
+    ``(r_s + 1/2) / w_s < (r_v - 1/2) / w_v``: the move lowers ``sum_t r_t^2 / w_t``, so it
+    can never be undone by the reverse one (see the module's docstring); ``starved`` must
+    also be below its limit.
+    """
+    return (
+        starved.running < starved.limit
+        and victim.running > 0
+        and (starved.running + 0.5) / starved.weight < (victim.running - 0.5) / victim.weight
+    )
+
+
+def preemption_victims(
+    teams: Mapping[str, TeamLoad],
+    queued: Iterable[Candidate[K]],
+    running: Sequence[Running[K]],
+    *,
+    idle_workers: int,
+    started_before: datetime,
+) -> list[K]:
+    """The running jobs to stop so that starved teams get workers, most-over-share first.
+
+    Nothing is preempted while a worker is idle (it takes the starved job anyway). Each
+    round takes the least-loaded team with queued work and the most-loaded team running
+    jobs; if :func:`should_preempt` holds, that team's job that started last (and before
+    ``started_before``: the minimum running time) yields, and the counts move as if the
+    worker had changed hands.
+
+    Args:
+        teams: every team with queued or running jobs of this kind.
+        queued: the queued jobs of this kind.
+        running: the running jobs of this kind that were not asked to stop already.
+        idle_workers: live workers of this kind holding no job.
+        started_before: only attempts that started before this may be preempted.
+
+    Returns:
+        The ids of the jobs to ask to stop (empty when the pool is fair enough).
+    """
+    if idle_workers > 0:
+        return []
+    teams = dict(teams)
+    waiting: dict[str, int] = {}
+    for c in queued:
+        waiting[c.team] = waiting.get(c.team, 0) + 1
+    movable: dict[str, list[Running[K]]] = {}
+    for r in sorted(running, key=lambda r: r.since):
+        if r.since < started_before:
+            movable.setdefault(r.team, []).append(r)
+    out: list[K] = []
+    while True:
+        hungry = [n for n, k in waiting.items() if k and _below_limit(teams, n)]
+        donors = [n for n, jobs in movable.items() if jobs]
+        if not hungry or not donors:
+            return out
+        s = min(hungry, key=lambda n: _team_key(n, teams.get(n, _FREE)))
+        v = max(donors, key=lambda n: (teams.get(n, _FREE).load, n))
+        ts, tv = teams.get(s, _FREE), teams.get(v, _FREE)
+        if s == v or not should_preempt(ts, tv):
+            return out
+        out.append(movable[v].pop().id)  # the one that started last loses the least work
+        teams[s] = replace(ts, running=ts.running + 1)
+        teams[v] = replace(tv, running=tv.running - 1)
+        waiting[s] -= 1
+
+
+def _below_limit(teams: Mapping[str, TeamLoad], name: str) -> bool:
+    t = teams.get(name, _FREE)
+    return t.running < t.limit
+
+
+def estimated_starts(
+    order: Sequence[K], free_in_s: Sequence[float], duration_s: Mapping[K, float]
+) -> dict[K, float]:
+    """Seconds from now until each job of ``order`` starts, list scheduling on the workers.
+
+    Args:
+        order: queued jobs in the order they would be taken (:func:`pick_order`).
+        free_in_s: for each live worker, seconds until it is free (0 when idle; a running
+            job's ETA otherwise).
+        duration_s: each queued job's expected running time.
+
+    Returns:
+        Each job's estimated start; empty when there is no worker to run them.
+    """
+    if not free_in_s:
+        return {}
+    heap = [max(0.0, f) for f in free_in_s]
+    heapq.heapify(heap)
+    out: dict[K, float] = {}
+    for job in order:
+        start = heapq.heappop(heap)
+        out[job] = start
+        heapq.heappush(heap, start + max(0.0, duration_s[job]))
+    return out

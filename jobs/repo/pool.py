@@ -1,0 +1,270 @@
+"""The pool as people see it: teams' shares, live workers, the queue's positions; weights.
+
+Everything here reads; :func:`set_team_policy` is the one write (an admin's, through
+``PATCH /v1/teams/{name}`` or ``bilevel teams set``). The queue positions and estimated
+starts come from the same selection the claims use (:func:`jobs.fairshare.pick_order`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from jobs import fairshare
+from jobs.models import Job, JobEvent, Team, TracePoint, Worker, utcnow
+from jobs.repo.scheduling import (
+    KINDS,
+    Policy,
+    live_workers,
+    queued_candidates,
+    running_jobs,
+    team_loads,
+)
+from jobs.status import JobStatus
+
+__all__ = [
+    "KindView",
+    "PoolView",
+    "QueuedView",
+    "TeamView",
+    "WorkerView",
+    "durations",
+    "job_counts",
+    "list_teams",
+    "pool_view",
+    "preemption_count",
+    "set_team_policy",
+    "team_by_name",
+    "trace_point_count",
+]
+
+# a job's expected running time before any job of its kind has finished
+_DEFAULT_RUN_S = 60.0
+_UNSET: Any = object()
+
+
+@dataclass
+class KindView:
+    """A team's jobs on one kind of worker."""
+
+    running: int = 0
+    queued: int = 0
+    limit: int = 0
+    fair_share: float = 0.0  # the fraction of this kind's workers its weight entitles it to
+    share: float = 0.0  # the fraction of this kind's running jobs that are its own
+
+
+@dataclass
+class TeamView:
+    """One team in the pool."""
+
+    name: str
+    weight: float
+    kinds: dict[str, KindView] = field(default_factory=dict)
+
+
+@dataclass
+class WorkerView:
+    """A live worker; ``job`` only when it runs a job of the viewing team."""
+
+    name: str
+    queue: str
+    last_seen: datetime
+    busy: bool
+    job: uuid.UUID | None
+
+
+@dataclass
+class QueuedView:
+    """One of the viewing team's queued jobs: its place in the pool's queue and a guess."""
+
+    id: uuid.UUID
+    name: str
+    queue: str
+    priority: int
+    position: int  # 1 = the next job a free worker of its kind takes
+    estimated_start_s: float | None  # None: no live worker of its kind
+
+
+@dataclass
+class PoolView:
+    """What ``GET /v1/pool`` shows."""
+
+    teams: list[TeamView]
+    workers: list[WorkerView]
+    oldest_wait_s: dict[str, float | None]
+    queued: list[QueuedView]
+
+
+def list_teams(session: Session) -> list[Team]:
+    """Every team, by name."""
+    return list(session.scalars(select(Team).order_by(Team.name)))
+
+
+def team_by_name(session: Session, name: str) -> Team | None:
+    """The team called ``name``, or ``None``."""
+    return session.scalar(select(Team).where(Team.name == name))
+
+
+def set_team_policy(
+    session: Session,
+    name: str,
+    *,
+    weight: float | None = _UNSET,
+    max_running_cpu: int | None = _UNSET,
+    max_running_gpu: int | None = _UNSET,
+) -> Team | None:
+    """Set a team's weight and running limits; ``None`` resets one to the default.
+
+    Arguments left out are left as they are.
+
+    Returns:
+        The team, or ``None`` if there is no team called ``name``.
+
+    Raises:
+        ValueError: a weight not above 0 or a limit below 1, naming it and its value.
+    """
+    team = team_by_name(session, name)
+    if team is None:
+        return None
+    if weight is not _UNSET:
+        if weight is not None and not weight > 0:
+            raise ValueError(f"weight must be > 0, got {weight}")
+        team.weight = weight
+    for attr, value in (("max_running_cpu", max_running_cpu), ("max_running_gpu", max_running_gpu)):
+        if value is _UNSET:
+            continue
+        if value is not None and value < 1:
+            raise ValueError(f"{attr} must be >= 1, got {value}")
+        setattr(team, attr, value)
+    session.flush()
+    return team
+
+
+def _median_run_s(session: Session, kind: str) -> float:
+    """The median running time of the kind's last 50 successes (a default before any)."""
+    rows = session.execute(
+        select(Job.running_since, Job.finished_at)
+        .where(Job.queue == kind, Job.status == JobStatus.SUCCEEDED,
+               Job.running_since.is_not(None))
+        .order_by(Job.finished_at.desc())
+        .limit(50)
+    ).all()  # fmt: skip
+    runs = [(end - start).total_seconds() for start, end in rows if end and start]
+    return statistics.median(runs) if runs else _DEFAULT_RUN_S
+
+
+def pool_view(session: Session, policy: Policy, viewer: uuid.UUID) -> PoolView:
+    """The pool now: every active team's jobs by kind, live workers, ``viewer``'s queue."""
+    now = utcnow()
+    names = {tid: name for tid, name in session.execute(select(Team.id, Team.name))}
+    teams: dict[str, TeamView] = {}
+    queued_view: list[QueuedView] = []
+    oldest: dict[str, float | None] = {}
+    alive = live_workers(session, policy)
+    worker_rows = {w.name: w for w in session.scalars(select(Worker))}
+    running_by_worker: dict[str, tuple[uuid.UUID, str]] = {}
+    for kind in KINDS:
+        loads = team_loads(session, kind, policy)
+        queued = queued_candidates(session, kind, per_team=None)
+        running = running_jobs(session, kind)
+        total_w = sum(t.weight for t in loads.values()) or 1.0
+        total_r = sum(t.running for t in loads.values()) or 1
+        counts: dict[str, int] = {}
+        for c in queued:
+            counts[c.team] = counts.get(c.team, 0) + 1
+        for tid, load in loads.items():
+            view = teams.setdefault(tid, TeamView(names[uuid.UUID(tid)], load.weight))
+            view.kinds[kind] = KindView(running=load.running, queued=counts.get(tid, 0),
+                                        limit=load.limit, fair_share=load.weight / total_w,
+                                        share=load.running / total_r)  # fmt: skip
+        for r, _, worker in running:
+            running_by_worker[worker] = (r.id, r.team)
+        order = fairshare.pick_order(loads, queued)
+        median = _median_run_s(session, kind)
+        eta = {
+            w: e
+            for w, e in session.execute(
+                select(Job.worker, Job.eta_s).where(Job.queue == kind,
+                                                    Job.status == JobStatus.RUNNING)
+            )
+        }  # fmt: skip
+        kind_workers = [w for w in alive if (worker_rows[w].queue if w in worker_rows
+                                             else _worker_kind(session, w)) == kind]  # fmt: skip
+        free_in = [(eta.get(w) or 0.0) if w in eta else 0.0 for w in kind_workers]
+        ids = [c.id for c in order]
+        starts = fairshare.estimated_starts(ids, free_in, dict.fromkeys(ids, median))
+        mine = {c.id for c in order if c.team == str(viewer)}
+        jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(mine)))}
+        for pos, c in enumerate(order, start=1):
+            if c.id in mine:
+                queued_view.append(QueuedView(c.id, jobs[c.id].name, kind, c.priority, pos,
+                                              starts.get(c.id)))  # fmt: skip
+        first = session.scalar(
+            select(func.min(Job.enqueued_at)).where(Job.queue == kind,
+                                                    Job.status == JobStatus.QUEUED)
+        )  # fmt: skip
+        oldest[kind] = (now - first).total_seconds() if first is not None else None
+    workers = []
+    for name, seen in sorted(alive.items()):
+        job = running_by_worker.get(name)
+        queue = worker_rows[name].queue if name in worker_rows else _worker_kind(session, name)
+        own = job[0] if job is not None and job[1] == str(viewer) else None
+        workers.append(WorkerView(name, queue, seen, busy=job is not None, job=own))
+    return PoolView(sorted(teams.values(), key=lambda t: t.name), workers, oldest, queued_view)
+
+
+def _worker_kind(session: Session, worker: str) -> str:
+    """The kind of the job ``worker`` runs (a worker that does not beat: the embedded one)."""
+    kind = session.scalar(
+        select(Job.queue).where(Job.worker == worker, Job.status == JobStatus.RUNNING).limit(1)
+    )
+    return kind or "cpu"
+
+
+def job_counts(session: Session) -> list[tuple[str, str, str, int]]:
+    """``(team, queue kind, status, jobs)`` for every combination that has jobs."""
+    rows = session.execute(
+        select(Team.name, Job.queue, Job.status, func.count())
+        .join(Team, Team.id == Job.team_id)
+        .group_by(Team.name, Job.queue, Job.status)
+    ).all()
+    return [(t, q, s, int(n)) for t, q, s, n in rows]
+
+
+def durations(session: Session) -> tuple[list[float], list[float]]:
+    """``(queue waits, run times)`` in seconds of every job that has started and finished.
+
+    The wait is from submission to the first start; the run time from the last start to
+    the end (a preempted job's earlier attempts are not in it).
+    """
+    rows = session.execute(
+        select(Job.created_at, Job.started_at, Job.running_since, Job.finished_at).where(
+            Job.started_at.is_not(None)
+        )
+    ).all()
+    waits = [(s - c).total_seconds() for c, s, _, _ in rows if s is not None]
+    runs = [(f - r).total_seconds() for _, _, r, f in rows if r is not None and f is not None]
+    return waits, runs
+
+
+def preemption_count(session: Session) -> int:
+    """How many times a running job went back to the queue (preemptions and shutdowns)."""
+    n = session.scalar(
+        select(func.count())
+        .select_from(JobEvent)
+        .where(JobEvent.from_status == JobStatus.RUNNING, JobEvent.to_status == JobStatus.QUEUED,
+               JobEvent.detail["reason"].as_string() == "preempted")
+    )  # fmt: skip
+    return int(n or 0)
+
+
+def trace_point_count(session: Session) -> int:
+    """How many trace points the store holds (every job's)."""
+    return int(session.scalar(select(func.count()).select_from(TracePoint)) or 0)
