@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
+    "BUILTIN_TABLES",
+    "DATASET_KINDS",
     "METHODS",
     "PROBLEMS",
     "DiagnosticsSpec",
@@ -92,6 +94,56 @@ class HypercleaningSpec(_Model):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
 
+# -- problems over a data set (issue 13) -----------------------------------------------------
+
+#: scikit-learn's bundled tables, usable wherever a spec names a data set
+BUILTIN_TABLES = ("digits", "diabetes", "breast_cancer")
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+DatasetRef = Annotated[
+    str,
+    Field(
+        pattern=f"^({_UUID}|{'|'.join(BUILTIN_TABLES)})$",
+        description="a data set id (POST /v1/datasets) of the team, or a built-in table",
+    ),
+]
+
+
+class FeatureRegularizationSpec(_Model):
+    """Linear, logistic or softmax regression with one learned L2 penalty per feature.
+
+    ``per: group`` shares one penalty among the features of each group (the data set's
+    ``groups`` array). The learned ``feature_penalties`` are logs of the penalties.
+    """
+
+    kind: Literal["feature_regularization"]
+    dataset: DatasetRef
+    model: Literal["linear", "logistic", "softmax"] | None = None
+    per: Literal["feature", "group"] = "feature"
+    init_penalty: Annotated[float, Field(gt=0, le=1e3)] = 1e-3
+    standardize: bool = True
+
+
+class MLPSpec(_Model):
+    """A small tanh MLP with learned per-layer weight decay (``layer_decay``, logs).
+
+    ``example_weights`` also learns one weight per training example (``example_weights``,
+    logits); ``inner.learn_lr`` learns the inner step size.
+    """
+
+    kind: Literal["mlp"]
+    dataset: DatasetRef
+    hidden: Annotated[
+        list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1, max_length=4)
+    ] = [32]
+    example_weights: bool = False
+    init_decay: Annotated[float, Field(gt=0, le=1e3)] = 1e-3
+    standardize: bool = True
+
+
+# kinds whose `problem.dataset` names a data set, and which take `inner.batch_size`
+DATASET_KINDS = ("feature_regularization", "mlp")
+
+
 # `problem.kind` -> its option model; keys match `core.problems.PROBLEMS` (a test checks it).
 PROBLEMS: dict[str, type[_Model]] = {
     "toy": ToySpec,
@@ -99,10 +151,18 @@ PROBLEMS: dict[str, type[_Model]] = {
     "counterexample": CounterexampleSpec,
     "quadratic": QuadraticSpec,
     "hypercleaning": HypercleaningSpec,
+    "feature_regularization": FeatureRegularizationSpec,
+    "mlp": MLPSpec,
 }
 
 ProblemSpec = Annotated[
-    ToySpec | ToyBiasedSpec | CounterexampleSpec | QuadraticSpec | HypercleaningSpec,
+    ToySpec
+    | ToyBiasedSpec
+    | CounterexampleSpec
+    | QuadraticSpec
+    | HypercleaningSpec
+    | FeatureRegularizationSpec
+    | MLPSpec,
     Field(discriminator="kind"),
 ]
 
@@ -173,6 +233,9 @@ class InnerSpec(_Model):
     lr: Annotated[float, Field(gt=0, le=1e3)] = 0.1
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
     learn_lr: bool = False
+    # training rows per inner step, drawn from the job's seed and the step index (problems
+    # over a data set only); None: every row at every step
+    batch_size: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
 class OuterSpec(_Model):
@@ -235,6 +298,13 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
             f"segment must be <= inner.steps={steps}, got {method.segment}",
         )
     problem = spec.problem
+    if spec.inner.batch_size is not None and problem.kind not in DATASET_KINDS:
+        add(
+            ("inner", "batch_size"),
+            spec.inner.batch_size,
+            f"batch_size is for the problems over a data set ({', '.join(DATASET_KINDS)}), "
+            f"not {problem.kind!r}",
+        )
     if isinstance(problem, QuadraticSpec):
         if problem.mu > problem.L:
             add(("problem", "mu"), problem.mu, f"mu must be <= L={problem.L}, got {problem.mu}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,7 +13,8 @@ import torch
 
 import core
 from core.tree import flatten
-from jobs.spec import JobSpec
+from jobs.spec import DATASET_KINDS, FeatureRegularizationSpec, JobSpec, MLPSpec
+from worker.datasets import DatasetSource, Resolver
 
 __all__ = ["Built", "build", "hparams_npz", "to_jsonable"]
 
@@ -26,6 +27,8 @@ class Built:
     estimator: Any
     fit_kwargs: dict[str, Any]
     device: torch.device
+    # facts for the job's summary (where the data set came from)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class _LearnedStep(core.BilevelProblem):
@@ -73,12 +76,41 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
+def _dataset_problem(
+    spec: JobSpec, datasets: Resolver, device: torch.device
+) -> core.BilevelProblem:
+    """A problem over a data set's arrays (``problem.dataset``), as ``core.problems`` has it."""
+    p = spec.problem
+    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec)):
+        raise core.ConfigurationError(f"problem {p.kind!r} is not over a data set")
+    arrays = datasets(p.dataset)
+    data = core.problems.Splits.from_arrays(arrays, device=device, standardize=p.standardize)
+    if isinstance(p, MLPSpec):
+        return core.problems.MLP(
+            data, hidden=p.hidden, example_weights=p.example_weights, init_decay=p.init_decay,
+            batch_size=spec.inner.batch_size, seed=spec.seed,
+        )  # fmt: skip
+    groups = None
+    if p.per == "group":
+        if "groups" not in arrays:
+            raise core.ConfigurationError("per='group' needs the data set's 'groups' array")
+        groups = [int(g) for g in arrays["groups"]]
+    return core.problems.FeatureRegularization(
+        data, model=p.model, groups=groups, init_penalty=p.init_penalty,
+        batch_size=spec.inner.batch_size, seed=spec.seed,
+    )  # fmt: skip
+
+
+def build(
+    spec: JobSpec, data_dir: str | Path | None = None, datasets: Resolver | None = None
+) -> Built:
     """Problem, initial hparams, dynamics and estimator for ``spec``.
 
     Args:
         spec: the validated job spec.
         data_dir: where real data sets live (the worker's ``BILEVEL_DATA_DIR``).
+        datasets: resolves ``problem.dataset`` to arrays; the built-in tables only when
+            omitted (``bilevel run``).
 
     Raises:
         core.ConfigurationError: an option the library rejects, or missing data files.
@@ -89,7 +121,10 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
         options["w0"] = tuple(options["w0"])
     device = _device(spec.device)
     problem: core.BilevelProblem
-    if spec.problem.kind == "hypercleaning":
+    if spec.problem.kind in DATASET_KINDS:
+        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
+        problem = _dataset_problem(spec, resolver, device)
+    elif spec.problem.kind == "hypercleaning":
         dataset = options.pop("dataset")
         problem = core.problems.Hypercleaning.from_dataset(
             dataset, data_dir, device=device, **options
@@ -108,7 +143,11 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
         else hparams.to(device)
     )
     lr_key = None
-    if spec.inner.learn_lr:
+    if spec.inner.learn_lr and isinstance(hparams, dict):
+        # named hyperparameters gain one more name; the problem reads only its own
+        hparams = {**hparams, "log_lr": torch.zeros(1, dtype=_dtype(hparams), device=device)}
+        lr_key = "log_lr"
+    elif spec.inner.learn_lr:
         problem = _learned_step(problem)
         hparams = {"lam": hparams, "log_lr": torch.zeros(1, dtype=hparams.dtype, device=device)}
         lr_key = "log_lr"
@@ -128,6 +167,10 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
         "exact_every": spec.diagnostics.every,
     }
     return Built(problem, hparams, dynamics, estimator, fit_kwargs, device)
+
+
+def _dtype(hparams: dict[str, torch.Tensor]) -> torch.dtype:
+    return next(iter(hparams.values())).dtype
 
 
 def hparams_npz(hparams: Any) -> bytes:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api.dataset_refs import check_dataset_ref
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.schemas import (
@@ -100,6 +101,7 @@ def submit_job(
     replay = idempotency_key is not None and repo.find_idempotent(session, team.id, idempotency_key)
     if not replay:  # a replay creates nothing, so it is never over quota
         _check_quota(session, team.id, settings)
+    check_dataset_ref(session, team.id, spec)  # 422 at problem.dataset: not the team's
     try:
         job, created = repo.create_job(
             session,

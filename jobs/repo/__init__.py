@@ -8,11 +8,21 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
 - :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
 - :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints;
-- :mod:`jobs.repo.health`: the readiness probe's round trip.
+- :mod:`jobs.repo.health`: the readiness probe's round trip;
+- :mod:`jobs.repo.datasets`: a team's uploaded data sets, their bytes in chunks.
 """
 
 from jobs.models import utcnow
 from jobs.repo.artifacts import load_artifact, save_artifact
+from jobs.repo.datasets import (
+    dataset_bytes_used,
+    delete_dataset,
+    get_dataset,
+    jobs_using_dataset,
+    list_datasets,
+    read_dataset_chunks,
+    store_dataset,
+)
 from jobs.repo.health import ping_store
 from jobs.repo.lifecycle import (
     Claim,
@@ -75,27 +85,34 @@ __all__ = [
     "count_active_jobs",
     "create_api_key",
     "create_job",
+    "dataset_bytes_used",
     "decode_cursor",
+    "delete_dataset",
     "ensure_team",
     "expire_running_leases",
     "find_idempotent",
     "finish_job",
     "get_api_key",
+    "get_dataset",
     "get_job",
     "heartbeat",
+    "jobs_using_dataset",
     "last_outer_loss",
     "list_api_keys",
+    "list_datasets",
     "list_jobs",
     "load_artifact",
     "lock_team",
     "next_queued_of_team",
     "ping_store",
     "queued_job_ids",
+    "read_dataset_chunks",
     "reap",
     "release_job",
     "revoke_api_key",
     "save_artifact",
     "set_api_key_scope",
+    "store_dataset",
     "trace_columns",
     "trace_span",
     "trace_version",
