@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import client, keys, reproduce, run, server
+from cli import client, datasets, keys, reproduce, run, server
 from cli.errors import UsageError
 
 __all__ = ["add_commands", "build_parser", "main"]
@@ -41,6 +41,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     server.add_commands(commands)
     keys.add_commands(commands)
     client.add_commands(commands)
+    datasets.add_commands(commands)
     run.add_commands(commands)
 
 

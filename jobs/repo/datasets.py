@@ -63,18 +63,21 @@ def store_dataset(
         chunk_bytes: the size of each stored chunk.
     """
     if session.get(DatasetBlob, sha256) is None:
-        n_chunks = 0
-        with path.open("rb") as f:
-            while block := f.read(chunk_bytes):
-                session.execute(
-                    insert(DatasetChunk), [{"sha256": sha256, "seq": n_chunks, "data": block}]
-                )
-                n_chunks += 1
+        n_chunks = -(-size // chunk_bytes)
         session.execute(
             insert(DatasetBlob),
             [{"sha256": sha256, "size": size, "chunk_bytes": chunk_bytes,
               "n_chunks": n_chunks, "created_at": utcnow()}],
         )  # fmt: skip
+        seq = 0
+        with path.open("rb") as f:
+            while block := f.read(chunk_bytes):
+                session.execute(
+                    insert(DatasetChunk), [{"sha256": sha256, "seq": seq, "data": block}]
+                )
+                seq += 1
+        if seq != n_chunks:  # the file changed under us: store nothing
+            raise ValueError(f"{path} holds {seq} chunks, {n_chunks} expected for {size} bytes")
     row = Dataset(
         id=uuid.uuid4(),
         team_id=team_id,
