@@ -2,7 +2,8 @@
 
 Checked at submit, so that a spec naming another team's data set (or a missing one) is a
 422 at ``problem.dataset`` before anything is queued; another team's data set is
-indistinguishable from a missing one.
+indistinguishable from a missing one. The compute budget of a problem over an uploaded data
+set depends on its shape, which only the store knows: it is checked here too.
 """
 
 from __future__ import annotations
@@ -15,21 +16,34 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.orm import Session
 
 from jobs import repo
-from jobs.spec import BUILTIN_TABLES, FeatureRegularizationSpec, JobSpec, MLPSpec
+from jobs.budget import BudgetLimits, budget_errors
+from jobs.models import Dataset
+from jobs.spec import (
+    FeatureRegularizationSpec,
+    HypercleaningSpec,
+    JobSpec,
+    MLPSpec,
+    is_dataset_id,
+)
 
-__all__ = ["check_dataset_ref"]
+__all__ = ["check_dataset_ref", "dataset_sizes"]
 
 
-def check_dataset_ref(session: Session, team_id: uuid.UUID, spec: JobSpec) -> None:
+def check_dataset_ref(
+    session: Session, team_id: uuid.UUID, spec: JobSpec, limits: BudgetLimits
+) -> None:
     """Raise a ``ValidationError`` naming the field when the spec's data set does not fit.
 
     Raises:
         pydantic.ValidationError: no such data set for the team (``problem.dataset``), a
-            model for another task (``problem.model``), per-group penalties without a
-            ``groups`` array (``problem.per``).
+            family or model for another task (``problem.dataset``, ``problem.model``),
+            per-group penalties without a ``groups`` array (``problem.per``), or a graph
+            over ``max_graph_bytes`` at this data set's size (the field that sets it).
     """
     p = spec.problem
-    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec)) or p.dataset in BUILTIN_TABLES:
+    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec, HypercleaningSpec)):
+        return
+    if not is_dataset_id(p.dataset):
         return
     errors: list[InitErrorDetails] = []
 
@@ -41,6 +55,8 @@ def check_dataset_ref(session: Session, team_id: uuid.UUID, spec: JobSpec) -> No
     row = repo.get_dataset(session, team_id, uuid.UUID(p.dataset))
     if row is None:
         add("dataset", p.dataset, f"no dataset {p.dataset} for this team (GET /v1/datasets)")
+    elif isinstance(p, HypercleaningSpec) and row.task != "classification":
+        add("dataset", p.dataset, f"hypercleaning needs class labels; {row.name} is {row.task}")
     elif isinstance(p, FeatureRegularizationSpec):
         if p.model is not None and (p.model == "linear") != (row.task == "regression"):
             add("model", p.model, f"model {p.model!r} does not fit a {row.task} data set")
@@ -48,5 +64,39 @@ def check_dataset_ref(session: Session, team_id: uuid.UUID, spec: JobSpec) -> No
             add("model", p.model, f"logistic needs 2 classes; the data set has {row.n_classes}")
         if p.per == "group" and not any(a["name"] == "groups" for a in row.arrays):
             add("per", p.per, "per='group' needs a 'groups' array in the data set")
+    if row is not None and not errors:
+        errors = budget_errors(spec, limits, dataset_sizes(spec, row))
     if errors:
         raise ValidationError.from_exception_data("JobSpec", errors)
+
+
+def dataset_sizes(spec: JobSpec, row: Dataset) -> tuple[int, int, int]:
+    """``(state floats, floats of one step's graph, hyperparameters)`` on this data set.
+
+    Rough upper estimates, like ``jobs.budget``'s for the built-in problems: the step's
+    rows copied with their bias column, a few arrays of the rows' outputs, the parameters'
+    gradients.
+    """
+    p = spec.problem
+    d, n = row.n_features, int(row.rows["train"])
+    r = min(spec.inner.batch_size or n, n)
+    outputs = 1 if row.task == "regression" or row.n_classes == 2 else row.n_classes
+    if isinstance(p, MLPSpec):
+        widths = [d, *p.hidden, outputs]
+        params = sum((a + 1) * b for a, b in zip(widths[:-1], widths[1:]))
+        step = r * d + 4 * r * sum(widths[1:]) + 3 * params
+        hparams = len(widths) - 1 + (n if p.example_weights else 0)
+    elif isinstance(p, FeatureRegularizationSpec):
+        k = row.n_classes if p.model == "softmax" or (p.model is None and outputs > 1) else 1
+        params = k * (d + 1)
+        step = r * (d + 1) + 4 * r * k + 4 * params
+        hparams = d
+    else:  # hypercleaning: every training row each step, one weight each
+        params = row.n_classes * (d + 1)
+        step = 6 * n * row.n_classes + 2 * n + 4 * params
+        hparams = n
+    if spec.inner.momentum > 0:
+        params *= 2
+    if spec.inner.learn_lr:
+        hparams += 1
+    return params, step + 2 * params, hparams

@@ -11,6 +11,7 @@ This module imports no torch: the API validates specs without the estimator libr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -28,6 +29,7 @@ __all__ = [
     "OuterSpec",
     "check_spec",
     "field_errors",
+    "is_dataset_id",
     "parse_spec",
 ]
 
@@ -79,23 +81,6 @@ class QuadraticSpec(_Model):
     structured: bool = False
 
 
-class HypercleaningSpec(_Model):
-    """Data hypercleaning (Section 4.2.1): one weight per training example.
-
-    Half the training labels are corrupted. ``digits`` needs no data; ``mnist`` reads the
-    worker's ``BILEVEL_DATA_DIR``.
-    """
-
-    kind: Literal["hypercleaning"]
-    dataset: Literal["digits", "mnist", "fashion-mnist"] = "digits"
-    n_train: Annotated[int, Field(ge=10, le=30_000)] = 1000
-    n_val: Annotated[int, Field(ge=10, le=30_000)] = 500
-    fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-
-
-# -- problems over a data set (issue 13) -----------------------------------------------------
-
 #: scikit-learn's bundled tables, usable wherever a spec names a data set
 BUILTIN_TABLES = ("digits", "diabetes", "breast_cancer")
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -106,6 +91,30 @@ DatasetRef = Annotated[
         description="a data set id (POST /v1/datasets) of the team, or a built-in table",
     ),
 ]
+
+
+DatasetId = Annotated[str, Field(pattern=f"^{_UUID}$", description="a data set id of the team")]
+
+
+class HypercleaningSpec(_Model):
+    """Data hypercleaning (Section 4.2.1): one weight per training example.
+
+    Half the training labels are corrupted. ``digits`` needs no data; ``mnist`` reads the
+    worker's ``BILEVEL_DATA_DIR``. On a team's classification data set (its id) the file's
+    splits are used as they are (standardised; ``n_train`` and ``n_val`` do not apply) and
+    ``fraction`` may be 0: a user's labels are often noisy already. The learned weights are
+    ``example_weights`` (logits, one per training example).
+    """
+
+    kind: Literal["hypercleaning"]
+    dataset: Literal["digits", "mnist", "fashion-mnist"] | DatasetId = "digits"
+    n_train: Annotated[int, Field(ge=10, le=30_000)] = 1000
+    n_val: Annotated[int, Field(ge=10, le=30_000)] = 500
+    fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+# -- problems over a data set (issue 13) -----------------------------------------------------
 
 
 class FeatureRegularizationSpec(_Model):
@@ -305,6 +314,14 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
             f"batch_size is for the problems over a data set ({', '.join(DATASET_KINDS)}), "
             f"not {problem.kind!r}",
         )
+    if isinstance(problem, HypercleaningSpec) and is_dataset_id(problem.dataset):
+        for name in sorted({"n_train", "n_val"} & problem.model_fields_set):
+            add(
+                ("problem", name),
+                getattr(problem, name),
+                f"{name} applies to the built-in data sets; an uploaded one's splits are used "
+                "as they are",
+            )
     if isinstance(problem, QuadraticSpec):
         if problem.mu > problem.L:
             add(("problem", "mu"), problem.mu, f"mu must be <= L={problem.L}, got {problem.mu}")
@@ -318,6 +335,11 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
         if spec.inner.learn_lr and problem.structured:
             add(("inner", "learn_lr"), True, "learn_lr is not available with structured hparams")
     return errors
+
+
+def is_dataset_id(ref: str) -> bool:
+    """Whether ``problem.dataset`` names an uploaded data set (an id), not a built-in one."""
+    return re.fullmatch(_UUID, ref) is not None
 
 
 def check_spec(spec: JobSpec) -> JobSpec:

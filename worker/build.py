@@ -13,7 +13,14 @@ import torch
 
 import core
 from core.tree import flatten
-from jobs.spec import DATASET_KINDS, FeatureRegularizationSpec, JobSpec, MLPSpec
+from jobs.spec import (
+    DATASET_KINDS,
+    FeatureRegularizationSpec,
+    HypercleaningSpec,
+    JobSpec,
+    MLPSpec,
+    is_dataset_id,
+)
 from worker.datasets import DatasetSource, Resolver
 
 __all__ = ["Built", "build", "hparams_npz", "to_jsonable"]
@@ -32,40 +39,73 @@ class Built:
 
 
 class _LearnedStep(core.BilevelProblem):
-    """A problem whose hparams gain ``log_lr``: ``{"lam": λ, "log_lr": log(γ / lr)}``."""
+    """A problem whose tensor hparams are one named entry of a dict: ``{key: λ, ...}``.
 
-    def __init__(self, base: core.BilevelProblem):
-        self.base = base
+    With ``key="lam"`` the dict gains ``log_lr`` (a learned step size); with
+    ``key="example_weights"`` the learned tensor is named as the problem defines it.
+    """
+
+    def __init__(self, base: core.BilevelProblem, key: str = "lam"):
+        self.base, self.key = base, key
 
     def init(self, hparams):
-        return self.base.init(hparams["lam"])
+        return self.base.init(hparams[self.key])
 
     def inner_loss(self, params, hparams):
-        return self.base.inner_loss(params, hparams["lam"])
+        return self.base.inner_loss(params, hparams[self.key])
 
     def outer_loss(self, params, hparams):
-        return self.base.outer_loss(params, hparams["lam"])
+        return self.base.outer_loss(params, hparams[self.key])
 
     def metrics(self, params, hparams):
-        return self.base.metrics(params, hparams["lam"])
+        return self.base.metrics(params, hparams[self.key])
+
+    def initial_hparams(self):
+        return {self.key: self.base.initial_hparams()}
 
 
 class _LearnedStepClosedForm(_LearnedStep):
     """A :class:`_LearnedStep` that keeps its base's closed-form inner gradient."""
 
-    def __init__(self, base: core.BilevelProblem, base_grad: Callable[..., Any]):
-        super().__init__(base)
+    def __init__(self, base: core.BilevelProblem, base_grad: Callable[..., Any], key: str):
+        super().__init__(base, key)
         self._base_grad = base_grad
 
     def inner_grad(self, params, hparams):
         # the closed form of the base problem: no double backward through autograd
-        return self._base_grad(params, hparams["lam"])
+        return self._base_grad(params, hparams[self.key])
 
 
-def _learned_step(base: core.BilevelProblem) -> _LearnedStep:
+def _learned_step(base: core.BilevelProblem, key: str = "lam") -> _LearnedStep:
     if base.inner_grad is None:
-        return _LearnedStep(base)
-    return _LearnedStepClosedForm(base, base.inner_grad)
+        return _LearnedStep(base, key)
+    return _LearnedStepClosedForm(base, base.inner_grad, key)
+
+
+def _hypercleaning_on(
+    spec: HypercleaningSpec, arrays: dict[str, Any], device: torch.device
+) -> core.BilevelProblem:
+    """Hypercleaning on an uploaded classification data set, its weights ``example_weights``.
+
+    The file's splits are used as they are (standardised); ``fraction`` of the training
+    labels is corrupted first when it is above 0 (then F1 of flagging them is reported).
+    """
+    data = core.problems.Splits.from_arrays(arrays, device=device)
+    if data.task != "classification":
+        raise core.ConfigurationError("hypercleaning needs a data set with class labels")
+    y = data.y["train"]
+    corrupted = None
+    if spec.fraction > 0:
+        y, corrupted = core.data.corrupt_labels(
+            y.cpu(), data.n_classes, fraction=spec.fraction, seed=spec.seed
+        )
+        y, corrupted = y.to(device), corrupted.to(device)
+    base = core.problems.Hypercleaning(
+        data.x["train"], y, data.x["val"], data.y["val"],
+        data.x.get("test"), data.y.get("test"),
+        corrupted=corrupted, n_classes=data.n_classes,
+    )  # fmt: skip
+    return _learned_step(base, "example_weights")
 
 
 def _device(name: str) -> torch.device:
@@ -124,6 +164,9 @@ def build(
     if spec.problem.kind in DATASET_KINDS:
         resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
         problem = _dataset_problem(spec, resolver, device)
+    elif isinstance(spec.problem, HypercleaningSpec) and is_dataset_id(spec.problem.dataset):
+        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
+        problem = _hypercleaning_on(spec.problem, resolver(spec.problem.dataset), device)
     elif spec.problem.kind == "hypercleaning":
         dataset = options.pop("dataset")
         problem = core.problems.Hypercleaning.from_dataset(

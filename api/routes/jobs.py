@@ -101,7 +101,8 @@ def submit_job(
     replay = idempotency_key is not None and repo.find_idempotent(session, team.id, idempotency_key)
     if not replay:  # a replay creates nothing, so it is never over quota
         _check_quota(session, team.id, settings)
-    check_dataset_ref(session, team.id, spec)  # 422 at problem.dataset: not the team's
+    # 422 at problem.dataset when it is not the team's; its budget at the data set's size
+    check_dataset_ref(session, team.id, spec, settings.budget)
     try:
         job, created = repo.create_job(
             session,

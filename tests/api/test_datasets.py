@@ -203,3 +203,36 @@ def test_a_batch_size_on_a_problem_without_data_is_422_at_the_field(client, auth
     spec["inner"]["batch_size"] = 8
     r = client.post("/v1/jobs", json=spec, headers=auth)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "inner.batch_size"
+
+
+def test_the_graph_budget_is_checked_at_the_datasets_size(make_client, auth, small):
+    client = make_client(max_graph_bytes=50_000_000)
+    dataset_id = _upload(client, auth, small).json()["id"]
+    spec = _spec(dataset_id, "mlp")
+    spec["problem"]["hidden"] = [1024, 1024]
+    spec["inner"]["steps"] = 500
+    spec["hypergradient"] = {"method": "full"}
+    spec["diagnostics"]["every"] = 0
+    r = client.post("/v1/jobs", json=spec, headers=auth)
+    assert r.status_code == 422
+    (err,) = r.json()["errors"]
+    assert err["field"] == "inner.steps" and "max_graph_bytes" in err["message"]
+    spec["inner"]["batch_size"] = 4  # fewer rows per step: a far smaller graph
+    spec["problem"]["hidden"] = [16]
+    assert client.post("/v1/jobs", json=spec, headers=auth).status_code == 201
+
+
+def test_hypercleaning_needs_class_labels_and_is_refused_for_another_team(
+    client, auth, other_auth
+):
+    arrays = digits_arrays(n_train=100, n_val=50, seed=random.randrange(1 << 30))
+    for s in ("train", "val", "test"):
+        arrays[f"y_{s}"] = arrays[f"y_{s}"].astype("float64")
+    regression_id = _upload(client, auth, npz_bytes(arrays)).json()["id"]
+    spec = example("hypercleaning")
+    del spec["problem"]["n_train"], spec["problem"]["n_val"]
+    spec["problem"]["dataset"] = regression_id
+    r = client.post("/v1/jobs", json=spec, headers=auth)
+    assert r.status_code == 422 and "class labels" in r.json()["errors"][0]["message"]
+    r = client.post("/v1/jobs", json=spec, headers=other_auth)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "problem.dataset"
