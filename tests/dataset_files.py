@@ -6,6 +6,7 @@ import io
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def digits_arrays(n_train: int = 1000, n_val: int = 400, seed: int = 0) -> dict[
     }  # fmt: skip
 
 
-def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+def npz_bytes(arrays: dict[str, Any]) -> bytes:
     """``numpy.savez`` into bytes (an object array is pickled into the file)."""
     buf = io.BytesIO()
     np.savez(buf, **arrays)

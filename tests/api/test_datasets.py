@@ -222,9 +222,7 @@ def test_the_graph_budget_is_checked_at_the_datasets_size(make_client, auth, sma
     assert client.post("/v1/jobs", json=spec, headers=auth).status_code == 201
 
 
-def test_hypercleaning_needs_class_labels_and_is_refused_for_another_team(
-    client, auth, other_auth
-):
+def test_hypercleaning_needs_class_labels_and_is_refused_for_another_team(client, auth, other_auth):
     arrays = digits_arrays(n_train=100, n_val=50, seed=random.randrange(1 << 30))
     for s in ("train", "val", "test"):
         arrays[f"y_{s}"] = arrays[f"y_{s}"].astype("float64")
