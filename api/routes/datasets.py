@@ -23,6 +23,7 @@ from jobs import repo
 from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
 from jobs.dataset_files import DatasetFileError
 from jobs.models import Dataset
+from jobs.status import JobStatus
 
 router = APIRouter(
     prefix="/v1/datasets",
@@ -53,6 +54,14 @@ class ArrayPublic(BaseModel):
     shape: list[int]
 
 
+class DatasetJob(BaseModel):
+    """A job whose spec names the data set."""
+
+    id: uuid.UUID
+    name: str
+    status: JobStatus
+
+
 class DatasetPublic(BaseModel):
     """A data set: its file (sha256, size, format), what its arrays make, and its users."""
 
@@ -69,15 +78,23 @@ class DatasetPublic(BaseModel):
     created_at: datetime
     # queued or running jobs of the team whose spec names this data set (GET one only)
     used_by: list[uuid.UUID] | None = None
+    # the team's recent jobs naming it, any status, newest first (at most 20)
+    jobs: list[DatasetJob] = []
 
     @classmethod
-    def of(cls, row: Dataset, used_by: list[uuid.UUID] | None = None) -> DatasetPublic:
+    def of(
+        cls,
+        row: Dataset,
+        used_by: list[uuid.UUID] | None = None,
+        jobs: list[tuple[uuid.UUID, str, str]] | None = None,
+    ) -> DatasetPublic:
         """The public view of a row."""
         return cls(
             id=row.id, name=row.name, sha256=row.sha256, size=row.size, format=row.format,
             task=row.task, n_classes=row.n_classes, n_features=row.n_features, rows=row.rows,
             arrays=[ArrayPublic(**a) for a in row.arrays], created_at=row.created_at,
             used_by=used_by,
+            jobs=[DatasetJob(id=i, name=n, status=JobStatus(st)) for i, n, st in (jobs or [])[:20]],
         )  # fmt: skip
 
 
@@ -213,8 +230,9 @@ async def upload_dataset(
 def list_datasets(session: SessionDep, team: TeamDep, settings: SettingsDep) -> DatasetsPublic:
     """List the team's data sets, newest first, with the storage they use."""
     rows = repo.list_datasets(session, team.id)
+    jobs = repo.dataset_jobs(session, team.id) if rows else {}
     return DatasetsPublic(
-        data=[DatasetPublic.of(r) for r in rows],
+        data=[DatasetPublic.of(r, jobs=jobs.get(str(r.id))) for r in rows],
         count=len(rows),
         bytes_used=sum(r.size for r in rows),
         quota_bytes=settings.dataset_quota_bytes,
@@ -225,7 +243,8 @@ def list_datasets(session: SessionDep, team: TeamDep, settings: SettingsDep) -> 
 def get_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> DatasetPublic:
     """One data set: its arrays and the queued or running jobs that use it."""
     row = _dataset_or_404(session, team, dataset_id)
-    return DatasetPublic.of(row, repo.jobs_using_dataset(session, team.id, dataset_id))
+    jobs = repo.dataset_jobs(session, team.id).get(str(dataset_id))
+    return DatasetPublic.of(row, repo.jobs_using_dataset(session, team.id, dataset_id), jobs)
 
 
 @router.delete(

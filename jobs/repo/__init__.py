@@ -16,6 +16,7 @@ from jobs.models import utcnow
 from jobs.repo.artifacts import load_artifact, save_artifact
 from jobs.repo.datasets import (
     dataset_bytes_used,
+    dataset_jobs,
     delete_dataset,
     get_dataset,
     jobs_using_dataset,
@@ -86,6 +87,7 @@ __all__ = [
     "create_api_key",
     "create_job",
     "dataset_bytes_used",
+    "dataset_jobs",
     "decode_cursor",
     "delete_dataset",
     "ensure_team",

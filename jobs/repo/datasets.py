@@ -24,6 +24,7 @@ from jobs.status import JobStatus
 __all__ = [
     "CHUNK_BYTES",
     "dataset_bytes_used",
+    "dataset_jobs",
     "delete_dataset",
     "get_dataset",
     "jobs_using_dataset",
@@ -141,6 +142,28 @@ def jobs_using_dataset(
         for job_id, spec in session.execute(query.order_by(Job.created_at))
         if isinstance(spec, dict) and (spec.get("problem") or {}).get("dataset") == wanted
     ]
+
+
+def dataset_jobs(
+    session: Session, team_id: uuid.UUID, *, recent: int = 500
+) -> dict[str, list[tuple[uuid.UUID, str, str]]]:
+    """The team's jobs per data set id they name, newest first: ``(id, name, status)``.
+
+    Only the team's ``recent`` newest jobs are looked at (a listing's cost stays bounded);
+    :func:`jobs_using_dataset` sees every active one.
+    """
+    query = (
+        select(Job.id, Job.name, Job.status, Job.spec)
+        .where(Job.team_id == team_id)
+        .order_by(Job.created_at.desc())
+        .limit(recent)
+    )
+    out: dict[str, list[tuple[uuid.UUID, str, str]]] = {}
+    for job_id, name, status, spec in session.execute(query):
+        ref = (spec.get("problem") or {}).get("dataset") if isinstance(spec, dict) else None
+        if isinstance(ref, str):
+            out.setdefault(ref, []).append((job_id, name, status))
+    return out
 
 
 def delete_dataset(session: Session, dataset: Dataset) -> None:

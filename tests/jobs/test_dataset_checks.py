@@ -117,3 +117,24 @@ def test_a_pickled_array_is_refused_without_unpickling(tmp_path, monkeypatch):
     path = write(tmp_path / "p.npz", npz_bytes(_broken("pickled")))
     with pytest.raises(DatasetFileError, match="pickled"):
         describe_file(path)
+
+
+def test_the_example_script_makes_files_the_upload_accepts(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "make_dataset.py"
+    out = tmp_path / "diabetes.npz"
+    subprocess.run([sys.executable, str(script), "--sklearn", "diabetes", "--out", str(out)],
+                   check=True, capture_output=True)  # fmt: skip
+    desc = describe_file(out)
+    assert (desc.task, desc.n_features, sum(desc.rows.values())) == ("regression", 10, 442)
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,kind\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(20)))
+    out = tmp_path / "t.safetensors"
+    subprocess.run([sys.executable, str(script), "--csv", str(csv), "--target", "kind",
+                    "--out", str(out)], check=True, capture_output=True)  # fmt: skip
+    desc = describe_file(out)
+    assert (desc.task, desc.n_classes, desc.n_features) == ("classification", 2, 2)

@@ -1,6 +1,8 @@
-// The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...).
+// The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...,
+// #/datasets).
 import { clearKey, getJSON, getKey, onUnauthorized, setKey } from "./api.js";
 import * as compare from "./compare.js";
+import * as datasets from "./datasets.js";
 import * as detail from "./detail.js";
 import { text, toast } from "./dom.js";
 import * as list from "./list.js";
@@ -10,6 +12,7 @@ const views = {
   jobs: document.getElementById("view-jobs"),
   job: document.getElementById("view-job"),
   compare: document.getElementById("view-compare"),
+  datasets: document.getElementById("view-datasets"),
 };
 let current = null; // {module, name}
 
@@ -48,6 +51,10 @@ function route() {
     current = { module: detail, name: "job" };
     show("job");
     detail.mount(views.job, { id: m[1].toLowerCase() });
+  } else if (path === "/datasets") {
+    current = { module: datasets, name: "datasets" };
+    show("datasets");
+    datasets.mount(views.datasets);
   } else if (path === "/compare") {
     current = { module: compare, name: "compare" };
     show("compare");
