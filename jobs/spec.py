@@ -93,7 +93,7 @@ DatasetRef = Annotated[
 ]
 
 
-DatasetId = Annotated[str, Field(pattern=f"^{_UUID}$", description="a data set id of the team")]
+_HYPERCLEANING_SETS = ("digits", "mnist", "fashion-mnist")
 
 
 class HypercleaningSpec(_Model):
@@ -107,7 +107,13 @@ class HypercleaningSpec(_Model):
     """
 
     kind: Literal["hypercleaning"]
-    dataset: Literal["digits", "mnist", "fashion-mnist"] | DatasetId = "digits"
+    dataset: Annotated[
+        str,
+        Field(
+            pattern=f"^({'|'.join(_HYPERCLEANING_SETS)}|{_UUID})$",
+            description="digits, mnist, fashion-mnist, or a classification data set's id",
+        ),
+    ] = "digits"
     n_train: Annotated[int, Field(ge=10, le=30_000)] = 1000
     n_val: Annotated[int, Field(ge=10, le=30_000)] = 500
     fraction: Annotated[float, Field(ge=0, le=1)] = 0.5

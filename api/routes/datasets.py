@@ -31,6 +31,7 @@ router = APIRouter(
     responses={
         401: problem_doc("missing, unknown or revoked API key"),
         404: problem_doc("no such data set for this team"),
+        422: problem_doc("invalid field(s), each named in `errors`"),
         429: problem_doc("rate limit exceeded; see Retry-After"),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
@@ -249,11 +250,11 @@ def get_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Da
 
 @router.delete(
     "/{dataset_id}",
-    status_code=204,
+    response_model=DatasetPublic,
     responses={409: problem_doc("a queued or running job uses the data set")},
 )
-def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Response:
-    """Delete a data set no queued or running job uses."""
+def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> DatasetPublic:
+    """Delete a data set no queued or running job uses; answers what was deleted."""
     repo.lock_team(session, team.id)  # a submit naming it waits, then finds it gone
     row = _dataset_or_404(session, team, dataset_id)
     users = repo.jobs_using_dataset(session, team.id, dataset_id)
@@ -265,6 +266,7 @@ def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) ->
             slug="dataset-in-use",
             jobs=[str(u) for u in users],
         )
+    gone = DatasetPublic.of(row, [])
     repo.delete_dataset(session, row)
     session.commit()
-    return Response(status_code=204)
+    return gone
