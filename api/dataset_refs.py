@@ -23,6 +23,7 @@ from jobs.spec import (
     HypercleaningSpec,
     JobSpec,
     MLPSpec,
+    TaskInteractionSpec,
     is_dataset_id,
 )
 
@@ -41,7 +42,9 @@ def check_dataset_ref(
             over ``max_graph_bytes`` at this data set's size (the field that sets it).
     """
     p = spec.problem
-    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec, HypercleaningSpec)):
+    if not isinstance(
+        p, (FeatureRegularizationSpec, MLPSpec, HypercleaningSpec, TaskInteractionSpec)
+    ):
         return
     if not is_dataset_id(p.dataset):
         return
@@ -57,6 +60,12 @@ def check_dataset_ref(
         add("dataset", p.dataset, f"no dataset {p.dataset} for this team (GET /v1/datasets)")
     elif isinstance(p, HypercleaningSpec) and row.task != "classification":
         add("dataset", p.dataset, f"hypercleaning needs class labels; {row.name} is {row.task}")
+    elif isinstance(p, TaskInteractionSpec):
+        names = {a["name"] for a in row.arrays}
+        missing = sorted({f"task_{s}" for s in row.rows} - names)
+        if missing:
+            add("dataset", p.dataset, f"task_interaction needs a task column; {row.name} "
+                f"has no {', '.join(missing)}")  # fmt: skip
     elif isinstance(p, FeatureRegularizationSpec):
         if p.model is not None and (p.model == "linear") != (row.task == "regression"):
             add("model", p.model, f"model {p.model!r} does not fit a {row.task} data set")
@@ -91,6 +100,11 @@ def dataset_sizes(spec: JobSpec, row: Dataset) -> tuple[int, int, int]:
         params = k * (d + 1)
         step = r * (d + 1) + 4 * r * k + 4 * params
         hparams = d
+    elif isinstance(p, TaskInteractionSpec):
+        V = max(row.n_tasks, 1)
+        params = V * outputs * (d + 1)
+        step = r * (d + 1) + 2 * r * V * outputs + 4 * params
+        hparams = V * V + 1
     else:  # hypercleaning: every training row each step, one weight each
         params = row.n_classes * (d + 1)
         step = 6 * n * row.n_classes + 2 * n + 4 * params

@@ -3,11 +3,13 @@
     python examples/make_dataset.py --sklearn digits --out digits.npz
     python examples/make_dataset.py --csv houses.csv --target price --out houses.npz
     python examples/make_dataset.py --csv iris.csv --target species --out iris.safetensors
+    python examples/make_dataset.py --csv shops.csv --target sales --task-column shop --out s.npz
 
 The rows are shuffled with ``--seed`` and split into train / val / test (``--val`` and
 ``--test`` are fractions). A CSV's target column becomes class labels ``0..C-1`` when it
 holds text or ``--task classification`` is given (the classes are printed in label order),
-float regression targets otherwise; every other column must be numeric. The output format
+float regression targets otherwise; ``--task-column`` becomes the task ids ``task_<split>``
+(for ``task_interaction``); every other column must be numeric. The output format
 follows the suffix: ``.npz`` (numpy.savez) or ``.safetensors`` (written by hand: no extra
 package). Needs numpy (and scikit-learn for ``--sklearn``).
 """
@@ -37,14 +39,22 @@ def from_sklearn(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(data.data, dtype=np.float64), y
 
 
-def from_csv(path: Path, target: str, task: str | None) -> tuple[np.ndarray, np.ndarray]:
+def from_csv(
+    path: Path, target: str, task: str | None, task_column: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         raise SystemExit(f"{path}: no rows")
-    if target not in rows[0]:
-        raise SystemExit(f"{path}: no column {target!r}; columns: {', '.join(rows[0])}")
-    features = [c for c in rows[0] if c != target]
+    for col in (target, task_column):
+        if col is not None and col not in rows[0]:
+            raise SystemExit(f"{path}: no column {col!r}; columns: {', '.join(rows[0])}")
+    tasks = None
+    if task_column is not None:
+        names = sorted({r[task_column] for r in rows})
+        print("tasks:", ", ".join(f"{i}={t}" for i, t in enumerate(names)), file=sys.stderr)
+        tasks = np.array([names.index(r[task_column]) for r in rows], dtype=np.int64)
+    features = [c for c in rows[0] if c not in (target, task_column)]
     x = np.empty((len(rows), len(features)))
     for j, col in enumerate(features):
         try:
@@ -60,11 +70,13 @@ def from_csv(path: Path, target: str, task: str | None) -> tuple[np.ndarray, np.
     if text or task == "classification":
         classes = sorted(set(raw))
         print("classes:", ", ".join(f"{i}={c}" for i, c in enumerate(classes)), file=sys.stderr)
-        return x, np.array([classes.index(v) for v in raw], dtype=np.int64)
-    return x, values
+        return x, np.array([classes.index(v) for v in raw], dtype=np.int64), tasks
+    return x, values, tasks
 
 
-def split(x: np.ndarray, y: np.ndarray, val: float, test: float, seed: int) -> dict:
+def split(
+    x: np.ndarray, y: np.ndarray, val: float, test: float, seed: int, tasks: np.ndarray | None
+) -> dict:
     order = np.random.default_rng(seed).permutation(len(y))
     n_val, n_test = round(val * len(y)), round(test * len(y))
     n_train = len(y) - n_val - n_test
@@ -74,6 +86,8 @@ def split(x: np.ndarray, y: np.ndarray, val: float, test: float, seed: int) -> d
     out = {}
     for name, idx in parts.items():
         out[f"x_{name}"], out[f"y_{name}"] = x[idx], y[idx]
+        if tasks is not None:
+            out[f"task_{name}"] = tasks[idx]
     if y.dtype.kind == "i":  # labels of val/test must be classes seen in training
         seen = set(out["y_train"].tolist())
         for name in parts:
@@ -102,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--csv", type=Path)
     ap.add_argument("--target", help="the CSV's target column")
     ap.add_argument("--task", choices=["classification", "regression"])
+    ap.add_argument("--task-column", help="the CSV's task id column (task_interaction)")
     ap.add_argument("--val", type=float, default=0.2)
     ap.add_argument("--test", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
@@ -109,10 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.csv and not args.target:
         ap.error("--csv needs --target")
-    x, y = (
-        from_sklearn(args.sklearn) if args.sklearn else from_csv(args.csv, args.target, args.task)
-    )
-    arrays = split(x, y, args.val, args.test, args.seed)
+    if args.sklearn:
+        (x, y), tasks = from_sklearn(args.sklearn), None
+    else:
+        x, y, tasks = from_csv(args.csv, args.target, args.task, args.task_column)
+    arrays = split(x, y, args.val, args.test, args.seed, tasks)
     if args.out.suffix == ".safetensors":
         write_safetensors(args.out, arrays)
     else:

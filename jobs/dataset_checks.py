@@ -49,6 +49,7 @@ class DatasetDescription:
         n_classes: ``C`` for classification, else 0.
         n_features: ``d``.
         rows: split -> examples.
+        n_tasks: ``max(task_train) + 1`` when the file has a task column, else 0.
     """
 
     arrays: list[dict[str, Any]] = field(default_factory=list)
@@ -56,6 +57,7 @@ class DatasetDescription:
     n_classes: int = 0
     n_features: int = 0
     rows: dict[str, int] = field(default_factory=dict)
+    n_tasks: int = 0
 
 
 def describe_file(path: str | Path) -> DatasetDescription:
@@ -191,6 +193,16 @@ def _check_targets(
                 f"{stats[name].low:g}",
                 name,
             )
+    if "task_train" in infos:
+        desc.n_tasks = int(stats["task_train"].high) + 1
+        for s in splits:
+            st = stats.get(f"task_{s}")
+            if st is not None and st.high >= desc.n_tasks:
+                raise DatasetFileError(
+                    f"array 'task_{s}' holds task ids up to {st.high:g}, out of range: "
+                    f"task_train's tasks are 0..{desc.n_tasks - 1}",
+                    f"task_{s}",
+                )
     if not classification:
         return
     n_classes = int(stats["y_train"].high) + 1

@@ -301,6 +301,7 @@ class Dataset(Base):
     task: Mapped[str] = mapped_column(String(16))
     n_classes: Mapped[int] = mapped_column(Integer, default=0)
     n_features: Mapped[int] = mapped_column(Integer)
+    n_tasks: Mapped[int] = mapped_column(Integer, default=0)
     rows: Mapped[dict[str, Any]] = mapped_column(_JSON)
     arrays: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -155,8 +155,26 @@ class MLPSpec(_Model):
     standardize: bool = True
 
 
+class TaskInteractionSpec(_Model):
+    """Task interaction (Section 4.2.2) on a data set with a task column (``task_<split>``).
+
+    One linear, logistic or softmax model per task id, coupled by a learned symmetric
+    ``C = softplus(B) + softplus(B)ᵀ`` and a ridge ``ρ = softplus(nu)`` (Appendix G.2); the
+    learned ``B`` and ``nu`` come back under those names. The built-in ``diabetes`` table
+    has a task column: the patients' sex.
+    """
+
+    kind: Literal["task_interaction"]
+    dataset: DatasetRef
+    coupling_init: Annotated[float, Field(gt=0, le=1e3)] | None = None
+    rho_init: Annotated[float, Field(gt=0, le=1e3)] = 0.01
+    standardize: bool = True
+
+
 # kinds whose `problem.dataset` names a data set, and which take `inner.batch_size`
-DATASET_KINDS = ("feature_regularization", "mlp")
+DATASET_KINDS = ("feature_regularization", "mlp", "task_interaction")
+# the built-in tables with a task column (task_<split>)
+TASK_TABLES = ("diabetes",)
 
 
 # `problem.kind` -> its option model; keys match `core.problems.PROBLEMS` (a test checks it).
@@ -168,6 +186,7 @@ PROBLEMS: dict[str, type[_Model]] = {
     "hypercleaning": HypercleaningSpec,
     "feature_regularization": FeatureRegularizationSpec,
     "mlp": MLPSpec,
+    "task_interaction": TaskInteractionSpec,
 }
 
 ProblemSpec = Annotated[
@@ -177,7 +196,8 @@ ProblemSpec = Annotated[
     | QuadraticSpec
     | HypercleaningSpec
     | FeatureRegularizationSpec
-    | MLPSpec,
+    | MLPSpec
+    | TaskInteractionSpec,
     Field(discriminator="kind"),
 ]
 
@@ -328,6 +348,17 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
                 f"{name} applies to the built-in data sets; an uploaded one's splits are used "
                 "as they are",
             )
+    if (
+        isinstance(problem, TaskInteractionSpec)
+        and problem.dataset in BUILTIN_TABLES
+        and problem.dataset not in TASK_TABLES
+    ):
+        add(
+            ("problem", "dataset"),
+            problem.dataset,
+            f"task_interaction needs a task column; of the built-in tables only "
+            f"{', '.join(TASK_TABLES)} has one, got {problem.dataset!r}",
+        )
     if isinstance(problem, QuadraticSpec):
         if problem.mu > problem.L:
             add(("problem", "mu"), problem.mu, f"mu must be <= L={problem.L}, got {problem.mu}")

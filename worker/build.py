@@ -19,6 +19,7 @@ from jobs.spec import (
     HypercleaningSpec,
     JobSpec,
     MLPSpec,
+    TaskInteractionSpec,
     is_dataset_id,
 )
 from worker.datasets import DatasetSource, Resolver
@@ -121,10 +122,19 @@ def _dataset_problem(
 ) -> core.BilevelProblem:
     """A problem over a data set's arrays (``problem.dataset``), as ``core.problems`` has it."""
     p = spec.problem
-    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec)):
+    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec, TaskInteractionSpec)):
         raise core.ConfigurationError(f"problem {p.kind!r} is not over a data set")
     arrays = datasets(p.dataset)
     data = core.problems.Splits.from_arrays(arrays, device=device, standardize=p.standardize)
+    if isinstance(p, TaskInteractionSpec):
+        missing = [f"task_{s}" for s in data.x if f"task_{s}" not in arrays]
+        if missing:
+            raise core.ConfigurationError(f"task_interaction needs the arrays {missing}")
+        tasks = {s: torch.as_tensor(arrays[f"task_{s}"]) for s in data.x}
+        return core.problems.MultiTask(
+            data, tasks, coupling_init=p.coupling_init, rho_init=p.rho_init,
+            batch_size=spec.inner.batch_size, seed=spec.seed,
+        )  # fmt: skip
     if isinstance(p, MLPSpec):
         return core.problems.MLP(
             data, hidden=p.hidden, example_weights=p.example_weights, init_decay=p.init_decay,

@@ -25,7 +25,8 @@ Arrays = dict[str, np.ndarray]
 def builtin_table(name: str, seed: int = 0) -> Arrays:
     """scikit-learn's bundled ``digits``, ``diabetes`` or ``breast_cancer``, split 60/20/20.
 
-    The split is drawn with ``seed``; digits' pixels are scaled to ``[0, 1]``.
+    The split is drawn with ``seed``; digits' pixels are scaled to ``[0, 1]``; diabetes
+    also has a task column ``task_<split>``, the patients' sex (0 or 1).
 
     Raises:
         core.ConfigurationError: an unknown name.
@@ -51,6 +52,8 @@ def builtin_table(name: str, seed: int = 0) -> Arrays:
     out: Arrays = {}
     for split, idx in parts.items():
         out[f"x_{split}"], out[f"y_{split}"] = x[idx], y[idx]
+        if name == "diabetes":  # a task column for task_interaction: the patients' sex
+            out[f"task_{split}"] = (x[idx, 1] > 0).astype(np.int64)
     return out
 
 

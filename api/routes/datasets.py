@@ -74,6 +74,8 @@ class DatasetPublic(BaseModel):
     task: str
     n_classes: int
     n_features: int
+    # task ids 0..n_tasks-1 in the task column (task_interaction); 0 without one
+    n_tasks: int
     rows: dict[str, int]
     arrays: list[ArrayPublic]
     created_at: datetime
@@ -92,7 +94,8 @@ class DatasetPublic(BaseModel):
         """The public view of a row."""
         return cls(
             id=row.id, name=row.name, sha256=row.sha256, size=row.size, format=row.format,
-            task=row.task, n_classes=row.n_classes, n_features=row.n_features, rows=row.rows,
+            task=row.task, n_classes=row.n_classes, n_features=row.n_features,
+            n_tasks=row.n_tasks, rows=row.rows,
             arrays=[ArrayPublic(**a) for a in row.arrays], created_at=row.created_at,
             used_by=used_by,
             jobs=[DatasetJob(id=i, name=n, status=JobStatus(st)) for i, n, st in (jobs or [])[:20]],
@@ -177,7 +180,8 @@ def _store(
     row = repo.store_dataset(
         session, team_id, name=name, path=path, sha256=sha256, size=size, fmt=fmt,
         description={"task": desc.task, "n_classes": desc.n_classes,
-                     "n_features": desc.n_features, "rows": desc.rows, "arrays": desc.arrays},
+                     "n_features": desc.n_features, "n_tasks": desc.n_tasks, "rows": desc.rows,
+                     "arrays": desc.arrays},
     )  # fmt: skip
     session.commit()
     return row

@@ -12,6 +12,7 @@ from core.problems.counterexample import Counterexample
 from core.problems.feature_regularization import FeatureRegularization
 from core.problems.hypercleaning import Hypercleaning
 from core.problems.mlp import MLP
+from core.problems.multitask import MultiTask
 from core.problems.one_shot import OneShot, TaskBatch
 from core.problems.quadratic import Quadratic
 from core.problems.task_interaction import TaskInteraction
@@ -23,6 +24,7 @@ __all__ = [
     "Counterexample",
     "FeatureRegularization",
     "Hypercleaning",
+    "MultiTask",
     "OneShot",
     "Quadratic",
     "Splits",

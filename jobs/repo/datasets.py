@@ -60,7 +60,8 @@ def store_dataset(
         sha256: the file's hex digest, computed while it was received.
         size: its length in bytes.
         fmt: ``"npz"`` or ``"safetensors"``.
-        description: ``task``, ``n_classes``, ``n_features``, ``rows``, ``arrays``.
+        description: ``task``, ``n_classes``, ``n_features``, ``n_tasks``, ``rows``,
+            ``arrays``.
         chunk_bytes: the size of each stored chunk.
     """
     if session.get(DatasetBlob, sha256) is None:
@@ -89,6 +90,7 @@ def store_dataset(
         task=description["task"],
         n_classes=description["n_classes"],
         n_features=description["n_features"],
+        n_tasks=description.get("n_tasks", 0),
         rows=description["rows"],
         arrays=description["arrays"],
         created_at=utcnow(),

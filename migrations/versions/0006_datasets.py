@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.Column("task", sa.String(length=16), nullable=False),
         sa.Column("n_classes", sa.Integer(), nullable=False),
         sa.Column("n_features", sa.Integer(), nullable=False),
+        sa.Column("n_tasks", sa.Integer(), nullable=False),
         sa.Column("rows", _JSON, nullable=False),
         sa.Column("arrays", _JSON, nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),

@@ -6,6 +6,7 @@ import hashlib
 import math
 import random
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
@@ -234,3 +235,18 @@ def test_hypercleaning_needs_class_labels_and_is_refused_for_another_team(client
     assert r.status_code == 422 and "class labels" in r.json()["errors"][0]["message"]
     r = client.post("/v1/jobs", json=spec, headers=other_auth)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "problem.dataset"
+
+
+def test_a_task_column_makes_tasks_and_task_interaction_needs_one(client, auth, small):
+    arrays = digits_arrays(n_train=100, n_val=50, seed=random.randrange(1 << 30))
+    for s in ("train", "val", "test"):
+        arrays[f"task_{s}"] = np.arange(len(arrays[f"y_{s}"])) % 4
+    body = _upload(client, auth, npz_bytes(arrays)).json()
+    assert body["n_tasks"] == 4
+    spec = _spec(body["id"], "task_interaction")
+    assert client.post("/v1/jobs", json=spec, headers=auth).status_code == 201
+    plain = _upload(client, auth, small).json()
+    assert plain["n_tasks"] == 0
+    r = client.post("/v1/jobs", json=_spec(plain["id"], "task_interaction"), headers=auth)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "problem.dataset"
+    assert "task_train" in r.json()["errors"][0]["message"]

@@ -65,6 +65,9 @@ def _broken(name):
         a["x_valid"] = a["x_val"]
     elif name == "half_split":
         del a["y_test"]
+    elif name == "task_out_of_range":
+        a["task_train"] = np.arange(60) % 3
+        a["task_val"] = np.full(30, 3)
     return a
 
 
@@ -80,6 +83,7 @@ CASES = {
     "feature_count": ("x_test", "64 features"),
     "unknown_name": ("x_valid", "unknown array"),
     "half_split": ("y_test", "no array 'y_test'"),
+    "task_out_of_range": ("task_val", "task ids up to 3, out of range"),
 }
 
 

@@ -100,3 +100,25 @@ def test_learning_the_step_size_adds_log_lr_beside_the_named_hparams():
     assert set(built.hparams) == {"layer_decay", "log_lr"}
     out = _fit(built)
     assert not torch.equal(out.hparams["log_lr"], built.hparams["log_lr"])
+
+
+def test_task_interaction_on_diabetes_couples_one_model_per_sex():
+    raw = copy.deepcopy(example("task_interaction"))
+    raw["outer"]["iterations"] = 15
+    raw["diagnostics"]["every"] = 0
+    built = build(parse_spec(raw))
+    assert built.problem.n_tasks == 2
+    out = _fit(built)
+    assert set(out.hparams) == {"B", "nu"} and out.hparams["B"].shape == (2, 2)
+    assert out.history["outer_loss"][-1] < out.history["outer_loss"][0]
+    res = core.hypergradient(built.problem, out.hparams, built.dynamics, built.estimator)
+    metrics = built.problem.metrics(res.params, out.hparams)
+    assert {"train_rmse", "val_rmse", "test_rmse", "mean_coupling", "rho"} <= set(metrics)
+
+
+def test_task_interaction_on_a_table_without_a_task_column_is_refused_at_the_field():
+    raw = copy.deepcopy(example("task_interaction"))
+    raw["problem"]["dataset"] = "digits"
+    with pytest.raises(ValidationError) as info:
+        parse_spec(raw)
+    assert [e["field"] for e in field_errors(info.value)] == ["problem.dataset"]
