@@ -22,27 +22,43 @@ class BodyTooLarge(ProblemError, HTTPException):
     body into a 400; the ``ProblemError`` handler (first in the MRO) writes the 413.
     """
 
-    def __init__(self, limit: int):
-        detail = f"the streamed body is over the limit of {limit} bytes (max_body_bytes)"
+    def __init__(self, limit: int, setting: str = "max_body_bytes"):
+        detail = f"the streamed body is over the limit of {limit} bytes ({setting})"
         HTTPException.__init__(self, 413, detail)
         # ProblemError's fields, set here: its __init__ would call HTTPException's via super()
         self.status, self.slug, self.title, self.extra = 413, "body-too-large", None, {}
 
 
 class BodyLimitMiddleware:
-    """Answer 413 to any HTTP request whose body is longer than ``max_bytes``."""
+    """Answer 413 to any HTTP request whose body is longer than ``max_bytes``.
 
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    ``overrides`` maps ``(method, path)`` to a limit and the setting that names it, for the
+    few routes that take files (``POST /v1/datasets``) and enforce their own limit as they
+    stream.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        overrides: dict[tuple[str, str], tuple[int, str]] | None = None,
+    ):
         self.app, self.max_bytes = app, max_bytes
+        self.overrides = overrides or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on with a ``receive`` that counts the body's bytes."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.overrides.get(
+            (scope.get("method", ""), scope.get("path", "")), (self.max_bytes, "max_body_bytes")
+        )
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send, f"Content-Length {declared} is")
+        if declared is not None and declared > limit:
+            await self._refuse(
+                scope, receive, send, f"Content-Length {declared} is", limit, setting
+            )
             return
         seen = 0
         started = False
@@ -52,8 +68,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > limit:
+                    raise BodyTooLarge(limit, setting)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -68,12 +84,14 @@ class BodyLimitMiddleware:
             # reached only when nothing inside turned it into a response
             if started:
                 raise
-            await self._refuse(scope, receive, send, "the streamed body is")
+            await self._refuse(scope, receive, send, "the streamed body is", limit, setting)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, what: str) -> None:
+    async def _refuse(
+        self, scope: Scope, receive: Receive, send: Send, what: str, limit: int, setting: str
+    ) -> None:
         response = problem_response(
             413,
-            f"{what} over the limit of {self.max_bytes} bytes (max_body_bytes)",
+            f"{what} over the limit of {limit} bytes ({setting})",
             slug="body-too-large",
             headers={"Connection": "close"},
         )

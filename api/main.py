@@ -18,7 +18,7 @@ from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.openapi import App, operation_id
 from api.ratelimit import make_rate_limiter
-from api.routes import dashboard, health, jobs, keys, metrics, pool
+from api.routes import dashboard, datasets, health, jobs, keys, metrics, pool, problems
 from api.settings import ApiSettings
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import CeleryDispatcher, Dispatcher
@@ -95,12 +95,19 @@ def create_app(
     app.state.key_cache = KeyCache(settings.key_cache_ttl_s, settings.key_cache_size)
     install_error_handlers(app)
     # outermost: an oversized body is refused before anything reads it
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # data set files have their own limit (the route also counts them as they stream)
+        overrides={("POST", "/v1/datasets"): (settings.max_upload_bytes, "max_upload_bytes")},
+    )
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(keys.router)
     app.include_router(pool.router)
     app.include_router(metrics.router)
+    app.include_router(datasets.router)
+    app.include_router(problems.router)
     app.include_router(dashboard.router)
     return app
 

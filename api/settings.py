@@ -9,12 +9,16 @@ The protective limits, each with the variable that sets it:
   (429 ``quota-exceeded``); the workers also hold the running limit when they claim;
 - ``BILEVEL_MAX_INNER_STEPS`` and ``BILEVEL_MAX_GRAPH_BYTES``: each spec's compute budget
   (422 naming the field; see ``jobs.budget``);
+- ``BILEVEL_MAX_UPLOAD_BYTES`` and ``BILEVEL_DATASET_QUOTA_BYTES``: one data set file, and a
+  team's data sets in all (413 naming the setting);
 - ``BILEVEL_KEY_CACHE_TTL_S``: how long an API process trusts a key it has verified without
   asking the store again, and so the longest a key revoked elsewhere (another API process,
   ``bilevel keys revoke``) keeps working (0: ask every time; see ``jobs.keys.KeyCache``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field
 
@@ -49,6 +53,12 @@ class ApiSettings(StoreSettings):
     key_cache_size: int = Field(1024, ge=1)
     # GET /metrics for Prometheus (team names and counts, no key asked: scraper-only networks)
     metrics: bool = True
+    # data set uploads (POST /v1/datasets): their own body limit, far above max_body_bytes,
+    # and each team's total stored bytes; the upload is spooled to upload_dir (the system's
+    # temporary directory by default) while it is hashed and validated
+    max_upload_bytes: int = Field(2 << 30, ge=1024)
+    dataset_quota_bytes: int = Field(10 << 30, ge=0)
+    upload_dir: Path | None = None
 
     @property
     def budget(self) -> BudgetLimits:

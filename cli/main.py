@@ -17,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import client, keys, pool, reproduce, run, server, teams
+from cli import client, datasets, keys, pool, reproduce, run, server, teams
 from cli.errors import UsageError
 
 __all__ = ["add_commands", "build_parser", "main"]
@@ -44,6 +44,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     teams.add_commands(commands)
     client.add_commands(commands)
     pool.add_commands(commands)
+    datasets.add_commands(commands)
     run.add_commands(commands)
 
 

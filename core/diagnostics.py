@@ -127,8 +127,8 @@ def jacobian_norms(
     out: dict[int, float] = {}
     for t in range(1, wanted[-1] + 1):
         if t in wanted:
-            out[t] = _transition_norm(problem, hp, dynamics, state, spec, iters, gen)
-        state = detached(dynamics.step(problem, state, hp, spec, create_graph=False))
+            out[t] = _transition_norm(problem.at_step(t - 1), hp, dynamics, state, spec, iters, gen)
+        state = detached(dynamics.step(problem, state, hp, spec, create_graph=False, t=t - 1))
     return out
 
 

@@ -104,8 +104,9 @@ class GradientDescent:
         spec: Spec,
         *,
         create_graph: bool,
+        t: int | None = None,
     ) -> Leaves:
-        """One transition ``s_{t+1} = Ξ(s_t, λ)``.
+        """One transition ``s_{t+1} = Ξ_{t+1}(s_t, λ)``.
 
         Args:
             problem: the bilevel problem.
@@ -114,7 +115,12 @@ class GradientDescent:
             spec: the structure of ``w`` (from :meth:`init_state`).
             create_graph: record the step for a later backward pass through it. When false,
                 the returned state carries no graph at all.
+            t: the step's index, for problems whose inner loss changes per step
+                (:meth:`core.BilevelProblem.at_step`, minibatches); ``None`` for the whole
+                problem.
         """
+        if t is not None:
+            problem = problem.at_step(t)
         w = self.params(state)
         grad = inner_grad(problem, w, hparams, spec, create_graph=create_graph)
         with torch.set_grad_enabled(create_graph):
@@ -127,9 +133,16 @@ class GradientDescent:
         return tuple(wi - lr * gi for wi, gi in zip(w, grad))
 
     def functional_step(
-        self, problem: BilevelProblem[Any, Any], state: Leaves, hparams: Tree, spec: Spec
+        self,
+        problem: BilevelProblem[Any, Any],
+        state: Leaves,
+        hparams: Tree,
+        spec: Spec,
+        t: int | None = None,
     ) -> Leaves:
         """:meth:`step` written with ``torch.func.grad``, for ``jvp``/``vmap`` (forward mode)."""
+        if t is not None:
+            problem = problem.at_step(t)
         w = self.params(state)
         if problem.inner_grad is not None:
             grad, _ = flatten(problem.inner_grad(unflatten(spec, w), hparams), "inner_grad")

@@ -87,6 +87,17 @@ class BilevelProblem(abc.ABC, Generic[P, H]):
         if tensors:
             raise ConfigurationError(f"{type(self).__name__} has no inputs() to set")
 
+    def at_step(self, t: int) -> BilevelProblem[P, H]:
+        """The problem as inner step ``t`` (0-based) of Eq. (4) sees it; ``self`` by default.
+
+        A problem that trains on minibatches returns a view whose ``inner_loss`` (and
+        ``inner_grad``) read step ``t``'s batch, so ``Ξ_{t+1}`` depends on ``t``. The batch
+        must be a pure function of ``t`` (and of fixed settings such as a seed): the
+        estimators replay steps (K-RMD, checkpointing) and must see the same batch again.
+        ``init`` and ``outer_loss`` are always those of ``self``.
+        """
+        return self
+
     def metrics(self, params: P, hparams: H) -> dict[str, float]:
         """Application metrics of ``ŵ* = params`` (e.g. test accuracy); none by default."""
         return {}

@@ -362,6 +362,7 @@ def _report(args, cfg, Ks, runs, costs, problem: Hypercleaning, elapsed: float) 
             f"{runs[K]['eta0']:.4f}",
             " / ".join(f"{v:.1f}" for v in runs[K]["lambda_quantiles"].values()),
         ])  # fmt: skip
+    n_test = 0 if problem.y_test is None else len(problem.y_test)
     n_cor = int(_corrupted(problem).sum())
     cmd = (
         f"bilevel reproduce hypercleaning --out {args.out} --dataset {cfg['dataset']} "
@@ -382,7 +383,7 @@ torch {torch.__version__}, float32; {elapsed:.0f} s for this call (runs reused f
 
 - Data: {cfg["dataset"]}, all examples pooled; {cfg["n_train"]} training and {cfg["n_val"]}
   validation examples drawn class-balanced (seed {cfg["seed"]}), the other
-  {len(problem.y_test)} are the test set. Half of the training labels were replaced by a
+  {n_test} are the test set. Half of the training labels were replaced by a
   uniformly random label; {n_cor} of them ({100 * n_cor / cfg["n_train"]:.1f}%) actually changed and
   count as corrupted for F1 (the rest drew their own label back).
 - Inner problem: linear classifier W ∈ R^(10x{problem.x_train.shape[1]}) from W_0 = 0, T = {

@@ -70,12 +70,13 @@ def _sizes(spec: JobSpec) -> tuple[int, int, int]:
     p = spec.problem
     if isinstance(p, QuadraticSpec):
         params, hparams, step = p.dim, p.n_hparams, 4 * p.dim + p.n_hparams
-    elif isinstance(p, HypercleaningSpec):
+    elif isinstance(p, HypercleaningSpec) and p.dataset in _FEATURES:
         params = _CLASSES * (_FEATURES[p.dataset] + 1)
         hparams = p.n_train
         # logits, softmax, residual and their gradients: a few n_train x classes arrays
         step = 6 * p.n_train * _CLASSES + 2 * p.n_train + 4 * params
-    else:  # toy, toy_biased, counterexample: a handful of scalars
+    else:  # toy, toy_biased, counterexample: a handful of scalars (and the problems over an
+        # uploaded data set, which api.dataset_refs sizes from the data set's shape)
         params, hparams, step = 2, 2, 16
     if spec.inner.momentum > 0:
         params *= 2  # the velocity is part of the state
@@ -84,10 +85,14 @@ def _sizes(spec: JobSpec) -> tuple[int, int, int]:
     return params, step + 2 * params, hparams
 
 
-def estimate(spec: JobSpec) -> Estimate:
-    """The work and graph memory of ``spec`` (see the module docstring)."""
+def estimate(spec: JobSpec, sizes: tuple[int, int, int] | None = None) -> Estimate:
+    """The work and graph memory of ``spec`` (see the module docstring).
+
+    ``sizes`` (state floats, floats of one step's graph, hyperparameters) replaces the
+    built-in problems' for a problem over an uploaded data set, whose size the spec lacks.
+    """
     T = spec.inner.steps
-    state, step, n_hparams = _sizes(spec)
+    state, step, n_hparams = sizes or _sizes(spec)
     m = spec.hypergradient
     if isinstance(m, FullSpec):
         floats = T * step
@@ -130,15 +135,20 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def budget_errors(spec: JobSpec, limits: BudgetLimits) -> list[InitErrorDetails]:
-    """One error per exceeded limit, at the field to change, stating the value and limit."""
+def budget_errors(
+    spec: JobSpec, limits: BudgetLimits, sizes: tuple[int, int, int] | None = None
+) -> list[InitErrorDetails]:
+    """One error per exceeded limit, at the field to change, stating the value and limit.
+
+    ``sizes``: as for :func:`estimate`.
+    """
     errors: list[InitErrorDetails] = []
 
     def add(loc: tuple[str, ...], value: Any, message: str) -> None:
         errors.append({"type": PydanticCustomError("budget", message), "loc": loc,
                        "input": value})  # fmt: skip
 
-    est = estimate(spec)
+    est = estimate(spec, sizes)
     steps, iterations = spec.inner.steps, spec.outer.iterations
     if est.inner_steps > limits.max_inner_steps:
         add(
@@ -171,9 +181,14 @@ def budget_errors(spec: JobSpec, limits: BudgetLimits) -> list[InitErrorDetails]
     return errors
 
 
-def check_budget(spec: JobSpec, limits: BudgetLimits) -> JobSpec:
-    """Raise a ``ValidationError`` naming each field whose budget ``spec`` exceeds."""
-    errors = budget_errors(spec, limits)
+def check_budget(
+    spec: JobSpec, limits: BudgetLimits, sizes: tuple[int, int, int] | None = None
+) -> JobSpec:
+    """Raise a ``ValidationError`` naming each field whose budget ``spec`` exceeds.
+
+    ``sizes``: as for :func:`estimate`.
+    """
+    errors = budget_errors(spec, limits, sizes)
     if errors:
         raise ValidationError.from_exception_data("JobSpec", errors)
     return spec

@@ -46,6 +46,9 @@ __all__ = [
     "ApiKey",
     "Artifact",
     "Base",
+    "Dataset",
+    "DatasetBlob",
+    "DatasetChunk",
     "Job",
     "JobEvent",
     "Team",
@@ -273,3 +276,56 @@ trace_blocks = Table(
         for part in ("min", "min_it", "max", "max_it")
     ],
 )
+
+
+# -- data sets (issue 13) ------------------------------------------------------------------
+
+
+class DatasetBlob(Base):
+    """An uploaded file's bytes, content-addressed by SHA-256 and shared by equal uploads.
+
+    The bytes are ``dataset_chunks`` rows of at most ``chunk_bytes`` each, written in the
+    transaction that adds the first ``datasets`` row naming the blob; the last dataset to
+    go takes its blob with it.
+    """
+
+    __tablename__ = "dataset_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunk_bytes: Mapped[int] = mapped_column(Integer)
+    n_chunks: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DatasetChunk(Base):
+    """Chunk ``seq`` (0-based) of a blob's bytes."""
+
+    __tablename__ = "dataset_chunks"
+
+    sha256: Mapped[str] = mapped_column(
+        ForeignKey("dataset_blobs.sha256", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Dataset(Base):
+    """A team's named data set: a blob and what its validation found (``jobs.dataset_checks``)."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (Index("ix_datasets_team_created", "team_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(ForeignKey("dataset_blobs.sha256"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    format: Mapped[str] = mapped_column(String(16))
+    task: Mapped[str] = mapped_column(String(16))
+    n_classes: Mapped[int] = mapped_column(Integer, default=0)
+    n_features: Mapped[int] = mapped_column(Integer)
+    n_tasks: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    arrays: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -11,6 +11,7 @@ This module imports no torch: the API validates specs without the estimator libr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
+    "BUILTIN_TABLES",
+    "DATASET_KINDS",
     "METHODS",
     "PROBLEMS",
     "DiagnosticsSpec",
@@ -26,6 +29,7 @@ __all__ = [
     "OuterSpec",
     "check_spec",
     "field_errors",
+    "is_dataset_id",
     "parse_spec",
 ]
 
@@ -77,19 +81,100 @@ class QuadraticSpec(_Model):
     structured: bool = False
 
 
+#: scikit-learn's bundled tables, usable wherever a spec names a data set
+BUILTIN_TABLES = ("digits", "diabetes", "breast_cancer")
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+DatasetRef = Annotated[
+    str,
+    Field(
+        pattern=f"^({_UUID}|{'|'.join(BUILTIN_TABLES)})$",
+        description="a data set id (POST /v1/datasets) of the team, or a built-in table",
+    ),
+]
+
+
+_HYPERCLEANING_SETS = ("digits", "mnist", "fashion-mnist")
+
+
 class HypercleaningSpec(_Model):
     """Data hypercleaning (Section 4.2.1): one weight per training example.
 
     Half the training labels are corrupted. ``digits`` needs no data; ``mnist`` reads the
-    worker's ``BILEVEL_DATA_DIR``.
+    worker's ``BILEVEL_DATA_DIR``. On a team's classification data set (its id) the file's
+    splits are used as they are (standardised; ``n_train`` and ``n_val`` do not apply) and
+    ``fraction`` may be 0: a user's labels are often noisy already. The learned weights are
+    ``example_weights`` (logits, one per training example).
     """
 
     kind: Literal["hypercleaning"]
-    dataset: Literal["digits", "mnist", "fashion-mnist"] = "digits"
+    dataset: Annotated[
+        str,
+        Field(
+            pattern=f"^({'|'.join(_HYPERCLEANING_SETS)}|{_UUID})$",
+            description="digits, mnist, fashion-mnist, or a classification data set's id",
+        ),
+    ] = "digits"
     n_train: Annotated[int, Field(ge=10, le=30_000)] = 1000
     n_val: Annotated[int, Field(ge=10, le=30_000)] = 500
     fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+
+# -- problems over a data set (issue 13) -----------------------------------------------------
+
+
+class FeatureRegularizationSpec(_Model):
+    """Linear, logistic or softmax regression with one learned L2 penalty per feature.
+
+    ``per: group`` shares one penalty among the features of each group (the data set's
+    ``groups`` array). The learned ``feature_penalties`` are logs of the penalties.
+    """
+
+    kind: Literal["feature_regularization"]
+    dataset: DatasetRef
+    model: Literal["linear", "logistic", "softmax"] | None = None
+    per: Literal["feature", "group"] = "feature"
+    init_penalty: Annotated[float, Field(gt=0, le=1e3)] = 1e-3
+    standardize: bool = True
+
+
+class MLPSpec(_Model):
+    """A small tanh MLP with learned per-layer weight decay (``layer_decay``, logs).
+
+    ``example_weights`` also learns one weight per training example (``example_weights``,
+    logits); ``inner.learn_lr`` learns the inner step size.
+    """
+
+    kind: Literal["mlp"]
+    dataset: DatasetRef
+    hidden: Annotated[
+        list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1, max_length=4)
+    ] = [32]
+    example_weights: bool = False
+    init_decay: Annotated[float, Field(gt=0, le=1e3)] = 1e-3
+    standardize: bool = True
+
+
+class TaskInteractionSpec(_Model):
+    """Task interaction (Section 4.2.2) on a data set with a task column (``task_<split>``).
+
+    One linear, logistic or softmax model per task id, coupled by a learned symmetric
+    ``C = softplus(B) + softplus(B)ᵀ`` and a ridge ``ρ = softplus(nu)`` (Appendix G.2); the
+    learned ``B`` and ``nu`` come back under those names. The built-in ``diabetes`` table
+    has a task column: the patients' sex.
+    """
+
+    kind: Literal["task_interaction"]
+    dataset: DatasetRef
+    coupling_init: Annotated[float, Field(gt=0, le=1e3)] | None = None
+    rho_init: Annotated[float, Field(gt=0, le=1e3)] = 0.01
+    standardize: bool = True
+
+
+# kinds whose `problem.dataset` names a data set, and which take `inner.batch_size`
+DATASET_KINDS = ("feature_regularization", "mlp", "task_interaction")
+# the built-in tables with a task column (task_<split>)
+TASK_TABLES = ("diabetes",)
 
 
 # `problem.kind` -> its option model; keys match `core.problems.PROBLEMS` (a test checks it).
@@ -99,10 +184,20 @@ PROBLEMS: dict[str, type[_Model]] = {
     "counterexample": CounterexampleSpec,
     "quadratic": QuadraticSpec,
     "hypercleaning": HypercleaningSpec,
+    "feature_regularization": FeatureRegularizationSpec,
+    "mlp": MLPSpec,
+    "task_interaction": TaskInteractionSpec,
 }
 
 ProblemSpec = Annotated[
-    ToySpec | ToyBiasedSpec | CounterexampleSpec | QuadraticSpec | HypercleaningSpec,
+    ToySpec
+    | ToyBiasedSpec
+    | CounterexampleSpec
+    | QuadraticSpec
+    | HypercleaningSpec
+    | FeatureRegularizationSpec
+    | MLPSpec
+    | TaskInteractionSpec,
     Field(discriminator="kind"),
 ]
 
@@ -173,6 +268,9 @@ class InnerSpec(_Model):
     lr: Annotated[float, Field(gt=0, le=1e3)] = 0.1
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
     learn_lr: bool = False
+    # training rows per inner step, drawn from the job's seed and the step index (problems
+    # over a data set only); None: every row at every step
+    batch_size: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
 class OuterSpec(_Model):
@@ -237,6 +335,32 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
             f"segment must be <= inner.steps={steps}, got {method.segment}",
         )
     problem = spec.problem
+    if spec.inner.batch_size is not None and problem.kind not in DATASET_KINDS:
+        add(
+            ("inner", "batch_size"),
+            spec.inner.batch_size,
+            f"batch_size is for the problems over a data set ({', '.join(DATASET_KINDS)}), "
+            f"not {problem.kind!r}",
+        )
+    if isinstance(problem, HypercleaningSpec) and is_dataset_id(problem.dataset):
+        for name in sorted({"n_train", "n_val"} & problem.model_fields_set):
+            add(
+                ("problem", name),
+                getattr(problem, name),
+                f"{name} applies to the built-in data sets; an uploaded one's splits are used "
+                "as they are",
+            )
+    if (
+        isinstance(problem, TaskInteractionSpec)
+        and problem.dataset in BUILTIN_TABLES
+        and problem.dataset not in TASK_TABLES
+    ):
+        add(
+            ("problem", "dataset"),
+            problem.dataset,
+            f"task_interaction needs a task column; of the built-in tables only "
+            f"{', '.join(TASK_TABLES)} has one, got {problem.dataset!r}",
+        )
     if isinstance(problem, QuadraticSpec):
         if problem.mu > problem.L:
             add(("problem", "mu"), problem.mu, f"mu must be <= L={problem.L}, got {problem.mu}")
@@ -250,6 +374,11 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
         if spec.inner.learn_lr and problem.structured:
             add(("inner", "learn_lr"), True, "learn_lr is not available with structured hparams")
     return errors
+
+
+def is_dataset_id(ref: str) -> bool:
+    """Whether ``problem.dataset`` names an uploaded data set (an id), not a built-in one."""
+    return re.fullmatch(_UUID, ref) is not None
 
 
 def check_spec(spec: JobSpec) -> JobSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,7 +13,16 @@ import torch
 
 import core
 from core.tree import flatten
-from jobs.spec import JobSpec
+from jobs.spec import (
+    DATASET_KINDS,
+    FeatureRegularizationSpec,
+    HypercleaningSpec,
+    JobSpec,
+    MLPSpec,
+    TaskInteractionSpec,
+    is_dataset_id,
+)
+from worker.datasets import DatasetSource, Resolver
 
 __all__ = ["Built", "build", "hparams_npz", "to_jsonable"]
 
@@ -26,43 +35,78 @@ class Built:
     estimator: Any
     fit_kwargs: dict[str, Any]
     device: torch.device
+    # facts for the job's summary (where the data set came from)
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 class _LearnedStep(core.BilevelProblem):
-    """A problem whose hparams gain ``log_lr``: ``{"lam": λ, "log_lr": log(γ / lr)}``."""
+    """A problem whose tensor hparams are one named entry of a dict: ``{key: λ, ...}``.
 
-    def __init__(self, base: core.BilevelProblem):
-        self.base = base
+    With ``key="lam"`` the dict gains ``log_lr`` (a learned step size); with
+    ``key="example_weights"`` the learned tensor is named as the problem defines it.
+    """
+
+    def __init__(self, base: core.BilevelProblem, key: str = "lam"):
+        self.base, self.key = base, key
 
     def init(self, hparams):
-        return self.base.init(hparams["lam"])
+        return self.base.init(hparams[self.key])
 
     def inner_loss(self, params, hparams):
-        return self.base.inner_loss(params, hparams["lam"])
+        return self.base.inner_loss(params, hparams[self.key])
 
     def outer_loss(self, params, hparams):
-        return self.base.outer_loss(params, hparams["lam"])
+        return self.base.outer_loss(params, hparams[self.key])
 
     def metrics(self, params, hparams):
-        return self.base.metrics(params, hparams["lam"])
+        return self.base.metrics(params, hparams[self.key])
+
+    def initial_hparams(self):
+        return {self.key: self.base.initial_hparams()}
 
 
 class _LearnedStepClosedForm(_LearnedStep):
     """A :class:`_LearnedStep` that keeps its base's closed-form inner gradient."""
 
-    def __init__(self, base: core.BilevelProblem, base_grad: Callable[..., Any]):
-        super().__init__(base)
+    def __init__(self, base: core.BilevelProblem, base_grad: Callable[..., Any], key: str):
+        super().__init__(base, key)
         self._base_grad = base_grad
 
     def inner_grad(self, params, hparams):
         # the closed form of the base problem: no double backward through autograd
-        return self._base_grad(params, hparams["lam"])
+        return self._base_grad(params, hparams[self.key])
 
 
-def _learned_step(base: core.BilevelProblem) -> _LearnedStep:
+def _learned_step(base: core.BilevelProblem, key: str = "lam") -> _LearnedStep:
     if base.inner_grad is None:
-        return _LearnedStep(base)
-    return _LearnedStepClosedForm(base, base.inner_grad)
+        return _LearnedStep(base, key)
+    return _LearnedStepClosedForm(base, base.inner_grad, key)
+
+
+def _hypercleaning_on(
+    spec: HypercleaningSpec, arrays: dict[str, Any], device: torch.device
+) -> core.BilevelProblem:
+    """Hypercleaning on an uploaded classification data set, its weights ``example_weights``.
+
+    The file's splits are used as they are (standardised); ``fraction`` of the training
+    labels is corrupted first when it is above 0 (then F1 of flagging them is reported).
+    """
+    data = core.problems.Splits.from_arrays(arrays, device=device)
+    if data.task != "classification":
+        raise core.ConfigurationError("hypercleaning needs a data set with class labels")
+    y = data.y["train"]
+    corrupted = None
+    if spec.fraction > 0:
+        y, corrupted = core.data.corrupt_labels(
+            y.cpu(), data.n_classes, fraction=spec.fraction, seed=spec.seed
+        )
+        y, corrupted = y.to(device), corrupted.to(device)
+    base = core.problems.Hypercleaning(
+        data.x["train"], y, data.x["val"], data.y["val"],
+        data.x.get("test"), data.y.get("test"),
+        corrupted=corrupted, n_classes=data.n_classes,
+    )  # fmt: skip
+    return _learned_step(base, "example_weights")
 
 
 def _device(name: str) -> torch.device:
@@ -73,12 +117,50 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
+def _dataset_problem(
+    spec: JobSpec, datasets: Resolver, device: torch.device
+) -> core.BilevelProblem:
+    """A problem over a data set's arrays (``problem.dataset``), as ``core.problems`` has it."""
+    p = spec.problem
+    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec, TaskInteractionSpec)):
+        raise core.ConfigurationError(f"problem {p.kind!r} is not over a data set")
+    arrays = datasets(p.dataset)
+    data = core.problems.Splits.from_arrays(arrays, device=device, standardize=p.standardize)
+    if isinstance(p, TaskInteractionSpec):
+        missing = [f"task_{s}" for s in data.x if f"task_{s}" not in arrays]
+        if missing:
+            raise core.ConfigurationError(f"task_interaction needs the arrays {missing}")
+        tasks = {s: torch.as_tensor(arrays[f"task_{s}"]) for s in data.x}
+        return core.problems.MultiTask(
+            data, tasks, coupling_init=p.coupling_init, rho_init=p.rho_init,
+            batch_size=spec.inner.batch_size, seed=spec.seed,
+        )  # fmt: skip
+    if isinstance(p, MLPSpec):
+        return core.problems.MLP(
+            data, hidden=p.hidden, example_weights=p.example_weights, init_decay=p.init_decay,
+            batch_size=spec.inner.batch_size, seed=spec.seed,
+        )  # fmt: skip
+    groups = None
+    if p.per == "group":
+        if "groups" not in arrays:
+            raise core.ConfigurationError("per='group' needs the data set's 'groups' array")
+        groups = [int(g) for g in arrays["groups"]]
+    return core.problems.FeatureRegularization(
+        data, model=p.model, groups=groups, init_penalty=p.init_penalty,
+        batch_size=spec.inner.batch_size, seed=spec.seed,
+    )  # fmt: skip
+
+
+def build(
+    spec: JobSpec, data_dir: str | Path | None = None, datasets: Resolver | None = None
+) -> Built:
     """Problem, initial hparams, dynamics and estimator for ``spec``.
 
     Args:
         spec: the validated job spec.
         data_dir: where real data sets live (the worker's ``BILEVEL_DATA_DIR``).
+        datasets: resolves ``problem.dataset`` to arrays; the built-in tables only when
+            omitted (``bilevel run``).
 
     Raises:
         core.ConfigurationError: an option the library rejects, or missing data files.
@@ -89,7 +171,13 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
         options["w0"] = tuple(options["w0"])
     device = _device(spec.device)
     problem: core.BilevelProblem
-    if spec.problem.kind == "hypercleaning":
+    if spec.problem.kind in DATASET_KINDS:
+        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
+        problem = _dataset_problem(spec, resolver, device)
+    elif isinstance(spec.problem, HypercleaningSpec) and is_dataset_id(spec.problem.dataset):
+        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
+        problem = _hypercleaning_on(spec.problem, resolver(spec.problem.dataset), device)
+    elif spec.problem.kind == "hypercleaning":
         dataset = options.pop("dataset")
         problem = core.problems.Hypercleaning.from_dataset(
             dataset, data_dir, device=device, **options
@@ -108,7 +196,11 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
         else hparams.to(device)
     )
     lr_key = None
-    if spec.inner.learn_lr:
+    if spec.inner.learn_lr and isinstance(hparams, dict):
+        # named hyperparameters gain one more name; the problem reads only its own
+        hparams = {**hparams, "log_lr": torch.zeros(1, dtype=_dtype(hparams), device=device)}
+        lr_key = "log_lr"
+    elif spec.inner.learn_lr:
         problem = _learned_step(problem)
         hparams = {"lam": hparams, "log_lr": torch.zeros(1, dtype=hparams.dtype, device=device)}
         lr_key = "log_lr"
@@ -128,6 +220,10 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
         "exact_every": spec.diagnostics.every,
     }
     return Built(problem, hparams, dynamics, estimator, fit_kwargs, device)
+
+
+def _dtype(hparams: dict[str, torch.Tensor]) -> torch.dtype:
+    return next(iter(hparams.values())).dtype
 
 
 def hparams_npz(hparams: Any) -> bytes:

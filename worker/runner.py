@@ -34,6 +34,8 @@ from jobs.spec import parse_spec
 from jobs.status import JobStatus
 from worker.build import Built, build, hparams_npz, to_jsonable
 from worker.checkpoint import load_checkpoint
+from worker.dataset_cache import DatasetCache
+from worker.datasets import DatasetSource
 from worker.errors import LeaseLost, StoreUnavailable, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
 from worker.outcome import Outcome
@@ -162,13 +164,18 @@ def _run_claimed(
         if job is None:  # deleted since the claim: nothing is left to write to
             raise LeaseLost
         spec_data = job.spec
+        team_id = job.team_id
         # running time of the earlier attempts, as their last flush recorded it
         ran_s = float((job.summary or {}).get("run_s") or 0.0)
         saved = repo.load_artifact(s, claim.job_id, "checkpoint")
         checkpoint = saved.data if saved is not None else None
     try:
         spec = parse_spec(spec_data)
-        built = build(spec, settings.data_dir)
+        cache = DatasetCache(settings.resolved_dataset_cache_dir, settings.dataset_cache_bytes)
+        source = DatasetSource(sessions, team_id, cache, seed=spec.seed)
+        built = build(spec, settings.data_dir, datasets=source)
+        if source.cache_hit is not None:
+            built.info["dataset_cache"] = "hit" if source.cache_hit else "miss"
         state = load_checkpoint(checkpoint, built.device) if checkpoint is not None else None
     except Exception as exc:  # a spec the library rejects fails at once, no retry
         writer.close()
@@ -241,6 +248,7 @@ def _succeed(
     run.writer.close()
     summary = {
         **run.summary(),
+        **built.info,
         "final_outer_loss": float(res.outer_loss),
         "metrics": metrics,
         "hparams": to_jsonable(out.hparams),

@@ -29,3 +29,14 @@ class WorkerSettings(StoreSettings):
     # a ceiling on every job's running time (summed over attempts); a spec's time_limit_s
     # can only lower it. None: no ceiling.
     max_job_time_s: float | None = Field(None, gt=0)
+    # uploaded data sets fetched from the store are kept here, by sha256, verified on every
+    # read, the least recently used dropped beyond dataset_cache_bytes (BILEVEL_DATASET_CACHE_BYTES)
+    dataset_cache_dir: Path | None = None
+    dataset_cache_bytes: int = Field(4 << 30, ge=0)
+
+    @property
+    def resolved_dataset_cache_dir(self) -> Path:
+        """``dataset_cache_dir``, or ``dataset-cache`` under the state directory."""
+        if self.dataset_cache_dir is not None:
+            return self.dataset_cache_dir.expanduser().resolve()
+        return self.resolved_state_dir / "dataset-cache"

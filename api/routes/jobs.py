@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api.dataset_refs import check_dataset_ref
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.schemas import (
@@ -100,6 +101,8 @@ def submit_job(
     replay = idempotency_key is not None and repo.find_idempotent(session, team.id, idempotency_key)
     if not replay:  # a replay creates nothing, so it is never over quota
         _check_quota(session, team.id, settings)
+    # 422 at problem.dataset when it is not the team's; its budget at the data set's size
+    check_dataset_ref(session, team.id, spec, settings.budget)
     try:
         job, created = repo.create_job(
             session,

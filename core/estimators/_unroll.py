@@ -94,14 +94,14 @@ def unrolled_tensors(
     for t in range(cuts[-1]):
         if t in to_store:
             stored[t] = state
-        state = dynamics.step(problem, state, lam_const, spec, create_graph=False)
+        state = dynamics.step(problem, state, lam_const, spec, create_graph=False, t=t)
 
     # Last segment and f together: one backward pass yields ∇_{ŵ*} f, α_{c_m} and h.
     start = detached(state, requires_grad=True)
     with torch.enable_grad():
         state = start
-        for _ in range(cuts[-1], T):
-            state = dynamics.step(problem, state, lam, spec, create_graph=True)
+        for t in range(cuts[-1], T):
+            state = dynamics.step(problem, state, lam, spec, create_graph=True, t=t)
         w_T = dynamics.params(state)
         w_T = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in w_T)
         loss = scalar_loss(problem.outer_loss(unflatten(spec, w_T), lam), "outer")
@@ -116,8 +116,8 @@ def unrolled_tensors(
         start = detached(stored.pop(c), requires_grad=True)
         with torch.enable_grad():
             state = start
-            for _ in range(c, c_next):
-                state = dynamics.step(problem, state, lam, spec, create_graph=True)
+            for t in range(c, c_next):
+                state = dynamics.step(problem, state, lam, spec, create_graph=True, t=t)
             alpha, dh = _vjp(state, alpha, start, setup.hp)
         h = add(h, dh)
 

@@ -51,6 +51,10 @@ class Forward:
         lam = setup.hp_const
         spec = setup.w_spec
 
+        # each step's view of the problem (its minibatch) is drawn here, outside vmap, which
+        # refuses random operations such as a batch's permutation
+        views = [problem.at_step(t) for t in range(dynamics.steps)]
+
         def directional(direction: Tensor) -> tuple[Tensor, Tensor, Leaves]:
             """``e^T d_λ f`` for one direction ``e`` of hyperparameter space, plus primals."""
             dlam = from_vector(direction, lam)
@@ -58,15 +62,15 @@ class Forward:
             def init(*h: Tensor) -> Leaves:
                 return dynamics.init_state(problem, setup.tree(h))[0]
 
-            def step(s: Leaves, h: Leaves) -> Leaves:
-                return dynamics.functional_step(problem, s, setup.tree(h), spec)
+            def step(s: Leaves, h: Leaves, t: int) -> Leaves:
+                return dynamics.functional_step(views[t], s, setup.tree(h), spec)
 
             def outer(w: Leaves, h: Leaves) -> Tensor:
                 return scalar_loss(problem.outer_loss(unflatten(spec, w), setup.tree(h)), "outer")
 
             s, ds = _jvp(init, lam, dlam)
-            for _ in range(dynamics.steps):
-                s, ds = _jvp(step, (s, lam), (ds, dlam))
+            for t in range(dynamics.steps):
+                s, ds = _jvp(lambda s_, h_, t=t: step(s_, h_, t), (s, lam), (ds, dlam))
             w = dynamics.params(s)
             loss, dloss = _jvp(outer, (w, lam), (dynamics.params(ds), dlam))
             return dloss, loss, w

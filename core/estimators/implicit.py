@@ -74,8 +74,8 @@ class Implicit:
         spec = setup.w_spec
         with torch.no_grad():
             state, _ = dynamics.init_state(problem, lam_const)
-            for _ in range(dynamics.steps):
-                state = dynamics.step(problem, state, lam_const, spec, create_graph=False)
+            for t in range(dynamics.steps):
+                state = dynamics.step(problem, state, lam_const, spec, create_graph=False, t=t)
         w_T = dynamics.params(state)
         loss, grad_w, grad_lam = outer_terms(problem, setup, w_T)
 

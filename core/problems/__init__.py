@@ -2,25 +2,37 @@
 
 The paper's toy problem (Section 4.1), its counterexample (Theorem 3.5), a quadratic with
 closed-form hypergradients, and its experiments: hypercleaning (4.2), task interaction
-(4.2) and one-shot learning (4.3).
+(4.2) and one-shot learning (4.3); and the families over a user's data set
+(:class:`Splits`): per-feature penalties and a small MLP with learned weight decay.
 """
 
+from core.problems._supervised import Splits, SupervisedProblem
+from core.problems.batches import minibatch
 from core.problems.counterexample import Counterexample
+from core.problems.feature_regularization import FeatureRegularization
 from core.problems.hypercleaning import Hypercleaning
+from core.problems.mlp import MLP
+from core.problems.multitask import MultiTask
 from core.problems.one_shot import OneShot, TaskBatch
 from core.problems.quadratic import Quadratic
 from core.problems.task_interaction import TaskInteraction
 from core.problems.toy import Toy
 
 __all__ = [
+    "MLP",
     "PROBLEMS",
     "Counterexample",
+    "FeatureRegularization",
     "Hypercleaning",
+    "MultiTask",
     "OneShot",
     "Quadratic",
+    "Splits",
+    "SupervisedProblem",
     "TaskBatch",
     "TaskInteraction",
     "Toy",
+    "minibatch",
 ]
 
 # Names a job spec uses for `problem.kind`, mapped to factories taking the spec's options.
@@ -31,4 +43,7 @@ PROBLEMS = {
     "quadratic": Quadratic,
     "hypercleaning": Hypercleaning.from_dataset,
     "task_interaction": TaskInteraction.from_dataset,
+    # over a data set's arrays: the worker builds the Splits and passes them as `data`
+    "feature_regularization": FeatureRegularization,
+    "mlp": MLP,
 }

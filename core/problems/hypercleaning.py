@@ -50,7 +50,7 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
     Args:
         x_train, y_train: training features ``[n, d]`` and (corrupted) labels ``[n]``.
         x_val, y_val: the clean validation set of the outer loss.
-        x_test, y_test: the held-out test set of :meth:`metrics`.
+        x_test, y_test: the held-out test set of :meth:`metrics` (optional).
         corrupted: bool mask ``[n]`` of training labels that were changed; enables F1.
         n_classes: ``C``; by default one more than the largest label.
         reg: the ridge weight on ``||W||_F²``.
@@ -73,14 +73,16 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         y_train: Tensor,
         x_val: Tensor,
         y_val: Tensor,
-        x_test: Tensor,
-        y_test: Tensor,
+        x_test: Tensor | None = None,
+        y_test: Tensor | None = None,
         *,
         corrupted: Tensor | None = None,
         n_classes: int | None = None,
         reg: float = 0.001,
     ):
-        pairs = {"train": (x_train, y_train), "val": (x_val, y_val), "test": (x_test, y_test)}
+        pairs = {"train": (x_train, y_train), "val": (x_val, y_val)}
+        if x_test is not None and y_test is not None:
+            pairs["test"] = (x_test, y_test)
         implied = check_labelled_sets(pairs)
         if corrupted is not None and corrupted.shape != y_train.shape:
             raise ConfigurationError(
@@ -89,8 +91,10 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         if reg < 0:
             raise ConfigurationError(f"reg must be >= 0, got {reg!r}")
         self.n_classes = n_classes or implied
-        self.x_train, self.x_val, self.x_test = (with_bias(x) for x, _ in pairs.values())
-        self.y_train, self.y_val, self.y_test = (y.long() for _, y in pairs.values())
+        x = {k: with_bias(v) for k, (v, _) in pairs.items()}
+        y = {k: v.long() for k, (_, v) in pairs.items()}
+        self.x_train, self.x_val, self.x_test = x["train"], x["val"], x.get("test")
+        self.y_train, self.y_val, self.y_test = y["train"], y["val"], y.get("test")
         self.onehot_train = F.one_hot(self.y_train, self.n_classes).to(x_train.dtype)
         self.corrupted = None if corrupted is None else corrupted.bool()
         self.reg = reg
@@ -195,17 +199,17 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         """Test and validation accuracy, validation loss and F1 of flagging corruption.
 
         Returns:
-            ``test_acc``, ``val_acc`` (fractions), ``val_loss`` (``f``), and, when the
-            corruption is known, ``f1@t`` for each threshold ``t`` in :data:`THRESHOLDS`:
-            the F1 score of "``λ_i < t`` means example ``i`` is corrupted".
+            ``test_acc`` (with a test set), ``val_acc`` (fractions), ``val_loss`` (``f``),
+            and, when the corruption is known, ``f1@t`` for each threshold ``t`` in
+            :data:`THRESHOLDS`: the F1 score of "``λ_i < t`` means example ``i`` is corrupted".
         """
         with torch.no_grad():
             W = params.detach()
-            out = {
-                "test_acc": accuracy(self.x_test @ W.T, self.y_test),
-                "val_acc": accuracy(self.x_val @ W.T, self.y_val),
-                "val_loss": float(self.outer_loss(W, hparams)),
-            }
+            out = {}
+            if self.x_test is not None and self.y_test is not None:
+                out["test_acc"] = accuracy(self.x_test @ W.T, self.y_test)
+            out["val_acc"] = accuracy(self.x_val @ W.T, self.y_val)
+            out["val_loss"] = float(self.outer_loss(W, hparams))
             if self.corrupted is not None:
                 lam = hparams.detach()
                 for t in THRESHOLDS:

@@ -367,8 +367,8 @@ def evaluate(
             problem.set_batch(part)
             with torch.no_grad():
                 state, spec = dynamics.init_state(problem, lam)
-            for _ in range(dynamics.steps):
-                state = dynamics.step(problem, state, lam, spec, create_graph=False)
+            for t in range(dynamics.steps):
+                state = dynamics.step(problem, state, lam, spec, create_graph=False, t=t)
             params = unflatten(spec, dynamics.params(state))
             assert isinstance(params, Mapping)  # init() returns a dict: narrows the type
             with torch.no_grad():

@@ -10,11 +10,22 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.repo.pool`: the pool's view (teams' shares, workers, queue positions), weights;
 - :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
 - :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints;
-- :mod:`jobs.repo.health`: the readiness probe's round trip.
+- :mod:`jobs.repo.health`: the readiness probe's round trip;
+- :mod:`jobs.repo.datasets`: a team's uploaded data sets, their bytes in chunks.
 """
 
 from jobs.models import utcnow
 from jobs.repo.artifacts import load_artifact, save_artifact
+from jobs.repo.datasets import (
+    dataset_bytes_used,
+    dataset_jobs,
+    delete_dataset,
+    get_dataset,
+    jobs_using_dataset,
+    list_datasets,
+    read_dataset_chunks,
+    store_dataset,
+)
 from jobs.repo.health import ping_store
 from jobs.repo.lifecycle import (
     Claim,
@@ -100,7 +111,10 @@ __all__ = [
     "count_active_jobs",
     "create_api_key",
     "create_job",
+    "dataset_bytes_used",
+    "dataset_jobs",
     "decode_cursor",
+    "delete_dataset",
     "drop_worker",
     "durations",
     "ensure_team",
@@ -108,11 +122,14 @@ __all__ = [
     "find_idempotent",
     "finish_job",
     "get_api_key",
+    "get_dataset",
     "get_job",
     "heartbeat",
     "job_counts",
+    "jobs_using_dataset",
     "last_outer_loss",
     "list_api_keys",
+    "list_datasets",
     "list_jobs",
     "list_teams",
     "live_workers",
@@ -123,6 +140,7 @@ __all__ = [
     "preemption_count",
     "queued_candidates",
     "queued_job_ids",
+    "read_dataset_chunks",
     "reap",
     "release_job",
     "request_preemptions",
@@ -131,6 +149,7 @@ __all__ = [
     "save_artifact",
     "set_api_key_scope",
     "set_team_policy",
+    "store_dataset",
     "team_by_name",
     "team_loads",
     "trace_columns",

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
 from api import ApiSettings, create_app
-from api.routes import dashboard, health, jobs, keys, pool
+from api.routes import dashboard, datasets, health, jobs, keys, pool, problems
 from api.schemas import BINARY_SCHEMA, NPZ
 from jobs.status import TERMINAL, JobStatus
 from tests.api.conftest import RecordingDispatcher
@@ -40,7 +40,14 @@ def _operations(doc: dict):
 def test_operation_ids_are_the_routes_tag_and_function_name(doc):
     expected = {
         f"{method} {route.path}": f"{route.tags[0]}-{route.name}"
-        for router in (health.router, jobs.router, keys.router, pool.router)
+        for router in (
+            health.router,
+            jobs.router,
+            keys.router,
+            pool.router,
+            datasets.router,
+            problems.router,
+        )
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods
@@ -49,6 +56,12 @@ def test_operation_ids_are_the_routes_tag_and_function_name(doc):
     assert served == expected
     assert served["POST /v1/jobs"] == "jobs-submit_job"
     assert served["GET /v1/jobs/{job_id}/hparams"] == "jobs-get_hparams"
+    assert served["POST /v1/datasets"] == "datasets-upload_dataset"
+
+
+def test_a_dataset_upload_is_a_binary_body(doc):
+    body = doc["paths"]["/v1/datasets"]["post"]["requestBody"]
+    assert body["content"] == {"application/octet-stream": {"schema": BINARY_SCHEMA}}
 
 
 def test_every_response_with_a_body_documents_its_schema(doc):

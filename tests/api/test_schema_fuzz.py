@@ -32,8 +32,9 @@ _SETTINGS = dict(
 
 # Schema-valid inputs the API rightly refuses with its documented 422: a spec whose fields
 # disagree (K > inner.steps, mu > L: JSON Schema cannot relate fields) or that has a whole
-# float for an integer (strict mode; JSON Schema counts 96.0 as an integer), and a cursor
-# that is no `next_cursor` (opaque).
+# float for an integer (strict mode; JSON Schema counts 96.0 as an integer), a cursor
+# that is no `next_cursor` (opaque), and a data set upload whose bytes are no .npz or
+# .safetensors file (a binary body's schema says nothing of its format).
 _ACCEPTED = ["2XX", "3XX", 401, 403, 404, 409, 429]
 _CONFIG = {
     "generation": {"deterministic": True},
@@ -42,7 +43,7 @@ _CONFIG = {
             "include-name": name,
             "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, 422]}},
         }
-        for name in ("POST /v1/jobs", "GET /v1/jobs")
+        for name in ("POST /v1/jobs", "GET /v1/jobs", "POST /v1/datasets")
     ],
 }
 
@@ -131,7 +132,10 @@ def test_every_operation_answers_per_its_schema(case):
 def test_linked_operations_hold_up_statefully():
     _phase[0] = "stateful"
     try:
-        schema.as_state_machine().run(
+        # the data set and problem routes have no links to follow: left to the fuzz phase,
+        # they would only thin out the bounded walks along the jobs' links
+        linked = schema.exclude(tag=["datasets", "problems"])
+        linked.as_state_machine().run(
             settings=settings(max_examples=STATEFUL_EXAMPLES, stateful_step_count=6, **_SETTINGS)
         )
     finally:

@@ -147,8 +147,21 @@ def test_the_isolation_tests_cover_every_job_route(client):
     assert not [p for p in paths if "compare" in p]
     # /v1/pool shows other teams' names and counts only (tests/api/test_pool.py)
     assert set(paths) <= {"/healthz", "/readyz", "/v1/jobs", "/v1/keys", "/v1/keys/{prefix}",
-                          "/v1/pool", "/v1/teams/{name}",
-                          *(f"/v1/jobs/{{job_id}}{s}" for _, s in JOB_ROUTES)}  # fmt: skip
+                          "/v1/pool", "/v1/teams/{name}", "/v1/datasets", "/v1/problems",
+                          *(f"/v1/jobs/{{job_id}}{s}" for _, s in JOB_ROUTES),
+                          *(f"/v1/datasets/{{dataset_id}}{s}" for _, s in DATASET_ROUTES),
+                          }  # fmt: skip
+    datasets = {
+        (method, path.removeprefix("/v1/datasets/{dataset_id}"))
+        for path, ops in paths.items()
+        if path.startswith("/v1/datasets/{dataset_id}")
+        for method in ops
+    }
+    assert datasets == set(DATASET_ROUTES)
+
+
+# each answers 404 for another team's data set: tests/api/test_datasets.py
+DATASET_ROUTES = [("get", ""), ("delete", "")]
 
 
 @pytest.mark.parametrize("scope", ["team", "admin"])

@@ -58,8 +58,11 @@ def _spec_file(path, **over):
         ["trace", "some-id"],
         ["cancel", "some-id"],
         ["pool"],
+        ["datasets", "upload", "JOB", "--name", "n"],
+        ["datasets", "list"],
+        ["datasets", "rm", "some-id"],
     ],
-    ids=lambda argv: argv[0],
+    ids=lambda argv: "-".join(a for a in argv[:2] if a != "JOB"),
 )
 def test_client_commands_import_neither_the_server_nor_torch_nor_matplotlib(argv, tmp_path):
     argv = [_spec_file(tmp_path / "job.json") if a == "JOB" else a for a in argv]

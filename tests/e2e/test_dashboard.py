@@ -467,6 +467,39 @@ def test_the_pool_page_shows_the_teams_share_the_busy_worker_and_the_queue(page,
     page.wait_for_selector("#pool-teams tr.empty", timeout=20_000)
 
 
+def test_datasets_lists_the_teams_data_sets_with_their_arrays_and_jobs(
+    page, service, client, jobs, shots
+):
+    from tests.dataset_files import digits_arrays, npz_bytes
+
+    # a hostile name, as for jobs: it must stay text
+    data = npz_bytes(digits_arrays(n_train=100, n_val=50))
+    r = client.post("/v1/datasets", params={"name": XSS_NAME}, content=data,
+                    headers={"Content-Type": "application/octet-stream"})  # fmt: skip
+    assert r.status_code == 201, r.text
+    dataset_id = r.json()["id"]
+    spec = tiny_spec(name="mlp on an upload", iterations=3,
+                     problem={"kind": "mlp", "dataset": dataset_id, "hidden": [4]})  # fmt: skip
+    spec["diagnostics"]["every"] = 0
+    job = client.post("/v1/jobs", json=spec)
+    assert job.status_code == 201, job.text
+    page.evaluate("() => { location.hash = '#/datasets'; }")
+    row = page.locator(f'#datasets-table tr[data-id="{dataset_id}"]')
+    row.wait_for()
+    assert row.locator("td.name strong").text_content() == XSS_NAME
+    assert page.locator("#datasets-table img").count() == 0
+    assert row.locator("td.task").text_content().startswith("classification, 10 classes")
+    arrays = row.locator("ul.arrays li")
+    assert arrays.count() == 6
+    assert row.locator('li[data-array="x_train"]').text_content() == "x_train float64 [100 × 64]"
+    # the job that names it is listed, linked to its page
+    link = row.locator(f'li[data-job="{job.json()["id"]}"] a')
+    assert link.text_content() == "mlp on an upload"
+    assert "of 10.0 GiB used" in page.text_content("#storage-text")
+    assert page.evaluate("document.title") == "bilevel · datasets"
+    page.screenshot(path=str(shots / "datasets.png"), full_page=True)
+
+
 def test_no_script_ran_no_console_error_no_csp_violation_and_no_key_in_the_log(page, service, jobs):
     page.evaluate(f"() => {{ location.hash = '#/jobs/{jobs['xss']}'; }}")
     page.wait_for_selector('#view-job[data-ready="1"][data-polling="done"]')

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from jobs.dispatch import CeleryDispatcher
-from tests.e2e import flows
+from tests.e2e import dataset_flows, flows
 from tests.e2e.workers import CeleryWorker
 from tests.factories import team_with_key, tiny_spec
 
@@ -72,6 +72,11 @@ def sessions(e2e_url):
 @pytest.fixture(scope="module")
 def auth(sessions):
     return {"Authorization": f"Bearer {team_with_key(sessions)[1]}"}
+
+
+def test_jobs_on_an_uploaded_dataset_run_on_a_worker_and_learn(client, auth, sessions):
+    other = {"Authorization": f"Bearer {team_with_key(sessions)[1]}"}
+    dataset_flows.upload_train_and_download(client, auth, other)
 
 
 def test_a_submitted_job_runs_on_a_worker_and_succeeds(client, auth, worker):

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from api.settings import ApiSettings
-from tests.e2e import flows
+from tests.e2e import dataset_flows, flows
 from tests.e2e.workers import ROOT
 from tests.factories import EXAMPLES, free_port, wait_ready
 
@@ -170,3 +170,32 @@ def test_worker_command_needs_the_distributed_store(tmp_path, capsys, monkeypatc
     monkeypatch.setenv("BROKER_URL", "redis://127.0.0.1:1/0")
     code, _, err = _cli("worker", "--gpus", "0,a", **kw)
     assert code == 2 and "--gpus" in err
+
+
+def test_uploaded_dataset_jobs_learn_and_the_cli_lists_and_removes_it(
+    client, auth, embedded, tmp_path, capsys, monkeypatch
+):
+    from tests.dataset_files import digits_arrays, npz_bytes
+
+    url, _, env = embedded
+    kw = {"capsys": capsys, "env": env, "monkeypatch": monkeypatch}
+    code, key, _ = _cli("keys", "create", "--team", "datasets-other", **kw)
+    other = {"Authorization": f"Bearer {key.strip()}"}
+    dataset_id = dataset_flows.upload_train_and_download(client, auth, other)
+
+    path = tmp_path / "digits.npz"
+    path.write_bytes(npz_bytes(digits_arrays(n_train=200, n_val=100)))
+    code, out, err = _cli("datasets", "upload", str(path), "--name", "cli-digits", "--url", url,
+                          **kw)  # fmt: skip
+    assert code == 0 and "classification, 10 classes" in err and "rows train 200" in err
+    uploaded = out.strip()
+    code, listed, _ = _cli("datasets", "list", "--url", url, **kw)
+    assert code == 0 and uploaded in listed and dataset_id in listed and "200/100/" in listed
+    assert _cli("datasets", "rm", uploaded, "--url", url, **kw)[0] == 0
+    assert uploaded not in _cli("datasets", "list", "--url", url, **kw)[1]
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(path.read_bytes()[:1000])
+    code, _, err = _cli("datasets", "upload", str(bad), "--url", url, **kw)
+    errors = [line for line in err.splitlines() if line.startswith("bilevel: error:")]
+    assert code == 2 and len(errors) == 1 and "truncated" in errors[0]  # after the bar

@@ -1,7 +1,8 @@
 // The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...,
-// #/pool).
+// #/pool, #/datasets).
 import { clearKey, getJSON, getKey, onUnauthorized, setKey } from "./api.js";
 import * as compare from "./compare.js";
+import * as datasets from "./datasets.js";
 import * as detail from "./detail.js";
 import { text, toast } from "./dom.js";
 import * as list from "./list.js";
@@ -13,6 +14,7 @@ const views = {
   job: document.getElementById("view-job"),
   compare: document.getElementById("view-compare"),
   pool: document.getElementById("view-pool"),
+  datasets: document.getElementById("view-datasets"),
 };
 let current = null; // {module, name}
 
@@ -51,6 +53,10 @@ function route() {
     current = { module: detail, name: "job" };
     show("job");
     detail.mount(views.job, { id: m[1].toLowerCase() });
+  } else if (path === "/datasets") {
+    current = { module: datasets, name: "datasets" };
+    show("datasets");
+    datasets.mount(views.datasets);
   } else if (path === "/compare") {
     current = { module: compare, name: "compare" };
     show("compare");
