@@ -47,6 +47,8 @@ __all__ = [
     "Base",
     "Job",
     "JobEvent",
+    "Study",
+    "StudyMember",
     "Team",
     "TracePoint",
     "trace_blocks",
@@ -63,6 +65,7 @@ TRACE_FIELDS = (
     "cosine",
     "rel_error",
     "descent_ratio",
+    "peak_bytes",
 )
 
 
@@ -215,6 +218,8 @@ class TracePoint(Base):
     cosine: Mapped[float | None] = mapped_column(Double)
     rel_error: Mapped[float | None] = mapped_column(Double)
     descent_ratio: Mapped[float | None] = mapped_column(Double)
+    # bytes the hypergradient held at its peak (CUDA peak, or saved for backward on CPU)
+    peak_bytes: Mapped[float | None] = mapped_column(Double)
 
 
 class Artifact(Base):
@@ -249,3 +254,39 @@ trace_blocks = Table(
         for part in ("min", "min_it", "max", "max_it")
     ],
 )
+
+
+class Study(Base):
+    """A grid of jobs submitted as one: the base spec, the grid, and what it skipped.
+
+    ``group_by`` names the swept paths the aggregate table groups by (the others, seeds,
+    are averaged over). Its members are ``study_members`` rows pointing at ordinary jobs.
+    """
+
+    __tablename__ = "studies"
+    __table_args__ = (Index("ix_studies_team_created", "team_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    base: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    grid: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    group_by: Mapped[list[str]] = mapped_column(_JSON)
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StudyMember(Base):
+    """One job of a study, with the grid values it was made of (``null``: did not apply)."""
+
+    __tablename__ = "study_members"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), unique=True
+    )
+    values: Mapped[dict[str, Any]] = mapped_column(_JSON)

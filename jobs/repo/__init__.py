@@ -8,6 +8,7 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
 - :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
 - :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints;
+- :mod:`jobs.repo.studies`: studies (a grid of jobs as one object);
 - :mod:`jobs.repo.health`: the readiness probe's round trip.
 """
 
@@ -35,6 +36,14 @@ from jobs.repo.submissions import (
     find_idempotent,
     get_job,
     list_jobs,
+)
+from jobs.repo.studies import (
+    cancel_study,
+    create_study,
+    get_study,
+    list_studies,
+    study_members,
+    study_status_counts,
 )
 from jobs.repo.teams import (
     Principal,
@@ -71,10 +80,12 @@ __all__ = [
     "authenticate",
     "best_outer_loss",
     "cancel_job",
+    "cancel_study",
     "claim_job",
     "count_active_jobs",
     "create_api_key",
     "create_job",
+    "create_study",
     "decode_cursor",
     "ensure_team",
     "expire_running_leases",
@@ -82,10 +93,12 @@ __all__ = [
     "finish_job",
     "get_api_key",
     "get_job",
+    "get_study",
     "heartbeat",
     "last_outer_loss",
     "list_api_keys",
     "list_jobs",
+    "list_studies",
     "load_artifact",
     "lock_team",
     "next_queued_of_team",
@@ -96,6 +109,8 @@ __all__ = [
     "revoke_api_key",
     "save_artifact",
     "set_api_key_scope",
+    "study_members",
+    "study_status_counts",
     "trace_columns",
     "trace_span",
     "trace_version",
