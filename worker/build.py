@@ -118,6 +118,8 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
     estimator = core.make_estimator(
         spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
     )
+    # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
+    estimator = core.Metered(estimator)
     outer = spec.outer
     fit_kwargs = {
         "iterations": outer.iterations,
