@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +26,8 @@ class Built:
     estimator: Any
     fit_kwargs: dict[str, Any]
     device: torch.device
+    # what the job's summary records about how it was built (auto-K's choice)
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class _LearnedStep(core.BilevelProblem):
@@ -115,9 +117,13 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
     dynamics = core.GradientDescent(
         steps=spec.inner.steps, lr=spec.inner.lr, momentum=spec.inner.momentum, lr_key=lr_key
     )
-    estimator = core.make_estimator(
-        spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
-    )
+    notes: dict[str, Any] = {}
+    if spec.hypergradient.method == "auto":
+        estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
+    else:
+        estimator = core.make_estimator(
+            spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
+        )
     # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
     estimator = core.Metered(estimator)
     outer = spec.outer
@@ -129,7 +135,16 @@ def build(spec: JobSpec, data_dir: str | Path | None = None) -> Built:
         "first_step_norm": outer.first_step_norm,
         "exact_every": spec.diagnostics.every,
     }
-    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device)
+    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device, notes)
+
+
+def _auto(
+    problem: core.BilevelProblem, hparams: Any, dynamics: core.GradientDescent, method: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Auto-K: K-RMD (or full RMD) fitting ``memory_mb`` MiB, and the choice as a dict."""
+    choice = core.choose_truncation(problem, hparams, dynamics, int(method.memory_mb * (1 << 20)))
+    estimator = core.Full() if choice.method == "full" else core.Truncated(choice.K)
+    return estimator, choice.as_dict()
 
 
 def hparams_npz(hparams: Any) -> bytes:
