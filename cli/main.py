@@ -6,8 +6,8 @@ core library load only for the commands that use them.
 
 This module is the parser and the dispatch; each command group is a module of its own:
 :mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.client`
-(``submit``, ``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run` and
-:mod:`cli.reproduce`.
+(``submit``, ``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run`,
+:mod:`cli.reproduce` and :mod:`cli.study` (``study submit | list | status | watch | cancel``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import client, keys, reproduce, run, server
+from cli import client, keys, reproduce, run, server, study
 from cli.errors import UsageError
 
 __all__ = ["add_commands", "build_parser", "main"]
@@ -42,6 +42,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     keys.add_commands(commands)
     client.add_commands(commands)
     run.add_commands(commands)
+    study.add_commands(commands)
 
 
 def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:
