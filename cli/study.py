@@ -121,8 +121,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     client = _client_options()
     p = commands.add_parser("study", help="sweep a job spec over a grid, as one object")
     actions = p.add_subparsers(dest="action", required=True, parser_class=commands._parser_class)
-    a = actions.add_parser("submit", parents=[client],
-                           help="submit a study (JSON: name, base, grid); prints its id")  # fmt: skip
+    a = actions.add_parser(
+        "submit", parents=[client], help="submit a study (JSON: name, base, grid); prints its id"
+    )
     a.add_argument("file")
     actions.add_parser("list", parents=[client], help="the team's studies, newest first")
     for name, text in (

@@ -34,7 +34,7 @@ from jobs.spec import METHODS, PROBLEMS, JobSpec, field_errors, parse_spec
 __all__ = ["Expansion", "GridError", "Member", "expand", "grid_paths", "replicate_paths"]
 
 # the union fields of a spec: the tag that picks the option model, and the models
-_UNIONS: dict[str, tuple[str, dict[str, type[BaseModel]]]] = {
+_UNIONS: dict[str, tuple[str, Mapping[str, type[BaseModel]]]] = {
     "problem": ("kind", PROBLEMS),
     "hypergradient": ("method", METHODS),
 }

@@ -19,8 +19,8 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "METHODS",
-    "AutoSpec",
     "PROBLEMS",
+    "AutoSpec",
     "DiagnosticsSpec",
     "InnerSpec",
     "JobSpec",

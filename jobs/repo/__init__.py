@@ -28,6 +28,14 @@ from jobs.repo.lifecycle import (
     reap,
     release_job,
 )
+from jobs.repo.studies import (
+    cancel_study,
+    create_study,
+    get_study,
+    list_studies,
+    study_members,
+    study_status_counts,
+)
 from jobs.repo.submissions import (
     IdempotencyConflict,
     cancel_job,
@@ -36,14 +44,6 @@ from jobs.repo.submissions import (
     find_idempotent,
     get_job,
     list_jobs,
-)
-from jobs.repo.studies import (
-    cancel_study,
-    create_study,
-    get_study,
-    list_studies,
-    study_members,
-    study_status_counts,
 )
 from jobs.repo.teams import (
     Principal,
