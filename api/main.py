@@ -18,7 +18,7 @@ from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.openapi import App, operation_id
 from api.ratelimit import make_rate_limiter
-from api.routes import dashboard, health, jobs, keys, studies
+from api.routes import dashboard, health, jobs, keys, studies, webhooks
 from api.settings import ApiSettings
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import CeleryDispatcher, Dispatcher
@@ -100,6 +100,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(keys.router)
     app.include_router(studies.router)
+    app.include_router(webhooks.router)
     app.include_router(dashboard.router)
     return app
 

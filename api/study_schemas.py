@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.schemas import JobError, Progress
 from jobs.models import Job, Study, StudyMember
 from jobs.status import TERMINAL, JobStatus
+from jobs.study_table import study_status
 
 __all__ = [
     "MetricStat",
@@ -21,7 +22,6 @@ __all__ = [
     "StudyProgress",
     "StudyPublic",
     "StudyRow",
-    "study_status",
 ]
 
 
@@ -48,20 +48,6 @@ class StudyProgress(BaseModel):
     finished: int
     fraction: float
     by_status: dict[str, int]
-
-
-def study_status(counts: Counter[str]) -> JobStatus:
-    """A study's status from its members': running while any runs, then how they ended.
-
-    ``failed`` if any failed, else ``cancelled`` if any was cancelled, else ``succeeded``.
-    """
-    total = sum(counts.values())
-    if total and sum(counts[s] for s in TERMINAL) == total:
-        for status in (JobStatus.FAILED, JobStatus.CANCELLED):
-            if counts[status]:
-                return status
-        return JobStatus.SUCCEEDED
-    return JobStatus.RUNNING if counts[JobStatus.RUNNING] else JobStatus.QUEUED
 
 
 def _progress(counts: Counter[str]) -> StudyProgress:

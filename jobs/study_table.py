@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from jobs.status import JobStatus
+from jobs.status import TERMINAL, JobStatus
 
-__all__ = ["COST_KEYS", "aggregate", "final_values", "mean_std"]
+__all__ = ["COST_KEYS", "aggregate", "final_values", "mean_std", "study_status"]
 
 #: Summary keys of a job's cost (worker.progress writes them), aggregated like the metrics.
 COST_KEYS = ("s_per_iteration", "peak_bytes")
@@ -80,3 +81,17 @@ def aggregate(
             stats[name] = {"mean": mean, "std": std, "n": len(xs)}
         out.append({**row, "stats": stats})
     return out
+
+
+def study_status(counts: Counter[str]) -> JobStatus:
+    """A study's status from its members': running while any runs, then how they ended.
+
+    ``failed`` if any failed, else ``cancelled`` if any was cancelled, else ``succeeded``.
+    """
+    total = sum(counts.values())
+    if total and sum(counts[s] for s in TERMINAL) == total:
+        for status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            if counts[status]:
+                return status
+        return JobStatus.SUCCEEDED
+    return JobStatus.RUNNING if counts[JobStatus.RUNNING] else JobStatus.QUEUED

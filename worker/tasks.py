@@ -19,6 +19,7 @@ from jobs import repo
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import RUN_TASK
 from worker.app import app, settings
+from worker.notify import Notifier
 from worker.outcome import Outcome
 from worker.shutdown import request_shutdown
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 _sessions = None
 _pid = None
 _stop = threading.Event()
+_notifier: Notifier | None = None
 
 
 def sessions():
@@ -125,6 +127,8 @@ def _start_reaper(**_) -> None:
 
     runner.warm_up()
     threading.Thread(target=_reaper_loop, daemon=True, name="bilevel-reaper").start()
+    global _notifier
+    _notifier = Notifier(sessions(), settings).start()  # webhooks: worker.notify
 
 
 @worker_shutting_down.connect
@@ -137,3 +141,5 @@ def _preempt(**_) -> None:
 @worker_shutdown.connect
 def _stop_reaper(**_) -> None:
     _stop.set()
+    if _notifier is not None:
+        _notifier.stop()

@@ -9,6 +9,7 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
 - :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints;
 - :mod:`jobs.repo.studies`: studies (a grid of jobs as one object);
+- :mod:`jobs.repo.webhooks`: webhooks and the outbox of their deliveries;
 - :mod:`jobs.repo.health`: the readiness probe's round trip.
 """
 
@@ -68,9 +69,23 @@ from jobs.repo.trace_reads import (
     trace_version,
 )
 from jobs.repo.trace_writes import truncate_trace, write_trace
+from jobs.repo.webhooks import (
+    DeliveryStatus,
+    DueDelivery,
+    claim_due,
+    create_webhook,
+    enqueue_events,
+    get_webhook,
+    list_deliveries,
+    list_webhooks,
+    record_attempt,
+    revoke_webhook,
+)
 
 __all__ = [
     "Claim",
+    "DeliveryStatus",
+    "DueDelivery",
     "IdempotencyConflict",
     "LeaseState",
     "Principal",
@@ -81,12 +96,15 @@ __all__ = [
     "best_outer_loss",
     "cancel_job",
     "cancel_study",
+    "claim_due",
     "claim_job",
     "count_active_jobs",
     "create_api_key",
     "create_job",
     "create_study",
+    "create_webhook",
     "decode_cursor",
+    "enqueue_events",
     "ensure_team",
     "expire_running_leases",
     "find_idempotent",
@@ -94,19 +112,24 @@ __all__ = [
     "get_api_key",
     "get_job",
     "get_study",
+    "get_webhook",
     "heartbeat",
     "last_outer_loss",
     "list_api_keys",
+    "list_deliveries",
     "list_jobs",
     "list_studies",
+    "list_webhooks",
     "load_artifact",
     "lock_team",
     "next_queued_of_team",
     "ping_store",
     "queued_job_ids",
     "reap",
+    "record_attempt",
     "release_job",
     "revoke_api_key",
+    "revoke_webhook",
     "save_artifact",
     "set_api_key_scope",
     "study_members",
