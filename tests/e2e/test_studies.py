@@ -18,6 +18,7 @@ from jobs.dispatch import CeleryDispatcher
 from jobs.study_table import mean_std
 from tests.e2e.workers import CeleryWorker
 from tests.factories import example, team_with_key, tiny_spec, wait_until
+from tests.webhook_receiver import Receiver, verify_signature
 
 KS = [1, 5, 25, 100]
 
@@ -36,6 +37,9 @@ def env(fresh_database, redis_url):
         "BILEVEL_REAP_EVERY_S": "0.5",
         "BILEVEL_FLUSH_EVERY_S": "0.1",
         "BILEVEL_TORCH_THREADS": "1",
+        # webhooks to the test's loopback receiver, sent by the worker's notifier thread
+        "BILEVEL_WEBHOOK_ALLOW": '["127.0.0.0/8"]',
+        "BILEVEL_WEBHOOK_POLL_S": "0.2",
     }
 
 
@@ -43,7 +47,8 @@ def env(fresh_database, redis_url):
 def client(env, tmp_path_factory):
     worker = CeleryWorker(env, tmp_path_factory.mktemp("workers"), "studies").start()
     settings = ApiSettings(database_url=env["DATABASE_URL"], broker_url=env["BROKER_URL"],
-                           queue_prefix=env["BILEVEL_QUEUE_PREFIX"])  # fmt: skip
+                           queue_prefix=env["BILEVEL_QUEUE_PREFIX"],
+                           webhook_allow=["127.0.0.0/8"])  # fmt: skip
     dispatcher = CeleryDispatcher(settings.broker_url, settings.queue_prefix)
     try:
         with TestClient(create_app(settings, dispatcher=dispatcher)) as c:
@@ -59,7 +64,8 @@ def auth(env):
 
     engine = make_engine(env["DATABASE_URL"])
     try:
-        return {"Authorization": f"Bearer {team_with_key(make_session_factory(engine))[1]}"}
+        key = team_with_key(make_session_factory(engine), scope="admin")[1]
+        return {"Authorization": f"Bearer {key}"}
     finally:
         engine.dispose()
 
@@ -81,6 +87,8 @@ def _wait(client, auth, sid, timeout):
 
 
 def test_a_hypercleaning_study_over_K_reproduces_table_2s_trend(client, auth):
+    receiver = Receiver()
+    hook = client.post("/v1/webhooks", json={"url": receiver.url}, headers=auth).json()
     body = {"name": "hypercleaning K", "base": _hypercleaning(),
             "grid": {"hypergradient.K": KS, "problem.seed": [0, 1, 2]}}  # fmt: skip
     r = client.post("/v1/studies", json=body, headers=auth)
@@ -106,6 +114,15 @@ def test_a_hypercleaning_study_over_K_reproduces_table_2s_trend(client, auth):
     # memory: one more recorded step per unit of K (Table 1's O(MK))
     peaks = [rows[K]["stats"]["peak_bytes"]["mean"] for K in KS]
     assert peaks == sorted(peaks)
+    # one signed event per member and one for the study, sent by the worker
+    try:
+        wait_until(lambda: len(receiver.requests) >= 13, 30, "13 webhook events", poll=0.2)
+        events = sorted(h["Bilevel-Event"] for h, _ in receiver.requests)
+        assert events == ["job.succeeded"] * 12 + ["study.succeeded"]
+        assert all(verify_signature(hook["secret"], h, b) for h, b in receiver.requests)
+    finally:
+        receiver.close()
+        client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
 
 
 def test_cancel_ends_every_member_still_queued_or_running(client, auth):

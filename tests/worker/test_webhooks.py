@@ -6,12 +6,8 @@ tests do); the sender is ``worker.notify.notify_pass``, the pass a worker's thre
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,37 +17,11 @@ from jobs import repo
 from jobs.status import JobStatus
 from jobs.webhooks import WebhookURLError, check_url
 from tests.factories import bearer, team_with_key, tiny_spec
+from tests.webhook_receiver import Receiver, verify_signature
 from worker.notify import notify_pass
 from worker.settings import WorkerSettings
 
 LOOPBACK = ["127.0.0.0/8"]
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that records each POST and answers ``status``."""
-
-    def __init__(self, status: int = 204):
-        self.status, self.requests = status, []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                owner.requests.append((dict(self.headers), body))
-                self.send_response(owner.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -81,13 +51,6 @@ def admin(pg_url, pg_sessions):
             repo.revoke_webhook(s, hook)
 
 
-def _verify(secret: str, headers: dict, body: bytes) -> bool:
-    """The receiver's check, written from the documented scheme, not from jobs.webhooks."""
-    parts = dict(p.split("=", 1) for p in headers["Bilevel-Signature"].split(","))
-    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
-    return hmac.compare_digest(parts["v1"], expected.hexdigest())
-
-
 def _finish(sessions, job_id, status):
     with sessions.begin() as s:
         claim = repo.claim_job(s, job_id, "w:1", 60)
@@ -112,8 +75,8 @@ def test_one_signed_event_per_terminal_state(admin, receiver, pg_sessions):
     assert notify_pass(pg_sessions, settings) == 1
     assert notify_pass(pg_sessions, settings) == 0  # nothing twice
     [(headers, body)] = receiver.requests
-    assert _verify(secret, headers, body)
-    assert not _verify(secret, headers, body + b" ")
+    assert verify_signature(secret, headers, body)
+    assert not verify_signature(secret, headers, body + b" ")
     event = json.loads(body)
     assert event["type"] == headers["Bilevel-Event"] == "job.succeeded"
     assert event["data"]["job"]["id"] == job["id"]
