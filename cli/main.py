@@ -7,7 +7,8 @@ core library load only for the commands that use them.
 This module is the parser and the dispatch; each command group is a module of its own:
 :mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.client`
 (``submit``, ``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run`,
-:mod:`cli.reproduce` and :mod:`cli.study` (``study submit | list | status | watch | cancel``).
+:mod:`cli.reproduce` and :mod:`cli.study` (``study submit | list | status | watch | cancel``) and
+:mod:`cli.webhooks`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import client, keys, reproduce, run, server, study
+from cli import client, keys, reproduce, run, server, study, webhooks
 from cli.errors import UsageError
 
 __all__ = ["add_commands", "build_parser", "main"]
@@ -43,6 +44,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     client.add_commands(commands)
     run.add_commands(commands)
     study.add_commands(commands)
+    webhooks.add_commands(commands)
 
 
 def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:

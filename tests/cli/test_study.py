@@ -90,3 +90,15 @@ def test_the_table_shows_mean_and_std_in_table_2s_layout():
     head, row = format_table(study)
     assert head.split() == ["K", "done", "final_outer_loss", "s/iter", "peak", "MiB"]
     assert row.split() == ["5", "3/3", "0.25", "±", "0.05", "-", "2"]
+
+
+@pytest.mark.parametrize("argv", [["create", "http://127.0.0.1/h"], ["list"],
+                                  ["deliveries", "x"], ["delete", "x"]])  # fmt: skip
+def test_webhook_commands_import_neither_the_server_nor_torch(argv):
+    argv = ["webhooks", *argv, "--url", "http://127.0.0.1:9", "--key", "blv_x_y"]
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["code"] == 2
+    assert result["heavy"] == []
