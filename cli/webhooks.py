@@ -51,8 +51,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     client = _client_options()
     p = commands.add_parser("webhooks", help="signed notifications of ended jobs and studies")
     actions = p.add_subparsers(dest="action", required=True, parser_class=commands._parser_class)
-    a = actions.add_parser("create", parents=[client],
-                           help="register a URL; prints its id, then its secret (once)")  # fmt: skip
+    a = actions.add_parser(
+        "create", parents=[client], help="register a URL; prints its id, then its secret (once)"
+    )
     a.add_argument("url")
     a.add_argument("--description", default="")
     actions.add_parser("list", parents=[client], help="the team's webhooks")
