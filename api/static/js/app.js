@@ -1,15 +1,20 @@
-// The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...).
+// The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...,
+// #/studies, #/studies/<id>).
 import { clearKey, getJSON, getKey, onUnauthorized, setKey } from "./api.js";
 import * as compare from "./compare.js";
 import * as detail from "./detail.js";
 import { text, toast } from "./dom.js";
 import * as list from "./list.js";
+import * as studies from "./studies.js";
+import * as study from "./study.js";
 
 const views = {
   signin: document.getElementById("view-signin"),
   jobs: document.getElementById("view-jobs"),
   job: document.getElementById("view-job"),
   compare: document.getElementById("view-compare"),
+  studies: document.getElementById("view-studies"),
+  study: document.getElementById("view-study"),
 };
 let current = null; // {module, name}
 
@@ -26,7 +31,8 @@ function show(name) {
   for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
   document.body.dataset.view = name;
   for (const a of document.querySelectorAll("header nav a")) {
-    a.classList.toggle("active", a.id === `nav-${name === "job" ? "jobs" : name}`);
+    const nav = { job: "jobs", study: "studies" }[name] || name;
+    a.classList.toggle("active", a.id === `nav-${nav}`);
   }
   document.getElementById("signout").hidden = name === "signin";
 }
@@ -48,6 +54,14 @@ function route() {
     current = { module: detail, name: "job" };
     show("job");
     detail.mount(views.job, { id: m[1].toLowerCase() });
+  } else if ((m = /^\/studies\/([0-9a-fA-F-]{36})$/.exec(path))) {
+    current = { module: study, name: "study" };
+    show("study");
+    study.mount(views.study, { id: m[1].toLowerCase() });
+  } else if (path === "/studies") {
+    current = { module: studies, name: "studies" };
+    show("studies");
+    studies.mount(views.studies, params);
   } else if (path === "/compare") {
     current = { module: compare, name: "compare" };
     show("compare");
