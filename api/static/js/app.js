@@ -1,5 +1,5 @@
 // The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...,
-// #/studies, #/studies/<id>).
+// #/studies, #/studies/<id>, #/webhooks).
 import { clearKey, getJSON, getKey, onUnauthorized, setKey } from "./api.js";
 import * as compare from "./compare.js";
 import * as detail from "./detail.js";
@@ -7,6 +7,7 @@ import { text, toast } from "./dom.js";
 import * as list from "./list.js";
 import * as studies from "./studies.js";
 import * as study from "./study.js";
+import * as webhooks from "./webhooks.js";
 
 const views = {
   signin: document.getElementById("view-signin"),
@@ -15,6 +16,7 @@ const views = {
   compare: document.getElementById("view-compare"),
   studies: document.getElementById("view-studies"),
   study: document.getElementById("view-study"),
+  webhooks: document.getElementById("view-webhooks"),
 };
 let current = null; // {module, name}
 
@@ -62,6 +64,10 @@ function route() {
     current = { module: studies, name: "studies" };
     show("studies");
     studies.mount(views.studies, params);
+  } else if (path === "/webhooks") {
+    current = { module: webhooks, name: "webhooks" };
+    show("webhooks");
+    webhooks.mount(views.webhooks);
   } else if (path === "/compare") {
     current = { module: compare, name: "compare" };
     show("compare");

@@ -5,6 +5,7 @@
 import { ApiError, forget, getJSON, query, request } from "./api.js";
 import { TraceChart, hasValues, maxPointsFor, PALETTE } from "./chart.js";
 import { h, clear, text, toast } from "./dom.js";
+import { openClone, openSweep } from "./editor.js";
 import * as fmt from "./fmt.js";
 import { Poller } from "./poll.js";
 import { Status, TERMINAL } from "./status.js";
@@ -90,7 +91,10 @@ function renderJob(job) {
     ["Last upper loss", fmt.num(s.last_outer_loss ?? s.final_outer_loss, 6)],
     ["Best upper loss", s.best_outer_loss === undefined ? "–"
       : `${fmt.num(s.best_outer_loss, 6)} (iteration ${s.best_iteration ?? "–"})`],
+    ["s / hyper-iteration", fmt.num(s.s_per_iteration, 4)],
+    ["Peak hypergradient memory", fmt.bytes(s.peak_bytes)],
   ];
+  if (s.auto_k) facts.push(["Auto-K", fmt.autoK(s.auto_k)]);
   v.querySelector(".facts").replaceChildren(kv(facts));
   const metrics = Object.entries(s.metrics || {});
   v.querySelector(".metrics").replaceChildren(metrics.length
@@ -224,6 +228,10 @@ export function mount(section, { id }) {
         onclick: guarded(downloadCsv) }, "Trace CSV"),
       h("button", { id: "download-hparams", type: "button", class: "ghost", disabled: true,
         onclick: guarded(downloadHparams) }, "Hyperparameters (.npz)"),
+      h("button", { id: "clone-job", type: "button", class: "ghost",
+        onclick: () => ctx && ctx.job && openClone(section, ctx.job) }, "Clone"),
+      h("button", { id: "sweep-job", type: "button", class: "ghost",
+        onclick: () => ctx && ctx.job && openSweep(section, ctx.job) }, "Sweep this"),
       h("button", { id: "cancel-job", type: "button", class: "danger", disabled: true,
         onclick: (e) => cancel(e.currentTarget) }, "Cancel job")),
     h("p", { class: "job-error error", hidden: true }),
