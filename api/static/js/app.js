@@ -5,9 +5,6 @@ import * as compare from "./compare.js";
 import * as detail from "./detail.js";
 import { text, toast } from "./dom.js";
 import * as list from "./list.js";
-import * as studies from "./studies.js";
-import * as study from "./study.js";
-import * as webhooks from "./webhooks.js";
 
 const views = {
   signin: document.getElementById("view-signin"),
@@ -57,17 +54,11 @@ function route() {
     show("job");
     detail.mount(views.job, { id: m[1].toLowerCase() });
   } else if ((m = /^\/studies\/([0-9a-fA-F-]{36})$/.exec(path))) {
-    current = { module: study, name: "study" };
-    show("study");
-    study.mount(views.study, { id: m[1].toLowerCase() });
+    mountLazy("study", () => import("./study.js"), { id: m[1].toLowerCase() });
   } else if (path === "/studies") {
-    current = { module: studies, name: "studies" };
-    show("studies");
-    studies.mount(views.studies, params);
+    mountLazy("studies", () => import("./studies.js"), params);
   } else if (path === "/webhooks") {
-    current = { module: webhooks, name: "webhooks" };
-    show("webhooks");
-    webhooks.mount(views.webhooks);
+    mountLazy("webhooks", () => import("./webhooks.js"), params);
   } else if (path === "/compare") {
     current = { module: compare, name: "compare" };
     show("compare");
@@ -78,6 +69,18 @@ function route() {
     list.mount(views.jobs, params);
   }
   document.title = `bilevel · ${current.name}`;
+}
+
+// views loaded on first use, so that the job pages' scripts do not wait for them
+function mountLazy(name, load, arg) {
+  const me = { module: null, name };
+  current = me;
+  show(name);
+  load().then((mod) => {
+    if (current !== me) return; // navigated away meanwhile
+    me.module = mod;
+    mod.mount(views[name], arg);
+  }).catch((err) => toast(`cannot load the ${name} view: ${err.message}`, "error"));
 }
 
 async function signIn(event) {

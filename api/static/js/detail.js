@@ -5,7 +5,6 @@
 import { ApiError, forget, getJSON, query, request } from "./api.js";
 import { TraceChart, hasValues, maxPointsFor, PALETTE } from "./chart.js";
 import { h, clear, text, toast } from "./dom.js";
-import { openClone, openSweep } from "./editor.js";
 import * as fmt from "./fmt.js";
 import { Poller } from "./poll.js";
 import { Status, TERMINAL } from "./status.js";
@@ -211,6 +210,14 @@ async function cancel(btn) {
   if (ctx && ctx.poller) ctx.poller.poke();
 }
 
+// the editors load on first use: the page of a long run does not wait for them
+function openEditor(name, section) {
+  const job = ctx && ctx.job;
+  if (!job) return;
+  import("./editor.js").then((m) => m[name](section, job))
+    .catch((err) => toast(err.message, "error"));
+}
+
 export function mount(section, { id }) {
   clear(section);
   section.dataset.ready = "0";
@@ -229,9 +236,9 @@ export function mount(section, { id }) {
       h("button", { id: "download-hparams", type: "button", class: "ghost", disabled: true,
         onclick: guarded(downloadHparams) }, "Hyperparameters (.npz)"),
       h("button", { id: "clone-job", type: "button", class: "ghost",
-        onclick: () => ctx && ctx.job && openClone(section, ctx.job) }, "Clone"),
+        onclick: () => openEditor("openClone", section) }, "Clone"),
       h("button", { id: "sweep-job", type: "button", class: "ghost",
-        onclick: () => ctx && ctx.job && openSweep(section, ctx.job) }, "Sweep this"),
+        onclick: () => openEditor("openSweep", section) }, "Sweep this"),
       h("button", { id: "cancel-job", type: "button", class: "danger", disabled: true,
         onclick: (e) => cancel(e.currentTarget) }, "Cancel job")),
     h("p", { class: "job-error error", hidden: true }),
