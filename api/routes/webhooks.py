@@ -80,12 +80,12 @@ def list_webhooks(session: SessionDep, admin: AdminDep) -> WebhooksPublic:
     return WebhooksPublic(data=hooks, count=len(hooks))
 
 
-@router.delete("/{webhook_id}", status_code=204, response_class=Response)
-def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, admin: AdminDep) -> Response:
-    """Stop sending to a webhook; its deliveries stay readable."""
+@router.delete("/{webhook_id}", response_model=WebhookPublic)
+def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, admin: AdminDep) -> WebhookPublic:
+    """Stop sending to a webhook; it and its deliveries stay readable."""
     repo.revoke_webhook(session, _hook_or_404(session, admin, webhook_id))
     session.commit()
-    return Response(status_code=204)
+    return WebhookPublic.of(_hook_or_404(session, admin, webhook_id))
 
 
 @router.get("/{webhook_id}/deliveries", response_model=DeliveriesPublic)

@@ -63,7 +63,7 @@ def list_webhooks(session: Session, team_id: uuid.UUID) -> list[Webhook]:
 
 def get_webhook(session: Session, team_id: uuid.UUID, webhook_id: uuid.UUID) -> Webhook | None:
     """The team's webhook (revoked ones too), or ``None``."""
-    hook = session.get(Webhook, webhook_id)
+    hook = session.get(Webhook, webhook_id, populate_existing=True)
     return hook if hook is not None and hook.team_id == team_id else None
 
 

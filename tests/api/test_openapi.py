@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
 from api import ApiSettings, create_app
-from api.routes import dashboard, health, jobs, keys
+from api.routes import dashboard, health, jobs, keys, studies, webhooks
 from api.schemas import BINARY_SCHEMA, NPZ
 from jobs.status import TERMINAL, JobStatus
 from tests.api.conftest import RecordingDispatcher
@@ -40,7 +40,7 @@ def _operations(doc: dict):
 def test_operation_ids_are_the_routes_tag_and_function_name(doc):
     expected = {
         f"{method} {route.path}": f"{route.tags[0]}-{route.name}"
-        for router in (health.router, jobs.router, keys.router)
+        for router in (health.router, jobs.router, keys.router, studies.router, webhooks.router)
         for route in router.routes
         if isinstance(route, APIRoute)
         for method in route.methods

@@ -32,8 +32,10 @@ _SETTINGS = dict(
 
 # Schema-valid inputs the API rightly refuses with its documented 422: a spec whose fields
 # disagree (K > inner.steps, mu > L: JSON Schema cannot relate fields) or that has a whole
-# float for an integer (strict mode; JSON Schema counts 96.0 as an integer), and a cursor
-# that is no `next_cursor` (opaque).
+# float for an integer (strict mode; JSON Schema counts 96.0 as an integer), a cursor
+# that is no `next_cursor` (opaque), a study's grid whose paths or values the job spec
+# refuses (checked against the spec, not expressible in the grid's schema), and a webhook
+# URL outside the operator's allowed addresses (a setting).
 _ACCEPTED = ["2XX", "3XX", 401, 403, 404, 409, 429]
 _CONFIG = {
     "generation": {"deterministic": True},
@@ -42,7 +44,16 @@ _CONFIG = {
             "include-name": name,
             "checks": {"positive_data_acceptance": {"expected-statuses": [*_ACCEPTED, 422]}},
         }
-        for name in ("POST /v1/jobs", "GET /v1/jobs")
+        for name in ("POST /v1/jobs", "GET /v1/jobs", "POST /v1/studies", "POST /v1/webhooks")
+    ]
+    # the stateful phase follows the jobs' links within its fixed budget; studies and
+    # webhooks are fuzzed above and tested by their own suites (tests/api/test_studies.py,
+    # tests/worker/test_webhooks.py)
+    + [
+        {
+            "include-path-regex": "^/v1/(studies|webhooks)",
+            "phases": {"stateful": {"enabled": False}},
+        }
     ],
 }
 

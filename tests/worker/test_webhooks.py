@@ -167,3 +167,16 @@ def test_a_host_name_must_resolve_only_into_allowed_networks():
 def test_with_no_allowed_address_every_url_is_refused():
     with pytest.raises(WebhookURLError, match="webhook_allow is empty"):
         check_url("http://127.0.0.1/h", [])
+
+
+def test_a_deleted_webhook_gets_nothing_more(admin, receiver, pg_sessions):
+    client, auth, _ = admin
+    hook = client.post("/v1/webhooks", json={"url": receiver.url}, headers=auth).json()
+    r = client.delete(f"/v1/webhooks/{hook['id']}", headers=auth)
+    assert r.status_code == 200
+    assert r.json()["revoked_at"] is not None
+    job = client.post("/v1/jobs", json=tiny_spec(), headers=auth).json()
+    _finish(pg_sessions, uuid.UUID(job["id"]), JobStatus.SUCCEEDED)
+    notify_pass(pg_sessions, _settings())
+    assert receiver.requests == []
+    assert client.get("/v1/webhooks", headers=auth).json()["count"] == 0

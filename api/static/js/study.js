@@ -6,7 +6,7 @@ import { TraceChart, maxPointsFor, PALETTE } from "./chart.js";
 import { h, clear, text, toast } from "./dom.js";
 import * as fmt from "./fmt.js";
 import { Poller } from "./poll.js";
-import { TERMINAL } from "./status.js";
+import { Status, TERMINAL } from "./status.js";
 
 const COST = { s_per_iteration: "s / hyper-iteration", peak_bytes: "peak memory (MiB)" };
 const MIB = 1024 * 1024;
@@ -133,7 +133,7 @@ function drawScatter(me) {
     const s = m.summary || {};
     const y = metric === "final_outer_loss" ? s.final_outer_loss : (s.metrics || {})[metric];
     const x = s[xKey];
-    if (m.status !== "succeeded" || typeof x !== "number" || typeof y !== "number") continue;
+    if (m.status !== Status.SUCCEEDED || typeof x !== "number" || typeof y !== "number") continue;
     per[idx(m.values)].push([x * scale, y]);
     n += 1;
   }
