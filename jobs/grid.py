@@ -81,7 +81,7 @@ def grid_paths() -> set[str]:
         ann = info.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             paths.update(f"{name}.{f}" for f in ann.model_fields)
-        else:
+        elif name != "name":  # each member is named after its values
             paths.add(name)
     return paths
 

@@ -102,3 +102,12 @@ def test_webhook_commands_import_neither_the_server_nor_torch(argv):
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["code"] == 2
     assert result["heavy"] == []
+
+
+def test_watch_draws_a_bar_over_the_members_then_the_table(state, api_server, capsys):
+    sid = _run(capsys, "study", "submit", _study_file(state / "s.json"))[1].strip()
+    _run(capsys, "study", "cancel", sid)
+    code, out, err = _run(capsys, "study", "watch", sid, "--interval", "0.01")
+    assert code == 1  # ended, but not succeeded
+    assert "[" + "#" * 30 + "] 4/4 cancelled" in err
+    assert out.splitlines()[1].split()[:2] == ["K", "done"]
