@@ -18,7 +18,18 @@ from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.openapi import App, operation_id
 from api.ratelimit import make_rate_limiter
-from api.routes import dashboard, datasets, health, jobs, keys, metrics, pool, problems
+from api.routes import (
+    dashboard,
+    datasets,
+    health,
+    jobs,
+    keys,
+    metrics,
+    pool,
+    problems,
+    studies,
+    webhooks,
+)
 from api.settings import ApiSettings
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import CeleryDispatcher, Dispatcher
@@ -108,6 +119,8 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(datasets.router)
     app.include_router(problems.router)
+    app.include_router(studies.router)
+    app.include_router(webhooks.router)
     app.include_router(dashboard.router)
     return app
 

@@ -206,6 +206,7 @@ class TracePublic(BaseModel):
     cosine: list[float | None] | None = None
     rel_error: list[float | None] | None = None
     descent_ratio: list[float | None] | None = None
+    peak_bytes: list[float | None] | None = None
 
 
 class KeyPublic(BaseModel):

@@ -44,6 +44,8 @@ class ApiSettings(StoreSettings):
     # per team, checked at submit (max_running_jobs, in StoreSettings, also by the workers
     # when they claim); Retry-After of the 429 that answers an over-quota submit
     max_queued_jobs: int = Field(100, ge=1)
+    # the most jobs one study's grid may expand to (422 beyond it)
+    max_study_members: int = Field(64, ge=1)
     quota_retry_after_s: int = Field(30, ge=1)
     # per spec: inner.steps x outer.iterations, and the estimated memory of the stored graph
     max_inner_steps: int = Field(200_000_000, ge=1)

@@ -9,6 +9,7 @@ The public surface::
 """
 
 from core import problems
+from core.auto_k import TruncationChoice, choose_truncation, step_bytes
 from core.diagnostics import SavedTensorMeter, compare, jacobian_norms, prop31_bound
 from core.dynamics import GradientDescent
 from core.errors import BilevelError, ConfigurationError, DivergenceError, NonConvergenceError
@@ -21,6 +22,7 @@ from core.estimators import (
     Graphed,
     HypergradientResult,
     Implicit,
+    Metered,
     Truncated,
     make_estimator,
 )
@@ -44,9 +46,12 @@ __all__ = [
     "Graphed",
     "HypergradientResult",
     "Implicit",
+    "Metered",
     "NonConvergenceError",
     "SavedTensorMeter",
     "Truncated",
+    "TruncationChoice",
+    "choose_truncation",
     "compare",
     "fit",
     "hypergradient",
@@ -54,4 +59,5 @@ __all__ = [
     "make_estimator",
     "problems",
     "prop31_bound",
+    "step_bytes",
 ]

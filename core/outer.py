@@ -158,7 +158,7 @@ def fit(
         record = _record(res, tau, lr_used, elapsed, diagnostics)
         if keep_history:
             for k, v in record.items():
-                loop.history[k].append(v)
+                loop.history.setdefault(k, []).append(v)
         loop.iteration = tau
         current = loop.snapshot()
         if callback is not None and callback(record, current):
@@ -315,6 +315,8 @@ def _record(
         "lr": lr,
         "time_s": elapsed,
     }
+    if "peak_bytes" in res.info:  # a core.Metered estimator's memory of this estimate
+        record["peak_bytes"] = float(res.info["peak_bytes"])
     record.update(diagnostics)
     return record
 

@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from jobs.spec import (
+    AutoSpec,
     CheckpointedSpec,
     ForwardSpec,
     FullSpec,
@@ -102,6 +103,8 @@ def estimate(spec: JobSpec, sizes: tuple[int, int, int] | None = None) -> Estima
     elif isinstance(m, CheckpointedSpec):
         seg = m.segment or math.isqrt(T - 1) + 1
         floats = seg * step + math.ceil(T / seg) * state
+    elif isinstance(m, AutoSpec):  # the worker picks K to fit this budget
+        floats = math.ceil(m.memory_mb * (1 << 20) / FLOAT_BYTES)
     elif isinstance(m, ForwardSpec):
         floats = state * min(m.chunk or n_hparams, n_hparams) + step
     else:  # implicit: one step's graph and the solver's vectors
@@ -123,6 +126,8 @@ def _graph_field(spec: JobSpec) -> tuple[tuple[str, ...], Any]:
         return ("hypergradient", "segment"), m.segment
     if isinstance(m, ForwardSpec):
         return ("hypergradient", "chunk"), m.chunk
+    if isinstance(m, AutoSpec):
+        return ("hypergradient", "memory_mb"), m.memory_mb
     if isinstance(m, ImplicitSpec) and isinstance(spec.problem, HypercleaningSpec):
         return ("problem", "n_train"), spec.problem.n_train
     return ("inner", "steps"), spec.inner.steps

@@ -51,8 +51,12 @@ __all__ = [
     "DatasetChunk",
     "Job",
     "JobEvent",
+    "Study",
+    "StudyMember",
     "Team",
     "TracePoint",
+    "Webhook",
+    "WebhookDelivery",
     "Worker",
     "trace_blocks",
     "utcnow",
@@ -68,6 +72,7 @@ TRACE_FIELDS = (
     "cosine",
     "rel_error",
     "descent_ratio",
+    "peak_bytes",
 )
 
 
@@ -242,6 +247,8 @@ class TracePoint(Base):
     cosine: Mapped[float | None] = mapped_column(Double)
     rel_error: Mapped[float | None] = mapped_column(Double)
     descent_ratio: Mapped[float | None] = mapped_column(Double)
+    # bytes the hypergradient held at its peak (CUDA peak, or saved for backward on CPU)
+    peak_bytes: Mapped[float | None] = mapped_column(Double)
 
 
 class Artifact(Base):
@@ -329,3 +336,86 @@ class Dataset(Base):
     rows: Mapped[dict[str, Any]] = mapped_column(_JSON)
     arrays: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Study(Base):
+    """A grid of jobs submitted as one: the base spec, the grid, and what it skipped.
+
+    ``group_by`` names the swept paths the aggregate table groups by (the others, seeds,
+    are averaged over). Its members are ``study_members`` rows pointing at ordinary jobs.
+    """
+
+    __tablename__ = "studies"
+    __table_args__ = (Index("ix_studies_team_created", "team_id", "created_at", "id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    base: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    grid: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    group_by: Mapped[list[str]] = mapped_column(_JSON)
+    skipped: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StudyMember(Base):
+    """One job of a study, with the grid values it was made of (``null``: did not apply)."""
+
+    __tablename__ = "study_members"
+
+    study_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("studies.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), unique=True
+    )
+    values: Mapped[dict[str, Any]] = mapped_column(_JSON)
+
+
+class Webhook(Base):
+    """A URL a team's terminal job and study events are POSTed to, signed with ``secret``.
+
+    The secret is shown once, at creation; it is stored as is because every delivery is
+    signed with it (HMAC-SHA256, see ``jobs.webhooks``).
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    team_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("teams.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One event for one webhook: pending until delivered, or failed after its attempts."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_event"),
+        CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="status"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_BIGID, primary_key=True, autoincrement=True)
+    webhook_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("webhooks.id", ondelete="CASCADE"), index=True
+    )
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    event_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    payload: Mapped[dict[str, Any]] = mapped_column(_JSON)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

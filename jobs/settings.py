@@ -61,6 +61,15 @@ class StoreSettings(BaseSettings):
     # under key_secret on their next use (see jobs.keys.load_previous_key_secret)
     key_secret_previous: SecretStr | None = None
     key_secret_previous_file: Path | None = None
+    # webhooks (jobs.webhooks): the only networks or host names a webhook URL may resolve to
+    # (CIDRs or names; empty: no webhook at all); each POST's timeout; attempts before a
+    # delivery is recorded failed, the first retry's delay (doubling after each failure)
+    webhook_allow: list[str] = Field(default_factory=list)
+    webhook_timeout_s: float = Field(5.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(5, ge=1, le=50)
+    webhook_backoff_s: float = Field(5.0, ge=0, le=3600)
+    # how often a worker (or the embedded executor) looks for events to send
+    webhook_poll_s: float = Field(2.0, gt=0, le=3600)
 
     @property
     def embedded(self) -> bool:

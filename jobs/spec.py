@@ -23,6 +23,7 @@ __all__ = [
     "DATASET_KINDS",
     "METHODS",
     "PROBLEMS",
+    "AutoSpec",
     "DiagnosticsSpec",
     "InnerSpec",
     "JobSpec",
@@ -244,16 +245,28 @@ class ImplicitSpec(_Model):
     strict: bool = False
 
 
+class AutoSpec(_Model):
+    """Auto-K: the largest K-RMD whose graph fits ``memory_mb`` MiB (full RMD if T steps fit).
+
+    The worker measures one recorded step's bytes and the unroll's contraction at the start
+    (``core.choose_truncation``) and records the choice and Prop. 3.1's bound in the summary.
+    """
+
+    method: Literal["auto"]
+    memory_mb: Annotated[float, Field(gt=0, le=1e6)]
+
+
 METHODS: dict[str, type[_Model]] = {
     "full": FullSpec,
     "truncated": TruncatedSpec,
     "forward": ForwardSpec,
     "checkpointed": CheckpointedSpec,
     "implicit": ImplicitSpec,
+    "auto": AutoSpec,
 }
 
 MethodSpec = Annotated[
-    FullSpec | TruncatedSpec | ForwardSpec | CheckpointedSpec | ImplicitSpec,
+    FullSpec | TruncatedSpec | ForwardSpec | CheckpointedSpec | ImplicitSpec | AutoSpec,
     Field(discriminator="method"),
 ]
 
@@ -328,6 +341,12 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
     method = spec.hypergradient
     if isinstance(method, TruncatedSpec) and steps < method.K:
         add(("hypergradient", "K"), method.K, f"K must be <= inner.steps={steps}, got {method.K}")
+    if isinstance(method, AutoSpec) and steps < 2:
+        add(
+            ("inner", "steps"),
+            steps,
+            f"method auto measures two steps: inner.steps must be >= 2, got {steps}",
+        )
     if isinstance(method, CheckpointedSpec) and method.segment and method.segment > steps:
         add(
             ("hypergradient", "segment"),

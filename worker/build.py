@@ -37,6 +37,8 @@ class Built:
     device: torch.device
     # facts for the job's summary (where the data set came from)
     info: dict[str, Any] = field(default_factory=dict)
+    # what the job's summary records about how it was built (auto-K's choice)
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 class _LearnedStep(core.BilevelProblem):
@@ -207,9 +209,15 @@ def build(
     dynamics = core.GradientDescent(
         steps=spec.inner.steps, lr=spec.inner.lr, momentum=spec.inner.momentum, lr_key=lr_key
     )
-    estimator = core.make_estimator(
-        spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
-    )
+    notes: dict[str, Any] = {}
+    if spec.hypergradient.method == "auto":
+        estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
+    else:
+        estimator = core.make_estimator(
+            spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
+        )
+    # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
+    estimator = core.Metered(estimator)
     outer = spec.outer
     fit_kwargs = {
         "iterations": outer.iterations,
@@ -219,7 +227,16 @@ def build(
         "first_step_norm": outer.first_step_norm,
         "exact_every": spec.diagnostics.every,
     }
-    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device)
+    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device, notes)
+
+
+def _auto(
+    problem: core.BilevelProblem, hparams: Any, dynamics: core.GradientDescent, method: Any
+) -> tuple[Any, dict[str, Any]]:
+    """Auto-K: K-RMD (or full RMD) fitting ``memory_mb`` MiB, and the choice as a dict."""
+    choice = core.choose_truncation(problem, hparams, dynamics, int(method.memory_mb * (1 << 20)))
+    estimator = core.Full() if choice.method == "full" else core.Truncated(choice.K)
+    return estimator, choice.as_dict()
 
 
 def _dtype(hparams: dict[str, torch.Tensor]) -> torch.dtype:

@@ -16,6 +16,7 @@ import uuid
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
+from worker.notify import Notifier
 from worker.runner import execute_job, warm_up
 from worker.settings import WorkerSettings
 
@@ -33,6 +34,7 @@ class LocalExecutor:
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="bilevel-executor")
         self.current: uuid.UUID | None = None
+        self._notifier = Notifier(sessions, settings)  # webhooks, off the request path
 
     def start(self) -> LocalExecutor:
         with self.sessions.begin() as s:
@@ -45,6 +47,7 @@ class LocalExecutor:
         for job_id in ids:
             self._queue.put(job_id)
         self._thread.start()
+        self._notifier.start()
         return self
 
     def send(self, job_id: uuid.UUID, queue: str = "cpu") -> None:
@@ -56,6 +59,7 @@ class LocalExecutor:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop after the current job (a running job is left to resume on next start)."""
         self._queue.put(_STOP)
+        self._notifier.stop(timeout)
         if self._thread.is_alive():
             self._thread.join(timeout)
 

@@ -59,6 +59,12 @@ class Progress:
         self.preempted = False
         self.ran_before_s = 0.0
         self.time_limit: tuple[float, str] | None = None  # (seconds, the setting's name)
+        # the cost of this attempt's hyper-iterations: seconds (estimate and update) and
+        # the peak bytes of their hypergradients (core.Metered)
+        self.time_sum = 0.0
+        self.timed = 0
+        self.peak_bytes: float | None = None
+        self.extra_summary: dict[str, Any] = {}  # e.g. auto-K's choice, set by the runner
 
     @property
     def cancelled(self) -> bool:
@@ -73,6 +79,7 @@ class Progress:
         self.iteration = int(record["iteration"])
         loss = float(record["outer_loss"])
         self.last_loss = loss
+        self._cost(record)
         if math.isfinite(loss) and (self.best is None or loss < self.best[0]):
             self.best = (loss, self.iteration)
         if self.on_record is not None:
@@ -103,6 +110,15 @@ class Progress:
             self.flush(state if due_ckpt else None)
         return self.cancelled
 
+    def _cost(self, record: dict[str, Any]) -> None:
+        t = record.get("time_s")
+        if isinstance(t, float) and math.isfinite(t):
+            self.time_sum += t
+            self.timed += 1
+        peak = record.get("peak_bytes")
+        if isinstance(peak, float) and (self.peak_bytes is None or peak > self.peak_bytes):
+            self.peak_bytes = peak
+
     def eta(self) -> float | None:
         """Seconds left at this attempt's rate; ``None`` before its first iteration."""
         done = self.iteration - self.start_iteration
@@ -116,12 +132,19 @@ class Progress:
         return self.ran_before_s + (now or time.monotonic()) - self.t0
 
     def summary(self) -> dict[str, Any]:
-        """The job row's ``summary`` so far: running time, last and best outer loss."""
+        """The job row's ``summary`` so far: running time, last and best outer loss, cost.
+
+        ``s_per_iteration`` is the mean time of a hyper-iteration's estimate and update in
+        this attempt, ``peak_bytes`` the largest hypergradient memory of any of them.
+        """
         return {
             "run_s": round(self.run_s(), 3),
             "last_outer_loss": self.last_loss,
             "best_outer_loss": self.best[0] if self.best else None,
             "best_iteration": self.best[1] if self.best else None,
+            "s_per_iteration": self.time_sum / self.timed if self.timed else None,
+            "peak_bytes": self.peak_bytes,
+            **self.extra_summary,
         }
 
     def flush(self, state: core.FitState | None) -> None:

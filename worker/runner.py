@@ -190,6 +190,7 @@ def _run_claimed(
     run.last_loss = last
     run.ran_before_s = ran_s
     run.time_limit = _time_limit(spec.time_limit_s, settings)
+    run.extra_summary = built.notes
     try:
         out = core.fit(
             built.problem,

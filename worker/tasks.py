@@ -21,6 +21,7 @@ from jobs import repo
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import RUN_TASK
 from worker.app import app, settings
+from worker.notify import Notifier
 from worker.outcome import Outcome
 from worker.shutdown import request_shutdown
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 _sessions = None
 _pid = None
 _stop = threading.Event()
+_notifier: Notifier | None = None
 
 
 def sessions():
@@ -154,6 +156,8 @@ def _start_reaper(**_) -> None:
     kinds = _consumed_kinds()
     log.info("in the pool as a worker of %s", ", ".join(kinds))
     threading.Thread(target=_reaper_loop, args=(kinds,), daemon=True, name="bilevel-reaper").start()
+    global _notifier
+    _notifier = Notifier(sessions(), settings).start()  # webhooks: worker.notify
 
 
 @worker_shutting_down.connect
@@ -173,3 +177,5 @@ def _stop_reaper(**_) -> None:
             repo.drop_worker(s, worker_name())
     except Exception:
         log.warning("could not leave the pool's worker list", exc_info=True)
+    if _notifier is not None:
+        _notifier.stop()

@@ -6,6 +6,7 @@ from core.estimators.forward import Forward
 from core.estimators.full import Full
 from core.estimators.graphed import Graphed
 from core.estimators.implicit import Implicit
+from core.estimators.metered import Metered
 from core.estimators.registry import ESTIMATORS, make_estimator
 from core.estimators.truncated import Truncated
 
@@ -18,6 +19,7 @@ __all__ = [
     "Graphed",
     "HypergradientResult",
     "Implicit",
+    "Metered",
     "Truncated",
     "make_estimator",
 ]

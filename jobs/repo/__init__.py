@@ -10,8 +10,10 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.repo.pool`: the pool's view (teams' shares, workers, queue positions), weights;
 - :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
 - :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints;
-- :mod:`jobs.repo.health`: the readiness probe's round trip;
-- :mod:`jobs.repo.datasets`: a team's uploaded data sets, their bytes in chunks.
+- :mod:`jobs.repo.datasets`: a team's uploaded data sets, their bytes in chunks;
+- :mod:`jobs.repo.studies`: studies (a grid of jobs as one object);
+- :mod:`jobs.repo.webhooks`: webhooks and the outbox of their deliveries;
+- :mod:`jobs.repo.health`: the readiness probe's round trip.
 """
 
 from jobs.models import utcnow
@@ -60,6 +62,14 @@ from jobs.repo.scheduling import (
     running_jobs,
     team_loads,
 )
+from jobs.repo.studies import (
+    cancel_study,
+    create_study,
+    get_study,
+    list_studies,
+    study_members,
+    study_status_counts,
+)
 from jobs.repo.submissions import (
     IdempotencyConflict,
     cancel_job,
@@ -92,9 +102,23 @@ from jobs.repo.trace_reads import (
     trace_version,
 )
 from jobs.repo.trace_writes import truncate_trace, write_trace
+from jobs.repo.webhooks import (
+    DeliveryStatus,
+    DueDelivery,
+    claim_due,
+    create_webhook,
+    enqueue_events,
+    get_webhook,
+    list_deliveries,
+    list_webhooks,
+    record_attempt,
+    revoke_webhook,
+)
 
 __all__ = [
     "Claim",
+    "DeliveryStatus",
+    "DueDelivery",
     "IdempotencyConflict",
     "LeaseState",
     "Policy",
@@ -106,17 +130,22 @@ __all__ = [
     "beat_worker",
     "best_outer_loss",
     "cancel_job",
+    "cancel_study",
+    "claim_due",
     "claim_job",
     "claim_next",
     "count_active_jobs",
     "create_api_key",
     "create_job",
+    "create_study",
+    "create_webhook",
     "dataset_bytes_used",
     "dataset_jobs",
     "decode_cursor",
     "delete_dataset",
     "drop_worker",
     "durations",
+    "enqueue_events",
     "ensure_team",
     "expire_running_leases",
     "find_idempotent",
@@ -124,14 +153,19 @@ __all__ = [
     "get_api_key",
     "get_dataset",
     "get_job",
+    "get_study",
+    "get_webhook",
     "heartbeat",
     "job_counts",
     "jobs_using_dataset",
     "last_outer_loss",
     "list_api_keys",
     "list_datasets",
+    "list_deliveries",
     "list_jobs",
+    "list_studies",
     "list_teams",
+    "list_webhooks",
     "live_workers",
     "load_artifact",
     "lock_team",
@@ -142,14 +176,18 @@ __all__ = [
     "queued_job_ids",
     "read_dataset_chunks",
     "reap",
+    "record_attempt",
     "release_job",
     "request_preemptions",
     "revoke_api_key",
+    "revoke_webhook",
     "running_jobs",
     "save_artifact",
     "set_api_key_scope",
     "set_team_policy",
     "store_dataset",
+    "study_members",
+    "study_status_counts",
     "team_by_name",
     "team_loads",
     "trace_columns",

@@ -11,7 +11,17 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
 from api import ApiSettings, create_app
-from api.routes import dashboard, datasets, health, jobs, keys, pool, problems
+from api.routes import (
+    dashboard,
+    datasets,
+    health,
+    jobs,
+    keys,
+    pool,
+    problems,
+    studies,
+    webhooks,
+)
 from api.schemas import BINARY_SCHEMA, NPZ
 from jobs.status import TERMINAL, JobStatus
 from tests.api.conftest import RecordingDispatcher
@@ -47,6 +57,8 @@ def test_operation_ids_are_the_routes_tag_and_function_name(doc):
             pool.router,
             datasets.router,
             problems.router,
+            studies.router,
+            webhooks.router,
         )
         for route in router.routes
         if isinstance(route, APIRoute)

@@ -148,9 +148,12 @@ def test_the_isolation_tests_cover_every_job_route(client):
     # /v1/pool shows other teams' names and counts only (tests/api/test_pool.py)
     assert set(paths) <= {"/healthz", "/readyz", "/v1/jobs", "/v1/keys", "/v1/keys/{prefix}",
                           "/v1/pool", "/v1/teams/{name}", "/v1/datasets", "/v1/problems",
+                          "/v1/studies", "/v1/webhooks",
                           *(f"/v1/jobs/{{job_id}}{s}" for _, s in JOB_ROUTES),
                           *(f"/v1/datasets/{{dataset_id}}{s}" for _, s in DATASET_ROUTES),
-                          }  # fmt: skip
+                          *(f"/v1/studies/{{study_id}}{s}" for _, s in STUDY_ROUTES),
+                          *(f"/v1/webhooks/{{webhook_id}}{s}"
+                            for _, s in WEBHOOK_ROUTES)}  # fmt: skip
     datasets = {
         (method, path.removeprefix("/v1/datasets/{dataset_id}"))
         for path, ops in paths.items()
@@ -162,6 +165,32 @@ def test_the_isolation_tests_cover_every_job_route(client):
 
 # each answers 404 for another team's data set: tests/api/test_datasets.py
 DATASET_ROUTES = [("get", ""), ("delete", "")]
+
+
+# a study's and a webhook's routes: another team's answer 404, like a missing one
+STUDY_ROUTES = [("get", ""), ("post", "/cancel")]
+WEBHOOK_ROUTES = [("delete", ""), ("get", "/deliveries")]
+
+
+@pytest.mark.parametrize(("method", "suffix"), STUDY_ROUTES)
+def test_another_teams_study_is_404(client, auth, pg_sessions, method, suffix):
+    body = {"name": "s", "base": tiny_spec(), "grid": {"seed": [0, 1]}}
+    sid = client.post("/v1/studies", json=body, headers=auth).json()["id"]
+    _, other = team_with_key(pg_sessions, scope="admin")
+    r = client.request(method, f"/v1/studies/{sid}{suffix}", headers=bearer(other))
+    assert _problem(r, 404, "not-found")["detail"] == f"no study {sid}"
+
+
+@pytest.mark.parametrize(("method", "suffix"), WEBHOOK_ROUTES)
+def test_another_teams_webhook_is_404(make_client, pg_sessions, method, suffix):
+    c = make_client(webhook_allow=["127.0.0.0/8"])
+    _, mine = team_with_key(pg_sessions, scope="admin")
+    _, other = team_with_key(pg_sessions, scope="admin")
+    hook = c.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"}, headers=bearer(mine))
+    wid = hook.json()["id"]
+    r = c.request(method, f"/v1/webhooks/{wid}{suffix}", headers=bearer(other))
+    assert _problem(r, 404, "not-found")["detail"] == f"no webhook {wid}"
+    assert c.get("/v1/webhooks", headers=bearer(other)).json()["count"] == 0
 
 
 @pytest.mark.parametrize("scope", ["team", "admin"])

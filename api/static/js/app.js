@@ -1,5 +1,5 @@
 // The dashboard's entry: sign-in, hash routing (#/jobs, #/jobs/<id>, #/compare?ids=...,
-// #/pool, #/datasets).
+// #/pool, #/datasets, #/studies, #/studies/<id>, #/webhooks).
 import { clearKey, getJSON, getKey, onUnauthorized, setKey } from "./api.js";
 import * as compare from "./compare.js";
 import * as datasets from "./datasets.js";
@@ -15,6 +15,9 @@ const views = {
   compare: document.getElementById("view-compare"),
   pool: document.getElementById("view-pool"),
   datasets: document.getElementById("view-datasets"),
+  studies: document.getElementById("view-studies"),
+  study: document.getElementById("view-study"),
+  webhooks: document.getElementById("view-webhooks"),
 };
 let current = null; // {module, name}
 
@@ -31,7 +34,8 @@ function show(name) {
   for (const [k, el] of Object.entries(views)) el.hidden = k !== name;
   document.body.dataset.view = name;
   for (const a of document.querySelectorAll("header nav a")) {
-    a.classList.toggle("active", a.id === `nav-${name === "job" ? "jobs" : name}`);
+    const nav = { job: "jobs", study: "studies" }[name] || name;
+    a.classList.toggle("active", a.id === `nav-${nav}`);
   }
   document.getElementById("signout").hidden = name === "signin";
 }
@@ -57,6 +61,12 @@ function route() {
     current = { module: datasets, name: "datasets" };
     show("datasets");
     datasets.mount(views.datasets);
+  } else if ((m = /^\/studies\/([0-9a-fA-F-]{36})$/.exec(path))) {
+    mountLazy("study", () => import("./study.js"), { id: m[1].toLowerCase() });
+  } else if (path === "/studies") {
+    mountLazy("studies", () => import("./studies.js"), params);
+  } else if (path === "/webhooks") {
+    mountLazy("webhooks", () => import("./webhooks.js"), params);
   } else if (path === "/compare") {
     current = { module: compare, name: "compare" };
     show("compare");
@@ -71,6 +81,18 @@ function route() {
     list.mount(views.jobs, params);
   }
   document.title = `bilevel · ${current.name}`;
+}
+
+// views loaded on first use, so that the job pages' scripts do not wait for them
+function mountLazy(name, load, arg) {
+  const me = { module: null, name };
+  current = me;
+  show(name);
+  load().then((mod) => {
+    if (current !== me) return; // navigated away meanwhile
+    me.module = mod;
+    mod.mount(views[name], arg);
+  }).catch((err) => toast(`cannot load the ${name} view: ${err.message}`, "error"));
 }
 
 async function signIn(event) {

@@ -90,7 +90,10 @@ function renderJob(job) {
     ["Last upper loss", fmt.num(s.last_outer_loss ?? s.final_outer_loss, 6)],
     ["Best upper loss", s.best_outer_loss === undefined ? "–"
       : `${fmt.num(s.best_outer_loss, 6)} (iteration ${s.best_iteration ?? "–"})`],
+    ["s / hyper-iteration", fmt.num(s.s_per_iteration, 4)],
+    ["Peak hypergradient memory", fmt.bytes(s.peak_bytes)],
   ];
+  if (s.auto_k) facts.push(["Auto-K", fmt.autoK(s.auto_k)]);
   v.querySelector(".facts").replaceChildren(kv(facts));
   const metrics = Object.entries(s.metrics || {});
   v.querySelector(".metrics").replaceChildren(metrics.length
@@ -207,6 +210,14 @@ async function cancel(btn) {
   if (ctx && ctx.poller) ctx.poller.poke();
 }
 
+// the editors load on first use: the page of a long run does not wait for them
+function openEditor(name, section) {
+  const job = ctx && ctx.job;
+  if (!job) return;
+  import("./editor.js").then((m) => m[name](section, job))
+    .catch((err) => toast(err.message, "error"));
+}
+
 export function mount(section, { id }) {
   clear(section);
   section.dataset.ready = "0";
@@ -224,6 +235,10 @@ export function mount(section, { id }) {
         onclick: guarded(downloadCsv) }, "Trace CSV"),
       h("button", { id: "download-hparams", type: "button", class: "ghost", disabled: true,
         onclick: guarded(downloadHparams) }, "Hyperparameters (.npz)"),
+      h("button", { id: "clone-job", type: "button", class: "ghost",
+        onclick: () => openEditor("openClone", section) }, "Clone"),
+      h("button", { id: "sweep-job", type: "button", class: "ghost",
+        onclick: () => openEditor("openSweep", section) }, "Sweep this"),
       h("button", { id: "cancel-job", type: "button", class: "danger", disabled: true,
         onclick: (e) => cancel(e.currentTarget) }, "Cancel job")),
     h("p", { class: "job-error error", hidden: true }),

@@ -38,6 +38,7 @@ export function method(spec) {
     case "forward": return `forward K=T=${steps}`;
     case "checkpointed": return `checkpointed K=T=${steps}`;
     case "implicit": return `implicit (${hg.solver || "cg"})`;
+    case "auto": return `auto (${hg.memory_mb} MiB)`;
     default: return hg.method || "–";
   }
 }
@@ -45,4 +46,18 @@ export function method(spec) {
 export function problem(spec) {
   const p = (spec && spec.problem) || {};
   return p.dataset ? `${p.kind} (${p.dataset})` : p.kind || "–";
+}
+
+export function bytes(n) {
+  if (n === undefined || n === null || !Number.isFinite(n)) return "–";
+  for (const [unit, scale] of [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]]) {
+    if (n >= scale) return `${(n / scale).toFixed(1)} ${unit}`;
+  }
+  return `${n} B`;
+}
+
+// auto-K's record: the K it chose, the contraction it measured, Prop. 3.1's bound
+export function autoK(a) {
+  const bound = a.bound === null ? "no bound (the unroll does not contract)" : `bias ≤ ${num(a.bound, 3)}`;
+  return `${a.method === "full" ? "full" : `K=${a.K}`} of T=${a.T}; ‖A_t‖ ≤ ${num(a.contraction, 4)}; ${bound}`;
 }

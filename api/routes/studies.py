@@ -1,0 +1,170 @@
+"""``/v1/studies``: a grid of jobs as one object; create, list, read (with its table), cancel."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
+from api.errors import ProblemError
+from api.schemas import problem_doc
+from api.settings import ApiSettings
+from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
+from jobs import repo
+from jobs.budget import budget_errors
+from jobs.grid import Expansion, GridError, expand, replicate_paths
+from jobs.models import Study
+from jobs.spec import field_errors
+from jobs.status import JobStatus
+from jobs.study_table import aggregate
+
+router = APIRouter(
+    prefix="/v1/studies",
+    tags=["studies"],
+    responses={
+        401: problem_doc("missing, unknown or revoked API key"),
+        404: problem_doc("no such study for this team"),
+        422: problem_doc("invalid grid or base spec, each problem named in `errors`"),
+        429: problem_doc("rate limit or team quota exceeded; see Retry-After"),
+        503: problem_doc("the job store is unavailable; retry after Retry-After"),
+    },
+)
+log = logging.getLogger(__name__)
+
+
+def _invalid(errors: list[dict[str, Any]], **extra: Any) -> ProblemError:
+    fields = ", ".join(dict.fromkeys(e["field"] for e in errors))
+    return ProblemError(
+        422,
+        f"{len(errors)} problem(s) with the study: {fields}: {errors[0]['message']}",
+        slug="validation-error",
+        title="Invalid study",
+        errors=errors,
+        **extra,
+    )
+
+
+def _expand(body: StudyCreate, settings: ApiSettings) -> tuple[Expansion, list[str]]:
+    try:
+        expansion = expand(body.base, body.grid, max_members=settings.max_study_members,
+                           name=body.name)  # fmt: skip
+    except GridError as exc:
+        extra = {} if exc.limit is None else {"limit": exc.limit}
+        raise _invalid(exc.errors, **extra) from None
+    swept = list(body.grid)
+    group_by = body.group_by
+    if group_by is None:
+        reps = set(replicate_paths(swept))
+        group_by = [p for p in swept if p not in reps]
+    bad = [p for p in group_by if p not in swept]
+    if bad:
+        msg = f"group_by names paths the grid does not sweep: {bad}; swept: {swept}"
+        raise _invalid([{"field": "group_by", "loc": ["group_by"], "message": msg,
+                         "type": "value_error"}])  # fmt: skip
+    errors = []
+    for member in expansion.members:
+        over = budget_errors(member.spec, settings.budget)
+        if not over:
+            continue
+        for err in field_errors(ValidationError.from_exception_data("JobSpec", over)):
+            where = ", ".join(f"{p}={v!r}" for p, v in member.values.items())
+            errors.append({**err, "message": f"member [{where}]: {err['message']}"})
+    if errors:
+        raise _invalid(errors)
+    return expansion, group_by
+
+
+def _check_quota(session: Session, team_id: uuid.UUID, n: int, settings: ApiSettings) -> None:
+    """429 ``quota-exceeded`` when ``n`` more queued jobs would pass the team's limit."""
+    repo.lock_team(session, team_id)
+    queued = repo.count_active_jobs(session, team_id)[JobStatus.QUEUED]
+    limit = settings.max_queued_jobs
+    if queued + n > limit:
+        raise ProblemError(
+            429,
+            f"the study's {n} jobs and the team's {queued} queued jobs pass its limit of "
+            f"{limit} queued jobs (max_queued_jobs); retry when some have finished",
+            slug="quota-exceeded",
+            title="Quota exceeded",
+            headers={"Retry-After": str(settings.quota_retry_after_s)},
+            limit=limit,
+            current=queued,
+        )
+
+
+def _study_or_404(session: Session, team: repo.TeamRef, study_id: uuid.UUID) -> Study:
+    study = repo.get_study(session, team.id, study_id)
+    if study is None:
+        raise ProblemError(404, f"no study {study_id}", slug="not-found")
+    return study
+
+
+def _detail(session: Session, study: Study) -> StudyPublic:
+    rows = repo.study_members(session, study.id)
+    members = [StudyMemberPublic.of(m, j) for m, j in rows]
+    counts = Counter(str(j.status) for _, j in rows)
+    table = aggregate(
+        [{"values": m.values, "status": m.status, "summary": m.summary} for m in members],
+        study.group_by,
+    )
+    return StudyPublic.of(study, counts, members, table)
+
+
+@router.post("", status_code=201, response_model=StudyPublic)
+def create_study(
+    body: StudyCreate,
+    session: SessionDep,
+    team: TeamDep,
+    dispatcher: DispatcherDep,
+    settings: SettingsDep,
+    response: Response,
+) -> StudyPublic:
+    """Create a study: every combination of the grid becomes a queued job, all or none."""
+    expansion, group_by = _expand(body, settings)
+    _check_quota(session, team.id, len(expansion.members), settings)
+    study, jobs = repo.create_study(
+        session, team.id, name=body.name, base=body.base, grid=body.grid, group_by=group_by,
+        expansion=expansion, max_attempts=settings.max_attempts,
+    )  # fmt: skip
+    session.commit()
+    for job in jobs:
+        try:
+            dispatcher.send(job.id, job.queue)
+        except Exception:  # the reaper sends queued jobs again; the study still stands
+            log.warning("could not enqueue job %s; the reaper will", job.id, exc_info=True)
+    response.headers["Location"] = f"/v1/studies/{study.id}"
+    return _detail(session, study)
+
+
+@router.get("", response_model=StudiesPublic)
+def list_studies(
+    session: SessionDep,
+    team: TeamDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+) -> StudiesPublic:
+    """List the team's studies, newest first, with their status and progress."""
+    studies = repo.list_studies(session, team.id, limit=limit)
+    counts = repo.study_status_counts(session, [s.id for s in studies])
+    data = [StudyPublic.of(s, counts[s.id]) for s in studies]
+    return StudiesPublic(data=data, count=len(data))
+
+
+@router.get("/{study_id}", response_model=StudyPublic)
+def get_study(study_id: uuid.UUID, session: SessionDep, team: TeamDep) -> StudyPublic:
+    """One study: members with status and summary, and the aggregate table."""
+    return _detail(session, _study_or_404(session, team, study_id))
+
+
+@router.post("/{study_id}/cancel", status_code=202, response_model=StudyPublic)
+def cancel_study(study_id: uuid.UUID, session: SessionDep, team: TeamDep) -> StudyPublic:
+    """Cancel every member still queued, and ask every running one to stop."""
+    study = _study_or_404(session, team, study_id)
+    repo.cancel_study(session, study)
+    session.commit()
+    return _detail(session, _study_or_404(session, team, study_id))

@@ -1,0 +1,139 @@
+"""``bilevel study submit | list | status | watch | cancel``: a grid of jobs as one object.
+
+``study submit FILE`` sends a study (``{"name", "base", "grid", "group_by"}``) to
+``POST /v1/studies``; ``study status ID`` prints the aggregate table (the layout of the
+paper's Table 2: mean ± std over seeds per swept setting, seconds per hyper-iteration, peak
+memory); ``study watch ID`` draws a progress bar over the members until every one has ended.
+Like :mod:`cli.client`, nothing here imports the server, SQLAlchemy or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cli.client import _Client, _client_options, _problem_text, _read_spec
+from cli.errors import UsageError
+from cli.progress import Bar
+from jobs.status import TERMINAL, JobStatus
+
+__all__ = ["add_commands", "format_table"]
+
+# the cost columns come last, each in its own unit
+_COST = {"s_per_iteration": ("s/iter", 1.0), "peak_bytes": ("peak MiB", 1 / (1 << 20))}
+
+
+def _cell(stat: Mapping[str, Any] | None, scale: float = 1.0) -> str:
+    if not stat or stat.get("mean") is None:
+        return "-"
+    mean = stat["mean"] * scale
+    std = stat.get("std")
+    return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std * scale:.2g}"
+
+
+def format_table(study: Mapping[str, Any]) -> list[str]:
+    """The aggregate table as aligned text lines: one row per setting of ``group_by``."""
+    rows: Sequence[Mapping[str, Any]] = study.get("table") or []
+    group_by: list[str] = list(study.get("group_by") or [])
+    metrics = sorted({k for r in rows for k in r["stats"] if k not in _COST})
+    if "final_outer_loss" in metrics:  # the outer objective first, as in Table 2
+        metrics.insert(0, metrics.pop(metrics.index("final_outer_loss")))
+    head = [*(p.split(".")[-1] for p in group_by), "done", *metrics,
+            *(label for label, _ in _COST.values())]  # fmt: skip
+    body = []
+    for r in rows:
+        vals = [json.dumps(r["values"].get(p)) if not isinstance(r["values"].get(p), str)
+                else r["values"][p] for p in group_by]  # fmt: skip
+        body.append([
+            *vals,
+            f"{r['succeeded']}/{r['members']}",
+            *(_cell(r["stats"].get(m)) for m in metrics),
+            *(_cell(r["stats"].get(k), scale) for k, (_, scale) in _COST.items()),
+        ])  # fmt: skip
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    return ["  ".join(f"{x:>{w}}" for x, w in zip(line, widths)) for line in [head, *body]]
+
+
+def _summary_line(study: Mapping[str, Any]) -> str:
+    p = study["progress"]
+    counts = ", ".join(f"{n} {s}" for s, n in p["by_status"].items() if n)
+    return f"{study['name']}: {study['status']}, {p['finished']}/{p['members']} ended ({counts})"
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    """Dispatch ``study <action>``."""
+    client = _Client(args)
+    if args.action == "submit":
+        text = _read_spec(args.file)
+        r = client.request("POST", "/v1/studies", content=text.encode(),
+                           headers={"Content-Type": "application/json"})  # fmt: skip
+        if r.status_code == 422:
+            raise UsageError(f"{args.file}: {_problem_text(r)}")
+        if r.status_code >= 400:
+            raise UsageError(f"HTTP {r.status_code}: {_problem_text(r)}")
+        study = r.json()
+        for s in study["skipped"]:
+            print(f"skipped {json.dumps(s['values'])}: {s['reason']}", file=sys.stderr)
+        print(study["id"])
+        return 0
+    if args.action == "list":
+        for s in client.call("GET", "/v1/studies").json()["data"]:
+            print(f"{s['id']}\t{s['status']}\t{s['progress']['finished']}/"
+                  f"{s['progress']['members']}\t{s['name']}")  # fmt: skip
+        return 0
+    path = f"/v1/studies/{args.id}"
+    if args.action == "cancel":
+        study = client.call("POST", f"{path}/cancel").json()
+        print(_summary_line(study))
+        return 0
+    study = client.call("GET", path).json()
+    if args.action == "watch":
+        bar = Bar(study["progress"]["members"])
+        while True:
+            p = study["progress"]
+            running = p["by_status"].get(JobStatus.RUNNING, 0)
+            bar.show(p["finished"], f"{study['status']} ({running} running)")
+            if study["status"] in TERMINAL:
+                break
+            time.sleep(args.interval)
+            study = client.call("GET", path).json()
+        bar.close()
+    if args.json:
+        print(json.dumps(study, indent=2))
+    else:
+        print(_summary_line(study))
+        print("\n".join(format_table(study)))
+    if args.action == "watch":
+        return 0 if study["status"] == JobStatus.SUCCEEDED else 1
+    return 0
+
+
+def _id_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the study as JSON")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``study`` and its actions."""
+    client = _client_options()
+    p = commands.add_parser("study", help="sweep a job spec over a grid, as one object")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=commands._parser_class)
+    a = actions.add_parser(
+        "submit", parents=[client], help="submit a study (JSON: name, base, grid); prints its id"
+    )
+    a.add_argument("file")
+    actions.add_parser("list", parents=[client], help="the team's studies, newest first")
+    for name, text in (
+        ("status", "the study's progress and aggregate table"),
+        ("watch", "a progress bar over the members until all have ended, then the table"),
+        ("cancel", "cancel every member still queued or running"),
+    ):
+        a = actions.add_parser(name, parents=[client], help=text)
+        a.add_argument("id")
+        _id_options(a)
+        if name == "watch":
+            a.add_argument("--interval", type=float, default=1.0)
+    p.set_defaults(func=cmd_study, json=False)

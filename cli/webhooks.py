@@ -1,0 +1,64 @@
+"""``bilevel webhooks create | list | deliveries | delete``: terminal-event notifications.
+
+They need an admin key. ``create URL`` prints the webhook's id and, once, its signing secret;
+``deliveries ID`` lists each event's delivery (status, attempts, last answer or error). Like
+:mod:`cli.client`, nothing here imports the server, SQLAlchemy or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli.client import _Client, _client_options, _problem_text
+from cli.errors import UsageError
+
+__all__ = ["add_commands", "cmd_webhooks"]
+
+
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """Dispatch ``webhooks <action>``."""
+    client = _Client(args)
+    if args.action == "create":
+        r = client.request("POST", "/v1/webhooks",
+                           json={"url": args.url, "description": args.description})  # fmt: skip
+        if r.status_code >= 400:
+            raise UsageError(f"HTTP {r.status_code}: {_problem_text(r)}")
+        hook = r.json()
+        print(hook["id"])
+        print(f"secret (shown once): {hook['secret']}", file=sys.stderr)
+        print(hook["secret"])
+        return 0
+    if args.action == "list":
+        for h in client.call("GET", "/v1/webhooks").json()["data"]:
+            print(f"{h['id']}\t{h['url']}\t{h['created_at']}\t{h['description']}")
+        return 0
+    if args.action == "delete":
+        client.call("DELETE", f"/v1/webhooks/{args.id}")
+        print(f"deleted {args.id}", file=sys.stderr)
+        return 0
+    rows = client.call("GET", f"/v1/webhooks/{args.id}/deliveries").json()["data"]
+    print("\t".join(("created", "event", "subject", "status", "attempts", "answer")))
+    for d in rows:
+        answer = d["last_error"] or (str(d["response_status"]) if d["response_status"] else "-")
+        print(f"{d['created_at']}\t{d['event_type']}\t{d['subject_id']}\t{d['status']}\t"
+              f"{d['attempts']}\t{answer}")  # fmt: skip
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``webhooks`` and its actions."""
+    client = _client_options()
+    p = commands.add_parser("webhooks", help="signed notifications of ended jobs and studies")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=commands._parser_class)
+    a = actions.add_parser(
+        "create", parents=[client], help="register a URL; prints its id, then its secret (once)"
+    )
+    a.add_argument("url")
+    a.add_argument("--description", default="")
+    actions.add_parser("list", parents=[client], help="the team's webhooks")
+    for name, text in (("deliveries", "each event's delivery to this webhook"),
+                       ("delete", "stop sending to this webhook")):  # fmt: skip
+        a = actions.add_parser(name, parents=[client], help=text)
+        a.add_argument("id")
+    p.set_defaults(func=cmd_webhooks)

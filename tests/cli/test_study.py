@@ -1,0 +1,113 @@
+"""``bilevel study``: light imports, submit, the aggregate table, errors on one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from cli.main import main
+from cli.study import format_table
+from tests.cli.test_client import _PROBE
+from tests.factories import tiny_spec
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    for name in ("BILEVEL_URL", "BILEVEL_API_KEY", "STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BILEVEL_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _study_file(path, **grid):
+    body = {"name": "sweep", "base": tiny_spec(iterations=4),
+            "grid": grid or {"hypergradient.K": [1, 2], "seed": [0, 1]}}  # fmt: skip
+    path.write_text(json.dumps(body))
+    return str(path)
+
+
+def _run(capsys, *argv):
+    capsys.readouterr()
+    code = main([*argv, "--key", "blv_x_y", "--url", "http://x"])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("action", ["submit", "status", "watch", "cancel", "list"])
+def test_study_commands_import_neither_the_server_nor_torch(action, tmp_path):
+    argv = ["study", action]
+    if action == "submit":
+        argv.append(_study_file(tmp_path / "study.json"))
+    elif action != "list":
+        argv.append("some-id")
+    argv += ["--url", "http://127.0.0.1:9", "--key", "blv_x_y"]
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["code"] == 2  # cannot reach the server: the command ran to its end
+    assert result["heavy"] == []
+
+
+def test_submit_prints_the_id_and_status_prints_one_row_per_K(state, api_server, capsys):
+    code, out, _ = _run(capsys, "study", "submit", _study_file(state / "s.json"))
+    assert code == 0
+    sid = out.strip()
+    assert uuid.UUID(sid)
+    code, out, _ = _run(capsys, "study", "status", sid)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("sweep: queued, 0/4 ended (4 queued)")
+    assert lines[1].split()[:2] == ["K", "done"]
+    assert [line.split()[:2] for line in lines[2:]] == [["1", "0/2"], ["2", "0/2"]]
+
+
+def test_a_bad_grid_is_one_line_naming_the_path_and_exit_2(state, api_server, capsys):
+    path = _study_file(state / "s.json", **{"hypergradient.K": [1, 0]})
+    code, _, err = _run(capsys, "study", "submit", path)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "grid.hypergradient.K: value 0 is rejected" in err
+
+
+def test_cancel_ends_every_queued_member(state, api_server, capsys):
+    sid = _run(capsys, "study", "submit", _study_file(state / "s.json"))[1].strip()
+    code, out, _ = _run(capsys, "study", "cancel", sid)
+    assert code == 0
+    assert out.startswith("sweep: cancelled, 4/4 ended (4 cancelled)")
+
+
+def test_the_table_shows_mean_and_std_in_table_2s_layout():
+    stat = {"final_outer_loss": {"mean": 0.25, "std": 0.05, "n": 3},
+            "peak_bytes": {"mean": 2 * (1 << 20), "std": None, "n": 1}}  # fmt: skip
+    study = {"group_by": ["hypergradient.K"],
+             "table": [{"values": {"hypergradient.K": 5}, "members": 3, "succeeded": 3,
+                        "stats": stat}]}  # fmt: skip
+    head, row = format_table(study)
+    assert head.split() == ["K", "done", "final_outer_loss", "s/iter", "peak", "MiB"]
+    assert row.split() == ["5", "3/3", "0.25", "±", "0.05", "-", "2"]
+
+
+@pytest.mark.parametrize("argv", [["create", "http://127.0.0.1/h"], ["list"],
+                                  ["deliveries", "x"], ["delete", "x"]])  # fmt: skip
+def test_webhook_commands_import_neither_the_server_nor_torch(argv):
+    argv = ["webhooks", *argv, "--url", "http://127.0.0.1:9", "--key", "blv_x_y"]
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *argv], capture_output=True,
+                          text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["code"] == 2
+    assert result["heavy"] == []
+
+
+def test_watch_draws_a_bar_over_the_members_then_the_table(state, api_server, capsys):
+    sid = _run(capsys, "study", "submit", _study_file(state / "s.json"))[1].strip()
+    _run(capsys, "study", "cancel", sid)
+    code, out, err = _run(capsys, "study", "watch", sid, "--interval", "0.01")
+    assert code == 1  # ended, but not succeeded
+    assert "[" + "#" * 30 + "] 4/4 cancelled" in err
+    assert out.splitlines()[1].split()[:2] == ["K", "done"]
