@@ -15,204 +15,63 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from jobs.problem_specs import (
+    BUILTIN_TABLES,
+    DATASET_KINDS,
+    PROBLEMS,
+    TASK_TABLES,
+    UUID_PATTERN,
+    CounterexampleSpec,
+    FeatureRegularizationSpec,
+    HypercleaningSpec,
+    MLPSpec,
+    ProblemSpec,
+    QuadraticSpec,
+    SpecModel,
+    TaskInteractionSpec,
+    ToyBiasedSpec,
+    ToySpec,
+)
 
 __all__ = [
     "BUILTIN_TABLES",
     "DATASET_KINDS",
     "METHODS",
     "PROBLEMS",
+    "TASK_TABLES",
     "AutoSpec",
+    "CounterexampleSpec",
     "DiagnosticsSpec",
+    "FeatureRegularizationSpec",
+    "HypercleaningSpec",
     "InnerSpec",
     "JobSpec",
+    "MLPSpec",
     "OuterSpec",
+    "ProblemSpec",
+    "QuadraticSpec",
+    "TaskInteractionSpec",
+    "ToyBiasedSpec",
+    "ToySpec",
     "check_spec",
     "field_errors",
     "is_dataset_id",
     "parse_spec",
 ]
 
-_STRICT = ConfigDict(strict=True, extra="forbid", frozen=True)
-_Coord = Annotated[float, Field(ge=-1e3, le=1e3)]
-_Point2 = Annotated[list[_Coord], Field(min_length=2, max_length=2)]
-
-
-class _Model(BaseModel):
-    model_config = _STRICT
-
-
-# -- problems ------------------------------------------------------------------------------
-
-
-class ToySpec(_Model):
-    """Section 4.1's two-dimensional problem."""
-
-    kind: Literal["toy"]
-    w0: _Point2 = [2.0, 2.0]
-
-
-class ToyBiasedSpec(_Model):
-    """The toy problem with the biased upper objective ``f~``."""
-
-    kind: Literal["toy_biased"]
-    w0: _Point2 = [2.0, 2.0]
-
-
-class CounterexampleSpec(_Model):
-    """Theorem 3.5's scalar counterexample."""
-
-    kind: Literal["counterexample"]
-    lam0: Annotated[float, Field(ge=-1e3, le=1e3)] = 2.0
-    w0: Annotated[float, Field(ge=-1e3, le=1e3)] = 1.0
-
-
-class QuadraticSpec(_Model):
-    """A random strongly convex quadratic with closed-form hypergradients."""
-
-    kind: Literal["quadratic"]
-    dim: Annotated[int, Field(ge=1, le=4096)] = 8
-    n_hparams: Annotated[int, Field(ge=1, le=1024)] = 3
-    mu: Annotated[float, Field(gt=0, le=1e3)] = 0.2
-    L: Annotated[float, Field(gt=0, le=1e3)] = 1.0
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    rho: Annotated[float, Field(ge=0, le=1e3)] = 0.0
-    init_depends_on_hparams: bool = False
-    structured: bool = False
-
-
-#: scikit-learn's bundled tables, usable wherever a spec names a data set
-BUILTIN_TABLES = ("digits", "diabetes", "breast_cancer")
-_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-DatasetRef = Annotated[
-    str,
-    Field(
-        pattern=f"^({_UUID}|{'|'.join(BUILTIN_TABLES)})$",
-        description="a data set id (POST /v1/datasets) of the team, or a built-in table",
-    ),
-]
-
-
-_HYPERCLEANING_SETS = ("digits", "mnist", "fashion-mnist")
-
-
-class HypercleaningSpec(_Model):
-    """Data hypercleaning (Section 4.2.1): one weight per training example.
-
-    Half the training labels are corrupted. ``digits`` needs no data; ``mnist`` reads the
-    worker's ``BILEVEL_DATA_DIR``. On a team's classification data set (its id) the file's
-    splits are used as they are (standardised; ``n_train`` and ``n_val`` do not apply) and
-    ``fraction`` may be 0: a user's labels are often noisy already. The learned weights are
-    ``example_weights`` (logits, one per training example).
-    """
-
-    kind: Literal["hypercleaning"]
-    dataset: Annotated[
-        str,
-        Field(
-            pattern=f"^({'|'.join(_HYPERCLEANING_SETS)}|{_UUID})$",
-            description="digits, mnist, fashion-mnist, or a classification data set's id",
-        ),
-    ] = "digits"
-    n_train: Annotated[int, Field(ge=10, le=30_000)] = 1000
-    n_val: Annotated[int, Field(ge=10, le=30_000)] = 500
-    fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
-    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-
-
-# -- problems over a data set (issue 13) -----------------------------------------------------
-
-
-class FeatureRegularizationSpec(_Model):
-    """Linear, logistic or softmax regression with one learned L2 penalty per feature.
-
-    ``per: group`` shares one penalty among the features of each group (the data set's
-    ``groups`` array). The learned ``feature_penalties`` are logs of the penalties.
-    """
-
-    kind: Literal["feature_regularization"]
-    dataset: DatasetRef
-    model: Literal["linear", "logistic", "softmax"] | None = None
-    per: Literal["feature", "group"] = "feature"
-    init_penalty: Annotated[float, Field(gt=0, le=1e3)] = 1e-3
-    standardize: bool = True
-
-
-class MLPSpec(_Model):
-    """A small tanh MLP with learned per-layer weight decay (``layer_decay``, logs).
-
-    ``example_weights`` also learns one weight per training example (``example_weights``,
-    logits); ``inner.learn_lr`` learns the inner step size.
-    """
-
-    kind: Literal["mlp"]
-    dataset: DatasetRef
-    hidden: Annotated[
-        list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1, max_length=4)
-    ] = [32]
-    example_weights: bool = False
-    init_decay: Annotated[float, Field(gt=0, le=1e3)] = 1e-3
-    standardize: bool = True
-
-
-class TaskInteractionSpec(_Model):
-    """Task interaction (Section 4.2.2) on a data set with a task column (``task_<split>``).
-
-    One linear, logistic or softmax model per task id, coupled by a learned symmetric
-    ``C = softplus(B) + softplus(B)ᵀ`` and a ridge ``ρ = softplus(nu)`` (Appendix G.2); the
-    learned ``B`` and ``nu`` come back under those names. The built-in ``diabetes`` table
-    has a task column: the patients' sex.
-    """
-
-    kind: Literal["task_interaction"]
-    dataset: DatasetRef
-    coupling_init: Annotated[float, Field(gt=0, le=1e3)] | None = None
-    rho_init: Annotated[float, Field(gt=0, le=1e3)] = 0.01
-    standardize: bool = True
-
-
-# kinds whose `problem.dataset` names a data set, and which take `inner.batch_size`
-DATASET_KINDS = ("feature_regularization", "mlp", "task_interaction")
-# the built-in tables with a task column (task_<split>)
-TASK_TABLES = ("diabetes",)
-
-
-# `problem.kind` -> its option model; keys match `core.problems.PROBLEMS` (a test checks it).
-PROBLEMS: dict[str, type[_Model]] = {
-    "toy": ToySpec,
-    "toy_biased": ToyBiasedSpec,
-    "counterexample": CounterexampleSpec,
-    "quadratic": QuadraticSpec,
-    "hypercleaning": HypercleaningSpec,
-    "feature_regularization": FeatureRegularizationSpec,
-    "mlp": MLPSpec,
-    "task_interaction": TaskInteractionSpec,
-}
-
-ProblemSpec = Annotated[
-    ToySpec
-    | ToyBiasedSpec
-    | CounterexampleSpec
-    | QuadraticSpec
-    | HypercleaningSpec
-    | FeatureRegularizationSpec
-    | MLPSpec
-    | TaskInteractionSpec,
-    Field(discriminator="kind"),
-]
-
-
 # -- hypergradient methods -------------------------------------------------------------------
 
 
-class FullSpec(_Model):
+class FullSpec(SpecModel):
     """Reverse mode through every inner step (exact)."""
 
     method: Literal["full"]
 
 
-class TruncatedSpec(_Model):
+class TruncatedSpec(SpecModel):
     """K-RMD: back-propagate through the last ``K`` steps."""
 
     method: Literal["truncated"]
@@ -220,21 +79,21 @@ class TruncatedSpec(_Model):
     store: Literal["graph", "iterates"] = "graph"
 
 
-class ForwardSpec(_Model):
+class ForwardSpec(SpecModel):
     """Forward mode (exact), ``chunk`` directions at a time."""
 
     method: Literal["forward"]
     chunk: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
-class CheckpointedSpec(_Model):
+class CheckpointedSpec(SpecModel):
     """Reverse mode storing every ``segment``-th state (exact)."""
 
     method: Literal["checkpointed"]
     segment: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
-class ImplicitSpec(_Model):
+class ImplicitSpec(SpecModel):
     """The implicit-function hypergradient at ``w_T`` (CG or Neumann)."""
 
     method: Literal["implicit"]
@@ -245,7 +104,7 @@ class ImplicitSpec(_Model):
     strict: bool = False
 
 
-class AutoSpec(_Model):
+class AutoSpec(SpecModel):
     """Auto-K: the largest K-RMD whose graph fits ``memory_mb`` MiB (full RMD if T steps fit).
 
     The worker measures one recorded step's bytes and the unroll's contraction at the start
@@ -256,7 +115,7 @@ class AutoSpec(_Model):
     memory_mb: Annotated[float, Field(gt=0, le=1e6)]
 
 
-METHODS: dict[str, type[_Model]] = {
+METHODS: dict[str, type[SpecModel]] = {
     "full": FullSpec,
     "truncated": TruncatedSpec,
     "forward": ForwardSpec,
@@ -274,7 +133,7 @@ MethodSpec = Annotated[
 # -- the rest of the job ---------------------------------------------------------------------
 
 
-class InnerSpec(_Model):
+class InnerSpec(SpecModel):
     """The inner optimizer: ``steps`` of gradient descent with optional momentum."""
 
     steps: Annotated[int, Field(ge=1, le=100_000)]
@@ -286,7 +145,7 @@ class InnerSpec(_Model):
     batch_size: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
-class OuterSpec(_Model):
+class OuterSpec(SpecModel):
     """The hyper-iterations: optimizer, step size, schedule and count."""
 
     optimizer: Literal["adam", "sgd"] = "adam"
@@ -296,13 +155,13 @@ class OuterSpec(_Model):
     first_step_norm: Annotated[float, Field(gt=0, le=1e3)] | None = None
 
 
-class DiagnosticsSpec(_Model):
+class DiagnosticsSpec(SpecModel):
     """Compare with the exact hypergradient every ``every`` iterations (0: never)."""
 
     every: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
-class JobSpec(_Model):
+class JobSpec(SpecModel):
     """A whole bilevel job, as submitted to ``POST /v1/jobs`` or ``bilevel run``."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
@@ -397,7 +256,7 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
 
 def is_dataset_id(ref: str) -> bool:
     """Whether ``problem.dataset`` names an uploaded data set (an id), not a built-in one."""
-    return re.fullmatch(_UUID, ref) is not None
+    return re.fullmatch(UUID_PATTERN, ref) is not None
 
 
 def check_spec(spec: JobSpec) -> JobSpec:
