@@ -191,8 +191,12 @@ class SupervisedProblem(BilevelProblem[P, H], Generic[P, H]):
         return self.data.n_classes
 
     def predict(self, params: P, x: Tensor) -> Tensor:
-        """The model's outputs ``[n, outputs]`` on features ``x``."""
-        raise NotImplementedError
+        """The model's outputs ``[n, outputs]`` on features ``x``.
+
+        The hook of the default :meth:`outer_loss` and :meth:`metrics`; a problem that
+        overrides both (``MultiTask``, one model per task) need not define it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} defines no predict()")
 
     def example_losses(self, out: Tensor, y: Tensor) -> Tensor:
         """Per-example loss ``[n]`` of outputs ``out`` against targets ``y``."""

@@ -17,6 +17,27 @@ class _Dispatcher:
         return True
 
 
+# what the environment may say of a store, a server or a team default: each test names its own
+_ENV = (
+    "DATABASE_URL",
+    "BROKER_URL",
+    "CELERY_BROKER_URL",
+    "BILEVEL_DEFAULT_TEAM_WEIGHT",
+    "BILEVEL_URL",
+    "BILEVEL_API_KEY",
+    "STATE_DIR",
+)
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch):
+    """A state directory of the test's own, and none of the environment's service settings."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BILEVEL_STATE_DIR", str(tmp_path))
+    return tmp_path
+
+
 @pytest.fixture
 def api_server(tmp_path, monkeypatch):
     """Client commands talk to ``create_app`` in this process, whatever ``--url`` says.

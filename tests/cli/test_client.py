@@ -10,10 +10,10 @@ import uuid
 import pytest
 from pydantic import ValidationError
 
-from cli.main import main
 from cli.settings import DEFAULT_URL, KEY_FILE, ClientSettings
 from jobs import parse_spec
 from jobs.spec import field_errors
+from tests.cli.running import run_cli
 from tests.factories import tiny_spec
 
 HEAVY = ("fastapi", "sqlalchemy", "torch", "matplotlib", "starlette")
@@ -27,21 +27,6 @@ code = main(sys.argv[1:])
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
 print(json.dumps({{"code": code, "heavy": heavy}}))
 """
-
-
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    for name in ("BILEVEL_URL", "BILEVEL_API_KEY", "STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BILEVEL_STATE_DIR", str(tmp_path))
-    return tmp_path
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _spec_file(path, **over):
@@ -100,14 +85,14 @@ def test_without_a_key_the_client_uses_the_embedded_key_file(state, monkeypatch)
 
 
 def test_no_key_anywhere_is_one_line_and_exit_2(state, capsys):
-    code, _, err = _run(capsys, "status", "x", "--url", "http://127.0.0.1:9")
+    code, _, err = run_cli(capsys, "status", "x", "--url", "http://127.0.0.1:9")
     assert code == 2
     assert err == "bilevel: error: no API key: pass --key or set BILEVEL_API_KEY\n"
 
 
 def test_submit_sends_the_spec_and_prints_the_job_id(state, api_server, capsys):
     path = _spec_file(state / "job.json")
-    code, out, _ = _run(capsys, "submit", path, "--key", "blv_x_y", "--url", "http://x")
+    code, out, _ = run_cli(capsys, "submit", path, "--key", "blv_x_y", "--url", "http://x")
     assert code == 0
     assert uuid.UUID(out.strip())
 
@@ -116,7 +101,7 @@ def test_the_compute_budget_is_the_servers_not_the_clients(state, api_server, ca
     monkeypatch.setenv("BILEVEL_MAX_INNER_STEPS", "100")  # the client's environment only
     api_server.settings["max_inner_steps"] = 10_000
     path = _spec_file(state / "job.json", iterations=20, steps=10)
-    code, _, err = _run(capsys, "submit", path, "--key", "blv_x_y", "--url", "http://x")
+    code, _, err = run_cli(capsys, "submit", path, "--key", "blv_x_y", "--url", "http://x")
     assert code == 0, err
 
 
@@ -125,7 +110,7 @@ def test_an_invalid_spec_is_the_servers_field_errors_on_one_line(state, api_serv
     spec["inner"]["steps"] = 0
     path = state / "job.json"
     path.write_text(json.dumps(spec))
-    code, _, err = _run(capsys, "submit", str(path), "--key", "blv_x_y", "--url", "http://x")
+    code, _, err = run_cli(capsys, "submit", str(path), "--key", "blv_x_y", "--url", "http://x")
     with pytest.raises(ValidationError) as local:
         parse_spec(spec)
     (expected,) = field_errors(local.value)
@@ -136,7 +121,7 @@ def test_an_invalid_spec_is_the_servers_field_errors_on_one_line(state, api_serv
 def test_a_file_that_is_not_json_is_refused_before_sending(state, capsys):
     path = state / "job.json"
     path.write_text("{x")
-    code, _, err = _run(capsys, "submit", str(path), "--key", "blv_x_y", "--url", "http://x")
+    code, _, err = run_cli(capsys, "submit", str(path), "--key", "blv_x_y", "--url", "http://x")
     assert code == 2
     invalid = "Invalid JSON: key must be a string at line 1 column 2"
     assert err == f"bilevel: error: {path}: (body): {invalid}\n"
@@ -144,6 +129,6 @@ def test_a_file_that_is_not_json_is_refused_before_sending(state, capsys):
 
 def test_other_server_errors_name_the_status_and_the_detail(state, api_server, capsys):
     job = str(uuid.uuid4())
-    code, _, err = _run(capsys, "status", job, "--key", "blv_x_y", "--url", "http://x")
+    code, _, err = run_cli(capsys, "status", job, "--key", "blv_x_y", "--url", "http://x")
     assert code == 2
     assert err == f"bilevel: error: HTTP 404: no job {job}\n"

@@ -4,37 +4,20 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from cli.main import main
 from jobs import repo
 from jobs.budget import BudgetLimits, budget_errors
+from tests.cli.running import run_cli
 from tests.conftest import KEY_SECRET
 from tests.factories import tiny_spec
 
 SECRET = KEY_SECRET.encode()
 
 
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    for name in ("DATABASE_URL", "BROKER_URL", "CELERY_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BILEVEL_STATE_DIR", str(tmp_path))
-    return tmp_path
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_keys_create_admin_and_list_shows_the_scope(state, capsys):
-    code, admin, _ = _run(capsys, "keys", "create", "--team", "ops", "--admin")
+    code, admin, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--admin")
     assert code == 0 and admin.startswith("blv_")
-    code, plain, _ = _run(capsys, "keys", "create", "--team", "ops", "--name", "ci")
-    code, listed, _ = _run(capsys, "keys", "list", "--team", "ops")
+    code, plain, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--name", "ci")
+    code, listed, _ = run_cli(capsys, "keys", "list", "--team", "ops")
     rows = [line.split("\t") for line in listed.splitlines()]
     assert [(r[0], r[2], r[5], r[6]) for r in rows] == [
         (admin.split("_")[1], "", "admin", "current"),
@@ -43,28 +26,28 @@ def test_keys_create_admin_and_list_shows_the_scope(state, capsys):
 
 
 def test_keys_list_shows_which_keys_a_rotation_has_not_moved_yet(state, capsys, monkeypatch):
-    code, key, _ = _run(capsys, "keys", "create", "--team", "ops")
+    code, key, _ = run_cli(capsys, "keys", "create", "--team", "ops")
     new = "n" * 40
     monkeypatch.setenv("BILEVEL_KEY_SECRET", new)
     monkeypatch.setenv("BILEVEL_KEY_SECRET_PREVIOUS", KEY_SECRET)
-    _, listed, _ = _run(capsys, "keys", "list")
+    _, listed, _ = run_cli(capsys, "keys", "list")
     assert listed.split("\t")[6].strip() == "previous"
     from cli.store import open_store
 
     _, sessions = open_store(type("Args", (), {"state_dir": str(state)})())
     with sessions.begin() as s:  # one use through the API would do the same
         assert repo.verify_key(s, key.strip(), secret=new.encode(), previous=SECRET).rehashed
-    _, listed, _ = _run(capsys, "keys", "list")
+    _, listed, _ = run_cli(capsys, "keys", "list")
     assert listed.split("\t")[6].strip() == "current"
     monkeypatch.setenv("BILEVEL_KEY_SECRET_PREVIOUS", "short")
-    code, _, err = _run(capsys, "serve")
+    code, _, err = run_cli(capsys, "serve")
     assert code == 2 and "BILEVEL_KEY_SECRET_PREVIOUS must have at least 32" in err
 
 
 def test_serve_refuses_the_distributed_mode_without_a_key_secret(state, capsys, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     monkeypatch.delenv("BILEVEL_KEY_SECRET")
-    code, _, err = _run(capsys, "serve")
+    code, _, err = run_cli(capsys, "serve")
     assert code == 2 and err.count("\n") == 1 and "BILEVEL_KEY_SECRET" in err
 
 
@@ -89,7 +72,7 @@ def test_submit_checks_the_compute_budget_with_the_apis_message(
     monkeypatch.setenv("BILEVEL_MAX_INNER_STEPS", "100")
     path = state / "job.json"
     path.write_text(json.dumps(tiny_spec(iterations=20, steps=10)))
-    code, _, err = _run(capsys, "submit", str(path), "--key", "blv_x_y", "--url", "http://x")
+    code, _, err = run_cli(capsys, "submit", str(path), "--key", "blv_x_y", "--url", "http://x")
     from jobs import parse_spec
 
     (expected,) = budget_errors(parse_spec(tiny_spec(iterations=20, steps=10)),
@@ -99,7 +82,7 @@ def test_submit_checks_the_compute_budget_with_the_apis_message(
 
 
 def test_serve_refuses_several_workers_in_the_embedded_mode(state, capsys):
-    code, _, err = _run(capsys, "serve", "--workers", "2")
+    code, _, err = run_cli(capsys, "serve", "--workers", "2")
     assert code == 2 and err.count("\n") == 1
     assert "--workers 2 needs the distributed mode" in err
 

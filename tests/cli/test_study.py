@@ -9,18 +9,10 @@ import uuid
 
 import pytest
 
-from cli.main import main
 from cli.study import format_table
+from tests.cli.running import run_cli
 from tests.cli.test_client import _PROBE
 from tests.factories import tiny_spec
-
-
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    for name in ("BILEVEL_URL", "BILEVEL_API_KEY", "STATE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BILEVEL_STATE_DIR", str(tmp_path))
-    return tmp_path
 
 
 def _study_file(path, **grid):
@@ -31,10 +23,7 @@ def _study_file(path, **grid):
 
 
 def _run(capsys, *argv):
-    capsys.readouterr()
-    code = main([*argv, "--key", "blv_x_y", "--url", "http://x"])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(capsys, *argv, "--key", "blv_x_y", "--url", "http://x")
 
 
 @pytest.mark.parametrize("action", ["submit", "status", "watch", "cancel", "list"])

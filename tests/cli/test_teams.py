@@ -6,34 +6,22 @@ import pytest
 
 from cli.main import main
 from jobs import repo
+from tests.cli.running import run_cli
 from tests.factories import tiny_spec
 
 
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    for name in ("DATABASE_URL", "BROKER_URL", "CELERY_BROKER_URL", "BILEVEL_DEFAULT_TEAM_WEIGHT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("BILEVEL_STATE_DIR", str(tmp_path))
-    return tmp_path
-
-
-def _run(capsys, *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_teams_set_and_list_show_weights_limits_and_which_are_defaults(state, capsys):
-    assert _run(capsys, "keys", "create", "--team", "alpha")[0] == 0
-    assert _run(capsys, "keys", "create", "--team", "beta")[0] == 0
-    code, out, _ = _run(capsys, "teams", "set", "alpha", "--weight", "3", "--max-running-gpu", "2")
+    assert run_cli(capsys, "keys", "create", "--team", "alpha")[0] == 0
+    assert run_cli(capsys, "keys", "create", "--team", "beta")[0] == 0
+    code, out, _ = run_cli(
+        capsys, "teams", "set", "alpha", "--weight", "3", "--max-running-gpu", "2"
+    )
     assert code == 0
     assert out.splitlines()[1] == "alpha\t3\t20 (default)\t2"
-    code, out, _ = _run(capsys, "teams", "list")
+    code, out, _ = run_cli(capsys, "teams", "list")
     assert out.splitlines()[1:] == ["alpha\t3\t20 (default)\t2",
                                     "beta\t1 (default)\t20 (default)\t20 (default)"]  # fmt: skip
-    code, out, _ = _run(capsys, "teams", "set", "alpha", "--weight", "default")
+    code, out, _ = run_cli(capsys, "teams", "set", "alpha", "--weight", "default")
     assert out.splitlines()[1] == "alpha\t1 (default)\t20 (default)\t2"
 
 
@@ -48,7 +36,7 @@ def test_teams_set_and_list_show_weights_limits_and_which_are_defaults(state, ca
     ],
 )  # fmt: skip
 def test_bad_team_settings_are_one_line_and_exit_2(state, capsys, argv, message):
-    _run(capsys, "keys", "create", "--team", "alpha")
+    run_cli(capsys, "keys", "create", "--team", "alpha")
     with pytest.raises(SystemExit) as exc:
         raise SystemExit(main(argv))
     assert exc.value.code == 2
@@ -63,7 +51,7 @@ def test_pool_prints_the_teams_and_your_queued_jobs(state, api_server, capsys):
 
         for _ in range(2):
             repo.create_job(s, team.id, parse_spec(tiny_spec()))
-    code, out, _ = _run(capsys, "pool", "--key", "blv_x_y", "--url", "http://x")
+    code, out, _ = run_cli(capsys, "pool", "--key", "blv_x_y", "--url", "http://x")
     assert code == 0, out
     lines = out.splitlines()
     assert lines[1].split()[:6] == ["cli", "cpu", "1", "0", "2", "20"]
