@@ -11,18 +11,22 @@ one recorded step holds and picks the largest ``K`` that fits a budget (full RMD
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 
-from core.diagnostics import SavedTensorMeter, jacobian_norms, prop31_bound
+from core.diagnostics import (
+    SavedTensorMeter,
+    jacobian_norms,
+    jacobian_spectral_norm,
+    prop31_bound,
+)
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
 from core.estimators.truncated import Truncated
 from core.problem import BilevelProblem
-from core.tree import Tree, detached, flatten, tree_dot, tree_norm, unflatten, zeros_for_none
+from core.tree import Tree, detached, flatten, unflatten
 from core.validate import integer_at_least
 
 __all__ = ["TruncationChoice", "choose_truncation", "step_bytes"]
@@ -105,24 +109,8 @@ def _b_norm(
     with torch.enable_grad():
         s = detached(state)
         nxt = dynamics.step(problem, s, unflatten(hp_spec, hp), spec, create_graph=True)
-        u = tuple(torch.zeros_like(x, requires_grad=True) for x in nxt)
-        bt_u = zeros_for_none(torch.autograd.grad(nxt, hp, u, create_graph=True,
-                                                  allow_unused=True), hp)  # fmt: skip
         gen = torch.Generator().manual_seed(seed)
-        v = tuple(torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device) for x in hp)
-        sq = 0.0
-        for _ in range(iters):
-            n = tree_norm(v)
-            if n == 0 or not math.isfinite(n):
-                break
-            v = tuple(x / n for x in v)
-            bv = zeros_for_none(torch.autograd.grad(bt_u, u, v, retain_graph=True,
-                                                    allow_unused=True), nxt)  # fmt: skip
-            btbv = zeros_for_none(torch.autograd.grad(nxt, hp, bv, retain_graph=True,
-                                                      allow_unused=True), hp)  # fmt: skip
-            sq = float(tree_dot(v, btbv))
-            v = tuple(x.detach() for x in btbv)
-    return math.sqrt(max(sq, 0.0))
+        return jacobian_spectral_norm(nxt, hp, iters, gen)
 
 
 def choose_truncation(

@@ -34,7 +34,13 @@ if TYPE_CHECKING:
     from core.dynamics import GradientDescent
     from core.problem import BilevelProblem
 
-__all__ = ["SavedTensorMeter", "compare", "jacobian_norms", "prop31_bound"]
+__all__ = [
+    "SavedTensorMeter",
+    "compare",
+    "jacobian_norms",
+    "jacobian_spectral_norm",
+    "prop31_bound",
+]
 
 
 def compare(approx: Tree, exact: Tree) -> dict[str, float]:
@@ -144,10 +150,31 @@ def _transition_norm(
     """``||A_t||_2`` at ``state`` by ``iters`` power iterations on ``A_t^T A_t``."""
     s = detached(state, requires_grad=True)
     nxt = dynamics.step(problem, s, hparams, spec, create_graph=True)
+    return jacobian_spectral_norm(nxt, s, iters, gen)
+
+
+def jacobian_spectral_norm(
+    outputs: Leaves, inputs: Leaves, iters: int, gen: torch.Generator
+) -> float:
+    """``||∂outputs/∂inputs||_2`` by ``iters`` power iterations on ``JᵀJ``.
+
+    Used for Prop. 3.1's ``||A_t||`` (inputs: the state) and ``||B_t||`` (inputs: λ).
+
+    Args:
+        outputs: tensors computed from ``inputs`` with ``create_graph=True``.
+        inputs: leaves that require grad.
+        iters: power iterations; each costs two vector-Jacobian products.
+        gen: the generator of the random start vector.
+
+    Returns:
+        The estimate of the largest singular value (0 if the Jacobian vanishes).
+    """
     # J v by the double-vjp trick: u -> (J^T u) is linear in u, and its vjp with v is J v
-    u = tuple(torch.zeros_like(x, requires_grad=True) for x in nxt)
-    jt_u = zeros_for_none(torch.autograd.grad(nxt, s, u, create_graph=True, allow_unused=True), s)
-    v = tuple(torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device) for x in s)
+    u = tuple(torch.zeros_like(x, requires_grad=True) for x in outputs)
+    jt_u = zeros_for_none(
+        torch.autograd.grad(outputs, inputs, u, create_graph=True, allow_unused=True), inputs
+    )
+    v = tuple(torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device) for x in inputs)
     sq = 0.0
     for _ in range(iters):
         n = tree_norm(v)
@@ -155,12 +182,12 @@ def _transition_norm(
             break
         v = tuple(x / n for x in v)
         jv = zeros_for_none(
-            torch.autograd.grad(jt_u, u, v, retain_graph=True, allow_unused=True), nxt
+            torch.autograd.grad(jt_u, u, v, retain_graph=True, allow_unused=True), outputs
         )
         jtjv = zeros_for_none(
-            torch.autograd.grad(nxt, s, jv, retain_graph=True, allow_unused=True), s
+            torch.autograd.grad(outputs, inputs, jv, retain_graph=True, allow_unused=True), inputs
         )
-        sq = float(tree_dot(v, jtjv))  # Rayleigh quotient of A^T A at the unit v
+        sq = float(tree_dot(v, jtjv))  # Rayleigh quotient of J^T J at the unit v
         v = tuple(x.detach() for x in jtjv)
     return math.sqrt(max(sq, 0.0))
 
