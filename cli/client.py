@@ -27,13 +27,17 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "Client",
     "add_commands",
+    "client_options",
     "client_settings",
     "cmd_cancel",
     "cmd_status",
     "cmd_submit",
     "cmd_trace",
     "cmd_watch",
+    "problem_text",
+    "read_spec",
 ]
 
 
@@ -57,7 +61,7 @@ def _connect(url: str, headers: Mapping[str, str]) -> httpx.Client:
     return httpx.Client(base_url=url, headers=dict(headers), timeout=30)
 
 
-def _problem_text(r: httpx.Response) -> str:
+def problem_text(r: httpx.Response) -> str:
     """A problem document (``application/problem+json``) as one line: its fields' errors
     (``field: message; ...``), else its ``detail``, else the body."""
     try:
@@ -70,7 +74,9 @@ def _problem_text(r: httpx.Response) -> str:
     return "; ".join(fields) if fields else str(body.get("detail", r.text))
 
 
-class _Client:
+class Client:
+    """The REST API as the client commands call it: the key and URL from the settings."""
+
     def __init__(self, args: argparse.Namespace):
         settings = client_settings(args)
         key = settings.resolved_key()
@@ -91,11 +97,11 @@ class _Client:
         """A successful response; an error status is a usage error naming it."""
         r = self.request(method, path, **kw)
         if r.status_code >= 400:
-            raise UsageError(f"HTTP {r.status_code}: {_problem_text(r)}")
+            raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
         return r
 
 
-def _read_spec(path: str) -> str:
+def read_spec(path: str) -> str:
     """The spec file's text, once it is known to be JSON at all (the server checks the rest)."""
     from pydantic_core import from_json
 
@@ -111,28 +117,28 @@ def _read_spec(path: str) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    text = _read_spec(args.file)
+    text = read_spec(args.file)
     headers = {"Content-Type": "application/json"}
     if args.idempotency_key:
         headers["Idempotency-Key"] = args.idempotency_key
-    r = _Client(args).request("POST", "/v1/jobs", content=text.encode(), headers=headers)
+    r = Client(args).request("POST", "/v1/jobs", content=text.encode(), headers=headers)
     if r.status_code == 422:
         # an invalid spec or one over the server's compute budget: the fields, as a file error
-        raise UsageError(f"{args.file}: {_problem_text(r)}")
+        raise UsageError(f"{args.file}: {problem_text(r)}")
     if r.status_code >= 400:
-        raise UsageError(f"HTTP {r.status_code}: {_problem_text(r)}")
+        raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
     print(r.json()["id"])
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    job = _Client(args).call("GET", f"/v1/jobs/{args.id}").json()
+    job = Client(args).call("GET", f"/v1/jobs/{args.id}").json()
     print(json.dumps(job, indent=2))
     return 0
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    client = _Client(args)
+    client = Client(args)
     job = client.call("GET", f"/v1/jobs/{args.id}").json()
     bar = Bar(job["progress"]["iterations"])
     while True:
@@ -157,7 +163,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
         params["max_points"] = args.max_points
     if args.fields:
         params["fields"] = args.fields
-    cols = _Client(args).call("GET", f"/v1/jobs/{args.id}/trace", params=params).json()
+    cols = Client(args).call("GET", f"/v1/jobs/{args.id}/trace", params=params).json()
     _print_columns(cols, args.format)
     return 0
 
@@ -184,12 +190,13 @@ def _fmt(v: Any) -> str:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    job = _Client(args).call("POST", f"/v1/jobs/{args.id}/cancel").json()
+    job = Client(args).call("POST", f"/v1/jobs/{args.id}/cancel").json()
     print(job["status"] + (" (stop requested)" if job["cancel_requested"] else ""))
     return 0
 
 
-def _client_options() -> argparse.ArgumentParser:
+def client_options() -> argparse.ArgumentParser:
+    """The options every client command takes: ``--url``, ``--key``, ``--state-dir``."""
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--url", help=f"service URL (BILEVEL_URL, default {DEFAULT_URL})")
     p.add_argument("--key", help="API key (BILEVEL_API_KEY, else the embedded key file)")
@@ -199,7 +206,7 @@ def _client_options() -> argparse.ArgumentParser:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``submit``, ``status``, ``cancel``, ``watch`` and ``trace``."""
-    client = [_client_options()]
+    client = [client_options()]
     p = commands.add_parser(
         "submit", help="submit a job spec (JSON file); prints the job id", parents=client
     )

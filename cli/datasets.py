@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cli.client import _Client, _client_options, _problem_text
+from cli.client import Client, client_options, problem_text
 from cli.errors import UsageError
 from cli.progress import Bar
 
@@ -39,7 +39,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
     bar = Bar(size)
-    r = _Client(args).request(
+    r = Client(args).request(
         "POST",
         "/v1/datasets",
         params={"name": args.name or path.stem},
@@ -51,9 +51,9 @@ def cmd_upload(args: argparse.Namespace) -> int:
     )
     bar.close()
     if r.status_code == 422:
-        raise UsageError(f"{args.file}: {_problem_text(r)}")
+        raise UsageError(f"{args.file}: {problem_text(r)}")
     if r.status_code >= 400:
-        raise UsageError(f"HTTP {r.status_code}: {_problem_text(r)}")
+        raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
     body = r.json()
     print(body["id"])
     print(_describe(body), file=sys.stderr)
@@ -70,7 +70,7 @@ def _describe(d: dict[str, Any]) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    body = _Client(args).call("GET", "/v1/datasets").json()
+    body = Client(args).call("GET", "/v1/datasets").json()
     print(f"{'id':36}  {'name':20}  {'task':14}  {'rows (train/val/test)':22}  {'bytes':>12}")
     for d in body["data"]:
         rows = "/".join(str(d["rows"].get(s, "-")) for s in ("train", "val", "test"))
@@ -80,14 +80,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    _Client(args).call("DELETE", f"/v1/datasets/{args.id}")
+    Client(args).call("DELETE", f"/v1/datasets/{args.id}")
     print(f"deleted {args.id}")
     return 0
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``datasets`` with its ``upload``, ``list`` and ``rm`` commands."""
-    client = [_client_options()]
+    client = [client_options()]
     group = commands.add_parser("datasets", help="upload, list and delete data sets")
     sub = group.add_subparsers(dest="datasets_command", required=True, metavar="COMMAND")
     p = sub.add_parser(

@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from cli.client import _Client, _client_options
+from cli.client import Client, client_options
 
 __all__ = ["add_commands", "cmd_pool", "format_pool"]
 
@@ -41,7 +41,7 @@ def format_pool(pool: dict[str, Any]) -> str:
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
-    pool = _Client(args).call("GET", "/v1/pool").json()
+    pool = Client(args).call("GET", "/v1/pool").json()
     print(json.dumps(pool, indent=2) if args.json else format_pool(pool))
     return 0
 
@@ -50,7 +50,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``pool``."""
     p = commands.add_parser(
         "pool", help="the shared pool: teams' shares, workers, your jobs' places in the queue",
-        parents=[_client_options()],
+        parents=[client_options()],
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the server's answer as JSON")
     p.set_defaults(func=cmd_pool)

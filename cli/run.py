@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 __all__ = ["add_commands", "cmd_run"]
 
 
-def _read_spec(path: str) -> JobSpec:
+def read_spec(path: str) -> JobSpec:
     """The spec in ``path``, validated and within the local compute budget."""
     from pydantic import ValidationError
 
@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from worker.build import build, hparams_npz, to_jsonable
     from worker.settings import WorkerSettings
 
-    spec = _read_spec(args.file)
+    spec = read_spec(args.file)
     built = build(spec, WorkerSettings().data_dir)
     bar = Bar(spec.outer.iterations)
 

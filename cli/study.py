@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cli.client import _Client, _client_options, _problem_text, _read_spec
+from cli.client import Client, client_options, problem_text, read_spec
 from cli.errors import UsageError
 from cli.progress import Bar
 from jobs.status import TERMINAL, JobStatus
@@ -66,15 +66,15 @@ def _summary_line(study: Mapping[str, Any]) -> str:
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Dispatch ``study <action>``."""
-    client = _Client(args)
+    client = Client(args)
     if args.action == "submit":
-        text = _read_spec(args.file)
+        text = read_spec(args.file)
         r = client.request("POST", "/v1/studies", content=text.encode(),
                            headers={"Content-Type": "application/json"})  # fmt: skip
         if r.status_code == 422:
-            raise UsageError(f"{args.file}: {_problem_text(r)}")
+            raise UsageError(f"{args.file}: {problem_text(r)}")
         if r.status_code >= 400:
-            raise UsageError(f"HTTP {r.status_code}: {_problem_text(r)}")
+            raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
         study = r.json()
         for s in study["skipped"]:
             print(f"skipped {json.dumps(s['values'])}: {s['reason']}", file=sys.stderr)
@@ -118,7 +118,7 @@ def _id_options(p: argparse.ArgumentParser) -> None:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``study`` and its actions."""
-    client = _client_options()
+    client = client_options()
     p = commands.add_parser("study", help="sweep a job spec over a grid, as one object")
     actions = p.add_subparsers(dest="action", required=True, parser_class=commands._parser_class)
     a = actions.add_parser(

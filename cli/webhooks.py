@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.client import _Client, _client_options, _problem_text
+from cli.client import Client, client_options, problem_text
 from cli.errors import UsageError
 
 __all__ = ["add_commands", "cmd_webhooks"]
@@ -18,12 +18,12 @@ __all__ = ["add_commands", "cmd_webhooks"]
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """Dispatch ``webhooks <action>``."""
-    client = _Client(args)
+    client = Client(args)
     if args.action == "create":
         r = client.request("POST", "/v1/webhooks",
                            json={"url": args.url, "description": args.description})  # fmt: skip
         if r.status_code >= 400:
-            raise UsageError(f"HTTP {r.status_code}: {_problem_text(r)}")
+            raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
         hook = r.json()
         print(hook["id"])
         print(f"secret (shown once): {hook['secret']}", file=sys.stderr)
@@ -48,7 +48,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``webhooks`` and its actions."""
-    client = _client_options()
+    client = client_options()
     p = commands.add_parser("webhooks", help="signed notifications of ended jobs and studies")
     actions = p.add_subparsers(dest="action", required=True, parser_class=commands._parser_class)
     a = actions.add_parser(
