@@ -35,9 +35,8 @@ class Built:
     estimator: Any
     fit_kwargs: dict[str, Any]
     device: torch.device
-    # facts for the job's summary (where the data set came from)
-    info: dict[str, Any] = field(default_factory=dict)
-    # what the job's summary records about how it was built (auto-K's choice)
+    # what the job's summary records about how it was built (auto-K's choice, whether the
+    # data set came from the worker's cache)
     notes: dict[str, Any] = field(default_factory=dict)
 
 

@@ -175,7 +175,7 @@ def _run_claimed(
         source = DatasetSource(sessions, team_id, cache, seed=spec.seed)
         built = build(spec, settings.data_dir, datasets=source)
         if source.cache_hit is not None:
-            built.info["dataset_cache"] = "hit" if source.cache_hit else "miss"
+            built.notes["dataset_cache"] = "hit" if source.cache_hit else "miss"
         state = load_checkpoint(checkpoint, built.device) if checkpoint is not None else None
     except Exception as exc:  # a spec the library rejects fails at once, no retry
         writer.close()
@@ -248,8 +248,7 @@ def _succeed(
     # every batch handed over is committed now; the last one commits with the success below
     run.writer.close()
     summary = {
-        **run.summary(),
-        **built.info,
+        **run.summary(),  # with built.notes
         "final_outer_loss": float(res.outer_loss),
         "metrics": metrics,
         "hparams": to_jsonable(out.hparams),
