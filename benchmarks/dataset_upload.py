@@ -35,6 +35,8 @@ import httpx
 import numpy as np
 import psycopg
 
+from jobs.status import ACTIVE, JobStatus
+
 __all__ = ["main"]
 
 
@@ -175,11 +177,11 @@ def _cache_hits(base: str, headers: dict[str, str], jobs: int, tmp: Path) -> dic
         for _ in range(jobs):
             job_id = c.post("/v1/jobs", json=spec).json()["id"]
             deadline = time.monotonic() + 300
-            while (job := c.get(f"/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
+            while (job := c.get(f"/v1/jobs/{job_id}").json())["status"] in ACTIVE:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"job {job_id} did not finish in 300 s")
                 time.sleep(0.2)
-            if job["status"] != "succeeded":
+            if job["status"] != JobStatus.SUCCEEDED:
                 raise SystemExit(f"job {job_id} {job['status']}: {job.get('error')}")
             seen.append(job["summary"]["dataset_cache"])
     hits = seen.count("hit")
