@@ -28,6 +28,7 @@ __all__ = [
     "KeyCreated",
     "KeyPublic",
     "KeysPublic",
+    "PluginSource",
     "Problem",
     "Progress",
     "Readiness",
@@ -121,14 +122,26 @@ class JobError(BaseModel):
     iteration: int | None = None
 
 
+class PluginSource(BaseModel):
+    """The installed plugin package a problem kind comes from, and its version."""
+
+    package: str
+    version: str
+
+
 class JobPublic(BaseModel):
-    """A job as the API shows it: spec, status, progress, summary and error."""
+    """A job as the API shows it: spec, status, progress, summary and error.
+
+    ``plugin`` names the package (and its version at submission) that added the job's
+    problem kind; ``null`` for a built-in kind.
+    """
 
     id: uuid.UUID
     name: str
     status: JobStatus
     queue: str
     spec: dict[str, Any]
+    plugin: PluginSource | None = None
     progress: Progress
     attempts: int
     cancel_requested: bool
@@ -156,6 +169,7 @@ class JobPublic(BaseModel):
             status=job.status,
             queue=job.queue,
             spec=job.spec,
+            plugin=PluginSource.model_validate(job.plugin) if job.plugin else None,
             progress=Progress(
                 iteration=job.iteration,
                 iterations=job.iterations,

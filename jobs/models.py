@@ -203,6 +203,9 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     running_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # the plugin package a plugin kind came from at submission, {"package", "version"}
+    # (jobs.plugins); None for a built-in kind
+    plugin: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
 
 
 class Worker(Base):

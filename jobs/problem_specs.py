@@ -1,6 +1,7 @@
-"""The ``problem`` part of a job spec: one strict option model per problem kind.
+"""The ``problem`` part of a job spec: one strict option model per built-in problem kind.
 
-``problem.kind`` selects the model from :data:`PROBLEMS`; a kind over a data set names it in
+``problem.kind`` selects the model from :data:`BUILTIN_PROBLEMS` (or from an installed
+plugin's, :mod:`jobs.problem_kinds`); a kind over a data set names it in
 ``problem.dataset`` (an uploaded data set's id, or a built-in table). Like the rest of the
 spec (:mod:`jobs.spec`), nothing here imports torch.
 """
@@ -12,17 +13,17 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "BUILTIN_PROBLEMS",
     "BUILTIN_TABLES",
     "DATASET_KINDS",
-    "PROBLEMS",
     "TASK_TABLES",
     "UUID_PATTERN",
     "CounterexampleSpec",
     "DatasetRef",
     "FeatureRegularizationSpec",
     "HypercleaningSpec",
+    "BuiltinProblemSpec",
     "MLPSpec",
-    "ProblemSpec",
     "QuadraticSpec",
     "SpecModel",
     "TaskInteractionSpec",
@@ -177,7 +178,7 @@ TASK_TABLES = ("diabetes",)
 
 
 # `problem.kind` -> its option model; keys match `core.problems.PROBLEMS` (a test checks it).
-PROBLEMS: dict[str, type[SpecModel]] = {
+BUILTIN_PROBLEMS: dict[str, type[SpecModel]] = {
     "toy": ToySpec,
     "toy_biased": ToyBiasedSpec,
     "counterexample": CounterexampleSpec,
@@ -188,7 +189,7 @@ PROBLEMS: dict[str, type[SpecModel]] = {
     "task_interaction": TaskInteractionSpec,
 }
 
-ProblemSpec = Annotated[
+BuiltinProblemSpec = (
     ToySpec
     | ToyBiasedSpec
     | CounterexampleSpec
@@ -196,6 +197,5 @@ ProblemSpec = Annotated[
     | HypercleaningSpec
     | FeatureRegularizationSpec
     | MLPSpec
-    | TaskInteractionSpec,
-    Field(discriminator="kind"),
-]
+    | TaskInteractionSpec
+)

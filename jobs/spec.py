@@ -18,17 +18,16 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from jobs.problem_kinds import PROBLEMS, ProblemSpec
 from jobs.problem_specs import (
     BUILTIN_TABLES,
     DATASET_KINDS,
-    PROBLEMS,
     TASK_TABLES,
     UUID_PATTERN,
     CounterexampleSpec,
     FeatureRegularizationSpec,
     HypercleaningSpec,
     MLPSpec,
-    ProblemSpec,
     QuadraticSpec,
     SpecModel,
     TaskInteractionSpec,

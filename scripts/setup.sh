@@ -13,4 +13,6 @@ fi
 # torch first: the CPU wheel on this disk; a bare `torch` requirement would pull a CUDA build.
 "$PY" -m pip install --quiet --disable-pip-version-check torch==2.13.0
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+# the example problem plugin (entry point bilevel.problems): the tests run its kind end to end
+"$PY" -m pip install --quiet --disable-pip-version-check -e examples/plugins/bilevel_digits_mlp
 export PY

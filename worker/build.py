@@ -13,6 +13,7 @@ import torch
 
 import core
 from core.tree import flatten
+from jobs.problem_kinds import PLUGINS
 from jobs.spec import (
     DATASET_KINDS,
     FeatureRegularizationSpec,
@@ -152,6 +153,21 @@ def _dataset_problem(
     )  # fmt: skip
 
 
+def _plugin_problem(
+    spec: JobSpec, datasets: Resolver, device: torch.device
+) -> tuple[core.BilevelProblem, dict[str, str]]:
+    """A plugin kind's problem (:mod:`jobs.plugins`), and the plugin's package and version."""
+    plugin = PLUGINS[spec.problem.kind]
+    factory = plugin.load_factory()
+    problem = factory(spec.problem, seed=spec.seed, device=device, datasets=datasets)
+    if not isinstance(problem, core.BilevelProblem):
+        raise core.ConfigurationError(
+            f"plugin package {plugin.package!r}: factory {plugin.factory!r} returned "
+            f"{type(problem).__name__}, not a core.BilevelProblem"
+        )
+    return problem, plugin.source()
+
+
 def build(
     spec: JobSpec, data_dir: str | Path | None = None, datasets: Resolver | None = None
 ) -> Built:
@@ -165,6 +181,7 @@ def build(
 
     Raises:
         core.ConfigurationError: an option the library rejects, or missing data files.
+        jobs.plugins.PluginError: a plugin kind's factory cannot be imported.
     """
     torch.manual_seed(spec.seed)
     options = spec.problem.model_dump(exclude={"kind"})
@@ -172,7 +189,12 @@ def build(
         options["w0"] = tuple(options["w0"])
     device = _device(spec.device)
     problem: core.BilevelProblem
-    if spec.problem.kind in DATASET_KINDS:
+    notes: dict[str, Any] = {}
+    if spec.problem.kind in PLUGINS:
+        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
+        # the summary records the plugin version that ran (the job records the submitted one)
+        problem, notes["plugin"] = _plugin_problem(spec, resolver, device)
+    elif spec.problem.kind in DATASET_KINDS:
         resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
         problem = _dataset_problem(spec, resolver, device)
     elif isinstance(spec.problem, HypercleaningSpec) and is_dataset_id(spec.problem.dataset):
@@ -208,7 +230,6 @@ def build(
     dynamics = core.GradientDescent(
         steps=spec.inner.steps, lr=spec.inner.lr, momentum=spec.inner.momentum, lr_key=lr_key
     )
-    notes: dict[str, Any] = {}
     if spec.hypergradient.method == "auto":
         estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
     else:

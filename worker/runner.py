@@ -29,6 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from jobs import repo
+from jobs.plugins import PluginError
+from jobs.problem_kinds import check_installed
 from jobs.repo import LeaseState
 from jobs.spec import parse_spec
 from jobs.status import JobStatus
@@ -164,12 +166,16 @@ def _run_claimed(
         if job is None:  # deleted since the claim: nothing is left to write to
             raise LeaseLost
         spec_data = job.spec
+        plugin = job.plugin
         team_id = job.team_id
         # running time of the earlier attempts, as their last flush recorded it
         ran_s = float((job.summary or {}).get("run_s") or 0.0)
         saved = repo.load_artifact(s, claim.job_id, "checkpoint")
         checkpoint = saved.data if saved is not None else None
     try:
+        # a plugin kind this worker lacks fails the job once, naming the package: the same
+        # job on any worker of this image would fail alike, so it is not worth a retry
+        check_installed(spec_data, plugin)
         spec = parse_spec(spec_data)
         cache = DatasetCache(settings.resolved_dataset_cache_dir, settings.dataset_cache_bytes)
         source = DatasetSource(sessions, team_id, cache, seed=spec.seed)
@@ -299,7 +305,7 @@ def _fail(
     error: dict[str, Any] = {"type": type(exc).__name__, "detail": str(exc)}
     if isinstance(exc, (core.DivergenceError, TimeLimitExceeded)) and exc.iteration is not None:
         error["iteration"] = exc.iteration
-    if not isinstance(exc, (core.BilevelError, TimeLimitExceeded)):
+    if not isinstance(exc, (core.BilevelError, TimeLimitExceeded, PluginError)):
         error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
     log.warning("job %s failed: %s", claim.job_id, error["detail"])
 

@@ -23,6 +23,7 @@ from jobs.models import (
 )
 from jobs.repo.events import add_event
 from jobs.repo.rows import rows_changed
+from jobs.problem_kinds import source_of
 from jobs.spec import JobSpec
 from jobs.status import JobStatus
 
@@ -68,6 +69,7 @@ def create_job(
         max_attempts=max_attempts,
         iterations=spec.outer.iterations,
         priority=Priority.of(spec.priority),
+        plugin=source_of(spec.problem.kind),
         created_at=now,
         enqueued_at=now,
         updated_at=now,
