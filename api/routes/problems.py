@@ -24,8 +24,11 @@ router = APIRouter(
 
 
 class ProblemKind(BaseModel):
-    """One family: its ``problem.kind``, what it is, the JSON Schema of its options, and
-    where it comes from (built in, or an installed plugin package and its version)."""
+    """One family: its ``problem.kind``, what it is, and the JSON Schema of its options.
+
+    ``source`` says where it comes from: ``builtin``, or ``plugin`` with the installed
+    plugin's ``package`` and ``version``.
+    """
 
     kind: str
     description: str

@@ -21,9 +21,9 @@ from jobs.models import (
     Job,
     utcnow,
 )
+from jobs.problem_kinds import source_of
 from jobs.repo.events import add_event
 from jobs.repo.rows import rows_changed
-from jobs.problem_kinds import source_of
 from jobs.spec import JobSpec
 from jobs.status import JobStatus
 

@@ -58,7 +58,10 @@ class DigitsMLP(core.BilevelProblem[dict[str, Tensor], dict[str, Tensor]]):
         """Every penalty at ``init_penalty``."""
         like = self.w0["W0"]
         log_p = math.log(self.init_penalty)
-        return {"pixel_penalty": like.new_full((64,), log_p), "output_penalty": like.new_full((1,), log_p)}
+        return {
+            "pixel_penalty": like.new_full((64,), log_p),
+            "output_penalty": like.new_full((1,), log_p),
+        }
 
     def inner_loss(self, params: dict[str, Tensor], hparams: dict[str, Tensor]) -> Tensor:
         """``g(w, λ)``: training cross-entropy plus the learned penalties."""
