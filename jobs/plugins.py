@@ -25,7 +25,7 @@ import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import create_model
 
@@ -175,12 +175,16 @@ def _load(ep: metadata.EntryPoint, package: str, version: str) -> PluginKind:
     if not isinstance(plugin.factory, str) or not _FACTORY.match(plugin.factory):
         raise PluginError(f"factory must be 'module:attribute', got {plugin.factory!r}")
     # the kind is the entry point's name: the model cannot disagree with it
-    model = create_model(  # type: ignore[call-overload]
-        options.__name__,
-        __base__=options,
-        __module__=options.__module__,
-        __doc__=options.__doc__,
-        kind=(Literal[kind], ...),
+    tag: Any = Literal[kind]
+    model = cast(
+        type[ProblemOptions],
+        create_model(
+            options.__name__,
+            __base__=options,
+            __module__=options.__module__,
+            __doc__=options.__doc__,
+            kind=(tag, ...),
+        ),
     )
     description = plugin.description or (options.__doc__ or "").strip()
     return PluginKind(kind, model, plugin.factory, description, package, version)
