@@ -20,6 +20,7 @@ another package added, with a logged error naming the package; the rest still lo
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import re
 from collections.abc import Callable, Collection, Iterable
@@ -186,7 +187,7 @@ def _load(ep: metadata.EntryPoint, package: str, version: str) -> PluginKind:
             kind=(tag, ...),
         ),
     )
-    description = plugin.description or (options.__doc__ or "").strip()
+    description = plugin.description or inspect.cleandoc(options.__doc__ or "")
     return PluginKind(kind, model, plugin.factory, description, package, version)
 
 

@@ -12,9 +12,11 @@ __all__ = ["PLUGIN", "DigitsMLPOptions"]
 
 
 class DigitsMLPOptions(ProblemOptions):
-    """A one-hidden-layer tanh MLP on scikit-learn's digits with a learned L2 penalty per
-    input pixel (64) and one on the output layer; the learned ``pixel_penalty`` and
-    ``output_penalty`` are logs of the penalties."""
+    """A tanh MLP on scikit-learn's digits with a learned L2 penalty per input pixel.
+
+    One hidden layer of ``hidden`` units; 64 penalties on the first layer's input columns
+    and one on the output layer are learned (``pixel_penalty``, ``output_penalty``: logs).
+    """
 
     hidden: Annotated[int, Field(ge=1, le=256)] = 16
     n_train: Annotated[int, Field(ge=10, le=1000)] = 300
