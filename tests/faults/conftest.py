@@ -26,6 +26,7 @@ from tests.conftest import unavailable
 from tests.faults.services import (
     FIGURES,
     CrashingWorker,
+    PluginlessWorker,
     PostgresServer,
     RedisServer,
     Worker,
@@ -114,12 +115,14 @@ class Cluster:
         log_dir: Path,
         *,
         crash_job: str | None = None,
+        pluginless: bool = False,
         **env: str,
     ):
         from jobs.db import make_engine, make_session_factory
         from jobs.dispatch import CeleryDispatcher
 
         self.redis, self.log_dir, self.crash_job = redis, log_dir, crash_job
+        self.pluginless = pluginless
         self.env = {
             "DATABASE_URL": store_url,
             "BROKER_URL": redis.url,
@@ -153,6 +156,8 @@ class Cluster:
         return [w.wait_ready() for w in started]
 
     def _worker(self, name: str) -> Worker:
+        if self.pluginless:
+            return PluginlessWorker(self.env, self.log_dir, name)
         if self.crash_job is None:
             return Worker(self.env, self.log_dir, name)
         return CrashingWorker(self.env, self.log_dir, name, self.crash_job)
@@ -227,13 +232,22 @@ class Cluster:
 
 @pytest.fixture
 def cluster_factory(store_url, make_redis, tmp_path) -> Iterator:
-    """``cluster_factory(appendonly=False, crash_job=None, **env)``: a Cluster; its workers
-    stop at the end. With ``crash_job``, they SIGKILL themselves in any job of that name."""
+    """``cluster_factory(appendonly=False, crash_job=None, pluginless=False, **env)``: a
+    Cluster; its workers stop at the end. With ``crash_job``, they SIGKILL themselves in any
+    job of that name; ``pluginless`` workers have no problem plugin installed."""
     made: list[Cluster] = []
 
-    def make(*, appendonly: bool = False, crash_job: str | None = None, **env: str) -> Cluster:
+    def make(
+        *,
+        appendonly: bool = False,
+        crash_job: str | None = None,
+        pluginless: bool = False,
+        **env: str,
+    ) -> Cluster:
         redis = make_redis(appendonly=appendonly)
-        made.append(Cluster(store_url, redis, tmp_path, crash_job=crash_job, **env))
+        made.append(
+            Cluster(store_url, redis, tmp_path, crash_job=crash_job, pluginless=pluginless, **env)
+        )
         return made[-1]
 
     yield make

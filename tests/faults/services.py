@@ -196,6 +196,18 @@ class CrashingWorker(CeleryWorker):
         self.cmd = [sys.executable, "-m", "tests.faults.crashing_worker", crash_job, *celery_args]
 
 
+class PluginlessWorker(CeleryWorker):
+    """A Celery worker without the problem plugins the tests install: the same command line,
+    started through ``tests.faults.pluginless_worker``."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str):
+        super().__init__(env, log_dir, name)
+        launcher, celery_args = self.cmd[:3], self.cmd[3:]
+        if launcher != [sys.executable, "-m", "celery"]:
+            raise RuntimeError(f"unexpected worker command line: {self.cmd}")
+        self.cmd = [sys.executable, "-m", "tests.faults.pluginless_worker", *celery_args]
+
+
 class Api(Process):
     """The API under uvicorn (``create_app`` reads ``DATABASE_URL``, ``BROKER_URL``)."""
 

@@ -96,3 +96,26 @@ def test_a_job_that_kills_its_worker_every_time_fails_after_max_attempts(cluster
         final_status=job.status,
         error=job.error["detail"],
     )
+
+
+def test_a_plugin_kind_missing_on_the_worker_fails_once_naming_the_package(cluster_factory):
+    cluster = cluster_factory(pluginless=True)
+    (worker,) = cluster.workers_up("a")
+    # submitted where the plugin is installed (as the API's image has it): the job records it
+    job_id = cluster.submit(tiny_spec(problem={"kind": "digits_mlp"}), max_attempts=3)
+    assert cluster.job(job_id).plugin["package"] == "bilevel-digits-mlp"
+    job = cluster.wait_done(job_id)
+    assert job.status == "failed", (job.error, cluster.tails())
+    assert job.attempts == 1
+    assert job.error["type"] == "PluginMissing"
+    assert job.error["detail"].startswith(
+        "problem kind 'digits_mlp' comes from the plugin package 'bilevel-digits-mlp'"
+    )
+    assert "traceback" not in job.error
+    # the worker goes on serving: a built-in job after it succeeds, and the failed job was
+    # never run or requeued again (one claim, one failure)
+    ok = cluster.wait_done(cluster.submit(tiny_spec(iterations=5)))
+    assert ok.status == "succeeded", (ok.error, cluster.tails())
+    assert worker.alive() and worker.starts == 1
+    assert cluster.events(job_id) == [("queued", ""), ("running", ""), ("failed", "")]
+    assert cluster.job(job_id).attempts == 1
