@@ -69,3 +69,32 @@ def errors_are_problems(client, headers, other_headers):
     job_id = client.post("/v1/jobs", json=tiny_spec(iterations=2), headers=headers).json()["id"]
     r = client.get(f"/v1/jobs/{job_id}", headers=other_headers)
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
+
+
+def plugin_job_runs(client, headers, iterations=8):
+    """A job of the example plugin's kind runs to the end and records the plugin package.
+
+    The trace is the one the same spec gives built in this process, loss for loss.
+    """
+    from importlib.metadata import version
+
+    import core
+    from jobs import parse_spec
+    from worker.build import build
+
+    plugin = {"package": "bilevel-digits-mlp", "version": version("bilevel-digits-mlp")}
+    spec = tiny_spec(iterations=iterations, problem={"kind": "digits_mlp", "hidden": 8})
+    r = client.post("/v1/jobs", json=spec, headers=headers)
+    assert r.status_code == 201, r.text
+    job, _ = wait_for(client, r.json()["id"], headers, lambda j: j["status"] in TERMINAL)
+    assert job["status"] == "succeeded", job
+    assert job["plugin"] == plugin
+    assert job["summary"]["plugin"] == plugin  # the version that ran on the worker
+    trace = client.get(f"/v1/jobs/{job['id']}/trace", headers=headers).json()
+    assert trace["iteration"] == list(range(1, iterations + 1))
+    built = build(parse_spec(spec))
+    ref = core.fit(built.problem, built.hparams, built.dynamics, built.estimator,
+                   **built.fit_kwargs)  # fmt: skip
+    assert trace["outer_loss"] == ref.history["outer_loss"]
+    result = client.get(f"/v1/jobs/{job['id']}/result", headers=headers).json()
+    assert set(result["metrics"]) == {"val_accuracy", "test_accuracy"}

@@ -84,6 +84,10 @@ def test_a_submitted_job_runs_on_a_worker_and_succeeds(client, auth, worker):
     assert client.get("/readyz").status_code == 200
 
 
+def test_a_plugin_kind_runs_on_a_worker_and_records_its_package(client, auth, worker):
+    flows.plugin_job_runs(client, auth)
+
+
 def test_a_running_job_is_cancelled(client, auth, worker):
     flows.cancel_a_running_job(client, auth)
 

@@ -87,6 +87,10 @@ def test_a_submitted_job_runs_in_process_and_succeeds(client, auth):
     flows.submit_run_and_download(client, auth)
 
 
+def test_a_plugin_kind_runs_in_process_and_records_its_package(client, auth):
+    flows.plugin_job_runs(client, auth)
+
+
 def test_a_running_job_is_cancelled(client, auth):
     flows.cancel_a_running_job(client, auth)
 
