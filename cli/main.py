@@ -6,9 +6,9 @@ core library load only for the commands that use them.
 
 This module is the parser and the dispatch; each command group is a module of its own:
 :mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.teams`,
-:mod:`cli.pool`, :mod:`cli.datasets`, :mod:`cli.client` (``submit``, ``status``, ``watch``,
-``trace``, ``cancel``), :mod:`cli.run`, :mod:`cli.reproduce`, :mod:`cli.study` (``study submit |
-list | status | watch | cancel``) and :mod:`cli.webhooks`.
+:mod:`cli.pool`, :mod:`cli.problems`, :mod:`cli.datasets`, :mod:`cli.client` (``submit``,
+``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run`, :mod:`cli.reproduce`,
+:mod:`cli.study` (``study submit | list | status | watch | cancel``) and :mod:`cli.webhooks`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,19 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from cli import client, datasets, keys, pool, reproduce, run, server, study, teams, webhooks
+from cli import (
+    client,
+    datasets,
+    keys,
+    pool,
+    problems,
+    reproduce,
+    run,
+    server,
+    study,
+    teams,
+    webhooks,
+)
 from cli.errors import UsageError
 
 __all__ = ["add_commands", "build_parser", "main"]
@@ -44,6 +56,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     teams.add_commands(commands)
     client.add_commands(commands)
     pool.add_commands(commands)
+    problems.add_commands(commands)
     datasets.add_commands(commands)
     run.add_commands(commands)
     study.add_commands(commands)

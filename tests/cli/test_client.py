@@ -43,6 +43,7 @@ def _spec_file(path, **over):
         ["trace", "some-id"],
         ["cancel", "some-id"],
         ["pool"],
+        ["problems"],
         ["datasets", "upload", "JOB", "--name", "n"],
         ["datasets", "list"],
         ["datasets", "rm", "some-id"],

@@ -91,6 +91,20 @@ def test_a_plugin_kind_runs_in_process_and_records_its_package(client, auth):
     flows.plugin_job_runs(client, auth)
 
 
+def test_cli_problems_lists_each_kind_with_its_source(embedded, capsys, monkeypatch):
+    from importlib.metadata import version
+
+    url, _, env = embedded
+    code, out, _ = _cli("problems", "--url", url, capsys=capsys, env=env, monkeypatch=monkeypatch)
+    rows = {line.split()[0]: line.split("  ") for line in out.splitlines()[1:]}
+    assert code == 0
+    assert out.splitlines()[0].split() == ["kind", "source", "options"]
+    plugin = [c.strip() for c in rows["digits_mlp"] if c.strip()]
+    assert plugin == ["digits_mlp", f"bilevel-digits-mlp {version('bilevel-digits-mlp')}",
+                      "hidden, n_train, n_val, init_penalty"]  # fmt: skip
+    assert [c.strip() for c in rows["toy"] if c.strip()] == ["toy", "builtin", "w0"]
+
+
 def test_a_running_job_is_cancelled(client, auth):
     flows.cancel_a_running_job(client, auth)
 
