@@ -7,8 +7,15 @@
 #   docker build --target worker -t bilevel-worker:gpu --build-arg TORCH_SPEC="torch==2.13.0" \
 #       --build-arg PIP_EXTRA_INDEX_URL=<your CUDA wheel index> .     # GPU workers
 #   docker build -t bilevel .                                         # all-in-one (runtime)
+# Problem plugins (trusted packages adding `problem.kind`s, entry-point group bilevel.problems)
+# go into the API's image and the workers' alike: PLUGINS is a pip argument list, e.g.
+#   docker build --target api --build-arg PLUGINS="./examples/plugins/bilevel_digits_mlp" .
+#   docker build --target worker --build-arg PLUGINS="./examples/plugins/bilevel_digits_mlp" .
+# (a directory under examples/plugins/ of this context, or a requirement such as
+# "acme-bilevel-models==1.4" from PIP_EXTRA_INDEX_URL).
 
 ARG PYTHON_IMAGE=python:3.11-slim
+ARG PLUGINS=""
 
 # -- build stages: one virtual environment per role under /opt/venv ------------------------
 FROM ${PYTHON_IMAGE} AS venv
@@ -27,9 +34,12 @@ COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
 COPY migrations ./migrations
-# the API's image must start without torch: the import check fails the build if it comes back
-RUN pip install ".[api]" \
-    && python -c "import sys, api, cli.main, migrations; assert 'torch' not in sys.modules" \
+COPY examples/plugins ./examples/plugins
+ARG PLUGINS
+# the API's image must start without torch, its plugins' options modules loaded (importing
+# jobs.spec discovers them): the import check fails the build if torch comes back
+RUN pip install ".[api]" ${PLUGINS} \
+    && python -c "import sys, api, cli.main, migrations, jobs.spec; assert 'torch' not in sys.modules" \
     && ! python -c "import torch" 2>/dev/null
 
 FROM venv AS build-worker
@@ -44,7 +54,9 @@ COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker
 COPY migrations ./migrations
-RUN pip install ".[worker]" && python -c "import worker.runner, migrations"
+COPY examples/plugins ./examples/plugins
+ARG PLUGINS
+RUN pip install ".[worker]" ${PLUGINS} && python -c "import worker.runner, migrations"
 
 FROM build-worker AS build-all
 RUN pip install ".[api,worker]" && python -c "import api, worker.runner, migrations"
