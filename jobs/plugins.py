@@ -151,10 +151,13 @@ class PluginKind:
 
 
 def _package(ep: metadata.EntryPoint) -> tuple[str, str]:
-    dist = getattr(ep, "dist", None)
-    if dist is None:  # an entry point made by hand, not read from an installed package
-        return ep.value.split(":")[0].split(".")[0], "unknown"
-    return dist.name, dist.version
+    try:
+        dist = ep.dist
+        if dist is not None:
+            return dist.name, dist.version
+    except Exception:  # broken metadata: the entry point's module still names the package
+        pass
+    return ep.value.split(":")[0].split(".")[0], "unknown"
 
 
 def _load(ep: metadata.EntryPoint, package: str, version: str) -> PluginKind:
@@ -187,6 +190,12 @@ def _load(ep: metadata.EntryPoint, package: str, version: str) -> PluginKind:
             kind=(tag, ...),
         ),
     )
+    # the kind joins JobSpec's union and the OpenAPI document: a model without a JSON
+    # Schema would break both, so it is refused here rather than there
+    try:
+        model.model_json_schema()
+    except Exception as exc:
+        raise PluginError(f"options have no JSON Schema: {type(exc).__name__}: {exc}") from exc
     description = plugin.description or inspect.cleandoc(options.__doc__ or "")
     return PluginKind(kind, model, plugin.factory, description, package, version)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ConfigDict, ValidationError
 
 from jobs.plugins import (
     PluginError,
@@ -22,7 +22,7 @@ from jobs.plugins import (
 from jobs.problem_kinds import PLUGINS, PROBLEMS, check_installed, source_of
 from jobs.problem_specs import BUILTIN_PROBLEMS
 from jobs.spec import field_errors, parse_spec
-from tests.factories import tiny_spec
+from tests.factories import EXAMPLES, tiny_spec
 
 
 class Options(ProblemOptions):
@@ -32,6 +32,17 @@ class Options(ProblemOptions):
 
 
 GOOD = ProblemPlugin(options=Options, factory="fake_module:build")
+
+
+class Opaque:
+    """A type pydantic can hold but has no JSON Schema for."""
+
+
+class NoSchema(ProblemOptions):
+    """Options that cannot be documented."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    thing: Opaque | None = None
 
 
 @dataclass
@@ -99,6 +110,8 @@ def test_a_kind_added_by_two_packages_stays_with_the_first(caplog):
         ("badfactory", ProblemPlugin(options=Options, factory="m.f"),
          "factory must be 'module:attribute', got 'm.f'"),
         ("Bad-Kind", GOOD, "kind 'Bad-Kind' must match"),
+        ("noschema", ProblemPlugin(options=NoSchema, factory="m:f"),
+         "options have no JSON Schema: PydanticInvalidForJsonSchema"),
     ],
 )  # fmt: skip
 def test_a_malformed_plugin_is_refused_with_the_reason_and_the_rest_load(
@@ -119,6 +132,11 @@ def test_a_factory_that_cannot_be_imported_is_a_plugin_error_naming_the_package(
         "plugin package 'fake-pkg' 1.2.3: cannot import its factory 'fake_module:build' for "
         "kind 'fake': ModuleNotFoundError"
     )
+
+
+def test_the_example_plugins_job_is_a_valid_spec_of_its_kind():
+    spec = parse_spec((EXAMPLES / "plugins" / "bilevel_digits_mlp" / "job.json").read_text())
+    assert spec.problem.kind == "digits_mlp"
 
 
 def test_the_example_plugin_is_installed_with_its_package_and_version():
