@@ -26,8 +26,10 @@ from tests.factories import team_with_key
 OUT = Path(__file__).resolve().parents[2] / "out" / "schemathesis.json"
 MAX_EXAMPLES = 40  # per operation, besides the deterministic coverage and example cases
 # 100: at 30 the run reached no 201 from POST /v1/jobs when the whole suite is collected
-# (the base commit too); most generated specs are rightly refused (cross-field checks)
-STATEFUL_EXAMPLES = 100
+# (the base commit too); most generated specs are rightly refused (cross-field checks).
+# 150: with the example plugin's kind in the spec's union the derandomized walk at 100 and
+# 120 cancelled no job it had created (at 150: 13 created, 4 cancelled)
+STATEFUL_EXAMPLES = 150
 _SETTINGS = dict(
     derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
