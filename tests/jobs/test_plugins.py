@@ -4,6 +4,9 @@ kind's options are validated like a built-in kind's (the example plugin is insta
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +26,8 @@ from jobs.problem_kinds import PLUGINS, PROBLEMS, check_installed, source_of
 from jobs.problem_specs import BUILTIN_PROBLEMS
 from jobs.spec import field_errors, parse_spec
 from tests.factories import EXAMPLES, tiny_spec
+
+ROOT = EXAMPLES.parent
 
 
 class Options(ProblemOptions):
@@ -185,3 +190,48 @@ def test_a_job_whose_plugin_is_missing_here_raises_naming_the_package():
     )
     check_installed(_plugin_spec(), {"package": "bilevel-digits-mlp", "version": "0.1.0"})
     check_installed(tiny_spec(), None)
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False,
+        cwd=ROOT, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+def test_broken_installed_plugins_are_refused_by_name_and_the_api_still_starts(tmp_path):
+    # a real installed distribution (a .dist-info on the path) with a clashing and a broken
+    # entry point, read by importlib.metadata in a fresh interpreter that imports the API
+    dist = tmp_path / "bad_plugins-9.9.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-plugins\nVersion: 9.9\n")
+    (dist / "entry_points.txt").write_text(
+        "[bilevel.problems]\ntoy = bad_plugins.spec:PLUGIN\nbroken = bad_plugins.nowhere:PLUGIN\n"
+    )
+    code = (
+        "import sys; from api.main import create_app; from jobs.spec import PROBLEMS; "
+        "print(PROBLEMS['toy'].__module__ == 'jobs.problem_specs', "
+        "'digits_mlp' in PROBLEMS, 'broken' in PROBLEMS, 'torch' in sys.modules)"
+    )
+    proc = _python(code, PYTHONPATH=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    builtin_toy, example_plugin, broken, torch = proc.stdout.split()
+    assert builtin_toy == "True"  # the clash did not replace the built-in kind
+    assert example_plugin == "True"  # the good plugin still loaded
+    assert broken == "False"
+    assert torch == "False"
+    assert "problem plugin 'toy' of package bad-plugins 9.9 refused" in proc.stderr
+    assert "'toy' clashes with the built-in kind" in proc.stderr
+    assert "problem plugin 'broken' of package bad-plugins 9.9 refused: cannot import" in (
+        proc.stderr
+    )
+
+
+def test_a_plugin_module_imported_before_jobs_is_still_discovered():
+    # the options module imports jobs.plugins; that must not run discovery half-way through
+    proc = _python(
+        "import bilevel_digits_mlp.spec; from jobs.problem_kinds import PLUGINS; "
+        "print(list(PLUGINS))"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['digits_mlp']"
