@@ -117,6 +117,29 @@ def test_a_diverging_job_fails_with_the_iteration_named(sessions):
     assert job.attempts == 1
 
 
+def test_a_plugin_whose_factory_cannot_be_imported_fails_the_job_once_naming_it(
+    sessions, monkeypatch
+):
+    import dataclasses
+
+    from jobs import problem_kinds
+
+    job_id = queued_job(sessions, tiny_spec(problem={"kind": "digits_mlp"}))
+    # installed, but its problem module is gone (a half-upgraded image)
+    broken = dataclasses.replace(problem_kinds.PLUGINS["digits_mlp"], factory="gone_mod:build")
+    monkeypatch.setitem(problem_kinds.PLUGINS, "digits_mlp", broken)
+    assert execute_job(sessions, job_id, SETTINGS) == "failed"
+    with sessions() as s:
+        job = s.get(Job, job_id)
+    assert job.attempts == 1
+    assert job.error["type"] == "PluginError"
+    assert job.error["detail"].startswith(
+        f"plugin package 'bilevel-digits-mlp' {broken.version}: cannot import its factory "
+        "'gone_mod:build' for kind 'digits_mlp': ModuleNotFoundError"
+    )
+    assert "traceback" not in job.error
+
+
 def test_a_lost_lease_stops_the_old_attempt_without_writing(sessions):
     job_id = queued_job(sessions, tiny_spec(iterations=100))
 
