@@ -1,4 +1,4 @@
-"""The real data sets in ``../shared/data`` beside the checkout: found, or a skip (a failure in CI)."""
+"""The real data sets in ``../shared/data``: found, or the test skips (fails in CI)."""
 
 from __future__ import annotations
 

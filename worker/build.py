@@ -58,6 +58,7 @@ class Built:
 
         ``callback`` runs after each hyper-iteration as for ``core.fit``; then, unless it
         asked to stop, the next iteration's data is set (:attr:`before_iteration`).
+        ``options`` override ``core.fit``'s arguments (``iterations``, ``keep_history``).
         """
         step = self.before_iteration
         if step is not None:
@@ -71,7 +72,7 @@ class Built:
 
         return core.fit(
             self.problem, self.hparams, self.dynamics, self.estimator,
-            callback=each, state=state, **self.fit_kwargs, **options,
+            callback=each, state=state, **{**self.fit_kwargs, **options},
         )  # fmt: skip
 
     def final(self, hparams: Any) -> tuple[core.HypergradientResult, dict[str, float]]:

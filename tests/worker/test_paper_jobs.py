@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from jobs import repo
 from jobs.models import Job, utcnow
-from tests.factories import example, queued_job
+from tests.factories import example, queued_job, small_one_shot
 from tests.shared_data import require_omniglot
 from worker.runner import execute_job
 from worker.settings import WorkerSettings
@@ -24,19 +24,6 @@ from worker.settings import WorkerSettings
 
 class _Crash(BaseException):
     """Stands in for a killed process: nothing in the runner catches it."""
-
-
-def small_one_shot(iterations: int = 4, **problem: Any) -> dict[str, Any]:
-    """A one-shot job of seconds on a CPU: 3-way, 4 kernels, 3 inner steps, 1-RMD."""
-    spec = copy.deepcopy(example("one_shot"))
-    spec["problem"].update(
-        ways=3, queries=2, meta_batch=2, width=4, eval_tasks=6, **problem
-    )  # fmt: skip
-    spec["inner"]["steps"] = 3
-    spec["hypergradient"] = {"method": "truncated", "K": 1}
-    spec["outer"].update(iterations=iterations, lr=0.01)
-    spec["device"] = "cpu"
-    return spec
 
 
 def _settings(data_dir: Path | None = None) -> WorkerSettings:
