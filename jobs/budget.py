@@ -83,10 +83,10 @@ def _sizes(spec: JobSpec) -> tuple[int, int, int]:
         # logits, softmax, residual and their gradients: a few n_train x classes arrays
         step = 6 * p.n_train * _CLASSES + 2 * p.n_train + 4 * params
     elif isinstance(p, TaskInteractionSpec) and p.dataset in _TASK_FEATURES:
-        V, d = p.n_tasks, _TASK_FEATURES[p.dataset] + 1
+        (V, n_train, _), d = p.paper_sizes(), _TASK_FEATURES[p.dataset] + 1
         params, hparams = V * d, V * V + 1
         # logits and softmax of the training rows, and the V x V x d differences w_i - w_j
-        step = 6 * p.n_train * V + 2 * V * V * d + 4 * params
+        step = 6 * n_train * V + 2 * V * V * d + 4 * params
     elif isinstance(p, OneShotSpec):
         w, tasks = p.width, p.meta_batch
         per_task = 2 * (9 * w * w + w) + p.ways * (w + 1)  # conv3, conv4, the classifier

@@ -187,10 +187,15 @@ class TaskInteractionSpec(SpecModel):
     coupling_init: Annotated[float, Field(gt=0, le=1e3)] | None = None
     rho_init: Annotated[float, Field(gt=0, le=1e3)] = 0.01
     standardize: bool = True
-    # the paper's set-up only (PAPER_TASK_SETS): 10 tasks of m = 50 is its CIFAR-10 setting
-    n_tasks: Annotated[int, Field(ge=2, le=100)] = 10
-    n_train: Annotated[int, Field(ge=2, le=10_000)] = 50
-    n_val: Annotated[int, Field(ge=2, le=10_000)] = 50
+    # the paper's set-up only (PAPER_TASK_SETS); None there: 10 tasks of m = 50 examples
+    # each for training and validation, the paper's CIFAR-10 setting
+    n_tasks: Annotated[int, Field(ge=2, le=100)] | None = None
+    n_train: Annotated[int, Field(ge=2, le=10_000)] | None = None
+    n_val: Annotated[int, Field(ge=2, le=10_000)] | None = None
+
+    def paper_sizes(self) -> tuple[int, int, int]:
+        """``(n_tasks, n_train, n_val)`` of the paper's set-up, defaults filled in."""
+        return self.n_tasks or 10, self.n_train or 50, self.n_val or 50
 
 
 class OneShotSpec(SpecModel):

@@ -291,14 +291,17 @@ def _task_interaction_errors(
 
     ref = problem.dataset
     if ref in PAPER_TASK_SETS:
+        n_tasks, n_train, n_val = problem.paper_sizes()
         classes = _PAPER_TASK_CLASSES[ref]
-        if problem.n_tasks > classes:
-            message = f"n_tasks must be <= {classes} (the classes of {ref}), got {problem.n_tasks}"
-            add("n_tasks", problem.n_tasks, message)
-        for name in ("n_train", "n_val"):
-            value = getattr(problem, name)
-            if value < problem.n_tasks:  # class-balanced: one example per task at least
-                add(name, value, f"{name} must be >= n_tasks={problem.n_tasks}, got {value}")
+        if n_tasks > classes:
+            add(
+                "n_tasks",
+                n_tasks,
+                f"n_tasks must be <= {classes} (the classes of {ref}), got {n_tasks}",
+            )
+        for name, value in (("n_train", n_train), ("n_val", n_val)):
+            if value < n_tasks:  # class-balanced: one example per task at least
+                add(name, value, f"{name} must be >= n_tasks={n_tasks}, got {value}")
         if batch_size is not None:
             message = f"batch_size is for a data set with a task column, not the paper's {ref!r}"
             add("batch_size", batch_size, message)
@@ -310,9 +313,12 @@ def _task_interaction_errors(
             f"task_interaction needs a task column or one of {', '.join(PAPER_TASK_SETS)}; of "
             f"the built-in tables only {', '.join(TASK_TABLES)} has one, got {ref!r}",
         )
-    for name in sorted(set(_PAPER_ONLY) & problem.model_fields_set):
-        sets = ", ".join(PAPER_TASK_SETS)
-        add(name, getattr(problem, name), f"{name} applies to the paper's ({sets}), not {ref!r}")
+    for name in _PAPER_ONLY:
+        if getattr(problem, name) is not None:
+            sets = ", ".join(PAPER_TASK_SETS)
+            add(
+                name, getattr(problem, name), f"{name} applies to the paper's ({sets}), not {ref!r}"
+            )
     return errors
 
 

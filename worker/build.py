@@ -292,14 +292,15 @@ def build(
 
 
 def _paper_task_interaction(
-    p: TaskInteractionSpec, seed: int, data_dir: Path | None, device: torch.device
+    p: TaskInteractionSpec, seed: int, data_dir: str | Path | None, device: torch.device
 ) -> core.BilevelProblem:
     """Section 4.2.2's set-up: each class of a built-in data set is a task (no upload)."""
-    root: Path | None = data_dir
+    root: str | Path | None = data_dir
     if p.dataset in ("mnist", "omniglot"):  # read from the worker's data directory
         root = require_data(data_dir, f"task_interaction on {p.dataset}", p.dataset)
+    n_tasks, n_train, n_val = p.paper_sizes()
     return core.problems.TaskInteraction.from_dataset(
-        p.dataset, root, n_tasks=p.n_tasks, n_train=p.n_train, n_val=p.n_val, seed=seed,
+        p.dataset, root, n_tasks=n_tasks, n_train=n_train, n_val=n_val, seed=seed,
         device=device, coupling_init=p.coupling_init, rho_init=p.rho_init,
     )  # fmt: skip
 

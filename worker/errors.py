@@ -48,7 +48,7 @@ class DataMissing(core.ConfigurationError):
     """
 
 
-def require_data(data_dir: Path | None, kind: str, folder: str) -> Path:
+def require_data(data_dir: str | Path | None, kind: str, folder: str) -> Path:
     """``data_dir``, after checking that it holds ``folder`` (e.g. ``omniglot``).
 
     Raises:

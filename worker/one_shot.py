@@ -38,7 +38,7 @@ class OneShotJob:
     rho_init: float
 
     @classmethod
-    def build(cls, spec: JobSpec, data_dir: Path | None, device: torch.device) -> OneShotJob:
+    def build(cls, spec: JobSpec, data_dir: str | Path | None, device: torch.device) -> OneShotJob:
         """Load Omniglot from the worker's ``data_dir`` and build the problems of ``spec``.
 
         Raises:
