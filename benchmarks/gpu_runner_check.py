@@ -36,6 +36,7 @@ import os
 import platform
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import entry_points
@@ -52,6 +53,7 @@ from jobs import db, parse_spec, repo
 from jobs.models import Job, utcnow
 from jobs.spec import PROBLEMS
 from tests.factories import EXAMPLES, example, small_one_shot, team_with_key, tiny_spec
+from worker.outcome import Outcome
 from worker.runner import execute_job
 from worker.settings import WorkerSettings
 
@@ -73,7 +75,7 @@ class Store:
             flush_every_s=0.5, checkpoint_every_n=5, state_dir=tmp, BILEVEL_DATA_DIR=data_dir
         )
 
-    def run(self, spec: dict[str, Any], **kw: Any) -> tuple[Any, str]:
+    def run(self, spec: dict[str, Any], **kw: Any) -> tuple[Outcome, uuid.UUID]:
         """Submit ``spec`` and run it to its end: ``(outcome, job id)``."""
         with self.sessions.begin() as s:
             job_id = repo.create_job(s, self.team_id, parse_spec(spec))[0].id
