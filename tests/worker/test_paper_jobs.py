@@ -124,3 +124,17 @@ def test_task_interaction_on_digits_needs_no_upload(sqlite_sessions):
     with sqlite_sessions() as s:
         trace = repo.trace_columns(s, job_id)
     assert trace["outer_loss"][-1] < trace["outer_loss"][0]
+
+
+def test_task_interaction_on_omniglot_without_the_data_directory_fails_naming_it(
+    sqlite_sessions, tmp_path
+):
+    spec = copy.deepcopy(example("task_interaction"))
+    spec["problem"] = {"kind": "task_interaction", "dataset": "omniglot", "n_tasks": 5}
+    spec["device"] = "cpu"
+    job_id = queued_job(sqlite_sessions, spec)
+    outcome = execute_job(sqlite_sessions, job_id, _settings(data_dir=tmp_path))
+    error = _job(sqlite_sessions, job_id).error
+    assert outcome == "failed" and error["type"] == "DataMissing"
+    assert f"BILEVEL_DATA_DIR={tmp_path}" in error["detail"]
+    assert str(tmp_path / "omniglot") in error["detail"]
