@@ -41,7 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, no install needed
 
 
-def _data_dir(given: Path | None) -> Path:
+def find_data_dir(given: Path | None) -> Path:
+    """``given``, else the first of ``out/data`` and ``../shared/data`` that holds Omniglot."""
     candidates = [
         given,
         REPO / "out" / "data",
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     # $OUT is the device tool's folder of files to bring back, not a knob of this script
     out = args.out or Path(os.environ.get("OUT") or REPO / "out" / "one-shot-gpu")
     out.mkdir(parents=True, exist_ok=True)
-    data_dir = _data_dir(args.data_dir)
+    data_dir = find_data_dir(args.data_dir)
     if not args.skip_check and not check_graphed(data_dir, device, out, smoke=args.smoke):
         print("one_shot_gpu: core.Graphed disagrees with the eager estimator", file=sys.stderr)
         return 1

@@ -43,7 +43,6 @@ def read_spec(path: str) -> JobSpec:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """A job in this process, no server: progress bar, then trace.csv and hparams.npz."""
-    import core
     from worker.build import build, hparams_npz, to_jsonable
     from worker.settings import WorkerSettings
 
@@ -54,23 +53,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     def progress(record: dict[str, float], _state: Any) -> None:
         bar.show(int(record["iteration"]), f"loss {record['outer_loss']:.4g}")
 
-    out = core.fit(
-        built.problem,
-        built.hparams,
-        built.dynamics,
-        built.estimator,
-        callback=progress,
-        **built.fit_kwargs,
-    )
+    out = built.fit(callback=progress)
     bar.close()
-    res = core.hypergradient(built.problem, out.hparams, built.dynamics, built.estimator)
-    metrics = built.problem.metrics(res.params, out.hparams)
+    res, metrics = built.final(out.hparams)
     summary = {
         "name": spec.name,
         "iterations": out.state.iteration,
         "final_outer_loss": res.outer_loss,
         "best_outer_loss": min(out.history["outer_loss"]),
-        "metrics": {k: float(v) for k, v in metrics.items()},
+        "metrics": metrics,
         "hparams": to_jsonable(out.hparams),
     }
     if args.out:

@@ -32,7 +32,9 @@ from jobs.spec import (
     HypercleaningSpec,
     ImplicitSpec,
     JobSpec,
+    OneShotSpec,
     QuadraticSpec,
+    TaskInteractionSpec,
     TruncatedSpec,
 )
 
@@ -42,6 +44,10 @@ FLOAT_BYTES = 8
 # feature count of the hypercleaning data sets, before the bias column; 10 classes each
 _FEATURES = {"digits": 64, "mnist": 784, "fashion-mnist": 784}
 _CLASSES = 10
+# raw pixels of the task-interaction data sets (omniglot resized to 28x28)
+_TASK_FEATURES = {**_FEATURES, "omniglot": 784}
+# one-shot: the task-specific conv layers see 7x7 maps, then 3x3 (28x28 after two poolings)
+_ONE_SHOT_MAPS = 7 * 7 + 3 * 3
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,17 @@ def _sizes(spec: JobSpec) -> tuple[int, int, int]:
         hparams = p.n_train
         # logits, softmax, residual and their gradients: a few n_train x classes arrays
         step = 6 * p.n_train * _CLASSES + 2 * p.n_train + 4 * params
+    elif isinstance(p, TaskInteractionSpec) and p.dataset in _TASK_FEATURES:
+        (V, n_train, _), d = p.paper_sizes(), _TASK_FEATURES[p.dataset] + 1
+        params, hparams = V * d, V * V + 1
+        # logits and softmax of the training rows, and the V x V x d differences w_i - w_j
+        step = 6 * n_train * V + 2 * V * V * d + 4 * params
+    elif isinstance(p, OneShotSpec):
+        w, tasks = p.width, p.meta_batch
+        per_task = 2 * (9 * w * w + w) + p.ways * (w + 1)  # conv3, conv4, the classifier
+        params, hparams = tasks * per_task, 9 * w + 9 * w * w + 2 * w + per_task + 4
+        # conv, pooling, batch-norm and ReLU maps of the support images, per layer
+        step = 8 * tasks * p.ways * p.shots * w * _ONE_SHOT_MAPS + 4 * params
     else:  # toy, toy_biased, counterexample: a handful of scalars (and the problems over an
         # uploaded data set, which api.dataset_refs sizes from the data set's shape)
         params, hparams, step = 2, 2, 16

@@ -16,6 +16,7 @@ __all__ = [
     "BUILTIN_PROBLEMS",
     "BUILTIN_TABLES",
     "DATASET_KINDS",
+    "PAPER_TASK_SETS",
     "TASK_TABLES",
     "UUID_PATTERN",
     "BuiltinProblemSpec",
@@ -24,6 +25,7 @@ __all__ = [
     "FeatureRegularizationSpec",
     "HypercleaningSpec",
     "MLPSpec",
+    "OneShotSpec",
     "QuadraticSpec",
     "SpecModel",
     "TaskInteractionSpec",
@@ -155,20 +157,72 @@ class MLPSpec(SpecModel):
     standardize: bool = True
 
 
-class TaskInteractionSpec(SpecModel):
-    """Task interaction (Section 4.2.2) on a data set with a task column (``task_<split>``).
+#: the paper's task-interaction setup (Section 4.2.2): each class of one of these is a task
+PAPER_TASK_SETS = ("digits", "mnist", "fashion-mnist", "omniglot")
 
-    One linear, logistic or softmax model per task id, coupled by a learned symmetric
-    ``C = softplus(B) + softplus(B)ᵀ`` and a ridge ``ρ = softplus(nu)`` (Appendix G.2); the
-    learned ``B`` and ``nu`` come back under those names. The built-in ``diabetes`` table
-    has a task column: the patients' sex.
+
+class TaskInteractionSpec(SpecModel):
+    """Task interaction (Section 4.2.2): V models coupled by a learned task similarity ``C``.
+
+    Two set-ups, both learning ``C = softplus(B) + softplus(B)ᵀ`` and a ridge
+    ``ρ = softplus(nu)`` (Appendix G.2; ``B`` and ``nu`` come back under those names):
+
+    * the paper's, with no upload: ``dataset`` is one of :data:`PAPER_TASK_SETS`, each of
+      its first ``n_tasks`` classes is a task (one row of a softmax regression on raw
+      features), with ``n_train`` and ``n_val`` class-balanced examples and the rest as the
+      test set. ``mnist`` and ``omniglot`` read the worker's ``BILEVEL_DATA_DIR``.
+    * a data set with a task column (``task_<split>``): an uploaded one's id, or the
+      built-in ``diabetes`` table (the patients' sex); one linear, logistic or softmax model
+      per task id.
     """
 
     kind: Literal["task_interaction"]
-    dataset: DatasetRef
+    dataset: Annotated[
+        str,
+        Field(
+            pattern=f"^({UUID_PATTERN}|{'|'.join(sorted({*BUILTIN_TABLES, *PAPER_TASK_SETS}))})$",
+            description="digits, mnist, fashion-mnist or omniglot (each class a task), "
+            "diabetes, or the id of a data set with a task column",
+        ),
+    ]
     coupling_init: Annotated[float, Field(gt=0, le=1e3)] | None = None
     rho_init: Annotated[float, Field(gt=0, le=1e3)] = 0.01
     standardize: bool = True
+    # the paper's set-up only (PAPER_TASK_SETS); None there: 10 tasks of m = 50 examples
+    # each for training and validation, the paper's CIFAR-10 setting
+    n_tasks: Annotated[int, Field(ge=2, le=100)] | None = None
+    n_train: Annotated[int, Field(ge=2, le=10_000)] | None = None
+    n_val: Annotated[int, Field(ge=2, le=10_000)] | None = None
+
+    def paper_sizes(self) -> tuple[int, int, int]:
+        """``(n_tasks, n_train, n_val)`` of the paper's set-up, defaults filled in."""
+        return self.n_tasks or 10, self.n_train or 50, self.n_val or 50
+
+
+class OneShotSpec(SpecModel):
+    """One-shot classification on Omniglot with a learned hyper-representation (Sec. 4.2.3).
+
+    Figure 8's network: two shared conv layers (the hyper-representation ``λ``), two
+    task-specific conv layers and a ``ways``-way classifier (``w``) of ``width`` kernels per
+    layer, on ``meta_batch`` tasks of ``ways`` classes with ``shots`` training and
+    ``queries`` validation examples each, drawn afresh every hyper-iteration
+    (``outer.iterations`` of them) from the 1200 meta-training characters. The inner step
+    size is always learned (``log_lr``, App. G.3). At the end the learned ``λ`` is evaluated
+    on ``eval_tasks`` tasks of the 323 meta-test characters: ``metrics.test_accuracy`` with
+    the half-width of its 95% interval, ``metrics.test_accuracy_ci95``. Omniglot is read
+    from the worker's ``BILEVEL_DATA_DIR``.
+    """
+
+    kind: Literal["one_shot"]
+    ways: Annotated[int, Field(ge=2, le=20)] = 5
+    shots: Annotated[int, Field(ge=1, le=10)] = 1
+    # Omniglot has 20 drawings per character: shots + queries <= 20 (checked in check_spec)
+    queries: Annotated[int, Field(ge=1, le=19)] = 15
+    meta_batch: Annotated[int, Field(ge=1, le=32)] = 4
+    width: Annotated[int, Field(ge=1, le=128)] = 64
+    eval_tasks: Annotated[int, Field(ge=1, le=2000)] = 120
+    rho_init: Annotated[float, Field(gt=0, le=1e3)] = 0.1
+    regularize: bool = True
 
 
 # kinds whose `problem.dataset` names a data set, and which take `inner.batch_size`
@@ -187,6 +241,7 @@ BUILTIN_PROBLEMS: dict[str, type[SpecModel]] = {
     "feature_regularization": FeatureRegularizationSpec,
     "mlp": MLPSpec,
     "task_interaction": TaskInteractionSpec,
+    "one_shot": OneShotSpec,
 }
 
 BuiltinProblemSpec = (
@@ -198,4 +253,5 @@ BuiltinProblemSpec = (
     | FeatureRegularizationSpec
     | MLPSpec
     | TaskInteractionSpec
+    | OneShotSpec
 )

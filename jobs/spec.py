@@ -22,12 +22,14 @@ from jobs.problem_kinds import PROBLEMS, ProblemSpec
 from jobs.problem_specs import (
     BUILTIN_TABLES,
     DATASET_KINDS,
+    PAPER_TASK_SETS,
     TASK_TABLES,
     UUID_PATTERN,
     CounterexampleSpec,
     FeatureRegularizationSpec,
     HypercleaningSpec,
     MLPSpec,
+    OneShotSpec,
     QuadraticSpec,
     SpecModel,
     TaskInteractionSpec,
@@ -39,6 +41,7 @@ __all__ = [
     "BUILTIN_TABLES",
     "DATASET_KINDS",
     "METHODS",
+    "PAPER_TASK_SETS",
     "PROBLEMS",
     "TASK_TABLES",
     "AutoSpec",
@@ -49,6 +52,7 @@ __all__ = [
     "InnerSpec",
     "JobSpec",
     "MLPSpec",
+    "OneShotSpec",
     "OuterSpec",
     "ProblemSpec",
     "QuadraticSpec",
@@ -64,13 +68,25 @@ __all__ = [
 # -- hypergradient methods -------------------------------------------------------------------
 
 
-class FullSpec(SpecModel):
+class _MethodSpec(SpecModel):
+    """Options every method takes.
+
+    ``graphed``: on a CUDA worker, replay each hypergradient as one CUDA graph
+    (``core.Graphed``) when the method unrolls (full, truncated, checkpointed, auto) and the
+    problem's losses allow it (``"auto"``); ``false`` always runs eagerly. The summary
+    records whether the job ran graphed and, if not, why.
+    """
+
+    graphed: Literal["auto", False] = "auto"
+
+
+class FullSpec(_MethodSpec):
     """Reverse mode through every inner step (exact)."""
 
     method: Literal["full"]
 
 
-class TruncatedSpec(SpecModel):
+class TruncatedSpec(_MethodSpec):
     """K-RMD: back-propagate through the last ``K`` steps."""
 
     method: Literal["truncated"]
@@ -78,21 +94,21 @@ class TruncatedSpec(SpecModel):
     store: Literal["graph", "iterates"] = "graph"
 
 
-class ForwardSpec(SpecModel):
+class ForwardSpec(_MethodSpec):
     """Forward mode (exact), ``chunk`` directions at a time."""
 
     method: Literal["forward"]
     chunk: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
-class CheckpointedSpec(SpecModel):
+class CheckpointedSpec(_MethodSpec):
     """Reverse mode storing every ``segment``-th state (exact)."""
 
     method: Literal["checkpointed"]
     segment: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
-class ImplicitSpec(SpecModel):
+class ImplicitSpec(_MethodSpec):
     """The implicit-function hypergradient at ``w_T`` (CG or Neumann)."""
 
     method: Literal["implicit"]
@@ -103,7 +119,7 @@ class ImplicitSpec(SpecModel):
     strict: bool = False
 
 
-class AutoSpec(SpecModel):
+class AutoSpec(_MethodSpec):
     """Auto-K: the largest K-RMD whose graph fits ``memory_mb`` MiB (full RMD if T steps fit).
 
     The worker measures one recorded step's bytes and the unroll's contraction at the start
@@ -227,16 +243,14 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
                 f"{name} applies to the built-in data sets; an uploaded one's splits are used "
                 "as they are",
             )
-    if (
-        isinstance(problem, TaskInteractionSpec)
-        and problem.dataset in BUILTIN_TABLES
-        and problem.dataset not in TASK_TABLES
-    ):
+    if isinstance(problem, TaskInteractionSpec):
+        errors.extend(_task_interaction_errors(problem, spec.inner.batch_size))
+    if isinstance(problem, OneShotSpec) and problem.shots + problem.queries > OMNIGLOT_DRAWINGS:
         add(
-            ("problem", "dataset"),
-            problem.dataset,
-            f"task_interaction needs a task column; of the built-in tables only "
-            f"{', '.join(TASK_TABLES)} has one, got {problem.dataset!r}",
+            ("problem", "queries"),
+            problem.queries,
+            f"shots + queries must be <= {OMNIGLOT_DRAWINGS} (Omniglot's drawings per "
+            f"character), got {problem.shots} + {problem.queries}",
         )
     if isinstance(problem, QuadraticSpec):
         if problem.mu > problem.L:
@@ -250,6 +264,60 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
             )
         if spec.inner.learn_lr and problem.structured:
             add(("inner", "learn_lr"), True, "learn_lr is not available with structured hparams")
+    return errors
+
+
+# Omniglot: drawings per character; classes of the paper's task-interaction data sets
+OMNIGLOT_DRAWINGS = 20
+_PAPER_TASK_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "omniglot": 1623}
+_PAPER_ONLY = ("n_tasks", "n_train", "n_val")
+
+
+def _task_interaction_errors(
+    problem: TaskInteractionSpec, batch_size: int | None
+) -> list[InitErrorDetails]:
+    """The paper's set-up (classes as tasks) and a task column take different options."""
+    errors: list[InitErrorDetails] = []
+
+    def add(name: str, value: Any, message: str) -> None:
+        errors.append(
+            {
+                "type": PydanticCustomError("cross_field", message),
+                "loc": ("problem", name) if name != "batch_size" else ("inner", name),
+                "input": value,
+            }
+        )
+
+    ref = problem.dataset
+    if ref in PAPER_TASK_SETS:
+        n_tasks, n_train, n_val = problem.paper_sizes()
+        classes = _PAPER_TASK_CLASSES[ref]
+        if n_tasks > classes:
+            add(
+                "n_tasks",
+                n_tasks,
+                f"n_tasks must be <= {classes} (the classes of {ref}), got {n_tasks}",
+            )
+        for name, value in (("n_train", n_train), ("n_val", n_val)):
+            if value < n_tasks:  # class-balanced: one example per task at least
+                add(name, value, f"{name} must be >= n_tasks={n_tasks}, got {value}")
+        if batch_size is not None:
+            message = f"batch_size is for a data set with a task column, not the paper's {ref!r}"
+            add("batch_size", batch_size, message)
+        return errors
+    if ref in BUILTIN_TABLES and ref not in TASK_TABLES:
+        add(
+            "dataset",
+            ref,
+            f"task_interaction needs a task column or one of {', '.join(PAPER_TASK_SETS)}; of "
+            f"the built-in tables only {', '.join(TASK_TABLES)} has one, got {ref!r}",
+        )
+    for name in _PAPER_ONLY:
+        if getattr(problem, name) is not None:
+            sets = ", ".join(PAPER_TASK_SETS)
+            add(
+                name, getattr(problem, name), f"{name} applies to the paper's ({sets}), not {ref!r}"
+            )
     return errors
 
 

@@ -28,6 +28,17 @@ def tiny_spec(iterations: int = 20, steps: int = 10, **over: Any) -> dict[str, A
     return spec
 
 
+def small_one_shot(iterations: int = 4, **problem: Any) -> dict[str, Any]:
+    """A one-shot job of seconds on a CPU: 3-way, 4 kernels, 3 inner steps, 1-RMD."""
+    spec = copy.deepcopy(example("one_shot"))
+    spec["problem"].update(ways=3, queries=2, meta_batch=2, width=4, eval_tasks=6, **problem)
+    spec["inner"]["steps"] = 3
+    spec["hypergradient"] = {"method": "truncated", "K": 1}
+    spec["outer"].update(iterations=iterations, lr=0.01)
+    spec["device"] = "cpu"
+    return spec
+
+
 def bearer(key: str) -> dict[str, str]:
     """The ``Authorization`` header of an API key."""
     return {"Authorization": f"Bearer {key}"}

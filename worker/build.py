@@ -16,14 +16,19 @@ from core.tree import flatten
 from jobs.problem_kinds import PLUGINS
 from jobs.spec import (
     DATASET_KINDS,
+    PAPER_TASK_SETS,
     FeatureRegularizationSpec,
     HypercleaningSpec,
     JobSpec,
     MLPSpec,
+    OneShotSpec,
     TaskInteractionSpec,
     is_dataset_id,
 )
 from worker.datasets import DatasetSource, Resolver
+from worker.errors import require_data
+from worker.graphing import graph_refusal
+from worker.one_shot import OneShotJob
 
 __all__ = ["Built", "build", "hparams_npz", "to_jsonable"]
 
@@ -37,8 +42,47 @@ class Built:
     fit_kwargs: dict[str, Any]
     device: torch.device
     # what the job's summary records about how it was built (auto-K's choice, whether the
-    # data set came from the worker's cache)
+    # data set came from the worker's cache, whether hypergradients run graphed)
     notes: dict[str, Any] = field(default_factory=dict)
+    # sets the data of hyper-iteration τ before it runs (one_shot's meta-batches)
+    before_iteration: Callable[[int], None] | None = None
+    # final metrics beyond the problem's own (one_shot's meta-test accuracy)
+    evaluate: Callable[[Any, core.GradientDescent], dict[str, float]] | None = None
+
+    def fit(
+        self,
+        callback: Callable[[dict[str, float], core.FitState], Any] | None = None,
+        state: core.FitState | None = None,
+        **options: Any,
+    ) -> core.FitResult:
+        """:func:`core.fit` of the built objects, from ``state`` if given.
+
+        ``callback`` runs after each hyper-iteration as for ``core.fit``; then, unless it
+        asked to stop, the next iteration's data is set (:attr:`before_iteration`).
+        ``options`` override ``core.fit``'s arguments (``iterations``, ``keep_history``).
+        """
+        step = self.before_iteration
+        if step is not None:
+            step((state.iteration if state else 0) + 1)
+
+        def each(record: dict[str, float], current: core.FitState) -> Any:
+            stop = callback(record, current) if callback is not None else None
+            if not stop and step is not None:
+                step(int(record["iteration"]) + 1)
+            return stop
+
+        return core.fit(
+            self.problem, self.hparams, self.dynamics, self.estimator,
+            callback=each, state=state, **{**self.fit_kwargs, **options},
+        )  # fmt: skip
+
+    def final(self, hparams: Any) -> tuple[core.HypergradientResult, dict[str, float]]:
+        """The hypergradient at the learned ``hparams`` and the job's final metrics."""
+        res = core.hypergradient(self.problem, hparams, self.dynamics, self.estimator)
+        metrics = {k: float(v) for k, v in self.problem.metrics(res.params, hparams).items()}
+        if self.evaluate is not None:
+            metrics.update(self.evaluate(hparams, self.dynamics))
+        return res, metrics
 
 
 class _LearnedStep(core.BilevelProblem):
@@ -190,10 +234,16 @@ def build(
     device = _device(spec.device)
     problem: core.BilevelProblem
     notes: dict[str, Any] = {}
+    one_shot: OneShotJob | None = None
     if spec.problem.kind in PLUGINS:
         resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
         # the summary records the plugin version that ran (the job records the submitted one)
         problem, notes["plugin"] = _plugin_problem(spec, resolver, device)
+    elif isinstance(spec.problem, OneShotSpec):
+        one_shot = OneShotJob.build(spec, data_dir, device)
+        problem = one_shot.train
+    elif isinstance(spec.problem, TaskInteractionSpec) and spec.problem.dataset in PAPER_TASK_SETS:
+        problem = _paper_task_interaction(spec.problem, spec.seed, data_dir, device)
     elif spec.problem.kind in DATASET_KINDS:
         resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
         problem = _dataset_problem(spec, resolver, device)
@@ -212,14 +262,16 @@ def build(
             Callable[..., core.BilevelProblem], core.problems.PROBLEMS[spec.problem.kind]
         )
         problem = factory(**options)
-    hparams: Any = problem.initial_hparams()
+    hparams: Any = one_shot.initial_hparams() if one_shot else problem.initial_hparams()
     hparams = (
         {k: v.to(device) for k, v in hparams.items()}
         if isinstance(hparams, dict)
         else hparams.to(device)
     )
     lr_key = None
-    if spec.inner.learn_lr and isinstance(hparams, dict):
+    if one_shot is not None:
+        lr_key = "log_lr"  # the paper learns the inner step size (App. G.3): in λ already
+    elif spec.inner.learn_lr and isinstance(hparams, dict):
         # named hyperparameters gain one more name; the problem reads only its own
         hparams = {**hparams, "log_lr": torch.zeros(1, dtype=_dtype(hparams), device=device)}
         lr_key = "log_lr"
@@ -234,8 +286,15 @@ def build(
         estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
     else:
         estimator = core.make_estimator(
-            spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
+            spec.hypergradient.method,
+            **spec.hypergradient.model_dump(exclude={"method", "graphed"}),
         )
+    refusal = graph_refusal(spec, device)
+    notes["graphed"] = refusal is None
+    if refusal is None:
+        estimator = core.Graphed(estimator)  # launch-bound on a GPU: one replay per estimate
+    else:
+        notes["graphed_reason"] = refusal
     # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
     estimator = core.Metered(estimator)
     outer = spec.outer
@@ -247,7 +306,24 @@ def build(
         "first_step_norm": outer.first_step_norm,
         "exact_every": spec.diagnostics.every,
     }
-    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device, notes)
+    built = Built(problem, hparams, dynamics, estimator, fit_kwargs, device, notes)
+    if one_shot is not None:
+        built.before_iteration, built.evaluate = one_shot.before_iteration, one_shot.evaluate
+    return built
+
+
+def _paper_task_interaction(
+    p: TaskInteractionSpec, seed: int, data_dir: str | Path | None, device: torch.device
+) -> core.BilevelProblem:
+    """Section 4.2.2's set-up: each class of a built-in data set is a task (no upload)."""
+    root: str | Path | None = data_dir
+    if p.dataset in ("mnist", "omniglot"):  # read from the worker's data directory
+        root = require_data(data_dir, f"task_interaction on {p.dataset}", p.dataset)
+    n_tasks, n_train, n_val = p.paper_sizes()
+    return core.problems.TaskInteraction.from_dataset(
+        p.dataset, root, n_tasks=n_tasks, n_train=n_train, n_val=n_val, seed=seed,
+        device=device, coupling_init=p.coupling_init, rho_init=p.rho_init,
+    )  # fmt: skip
 
 
 def _auto(

@@ -198,16 +198,8 @@ def _run_claimed(
     run.time_limit = _time_limit(spec.time_limit_s, settings)
     run.extra_summary = built.notes
     try:
-        out = core.fit(
-            built.problem,
-            built.hparams,
-            built.dynamics,
-            built.estimator,
-            callback=run,
-            state=state,
-            keep_history=False,  # the records go to trace_points; states stay small
-            **built.fit_kwargs,
-        )
+        # the records go to trace_points; states stay small
+        out = built.fit(callback=run, state=state, keep_history=False)
     except (LeaseLost, StoreUnavailable):
         raise
     except Exception as exc:
@@ -249,8 +241,7 @@ def _succeed(
     out: core.FitResult,
     run: Progress,
 ) -> Outcome:
-    res = core.hypergradient(built.problem, out.hparams, built.dynamics, built.estimator)
-    metrics = {k: float(v) for k, v in built.problem.metrics(res.params, out.hparams).items()}
+    res, metrics = built.final(out.hparams)
     # every batch handed over is committed now; the last one commits with the success below
     run.writer.close()
     summary = {

@@ -14,6 +14,7 @@ from core.problems.hypercleaning import Hypercleaning
 from core.problems.mlp import MLP
 from core.problems.multitask import MultiTask
 from core.problems.one_shot import OneShot, TaskBatch
+from core.problems.one_shot_tasks import OneShotSplits
 from core.problems.quadratic import Quadratic
 from core.problems.task_interaction import TaskInteraction
 from core.problems.toy import Toy
@@ -26,6 +27,7 @@ __all__ = [
     "Hypercleaning",
     "MultiTask",
     "OneShot",
+    "OneShotSplits",
     "Quadratic",
     "Splits",
     "SupervisedProblem",
@@ -46,4 +48,6 @@ PROBLEMS = {
     # over a data set's arrays: the worker builds the Splits and passes them as `data`
     "feature_regularization": FeatureRegularization,
     "mlp": MLP,
+    # Omniglot's three splits: the worker trains on `train` and evaluates on `test`
+    "one_shot": OneShotSplits.from_omniglot,
 }

@@ -99,6 +99,8 @@ class TaskInteraction(BilevelProblem[Tensor, dict[str, Tensor]]):
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device | None = None,
+        coupling_init: float | None = None,
+        rho_init: float = 0.01,
     ) -> TaskInteraction:
         """Few examples per task from a real data set, as in Appendix G.2.
 
@@ -117,6 +119,8 @@ class TaskInteraction(BilevelProblem[Tensor, dict[str, Tensor]]):
             seed: seeds the choice of characters and the split.
             dtype: of every tensor.
             device: where every tensor lives.
+            coupling_init: the initial ``C_ij``, as for the constructor.
+            rho_init: the initial ``ρ``, as for the constructor.
 
         Raises:
             ConfigurationError: unknown name, missing data, sizes that do not fit.
@@ -124,7 +128,7 @@ class TaskInteraction(BilevelProblem[Tensor, dict[str, Tensor]]):
         data = load_task_data(name, data_dir, n_tasks=n_tasks, seed=seed, dtype=dtype)
         return cls.from_data(
             data, n_tasks=n_tasks, n_train=n_train, n_val=n_val, n_test=n_test, seed=seed,
-            device=device,
+            device=device, coupling_init=coupling_init, rho_init=rho_init,
         )  # fmt: skip
 
     @classmethod
@@ -138,6 +142,8 @@ class TaskInteraction(BilevelProblem[Tensor, dict[str, Tensor]]):
         n_test: int | None = None,
         seed: int = 0,
         device: str | torch.device | None = None,
+        coupling_init: float | None = None,
+        rho_init: float = 0.01,
     ) -> TaskInteraction:
         """:meth:`from_dataset` on data already loaded (:func:`load_task_data`).
 
@@ -159,7 +165,10 @@ class TaskInteraction(BilevelProblem[Tensor, dict[str, Tensor]]):
         tr, va, te = class_balanced_split(data.labels, sizes, seed=seed)[:3]
         x, y = data.images.to(device), data.labels.to(device)
         tr, va, te = (i.to(x.device) for i in (tr, va, te))
-        return cls(x[tr], y[tr], x[va], y[va], x[te], y[te], n_tasks=V)
+        return cls(
+            x[tr], y[tr], x[va], y[va], x[te], y[te],
+            n_tasks=V, coupling_init=coupling_init, rho_init=rho_init,
+        )  # fmt: skip
 
     # -- the problem ---------------------------------------------------------------------
 

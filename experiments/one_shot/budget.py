@@ -11,6 +11,7 @@ import torch
 
 import core
 from core.problems.one_shot import OneShot, TaskBatch, evaluate
+from core.problems.one_shot_tasks import task_generator as gen
 from experiments.one_shot.config import Config, Method, Schedule
 
 
@@ -43,11 +44,6 @@ class Cost:
             out["cuda_peak_bytes"] = self.cuda_peak_bytes
         out["probe_s"] = self.probe_s
         return out
-
-
-def gen(seed: int) -> torch.Generator:
-    """A CPU generator seeded with ``seed``: one per task sequence, so each is reproducible."""
-    return torch.Generator().manual_seed(seed)
 
 
 def sync(device: torch.device) -> None:

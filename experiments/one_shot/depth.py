@@ -10,7 +10,7 @@ import torch
 
 import core
 from core.problems.one_shot import OneShot
-from experiments.one_shot.budget import gen
+from core.problems.one_shot_tasks import task_generator as gen
 
 
 @dataclass(frozen=True)

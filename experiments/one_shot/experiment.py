@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from core.data.omniglot import load_omniglot
 from core.problems.one_shot import OneShot, evaluate
+from core.problems.one_shot_tasks import OneShotSplits, task_generator
 from experiments._report import Progress
 from experiments.one_shot import budget
 from experiments.one_shot.config import Config, Schedule, config_from_args, methods
@@ -27,27 +27,25 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     began = time.perf_counter()
-    data = load_omniglot(args.data_dir, seed=args.seed)
-    train_set, val, test = (
-        OneShot(
-            data.split(part),
-            meta_batch=cfg.meta_batch,
-            width=cfg.width,
-            queries=cfg.queries,
-            device=device,
-        )
-        for part in ("train", "val", "test")
+    splits = OneShotSplits.from_omniglot(
+        args.data_dir,
+        seed=args.seed,
+        meta_batch=cfg.meta_batch,
+        width=cfg.width,
+        queries=cfg.queries,
+        device=device,
     )
+    train_set, val, test = splits.train, splits.val, splits.test
     hp0 = train_set.initial_hparams(seed=args.seed, lr_scale=1.0, rho=args.rho)
     curves = CurveTasks(
-        test=test.sample(budget.gen(args.seed + 1), cfg.curve_tasks),
-        val=val.sample(budget.gen(args.seed + 2), cfg.curve_tasks),
+        test=test.sample(task_generator(args.seed + 1), cfg.curve_tasks),
+        val=val.sample(task_generator(args.seed + 2), cfg.curve_tasks),
     )
-    final_test = test.sample(budget.gen(args.seed + 3), cfg.eval_tasks)
+    final_test = test.sample(task_generator(args.seed + 3), cfg.eval_tasks)
     graphed = args.cuda_graph == "on" or (args.cuda_graph == "auto" and device.type == "cuda")
     todo = methods(cfg.T, cfg.K, args.short_horizon, args.inner_lr, graphed)
 
-    probe_batch = train_set.sample(budget.gen(args.seed + 4))
+    probe_batch = train_set.sample(task_generator(args.seed + 4))
     costs = {m.name: budget.probe(train_set, probe_batch, hp0, m, device) for m in todo}
     schedule = budget.schedule(cfg, args, costs, test, hp0, todo, began)
 

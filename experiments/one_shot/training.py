@@ -12,8 +12,9 @@ import torch
 
 import core
 from core.problems.one_shot import OneShot, TaskBatch, evaluate
+from core.problems.one_shot_tasks import task_generator as gen
 from experiments._report import Progress
-from experiments.one_shot.budget import Cost, gen
+from experiments.one_shot.budget import Cost
 from experiments.one_shot.config import Method, Schedule
 
 # the history columns a report needs (the exact-gradient ones only where checks ran)

@@ -10,7 +10,7 @@ import pytest
 
 from jobs import repo
 from jobs.models import Job
-from tests.factories import team_with_key, tiny_spec
+from tests.factories import example, small_one_shot, team_with_key, tiny_spec
 
 PROBLEM = "application/problem+json"
 
@@ -82,6 +82,22 @@ def test_invalid_spec_is_422_problem_naming_each_field(client, auth, dispatcher)
     spec["problem"]["bogus"] = 1
     body = _problem(client.post("/v1/jobs", json=spec, headers=auth), 422)
     assert sorted(e["field"] for e in body["errors"]) == ["outer.iterations", "problem.bogus"]
+    assert dispatcher.sent == []
+
+
+def test_paper_job_options_beyond_their_limits_are_422_naming_field_and_limit(
+    client, auth, dispatcher
+):
+    spec = small_one_shot()
+    spec["problem"]["meta_batch"] = 64
+    body = _problem(client.post("/v1/jobs", json=spec, headers=auth), 422)
+    (err,) = body["errors"]
+    assert err["field"] == "problem.meta_batch" and "32" in err["message"]
+    spec = example("task_interaction")
+    spec["problem"] = {"kind": "task_interaction", "dataset": "digits", "n_tasks": 12}
+    body = _problem(client.post("/v1/jobs", json=spec, headers=auth), 422)
+    assert [e["field"] for e in body["errors"]] == ["problem.n_tasks"]
+    assert "n_tasks must be <= 10" in body["errors"][0]["message"]
     assert dispatcher.sent == []
 
 

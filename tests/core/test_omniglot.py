@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
@@ -13,18 +12,8 @@ import torch
 
 import core
 from core.data.omniglot import OMNIGLOT_FILES, _resize, load_omniglot, omniglot_split
-
-DATA = Path(__file__).parents[2].parent / "shared" / "data"
-
-
-def _require_data() -> Path:
-    folder = DATA / "omniglot"
-    if all((folder / n).is_file() for n in OMNIGLOT_FILES):
-        return DATA
-    reason = f"Omniglot npz files not found in {folder}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; CI must provide ../shared/data")
-    pytest.skip(reason)
+from tests.shared_data import DATA
+from tests.shared_data import require_omniglot as _require_data
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from jobs.problem_specs import BUILTIN_PROBLEMS
 from jobs.spec import METHODS, JobSpec, field_errors, parse_spec
 from tests.factories import EXAMPLES, example, tiny_spec
+from tests.shared_data import require_omniglot
 
 
 def _fields(data) -> list[str]:
@@ -140,18 +141,13 @@ def test_json_text_and_dict_give_the_same_spec():
 
 
 def test_every_example_builds_core_objects_that_run():
-    import core
     from worker.build import build
 
     for path in sorted(EXAMPLES.glob("*.json")):
-        built = build(parse_spec(path.read_text()))
-        out = core.fit(
-            built.problem,
-            built.hparams,
-            built.dynamics,
-            built.estimator,
-            **{**built.fit_kwargs, "iterations": 2},
-        )
+        # one_shot reads Omniglot from the worker's data directory
+        data_dir = require_omniglot() if path.stem == "one_shot" else None
+        built = build(parse_spec(path.read_text()), data_dir)
+        out = built.fit(iterations=2)
         assert len(out.history["outer_loss"]) == 2, path.name
 
 
@@ -188,3 +184,59 @@ def test_learned_step_keeps_the_closed_form_gradient_and_its_value():
 def test_spec_schema_is_closed():
     schema = JobSpec.model_json_schema()
     assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("problem", "field", "words"),
+    [
+        ({"meta_batch": 33}, "problem.meta_batch", "32"),
+        ({"ways": 21}, "problem.ways", "20"),
+        ({"width": 0}, "problem.width", "1"),
+        ({"eval_tasks": 2001}, "problem.eval_tasks", "2000"),
+        ({"shots": 5, "queries": 16}, "problem.queries", "shots + queries must be <= 20"),
+    ],
+)
+def test_one_shot_options_out_of_limits_name_the_field_and_limit(problem, field, words):
+    spec = copy.deepcopy(example("one_shot"))
+    spec["problem"].update(problem)
+    with pytest.raises(ValidationError) as info:
+        parse_spec(spec)
+    (err,) = field_errors(info.value)
+    assert err["field"] == field and words in err["message"]
+
+
+@pytest.mark.parametrize(
+    ("problem", "inner", "field"),
+    [
+        ({"dataset": "digits", "n_tasks": 11}, {}, "problem.n_tasks"),
+        ({"dataset": "omniglot", "n_tasks": 20, "n_train": 19}, {}, "problem.n_train"),
+        ({"dataset": "omniglot"}, {"batch_size": 10}, "inner.batch_size"),
+        ({"dataset": "diabetes", "n_tasks": 2}, {}, "problem.n_tasks"),
+        ({"dataset": "breast_cancer"}, {}, "problem.dataset"),
+    ],
+)
+def test_task_interaction_options_belong_to_their_set_up(problem, inner, field):
+    spec = copy.deepcopy(example("task_interaction"))
+    spec["problem"] = {"kind": "task_interaction", **problem}
+    spec["inner"].update(inner)
+    with pytest.raises(ValidationError) as info:
+        parse_spec(spec)
+    assert [e["field"] for e in field_errors(info.value)] == [field]
+
+
+def test_task_interaction_on_the_papers_data_sets_needs_no_upload():
+    spec = copy.deepcopy(example("task_interaction"))
+    for name in ("digits", "mnist", "fashion-mnist", "omniglot"):
+        spec["problem"] = {"kind": "task_interaction", "dataset": name, "n_tasks": 10}
+        assert parse_spec(spec).problem.dataset == name
+
+
+@pytest.mark.parametrize("value", [True, "on", "off", None])
+def test_graphed_is_auto_or_false(value):
+    spec = tiny_spec()
+    spec["hypergradient"]["graphed"] = value
+    with pytest.raises(ValidationError) as info:
+        parse_spec(spec)
+    assert [e["field"] for e in field_errors(info.value)] == ["hypergradient.graphed"]
+    spec["hypergradient"]["graphed"] = False
+    assert parse_spec(spec).hypergradient.graphed is False

@@ -118,7 +118,7 @@ def test_task_interaction_on_diabetes_couples_one_model_per_sex():
 
 def test_task_interaction_on_a_table_without_a_task_column_is_refused_at_the_field():
     raw = copy.deepcopy(example("task_interaction"))
-    raw["problem"]["dataset"] = "digits"
+    raw["problem"]["dataset"] = "breast_cancer"
     with pytest.raises(ValidationError) as info:
         parse_spec(raw)
     assert [e["field"] for e in field_errors(info.value)] == ["problem.dataset"]

@@ -1,0 +1,75 @@
+"""The ``one_shot`` job (Section 4.2.3): Omniglot's problems, meta-batches and meta-test.
+
+Meta-training draws a fresh meta-batch every hyper-iteration, from a generator of the job's
+seed and the iteration alone (:func:`core.problems.one_shot_tasks.iteration_generator`), so
+a job resumed from its checkpoint sees the tasks an uninterrupted one would. At the end the
+learned ``λ`` adapts to ``eval_tasks`` meta-test tasks (the 323 held-out characters), the
+same tasks ``bilevel reproduce one-shot --seed S`` evaluates on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import core
+from core.problems.one_shot import OneShot, TaskBatch, evaluate
+from core.problems.one_shot_tasks import OneShotSplits, iteration_generator, task_generator
+from jobs.spec import JobSpec, OneShotSpec
+from worker.errors import require_data
+
+__all__ = ["OneShotJob"]
+
+# the reproduction's meta-test tasks are those of seed + 3 (experiments/one_shot/experiment.py)
+_TEST_STREAM = 3
+
+
+@dataclass
+class OneShotJob:
+    """A one-shot job's meta-training problem, its task schedule and its meta-test tasks."""
+
+    train: OneShot
+    test: OneShot
+    test_tasks: TaskBatch
+    seed: int
+    rho_init: float
+
+    @classmethod
+    def build(cls, spec: JobSpec, data_dir: str | Path | None, device: torch.device) -> OneShotJob:
+        """Load Omniglot from the worker's ``data_dir`` and build the problems of ``spec``.
+
+        Raises:
+            DataMissing: ``data_dir`` is unset or holds no ``omniglot/``.
+            core.ConfigurationError: the files fail their checks.
+        """
+        p = spec.problem
+        if not isinstance(p, OneShotSpec):
+            raise core.ConfigurationError(f"problem {p.kind!r} is not one_shot")
+        root = require_data(data_dir, "one_shot", "omniglot")
+        splits = OneShotSplits.from_omniglot(
+            root, seed=spec.seed, ways=p.ways, shots=p.shots, queries=p.queries,
+            meta_batch=p.meta_batch, width=p.width, regularize=p.regularize, device=device,
+        )  # fmt: skip
+        tasks = splits.test.sample(task_generator(spec.seed + _TEST_STREAM), p.eval_tasks)
+        return cls(splits.train, splits.test, tasks, seed=spec.seed, rho_init=p.rho_init)
+
+    def initial_hparams(self) -> dict[str, torch.Tensor]:
+        """The reproduction's ``λ_0``: He-normal kernels, ``ρ_j = rho_init``, ``γ = inner.lr``."""
+        return self.train.initial_hparams(seed=self.seed, lr_scale=1.0, rho=self.rho_init)
+
+    def before_iteration(self, iteration: int) -> None:
+        """Make hyper-iteration ``iteration``'s meta-batch the current one."""
+        self.train.set_batch(self.train.sample(iteration_generator(self.seed, iteration)))
+
+    def evaluate(self, hparams: Any, dynamics: core.GradientDescent) -> dict[str, float]:
+        """Meta-test accuracy (Table 4) with the half-width of its 95% interval over tasks."""
+        got = evaluate(self.test, hparams, dynamics, self.test_tasks)
+        return {
+            "test_accuracy": got["query_accuracy"],
+            "test_accuracy_ci95": got["accuracy_ci95"],
+            "test_loss": got["query_loss"],
+            "test_tasks": float(self.test_tasks.size),
+        }
