@@ -75,7 +75,15 @@ class TruncatedSpec(SpecModel):
     """K-RMD: back-propagate through the last ``K`` steps."""
 
     method: Literal["truncated"]
-    K: Annotated[int, Field(ge=1, le=100_000)]
+    K: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100_000,
+            description="steps to unroll back; must be <= inner.steps (checked on submit: "
+            "422 naming hypergradient.K)",
+        ),
+    ]
     store: Literal["graph", "iterates"] = "graph"
 
 
@@ -90,7 +98,19 @@ class CheckpointedSpec(SpecModel):
     """Reverse mode storing every ``segment``-th state (exact)."""
 
     method: Literal["checkpointed"]
-    segment: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    segment: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                le=100_000,
+                # JSON Schema cannot relate two fields: stated here, checked by check_spec
+                description="store every segment-th inner state; must be <= inner.steps "
+                "(a larger one is refused with 422 naming hypergradient.segment)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ImplicitSpec(SpecModel):

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.auditor import AuditDep, Auditor
 from api.deps import SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.schemas import BINARY_SCHEMA, problem_doc
@@ -111,11 +112,10 @@ class DatasetsPublic(BaseModel):
     quota_bytes: int
 
 
-def _dataset_or_404(session: Session, team: repo.TeamRef, dataset_id: uuid.UUID) -> Dataset:
-    row = repo.get_dataset(session, team.id, dataset_id)
+def _dataset_or_404(audit: Auditor, dataset_id: uuid.UUID) -> Dataset:
+    row = repo.get_dataset(audit.session, audit.principal.team.id, dataset_id)
     if row is None:
-        # another team's data set is indistinguishable from a missing one
-        raise ProblemError(404, f"no dataset {dataset_id}", slug="not-found")
+        raise audit.not_found("dataset", Dataset.id, dataset_id)
     return row
 
 
@@ -245,9 +245,11 @@ def list_datasets(session: SessionDep, team: TeamDep, settings: SettingsDep) -> 
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
-def get_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> DatasetPublic:
+def get_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, team: TeamDep, audit: AuditDep
+) -> DatasetPublic:
     """One data set: its arrays and the queued or running jobs that use it."""
-    row = _dataset_or_404(session, team, dataset_id)
+    row = _dataset_or_404(audit, dataset_id)
     jobs = repo.dataset_jobs(session, team.id).get(str(dataset_id))
     return DatasetPublic.of(row, repo.jobs_using_dataset(session, team.id, dataset_id), jobs)
 
@@ -257,10 +259,12 @@ def get_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Da
     response_model=DatasetPublic,
     responses={409: problem_doc("a queued or running job uses the data set")},
 )
-def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> DatasetPublic:
+def delete_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, team: TeamDep, audit: AuditDep
+) -> DatasetPublic:
     """Delete a data set no queued or running job uses; answers what was deleted."""
     repo.lock_team(session, team.id)  # a submit naming it waits, then finds it gone
-    row = _dataset_or_404(session, team, dataset_id)
+    row = _dataset_or_404(audit, dataset_id)
     users = repo.jobs_using_dataset(session, team.id, dataset_id)
     if users:
         raise ProblemError(
@@ -271,6 +275,8 @@ def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) ->
             jobs=[str(u) for u in users],
         )
     gone = DatasetPublic.of(row, [])
+    audit.record("dataset.delete", "dataset", str(dataset_id),
+                 before={"name": row.name, "sha256": row.sha256, "size": row.size})  # fmt: skip
     repo.delete_dataset(session, row)
     session.commit()
     return gone

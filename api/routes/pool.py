@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.schemas import problem_doc
@@ -139,13 +140,26 @@ Name = Annotated[str, Path(min_length=1, max_length=100, description="the team's
     },
 )
 def patch_team(
-    name: Name, body: TeamPatch, session: SessionDep, admin: AdminDep, settings: SettingsDep
+    name: Name,
+    body: TeamPatch,
+    session: SessionDep,
+    admin: AdminDep,
+    settings: SettingsDep,
+    audit: AuditDep,
 ) -> TeamPublic:
-    """Set a team's weight and running limits (admin keys)."""
+    """Set a team's weight and running limits (admin keys); audited for both teams."""
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    current = repo.team_by_name(session, name)
+    if current is None:
+        raise ProblemError(404, f"no team {name!r}", slug="not-found")
+    before = {f: getattr(current, f) for f in changes}
     team = repo.set_team_policy(session, name, **changes)
     if team is None:
         raise ProblemError(404, f"no team {name!r}", slug="not-found")
+    if changes:
+        # the pool is shared: an admin may set another team's weight, which sees it too
+        audit.record("team.update", "team", name, target_team_id=team.id, before=before,
+                     after={f: getattr(team, f) for f in changes})  # fmt: skip
     session.commit()
     return team_public(team, repo.Policy.of(settings))
 
