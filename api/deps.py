@@ -157,8 +157,8 @@ async def get_admin(principal: PrincipalDep) -> repo.Principal:
     if not principal.admin:
         raise ProblemError(
             403,
-            f"key {principal.prefix} has scope {principal.scope!r}; managing keys needs an "
-            "admin key (bilevel keys create --admin)",
+            f"key {principal.prefix} has scope {principal.scope!r}; managing keys, teams and "
+            "webhooks, and reading the audit, need an admin key (bilevel keys create --admin)",
             slug="forbidden",
         )
     return principal
