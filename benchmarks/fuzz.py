@@ -80,14 +80,17 @@ def fuzz_config(*, stateful: bool = True, extra: dict[str, Any] | None = None) -
 
 
 def fuzz_settings(**over: Any) -> Any:
-    """The app's settings for fuzzing: one key sends hundreds of requests a second, and
-    schemathesis's ``ignored_auth`` check sends wrong keys on purpose, so neither the per-key
-    rate limit nor the failed-authentication limit may hide the answers (429s)."""
+    """The app's settings for fuzzing, ``over`` on top.
+
+    One key sends hundreds of requests a second, schemathesis's ``ignored_auth`` check sends
+    wrong keys on purpose, and no worker runs the queued jobs: neither the per-key rate
+    limit, nor the failed-authentication limit, nor the queued-jobs quota may hide the
+    answers behind 429s (each has its own tests).
+    """
     from api import ApiSettings
 
-    return ApiSettings(
-        **{"broker_url": None, "rate_limit_per_s": 0, "auth_failure_limit": 0, **over}
-    )
+    return ApiSettings(**{"broker_url": None, "rate_limit_per_s": 0, "auth_failure_limit": 0,
+                          "max_queued_jobs": 1_000_000, **over})  # fmt: skip
 
 
 class _Queued:

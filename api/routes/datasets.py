@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auditor import AuditDep, Auditor
 from api.deps import SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.schemas import BINARY_SCHEMA, problem_doc
+from api.schemas import BINARY_SCHEMA, links_to, problem_doc
 from api.settings import ApiSettings
 from jobs import repo
 from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
@@ -193,6 +193,14 @@ def _store(
     response_model=DatasetPublic,
     openapi_extra=_UPLOAD_BODY,
     responses={
+        201: {
+            "links": links_to(
+                "/v1/datasets/{dataset_id}",
+                "dataset_id",
+                "id",
+                {"GetDataset": ("", "get"), "DeleteDataset": ("", "delete")},
+            )
+        },
         413: problem_doc("file over max_upload_bytes, or the team over dataset_quota_bytes"),
         422: problem_doc("the file or one of its arrays is refused; `array` names it"),
     },

@@ -22,6 +22,7 @@ from api.schemas import (
     JobsPublic,
     TracePublic,
     file_doc,
+    links_to,
     problem_doc,
 )
 from api.settings import ApiSettings
@@ -33,20 +34,13 @@ from jobs.spec import JobSpec, check_spec
 from jobs.status import JobStatus
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
-_JOB_ROUTES = {
+_JOB_LINKS = links_to("/v1/jobs/{job_id}", "job_id", "id", {
     "GetJob": ("", "get"),
-    "GetTrace": ("~1trace", "get"),
-    "GetResult": ("~1result", "get"),
-    "GetHparams": ("~1hparams", "get"),
-    "CancelJob": ("~1cancel", "post"),
-}
-_JOB_LINKS = {
-    name: {
-        "operationRef": f"#/paths/~1v1~1jobs~1%7Bjob_id%7D{suffix}/{method}",
-        "parameters": {"job_id": "$response.body#/id"},
-    }
-    for name, (suffix, method) in _JOB_ROUTES.items()
-}
+    "GetTrace": ("/trace", "get"),
+    "GetResult": ("/result", "get"),
+    "GetHparams": ("/hparams", "get"),
+    "CancelJob": ("/cancel", "post"),
+})  # fmt: skip
 # a conditional GET answered from the client's copy: no body, the same ETag
 _NOT_MODIFIED: dict[str, Any] = {
     "description": "unchanged since the ETag in If-None-Match",

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Request, Response
 from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep
 from api.errors import ProblemError
-from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, problem_doc
+from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, links_to, problem_doc
 from jobs import repo
 from jobs.models import ApiKey
 
@@ -40,7 +40,9 @@ def list_keys(session: SessionDep, admin: AdminDep) -> KeysPublic:
 
 
 @router.post("", status_code=201, response_model=KeyCreated,
-             responses={413: problem_doc("request body over the limit (max_body_bytes)"),
+             responses={201: {"links": links_to("/v1/keys/{prefix}", "prefix", "prefix",
+                                                {"RevokeKey": ("", "delete")})},
+                        413: problem_doc("request body over the limit (max_body_bytes)"),
                         422: problem_doc("invalid field(s), each named in `errors`")})  # fmt: skip
 def create_key(
     body: KeyCreate,

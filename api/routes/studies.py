@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.schemas import problem_doc
+from api.schemas import links_to, problem_doc
 from api.settings import ApiSettings
 from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from jobs import repo
@@ -117,7 +117,14 @@ def _detail(session: Session, study: Study) -> StudyPublic:
     return StudyPublic.of(study, counts, members, table)
 
 
-@router.post("", status_code=201, response_model=StudyPublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=StudyPublic,
+    responses={201: {"links": links_to("/v1/studies/{study_id}", "study_id", "id",
+                                       {"GetStudy": ("", "get"),
+                                        "CancelStudy": ("/cancel", "post")})}},
+)  # fmt: skip
 def create_study(
     body: StudyCreate,
     session: SessionDep,

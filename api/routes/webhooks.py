@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auditor import AuditDep, Auditor
 from api.deps import AdminDep, SessionDep, SettingsDep
 from api.errors import ProblemError
-from api.schemas import problem_doc
+from api.schemas import links_to, problem_doc
 from api.webhook_schemas import (
     DeliveriesPublic,
     DeliveryPublic,
@@ -47,7 +47,14 @@ def _hook_or_404(audit: Auditor, webhook_id: uuid.UUID) -> Webhook:
     return hook
 
 
-@router.post("", status_code=201, response_model=WebhookCreated)
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookCreated,
+    responses={201: {"links": links_to("/v1/webhooks/{webhook_id}", "webhook_id", "id",
+                                       {"DeleteWebhook": ("", "delete"),
+                                        "ListDeliveries": ("/deliveries", "get")})}},
+)  # fmt: skip
 async def create_webhook(
     body: WebhookCreate, session: SessionDep, admin: AdminDep, settings: SettingsDep,
     response: Response, audit: AuditDep,
