@@ -60,7 +60,7 @@ class AuditEventPublic(BaseModel):
         """The event as team ``reader`` sees it: another team's key and client withheld."""
         own = event.team_id == reader
         return cls(
-            id=event.id, created_at=event.created_at, action=event.action,  # type: ignore[arg-type]
+            id=event.id, created_at=event.created_at, action=event.action,
             target_type=event.target_type, target_id=event.target_id, team=team_name, own=own,
             key_prefix=event.key_prefix if own else None,
             key_name=event.key_name if own else None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, and_, or_
 
@@ -27,6 +27,7 @@ CURSOR_DESCRIPTION = (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
 _CURSOR = re.compile(CURSOR_PATTERN)
+_S = TypeVar("_S", bound=Select[*tuple[Any, ...]])  # a select of any row shape
 
 
 class Keyed(Protocol):
@@ -65,7 +66,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     return at, uuid.UUID(hex=hex_id)
 
 
-def page_after(q: Select[Any], model: Any, cursor: str | None, limit: int) -> Select[Any]:
+def page_after(q: _S, model: Any, cursor: str | None, limit: int) -> _S:
     """``q`` ordered newest first, after ``cursor``, one row more than ``limit`` (to see more).
 
     Args:
