@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import ApiKey, Job
+from jobs.spec import TEXT
 from jobs.status import JobStatus
 
 __all__ = [
@@ -269,7 +270,7 @@ class KeyCreate(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: Annotated[str, Field(max_length=100)] = ""
+    name: Annotated[str, Field(max_length=100, pattern=TEXT)] = ""
     scope: Literal["team", "admin"] = "team"
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "METHODS",
     "PROBLEMS",
     "TASK_TABLES",
+    "TEXT",
     "AutoSpec",
     "CounterexampleSpec",
     "DiagnosticsSpec",
@@ -181,10 +182,15 @@ class DiagnosticsSpec(SpecModel):
     every: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
+#: The pattern of every free-text field that is stored: PostgreSQL's text and jsonb cannot
+#: hold U+0000 (a write would fail as a 503), so the schema says so and it answers 422.
+TEXT = r"^[^\x00]*$"
+
+
 class JobSpec(SpecModel):
     """A whole bilevel job, as submitted to ``POST /v1/jobs`` or ``bilevel run``."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
     problem: ProblemSpec
     inner: InnerSpec
     hypergradient: MethodSpec

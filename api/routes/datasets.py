@@ -24,6 +24,7 @@ from jobs import repo
 from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
 from jobs.dataset_files import DatasetFileError
 from jobs.models import Dataset
+from jobs.spec import TEXT
 from jobs.status import JobStatus
 
 router = APIRouter(
@@ -211,7 +212,9 @@ async def upload_dataset(
     team: TeamDep,
     settings: SettingsDep,
     response: Response,
-    name: Annotated[str, Query(min_length=1, max_length=200, description="the data set's name")],
+    name: Annotated[
+        str, Query(min_length=1, max_length=200, pattern=TEXT, description="the data set's name")
+    ],
 ) -> DatasetPublic:
     """Upload an .npz or .safetensors file of named arrays as a new data set."""
     limit, setting = await run_in_threadpool(_upload_limit, session, team.id, settings)

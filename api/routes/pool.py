@@ -20,6 +20,7 @@ from api.errors import ProblemError
 from api.schemas import problem_doc
 from jobs import repo
 from jobs.fairshare import Priority
+from jobs.spec import TEXT
 
 __all__ = ["PoolPublic", "TeamPatch", "TeamPublic", "router"]
 
@@ -127,7 +128,9 @@ def get_pool(session: SessionDep, team: TeamDep, settings: SettingsDep) -> PoolP
     )  # fmt: skip
 
 
-Name = Annotated[str, Path(min_length=1, max_length=100, description="the team's name")]
+Name = Annotated[
+    str, Path(min_length=1, max_length=100, pattern=TEXT, description="the team's name")
+]
 
 
 @router.patch(

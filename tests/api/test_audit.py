@@ -175,3 +175,21 @@ def test_failed_authentications_are_counted_per_address_in_a_window():
     failures.failed("a")
     assert failures.retry_after("a") == 0  # a new window, one failure in it
     assert AuthFailures(0, 60).retry_after("a") == 0  # off
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw", "field"),
+    [
+        ("post", "/v1/keys", {"json": {"name": "a\x00b"}}, "name"),
+        ("post", "/v1/jobs", {"json": {**tiny_spec(), "name": "a\x00b"}}, "name"),
+        ("patch", "/v1/teams/a%00b", {"json": {"weight": 2}}, "path.name"),
+        ("post", "/v1/webhooks", {"json": {"url": "http://h/\x00"}}, "url"),
+    ],
+)
+def test_a_nul_in_stored_text_is_a_422_naming_the_field(client, pg_sessions, method, path, kw,
+                                                        field):  # fmt: skip
+    # PostgreSQL's text cannot hold U+0000: the fuzzer's key name "\u00f9\u00f5k\u0000..."
+    # answered 503 (the store's DataError); the schema now states it
+    _, key = team_with_key(pg_sessions, scope="admin")
+    body = _problem(client.request(method, path, headers=bearer(key), **kw), 422)
+    assert [e["field"] for e in body["errors"]] == [field]
