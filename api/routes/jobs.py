@@ -54,7 +54,9 @@ router = APIRouter(
         401: problem_doc("missing, unknown or revoked API key"),
         404: problem_doc("no such job for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
-        429: problem_doc("rate limit or team quota exceeded; see Retry-After"),
+        429: problem_doc(
+            "rate limit or team quota exceeded, or too many wrong keys; see Retry-After"
+        ),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )

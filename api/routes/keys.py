@@ -24,7 +24,7 @@ router = APIRouter(
     responses={
         401: problem_doc("missing, unknown or revoked API key"),
         403: problem_doc("the key is not admin-scoped"),
-        429: problem_doc("the key's rate limit is exhausted; see Retry-After"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )

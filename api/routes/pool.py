@@ -28,7 +28,7 @@ router = APIRouter(
     tags=["pool"],
     responses={
         401: problem_doc("missing, unknown or revoked API key"),
-        429: problem_doc("the key's rate limit is exhausted; see Retry-After"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )

@@ -32,7 +32,9 @@ router = APIRouter(
         401: problem_doc("missing, unknown or revoked API key"),
         404: problem_doc("no such study for this team"),
         422: problem_doc("invalid grid or base spec, each problem named in `errors`"),
-        429: problem_doc("rate limit or team quota exceeded; see Retry-After"),
+        429: problem_doc(
+            "rate limit or team quota exceeded, or too many wrong keys; see Retry-After"
+        ),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )

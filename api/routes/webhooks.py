@@ -36,6 +36,7 @@ router = APIRouter(
         403: problem_doc("the key is not admin-scoped"),
         404: problem_doc("no such webhook for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
     },
 )
 
