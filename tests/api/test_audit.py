@@ -193,3 +193,33 @@ def test_a_nul_in_stored_text_is_a_422_naming_the_field(client, pg_sessions, met
     _, key = team_with_key(pg_sessions, scope="admin")
     body = _problem(client.request(method, path, headers=bearer(key), **kw), 422)
     assert [e["field"] for e in body["errors"]] == [field]
+
+
+def _owned(kind: str, c, key: str) -> str:
+    """The id (a key's prefix) of a new object of ``kind`` owned by ``key``'s team."""
+    h = bearer(key)
+    if kind == "key":
+        return c.post("/v1/keys", json={"name": "x"}, headers=h).json()["prefix"]
+    if kind == "study":
+        body = {"name": "s", "base": tiny_spec(), "grid": {"seed": [0, 1]}}
+        return c.post("/v1/studies", json=body, headers=h).json()["id"]
+    if kind == "webhook":
+        return c.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/h"}, headers=h).json()["id"]
+    data = npz_bytes(digits_arrays(n_train=100, n_val=50, seed=random.randrange(1 << 30)))
+    octet = {**h, "Content-Type": "application/octet-stream"}
+    return c.post("/v1/datasets", params={"name": "d"}, content=data, headers=octet).json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "method", "path"),
+    [("key", "delete", "/v1/keys/{}"), ("study", "post", "/v1/studies/{}/cancel"),
+     ("webhook", "get", "/v1/webhooks/{}/deliveries"), ("dataset", "delete", "/v1/datasets/{}")],
+)  # fmt: skip
+def test_every_refused_cross_team_access_is_audited(hooks_client, pg_sessions, kind, method, path):
+    _, owner = team_with_key(pg_sessions, scope="admin")
+    _, prober = team_with_key(pg_sessions, scope="admin")
+    target = _owned(kind, hooks_client, owner)
+    _problem(hooks_client.request(method, path.format(target), headers=bearer(prober)), 404)
+    denied = _events(hooks_client, owner, action="access.denied")
+    assert [(e["target_type"], e["target_id"], e["own"]) for e in denied] == [(kind, target, False)]
+    assert [e["own"] for e in _events(hooks_client, prober)] == [True]
