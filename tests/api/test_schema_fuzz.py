@@ -35,9 +35,9 @@ _SETTINGS = dict(
 
 # The benchmark's configuration (benchmarks/fuzz.py: which operations may rightly refuse a
 # schema-valid input with their documented 422, and why). Here the stateful phase follows
-# the jobs' links within its fixed budget; studies and webhooks are fuzzed above and tested
-# by their own suites (tests/api/test_studies.py, tests/worker/test_webhooks.py), and
-# `python -m benchmarks.fuzz` walks every resource's links.
+# the jobs' links within its fixed budget; the other resources are fuzzed above and tested
+# by their own suites (tests/api/test_studies.py, tests/worker/test_webhooks.py,
+# tests/api/test_audit.py), and `python -m benchmarks.fuzz` walks every resource's links.
 _CONFIG = fuzz_config(stateful=False)
 # Every operation of the schema, each fuzzed by test_every_operation_answers_per_its_schema:
 # a new route must be added here (and so be fuzzed in CI).
