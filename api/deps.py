@@ -87,17 +87,32 @@ async def get_principal(
 ) -> repo.Principal:
     """The Bearer key's principal; 401 when missing, unknown or revoked, 429 when throttled.
 
+    A client address with ``auth_failure_limit`` wrong keys in its window gets 429 before its
+    key is looked at (``api.authfailures``), whatever key it sends.
+
     A key verified less than ``key_cache_ttl_s`` ago in this process is taken from the
     key cache (by its HMAC digest) without a query: a revocation made by another process
     takes effect here within that bound.
     """
+    state = request.app.state
+    address = request.client.host if request.client else ""
+    blocked_s = state.auth_failures.retry_after(address)
+    if blocked_s:
+        settings: ApiSettings = state.settings
+        raise ProblemError(
+            429,
+            f"too many failed authentications from {address}: {settings.auth_failure_limit} "
+            f"in {settings.auth_failure_window_s:g} s (auth_failure_limit, "
+            f"auth_failure_window_s); retry in {blocked_s} s",
+            slug="auth-throttled",
+            headers={"Retry-After": str(blocked_s)},
+        )
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(
             401, "missing API key: send Authorization: Bearer <key>", slug="unauthorized",
             headers=challenge,
         )  # fmt: skip
-    state = request.app.state
     key = credentials.credentials
     digest = keys.hash_key(key, keys.HMAC_SHA256, state.key_secret)
     principal: repo.Principal | None = state.key_cache.get(digest)
@@ -106,6 +121,7 @@ async def get_principal(
             _verify, session, key, state.key_secret, state.key_previous_secret
         )
         if principal is None:
+            state.auth_failures.failed(address)
             raise ProblemError(
                 401, "invalid or revoked API key", slug="unauthorized", headers=challenge
             )
@@ -141,8 +157,8 @@ async def get_admin(principal: PrincipalDep) -> repo.Principal:
     if not principal.admin:
         raise ProblemError(
             403,
-            f"key {principal.prefix} has scope {principal.scope!r}; managing keys needs an "
-            "admin key (bilevel keys create --admin)",
+            f"key {principal.prefix} has scope {principal.scope!r}; managing keys, teams and "
+            "webhooks, and reading the audit, need an admin key (bilevel keys create --admin)",
             slug="forbidden",
         )
     return principal

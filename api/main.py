@@ -14,11 +14,13 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.authfailures import AuthFailures
 from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.openapi import App, operation_id
 from api.ratelimit import make_rate_limiter
 from api.routes import (
+    audit,
     dashboard,
     datasets,
     health,
@@ -102,6 +104,9 @@ def create_app(
     app.state.key_secret = key_secret
     app.state.key_previous_secret = key_previous_secret
     app.state.rate_limiter = rate_limiter
+    app.state.auth_failures = AuthFailures(
+        settings.auth_failure_limit, settings.auth_failure_window_s
+    )
     # verified keys by HMAC digest; revocation elsewhere waits at most key_cache_ttl_s
     app.state.key_cache = KeyCache(settings.key_cache_ttl_s, settings.key_cache_size)
     install_error_handlers(app)
@@ -121,6 +126,7 @@ def create_app(
     app.include_router(problems.router)
     app.include_router(studies.router)
     app.include_router(webhooks.router)
+    app.include_router(audit.router)
     app.include_router(dashboard.router)
     return app
 

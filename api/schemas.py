@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import ApiKey, Job
+from jobs.spec import TEXT
 from jobs.status import JobStatus
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Readiness",
     "TracePublic",
     "file_doc",
+    "links_to",
     "problem_doc",
 ]
 
@@ -73,6 +75,37 @@ def problem_doc(description: str) -> dict[str, Any]:
     """
     return {"model": Problem, "description": description,
             "content": {"application/problem+json": {}}}  # fmt: skip
+
+
+def links_to(
+    path: str, param: str, field: str, operations: dict[str, tuple[str, str]]
+) -> dict[str, Any]:
+    """OpenAPI links from a response's ``field`` to the operations on that object.
+
+    Clients and stateful fuzzers (schemathesis) follow them: a created object's id is fed
+    to the routes that read, change or delete it.
+
+    Args:
+        path: the object's path template, e.g. ``/v1/jobs/{job_id}``.
+        param: its path parameter, e.g. ``job_id``.
+        field: the response body's field holding the value, e.g. ``id``.
+        operations: link name -> (suffix of ``path``, method), e.g.
+            ``{"GetTrace": ("/trace", "get")}``.
+
+    Returns:
+        The ``links`` member of a response's documentation.
+    """
+
+    def ref(p: str) -> str:  # a JSON pointer's escapes, then the template's braces
+        return p.replace("~", "~0").replace("/", "~1").replace("{", "%7B").replace("}", "%7D")
+
+    return {
+        name: {
+            "operationRef": f"#/paths/{ref(path + suffix)}/{method}",
+            "parameters": {param: f"$response.body#/{field}"},
+        }
+        for name, (suffix, method) in operations.items()
+    }
 
 
 def file_doc(media_type: str, description: str) -> dict[str, Any]:
@@ -251,7 +284,7 @@ class KeyCreate(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: Annotated[str, Field(max_length=100)] = ""
+    name: Annotated[str, Field(max_length=100, pattern=TEXT)] = ""
     scope: Literal["team", "admin"] = "team"
 
 

@@ -11,6 +11,9 @@ The protective limits, each with the variable that sets it:
   (422 naming the field; see ``jobs.budget``);
 - ``BILEVEL_MAX_UPLOAD_BYTES`` and ``BILEVEL_DATASET_QUOTA_BYTES``: one data set file, and a
   team's data sets in all (413 naming the setting);
+- ``BILEVEL_AUTH_FAILURE_LIMIT`` and ``BILEVEL_AUTH_FAILURE_WINDOW_S``: failed authentications
+  per client address in a window, after which that address gets 429 with ``Retry-After``
+  until the window ends (0 turns it off; counted per API process, see ``api.authfailures``);
 - ``BILEVEL_KEY_CACHE_TTL_S``: how long an API process trusts a key it has verified without
   asking the store again, and so the longest a key revoked elsewhere (another API process,
   ``bilevel keys revoke``) keeps working (0: ask every time; see ``jobs.keys.KeyCache``).
@@ -41,6 +44,9 @@ class ApiSettings(StoreSettings):
     # per API key; a dashboard polls a job and its trace about twice a second per tab
     rate_limit_per_s: float = Field(25.0, ge=0)
     rate_limit_burst: int = Field(100, ge=1)
+    # per client address: wrong keys before a 429, and the window they are counted in
+    auth_failure_limit: int = Field(20, ge=0)
+    auth_failure_window_s: float = Field(60.0, gt=0, le=86_400)
     # per team, checked at submit (max_running_jobs, in StoreSettings, also by the workers
     # when they claim); Retry-After of the 429 that answers an over-quota submit
     max_queued_jobs: int = Field(100, ge=1)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import JobError, Progress
 from jobs.models import Job, Study, StudyMember
+from jobs.spec import TEXT
 from jobs.status import TERMINAL, JobStatus
 from jobs.study_table import study_status
 
@@ -35,7 +36,7 @@ class StudyCreate(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
     base: dict[str, Any] = Field(description="a job spec; its `name` is replaced per member")
     grid: dict[str, Any] = Field(description="dotted spec path -> list of values")
     group_by: list[str] | None = None

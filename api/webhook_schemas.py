@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import Webhook, WebhookDelivery
+from jobs.spec import TEXT
 
 __all__ = [
     "DeliveriesPublic",
@@ -25,8 +26,8 @@ class WebhookCreate(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    url: Annotated[str, Field(min_length=1, max_length=2000)]
-    description: Annotated[str, Field(max_length=200)] = ""
+    url: Annotated[str, Field(min_length=1, max_length=2000, pattern=TEXT)]
+    description: Annotated[str, Field(max_length=200, pattern=TEXT)] = ""
 
 
 class WebhookPublic(BaseModel):

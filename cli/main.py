@@ -8,7 +8,8 @@ This module is the parser and the dispatch; each command group is a module of it
 :mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.teams`,
 :mod:`cli.pool`, :mod:`cli.problems`, :mod:`cli.datasets`, :mod:`cli.client` (``submit``,
 ``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run`, :mod:`cli.reproduce`,
-:mod:`cli.study` (``study submit | list | status | watch | cancel``) and :mod:`cli.webhooks`.
+:mod:`cli.study` (``study submit | list | status | watch | cancel``), :mod:`cli.webhooks` and
+:mod:`cli.audit`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from cli import (
+    audit,
     client,
     datasets,
     keys,
@@ -61,6 +63,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     run.add_commands(commands)
     study.add_commands(commands)
     webhooks.add_commands(commands)
+    audit.add_commands(commands)
 
 
 def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:

@@ -20,8 +20,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     """Dispatch ``webhooks <action>``."""
     client = Client(args)
     if args.action == "create":
-        r = client.request("POST", "/v1/webhooks",
-                           json={"url": args.url, "description": args.description})  # fmt: skip
+        body = {"url": args.hook_url, "description": args.description}
+        r = client.request("POST", "/v1/webhooks", json=body)
         if r.status_code >= 400:
             raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
         hook = r.json()
@@ -54,7 +54,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     a = actions.add_parser(
         "create", parents=[client], help="register a URL; prints its id, then its secret (once)"
     )
-    a.add_argument("url")
+    # not `url`: that is the server's (--url, client_options), and one would hide the other
+    a.add_argument("hook_url", metavar="URL", help="where to POST the events")
     a.add_argument("--description", default="")
     actions.add_parser("list", parents=[client], help="the team's webhooks")
     for name, text in (("deliveries", "each event's delivery to this webhook"),

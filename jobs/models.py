@@ -45,6 +45,7 @@ __all__ = [
     "TRACE_FIELDS",
     "ApiKey",
     "Artifact",
+    "AuditEvent",
     "Base",
     "Dataset",
     "DatasetBlob",
@@ -422,3 +423,7 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# defined in its own module on this Base; imported last, when Base and UTCDateTime exist
+from jobs.audit_models import AuditEvent  # noqa: E402

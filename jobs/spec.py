@@ -44,6 +44,7 @@ __all__ = [
     "PAPER_TASK_SETS",
     "PROBLEMS",
     "TASK_TABLES",
+    "TEXT",
     "AutoSpec",
     "CounterexampleSpec",
     "DiagnosticsSpec",
@@ -90,7 +91,15 @@ class TruncatedSpec(_MethodSpec):
     """K-RMD: back-propagate through the last ``K`` steps."""
 
     method: Literal["truncated"]
-    K: Annotated[int, Field(ge=1, le=100_000)]
+    K: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100_000,
+            description="steps to unroll back; must be <= inner.steps (checked on submit: "
+            "422 naming hypergradient.K)",
+        ),
+    ]
     store: Literal["graph", "iterates"] = "graph"
 
 
@@ -105,7 +114,19 @@ class CheckpointedSpec(_MethodSpec):
     """Reverse mode storing every ``segment``-th state (exact)."""
 
     method: Literal["checkpointed"]
-    segment: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    segment: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                le=100_000,
+                # JSON Schema cannot relate two fields: stated here, checked by check_spec
+                description="store every segment-th inner state; must be <= inner.steps "
+                "(a larger one is refused with 422 naming hypergradient.segment)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class ImplicitSpec(_MethodSpec):
@@ -176,10 +197,15 @@ class DiagnosticsSpec(SpecModel):
     every: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
 
+#: The pattern of every free-text field that is stored: PostgreSQL's text and jsonb cannot
+#: hold U+0000 (a write would fail as a 503), so the schema says so and it answers 422.
+TEXT = r"^[^\x00]*$"
+
+
 class JobSpec(SpecModel):
     """A whole bilevel job, as submitted to ``POST /v1/jobs`` or ``bilevel run``."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
     problem: ProblemSpec
     inner: InnerSpec
     hypergradient: MethodSpec

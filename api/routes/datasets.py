@@ -15,14 +15,16 @@ from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.auditor import AuditDep, Auditor
 from api.deps import SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.schemas import BINARY_SCHEMA, problem_doc
+from api.schemas import BINARY_SCHEMA, links_to, problem_doc
 from api.settings import ApiSettings
 from jobs import repo
 from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
 from jobs.dataset_files import DatasetFileError
 from jobs.models import Dataset
+from jobs.spec import TEXT
 from jobs.status import JobStatus
 
 router = APIRouter(
@@ -32,7 +34,7 @@ router = APIRouter(
         401: problem_doc("missing, unknown or revoked API key"),
         404: problem_doc("no such data set for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
-        429: problem_doc("rate limit exceeded; see Retry-After"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
@@ -111,11 +113,10 @@ class DatasetsPublic(BaseModel):
     quota_bytes: int
 
 
-def _dataset_or_404(session: Session, team: repo.TeamRef, dataset_id: uuid.UUID) -> Dataset:
-    row = repo.get_dataset(session, team.id, dataset_id)
+def _dataset_or_404(audit: Auditor, dataset_id: uuid.UUID) -> Dataset:
+    row = repo.get_dataset(audit.session, audit.principal.team.id, dataset_id)
     if row is None:
-        # another team's data set is indistinguishable from a missing one
-        raise ProblemError(404, f"no dataset {dataset_id}", slug="not-found")
+        raise audit.not_found("dataset", Dataset.id, dataset_id)
     return row
 
 
@@ -193,6 +194,14 @@ def _store(
     response_model=DatasetPublic,
     openapi_extra=_UPLOAD_BODY,
     responses={
+        201: {
+            "links": links_to(
+                "/v1/datasets/{dataset_id}",
+                "dataset_id",
+                "id",
+                {"GetDataset": ("", "get"), "DeleteDataset": ("", "delete")},
+            )
+        },
         413: problem_doc("file over max_upload_bytes, or the team over dataset_quota_bytes"),
         422: problem_doc("the file or one of its arrays is refused; `array` names it"),
     },
@@ -203,7 +212,9 @@ async def upload_dataset(
     team: TeamDep,
     settings: SettingsDep,
     response: Response,
-    name: Annotated[str, Query(min_length=1, max_length=200, description="the data set's name")],
+    name: Annotated[
+        str, Query(min_length=1, max_length=200, pattern=TEXT, description="the data set's name")
+    ],
 ) -> DatasetPublic:
     """Upload an .npz or .safetensors file of named arrays as a new data set."""
     limit, setting = await run_in_threadpool(_upload_limit, session, team.id, settings)
@@ -245,9 +256,11 @@ def list_datasets(session: SessionDep, team: TeamDep, settings: SettingsDep) -> 
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
-def get_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> DatasetPublic:
+def get_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, team: TeamDep, audit: AuditDep
+) -> DatasetPublic:
     """One data set: its arrays and the queued or running jobs that use it."""
-    row = _dataset_or_404(session, team, dataset_id)
+    row = _dataset_or_404(audit, dataset_id)
     jobs = repo.dataset_jobs(session, team.id).get(str(dataset_id))
     return DatasetPublic.of(row, repo.jobs_using_dataset(session, team.id, dataset_id), jobs)
 
@@ -257,10 +270,12 @@ def get_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Da
     response_model=DatasetPublic,
     responses={409: problem_doc("a queued or running job uses the data set")},
 )
-def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) -> DatasetPublic:
+def delete_dataset(
+    dataset_id: uuid.UUID, session: SessionDep, team: TeamDep, audit: AuditDep
+) -> DatasetPublic:
     """Delete a data set no queued or running job uses; answers what was deleted."""
     repo.lock_team(session, team.id)  # a submit naming it waits, then finds it gone
-    row = _dataset_or_404(session, team, dataset_id)
+    row = _dataset_or_404(audit, dataset_id)
     users = repo.jobs_using_dataset(session, team.id, dataset_id)
     if users:
         raise ProblemError(
@@ -271,6 +286,8 @@ def delete_dataset(dataset_id: uuid.UUID, session: SessionDep, team: TeamDep) ->
             jobs=[str(u) for u in users],
         )
     gone = DatasetPublic.of(row, [])
+    audit.record("dataset.delete", "dataset", str(dataset_id),
+                 before={"name": row.name, "sha256": row.sha256, "size": row.size})  # fmt: skip
     repo.delete_dataset(session, row)
     session.commit()
     return gone

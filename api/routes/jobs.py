@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
+from api.auditor import AuditDep, Auditor
 from api.dataset_refs import check_dataset_ref
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
@@ -21,30 +22,25 @@ from api.schemas import (
     JobsPublic,
     TracePublic,
     file_doc,
+    links_to,
     problem_doc,
 )
 from api.settings import ApiSettings
 from jobs import repo
 from jobs.budget import check_budget
 from jobs.models import TRACE_FIELDS, Job
+from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
 from jobs.spec import JobSpec, check_spec
 from jobs.status import JobStatus
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
-_JOB_ROUTES = {
+_JOB_LINKS = links_to("/v1/jobs/{job_id}", "job_id", "id", {
     "GetJob": ("", "get"),
-    "GetTrace": ("~1trace", "get"),
-    "GetResult": ("~1result", "get"),
-    "GetHparams": ("~1hparams", "get"),
-    "CancelJob": ("~1cancel", "post"),
-}
-_JOB_LINKS = {
-    name: {
-        "operationRef": f"#/paths/~1v1~1jobs~1%7Bjob_id%7D{suffix}/{method}",
-        "parameters": {"job_id": "$response.body#/id"},
-    }
-    for name, (suffix, method) in _JOB_ROUTES.items()
-}
+    "GetTrace": ("/trace", "get"),
+    "GetResult": ("/result", "get"),
+    "GetHparams": ("/hparams", "get"),
+    "CancelJob": ("/cancel", "post"),
+})  # fmt: skip
 # a conditional GET answered from the client's copy: no body, the same ETag
 _NOT_MODIFIED: dict[str, Any] = {
     "description": "unchanged since the ETag in If-None-Match",
@@ -58,18 +54,19 @@ router = APIRouter(
         401: problem_doc("missing, unknown or revoked API key"),
         404: problem_doc("no such job for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
-        429: problem_doc("rate limit or team quota exceeded; see Retry-After"),
+        429: problem_doc(
+            "rate limit or team quota exceeded, or too many wrong keys; see Retry-After"
+        ),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
 log = logging.getLogger(__name__)
 
 
-def _job_or_404(session: Session, team: repo.TeamRef, job_id: uuid.UUID) -> Job:
-    job = repo.get_job(session, team.id, job_id)
+def _job_or_404(audit: Auditor, job_id: uuid.UUID) -> Job:
+    job = repo.get_job(audit.session, audit.principal.team.id, job_id)
     if job is None:
-        # another team's job is indistinguishable from a missing one
-        raise ProblemError(404, f"no job {job_id}", slug="not-found")
+        raise audit.not_found("job", Job.id, job_id)
     return job
 
 
@@ -153,23 +150,11 @@ def list_jobs(
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
     ] = None,
 ) -> JobsPublic:
     """List the team's jobs, newest first."""
-    try:
-        rows, next_cursor = repo.list_jobs(
-            session, team.id, status=status, limit=limit, cursor=cursor
-        )
-    except ValueError as exc:
-        raise ProblemError(
-            422,
-            str(exc),
-            slug="validation-error",
-            title="Invalid request",
-            errors=[{"field": "query.cursor", "loc": ["query", "cursor"], "message": str(exc),
-                     "type": "value_error"}],
-        ) from None  # fmt: skip
+    rows, next_cursor = repo.list_jobs(session, team.id, status=status, limit=limit, cursor=cursor)
     return JobsPublic(
         data=[JobPublic.of(j) for j in rows], count=len(rows), next_cursor=next_cursor
     )
@@ -193,9 +178,9 @@ def _not_modified(request: Request, etag: str) -> bool:
     response_model=JobPublic,
     responses={200: {"links": _JOB_LINKS}, 304: _NOT_MODIFIED},
 )
-def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, team: TeamDep) -> Response:
+def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, audit: AuditDep) -> Response:
     """One job: status, progress, summary, error."""
-    body = JobPublic.of(_job_or_404(session, team, job_id)).model_dump_json().encode()
+    body = JobPublic.of(_job_or_404(audit, job_id)).model_dump_json().encode()
     # the tag hashes the representation itself: a heartbeat that changes only the summary
     # (no updated_at) still changes it
     etag = _weak_etag(body)
@@ -239,7 +224,7 @@ def get_trace(
     job_id: uuid.UUID,
     request: Request,
     session: SessionDep,
-    team: TeamDep,
+    audit: AuditDep,
     settings: SettingsDep,
     after: Annotated[
         int, Query(ge=0, le=10_000_000, description="only iterations after this one")
@@ -259,7 +244,7 @@ def get_trace(
     ] = None,
 ) -> Response:
     """Convergence trace as columns, after an iteration, downsampled keeping extremes."""
-    job = _job_or_404(session, team, job_id)
+    job = _job_or_404(audit, job_id)
     names = _fields(fields)
     limit = min(max_points or settings.default_trace_points, settings.max_trace_points)
     span = repo.trace_span(session, job.id, after)
@@ -281,9 +266,9 @@ def get_trace(
     response_model=JobResult,
     responses={409: problem_doc("the job has not succeeded")},
 )
-def get_result(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobResult:
+def get_result(job_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> JobResult:
     """Final metrics of a succeeded job."""
-    job = _job_or_404(session, team, job_id)
+    job = _job_or_404(audit, job_id)
     if job.status != JobStatus.SUCCEEDED:
         raise ProblemError(409, f"job {job_id} is {job.status}, not succeeded", slug="not-ready")
     s = job.summary or {}
@@ -307,9 +292,9 @@ def get_result(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobResu
         409: problem_doc("the job has not succeeded"),
     },
 )
-def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Response:
+def get_hparams(job_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> Response:
     """Learned hyperparameters as an .npz file (numpy.load reads it)."""
-    job = _job_or_404(session, team, job_id)
+    job = _job_or_404(audit, job_id)
     art = repo.load_artifact(session, job.id, "hparams")
     if job.status != JobStatus.SUCCEEDED or art is None:
         raise ProblemError(409, f"job {job_id} is {job.status}: no hparams yet", slug="not-ready")
@@ -330,9 +315,9 @@ def get_hparams(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> Respon
         409: problem_doc("the job already succeeded or failed"),
     },
 )
-def cancel_job(job_id: uuid.UUID, session: SessionDep, team: TeamDep) -> JobPublic:
+def cancel_job(job_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> JobPublic:
     """Cancel a queued job, or ask a running one to stop."""
-    job = _job_or_404(session, team, job_id)
+    job = _job_or_404(audit, job_id)
     if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         raise ProblemError(409, f"job {job_id} already {job.status}", slug="already-finished")
     job = repo.cancel_job(session, job)

@@ -1,6 +1,8 @@
 """``/v1/keys``: list, create and revoke the team's API keys (admin-scoped keys only).
 
-A key of another team is indistinguishable from a missing one (404), as for jobs.
+A key of another team is indistinguishable from a missing one (404), as for jobs. The
+team's last unrevoked admin key cannot be revoked (409): without one nobody could manage
+the team's keys again through the API. Creating and revoking are audited.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
+from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep
 from api.errors import ProblemError
-from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, problem_doc
+from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, links_to, problem_doc
 from jobs import repo
+from jobs.models import ApiKey
 
 router = APIRouter(
     prefix="/v1/keys",
@@ -20,7 +24,7 @@ router = APIRouter(
     responses={
         401: problem_doc("missing, unknown or revoked API key"),
         403: problem_doc("the key is not admin-scoped"),
-        429: problem_doc("the key's rate limit is exhausted; see Retry-After"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
@@ -36,15 +40,23 @@ def list_keys(session: SessionDep, admin: AdminDep) -> KeysPublic:
 
 
 @router.post("", status_code=201, response_model=KeyCreated,
-             responses={413: problem_doc("request body over the limit (max_body_bytes)"),
+             responses={201: {"links": links_to("/v1/keys/{prefix}", "prefix", "prefix",
+                                                {"RevokeKey": ("", "delete")})},
+                        413: problem_doc("request body over the limit (max_body_bytes)"),
                         422: problem_doc("invalid field(s), each named in `errors`")})  # fmt: skip
 def create_key(
-    body: KeyCreate, request: Request, session: SessionDep, admin: AdminDep, response: Response
+    body: KeyCreate,
+    request: Request,
+    session: SessionDep,
+    admin: AdminDep,
+    response: Response,
+    audit: AuditDep,
 ) -> KeyCreated:
     """Create a key for the team; its plaintext is in this response only."""
     row, key = repo.create_api_key(
         session, admin.team, body.name, secret=request.app.state.key_secret, scope=body.scope
     )
+    audit.record("key.create", "key", row.prefix, after={"name": row.name, "scope": row.scope})
     session.commit()
     response.headers["Cache-Control"] = "no-store"  # the plaintext must not be cached
     return KeyCreated(**KeyPublic.of(row).model_dump(), key=key)
@@ -55,14 +67,35 @@ def create_key(
     response_model=KeyPublic,
     responses={
         404: problem_doc("no such key for this team"),
+        409: problem_doc("the team's last admin key: create another admin key first"),
         422: problem_doc("a malformed prefix"),
     },
 )
-def revoke_key(prefix: Prefix, request: Request, session: SessionDep, admin: AdminDep) -> KeyPublic:
-    """Revoke one of the team's keys (idempotent: a revoked key stays revoked)."""
+def revoke_key(
+    prefix: Prefix, request: Request, session: SessionDep, admin: AdminDep, audit: AuditDep
+) -> KeyPublic:
+    """Revoke one of the team's keys (idempotent: a revoked key stays revoked).
+
+    The team's last unrevoked admin key is refused with 409: revoking it would leave nobody
+    able to manage the team's keys.
+    """
     row = repo.get_api_key(session, prefix, team_id=admin.team.id)
     if row is None:
-        raise ProblemError(404, f"no key {prefix}", slug="not-found")
+        raise audit.not_found("key", ApiKey.prefix, prefix)
+    if row.revoked_at is None:
+        if row.scope == "admin":
+            # serialised per team: two revokes of its last two admin keys cannot both pass
+            repo.lock_team(session, admin.team.id)
+            if repo.count_admin_keys(session, admin.team.id) <= 1:
+                raise ProblemError(
+                    409,
+                    f"key {prefix} is team {admin.team.name!r}'s last admin key; create "
+                    "another admin key first (bilevel keys create --admin)",
+                    slug="last-admin-key",
+                    title="Last admin key",
+                )
+        audit.record("key.revoke", "key", prefix,
+                     before={"revoked_at": None}, after={"revoked": True})  # fmt: skip
     repo.revoke_api_key(session, prefix, team_id=admin.team.id)
     session.commit()
     # at once in this process; other API processes drop it within key_cache_ttl_s

@@ -14,11 +14,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.schemas import problem_doc
 from jobs import repo
 from jobs.fairshare import Priority
+from jobs.spec import TEXT
 
 __all__ = ["PoolPublic", "TeamPatch", "TeamPublic", "router"]
 
@@ -26,7 +28,7 @@ router = APIRouter(
     tags=["pool"],
     responses={
         401: problem_doc("missing, unknown or revoked API key"),
-        429: problem_doc("the key's rate limit is exhausted; see Retry-After"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
@@ -126,7 +128,9 @@ def get_pool(session: SessionDep, team: TeamDep, settings: SettingsDep) -> PoolP
     )  # fmt: skip
 
 
-Name = Annotated[str, Path(min_length=1, max_length=100, description="the team's name")]
+Name = Annotated[
+    str, Path(min_length=1, max_length=100, pattern=TEXT, description="the team's name")
+]
 
 
 @router.patch(
@@ -139,13 +143,26 @@ Name = Annotated[str, Path(min_length=1, max_length=100, description="the team's
     },
 )
 def patch_team(
-    name: Name, body: TeamPatch, session: SessionDep, admin: AdminDep, settings: SettingsDep
+    name: Name,
+    body: TeamPatch,
+    session: SessionDep,
+    admin: AdminDep,
+    settings: SettingsDep,
+    audit: AuditDep,
 ) -> TeamPublic:
-    """Set a team's weight and running limits (admin keys)."""
+    """Set a team's weight and running limits (admin keys); audited for both teams."""
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
+    current = repo.team_by_name(session, name)
+    if current is None:
+        raise ProblemError(404, f"no team {name!r}", slug="not-found")
+    before = {f: getattr(current, f) for f in changes}
     team = repo.set_team_policy(session, name, **changes)
     if team is None:
         raise ProblemError(404, f"no team {name!r}", slug="not-found")
+    if changes:
+        # the pool is shared: an admin may set another team's weight, which sees it too
+        audit.record("team.update", "team", name, target_team_id=team.id, before=before,
+                     after={f: getattr(team, f) for f in changes})  # fmt: skip
     session.commit()
     return team_public(team, repo.Policy.of(settings))
 

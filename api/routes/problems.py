@@ -19,7 +19,10 @@ from jobs.spec import DATASET_KINDS, PROBLEMS
 router = APIRouter(
     prefix="/v1/problems",
     tags=["problems"],
-    responses={401: problem_doc("missing, unknown or revoked API key")},
+    responses={
+        401: problem_doc("missing, unknown or revoked API key"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
+    },
 )
 
 

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.schemas import problem_doc
+from api.schemas import links_to, problem_doc
 from api.settings import ApiSettings
 from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from jobs import repo
@@ -31,7 +32,9 @@ router = APIRouter(
         401: problem_doc("missing, unknown or revoked API key"),
         404: problem_doc("no such study for this team"),
         422: problem_doc("invalid grid or base spec, each problem named in `errors`"),
-        429: problem_doc("rate limit or team quota exceeded; see Retry-After"),
+        429: problem_doc(
+            "rate limit or team quota exceeded, or too many wrong keys; see Retry-After"
+        ),
         503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
@@ -98,10 +101,10 @@ def _check_quota(session: Session, team_id: uuid.UUID, n: int, settings: ApiSett
         )
 
 
-def _study_or_404(session: Session, team: repo.TeamRef, study_id: uuid.UUID) -> Study:
-    study = repo.get_study(session, team.id, study_id)
+def _study_or_404(audit: Auditor, study_id: uuid.UUID) -> Study:
+    study = repo.get_study(audit.session, audit.principal.team.id, study_id)
     if study is None:
-        raise ProblemError(404, f"no study {study_id}", slug="not-found")
+        raise audit.not_found("study", Study.id, study_id)
     return study
 
 
@@ -116,7 +119,14 @@ def _detail(session: Session, study: Study) -> StudyPublic:
     return StudyPublic.of(study, counts, members, table)
 
 
-@router.post("", status_code=201, response_model=StudyPublic)
+@router.post(
+    "",
+    status_code=201,
+    response_model=StudyPublic,
+    responses={201: {"links": links_to("/v1/studies/{study_id}", "study_id", "id",
+                                       {"GetStudy": ("", "get"),
+                                        "CancelStudy": ("/cancel", "post")})}},
+)  # fmt: skip
 def create_study(
     body: StudyCreate,
     session: SessionDep,
@@ -156,15 +166,15 @@ def list_studies(
 
 
 @router.get("/{study_id}", response_model=StudyPublic)
-def get_study(study_id: uuid.UUID, session: SessionDep, team: TeamDep) -> StudyPublic:
+def get_study(study_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> StudyPublic:
     """One study: members with status and summary, and the aggregate table."""
-    return _detail(session, _study_or_404(session, team, study_id))
+    return _detail(session, _study_or_404(audit, study_id))
 
 
 @router.post("/{study_id}/cancel", status_code=202, response_model=StudyPublic)
-def cancel_study(study_id: uuid.UUID, session: SessionDep, team: TeamDep) -> StudyPublic:
+def cancel_study(study_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> StudyPublic:
     """Cancel every member still queued, and ask every running one to stop."""
-    study = _study_or_404(session, team, study_id)
+    study = _study_or_404(audit, study_id)
     repo.cancel_study(session, study)
     session.commit()
-    return _detail(session, _study_or_404(session, team, study_id))
+    return _detail(session, _study_or_404(audit, study_id))

@@ -10,12 +10,12 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.auditor import AuditDep, Auditor
 from api.deps import AdminDep, SessionDep, SettingsDep
 from api.errors import ProblemError
-from api.schemas import problem_doc
+from api.schemas import links_to, problem_doc
 from api.webhook_schemas import (
     DeliveriesPublic,
     DeliveryPublic,
@@ -36,21 +36,29 @@ router = APIRouter(
         403: problem_doc("the key is not admin-scoped"),
         404: problem_doc("no such webhook for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
+        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
     },
 )
 
 
-def _hook_or_404(session: Session, admin: repo.Principal, webhook_id: uuid.UUID) -> Webhook:
-    hook = repo.get_webhook(session, admin.team.id, webhook_id)
+def _hook_or_404(audit: Auditor, webhook_id: uuid.UUID) -> Webhook:
+    hook = repo.get_webhook(audit.session, audit.principal.team.id, webhook_id)
     if hook is None:
-        raise ProblemError(404, f"no webhook {webhook_id}", slug="not-found")
+        raise audit.not_found("webhook", Webhook.id, webhook_id)
     return hook
 
 
-@router.post("", status_code=201, response_model=WebhookCreated)
+@router.post(
+    "",
+    status_code=201,
+    response_model=WebhookCreated,
+    responses={201: {"links": links_to("/v1/webhooks/{webhook_id}", "webhook_id", "id",
+                                       {"DeleteWebhook": ("", "delete"),
+                                        "ListDeliveries": ("/deliveries", "get")})}},
+)  # fmt: skip
 async def create_webhook(
     body: WebhookCreate, session: SessionDep, admin: AdminDep, settings: SettingsDep,
-    response: Response,
+    response: Response, audit: AuditDep,
 ) -> WebhookCreated:  # fmt: skip
     """Register a URL; the answer holds its signing secret, shown this once."""
     try:
@@ -65,6 +73,8 @@ async def create_webhook(
 
     def create() -> WebhookCreated:
         hook = repo.create_webhook(session, admin.team.id, body.url, body.description)
+        audit.record("webhook.create", "webhook", str(hook.id),
+                     after={"url": hook.url, "description": hook.description})  # fmt: skip
         session.commit()
         return WebhookCreated(**WebhookPublic.of(hook).model_dump(), secret=hook.secret)
 
@@ -81,11 +91,16 @@ def list_webhooks(session: SessionDep, admin: AdminDep) -> WebhooksPublic:
 
 
 @router.delete("/{webhook_id}", response_model=WebhookPublic)
-def delete_webhook(webhook_id: uuid.UUID, session: SessionDep, admin: AdminDep) -> WebhookPublic:
+def delete_webhook(
+    webhook_id: uuid.UUID, session: SessionDep, admin: AdminDep, audit: AuditDep
+) -> WebhookPublic:
     """Stop sending to a webhook; it and its deliveries stay readable."""
-    repo.revoke_webhook(session, _hook_or_404(session, admin, webhook_id))
+    hook = _hook_or_404(audit, webhook_id)
+    if hook.revoked_at is None:  # deleting again changes nothing, so records nothing
+        audit.record("webhook.delete", "webhook", str(webhook_id), before={"url": hook.url})
+    repo.revoke_webhook(session, hook)
     session.commit()
-    return WebhookPublic.of(_hook_or_404(session, admin, webhook_id))
+    return WebhookPublic.of(_hook_or_404(audit, webhook_id))
 
 
 @router.get("/{webhook_id}/deliveries", response_model=DeliveriesPublic)
@@ -93,9 +108,10 @@ def list_deliveries(
     webhook_id: uuid.UUID,
     session: SessionDep,
     admin: AdminDep,
+    audit: AuditDep,
     limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
 ) -> DeliveriesPublic:
     """A webhook's deliveries, newest first: status, attempts, last answer or error."""
-    hook = _hook_or_404(session, admin, webhook_id)
+    hook = _hook_or_404(audit, webhook_id)
     rows = [DeliveryPublic.of(d) for d in repo.list_deliveries(session, hook.id, limit)]
     return DeliveriesPublic(data=rows, count=len(rows))

@@ -18,6 +18,7 @@ One module per concern; this package re-exports their public names so callers wr
 
 from jobs.models import utcnow
 from jobs.repo.artifacts import load_artifact, save_artifact
+from jobs.repo.audit import Actor, list_events, owning_team, record_event
 from jobs.repo.datasets import (
     dataset_bytes_used,
     dataset_jobs,
@@ -40,6 +41,7 @@ from jobs.repo.lifecycle import (
     reap,
     release_job,
 )
+from jobs.repo.pages import decode_cursor
 from jobs.repo.pool import (
     PoolView,
     durations,
@@ -74,7 +76,6 @@ from jobs.repo.submissions import (
     IdempotencyConflict,
     cancel_job,
     create_job,
-    decode_cursor,
     find_idempotent,
     get_job,
     list_jobs,
@@ -85,6 +86,7 @@ from jobs.repo.teams import (
     any_team_exists,
     authenticate,
     count_active_jobs,
+    count_admin_keys,
     create_api_key,
     ensure_team,
     get_api_key,
@@ -116,6 +118,7 @@ from jobs.repo.webhooks import (
 )
 
 __all__ = [
+    "Actor",
     "Claim",
     "DeliveryStatus",
     "DueDelivery",
@@ -135,6 +138,7 @@ __all__ = [
     "claim_job",
     "claim_next",
     "count_active_jobs",
+    "count_admin_keys",
     "create_api_key",
     "create_job",
     "create_study",
@@ -162,6 +166,7 @@ __all__ = [
     "list_api_keys",
     "list_datasets",
     "list_deliveries",
+    "list_events",
     "list_jobs",
     "list_studies",
     "list_teams",
@@ -169,6 +174,7 @@ __all__ = [
     "live_workers",
     "load_artifact",
     "lock_team",
+    "owning_team",
     "ping_store",
     "pool_view",
     "preemption_count",
@@ -177,6 +183,7 @@ __all__ = [
     "read_dataset_chunks",
     "reap",
     "record_attempt",
+    "record_event",
     "release_job",
     "request_preemptions",
     "revoke_api_key",

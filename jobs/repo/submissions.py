@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    and_,
-    or_,
     select,
     update,
 )
@@ -23,6 +19,7 @@ from jobs.models import (
 )
 from jobs.problem_kinds import source_of
 from jobs.repo.events import add_event
+from jobs.repo.pages import encode_cursor, page_after
 from jobs.repo.rows import rows_changed
 from jobs.spec import JobSpec
 from jobs.status import JobStatus
@@ -106,22 +103,6 @@ def get_job(session: Session, team_id: uuid.UUID | None, job_id: uuid.UUID) -> J
     return job
 
 
-def encode_cursor(job: Job) -> str:
-    """The opaque ``next_cursor`` that resumes a listing after ``job`` (newest first)."""
-    raw = f"{job.created_at.isoformat()}|{job.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Raises ``ValueError`` on a malformed cursor."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, jid = raw.partition("|")
-        return datetime.fromisoformat(at), uuid.UUID(jid)
-    except Exception as exc:
-        raise ValueError(f"malformed cursor {cursor!r}") from exc
-
-
 def list_jobs(
     session: Session,
     team_id: uuid.UUID,
@@ -134,10 +115,7 @@ def list_jobs(
     q = select(Job).where(Job.team_id == team_id)
     if status is not None:
         q = q.where(Job.status == status)
-    if cursor is not None:
-        at, jid = decode_cursor(cursor)
-        q = q.where(or_(Job.created_at < at, and_(Job.created_at == at, Job.id < jid)))
-    rows = list(session.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    rows = list(session.scalars(page_after(q, Job, cursor, limit)))
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (encode_cursor(rows[-1]) if more and rows else None)

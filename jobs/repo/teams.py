@@ -57,6 +57,7 @@ class Principal:
     key_id: uuid.UUID
     prefix: str
     scope: str
+    name: str = ""  # the key's name, as its team gave it (audit events record it)
     rehashed: bool = False  # the row was rewritten under the current secret: the caller commits
 
     @property
@@ -110,8 +111,8 @@ def verify_key(
     row = None
     if prefix:
         row = session.execute(
-            select(ApiKey.id, ApiKey.prefix, ApiKey.key_hash, ApiKey.hash_scheme, ApiKey.scope,
-                   ApiKey.secret_id, ApiKey.revoked_at, Team.id.label("team_id"),
+            select(ApiKey.id, ApiKey.prefix, ApiKey.name, ApiKey.key_hash, ApiKey.hash_scheme,
+                   ApiKey.scope, ApiKey.secret_id, ApiKey.revoked_at, Team.id.label("team_id"),
                    Team.name.label("team_name"))
             .join(Team, Team.id == ApiKey.team_id)
             .where(ApiKey.prefix == prefix)
@@ -139,7 +140,7 @@ def verify_key(
         )  # fmt: skip
         rehashed = res == 1
     return Principal(team=TeamRef(row.team_id, row.team_name), key_id=row.id, prefix=row.prefix,
-                     scope=row.scope, rehashed=rehashed)  # fmt: skip
+                     scope=row.scope, name=row.name, rehashed=rehashed)  # fmt: skip
 
 
 def authenticate(
@@ -183,6 +184,18 @@ def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None =
         q = q.where(ApiKey.team_id == team_id)
     res = rows_changed(session, q.values(revoked_at=utcnow()))
     return res == 1
+
+
+def count_admin_keys(session: Session, team_id: uuid.UUID) -> int:
+    """How many unrevoked ``admin`` keys the team has (its last one may not be revoked)."""
+    return int(
+        session.scalar(
+            select(func.count()).where(
+                ApiKey.team_id == team_id, ApiKey.scope == "admin", ApiKey.revoked_at.is_(None)
+            )
+        )
+        or 0
+    )
 
 
 def set_api_key_scope(session: Session, prefix: str, scope: str) -> bool:

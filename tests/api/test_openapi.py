@@ -12,6 +12,7 @@ from sqlalchemy.orm import sessionmaker
 
 from api import ApiSettings, create_app
 from api.routes import (
+    audit,
     dashboard,
     datasets,
     health,
@@ -51,6 +52,7 @@ def test_operation_ids_are_the_routes_tag_and_function_name(doc):
     expected = {
         f"{method} {route.path}": f"{route.tags[0]}-{route.name}"
         for router in (
+            audit.router,
             health.router,
             jobs.router,
             keys.router,

@@ -87,7 +87,7 @@ def test_a_legacy_sha256_key_is_accepted_and_rehashed_to_hmac(pg_sessions, clien
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [("get", "/v1/keys", None), ("post", "/v1/keys", {"name": "x"}),
-     ("delete", "/v1/keys/00000000", None)],
+     ("delete", "/v1/keys/00000000", None), ("get", "/v1/audit", None)],
 )  # fmt: skip
 def test_key_management_needs_an_admin_key(client, auth, method, path, body):
     body = _problem(client.request(method, path, headers=auth, json=body), 403, "forbidden")
@@ -148,7 +148,7 @@ def test_the_isolation_tests_cover_every_job_route(client):
     # /v1/pool shows other teams' names and counts only (tests/api/test_pool.py)
     assert set(paths) <= {"/healthz", "/readyz", "/v1/jobs", "/v1/keys", "/v1/keys/{prefix}",
                           "/v1/pool", "/v1/teams/{name}", "/v1/datasets", "/v1/problems",
-                          "/v1/studies", "/v1/webhooks",
+                          "/v1/studies", "/v1/webhooks", "/v1/audit",
                           *(f"/v1/jobs/{{job_id}}{s}" for _, s in JOB_ROUTES),
                           *(f"/v1/datasets/{{dataset_id}}{s}" for _, s in DATASET_ROUTES),
                           *(f"/v1/studies/{{study_id}}{s}" for _, s in STUDY_ROUTES),

@@ -44,12 +44,14 @@ def api_server(tmp_path, monkeypatch):
 
     The app is built at the command's first request, so it reads the environment the test
     has set by then (``BILEVEL_MAX_INNER_STEPS``, ...), as a server would at its start, with
-    ``server.settings`` over it. Any API key is the team ``cli``'s: these tests are about
-    the client, not authentication.
+    ``server.settings`` over it. Any API key is the team ``cli``'s admin key: these tests are
+    about the client, not authentication.
     """
+    import uuid
+
     from fastapi.testclient import TestClient
 
-    from api.deps import get_team
+    from api.deps import get_principal, get_team
     from api.main import create_app
     from api.settings import ApiSettings
     from cli import client
@@ -64,6 +66,8 @@ def api_server(tmp_path, monkeypatch):
     with sessions.begin() as s:
         team = repo.ensure_team(s, "cli")
         ref = repo.TeamRef(team.id, team.name)
+    principal = repo.Principal(team=ref, key_id=uuid.uuid4(), prefix="c11", scope="admin",
+                               name="cli")  # fmt: skip
 
     server = SimpleNamespace(sessions=sessions, settings={})
 
@@ -73,6 +77,7 @@ def api_server(tmp_path, monkeypatch):
         )
         app = create_app(settings, dispatcher=_Dispatcher(), sessions=sessions)
         app.dependency_overrides[get_team] = lambda: ref
+        app.dependency_overrides[get_principal] = lambda: principal
         return TestClient(app, base_url=url, headers=dict(headers))
 
     monkeypatch.setattr(client, "_connect", connect)

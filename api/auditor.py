@@ -1,0 +1,110 @@
+"""``AuditDep``: records a request's admin actions and refused cross-team accesses.
+
+Each route that changes what an admin controls calls :meth:`Auditor.record` before its
+commit, so the event and the action are written in one transaction. The helpers that answer
+404 for an object the key's team cannot see build that 404 with :meth:`Auditor.not_found`,
+which records the attempt when the object exists but is another team's.
+
+A refused cross-team access is one row, ``access.denied``, with the prober as the acting
+team and the owner as ``target_team_id``: the prober's team sees its own attempt in full,
+the owner sees that the prober's team tried (without the prober's key or address, see
+``api.routes.audit``), and a third team sees nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from api.deps import PrincipalDep, SessionDep
+from api.errors import ProblemError
+from jobs import repo
+
+__all__ = ["AuditDep", "Auditor"]
+
+
+class Auditor:
+    """The request's principal and client, ready to record audit events in its session.
+
+    Args:
+        session: the request's session.
+        principal: the authenticated key.
+        address: the client's address (``request.client.host``; behind a proxy, the one
+            uvicorn's ``--proxy-headers`` takes from ``X-Forwarded-For``).
+        user_agent: the ``User-Agent`` header.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        principal: repo.Principal,
+        address: str | None,
+        user_agent: str | None,
+    ):
+        self.session, self.principal = session, principal
+        self.actor = repo.Actor(
+            team_id=principal.team.id,
+            key_id=principal.key_id,
+            key_prefix=principal.prefix,
+            key_name=principal.name,
+            address=address,
+            user_agent=user_agent,
+        )
+
+    def record(
+        self,
+        action: str,
+        target_type: str,
+        target_id: str,
+        *,
+        target_team_id: uuid.UUID | None = None,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        """Add an event to the session; the route's commit writes it with its action.
+
+        Args:
+            action: ``<object>.<verb>``, e.g. ``key.revoke``.
+            target_type: the kind of object.
+            target_id: its id, prefix or name.
+            target_team_id: the team owning the target, when another.
+            before: the changed fields' values before.
+            after: their values after.
+        """
+        repo.record_event(self.session, self.actor, action, target_type, target_id,
+                          target_team_id=target_team_id, before=before, after=after)  # fmt: skip
+
+    def not_found(
+        self, target_type: str, column: InstrumentedAttribute[Any], value: Any
+    ) -> ProblemError:
+        """The 404 for an object this team cannot see, audited when another team owns it.
+
+        Args:
+            target_type: the kind of object, for the event and the message (``job``).
+            column: the column the route looked the object up by (``Job.id``).
+            value: the value it looked up.
+
+        Returns:
+            The error to raise; when another team owns the object, an ``access.denied``
+            event has been committed (the 404 must not roll it back).
+        """
+        owner = repo.owning_team(self.session, column, value)
+        if owner is not None and owner != self.principal.team.id:
+            self.record("access.denied", target_type, str(value), target_team_id=owner)
+            self.session.commit()
+        # another team's object is indistinguishable from a missing one
+        return ProblemError(404, f"no {target_type} {value}", slug="not-found")
+
+
+async def get_auditor(request: Request, session: SessionDep, principal: PrincipalDep) -> Auditor:
+    """The request's :class:`Auditor` (its key, client address and user agent)."""
+    client = request.client
+    return Auditor(
+        session, principal, client.host if client else None, request.headers.get("user-agent")
+    )
+
+
+AuditDep = Annotated[Auditor, Depends(get_auditor)]
