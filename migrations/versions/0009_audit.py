@@ -1,7 +1,7 @@
 """audit_events: the audit trail of admin actions and refused cross-team accesses
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-11-29 20:10:00.000000
 """
 
