@@ -7,7 +7,7 @@ Each part submits jobs to an SQLite store and runs them with :func:`worker.runne
 as the embedded executor and the Celery workers do:
 
 1. ``one_shot``: Omniglot 5-way 1-shot, T = 50, 10-RMD, width 64, meta-batch 4 (Section
-   4.2.3), once with ``hypergradient.graphed: "auto"`` (``core.Graphed`` on CUDA) and once
+   4.2.3), once with ``hypergradient.graphed: true`` (``core.Graphed`` on CUDA) and once
    with ``false`` (eager): seconds per hyper-iteration, peak hypergradient memory, meta-test
    accuracy, and how far the two runs' losses and learned ``λ`` are apart. On the CPU both
    run eagerly (the summary says why) and agree exactly.
@@ -125,7 +125,7 @@ def check_one_shot(store: Store, device: str, small: bool, iterations: int) -> d
     spec = one_shot_spec(device, small, iterations)
     runs: dict[str, Any] = {}
     ids = {}
-    for name, mode in (("graphed", "auto"), ("eager", False)):
+    for name, mode in (("graphed", True), ("eager", False)):
         spec["hypergradient"]["graphed"] = mode
         cuda = device.startswith("cuda")
         if cuda:  # the job's whole peak: a replayed graph's memory is allocated at recording

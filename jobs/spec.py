@@ -74,11 +74,16 @@ class _MethodSpec(SpecModel):
 
     ``graphed``: on a CUDA worker, replay each hypergradient as one CUDA graph
     (``core.Graphed``) when the method unrolls (full, truncated, checkpointed, auto) and the
-    problem's losses allow it (``"auto"``); ``false`` always runs eagerly. The summary
-    records whether the job ran graphed and, if not, why.
+    problem's losses allow it (``true``, the default); ``false`` always runs eagerly. The
+    summary records whether the job ran graphed and, if not, why. A boolean rather than
+    ``"auto" | false``: generated clients cannot type a mixed enum.
     """
 
-    graphed: Literal["auto", False] = "auto"
+    graphed: bool = Field(
+        default=True,
+        description="true: CUDA-graph each hypergradient where the worker and problem allow it; "
+        "false: always eager",
+    )
 
 
 class FullSpec(_MethodSpec):

@@ -28,7 +28,7 @@ def graph_refusal(spec: JobSpec, device: torch.device) -> str | None:
     (``graphed_reason``).
     """
     method = spec.hypergradient
-    if method.graphed is False:
+    if not method.graphed:
         return "hypergradient.graphed is false"
     if device.type != "cuda":
         return f"device {device.type}: CUDA graphs need a CUDA device"
