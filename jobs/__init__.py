@@ -7,7 +7,6 @@ the plugins (that module among them) while it is still half imported.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,5 +17,7 @@ __all__ = ["JobSpec", "check_spec", "field_errors", "parse_spec"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        return getattr(importlib.import_module("jobs.spec"), name)
+        from jobs import spec  # on first use: see the module docstring
+
+        return getattr(spec, name)
     raise AttributeError(f"module 'jobs' has no attribute {name!r}")

@@ -412,10 +412,16 @@ def _calls(tree: ast.AST):
             yield node, base, name
 
 
+# The one dynamic import: a plugin's factory, whose "module:attr" comes from an installed
+# package's entry point metadata (an operator's install), never from a request; the test
+# below checks that a spec cannot name a factory.
+PLUGIN_IMPORT = ("jobs/plugins.py", "import_module")
+
+
 def test_the_service_never_unpickles_or_evaluates_request_data():
     """Checkpoint loads are tensors-only; nothing imports pickle or evaluates strings."""
     unsafe_modules = {"pickle", "cPickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}
-    loads = 0
+    loads = plugin_imports = 0
     for package in ("api", "jobs", "worker"):
         for path in (ROOT / package).rglob("*.py"):
             tree = ast.parse(path.read_text(), str(path))
@@ -426,6 +432,9 @@ def test_the_service_never_unpickles_or_evaluates_request_data():
                         names = {node.module.split(".")[0]}
                     assert not names & unsafe_modules, f"{path}:{node.lineno}"
             for node, base, name in _calls(tree):
+                if (path.relative_to(ROOT).as_posix(), name) == PLUGIN_IMPORT:
+                    plugin_imports += 1
+                    continue
                 assert name not in ("eval", "exec", "import_module", "__import__"), (
                     f"{path}:{node.lineno}: {name}"
                 )
@@ -435,6 +444,7 @@ def test_the_service_never_unpickles_or_evaluates_request_data():
                     assert isinstance(kw.get("weights_only"), ast.Constant), f"{path}:{node.lineno}"
                     assert kw["weights_only"].value is True, f"{path}:{node.lineno}"
     assert loads >= 1  # the worker's checkpoint load is found and checked
+    assert plugin_imports == 1  # the one allowed import: see PLUGIN_IMPORT
     from worker.app import app
 
     assert app.conf.task_serializer == "json" and set(app.conf.accept_content) == {"json"}
@@ -459,3 +469,14 @@ def test_a_rotated_secret_keeps_old_keys_working_and_moves_them(make_client, pg_
     # moved: the new secret alone verifies it now, the old one no longer does
     assert make_client(key_secret=new).get("/v1/jobs", headers=bearer(key)).status_code == 200
     _problem(make_client(key_secret=old.decode()).get("/v1/jobs", headers=bearer(key)), 401)
+
+
+def test_a_spec_cannot_name_a_plugin_factory():
+    """Only an installed entry point names code: ``factory`` in a spec is an unknown field."""
+    from jobs.spec import parse_spec
+
+    spec = tiny_spec()
+    spec["problem"] = {"kind": "digits_mlp", "factory": "os:system"}
+    with pytest.raises(ValueError) as info:
+        parse_spec(spec)
+    assert "problem.factory" in str(info.value).replace("problem.digits_mlp.", "problem.")
