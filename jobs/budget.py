@@ -79,9 +79,9 @@ def _sizes(spec: JobSpec) -> tuple[int, int, int]:
         params, hparams, step = p.dim, p.n_hparams, 4 * p.dim + p.n_hparams
     elif isinstance(p, HypercleaningSpec) and p.dataset in _FEATURES:
         params = _CLASSES * (_FEATURES[p.dataset] + 1)
-        hparams = p.n_train
+        hparams = n_train = p.sizes()[0]
         # logits, softmax, residual and their gradients: a few n_train x classes arrays
-        step = 6 * p.n_train * _CLASSES + 2 * p.n_train + 4 * params
+        step = 6 * n_train * _CLASSES + 2 * n_train + 4 * params
     elif isinstance(p, TaskInteractionSpec) and p.dataset in _TASK_FEATURES:
         (V, n_train, _), d = p.paper_sizes(), _TASK_FEATURES[p.dataset] + 1
         params, hparams = V * d, V * V + 1
@@ -146,7 +146,7 @@ def _graph_field(spec: JobSpec) -> tuple[tuple[str, ...], Any]:
     if isinstance(m, AutoSpec):
         return ("hypergradient", "memory_mb"), m.memory_mb
     if isinstance(m, ImplicitSpec) and isinstance(spec.problem, HypercleaningSpec):
-        return ("problem", "n_train"), spec.problem.n_train
+        return ("problem", "n_train"), spec.problem.sizes()[0]
     return ("inner", "steps"), spec.inner.steps
 
 

@@ -116,10 +116,22 @@ class HypercleaningSpec(SpecModel):
             description="digits, mnist, fashion-mnist, or a classification data set's id",
         ),
     ] = "digits"
-    n_train: Annotated[int, Field(ge=10, le=30_000)] = 1000
-    n_val: Annotated[int, Field(ge=10, le=30_000)] = 500
+    # None, not 1000/500: the stored spec has every default filled in and is checked again
+    # on the worker, where a filled-in size would read as one given for an uploaded data set
+    n_train: Annotated[
+        int | None,
+        Field(ge=10, le=30_000, description="built-in data sets only; default 1000"),
+    ] = None
+    n_val: Annotated[
+        int | None,
+        Field(ge=10, le=30_000, description="built-in data sets only; default 500"),
+    ] = None
     fraction: Annotated[float, Field(ge=0, le=1)] = 0.5
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+
+    def sizes(self) -> tuple[int, int]:
+        """``(n_train, n_val)`` on a built-in data set, defaults filled in."""
+        return self.n_train or 1000, self.n_val or 500
 
 
 # -- problems over a data set (issue 13) -----------------------------------------------------

@@ -267,7 +267,9 @@ def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
             f"not {problem.kind!r}",
         )
     if isinstance(problem, HypercleaningSpec) and is_dataset_id(problem.dataset):
-        for name in sorted({"n_train", "n_val"} & problem.model_fields_set):
+        for name in ("n_train", "n_val"):
+            if getattr(problem, name) is None:
+                continue
             add(
                 ("problem", name),
                 getattr(problem, name),

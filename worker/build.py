@@ -250,8 +250,9 @@ def build(
     elif isinstance(spec.problem, HypercleaningSpec) and is_dataset_id(spec.problem.dataset):
         resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
         problem = _hypercleaning_on(spec.problem, resolver(spec.problem.dataset), device)
-    elif spec.problem.kind == "hypercleaning":
+    elif isinstance(spec.problem, HypercleaningSpec):
         dataset = options.pop("dataset")
+        options["n_train"], options["n_val"] = spec.problem.sizes()
         problem = core.problems.Hypercleaning.from_dataset(
             dataset, data_dir, device=device, **options
         )

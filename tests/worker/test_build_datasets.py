@@ -80,6 +80,13 @@ def test_n_train_with_an_uploaded_dataset_is_refused_at_the_field():
     ]  # fmt: skip
 
 
+def test_a_stored_hypercleaning_spec_on_an_upload_parses_again():
+    """The worker re-parses the stored spec, every default filled in: it must still pass."""
+    stored = _spec("hypercleaning", dataset=DATASET_ID).model_dump(mode="json")
+    assert stored["problem"]["n_train"] is None
+    assert parse_spec(stored).problem.dataset == DATASET_ID
+
+
 def test_per_group_penalties_have_one_entry_per_group():
     arrays = digits_arrays(n_train=200, n_val=100)
     arrays["groups"] = np.arange(64) // 16  # four groups of pixel rows
