@@ -65,13 +65,23 @@ __all__ = [
 # -- hypergradient methods -------------------------------------------------------------------
 
 
-class FullSpec(SpecModel):
+class _Compilable(SpecModel):
+    """An unrolled reverse method, whose inner steps may run through ``torch.compile``.
+
+    ``compile`` runs them as :class:`core.Compiled`: the first hypergradient compiles
+    (seconds, reported as ``compile_s`` in the job summary), every later one is faster.
+    """
+
+    compile: bool = False
+
+
+class FullSpec(_Compilable):
     """Reverse mode through every inner step (exact)."""
 
     method: Literal["full"]
 
 
-class TruncatedSpec(SpecModel):
+class TruncatedSpec(_Compilable):
     """K-RMD: back-propagate through the last ``K`` steps."""
 
     method: Literal["truncated"]
@@ -86,7 +96,7 @@ class ForwardSpec(SpecModel):
     chunk: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
-class CheckpointedSpec(SpecModel):
+class CheckpointedSpec(_Compilable):
     """Reverse mode storing every ``segment``-th state (exact)."""
 
     method: Literal["checkpointed"]
@@ -104,7 +114,7 @@ class ImplicitSpec(SpecModel):
     strict: bool = False
 
 
-class AutoSpec(SpecModel):
+class AutoSpec(_Compilable):
     """Auto-K: the largest K-RMD whose graph fits ``memory_mb`` MiB (full RMD if T steps fit).
 
     The worker measures one recorded step's bytes and the unroll's contraction at the start

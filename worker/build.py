@@ -36,8 +36,15 @@ class Built:
     fit_kwargs: dict[str, Any]
     device: torch.device
     # what the job's summary records about how it was built (auto-K's choice, whether the
-    # data set came from the worker's cache)
+    # data set came from the worker's cache, compile_s)
     notes: dict[str, Any] = field(default_factory=dict)
+    # the estimator inside the meter when the spec asks for compiled inner steps
+    compiled: core.Compiled | None = None
+
+    def note_compile(self) -> None:
+        """Record in ``notes`` the seconds spent compiling so far (``compile_s``), if any."""
+        if self.compiled is not None:
+            self.notes["compile_s"] = round(self.compiled.compile_s, 3)
 
 
 class _LearnedStep(core.BilevelProblem):
@@ -213,8 +220,12 @@ def build(
         estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
     else:
         estimator = core.make_estimator(
-            spec.hypergradient.method, **spec.hypergradient.model_dump(exclude={"method"})
+            spec.hypergradient.method,
+            **spec.hypergradient.model_dump(exclude={"method", "compile"}),
         )
+    compiled = None
+    if getattr(spec.hypergradient, "compile", False):
+        estimator = compiled = core.Compiled(estimator)
     # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
     estimator = core.Metered(estimator)
     outer = spec.outer
@@ -226,7 +237,7 @@ def build(
         "first_step_norm": outer.first_step_norm,
         "exact_every": spec.diagnostics.every,
     }
-    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device, notes)
+    return Built(problem, hparams, dynamics, estimator, fit_kwargs, device, notes, compiled)
 
 
 def _auto(

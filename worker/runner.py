@@ -171,6 +171,8 @@ def _run_claimed(
         checkpoint = saved.data if saved is not None else None
     try:
         spec = parse_spec(spec_data)
+        if getattr(spec.hypergradient, "compile", False):
+            _use_compile_cache(settings)
         cache = DatasetCache(settings.resolved_dataset_cache_dir, settings.dataset_cache_bytes)
         source = DatasetSource(sessions, team_id, cache, seed=spec.seed)
         built = build(spec, settings.data_dir, datasets=source)
@@ -207,6 +209,7 @@ def _run_claimed(
     except Exception as exc:
         run.close()  # the points up to the failure are kept
         return _fail(sessions, claim, exc, settings)
+    built.note_compile()  # the first hyper-iteration compiled: its cost goes in the summary
     if out.stopped and run.preempted and not run.cancelled:
         run.close()  # the checkpoint at this iteration is written before the release
 
@@ -234,6 +237,16 @@ def _run_claimed(
         cancelled = retrying(cancel, settings.store_patience_s)
         return Outcome.CANCELLED if cancelled else Outcome.LOST
     return _succeed(sessions, claim, built, out, run)
+
+
+def _use_compile_cache(settings: WorkerSettings) -> None:
+    """Point torch.compile's caches at the worker's shared directory (unless the operator did).
+
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles, after this runs.
+    """
+    path = settings.resolved_compile_cache_dir
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(path))
 
 
 def _succeed(

@@ -23,7 +23,6 @@ from core.errors import ConfigurationError
 from core.estimators._unroll import (
     Transition,
     UnrolledEstimator,
-    UnrollPlan,
     finish_unrolled,
     unrolled_tensors,
 )
@@ -51,9 +50,14 @@ class Compiled:
     The first call for a new problem, dynamics, grad mode or shape compiles (seconds);
     ``info["compile_s"]`` is the wall time of a call that compiled (compilation and one
     hypergradient; 0 otherwise), the attribute ``compile_s`` its sum over this object's life,
-    and ``info["compiled_steps"]`` counts the steps run compiled (replays included). A step whose problem view differs from the problem
-    (minibatches, :meth:`core.BilevelProblem.at_step`) runs eagerly, so that a compiled
-    kernel never specialises on the step index.
+    and ``info["compiled_steps"]`` counts the steps run compiled (replays included). A step
+    whose problem view differs from the problem (minibatches,
+    :meth:`core.BilevelProblem.at_step`) runs eagerly, so that a compiled kernel never
+    specialises on the step index.
+
+    Compiled inner steps and :class:`core.Graphed` exclude each other (neither wraps the
+    other); ``torch.func`` refuses saved-tensor hooks, so :class:`core.Metered` reports no
+    CPU peak for it.
 
     Args:
         estimator: an estimator with a ``plan(T)``: :class:`core.Full`,
@@ -96,10 +100,6 @@ class Compiled:
     def exact(self) -> bool:
         """As exact as the estimator it runs."""
         return self.estimator.exact
-
-    def plan(self, T: int) -> UnrollPlan:
-        """The wrapped estimator's cuts."""
-        return self.estimator.plan(T)
 
     def __call__(
         self, problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent
