@@ -2,6 +2,7 @@
 
     .venv/bin/pip install -e ".[bench]"      # higher and torchopt
     .venv/bin/python -m benchmarks.peers [--n 5000 --d 785 --T 100 --repeats 5]
+    .venv/bin/python -m benchmarks.peers --n 600 --d 65 --threads 1 --repeats 9 --compile
 
 The problem is data hypercleaning's shape (Section 4.2.1): a linear softmax classifier
 ``W ∈ R^{10 x d}`` trained by T steps of gradient descent (γ = 1) on the ``σ(λ_i)``-weighted
@@ -15,6 +16,14 @@ runs twice: with autograd's inner gradient (the same arithmetic as the peers) an
 closed-form inner gradient (``inner_grad``). Every timing is the median of ``--repeats``
 rounds after a warm-up, all methods interleaved in each round; ``rel diff`` is
 ``||ours - peer|| / ||ours||`` of the hypergradients.
+
+Then one table per path, generic (``∇_W g`` by autograd: every user model) and closed
+(``inner_grad``): ours eagerly and, with ``--compile``, as ``core.Compiled`` (the job spec's
+``hypergradient.compile``), against the fastest of the peers on that path: the hand-written
+loop ("plain": ``torch.autograd.grad`` with ``create_graph`` for the last K steps and no
+graph before, or the closed form), higher and torchopt (which can only differentiate the
+loss). ``compile s`` is a compiled estimator's first call; the first compiled row of a run
+pays the cold compilation, later rows reuse the kernels it built, as a worker's jobs do.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
@@ -242,11 +243,16 @@ def _run_claimed(
 def _use_compile_cache(settings: WorkerSettings) -> None:
     """Point torch.compile's caches at the worker's shared directory (unless the operator did).
 
-    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles, after this runs.
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles, after this runs. The
+    in-memory caches of earlier jobs are dropped: torch.compile keeps at most a few
+    variants of one function (``recompile_limit``) and past them runs it eagerly, without a
+    word, so a long-lived worker would stop compiling after a few jobs of other problems.
+    The kernels themselves stay on disk, and a job like an earlier one reloads them.
     """
     path = settings.resolved_compile_cache_dir
     path.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(path))
+    torch.compiler.reset()
 
 
 def _succeed(

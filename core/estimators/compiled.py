@@ -55,6 +55,10 @@ class Compiled:
     :meth:`core.BilevelProblem.at_step`) runs eagerly, so that a compiled kernel never
     specialises on the step index.
 
+    torch.compile keeps a few variants of one function (``recompile_limit``) and past them
+    runs it eagerly: a process that compiles for many kinds of problem should call
+    ``torch.compiler.reset()`` between them (the worker does, per job).
+
     Compiled inner steps and :class:`core.Graphed` exclude each other (neither wraps the
     other); ``torch.func`` refuses saved-tensor hooks, so :class:`core.Metered` reports no
     CPU peak for it.
@@ -85,7 +89,7 @@ class Compiled:
     compile_s: float = field(default=0.0, init=False)
     _fn: Any = field(default=None, init=False, repr=False)
     _owner: Any = field(default=None, init=False, repr=False)
-    _seen: set[tuple[bool, ...]] = field(default_factory=set, init=False, repr=False)
+    _seen: set[tuple[Any, ...]] = field(default_factory=set, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not callable(getattr(self.estimator, "plan", None)):
@@ -149,8 +153,8 @@ class Compiled:
                 return dynamics.step(problem, state, hparams, spec, create_graph=create_graph, t=t)
             hp, _ = flatten(hparams, "hparams")
             counts[0] += 1
-            # grad mode and which inputs require grad select the compiled variant
-            key = (create_graph, *(x.requires_grad for x in (*state, *hp)))
+            # grad mode, dtypes, shapes and which inputs require grad select the variant
+            key = (create_graph, *((x.dtype, x.shape, x.requires_grad) for x in (*state, *hp)))
             with torch.set_grad_enabled(create_graph):
                 self._seen.add(key)
                 out: Leaves = fn(state, hp, spec)
