@@ -16,6 +16,7 @@ from core.errors import BilevelError, ConfigurationError, DivergenceError, NonCo
 from core.estimators import (
     ESTIMATORS,
     Checkpointed,
+    Compiled,
     Estimator,
     Forward,
     Full,
@@ -35,6 +36,7 @@ __all__ = [
     "BilevelError",
     "BilevelProblem",
     "Checkpointed",
+    "Compiled",
     "ConfigurationError",
     "DivergenceError",
     "Estimator",

@@ -127,10 +127,17 @@ class GradientDescent:
             return self._update(state, w, grad, self.step_size(hparams))
 
     def _update(self, state: Leaves, w: Leaves, grad: Leaves, lr: Tensor | float) -> Leaves:
-        if self.momentum:
-            v = tuple(self.momentum * vi + gi for vi, gi in zip(state[len(w) :], grad))
-            return tuple(wi - lr * vi for wi, vi in zip(w, v)) + v
-        return tuple(wi - lr * gi for wi, gi in zip(w, grad))
+        mu = self.momentum
+        if isinstance(lr, Tensor):  # a learned step size: a tensor in the graph
+            if mu:
+                v = tuple(mu * vi + gi for vi, gi in zip(state[len(w) :], grad))
+                return tuple(wi - lr * vi for wi, vi in zip(w, v)) + v
+            return tuple(wi - lr * gi for wi, gi in zip(w, grad))
+        # a fixed step size: one fused kernel (and one backward node) per leaf, not two
+        if mu:
+            v = tuple(torch.add(gi, vi, alpha=mu) for vi, gi in zip(state[len(w) :], grad))
+            return tuple(torch.sub(wi, vi, alpha=lr) for wi, vi in zip(w, v)) + v
+        return tuple(torch.sub(wi, gi, alpha=lr) for wi, gi in zip(w, grad))
 
     def functional_step(
         self,

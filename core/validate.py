@@ -37,7 +37,8 @@ def scalar_loss(loss: Any, which: str) -> Tensor:
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ConfigurationError(f"{which}_loss must return a scalar tensor, got {shape}")
-    return loss.reshape(())
+    # a 0-d loss is returned as is: a reshape would add a node to every step's graph
+    return loss if loss.dim() == 0 else loss.reshape(())
 
 
 def integer_at_least(value: Any, name: str, minimum: int = 1, *, optional: bool = False) -> None:

@@ -86,13 +86,23 @@ class _MethodSpec(SpecModel):
     )
 
 
-class FullSpec(_MethodSpec):
+class _Compilable(_MethodSpec):
+    """An unrolled reverse method, whose inner steps may run through ``torch.compile``.
+
+    ``compile`` runs them as :class:`core.Compiled`: the first hypergradient compiles
+    (seconds, reported as ``compile_s`` in the job summary), every later one is faster.
+    """
+
+    compile: bool = False
+
+
+class FullSpec(_Compilable):
     """Reverse mode through every inner step (exact)."""
 
     method: Literal["full"]
 
 
-class TruncatedSpec(_MethodSpec):
+class TruncatedSpec(_Compilable):
     """K-RMD: back-propagate through the last ``K`` steps."""
 
     method: Literal["truncated"]
@@ -115,7 +125,7 @@ class ForwardSpec(_MethodSpec):
     chunk: Annotated[int, Field(ge=1, le=100_000)] | None = None
 
 
-class CheckpointedSpec(_MethodSpec):
+class CheckpointedSpec(_Compilable):
     """Reverse mode storing every ``segment``-th state (exact)."""
 
     method: Literal["checkpointed"]
@@ -145,7 +155,7 @@ class ImplicitSpec(_MethodSpec):
     strict: bool = False
 
 
-class AutoSpec(_MethodSpec):
+class AutoSpec(_Compilable):
     """Auto-K: the largest K-RMD whose graph fits ``memory_mb`` MiB (full RMD if T steps fit).
 
     The worker measures one recorded step's bytes and the unroll's contraction at the start

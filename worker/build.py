@@ -42,7 +42,7 @@ class Built:
     fit_kwargs: dict[str, Any]
     device: torch.device
     # what the job's summary records about how it was built (auto-K's choice, whether the
-    # data set came from the worker's cache, whether hypergradients run graphed)
+    # data set came from the worker's cache, whether hypergradients run graphed, compile_s)
     notes: dict[str, Any] = field(default_factory=dict)
     # sets the data of hyper-iteration τ before it runs (one_shot's meta-batches)
     before_iteration: Callable[[int], None] | None = None
@@ -83,6 +83,14 @@ class Built:
         if self.evaluate is not None:
             metrics.update(self.evaluate(hparams, self.dynamics))
         return res, metrics
+
+    # the estimator inside the meter when the spec asks for compiled inner steps
+    compiled: core.Compiled | None = None
+
+    def note_compile(self) -> None:
+        """Record in ``notes`` the seconds spent compiling so far (``compile_s``), if any."""
+        if self.compiled is not None:
+            self.notes["compile_s"] = round(self.compiled.compile_s, 3)
 
 
 class _LearnedStep(core.BilevelProblem):
@@ -283,21 +291,7 @@ def build(
     dynamics = core.GradientDescent(
         steps=spec.inner.steps, lr=spec.inner.lr, momentum=spec.inner.momentum, lr_key=lr_key
     )
-    if spec.hypergradient.method == "auto":
-        estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
-    else:
-        estimator = core.make_estimator(
-            spec.hypergradient.method,
-            **spec.hypergradient.model_dump(exclude={"method", "graphed"}),
-        )
-    refusal = graph_refusal(spec, device)
-    notes["graphed"] = refusal is None
-    if refusal is None:
-        estimator = core.Graphed(estimator)  # launch-bound on a GPU: one replay per estimate
-    else:
-        notes["graphed_reason"] = refusal
-    # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
-    estimator = core.Metered(estimator)
+    estimator, compiled = _estimator(spec, problem, hparams, dynamics, device, notes)
     outer = spec.outer
     fit_kwargs = {
         "iterations": outer.iterations,
@@ -307,10 +301,45 @@ def build(
         "first_step_norm": outer.first_step_norm,
         "exact_every": spec.diagnostics.every,
     }
-    built = Built(problem, hparams, dynamics, estimator, fit_kwargs, device, notes)
+    built = Built(
+        problem, hparams, dynamics, estimator, fit_kwargs, device, notes, compiled=compiled
+    )
     if one_shot is not None:
         built.before_iteration, built.evaluate = one_shot.before_iteration, one_shot.evaluate
     return built
+
+
+def _estimator(
+    spec: JobSpec,
+    problem: core.BilevelProblem,
+    hparams: Any,
+    dynamics: core.GradientDescent,
+    device: torch.device,
+    notes: dict[str, Any],
+) -> tuple[core.Estimator, core.Compiled | None]:
+    """The metered estimator of ``spec.hypergradient``, and its compiled core if any.
+
+    Auto-K's choice and whether it runs graphed (or why not) go into ``notes``.
+    """
+    if spec.hypergradient.method == "auto":
+        estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
+    else:
+        estimator = core.make_estimator(
+            spec.hypergradient.method,
+            **spec.hypergradient.model_dump(exclude={"method", "graphed", "compile"}),
+        )
+    compiled: core.Compiled | None = None
+    if getattr(spec.hypergradient, "compile", False):
+        estimator = compiled = core.Compiled(estimator)
+    refusal = graph_refusal(spec, device)
+    notes["graphed"] = refusal is None
+    if refusal is None:
+        estimator = core.Graphed(estimator)  # launch-bound on a GPU: one replay per estimate
+    else:
+        notes["graphed_reason"] = refusal
+    # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
+    estimator = core.Metered(estimator)
+    return estimator, compiled
 
 
 def _paper_task_interaction(

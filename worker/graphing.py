@@ -30,6 +30,9 @@ def graph_refusal(spec: JobSpec, device: torch.device) -> str | None:
     method = spec.hypergradient
     if not method.graphed:
         return "hypergradient.graphed is false"
+    if getattr(method, "compile", False):
+        # core.Graphed refuses a core.Compiled inside it: torch.compile owns the kernels
+        return "hypergradient.compile is true: the inner steps run through torch.compile"
     if device.type != "cuda":
         return f"device {device.type}: CUDA graphs need a CUDA device"
     if method.method not in GRAPHED_METHODS:

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
@@ -177,6 +178,8 @@ def _run_claimed(
         # job on any worker of this image would fail alike, so it is not worth a retry
         check_installed(spec_data, plugin)
         spec = parse_spec(spec_data)
+        if getattr(spec.hypergradient, "compile", False):
+            _use_compile_cache(settings)
         cache = DatasetCache(settings.resolved_dataset_cache_dir, settings.dataset_cache_bytes)
         source = DatasetSource(sessions, team_id, cache, seed=spec.seed)
         built = build(spec, settings.data_dir, datasets=source)
@@ -205,6 +208,7 @@ def _run_claimed(
     except Exception as exc:
         run.close()  # the points up to the failure are kept
         return _fail(sessions, claim, exc, settings)
+    built.note_compile()  # the first hyper-iteration compiled: its cost goes in the summary
     if out.stopped and run.preempted and not run.cancelled:
         run.close()  # the checkpoint at this iteration is written before the release
 
@@ -232,6 +236,21 @@ def _run_claimed(
         cancelled = retrying(cancel, settings.store_patience_s)
         return Outcome.CANCELLED if cancelled else Outcome.LOST
     return _succeed(sessions, claim, built, out, run)
+
+
+def _use_compile_cache(settings: WorkerSettings) -> None:
+    """Point torch.compile's caches at the worker's shared directory (unless the operator did).
+
+    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles, after this runs. The
+    in-memory caches of earlier jobs are dropped: torch.compile keeps at most a few
+    variants of one function (``recompile_limit``) and past them runs it eagerly, without a
+    word, so a long-lived worker would stop compiling after a few jobs of other problems.
+    The kernels themselves stay on disk, and a job like an earlier one reloads them.
+    """
+    path = settings.resolved_compile_cache_dir
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(path))
+    torch.compiler.reset()
 
 
 def _succeed(

@@ -33,6 +33,10 @@ class WorkerSettings(StoreSettings):
     # read, the least recently used dropped beyond dataset_cache_bytes (BILEVEL_DATASET_CACHE_BYTES)
     dataset_cache_dir: Path | None = None
     dataset_cache_bytes: int = Field(4 << 30, ge=0)
+    # torch.compile's on-disk caches (TORCHINDUCTOR_CACHE_DIR), shared by this worker's jobs
+    # with hypergradient.compile: a job whose kernels an earlier one built skips most of the
+    # compilation. None: ``compile-cache`` under the state directory.
+    compile_cache_dir: Path | None = None
 
     @property
     def resolved_dataset_cache_dir(self) -> Path:
@@ -40,3 +44,10 @@ class WorkerSettings(StoreSettings):
         if self.dataset_cache_dir is not None:
             return self.dataset_cache_dir.expanduser().resolve()
         return self.resolved_state_dir / "dataset-cache"
+
+    @property
+    def resolved_compile_cache_dir(self) -> Path:
+        """``compile_cache_dir``, or ``compile-cache`` under the state directory."""
+        if self.compile_cache_dir is not None:
+            return self.compile_cache_dir.expanduser().resolve()
+        return self.resolved_state_dir / "compile-cache"

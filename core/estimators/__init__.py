@@ -2,6 +2,7 @@
 
 from core.estimators.base import Estimator, HypergradientResult
 from core.estimators.checkpointed import Checkpointed
+from core.estimators.compiled import Compiled
 from core.estimators.forward import Forward
 from core.estimators.full import Full
 from core.estimators.graphed import Graphed
@@ -13,6 +14,7 @@ from core.estimators.truncated import Truncated
 __all__ = [
     "ESTIMATORS",
     "Checkpointed",
+    "Compiled",
     "Estimator",
     "Forward",
     "Full",

@@ -26,7 +26,16 @@ from torch import Tensor
 from core.dynamics import GradientDescent
 from core.estimators.base import Estimator, HypergradientResult, Setup, add, finish, prepare
 from core.problem import BilevelProblem
-from core.tree import Leaves, Tree, detached, tree_nbytes, tree_norm, unflatten, zeros_for_none
+from core.tree import (
+    Leaves,
+    Spec,
+    Tree,
+    detached,
+    tree_nbytes,
+    tree_norm,
+    unflatten,
+    zeros_for_none,
+)
 from core.validate import scalar_loss
 
 
@@ -44,6 +53,27 @@ class UnrollPlan:
     checkpoints: tuple[int, ...]
     include_init: bool
     info: dict[str, Any]
+
+
+class Transition(Protocol):
+    """One step ``s_{t+1} = Ξ_{t+1}(s_t, λ)`` of Eq. (4), as :meth:`GradientDescent.step`.
+
+    The engine runs every step through one of these: the dynamics' own eager step by
+    default, a compiled one under :class:`core.Compiled`.
+    """
+
+    def __call__(
+        self,
+        problem: BilevelProblem[Any, Any],
+        state: Leaves,
+        hparams: Tree,
+        spec: Spec,
+        *,
+        create_graph: bool,
+        t: int | None = None,
+    ) -> Leaves:
+        """``s_{t+1}``; with ``create_graph`` recorded for a backward pass through it."""
+        ...
 
 
 class UnrolledEstimator(Estimator, Protocol):
@@ -74,13 +104,19 @@ def unrolled_reverse(
 
 
 def unrolled_tensors(
-    problem: BilevelProblem[Any, Any], setup: Setup, dynamics: GradientDescent, plan: UnrollPlan
+    problem: BilevelProblem[Any, Any],
+    setup: Setup,
+    dynamics: GradientDescent,
+    plan: UnrollPlan,
+    step: Transition | None = None,
 ) -> tuple[Leaves, Tensor, Leaves, Leaves]:
     """The reverse pass itself: ``(h, f(w_T, λ), w_T, ∇_{ŵ*} f)`` as tensors.
 
     Nothing here copies a value to the host, so the whole pass can be recorded as one CUDA
     graph (:class:`core.Graphed`); the checks and floats are :func:`finish_unrolled`'s.
+    ``step`` replaces ``dynamics.step`` for every transition (:class:`core.Compiled`).
     """
+    step = dynamics.step if step is None else step
     T = dynamics.steps
     spec = setup.w_spec
     lam_const = setup.tree(setup.hp_const)
@@ -94,14 +130,14 @@ def unrolled_tensors(
     for t in range(cuts[-1]):
         if t in to_store:
             stored[t] = state
-        state = dynamics.step(problem, state, lam_const, spec, create_graph=False, t=t)
+        state = step(problem, state, lam_const, spec, create_graph=False, t=t)
 
     # Last segment and f together: one backward pass yields ∇_{ŵ*} f, α_{c_m} and h.
     start = detached(state, requires_grad=True)
     with torch.enable_grad():
         state = start
         for t in range(cuts[-1], T):
-            state = dynamics.step(problem, state, lam, spec, create_graph=True, t=t)
+            state = step(problem, state, lam, spec, create_graph=True, t=t)
         w_T = dynamics.params(state)
         w_T = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in w_T)
         loss = scalar_loss(problem.outer_loss(unflatten(spec, w_T), lam), "outer")
@@ -117,7 +153,7 @@ def unrolled_tensors(
         with torch.enable_grad():
             state = start
             for t in range(c, c_next):
-                state = dynamics.step(problem, state, lam, spec, create_graph=True, t=t)
+                state = step(problem, state, lam, spec, create_graph=True, t=t)
             alpha, dh = _vjp(state, alpha, start, setup.hp)
         h = add(h, dh)
 

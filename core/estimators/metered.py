@@ -25,7 +25,9 @@ class Metered:
     peak of bytes autograd saved for backward (:class:`core.SavedTensorMeter`) plus the
     states the estimator kept outside autograd (``info["stored_bytes"]``): the quantity of
     Table 1's memory column, ``O(MT)`` for full RMD (Eq. 6) and ``O(MK)`` for K-RMD (Eq. 8).
-    :func:`core.fit` records it per hyper-iteration when present.
+    :func:`core.fit` records it per hyper-iteration when present. An estimator whose
+    class sets ``meters_saved_tensors = False`` (:class:`core.Compiled`: ``torch.func``
+    refuses saved-tensor hooks) gets no CPU figure rather than a wrong one.
 
     Args:
         estimator: the estimator to measure; its result is otherwise unchanged.
@@ -53,6 +55,8 @@ class Metered:
             res = self.estimator(problem, hparams, dynamics)
             torch.cuda.synchronize(device)
             peak = torch.cuda.max_memory_allocated(device) - before
+        elif not getattr(self.estimator, "meters_saved_tensors", True):
+            return self.estimator(problem, hparams, dynamics)
         else:
             with SavedTensorMeter() as meter:
                 res = self.estimator(problem, hparams, dynamics)

@@ -240,3 +240,27 @@ def test_graphed_is_a_boolean(value):
     assert [e["field"] for e in field_errors(info.value)] == ["hypergradient.graphed"]
     spec["hypergradient"]["graphed"] = False
     assert parse_spec(spec).hypergradient.graphed is False
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        {"method": "full"},
+        {"method": "truncated", "K": 3},
+        {"method": "checkpointed"},
+        {"method": "auto", "memory_mb": 1.0},
+    ],
+)
+def test_unrolled_methods_may_ask_for_compiled_steps(method):
+    spec = tiny_spec()
+    spec["hypergradient"] = {**method, "compile": True}
+    assert parse_spec(spec).hypergradient.compile is True
+    spec["hypergradient"] = method
+    assert parse_spec(spec).hypergradient.compile is False
+
+
+@pytest.mark.parametrize("method", [{"method": "forward"}, {"method": "implicit"}])
+def test_compile_belongs_to_the_unrolled_methods(method):
+    spec = tiny_spec()
+    spec["hypergradient"] = {**method, "compile": True}
+    assert _fields(spec) == ["hypergradient.compile"]

@@ -57,6 +57,8 @@ def test_one_shot_on_cuda_runs_graphed():
         (_spec(), torch.device("cpu"), "device cpu"),
         (_spec({"method": "truncated", "K": 3, "graphed": False}), CUDA,
          "hypergradient.graphed is false"),
+        (_spec({"method": "truncated", "K": 3, "compile": True}), CUDA,
+         "hypergradient.compile is true"),
         (_spec({"method": "forward"}), CUDA, "hypergradient.method='forward'"),
         (_spec({"method": "implicit"}), CUDA, "hypergradient.method='implicit'"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from datetime import timedelta
 
@@ -54,6 +55,25 @@ def test_a_job_succeeds_with_one_trace_point_per_iteration(sessions):
     assert job.summary["last_outer_loss"] == trace["outer_loss"][-1]
     hp = _hparams(sessions, job_id)["hparams"]
     assert hp.shape == (2,) and np.allclose(hp, job.summary["hparams"])
+
+
+# torch.compile's own internals warn about torch.jit; nothing of ours to act on
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_compiled_job_reports_its_compile_time_and_uses_the_shared_cache(
+    sessions, tmp_path, monkeypatch
+):
+    # set, then delete: the test's end restores the variable as it was
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
+    spec = tiny_spec(iterations=3)
+    spec["hypergradient"]["compile"] = True
+    job_id = queued_job(sessions, spec)
+    settings = SETTINGS.model_copy(update={"compile_cache_dir": tmp_path / "compile"})
+    assert execute_job(sessions, job_id, settings) == "succeeded"
+    with sessions() as s:
+        job = s.get(Job, job_id)
+    assert job.summary["compile_s"] > 0
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile")
 
 
 def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):
