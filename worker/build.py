@@ -25,8 +25,8 @@ from jobs.spec import (
     TaskInteractionSpec,
     is_dataset_id,
 )
+from worker.data_dir import require_data
 from worker.datasets import DatasetSource, Resolver
-from worker.errors import require_data
 from worker.graphing import graph_refusal
 from worker.one_shot import OneShotJob
 

@@ -19,7 +19,7 @@ import core
 from core.problems.one_shot import OneShot, TaskBatch, evaluate
 from core.problems.one_shot_tasks import OneShotSplits, iteration_generator, task_generator
 from jobs.spec import JobSpec, OneShotSpec
-from worker.errors import require_data
+from worker.data_dir import require_data
 
 __all__ = ["OneShotJob"]
 
