@@ -114,12 +114,13 @@ class Cluster:
         log_dir: Path,
         *,
         crash_job: str | None = None,
+        fault: str = "kill",
         **env: str,
     ):
         from jobs.db import make_engine, make_session_factory
         from jobs.dispatch import CeleryDispatcher
 
-        self.redis, self.log_dir, self.crash_job = redis, log_dir, crash_job
+        self.redis, self.log_dir, self.crash_job, self.fault = redis, log_dir, crash_job, fault
         self.env = {
             "DATABASE_URL": store_url,
             "BROKER_URL": redis.url,
@@ -155,7 +156,7 @@ class Cluster:
     def _worker(self, name: str) -> Worker:
         if self.crash_job is None:
             return Worker(self.env, self.log_dir, name)
-        return CrashingWorker(self.env, self.log_dir, name, self.crash_job)
+        return CrashingWorker(self.env, self.log_dir, name, self.crash_job, self.fault)
 
     def holder(self, job_id) -> Worker:
         """The worker process that holds ``job_id``'s lease now."""
@@ -227,13 +228,17 @@ class Cluster:
 
 @pytest.fixture
 def cluster_factory(store_url, make_redis, tmp_path) -> Iterator:
-    """``cluster_factory(appendonly=False, crash_job=None, **env)``: a Cluster; its workers
-    stop at the end. With ``crash_job``, they SIGKILL themselves in any job of that name."""
+    """``cluster_factory(appendonly=False, crash_job=None, fault="kill", **env)``: a Cluster;
+    its workers stop at the end. With ``crash_job``, any job of that name meets ``fault``
+    (``tests.faults.hooks``): by default its worker SIGKILLs itself."""
     made: list[Cluster] = []
 
-    def make(*, appendonly: bool = False, crash_job: str | None = None, **env: str) -> Cluster:
+    def make(
+        *, appendonly: bool = False, crash_job: str | None = None, fault: str = "kill", **env: str
+    ) -> Cluster:
         redis = make_redis(appendonly=appendonly)
-        made.append(Cluster(store_url, redis, tmp_path, crash_job=crash_job, **env))
+        made.append(Cluster(store_url, redis, tmp_path, crash_job=crash_job, fault=fault,
+                            **env))  # fmt: skip
         return made[-1]
 
     yield make
