@@ -34,6 +34,7 @@ and SIGINT is the parent's to act on, so the child ignores it.
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -128,6 +129,12 @@ class JobProcess:
         """SIGTERM: the running job checkpoints and is released (``worker.shutdown``)."""
         if self._proc.is_alive():
             os.kill(self.pid, signal.SIGTERM)
+
+    def dump_stacks(self) -> None:
+        """SIGUSR1: the process writes every thread's stack to its stderr (the log)."""
+        if self._proc.is_alive():
+            os.kill(self.pid, signal.SIGUSR1)
+            time.sleep(0.2)  # the dump is written by a C handler, at once; give it the time
 
     def kill(self) -> None:
         """SIGKILL, and wait for it: nothing of the job runs on afterwards."""
@@ -301,6 +308,7 @@ class Supervisor:
         self, proc: JobProcess, claim: repo.Claim, exc: IterationStalled | TimeLimitExceeded
     ) -> Outcome:
         """Kill the job process, fail the attempt, and start the next job's process."""
+        proc.dump_stacks()
         proc.kill()
         error = {"type": type(exc).__name__, "detail": str(exc), "iteration": exc.iteration,
                  "pid": proc.pid}  # fmt: skip
@@ -326,6 +334,9 @@ def _follow_parent() -> None:
 
 def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: int) -> None:
     _follow_parent()
+    # SIGUSR1 writes every thread's stack to stderr, even with the main thread stuck in C:
+    # the supervisor sends it before the kill, so the log shows where the job hung
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: request_shutdown())
     logging.basicConfig(

@@ -5,41 +5,41 @@
 Any job whose spec is named ``NAME`` runs with ``FAULT`` from ``tests.faults.hooks.FAULTS``:
 ``kill`` SIGKILLs this worker (and its job process) at the job's second iteration, as a
 lost machine would; ``hang`` never returns from it, as a deadlocked data loader would. The
-hook goes in through the supervisor's ``on_record`` argument: this module wraps
-``worker.watchdog.Supervisor.execute`` and then runs Celery's own command line in this same
-process (the tests know a worker by its pid), so that the production code and its settings
-carry no test knob. Not a test module: ``CrashingWorker`` starts it.
+hook goes in through the job process's ``on_record`` argument: this module wraps
+``worker.watchdog.JobProcess.run`` (which is handed the job claimed, not only the one the
+message named) and then runs Celery's own command line in this same process (the tests know
+a worker by its pid), so that the production code and its settings carry no test knob. Not
+a test module: ``CrashingWorker`` starts it.
 """
 
 from __future__ import annotations
 
 import functools
 import sys
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from jobs import repo
 from tests.faults.hooks import FAULTS
-from worker.watchdog import Supervisor
+from worker.watchdog import JobProcess
 
 
 def install(fault: str, job_name: str) -> None:
-    """Make the supervisor run the jobs named ``job_name`` with the hook ``fault``."""
-    execute: Callable[..., Any] = Supervisor.execute
+    """Make the job process run the jobs named ``job_name`` with the hook ``fault``."""
+    run: Callable[..., Any] = JobProcess.run
     hook = FAULTS[fault]
 
-    @functools.wraps(execute)
-    def faulty(self, job_id, **kwargs):
-        with self.sessions() as s:
-            job = repo.get_job(s, None, uuid.UUID(str(job_id)))
-            name = job.spec.get("name") if job is not None else None
-        if name == job_name:
-            kwargs["on_record"] = hook
-        return execute(self, job_id, **kwargs)
+    @functools.wraps(run)
+    def faulty(self, claim, on_record):
+        from worker.tasks import sessions
 
-    # worker.tasks calls the method on its supervisor at every task, so this is what runs
-    Supervisor.execute = faulty  # type: ignore[method-assign]
+        with sessions()() as s:
+            job = repo.get_job(s, None, claim.job_id)
+            name = job.spec.get("name") if job is not None else None
+        return run(self, claim, hook if name == job_name else on_record)
+
+    # the supervisor calls the method on its job process at every job, so this is what runs
+    JobProcess.run = faulty  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> None:
