@@ -332,6 +332,15 @@ def _follow_parent() -> None:
     threading.Thread(target=watch, daemon=True, name="follow-parent").start()
 
 
+def _tell(conn: Connection, msg: tuple[str, Any]) -> None:
+    try:
+        conn.send(msg)
+    except OSError:
+        # the supervisor is gone (a SIGKILLed worker), and this attempt with it: exit before
+        # the runner takes the broken pipe for the job's own error and fails the job
+        os._exit(70)
+
+
 def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: int) -> None:
     _follow_parent()
     # SIGUSR1 writes every thread's stack to stderr, even with the main thread stuck in C:
@@ -355,7 +364,7 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
         log.warning("warm-up failed", exc_info=True)
     engine = make_engine(store_url, pool_size=2)
     sessions = make_session_factory(engine)
-    conn.send(("ready", os.getpid()))
+    _tell(conn, ("ready", os.getpid()))
     while True:
         try:
             claim, on_record = conn.recv()
@@ -363,10 +372,10 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
             break
 
         def tick(record: dict[str, Any], on_record: OnRecord | None = on_record) -> None:
-            conn.send(("tick", int(record["iteration"])))
+            _tell(conn, ("tick", int(record["iteration"])))
             if on_record is not None:
                 on_record(record)
 
         outcome = runner.run_claim(sessions, claim, settings, on_record=tick)
-        conn.send(("done", outcome.value))
+        _tell(conn, ("done", outcome.value))
     engine.dispose()
