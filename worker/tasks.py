@@ -155,9 +155,12 @@ def _consumed_kinds() -> list[str]:
 
 @worker_ready.connect
 def _start_reaper(**_) -> None:
-    # the job process imports torch and warms it up now, so the first job runs without
-    # that delay
-    supervisor().start()
+    # the job process imports torch and warms it up before this worker says it is ready,
+    # so that the first job runs without that delay
+    try:
+        supervisor().start(wait=True)
+    except RuntimeError:  # the first job starts another
+        log.warning("the job process did not start", exc_info=True)
     kinds = _consumed_kinds()
     log.info("in the pool as a worker of %s", ", ".join(kinds))
     threading.Thread(target=_reaper_loop, args=(kinds,), daemon=True, name="bilevel-reaper").start()

@@ -201,11 +201,24 @@ class Supervisor:
         """The job process's pid, when there is one."""
         return self._proc.pid if self._proc is not None else None
 
-    def start(self) -> Supervisor:
-        """Start the job process now, so that the first job does not wait for torch."""
+    def start(self, *, wait: bool = False) -> Supervisor:
+        """Start the job process now, so that the first job does not wait for torch.
+
+        Args:
+            wait: also wait until it is ready (``RuntimeError`` if it does not start).
+        """
         if self._proc is None:
             self._proc = JobProcess(self._store_url, self.settings)
+        if wait:
+            self._ready(self._proc)
         return self
+
+    def _ready(self, proc: JobProcess) -> None:
+        try:
+            proc.wait_ready(STARTUP_S)
+        except (RuntimeError, EOFError) as exc:
+            self._proc = None
+            raise RuntimeError(f"job process {proc.pid} did not start: {exc}") from exc
 
     def close(self) -> None:
         """End the job process (between jobs)."""
@@ -230,11 +243,7 @@ class Supervisor:
         """
         proc = self.start()._proc
         assert proc is not None
-        try:
-            proc.wait_ready(STARTUP_S)
-        except (RuntimeError, EOFError) as exc:
-            self._proc = None
-            raise RuntimeError(f"job process {proc.pid} did not start: {exc}") from exc
+        self._ready(proc)
         claim = attempt.claim(self.sessions, job_id, self.settings, self.worker)
         if not isinstance(claim, repo.Claim):
             return claim
