@@ -66,6 +66,8 @@ def test_a_stalled_job_fails_within_its_bound_and_the_next_job_runs_on_a_fresh_p
     assert job.lease_until is None and job.finished_at is not None
     assert _events(sessions, stalled)[-1] == ("failed", "IterationStalled")
     assert STALL_S <= took < STALL_S + SLACK_S, took
+    print(f"\nstalled job (stall_s={STALL_S:g}) ended {took:.2f} s after execute: "
+          f"{job.error['detail']}")  # fmt: skip
     killed = job.error["pid"]
     assert supervisor.pid is not None and supervisor.pid != killed
 
@@ -89,6 +91,7 @@ def test_a_job_past_its_time_limit_inside_one_iteration_fails_with_time_limit_ex
     assert "time_limit_s=2" in job.error["detail"] and "inside iteration 3" in job.error["detail"]
     assert job.lease_until is None
     assert 2.0 + GRACE_S <= took < 2.0 + GRACE_S + SLACK_S, took
+    print(f"\njob over time_limit_s=2 ended {took:.2f} s after execute: {job.error['detail']}")
 
 
 def test_a_job_process_that_dies_loses_its_attempt_to_the_reaper_and_is_replaced(
