@@ -1,10 +1,12 @@
 """Run one job: claim it, fit with ``core``, stream its trace, checkpoint, finish.
 
 The same code runs under Celery (``worker.tasks``) and in the embedded executor
-(``worker.local``). PostgreSQL (or SQLite) is the record: the claim is a conditional update,
-every write after it is fenced by the attempt number, and a resumed attempt continues from
-the last checkpoint exactly (``core.fit(state=...)`` is bit-identical), after deleting any
-trace points written past that checkpoint so that no iteration is missing or doubled.
+(``worker.local``), in both in a job process that the watchdog (``worker.watchdog``) kills
+when a hyper-iteration hangs. PostgreSQL (or SQLite) is the record: the claim is a
+conditional update, every write after it is fenced by the attempt number, and a resumed
+attempt continues from the last checkpoint exactly (``core.fit(state=...)`` is
+bit-identical), after deleting any trace points written past that checkpoint so that no
+iteration is missing or doubled.
 The trace is written by a thread of its own (``worker.trace_writer``): the training loop
 (``worker.progress``) hands each batch over and goes on, a checkpoint commits with or after
 every point up to it, a lost lease, a cancel or a store failure stops the loop at its next

@@ -45,7 +45,8 @@ def _events(sessions, job_id) -> list[tuple[str, str | None]]:
 
 @pytest.fixture
 def supervisor(own_pg_sessions):
-    sup = Supervisor(own_pg_sessions, SETTINGS, worker="test-worker").start()
+    # warm before the clock starts: the figures time the job, not torch's import
+    sup = Supervisor(own_pg_sessions, SETTINGS, worker="test-worker").start(wait=True)
     yield sup
     sup.close()
 
@@ -115,9 +116,14 @@ def test_the_embedded_executor_kills_a_stalled_job_and_runs_the_next_on_a_fresh_
 ):
     sessions = sqlite_sessions
     stalled = queued_job(sessions, tiny_spec(iterations=50, stall_s=STALL_S))
-    after = queued_job(sessions, tiny_spec(iterations=1))  # never reaches the hang
     executor = LocalExecutor(sessions, SETTINGS, on_record=hang_at_second_iteration).start()
     try:
+        wait_until(lambda: _job(sessions, stalled).status != "queued", 180, "the stalled job's "
+                   "claim", poll=0.2)  # fmt: skip
+        # submitted while the first hangs, so that it cannot run first (fair share would
+        # pick between two teams' jobs either way)
+        after = queued_job(sessions, tiny_spec(iterations=1))  # never reaches the hang
+        executor.send(after)
         wait_until(lambda: _job(sessions, after).status in ("succeeded", "failed"), 180,
                    "the job after the stalled one to end", poll=0.2)  # fmt: skip
     finally:
