@@ -85,7 +85,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             uvicorn.run(app, host=host, port=port, log_level=args.log_level)
     finally:
         if executor is not None:
-            from worker.runner import request_shutdown
+            from worker.shutdown import request_shutdown
 
             request_shutdown()  # the running job checkpoints and waits for the next start
             executor.stop(timeout=5)

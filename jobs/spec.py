@@ -231,6 +231,10 @@ class JobSpec(SpecModel):
     # running time summed over the job's attempts, checked between hyper-iterations;
     # past it the job ends `failed` (TimeLimitExceeded). None: the worker's max_job_time_s.
     time_limit_s: Annotated[float, Field(gt=0, le=30 * 86_400)] | None = None
+    # the longest a hyper-iteration (the first one with the job's setup) may go without
+    # completing; past it the worker's watchdog kills the job's process and the job ends
+    # `failed` (IterationStalled). None: the worker's stall_s (30 minutes by default).
+    stall_s: Annotated[float, Field(ge=1, le=86_400)] | None = None
     # orders the job among its team's queued jobs (jobs.fairshare); not across teams
     priority: Literal["low", "normal", "high"] = "normal"
 

@@ -7,8 +7,9 @@ killed worker's message is gone, so the reaper (a thread in every worker, or the
 task on beat) requeues jobs whose lease expired, and resends jobs left queued too long.
 A duplicate delivery claims nothing (conditional update), so resending is always safe.
 
-One job per process (``--pool solo``, concurrency 1): no fork after torch is imported, so
-CUDA is never initialised in a forking parent.
+One job at a time per worker (``--pool solo``, concurrency 1), run in a job process that
+the worker spawns and watches (``worker.watchdog``): the Celery process never imports torch,
+and nothing forks after CUDA is initialised.
 """
 
 from __future__ import annotations

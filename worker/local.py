@@ -1,9 +1,11 @@
-"""The embedded mode's executor: one thread that runs queued jobs in this process.
+"""The embedded mode's executor: one thread that runs queued jobs, one at a time.
 
-It implements the same ``send``/``ping`` as the Celery dispatcher and runs the same
-``runner.execute_job``; a periodic reap requeues jobs whose lease expired. At start it takes
-back the jobs a previous process left ``running`` (there is only one executor per store in
-this mode) and queues every job still ``queued``.
+It implements the same ``send``/``ping`` as the Celery dispatcher and runs each job the way
+a Celery worker does, in a job process under the watchdog (``worker.watchdog``): a job that
+stops making progress is killed there and the next one runs in a fresh process. A periodic
+reap requeues jobs whose lease expired. At start it takes back the jobs a previous process
+left ``running`` (there is only one executor per store in this mode) and queues every job
+still ``queued``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
 from worker.notify import Notifier
-from worker.runner import execute_job, warm_up
 from worker.settings import WorkerSettings
+from worker.watchdog import OnRecord, Supervisor
 
 __all__ = ["LocalExecutor"]
 
@@ -27,10 +29,25 @@ _STOP = object()
 
 
 class LocalExecutor:
-    """Runs jobs one at a time on a background thread."""
+    """Runs jobs one at a time from a background thread, each in the job process.
 
-    def __init__(self, sessions: sessionmaker[Session], settings: WorkerSettings):
+    Args:
+        sessions: the store's session factory.
+        settings: the worker's settings.
+        on_record: called in the job process with every trace record of every job (tests
+            inject faults with it; it must pickle).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: WorkerSettings,
+        *,
+        on_record: OnRecord | None = None,
+    ):
         self.sessions, self.settings = sessions, settings
+        self.on_record = on_record
+        self.supervisor = Supervisor(sessions, settings, worker="embedded")
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="bilevel-executor")
         self.current: uuid.UUID | None = None
@@ -62,14 +79,13 @@ class LocalExecutor:
         self._notifier.stop(timeout)
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if not self._thread.is_alive():  # else a job still runs there, and its process
+            self.supervisor.close()
 
     close = stop
 
     def _loop(self) -> None:
-        try:
-            warm_up()
-        except Exception:
-            log.warning("warm-up failed", exc_info=True)
+        self.supervisor.start()  # the job process imports torch and warms up meanwhile
         while True:
             try:
                 item = self._queue.get(timeout=self.settings.reap_every_s)
@@ -80,7 +96,7 @@ class LocalExecutor:
                 return
             self.current = item
             try:
-                execute_job(self.sessions, item, self.settings, worker="embedded")
+                self.supervisor.execute(item, on_record=self.on_record)
             except Exception:
                 log.exception("job %s crashed the executor's attempt", item)
             finally:

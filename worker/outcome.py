@@ -30,6 +30,9 @@ class Outcome(StrEnum):
     LOST = "lost"
     # the store stayed unreachable past store_patience_s; the reaper requeues the job
     STORE_UNAVAILABLE = "store-unavailable"
+    # the job's process died under its supervisor (worker.watchdog): an OOM kill, a
+    # segfault; the lease is left to expire and the reaper requeues the job
+    CRASHED = "crashed"
 
     @property
     def claimed(self) -> bool:

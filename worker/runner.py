@@ -1,10 +1,12 @@
 """Run one job: claim it, fit with ``core``, stream its trace, checkpoint, finish.
 
 The same code runs under Celery (``worker.tasks``) and in the embedded executor
-(``worker.local``). PostgreSQL (or SQLite) is the record: the claim is a conditional update,
-every write after it is fenced by the attempt number, and a resumed attempt continues from
-the last checkpoint exactly (``core.fit(state=...)`` is bit-identical), after deleting any
-trace points written past that checkpoint so that no iteration is missing or doubled.
+(``worker.local``), in both in a job process that the watchdog (``worker.watchdog``) kills
+when a hyper-iteration hangs. PostgreSQL (or SQLite) is the record: the claim is a
+conditional update, every write after it is fenced by the attempt number, and a resumed
+attempt continues from the last checkpoint exactly (``core.fit(state=...)`` is
+bit-identical), after deleting any trace points written past that checkpoint so that no
+iteration is missing or doubled.
 The trace is written by a thread of its own (``worker.trace_writer``): the training loop
 (``worker.progress``) hands each batch over and goes on, a checkpoint commits with or after
 every point up to it, a lost lease, a cancel or a store failure stops the loop at its next
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import traceback
 import uuid
 from collections.abc import Callable
@@ -35,6 +36,8 @@ from jobs.problem_kinds import check_installed
 from jobs.repo import LeaseState
 from jobs.spec import parse_spec
 from jobs.status import JobStatus
+from worker import attempt
+from worker.attempt import worker_name
 from worker.build import Built, build, hparams_npz, to_jsonable
 from worker.checkpoint import load_checkpoint
 from worker.dataset_cache import DatasetCache
@@ -48,7 +51,7 @@ from worker.settings import WorkerSettings
 from worker.shutdown import request_shutdown
 from worker.trace_writer import TraceWriter
 
-__all__ = ["execute_job", "request_shutdown", "warm_up", "worker_name"]
+__all__ = ["execute_job", "request_shutdown", "run_claim", "warm_up", "worker_name"]
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +67,6 @@ def warm_up() -> None:
         iterations=2,
         exact_every=1,
     )
-
-
-def worker_name() -> str:
-    """This process as ``jobs.worker`` records it: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def execute_job(
@@ -101,32 +99,36 @@ def execute_job(
         scheduler preempted the job, and it went back to the queue, ``STORE_UNAVAILABLE``
         when the store stayed down past the patience, else the final status.
     """
-    named_id = uuid.UUID(str(job_id))
     worker = worker or worker_name()
-
-    policy = repo.Policy.of(settings)
-
-    def claim_it() -> repo.Claim | Outcome:
-        # the message names a job; the pool's fair share says which queued job of its kind
-        # this worker takes (the named one, or one that should go first)
-        with sessions.begin() as s:
-            named = repo.get_job(s, None, named_id)
-            if named is None:
-                return Outcome.SKIPPED
-            got = repo.claim_next(s, named.queue, worker, settings.lease_s, policy, hint=named_id)
-            if isinstance(got, repo.Claim):
-                return got
-            return Outcome.DEFERRED if got else Outcome.SKIPPED
-
-    claim = retrying(claim_it, settings.store_patience_s)
-    if claim is Outcome.DEFERRED:
-        log.info("job %s: every team with queued jobs runs its max_running_jobs; left queued",
-                 job_id)  # fmt: skip
-        return Outcome.DEFERRED
+    claim = attempt.claim(sessions, job_id, settings, worker)
     if not isinstance(claim, repo.Claim):
-        return Outcome.SKIPPED
-    job_id = claim.job_id  # the claimed job, which may not be the one the message named
-    log.info("job %s: attempt %d on %s", job_id, claim.attempt, worker)
+        return claim
+    return run_claim(sessions, claim, settings, on_record=on_record)
+
+
+def run_claim(
+    sessions: sessionmaker[Session],
+    claim: repo.Claim,
+    settings: WorkerSettings,
+    *,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> Outcome:
+    """Run a claimed job to its end, with the lease's heartbeat and the trace writer.
+
+    What :func:`execute_job` does after its claim; a job's process (``worker.watchdog``)
+    runs the claims its supervisor makes.
+
+    Args:
+        sessions: the store's session factory.
+        claim: the attempt held.
+        settings: the worker's settings.
+        on_record: as for :func:`execute_job`.
+
+    Returns:
+        As :func:`execute_job`, but never ``SKIPPED`` nor ``DEFERRED``.
+    """
+    job_id = claim.job_id
+    log.info("job %s: attempt %d on %s (pid %d)", job_id, claim.attempt, claim.worker, os.getpid())
     beat = Heartbeat(sessions, claim, settings.lease_s)
     beat.start()
     writer = TraceWriter(sessions, claim, settings)
@@ -145,13 +147,6 @@ def execute_job(
         # over is still written, fenced by the attempt, with its checkpoint
         writer.close(check=False)
         beat.stop()
-
-
-def _time_limit(spec_limit: float | None, settings: WorkerSettings) -> tuple[float, str] | None:
-    """The tighter of the spec's limit and the worker's ceiling, with the setting's name."""
-    named = [(spec_limit, "time_limit_s"), (settings.max_job_time_s, "max_job_time_s")]
-    limits = [(limit, name) for limit, name in named if limit is not None]
-    return min(limits) if limits else None
 
 
 def _run_claimed(
@@ -198,8 +193,9 @@ def _run_claimed(
     run = Progress(settings, beat, writer, start, spec.outer.iterations, best, on_record)
     run.last_loss = last
     run.ran_before_s = ran_s
-    run.time_limit = _time_limit(spec.time_limit_s, settings)
-    run.extra_summary = built.notes
+    run.time_limit = attempt.time_limit(spec.time_limit_s, settings)
+    # the process that ran it: the watchdog replaces a job's process after it hangs
+    run.extra_summary = {**built.notes, "pid": os.getpid()}
     try:
         # the records go to trace_points; states stay small
         out = built.fit(callback=run, state=state, keep_history=False)
@@ -317,11 +313,4 @@ def _fail(
         error["iteration"] = exc.iteration
     if not isinstance(exc, (core.BilevelError, TimeLimitExceeded, PluginError)):
         error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
-    log.warning("job %s failed: %s", claim.job_id, error["detail"])
-
-    def fail() -> bool:
-        with sessions.begin() as s:
-            return repo.finish_job(s, claim, JobStatus.FAILED, error=error)
-
-    failed = retrying(fail, settings.store_patience_s)
-    return Outcome.FAILED if failed else Outcome.LOST
+    return attempt.fail(sessions, claim, error, settings)

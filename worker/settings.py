@@ -29,6 +29,9 @@ class WorkerSettings(StoreSettings):
     # a ceiling on every job's running time (summed over attempts); a spec's time_limit_s
     # can only lower it. None: no ceiling.
     max_job_time_s: float | None = Field(None, gt=0)
+    # the watchdog (worker.watchdog): a job whose process completes no hyper-iteration for
+    # this long is killed and fails (IterationStalled); a spec's stall_s replaces it
+    stall_s: float = Field(1800.0, ge=1, le=86_400)
     # uploaded data sets fetched from the store are kept here, by sha256, verified on every
     # read, the least recently used dropped beyond dataset_cache_bytes (BILEVEL_DATASET_CACHE_BYTES)
     dataset_cache_dir: Path | None = None

@@ -1,4 +1,7 @@
-"""Celery tasks, thin: take a job id, call the runner, report.
+"""Celery tasks, thin: take a job id, have the supervisor run it, report.
+
+Jobs run in a job process of this worker's (``worker.watchdog``), which a job that stops
+making progress loses: this process never imports torch.
 
 The engine is created lazily in the worker process. Every worker also runs a reaper thread
 (``worker_ready``): it records the worker's heartbeat in the pool, asks over-share jobs to
@@ -21,17 +24,20 @@ from jobs import repo
 from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import RUN_TASK
 from worker.app import app, settings
+from worker.attempt import worker_name
 from worker.notify import Notifier
 from worker.outcome import Outcome
 from worker.shutdown import request_shutdown
+from worker.watchdog import Supervisor
 
-__all__ = ["reap", "run_job"]
+__all__ = ["reap", "run_job", "supervisor"]
 
 log = logging.getLogger(__name__)
 _sessions = None
 _pid = None
 _stop = threading.Event()
 _notifier: Notifier | None = None
+_supervisor: Supervisor | None = None
 
 
 def sessions():
@@ -43,16 +49,18 @@ def sessions():
     return _sessions
 
 
+def supervisor() -> Supervisor:
+    """This process's supervisor of its job process (made after any fork)."""
+    global _supervisor
+    if _supervisor is None or _pid != os.getpid():
+        _supervisor = Supervisor(sessions(), settings)
+    return _supervisor
+
+
 @app.task(name=RUN_TASK, ignore_result=True)
 def run_job(job_id: str) -> Outcome:
     """Run one job to its end (a duplicate delivery returns ``Outcome.SKIPPED``)."""
-    from worker import runner  # torch loads here, in the worker only
-
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
-    outcome = runner.execute_job(sessions(), job_id, settings)
+    outcome = supervisor().execute(job_id)
     if outcome.claimed:
         # a job stopped (or went back to the queue): a queued job of its kind may be left
         # without a message (claimed in another's turn, or held at a team's limit)
@@ -105,8 +113,6 @@ def _broker_queue_empty(name: str) -> bool:
 
 def _pool_pass(kinds: list[str]) -> None:
     """Tell the store this worker is alive; ask over-share jobs to yield to starved teams."""
-    from worker.runner import worker_name
-
     policy = repo.Policy.of(settings)
     with sessions().begin() as s:
         for kind in kinds:
@@ -149,10 +155,12 @@ def _consumed_kinds() -> list[str]:
 
 @worker_ready.connect
 def _start_reaper(**_) -> None:
-    # import torch and warm it up now, so the first job runs without that delay
-    from worker import runner
-
-    runner.warm_up()
+    # the job process imports torch and warms it up before this worker says it is ready,
+    # so that the first job runs without that delay
+    try:
+        supervisor().start(wait=True)
+    except RuntimeError:  # the first job starts another
+        log.warning("the job process did not start", exc_info=True)
     kinds = _consumed_kinds()
     log.info("in the pool as a worker of %s", ", ".join(kinds))
     threading.Thread(target=_reaper_loop, args=(kinds,), daemon=True, name="bilevel-reaper").start()
@@ -171,11 +179,11 @@ def _preempt(**_) -> None:
 def _stop_reaper(**_) -> None:
     _stop.set()
     try:  # leave the pool's view now rather than when the beat goes stale
-        from worker.runner import worker_name
-
         with sessions().begin() as s:
             repo.drop_worker(s, worker_name())
     except Exception:
         log.warning("could not leave the pool's worker list", exc_info=True)
     if _notifier is not None:
         _notifier.stop()
+    if _supervisor is not None:
+        _supervisor.close()

@@ -101,6 +101,17 @@ def test_paper_job_options_beyond_their_limits_are_422_naming_field_and_limit(
     assert dispatcher.sent == []
 
 
+def test_a_stall_bound_outside_its_limits_is_a_422_naming_the_field_and_limit(
+    client, auth, dispatcher
+):
+    body = _problem(client.post("/v1/jobs", json=tiny_spec(stall_s=0.5), headers=auth), 422)
+    assert [e["field"] for e in body["errors"]] == ["stall_s"]
+    assert "greater than or equal to 1" in body["errors"][0]["message"]
+    assert dispatcher.sent == []
+    r = client.post("/v1/jobs", json=tiny_spec(stall_s=30), headers=auth)
+    assert r.status_code == 201, r.text
+
+
 def test_malformed_json_and_bad_query_parameters_are_422_problems(client, auth):
     r = client.post(
         "/v1/jobs", content=b"{not json", headers={**auth, "content-type": "application/json"}

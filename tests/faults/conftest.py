@@ -116,12 +116,13 @@ class Cluster:
         *,
         crash_job: str | None = None,
         pluginless: bool = False,
+        fault: str = "kill",
         **env: str,
     ):
         from jobs.db import make_engine, make_session_factory
         from jobs.dispatch import CeleryDispatcher
 
-        self.redis, self.log_dir, self.crash_job = redis, log_dir, crash_job
+        self.redis, self.log_dir, self.crash_job, self.fault = redis, log_dir, crash_job, fault
         self.pluginless = pluginless
         self.env = {
             "DATABASE_URL": store_url,
@@ -160,7 +161,7 @@ class Cluster:
             return PluginlessWorker(self.env, self.log_dir, name)
         if self.crash_job is None:
             return Worker(self.env, self.log_dir, name)
-        return CrashingWorker(self.env, self.log_dir, name, self.crash_job)
+        return CrashingWorker(self.env, self.log_dir, name, self.crash_job, self.fault)
 
     def holder(self, job_id) -> Worker:
         """The worker process that holds ``job_id``'s lease now."""
@@ -232,22 +233,27 @@ class Cluster:
 
 @pytest.fixture
 def cluster_factory(store_url, make_redis, tmp_path) -> Iterator:
-    """``cluster_factory(appendonly=False, crash_job=None, pluginless=False, **env)``: a
-    Cluster; its workers stop at the end. With ``crash_job``, they SIGKILL themselves in any
-    job of that name; ``pluginless`` workers have no problem plugin installed."""
+    """``cluster_factory(appendonly=False, crash_job=None, fault="kill", pluginless=False,
+    **env)``: a Cluster; its workers stop at the end. With ``crash_job``, any job of that name
+    meets ``fault`` (``tests.faults.hooks``): by default its worker SIGKILLs itself;
+    ``pluginless`` workers have no problem plugin installed."""
     made: list[Cluster] = []
 
     def make(
         *,
         appendonly: bool = False,
         crash_job: str | None = None,
+        fault: str = "kill",
         pluginless: bool = False,
         **env: str,
     ) -> Cluster:
         redis = make_redis(appendonly=appendonly)
         made.append(
-            Cluster(store_url, redis, tmp_path, crash_job=crash_job, pluginless=pluginless, **env)
-        )
+            Cluster(
+                store_url, redis, tmp_path, crash_job=crash_job, fault=fault,
+                pluginless=pluginless, **env,
+            )
+        )  # fmt: skip
         return made[-1]
 
     yield make

@@ -185,15 +185,19 @@ class PostgresServer:
 
 
 class CrashingWorker(CeleryWorker):
-    """A Celery worker that SIGKILLs itself at the second iteration of any job named
-    ``crash_job``: the same command line, started through ``tests.faults.crashing_worker``."""
+    """A Celery worker with ``fault`` (``tests.faults.hooks.FAULTS``: by default it SIGKILLs
+    itself) at the second iteration of any job named ``crash_job``: the same command line,
+    started through ``tests.faults.crashing_worker``."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, name: str, crash_job: str):
+    def __init__(
+        self, env: dict[str, str], log_dir: Path, name: str, crash_job: str, fault: str = "kill"
+    ):
         super().__init__(env, log_dir, name)
         launcher, celery_args = self.cmd[:3], self.cmd[3:]
         if launcher != [sys.executable, "-m", "celery"]:
             raise RuntimeError(f"unexpected worker command line: {self.cmd}")
-        self.cmd = [sys.executable, "-m", "tests.faults.crashing_worker", crash_job, *celery_args]
+        self.cmd = [sys.executable, "-m", "tests.faults.crashing_worker", fault, crash_job,
+                    *celery_args]  # fmt: skip
 
 
 class PluginlessWorker(CeleryWorker):

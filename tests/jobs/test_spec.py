@@ -91,6 +91,8 @@ def test_an_int_is_accepted_for_a_float():
         (("name",), ""),
         (("name",), "x" * 201),
         (("device",), "tpu"),
+        (("stall_s",), 0.5),
+        (("stall_s",), 86_401),
     ],
 )
 def test_numbers_and_strings_are_bounded(path, value):

@@ -1,0 +1,37 @@
+"""Faults injected into a job process through the runner's ``on_record`` (module level, so
+that they pickle across ``spawn``): nothing in the production code or its settings knows
+them. ``tests.faults.crashing_worker`` puts one into a real Celery worker; the watchdog's
+tests hand one to a ``Supervisor`` or a ``LocalExecutor``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+
+def kill_worker_at_second_iteration(record: dict[str, Any]) -> None:
+    """SIGKILL the worker that runs this job process, and the job process: a lost machine."""
+    if record["iteration"] >= 2:
+        os.kill(os.getppid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_job_process_at_second_iteration(record: dict[str, Any]) -> None:
+    """SIGKILL the job process only, as an OOM kill or a segfault would."""
+    if record["iteration"] >= 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def hang_at_second_iteration(record: dict[str, Any]) -> None:
+    """Never return once iteration 2 is done: a deadlocked loader, a stuck kernel."""
+    if record["iteration"] >= 2:
+        while True:
+            time.sleep(3600)
+
+
+FAULTS = {
+    "kill": kill_worker_at_second_iteration,
+    "hang": hang_at_second_iteration,
+}

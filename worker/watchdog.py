@@ -1,0 +1,390 @@
+"""The watchdog: a job runs in a process of its own, killed when it stops making progress.
+
+Time limits are checked between hyper-iterations, and Celery's hard time limits do not work
+with the solo pool, so one hyper-iteration that never ends (a deadlocked data loader, a
+stuck CUDA kernel, a plugin's infinite loop) would hold its worker and renew its lease
+forever. So the process that takes a job (the Celery task's, or the embedded executor's
+thread) only claims it: a :class:`Supervisor` hands the claim to a :class:`JobProcess`, a
+child started with ``spawn`` that runs it exactly as before (:func:`worker.runner.run_claim`:
+heartbeat, trace writer, checkpoints and exact resume, cancel, preemption, the release on
+shutdown) and reports every completed hyper-iteration over a pipe. When none completed for
+``stall_s`` (the spec's, else the worker's), or the job runs past its time limit by more
+than :data:`GRACE_S` inside one iteration, the supervisor SIGKILLs the job process, ends the
+attempt ``failed`` (``IterationStalled`` or ``TimeLimitExceeded``, fenced by the attempt like
+every write, so the lease is given up at once rather than left to expire) and starts a fresh
+job process for the next job. The job process is kept from job to job otherwise: torch's
+import and warm-up cost seconds, which a grid of small jobs should not pay each time.
+
+Why a child of the worker rather than a supervisor around the whole Celery worker: the
+parent holds the claim, so it ends the job itself and at once, without learning it back from
+the store; the embedded mode, which has no Celery process to wrap, uses the same class; and
+the Celery side (messages, the reaper, the notifier, the pool's heartbeat) stays as it was in
+a parent that never imports torch. ``spawn``, never ``fork``: the child is a fresh
+interpreter, so CUDA is never initialised in a process that forks.
+
+Deaths either way keep the old meaning. A SIGKILLed worker takes its job process with it
+(the child exits as soon as it is orphaned), so its lease expires and the reaper resumes the
+job elsewhere from its checkpoint. A job process that dies on its own (an OOM kill, a
+segfault) loses its attempt the same way (``Outcome.CRASHED``); the worker goes on with a
+fresh one. A shutdown request (SIGTERM) in the parent is passed on as SIGTERM, so the
+running job checkpoints and is released as before; Ctrl-C reaches the whole process group,
+and SIGINT is the parent's to act on, so the child ignores it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import faulthandler
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs import repo
+from worker import attempt
+from worker.errors import IterationStalled, TimeLimitExceeded
+from worker.outcome import Outcome
+from worker.settings import WorkerSettings
+from worker.shutdown import request_shutdown, shutdown_requested
+
+__all__ = ["GRACE_S", "JobProcess", "OnRecord", "Supervisor"]
+
+log = logging.getLogger(__name__)
+
+#: how long past its time limit a job may run before the watchdog kills it: the job's own
+#: check between iterations ends it first, keeping its trace up to there, unless one
+#: iteration overruns (the supervisor's clock also starts before the job's setup)
+GRACE_S = 5.0
+#: how long a fresh job process may take to be ready (imports torch, warms it up)
+STARTUP_S = 300.0
+# how often the supervisor wakes without news: the resolution of the bounds above
+_POLL_S = 0.25
+
+OnRecord = Callable[[dict[str, Any]], None]
+
+
+class JobProcess:
+    """A spawned process that runs the claims it is sent, one at a time.
+
+    It says ``("ready", pid)`` once torch is warm, then ``("tick", iteration)`` at every
+    completed hyper-iteration and ``("done", outcome)`` at the end of each claim.
+
+    Args:
+        store_url: the store to connect to (the supervisor's own).
+        settings: the worker's settings.
+    """
+
+    def __init__(self, store_url: str, settings: WorkerSettings):
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, theirs = ctx.Pipe()
+        level = logging.getLogger().getEffectiveLevel()
+        # not a daemon: a job may start processes of its own (data loaders)
+        self._proc = ctx.Process(
+            target=_serve, args=(theirs, store_url, settings, level), name="bilevel-job"
+        )
+        self._proc.start()
+        theirs.close()
+        self.pid: int = self._proc.pid or 0
+        self.ready = False
+        _live.add(self)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait for the ``ready`` message; ``RuntimeError`` if the process dies or is late."""
+        if self.ready:
+            return
+        msg = self.receive(timeout)
+        if msg is None or msg[0] != "ready":
+            self.kill()
+            raise RuntimeError(f"job process {self.pid} not ready within {timeout:g} s: {msg}")
+        self.ready = True
+
+    def run(self, claim: repo.Claim, on_record: OnRecord | None) -> None:
+        """Start running ``claim`` (``on_record`` is called there, so it must pickle)."""
+        self._conn.send((claim, on_record))
+
+    def receive(self, timeout: float) -> tuple[str, Any] | None:
+        """The next message, or ``None`` after ``timeout``.
+
+        Raises:
+            EOFError: the process is gone.
+        """
+        if not self._conn.poll(timeout):
+            if not self._proc.is_alive():  # its pipe may outlive it in a child of its own
+                raise EOFError
+            return None
+        msg: tuple[str, Any] = self._conn.recv()
+        return msg
+
+    def terminate(self) -> None:
+        """SIGTERM: the running job checkpoints and is released (``worker.shutdown``)."""
+        if self._proc.is_alive():
+            os.kill(self.pid, signal.SIGTERM)
+
+    def dump_stacks(self) -> None:
+        """SIGUSR1: the process writes every thread's stack to its stderr (the log)."""
+        if self._proc.is_alive():
+            os.kill(self.pid, signal.SIGUSR1)
+            time.sleep(0.2)  # the dump is written by a C handler, at once; give it the time
+
+    def kill(self) -> None:
+        """SIGKILL, and wait for it: nothing of the job runs on afterwards."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(30)
+        self._conn.close()
+        _live.discard(self)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._proc.exitcode
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Let an idle process exit (it ends when its pipe closes), else kill it."""
+        self._conn.close()
+        self._proc.join(timeout)
+        self.kill()
+
+
+# every live job process, closed at exit: a non-daemonic child would block the parent's exit
+_live: weakref.WeakSet[JobProcess] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for proc in list(_live):
+        proc.close(timeout=2.0)
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    stall_s: float
+    stall_name: str
+    # (seconds left, the whole limit, its setting's name, seconds run before), or None
+    time_limit: tuple[float, float, str, float] | None
+    iteration: int
+
+
+class Supervisor:
+    """Runs jobs in a :class:`JobProcess`, killing it when a job stalls or overruns.
+
+    Args:
+        sessions: the store's session factory (the job process connects to the same store).
+        settings: the worker's settings (``stall_s`` among them).
+        worker: the name to claim under (default ``host:pid`` of this process).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: WorkerSettings,
+        *,
+        worker: str | None = None,
+    ):
+        self.sessions, self.settings = sessions, settings
+        self.worker = worker or attempt.worker_name()
+        bind = sessions.kw["bind"]
+        self._store_url: str = bind.url.render_as_string(hide_password=False)
+        self._proc: JobProcess | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The job process's pid, when there is one."""
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self, *, wait: bool = False) -> Supervisor:
+        """Start the job process now, so that the first job does not wait for torch.
+
+        Args:
+            wait: also wait until it is ready (``RuntimeError`` if it does not start).
+        """
+        if self._proc is None:
+            self._proc = JobProcess(self._store_url, self.settings)
+        if wait:
+            self._ready(self._proc)
+        return self
+
+    def _ready(self, proc: JobProcess) -> None:
+        try:
+            proc.wait_ready(STARTUP_S)
+        except (RuntimeError, EOFError) as exc:
+            self._proc = None
+            raise RuntimeError(f"job process {proc.pid} did not start: {exc}") from exc
+
+    def close(self) -> None:
+        """End the job process (between jobs)."""
+        if self._proc is not None:
+            self._proc.close()
+            self._proc = None
+
+    def execute(self, job_id: uuid.UUID | str, *, on_record: OnRecord | None = None) -> Outcome:
+        """Claim a job as :func:`worker.runner.execute_job` does and run it under watch.
+
+        Args:
+            job_id: the job the message named (its queue kind is the one served).
+            on_record: called in the job process with every trace record (tests inject
+                faults with it); it must pickle, i.e. be a module-level function.
+
+        Returns:
+            What :func:`worker.runner.execute_job` returns, or ``FAILED`` when the watchdog
+            ended the job, or ``CRASHED`` when the job process died under it.
+
+        Raises:
+            RuntimeError: a fresh job process did not start (nothing was claimed).
+        """
+        proc = self.start()._proc
+        assert proc is not None
+        self._ready(proc)
+        claim = attempt.claim(self.sessions, job_id, self.settings, self.worker)
+        if not isinstance(claim, repo.Claim):
+            return claim
+        bounds = self._bounds(claim)
+        proc.run(claim, on_record)
+        return self._watch(proc, claim, bounds)
+
+    def _bounds(self, claim: repo.Claim) -> _Bounds:
+        with self.sessions() as s:
+            job = repo.get_job(s, None, claim.job_id)
+            spec = dict(job.spec) if job is not None else {}
+            ran_s = float(((job.summary if job else None) or {}).get("run_s") or 0.0)
+            iteration = int((job.iteration if job else 0) or 0)
+        # read, not parsed: the spec was validated at submission, and a spec the library
+        # rejects is the job process's to fail
+        stall = spec.get("stall_s")
+        stall_s, stall_name = (
+            (float(stall), "stall_s (the spec's)")
+            if isinstance(stall, (int, float))
+            else (self.settings.stall_s, "stall_s (the worker's)")
+        )
+        spec_limit = spec.get("time_limit_s")
+        limit = attempt.time_limit(
+            float(spec_limit) if isinstance(spec_limit, (int, float)) else None, self.settings
+        )
+        time_limit = (limit[0] - ran_s, limit[0], limit[1], ran_s) if limit else None
+        return _Bounds(stall_s, stall_name, time_limit, iteration)
+
+    def _watch(self, proc: JobProcess, claim: repo.Claim, bounds: _Bounds) -> Outcome:
+        started = last = time.monotonic()
+        iteration = bounds.iteration
+        passed_on = False  # the shutdown request, to the job process
+        while True:
+            try:
+                msg = proc.receive(_POLL_S)
+            except EOFError:
+                proc.kill()
+                self._proc = None
+                log.error("job %s: its process %d died (exit code %s); the lease is left to "
+                          "expire and the reaper requeues the job", claim.job_id, proc.pid,
+                          proc.exitcode)  # fmt: skip
+                return Outcome.CRASHED
+            now = time.monotonic()
+            if msg is not None and msg[0] == "tick":
+                last, iteration = now, int(msg[1])
+            elif msg is not None and msg[0] == "done":
+                if passed_on:  # its shutdown flag stays set: the next job gets a fresh one
+                    self.close()
+                return Outcome(msg[1])
+            if shutdown_requested() and not passed_on:
+                proc.terminate()
+                passed_on = True
+            if now - last > bounds.stall_s:
+                return self._end(proc, claim, IterationStalled(
+                    f"no hyper-iteration completed for {now - last:.1f} s, past "
+                    f"{bounds.stall_name}={bounds.stall_s:g}, after iteration {iteration}; "
+                    f"the watchdog killed the job's process {proc.pid}",
+                    iteration=iteration,
+                ))  # fmt: skip
+            if bounds.time_limit is not None:
+                left, limit, name, ran_s = bounds.time_limit
+                if now - started > left + GRACE_S:
+                    return self._end(proc, claim, TimeLimitExceeded(
+                        f"time limit exceeded: ran {ran_s + now - started:.2f} s over its "
+                        f"attempts, past {name}={limit:g}, inside iteration {iteration + 1}; "
+                        f"the watchdog killed the job's process {proc.pid}",
+                        iteration=iteration,
+                    ))  # fmt: skip
+
+    def _end(
+        self, proc: JobProcess, claim: repo.Claim, exc: IterationStalled | TimeLimitExceeded
+    ) -> Outcome:
+        """Kill the job process, fail the attempt, and start the next job's process."""
+        proc.dump_stacks()
+        proc.kill()
+        error = {"type": type(exc).__name__, "detail": str(exc), "iteration": exc.iteration,
+                 "pid": proc.pid}  # fmt: skip
+        self._proc = None
+        self.start()  # warming up while the failure is written
+        return attempt.fail(self.sessions, claim, error, self.settings)
+
+
+# -- the job process's side ------------------------------------------------------------------
+
+
+def _follow_parent() -> None:
+    """Exit as soon as the parent is gone: a SIGKILLed worker takes its job with it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(70)  # nothing to clean up: the lease expires and the job resumes elsewhere
+
+    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
+
+
+def _tell(conn: Connection, msg: tuple[str, Any]) -> None:
+    try:
+        conn.send(msg)
+    except OSError:
+        # the supervisor is gone (a SIGKILLed worker), and this attempt with it: exit before
+        # the runner takes the broken pipe for the job's own error and fails the job
+        os._exit(70)
+
+
+def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: int) -> None:
+    _follow_parent()
+    # SIGUSR1 writes every thread's stack to stderr, even with the main thread stuck in C:
+    # the supervisor sends it before the kill, so the log shows where the job hung
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: request_shutdown())
+    logging.basicConfig(
+        level=level, format="[%(asctime)s: %(levelname)s/job-process %(process)d] %(message)s"
+    )
+    from jobs.db import make_engine, make_session_factory
+    from worker import runner  # torch loads here, in the job process only
+
+    if settings.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        runner.warm_up()
+    except Exception:
+        log.warning("warm-up failed", exc_info=True)
+    engine = make_engine(store_url, pool_size=2)
+    sessions = make_session_factory(engine)
+    _tell(conn, ("ready", os.getpid()))
+    while True:
+        try:
+            claim, on_record = conn.recv()
+        except EOFError:  # the supervisor closed it: no more jobs
+            break
+
+        def tick(record: dict[str, Any], on_record: OnRecord | None = on_record) -> None:
+            _tell(conn, ("tick", int(record["iteration"])))
+            if on_record is not None:
+                on_record(record)
+
+        outcome = runner.run_claim(sessions, claim, settings, on_record=tick)
+        _tell(conn, ("done", outcome.value))
+    engine.dispose()
