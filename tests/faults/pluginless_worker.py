@@ -32,14 +32,18 @@ def install() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Celery's arguments (what follows ``celery`` on its command line)."""
-    if "jobs" in sys.modules:
-        raise RuntimeError("jobs was imported before the plugins could be hidden")
-    install()
     from celery.__main__ import main as celery_main
 
     sys.argv = ["celery", *(sys.argv[1:] if argv is None else argv)]
     celery_main()
 
+
+# The watchdog's job process is spawned: it re-imports this module as ``__mp_main__`` and
+# runs the jobs there, so the plugins are hidden in it as in the Celery process.
+if __name__ in ("__main__", "__mp_main__"):
+    if "jobs" in sys.modules:
+        raise RuntimeError("jobs was imported before the plugins could be hidden")
+    install()
 
 if __name__ == "__main__":
     main()
