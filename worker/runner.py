@@ -195,7 +195,9 @@ def _run_claimed(
     run.ran_before_s = ran_s
     run.time_limit = attempt.time_limit(spec.time_limit_s, settings)
     # the process that ran it: the watchdog replaces a job's process after it hangs
-    run.extra_summary = {**built.notes, "pid": os.getpid()}
+    # (the same dict: compile_s joins it after the fit)
+    built.notes["pid"] = os.getpid()
+    run.extra_summary = built.notes
     try:
         # the records go to trace_points; states stay small
         out = built.fit(callback=run, state=state, keep_history=False)
