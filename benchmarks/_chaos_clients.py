@@ -100,13 +100,16 @@ class RetryingClient:
         self.http.close()
 
 
-def job_spec(rng: random.Random, n: int, long_every: int) -> dict[str, Any]:
+def job_spec(rng: random.Random, n: int, long_every: int, scale: float) -> dict[str, Any]:
     """A small job (seconds), or every ``long_every``-th a longer one that crosses several
-    checkpoints, so that kills and preemption interrupt it between two of them."""
+    checkpoints (every 25 iterations), so that kills and preemption interrupt it between
+    two of them; ``scale`` shrinks both (iterations and inner steps)."""
     seed = rng.randrange(3)  # few distinct specs: their references are computed once each
     if n % long_every == 0:
-        return tiny_spec(iterations=300, steps=600, name=f"long-{n}", seed=seed)
-    return tiny_spec(iterations=60, steps=300, name=f"small-{n}", seed=seed)
+        return tiny_spec(iterations=int(300 * scale), steps=int(600 * scale), name=f"long-{n}",
+                         seed=seed)  # fmt: skip
+    return tiny_spec(iterations=int(60 * scale), steps=int(300 * scale), name=f"small-{n}",
+                     seed=seed)  # fmt: skip
 
 
 def _accept(ledger: Ledger, key: str, r: httpx.Response | None) -> None:
@@ -121,14 +124,19 @@ def _accept(ledger: Ledger, key: str, r: httpx.Response | None) -> None:
 
 
 def submitter(
-    client: RetryingClient, team: str, stop: threading.Event, rng: random.Random, every_s: float
+    client: RetryingClient,
+    team: str,
+    stop: threading.Event,
+    rng: random.Random,
+    every_s: float,
+    scale: float,
 ) -> None:
     """Submit a job every ``every_s`` seconds; the queued quota's 429 makes it wait."""
     ledger, n = client.ledger, 0
     while not stop.is_set():
         n += 1
         key = f"chaos-{team}-{n}-{uuid.uuid4().hex[:8]}"
-        spec = job_spec(rng, n, long_every=4)
+        spec = job_spec(rng, n, long_every=4, scale=scale)
         r = client.request(
             "POST /v1/jobs", "POST", "/v1/jobs", json=spec, headers={"Idempotency-Key": key}
         )
@@ -137,15 +145,15 @@ def submitter(
 
 
 def study_creator(
-    client: RetryingClient, stop: threading.Event, rng: random.Random, every_s: float
+    client: RetryingClient, stop: threading.Event, rng: random.Random, every_s: float, scale: float
 ) -> None:
     """Create a two- or three-member study (a seed grid) every ``every_s`` seconds."""
     n = 0
     while not stop.wait(every_s * (0.5 + rng.random())):
         n += 1
         seeds = list(range(rng.choice([2, 3])))
-        body = {"name": f"chaos-study-{n}", "base": tiny_spec(iterations=40, steps=300),
-                "grid": {"seed": seeds}}  # fmt: skip
+        base = tiny_spec(iterations=int(40 * scale), steps=int(300 * scale))
+        body = {"name": f"chaos-study-{n}", "base": base, "grid": {"seed": seeds}}
         r = client.request("POST /v1/studies", "POST", "/v1/studies", json=body)
         if r is not None and r.status_code == 201:
             with client.ledger.lock:
@@ -188,7 +196,11 @@ class Uploader:
 
     def run(self, stop: threading.Event, every_s: float) -> None:
         while not stop.is_set():
-            slow = self.slow_wanted.wait(every_s * (0.5 + self.rng.random()))
+            due = time.monotonic() + every_s * (0.5 + self.rng.random())
+            # a slow upload asked for, or the next one due, or the end: whichever comes first
+            while not (slow := self.slow_wanted.wait(0.25)) and not stop.is_set():
+                if time.monotonic() > due:
+                    break
             if stop.is_set():
                 break
             self.slow_wanted.clear()

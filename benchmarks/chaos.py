@@ -71,14 +71,14 @@ class Fault:
 
 
 def schedule(args: argparse.Namespace, rng: random.Random) -> list[Fault]:
-    """The faults at seeded random times over the phase's middle 80 %, in time order.
+    """The faults at seeded random times from 10 % of the phase to ``--last-fault``, in order.
 
     Redis restarts alternate the persistence of the server they stop (both kinds happen
     from two restarts on); the first PostgreSQL restart lands during an upload.
     """
     kinds = ["worker_kill"] * args.worker_kills + ["api_kill"] * args.api_kills
     kinds += ["pg_restart"] * args.pg_restarts + ["redis"] * args.redis_restarts
-    times = sorted(rng.uniform(0.1, 0.9) * args.duration for _ in kinds)
+    times = sorted(rng.uniform(0.1, args.last_fault) * args.duration for _ in kinds)
     rng.shuffle(kinds)
     faults, redis_n, pg_n = [], 0, 0
     first_aof = rng.random() < 0.5
@@ -209,13 +209,22 @@ class Injector:
             print(f"  {entry['at_s']:7.1f} s  {f.kind:22s} {detail}", flush=True)
 
     def worker_kill(self, _: Fault) -> str:
-        workers = [w for w in self.stack.workers if w.alive()]
+        """SIGKILL a ready worker, one holding a job if any; one stays ready meanwhile (a
+        restarted worker imports torch again: tens of seconds on a loaded machine, and a
+        pool of none would only stall the soak)."""
+        t0 = time.monotonic()
+        while len(ready := [w for w in self.stack.workers if w.ready()]) < 2:
+            if time.monotonic() - t0 > 180:
+                raise RuntimeError(f"workers not ready for 180 s: {self.stack.dir}")
+            time.sleep(0.2)
+        waited = time.monotonic() - t0
         holding = self.stack.holders()
-        busy = [w for w in workers if w.ident in holding]
-        victim = self.rng.choice(busy or workers)
+        busy = [w for w in ready if w.ident in holding]
+        victim = self.rng.choice(busy or ready)
         victim.kill()
-        victim.launch()  # a supervisor's restart: it imports torch again meanwhile
-        return f"{victim.name} {'mid-job' if busy else 'idle'}"
+        victim.launch()  # a supervisor's restart
+        late = f", {waited:.0f} s late (two workers ready first)" if waited >= 1 else ""
+        return f"{victim.name} {'mid-job' if busy else 'idle'}{late}"
 
     def redis_restart(self, f: Fault) -> str:
         modes = self.stack.redis_modes
@@ -259,16 +268,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--api-kills", type=int)
     p.add_argument("--reference-sample", type=int, help="jobs compared with an uninterrupted run")
     p.add_argument("--drain-timeout", type=float, help="seconds for every job to end afterwards")
-    p.add_argument("--max-queued", type=int, default=8, help="each team's queued quota")
+    p.add_argument("--max-queued", type=int, help="each team's queued quota")
+    p.add_argument("--scale", type=float, help="the jobs' iterations and inner steps, x")
+    p.add_argument("--last-fault", type=float, help="the latest fault, a fraction of --duration")
     p.add_argument("--out", type=Path, default=ROOT / "out" / "chaos.json")
     p.add_argument("--keep", action="store_true", help="keep the logs' directory")
     args = p.parse_args(argv)
     full = {"duration": 540.0, "worker_kills": 20, "redis_restarts": 5, "pg_restarts": 3,
             "api_kills": 3, "reference_sample": 12, "drain_timeout": 300.0, "submit_every": 2.0,
-            "study_every": 20.0, "upload_every": 40.0, "patience": 120.0}  # fmt: skip
-    ci = {"duration": 35.0, "worker_kills": 4, "redis_restarts": 2, "pg_restarts": 1,
-          "api_kills": 1, "reference_sample": 3, "drain_timeout": 120.0, "submit_every": 2.5,
-          "study_every": 12.0, "upload_every": 60.0, "patience": 60.0}  # fmt: skip
+            "study_every": 20.0, "upload_every": 40.0, "patience": 120.0, "max_queued": 8,
+            "scale": 1.0,
+            "last_fault": 0.9}  # fmt: skip
+    # short: the faults end by 70 % of the phase, so that restarted workers are back (each
+    # imports torch: tens of seconds on a loaded machine) before the drain
+    ci = {"duration": 30.0, "worker_kills": 2, "redis_restarts": 2, "pg_restarts": 1,
+          "api_kills": 1, "reference_sample": 2, "drain_timeout": 120.0, "submit_every": 3.0,
+          "study_every": 12.0, "upload_every": 60.0, "patience": 60.0, "max_queued": 5,
+          "scale": 0.4,
+          "last_fault": 0.7}  # fmt: skip
     for k, v in (ci if args.ci else full).items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
@@ -302,9 +319,11 @@ def _load(
              for n in ("alpha", "beta", "beta", "alpha")]  # fmt: skip
     uploader = clients.Uploader(extra[2], rngs[4], rows=20_000)
     targets: list[tuple[Any, tuple[Any, ...]]] = [
-        (clients.submitter, (made["alpha"], "alpha", stop, rngs[0], args.submit_every)),
-        (clients.submitter, (made["beta"], "beta", stop, rngs[1], args.submit_every * 1.5)),
-        (clients.study_creator, (extra[3], stop, rngs[2], args.study_every)),
+        (clients.submitter, (made["alpha"], "alpha", stop, rngs[0], args.submit_every,
+                             args.scale)),
+        (clients.submitter, (made["beta"], "beta", stop, rngs[1], args.submit_every * 1.5,
+                             args.scale)),
+        (clients.study_creator, (extra[3], stop, rngs[2], args.study_every, args.scale)),
         (clients.poller, (extra[0], stop, rngs[3])),
         (clients.poller, (extra[1], stop, rngs[5])),
         (uploader.run, (stop, args.upload_every)),
@@ -320,7 +339,9 @@ def _load(
 
 def _print(report: dict[str, Any]) -> None:
     print(f"\nchaos soak, seed {report['seed']}, {report['date']}: {report['wall_s']:.0f} s "
-          f"in all, {report['fault_phase_s']:.0f} s of faults under load")  # fmt: skip
+          f"in all: stack up {report['stack_up_s']:.0f} s, faults under load "
+          f"{report['fault_phase_s']:.0f} s, drain {report['drain_s']:.0f} s, checks "
+          f"{report['checks_s']:.0f} s")  # fmt: skip
     print(f"\n{'fault':40s} {'planned':>8s} {'injected':>9s}")
     for kind, label in KINDS.items():
         f = report["faults"].get(kind, {"planned": 0, "injected": 0})
@@ -351,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         stack.start()
         keys = _configure_teams(stack)
+        report["stack_up_s"] = round(time.monotonic() - t_start, 1)
         print(f"stack up in {time.monotonic() - t_start:.0f} s (logs in {stack.dir}); "
               f"{len(faults)} faults over {args.duration:.0f} s", flush=True)  # fmt: skip
         threads, stop, uploader, made = _load(stack, args, keys, ledger)
@@ -367,7 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         for w in stack.workers:  # every worker serves the drain
             if not w.alive():
                 w.launch()
+        t_drain = time.monotonic()
         counts = checks.wait_terminal(stack.sessions, args.drain_timeout)
+        report["drain_s"] = round(time.monotonic() - t_drain, 1)
+        t_checks = time.monotonic()
         results = {
             "every job ended, and succeeded": checks.terminal(stack.sessions),
             "accepted submits and studies, none lost or doubled": checks.accepted(
@@ -389,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                 ledger.quota_violations,
             ),
         }
+        report["checks_s"] = round(time.monotonic() - t_checks, 1)
         planned = Counter(f.kind for f in faults)
         report["faults"] = {k: {"planned": planned[k], "injected": injector.done[k]} for k in KINDS}
         missed = [f"{k}: {v['injected']} of {v['planned']}" for k, v in report["faults"].items()
