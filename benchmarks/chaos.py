@@ -250,7 +250,7 @@ class Injector:
         return "upload arriving" if arriving else "upload NOT in flight (the uploader was busy)"
 
     def api_kill(self, _: Fault) -> str:
-        api = self.rng.choice(self.stack.apis)
+        api = self.stack.apis[self.done["api_kill"] % len(self.stack.apis)]  # each in turn
         api.kill()
         api.start(timeout=120)
         return api.name
@@ -277,7 +277,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     full = {"duration": 540.0, "worker_kills": 20, "redis_restarts": 5, "pg_restarts": 3,
             "api_kills": 3, "reference_sample": 12, "drain_timeout": 300.0, "submit_every": 2.0,
             "study_every": 20.0, "upload_every": 40.0, "patience": 120.0, "max_queued": 8,
-            "scale": 1.0,
+            "scale": 0.5,
             "last_fault": 0.9}  # fmt: skip
     # short: the faults end by 70 % of the phase, so that restarted workers are back (each
     # imports torch: tens of seconds on a loaded machine) before the drain
