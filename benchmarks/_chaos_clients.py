@@ -193,6 +193,7 @@ class Uploader:
         self.slow_wanted = threading.Event()
         self.streaming = threading.Event()  # the slow upload's body has started
         self.slow_done = threading.Event()
+        self.slow_stored = False  # the slow upload came through, on a retry if need be
 
     def run(self, stop: threading.Event, every_s: float) -> None:
         while not stop.is_set():
@@ -204,11 +205,13 @@ class Uploader:
             if stop.is_set():
                 break
             self.slow_wanted.clear()
-            self.upload(slow=slow)
+            stored = self.upload(slow=slow)
             if slow:
+                self.slow_stored = stored
                 self.slow_done.set()
 
-    def upload(self, *, slow: bool) -> None:
+    def upload(self, *, slow: bool) -> bool:
+        """Upload a new data set and submit a job on it; whether the upload was stored."""
         data = dataset_bytes(self.rng.randrange(1 << 30), self.rows)
         sha = hashlib.sha256(data).hexdigest()
         first = [True]
@@ -225,7 +228,7 @@ class Uploader:
             headers={"Content-Type": "application/octet-stream"},
         )  # fmt: skip
         if r is None or r.status_code != 201:
-            return
+            return False
         dataset_id = r.json()["id"]
         with self.client.ledger.lock:
             self.client.ledger.uploads[dataset_id] = sha
@@ -233,6 +236,7 @@ class Uploader:
         r = self.client.request("POST /v1/jobs", "POST", "/v1/jobs", json=dataset_job(dataset_id),
                                 headers={"Idempotency-Key": key})  # fmt: skip
         _accept(self.client.ledger, key, r)
+        return True
 
     def _trickle(self, data: bytes) -> Iterator[bytes]:
         """The body in 64 pieces over about three seconds."""

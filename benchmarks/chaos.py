@@ -183,8 +183,10 @@ class Stack:
 class Injector:
     """Injects the scheduled faults, one after another, and logs each."""
 
-    def __init__(self, stack: Stack, uploader: clients.Uploader, rng: random.Random):
-        self.stack, self.uploader, self.rng = stack, uploader, rng
+    def __init__(
+        self, stack: Stack, uploader: clients.Uploader, rng: random.Random, patience_s: float
+    ):
+        self.stack, self.uploader, self.rng, self.patience_s = stack, uploader, rng, patience_s
         self.done: Counter[str] = Counter()
         self.log: list[dict[str, Any]] = []
         self.redis_restarts = 0
@@ -247,7 +249,10 @@ class Injector:
         time.sleep(0.3)
         # down for longer than the body takes to arrive: the API stores it into a dead store
         self.stack.pg.restart(down_s=3.5)
-        return "upload arriving" if arriving else "upload NOT in flight (the uploader was busy)"
+        # the upload's retries end before the load does: the checks see how it came out
+        stored = up.slow_done.wait(self.patience_s) and up.slow_stored
+        return (f"upload {'arriving' if arriving else 'NOT in flight (the uploader was busy)'}"
+                f", then {'stored' if stored else 'NOT stored'} on retry")  # fmt: skip
 
     def api_kill(self, _: Fault) -> str:
         api = self.stack.apis[self.done["api_kill"] % len(self.stack.apis)]  # each in turn
@@ -376,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack up in {time.monotonic() - t_start:.0f} s (logs in {stack.dir}); "
               f"{len(faults)} faults over {args.duration:.0f} s", flush=True)  # fmt: skip
         threads, stop, uploader, made = _load(stack, args, keys, ledger)
-        injector = Injector(stack, uploader, random.Random(args.seed + 1))
+        injector = Injector(stack, uploader, random.Random(args.seed + 1), args.patience)
         t0 = time.monotonic()
         injector.run(faults, t0)
         time.sleep(max(0.0, t0 + args.duration - time.monotonic()))

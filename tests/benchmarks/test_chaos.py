@@ -27,6 +27,9 @@ def test_the_short_chaos_soak_injects_every_fault_kind_and_loses_nothing(tmp_pat
     injected = {k: f["injected"] for k, f in report["faults"].items()}
     # every kind the soak knows, the restart during an upload standing for PostgreSQL's
     assert all(n >= 1 for k, n in injected.items() if k != "pg_restart"), injected
+    # the upload PostgreSQL restarted under came through on a retry, whole (the checks)
+    upload = next(e for e in report["fault_log"] if e["kind"] == "pg_restart_upload")
+    assert upload["detail"].endswith("then stored on retry"), upload
     checked = {k: c["checked"] for k, c in report["checks"].items()}
     # the checks looked at something: jobs, trace points, traces read, a reference, a blob
     assert all(n > 0 for k, n in checked.items() if not k.startswith("no lease")), checked
