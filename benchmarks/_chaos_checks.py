@@ -185,3 +185,16 @@ def wait_terminal(sessions: sessionmaker[Session], timeout_s: float) -> dict[str
         if time.monotonic() > deadline:
             return counts
         time.sleep(0.5)
+
+
+def unanswered(sessions: sessionmaker[Session], ledger: Ledger) -> dict[str, int]:
+    """Studies and data sets in the store that no client was answered 201 for: what a
+    retried ``POST`` without an ``Idempotency-Key`` (studies and uploads take none) adds
+    when the answer to the first try was lost. Not lost work, so not a violation; counted."""
+    with sessions() as s:
+        studies = {str(i) for i in s.scalars(select(Study.id))}
+        stored = {str(i) for i in s.scalars(select(Dataset.id))}
+    return {
+        "studies_stored_unanswered": len(studies - set(ledger.studies)),
+        "datasets_stored_unanswered": len(stored - set(ledger.uploads)),
+    }

@@ -360,7 +360,9 @@ def _print(report: dict[str, Any]) -> None:
     print(f"\njobs {a['jobs_by_status']}; {a['accepted_submits']} submits accepted, "
           f"{a['submits_given_up']} given up, {a['submits_replayed']} replayed after a lost "
           f"answer; {a['studies']} studies, {a['uploads']} uploads; "
-          f"{a['client_retries']} client retries")  # fmt: skip
+          f"{a['client_retries']} client retries; stored without an answer (no idempotency "
+          f"key): {a['studies_stored_unanswered']} studies, {a['datasets_stored_unanswered']} "
+          "data sets")  # fmt: skip
     print(f"violations: {report['violations']}")
 
 
@@ -438,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             "retries_by_route": dict(ledger.retries),
             "answers_by_route": dict(ledger.requests),
             "sampler_store_down": ledger.sample_failures,
+            **checks.unanswered(stack.sessions, ledger),
         }
         report["fault_log"] = injector.log
         report["wall_s"] = round(time.monotonic() - t_start, 1)
