@@ -198,3 +198,23 @@ def unanswered(sessions: sessionmaker[Session], ledger: Ledger) -> dict[str, int
         "studies_stored_unanswered": len(studies - set(ledger.studies)),
         "datasets_stored_unanswered": len(stored - set(ledger.uploads)),
     }
+
+
+def interruptions(sessions: sessionmaker[Session]) -> dict[str, Any]:
+    """How often jobs were taken off a worker and resumed: ``running -> queued`` changes by
+    reason (``lease expired``: a killed worker; ``preempted``: fair share), and the jobs that
+    ran more than once."""
+    from jobs.models import JobEvent
+
+    with sessions() as s:
+        events = s.execute(
+            select(JobEvent.detail).where(
+                JobEvent.from_status == JobStatus.RUNNING, JobEvent.to_status == JobStatus.QUEUED
+            )
+        ).all()
+        resumed = s.scalar(select(func.count()).where(Job.attempts > 1))
+    reasons: dict[str, int] = {}
+    for (detail,) in events:
+        why = (detail or {}).get("reason", "?")
+        reasons[why] = reasons.get(why, 0) + 1
+    return {"requeued_by_reason": reasons, "jobs_run_more_than_once": resumed}

@@ -363,6 +363,8 @@ def _print(report: dict[str, Any]) -> None:
           f"{a['client_retries']} client retries; stored without an answer (no idempotency "
           f"key): {a['studies_stored_unanswered']} studies, {a['datasets_stored_unanswered']} "
           "data sets")  # fmt: skip
+    print(f"taken off a worker and requeued: {a['requeued_by_reason']}; "
+          f"{a['jobs_run_more_than_once']} jobs ran more than once")  # fmt: skip
     print(f"violations: {report['violations']}")
 
 
@@ -441,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
             "answers_by_route": dict(ledger.requests),
             "sampler_store_down": ledger.sample_failures,
             **checks.unanswered(stack.sessions, ledger),
+            **checks.interruptions(stack.sessions),
         }
         report["fault_log"] = injector.log
         report["wall_s"] = round(time.monotonic() - t_start, 1)
