@@ -38,15 +38,15 @@ class Process:
             raise RuntimeError(f"{self.cmd[:4]} was never launched")
         return self.proc
 
-    def wait_ready(self, timeout: float = 120.0) -> Process:
+    def ready(self) -> bool:
+        """Whether the process has logged its ready marker since it was last launched."""
         proc = self._launched()
+        if proc.poll() is not None:
+            raise RuntimeError(f"{self.cmd[:4]} exited {proc.returncode}:\n{self.tail()}")
+        return self.ready_marker in self.log_path.read_bytes()[self._mark :]
 
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{self.cmd[:4]} exited {proc.returncode}:\n{self.tail()}")
-            return self.ready_marker in self.log_path.read_bytes()[self._mark :]
-
-        wait_until(ready, timeout, f"{self.log_path.name} ready", poll=0.1)
+    def wait_ready(self, timeout: float = 120.0) -> Process:
+        wait_until(self.ready, timeout, f"{self.log_path.name} ready", poll=0.1)
         return self
 
     def start(self, timeout: float = 120.0) -> Process:

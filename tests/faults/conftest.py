@@ -259,19 +259,3 @@ def cluster_factory(store_url, make_redis, tmp_path) -> Iterator:
     yield make
     for c in made:
         c.close()
-
-
-def reference(spec: dict[str, Any]) -> tuple[list[float], np.ndarray]:
-    """Outer losses and final hparams of the same job run uninterrupted, in this process."""
-    import core
-    from worker.build import build
-
-    built = build(parse_spec(spec))
-    out = core.fit(built.problem, built.hparams, built.dynamics, built.estimator,
-                   **built.fit_kwargs)  # fmt: skip
-    return out.history["outer_loss"], out.hparams.numpy()
-
-
-def trace_gaps(iterations: list[int], n: int) -> tuple[int, int]:
-    """``(missing, doubled)`` iterations of ``1..n`` in a trace."""
-    return len(set(range(1, n + 1)) - set(iterations)), len(iterations) - len(set(iterations))

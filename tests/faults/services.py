@@ -62,12 +62,12 @@ class RedisServer:
                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                "--dir", str(self.dir), "--daemonize", "no"]  # fmt: skip
         log = open(self.dir / "redis.log", "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+        proc = self.proc = subprocess.Popen(cmd, stdout=log, stderr=log)
         log.close()
 
         def up() -> bool:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited {self.proc.returncode}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited {proc.returncode}")
             try:
                 return redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
             except redis.RedisError:
@@ -121,8 +121,11 @@ def postgres_missing() -> str | None:
 class PostgresServer:
     """A cluster of its own (``initdb``, trust auth, fsync off) under ``pg_ctl``."""
 
-    def __init__(self):
-        self.bindir = _pg_bindir()
+    def __init__(self) -> None:
+        bindir = _pg_bindir()
+        if bindir is None:
+            raise RuntimeError(postgres_missing())
+        self.bindir = bindir
         self.port = free_port()
         # not under pytest's tmp_path: its parents are private to root, and the server
         # runs as postgres
@@ -213,15 +216,17 @@ class PluginlessWorker(CeleryWorker):
 
 
 class Api(Process):
-    """The API under uvicorn (``create_app`` reads ``DATABASE_URL``, ``BROKER_URL``)."""
+    """The API under uvicorn (``create_app`` reads ``DATABASE_URL``, ``BROKER_URL``); ``name``
+    tells the logs of several apart (``<name>.log``)."""
 
     ready_marker = b"Application startup complete"
 
-    def __init__(self, env: dict[str, str], log_dir: Path):
+    def __init__(self, env: dict[str, str], log_dir: Path, name: str = "api"):
         self.port = free_port()
         cmd = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
                "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "info"]  # fmt: skip
-        super().__init__(cmd, env, log_dir / "api.log")
+        super().__init__(cmd, env, log_dir / f"{name}.log")
+        self.name = name
 
     @property
     def url(self) -> str:

@@ -8,7 +8,8 @@ import pytest
 
 import core
 from tests.factories import example, tiny_spec
-from tests.faults.conftest import TERMINAL, reference, trace_gaps
+from tests.faults.conftest import TERMINAL
+from tests.faults.reference import reference, trace_gaps
 from tests.faults.services import record, wait_until
 
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.factories import tiny_spec
-from tests.faults.conftest import trace_gaps
+from tests.faults.reference import trace_gaps
 from tests.faults.services import record
 
 ITERATIONS = 60

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from tests.factories import bearer, team_with_key, tiny_spec
-from tests.faults.conftest import reference, trace_gaps
+from tests.faults.reference import reference, trace_gaps
 from tests.faults.services import record
 
 ITERATIONS = 300

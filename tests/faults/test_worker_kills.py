@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tests.factories import tiny_spec
-from tests.faults.conftest import reference, trace_gaps
+from tests.faults.reference import reference, trace_gaps
 from tests.faults.services import record
 
 KILLS = 3
