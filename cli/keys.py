@@ -37,8 +37,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"{k.prefix}\t{team_name}\t{k.name}\t{k.created_at:%Y-%m-%d %H:%M}\t{state}"
                   f"\t{k.scope}\t{hashed}")  # fmt: skip
         return 0
-    with sessions.begin() as s:
-        ok = repo.revoke_api_key(s, args.prefix)
+    try:
+        with sessions.begin() as s:
+            ok = repo.revoke_api_key(s, args.prefix)
+    except repo.LastAdminKey as exc:
+        raise UsageError(f"cannot revoke: {exc}") from None
     if not ok:
         raise UsageError(f"no active key with prefix {args.prefix!r}")
     print(f"revoked {args.prefix}", file=sys.stderr)

@@ -82,21 +82,14 @@ def revoke_key(
     row = repo.get_api_key(session, prefix, team_id=admin.team.id)
     if row is None:
         raise audit.not_found("key", ApiKey.prefix, prefix)
-    if row.revoked_at is None:
-        if row.scope == "admin":
-            # serialised per team: two revokes of its last two admin keys cannot both pass
-            repo.lock_team(session, admin.team.id)
-            if repo.count_admin_keys(session, admin.team.id) <= 1:
-                raise ProblemError(
-                    409,
-                    f"key {prefix} is team {admin.team.name!r}'s last admin key; create "
-                    "another admin key first (bilevel keys create --admin)",
-                    slug="last-admin-key",
-                    title="Last admin key",
-                )
+    try:
+        # the repo refuses the last admin key, so the CLI (straight on the store) does too
+        revoked = repo.revoke_api_key(session, prefix, team_id=admin.team.id)
+    except repo.LastAdminKey as exc:
+        raise ProblemError(409, str(exc), slug="last-admin-key", title="Last admin key") from None
+    if revoked:  # a key revoked before stays revoked, and is not audited again
         audit.record("key.revoke", "key", prefix,
                      before={"revoked_at": None}, after={"revoked": True})  # fmt: skip
-    repo.revoke_api_key(session, prefix, team_id=admin.team.id)
     session.commit()
     # at once in this process; other API processes drop it within key_cache_ttl_s
     request.app.state.key_cache.forget_prefix(prefix)

@@ -81,6 +81,7 @@ from jobs.repo.submissions import (
     list_jobs,
 )
 from jobs.repo.teams import (
+    LastAdminKey,
     Principal,
     TeamRef,
     any_team_exists,
@@ -123,6 +124,7 @@ __all__ = [
     "DeliveryStatus",
     "DueDelivery",
     "IdempotencyConflict",
+    "LastAdminKey",
     "LeaseState",
     "Policy",
     "PoolView",

@@ -173,12 +173,46 @@ def get_api_key(
     return session.scalar(q)
 
 
+class LastAdminKey(Exception):
+    """Revoking this key would leave its team without an unrevoked ``admin`` key.
+
+    Attributes:
+        prefix: the key's prefix.
+        team: the team's name.
+    """
+
+    def __init__(self, prefix: str, team: str):
+        super().__init__(
+            f"key {prefix} is team {team!r}'s last admin key; create another admin key "
+            "first (bilevel keys create --admin)"
+        )
+        self.prefix = prefix
+        self.team = team
+
+
 def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None = None) -> bool:
     """Revoke the key with ``prefix`` (of ``team_id`` only, when given).
 
+    The one place both the API and the CLI revoke through, so the team's last unrevoked
+    admin key is refused whichever of them asks: without one nobody could manage the team's
+    keys through the API again.
+
     Returns:
         ``False`` if there is no such unrevoked key.
+
+    Raises:
+        LastAdminKey: the key is its team's last unrevoked admin key.
     """
+    row = get_api_key(session, prefix, team_id=team_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    if row.scope == "admin":
+        # serialised per team (until commit): two revokes of its last two admin keys cannot
+        # both see the other one still active
+        lock_team(session, row.team_id)
+        if count_admin_keys(session, row.team_id) <= 1:
+            team = session.scalar(select(Team.name).where(Team.id == row.team_id))
+            raise LastAdminKey(prefix, team or str(row.team_id))
     q = update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     if team_id is not None:
         q = q.where(ApiKey.team_id == team_id)

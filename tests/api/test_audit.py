@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from api.authfailures import AuthFailures
+from jobs import repo
 from tests.api.test_security import _problem
 from tests.dataset_files import digits_arrays, npz_bytes
 from tests.factories import bearer, team_with_key, tiny_spec
@@ -139,6 +140,25 @@ def test_the_last_admin_key_cannot_be_revoked(client, pg_sessions):
     second = client.post("/v1/keys", json={"scope": "admin"}, headers=bearer(key)).json()
     assert client.delete(f"/v1/keys/{prefix}", headers=bearer(second["key"])).status_code == 200
     _problem(client.delete(f"/v1/keys/{second['prefix']}", headers=bearer(second["key"])), 409)
+
+
+def test_the_last_admin_key_is_refused_by_the_store_too_and_a_refusal_is_not_audited(
+    client, pg_sessions
+):
+    _, key = team_with_key(pg_sessions, scope="admin")
+    prefix = key.split("_")[1]
+    # the CLI revokes straight on the store: the same function the API calls refuses it
+    with pg_sessions.begin() as s, pytest.raises(repo.LastAdminKey, match=f"key {prefix}"):
+        repo.revoke_api_key(s, prefix)
+    with pg_sessions() as s:
+        assert repo.get_api_key(s, prefix).revoked_at is None
+    _problem(client.delete(f"/v1/keys/{prefix}", headers=bearer(key)), 409, "last-admin-key")
+    assert [e["action"] for e in _events(client, key)] == []
+    second = client.post("/v1/keys", json={"scope": "admin"}, headers=bearer(key)).json()
+    for _ in range(2):  # revoked once, audited once; a repeat answers the revoked key
+        r = client.delete(f"/v1/keys/{prefix}", headers=bearer(second["key"]))
+        assert r.status_code == 200 and r.json()["revoked_at"] is not None
+    assert [e["action"] for e in _events(client, second["key"])] == ["key.revoke", "key.create"]
 
 
 def test_brute_forcing_keys_from_one_address_meets_429_and_others_still_authenticate(

@@ -114,3 +114,22 @@ def test_serve_runs_several_api_processes_in_the_distributed_mode(pg_url, redis_
         log.close()
     started = (tmp_path / "serve.log").read_text().count("Started server process")
     assert started == 2, (tmp_path / "serve.log").read_text()
+
+
+def test_keys_revoke_refuses_the_teams_last_admin_key_as_the_api_does(state, capsys):
+    _, admin, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--admin")
+    _, plain, _ = run_cli(capsys, "keys", "create", "--team", "ops")
+    prefix = admin.split("_")[1]
+    code, out, err = run_cli(capsys, "keys", "revoke", prefix)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and f"key {prefix}" in err and "last admin key" in err
+    # a team key goes; the admin key goes once another admin key exists
+    assert run_cli(capsys, "keys", "revoke", plain.split("_")[1])[0] == 0
+    _, second, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--admin")
+    assert run_cli(capsys, "keys", "revoke", prefix)[0] == 0
+    code, _, err = run_cli(capsys, "keys", "revoke", second.split("_")[1])
+    assert code == 2 and "last admin key" in err
+    _, listed, _ = run_cli(capsys, "keys", "list", "--team", "ops")
+    states = {r.split("\t")[0]: r.split("\t")[4] for r in listed.splitlines()}
+    assert states == {prefix: "revoked", plain.split("_")[1]: "revoked",
+                      second.split("_")[1]: "active"}  # fmt: skip
