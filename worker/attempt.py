@@ -20,7 +20,7 @@ from worker.outcome import Outcome
 from worker.retry import retrying
 from worker.settings import WorkerSettings
 
-__all__ = ["claim", "fail", "time_limit", "worker_name"]
+__all__ = ["claim", "crashed", "fail", "time_limit", "worker_name"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +85,28 @@ def fail(
 
     failed = retrying(fail_it, settings.store_patience_s)
     return Outcome.FAILED if failed else Outcome.LOST
+
+
+def crashed(
+    sessions: sessionmaker[Session],
+    claim: repo.Claim,
+    exitcode: int | None,
+    settings: WorkerSettings,
+) -> tuple[Outcome, str | None]:
+    """Give up the lease of a job whose process died: back to the queue, or failed.
+
+    Returns:
+        ``(Outcome.CRASHED, queue kind)`` when the job went back to the queue (the caller
+        sends it again), ``(Outcome.FAILED, None)`` when that was its last attempt, and
+        ``(Outcome.LOST, None)`` when the lease had moved on meanwhile.
+    """
+
+    def requeue_it() -> tuple[Outcome, str | None]:
+        with sessions.begin() as s:
+            got = repo.requeue_crashed(s, claim, exitcode)
+        if got is None:
+            return Outcome.LOST, None
+        status, queue = got
+        return (Outcome.CRASHED, queue) if status == JobStatus.QUEUED else (Outcome.FAILED, None)
+
+    return retrying(requeue_it, settings.store_patience_s)

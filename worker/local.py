@@ -47,7 +47,8 @@ class LocalExecutor:
     ):
         self.sessions, self.settings = sessions, settings
         self.on_record = on_record
-        self.supervisor = Supervisor(sessions, settings, worker="embedded")
+        # a job whose process died is requeued at once and comes back through send
+        self.supervisor = Supervisor(sessions, settings, worker="embedded", requeue=self.send)
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="bilevel-executor")
         self.current: uuid.UUID | None = None

@@ -31,7 +31,7 @@ class Outcome(StrEnum):
     # the store stayed unreachable past store_patience_s; the reaper requeues the job
     STORE_UNAVAILABLE = "store-unavailable"
     # the job's process died under its supervisor (worker.watchdog): an OOM kill, a
-    # segfault; the lease is left to expire and the reaper requeues the job
+    # segfault; the supervisor requeued the job at once (FAILED when out of attempts)
     CRASHED = "crashed"
 
     @property

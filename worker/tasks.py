@@ -53,7 +53,8 @@ def supervisor() -> Supervisor:
     """This process's supervisor of its job process (made after any fork)."""
     global _supervisor
     if _supervisor is None or _pid != os.getpid():
-        _supervisor = Supervisor(sessions(), settings)
+        # a job whose process died is requeued at once and sent as the reaper sends
+        _supervisor = Supervisor(sessions(), settings, requeue=_send)
     return _supervisor
 
 
@@ -82,6 +83,11 @@ def _send_next(job_id: str) -> None:
         log.warning("could not wake a worker after job %s", job_id, exc_info=True)
 
 
+def _send(job_id: uuid.UUID, queue: str) -> None:
+    """Send ``job_id`` to a worker of its queue kind (a requeued job)."""
+    run_job.apply_async(args=[str(job_id)], queue=settings.queue_name(queue))
+
+
 @app.task(name="worker.tasks.reap", ignore_result=True)
 def reap(expire_leases: bool = True) -> int:
     """Requeue jobs whose lease expired; resend jobs queued for too long."""
@@ -95,7 +101,7 @@ def reap(expire_leases: bool = True) -> int:
         )
         sends = [(j.id, j.queue) for j in jobs]
     for job_id, queue in sends:
-        run_job.apply_async(args=[str(job_id)], queue=settings.queue_name(queue))
+        _send(job_id, queue)
     if sends:
         log.info("reaper resent %d job(s)", len(sends))
     return len(sends)

@@ -22,11 +22,13 @@ the Celery side (messages, the reaper, the notifier, the pool's heartbeat) stays
 a parent that never imports torch. ``spawn``, never ``fork``: the child is a fresh
 interpreter, so CUDA is never initialised in a process that forks.
 
-Deaths either way keep the old meaning. A SIGKILLed worker takes its job process with it
-(the child exits as soon as it is orphaned), so its lease expires and the reaper resumes the
-job elsewhere from its checkpoint. A job process that dies on its own (an OOM kill, a
-segfault) loses its attempt the same way (``Outcome.CRASHED``); the worker goes on with a
-fresh one. A shutdown request (SIGTERM) in the parent is passed on as SIGTERM, so the
+A SIGKILLed worker takes its job process with it (the child exits as soon as it is
+orphaned), so its lease expires and the reaper resumes the job elsewhere from its
+checkpoint. A job process that dies on its own (an OOM kill, a segfault) loses its attempt
+too (``Outcome.CRASHED``), but its supervisor is alive to give the lease up at once (fenced
+by the attempt): the job goes back to the queue and is sent again, or fails when that was
+its last attempt, as the reaper would have done a lease later; the worker goes on with a
+fresh job process. A shutdown request (SIGTERM) in the parent is passed on as SIGTERM, so the
 running job checkpoints and is released as before; Ctrl-C reaches the whole process group,
 and SIGINT is the parent's to act on, so the child ignores it.
 """
@@ -57,7 +59,7 @@ from worker.outcome import Outcome
 from worker.settings import WorkerSettings
 from worker.shutdown import request_shutdown, shutdown_requested
 
-__all__ = ["GRACE_S", "JobProcess", "OnRecord", "Supervisor"]
+__all__ = ["GRACE_S", "JobProcess", "OnRecord", "Requeue", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,8 @@ STARTUP_S = 300.0
 _POLL_S = 0.25
 
 OnRecord = Callable[[dict[str, Any]], None]
+#: sends a job (its id, its queue kind) to whatever runs jobs: a Celery message, a local queue
+Requeue = Callable[[uuid.UUID, str], None]
 
 
 class JobProcess:
@@ -181,6 +185,8 @@ class Supervisor:
         sessions: the store's session factory (the job process connects to the same store).
         settings: the worker's settings (``stall_s`` among them).
         worker: the name to claim under (default ``host:pid`` of this process).
+        requeue: sends a job again, ``(job id, queue kind)``, as the reaper's caller does
+            with what it requeued: a job whose process died goes back to the queue at once.
     """
 
     def __init__(
@@ -189,8 +195,10 @@ class Supervisor:
         settings: WorkerSettings,
         *,
         worker: str | None = None,
+        requeue: Requeue | None = None,
     ):
         self.sessions, self.settings = sessions, settings
+        self.requeue = requeue
         self.worker = worker or attempt.worker_name()
         bind = sessions.kw["bind"]
         self._store_url: str = bind.url.render_as_string(hide_password=False)
@@ -236,7 +244,8 @@ class Supervisor:
 
         Returns:
             What :func:`worker.runner.execute_job` returns, or ``FAILED`` when the watchdog
-            ended the job, or ``CRASHED`` when the job process died under it.
+            ended the job, or ``CRASHED`` when the job process died under it and the job went
+            back to the queue (``FAILED`` when that was its last attempt).
 
         Raises:
             RuntimeError: a fresh job process did not start (nothing was claimed).
@@ -280,12 +289,7 @@ class Supervisor:
             try:
                 msg = proc.receive(_POLL_S)
             except EOFError:
-                proc.kill()
-                self._proc = None
-                log.error("job %s: its process %d died (exit code %s); the lease is left to "
-                          "expire and the reaper requeues the job", claim.job_id, proc.pid,
-                          proc.exitcode)  # fmt: skip
-                return Outcome.CRASHED
+                return self._crashed(proc, claim)
             now = time.monotonic()
             if msg is not None and msg[0] == "tick":
                 last, iteration = now, int(msg[1])
@@ -312,6 +316,22 @@ class Supervisor:
                         f"the watchdog killed the job's process {proc.pid}",
                         iteration=iteration,
                     ))  # fmt: skip
+
+    def _crashed(self, proc: JobProcess, claim: repo.Claim) -> Outcome:
+        """Give the dead job process's attempt up at once, not when its lease expires."""
+        proc.kill()
+        self._proc = None
+        self.start()  # warming up while the store is written
+        outcome, queue = attempt.crashed(self.sessions, claim, proc.exitcode, self.settings)
+        now = {Outcome.CRASHED: "requeued", Outcome.FAILED: "failed (its last attempt)"}
+        log.error("job %s: its process %d died (exit code %s); %s", claim.job_id, proc.pid,
+                  proc.exitcode, now.get(outcome, "the lease had moved on"))  # fmt: skip
+        if queue is not None and self.requeue is not None:
+            try:  # after the commit, as the reaper sends what it requeued
+                self.requeue(claim.job_id, queue)
+            except Exception:  # the reaper resends jobs queued for too long anyway
+                log.warning("could not send job %s again", claim.job_id, exc_info=True)
+        return outcome
 
     def _end(
         self, proc: JobProcess, claim: repo.Claim, exc: IterationStalled | TimeLimitExceeded

@@ -40,6 +40,7 @@ from jobs.repo.lifecycle import (
     queued_job_ids,
     reap,
     release_job,
+    requeue_crashed,
 )
 from jobs.repo.pages import decode_cursor
 from jobs.repo.pool import (
@@ -188,6 +189,7 @@ __all__ = [
     "record_event",
     "release_job",
     "request_preemptions",
+    "requeue_crashed",
     "revoke_api_key",
     "revoke_webhook",
     "running_jobs",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -215,6 +215,68 @@ def release_job(session: Session, claim: Claim) -> bool:
     return True
 
 
+def requeue_crashed(
+    session: Session, claim: Claim, exitcode: int | None
+) -> tuple[JobStatus, str] | None:
+    """Give up the lease of a job whose process died under its worker (OOM kill, segfault).
+
+    As the reaper does once the lease expired, but at once: the attempt counts, so the job
+    goes back to the queue, or ends ``failed`` (``JobProcessCrashed``) when it was its last
+    (a job that crashes its process every time does not loop). Fenced like
+    :func:`finish_job`: nothing changes if this attempt no longer holds the lease.
+
+    Returns:
+        ``(new status, queue kind)``: ``queued`` (the caller commits first, then sends the
+        job again, as the reaper's caller does) or ``failed``; ``None`` when the lease had
+        moved on.
+    """
+    job = session.scalars(select(Job).where(_fenced(claim)).with_for_update()).first()
+    if job is None:
+        return None
+    detail = (f"its process died (exit code {exitcode}) in attempt {job.attempts} "
+              f"(max_attempts={job.max_attempts})")  # fmt: skip
+    new = _lose_attempt(session, job, utcnow(), "job process crashed", "JobProcessCrashed",
+                        detail)  # fmt: skip
+    session.flush()
+    return None if new is None else (new, job.queue)
+
+
+def _lose_attempt(
+    session: Session, job: Job, now: datetime, reason: str, error_type: str, detail: str
+) -> JobStatus | None:
+    """Requeue a running job whose attempt ended without it, or fail it after its last one.
+
+    ``job`` is its row as read (locked) by the caller; the update is fenced by its attempt.
+
+    Returns:
+        The job's new status (``queued`` or ``failed``), or ``None`` if the attempt had
+        moved on.
+    """
+    if job.attempts >= job.max_attempts:
+        error: dict[str, Any] | None = {"type": error_type, "detail": detail}
+        new = JobStatus.FAILED
+    else:
+        error, new = None, JobStatus.QUEUED
+    res = rows_changed(
+        session,
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.RUNNING, Job.attempts == job.attempts)
+        .values(
+            status=new,
+            lease_until=None,
+            worker=None,
+            updated_at=now,
+            enqueued_at=now,
+            error=error,
+            finished_at=now if new == JobStatus.FAILED else None,
+        ),
+    )
+    if res != 1:
+        return None
+    add_event(session, job.id, JobStatus.RUNNING, new, job.attempts, reason=reason)
+    return new
+
+
 def reap(
     session: Session,
     *,
@@ -247,32 +309,11 @@ def reap(
     )
     out = []
     for job in expired:
-        if job.attempts >= job.max_attempts:
-            error = {
-                "type": "LeaseExpired",
-                "detail": f"worker lost {job.attempts} times (max_attempts={job.max_attempts})",
-            }
-            new = JobStatus.FAILED
-        else:
-            error, new = None, JobStatus.QUEUED
-        res = rows_changed(
-            session,
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.RUNNING, Job.attempts == job.attempts)
-            .values(
-                status=new,
-                lease_until=None,
-                worker=None,
-                updated_at=now,
-                enqueued_at=now,
-                error=error,
-                finished_at=now if new == JobStatus.FAILED else None,
-            ),
-        )
-        if res == 1:
-            add_event(session, job.id, JobStatus.RUNNING, new, job.attempts, reason="lease expired")
-            if new == JobStatus.QUEUED:
-                out.append(job)
+        detail = f"worker lost {job.attempts} times (max_attempts={job.max_attempts})"
+        if _lose_attempt(session, job, now, "lease expired", "LeaseExpired", detail) == (
+            JobStatus.QUEUED
+        ):
+            out.append(job)
     if requeue_queued_after_s is not None:
         stale = now - timedelta(seconds=requeue_queued_after_s)
         q = select(Job).where(Job.status == JobStatus.QUEUED, Job.enqueued_at < stale)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -18,17 +20,24 @@ def kill_worker_at_second_iteration(record: dict[str, Any]) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def kill_job_process_at_second_iteration(record: dict[str, Any]) -> None:
-    """SIGKILL the job process only, as an OOM kill or a segfault would."""
-    if record["iteration"] >= 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def hang_at_second_iteration(record: dict[str, Any]) -> None:
     """Never return once iteration 2 is done: a deadlocked loader, a stuck kernel."""
     if record["iteration"] >= 2:
         while True:
             time.sleep(3600)
+
+
+def hung_marker(pid: int) -> Path:
+    """The file :func:`mark_and_hang_at_second_iteration` creates in job process ``pid``."""
+    return Path(tempfile.gettempdir()) / f"bilevel-test-hung-{pid}"
+
+
+def mark_and_hang_at_second_iteration(record: dict[str, Any]) -> None:
+    """:func:`hang_at_second_iteration`, saying so first in :func:`hung_marker`: a test then
+    knows the job process holds its claim, and kills it from outside."""
+    if record["iteration"] >= 2:
+        hung_marker(os.getpid()).touch()
+        hang_at_second_iteration(record)
 
 
 FAULTS = {

@@ -7,14 +7,24 @@ are a few seconds; the waits around them are generous, for a loaded machine.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+import uuid
 
 import pytest
 from sqlalchemy import select
 
+from jobs import repo
 from jobs.models import Job, JobEvent
-from tests.factories import queued_job, tiny_spec, wait_until
-from tests.faults.hooks import hang_at_second_iteration, kill_job_process_at_second_iteration
+from jobs.spec import parse_spec
+from tests.factories import queued_job, team_with_key, tiny_spec, wait_until
+from tests.faults.hooks import (
+    hang_at_second_iteration,
+    hung_marker,
+    mark_and_hang_at_second_iteration,
+)
 from worker.local import LocalExecutor
 from worker.outcome import Outcome
 from worker.settings import WorkerSettings
@@ -95,20 +105,76 @@ def test_a_job_past_its_time_limit_inside_one_iteration_fails_with_time_limit_ex
     print(f"\njob over time_limit_s=2 ended {took:.2f} s after execute: {job.error['detail']}")
 
 
-def test_a_job_process_that_dies_loses_its_attempt_to_the_reaper_and_is_replaced(
+def _kill_job_process_from_outside(supervisor, sessions, job_id) -> Outcome:
+    """Run the job under ``supervisor`` and SIGKILL its process, as the OOM killer would:
+    the supervisor is not asked, it only sees its job process gone."""
+    got: list[Outcome] = []
+    run = threading.Thread(target=lambda: got.append(supervisor.execute(
+        job_id, on_record=mark_and_hang_at_second_iteration)))  # fmt: skip
+    killed = supervisor.pid
+    marker = hung_marker(killed)
+    run.start()
+    try:
+        # the job process holds the claim, and hangs
+        wait_until(marker.exists, 180, "the job's second iteration", poll=0.1)
+    finally:
+        os.kill(killed, signal.SIGKILL)
+        run.join(180)
+        marker.unlink(missing_ok=True)
+    assert not run.is_alive() and got, "the supervisor did not see its job process die"
+    assert supervisor.pid not in (killed, None)  # a fresh job process for the next job
+    return got[0]
+
+
+def test_a_job_process_killed_from_outside_requeues_its_job_at_once_and_it_runs_again(
     own_pg_sessions, supervisor
 ):
     sessions = own_pg_sessions
-    first = supervisor.pid
-    job_id = queued_job(sessions, tiny_spec(iterations=50))
-    outcome = supervisor.execute(job_id, on_record=kill_job_process_at_second_iteration)
-    assert outcome == Outcome.CRASHED
+    sent: list[tuple[uuid.UUID, str]] = []
+    supervisor.requeue = lambda job_id, queue: sent.append((job_id, queue))
+    # stall_s far off: only the kill can end the hang
+    job_id = queued_job(sessions, tiny_spec(iterations=5, stall_s=600))
+    assert _kill_job_process_from_outside(supervisor, sessions, job_id) == Outcome.CRASHED
     job = _job(sessions, job_id)
-    # as when a worker is lost: still running, its lease left to expire for the reaper
-    assert job.status == "running" and job.lease_until is not None
-    other = queued_job(sessions, tiny_spec(iterations=3))
-    assert supervisor.execute(other) == Outcome.SUCCEEDED
-    assert _job(sessions, other).summary["pid"] not in (first, None)
+    # back in the queue when execute returns, its lease (30 s) given up rather than left to
+    # expire for the reaper (none runs here), and the attempt counted
+    assert job.status == "queued" and job.lease_until is None and job.worker is None
+    assert job.attempts == 1 and job.error is None
+    assert sent == [(job_id, "cpu")]  # sent again, as the reaper sends what it requeues
+    with sessions() as s:
+        last = s.scalars(select(JobEvent).where(JobEvent.job_id == job_id)
+                         .order_by(JobEvent.id.desc())).first()  # fmt: skip
+    assert (last.from_status, last.to_status, last.attempt) == ("running", "queued", 1)
+    assert last.detail == {"reason": "job process crashed"}
+    # the message it was sent again with runs it, on the fresh job process
+    assert supervisor.execute(job_id) == Outcome.SUCCEEDED
+    job = _job(sessions, job_id)
+    assert job.status == "succeeded" and job.attempts == 2
+    assert job.summary["pid"] == supervisor.pid
+
+
+def test_a_job_whose_process_dies_in_its_last_attempt_fails_rather_than_loops(
+    own_pg_sessions, supervisor
+):
+    sessions = own_pg_sessions
+    sent: list[tuple[uuid.UUID, str]] = []
+    supervisor.requeue = lambda job_id, queue: sent.append((job_id, queue))
+    team_id, _ = team_with_key(sessions)
+    with sessions.begin() as s:
+        job, _ = repo.create_job(s, team_id, parse_spec(tiny_spec(iterations=5, stall_s=600)),
+                                 max_attempts=2)  # fmt: skip
+    for attempt, outcome in ((1, Outcome.CRASHED), (2, Outcome.FAILED)):
+        assert _kill_job_process_from_outside(supervisor, sessions, job.id) == outcome
+        assert _job(sessions, job.id).attempts == attempt
+    done = _job(sessions, job.id)
+    assert done.status == "failed" and done.lease_until is None and done.finished_at
+    assert done.error["type"] == "JobProcessCrashed", done.error
+    assert "attempt 2 (max_attempts=2)" in done.error["detail"]
+    assert "exit code -9" in done.error["detail"]
+    assert sent == [(job.id, "cpu")]  # the first crash only
+    assert [e[0] for e in _events(sessions, job.id)] == [
+        "queued", "running", "queued", "running", "failed"
+    ]  # fmt: skip
 
 
 def test_the_embedded_executor_kills_a_stalled_job_and_runs_the_next_on_a_fresh_process(
