@@ -116,11 +116,20 @@ def read_spec(path: str) -> str:
     return text
 
 
+def add_idempotency_option(p: argparse.ArgumentParser, what: str) -> None:
+    """``--idempotency-key``: a create retried with it returns the first ``what``."""
+    p.add_argument("--idempotency-key", help=f"rerun with the same key, the server returns "
+                   f"the first {what} instead of creating another")  # fmt: skip
+
+
+def idempotency_headers(args: argparse.Namespace) -> dict[str, str]:
+    """The ``Idempotency-Key`` header of a create, when ``--idempotency-key`` was given."""
+    return {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     text = read_spec(args.file)
-    headers = {"Content-Type": "application/json"}
-    if args.idempotency_key:
-        headers["Idempotency-Key"] = args.idempotency_key
+    headers = {"Content-Type": "application/json", **idempotency_headers(args)}
     r = Client(args).request("POST", "/v1/jobs", content=text.encode(), headers=headers)
     if r.status_code == 422:
         # an invalid spec or one over the server's compute budget: the fields, as a file error
@@ -211,7 +220,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "submit", help="submit a job spec (JSON file); prints the job id", parents=client
     )
     p.add_argument("file")
-    p.add_argument("--idempotency-key")
+    add_idempotency_option(p, "job")
     p.set_defaults(func=cmd_submit)
 
     for name, func, text in (

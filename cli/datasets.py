@@ -12,7 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cli.client import Client, client_options, problem_text
+from cli.client import (
+    Client,
+    add_idempotency_option,
+    client_options,
+    idempotency_headers,
+    problem_text,
+)
 from cli.errors import UsageError
 from cli.progress import Bar
 
@@ -45,7 +51,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
         params={"name": args.name or path.stem},
         content=_read(path, bar),
         # the length up front lets the server refuse a file over its limit before it is sent
-        headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+        headers={
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(size),
+            **idempotency_headers(args),
+        },
         # the server validates the whole file before it answers
         timeout=httpx.Timeout(30.0, read=600.0, write=None),
     )
@@ -95,6 +105,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file")
     p.add_argument("--name", help="the data set's name (default: the file's stem)")
+    add_idempotency_option(p, "data set")
     p.set_defaults(func=cmd_upload)
     p = sub.add_parser("list", help="the team's data sets", parents=client)
     p.set_defaults(func=cmd_list)

@@ -16,7 +16,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cli.client import Client, client_options, problem_text, read_spec
+from cli.client import (
+    Client,
+    add_idempotency_option,
+    client_options,
+    idempotency_headers,
+    problem_text,
+    read_spec,
+)
 from cli.errors import UsageError
 from cli.progress import Bar
 from jobs.status import TERMINAL, JobStatus
@@ -69,8 +76,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     client = Client(args)
     if args.action == "submit":
         text = read_spec(args.file)
-        r = client.request("POST", "/v1/studies", content=text.encode(),
-                           headers={"Content-Type": "application/json"})  # fmt: skip
+        headers = {"Content-Type": "application/json", **idempotency_headers(args)}
+        r = client.request("POST", "/v1/studies", content=text.encode(), headers=headers)
         if r.status_code == 422:
             raise UsageError(f"{args.file}: {problem_text(r)}")
         if r.status_code >= 400:
@@ -125,6 +132,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "submit", parents=[client], help="submit a study (JSON: name, base, grid); prints its id"
     )
     a.add_argument("file")
+    add_idempotency_option(a, "study")
     actions.add_parser("list", parents=[client], help="the team's studies, newest first")
     for name, text in (
         ("status", "the study's progress and aggregate table"),

@@ -325,7 +325,10 @@ class Dataset(Base):
     """A team's named data set: a blob and what its validation found (``jobs.dataset_checks``)."""
 
     __tablename__ = "datasets"
-    __table_args__ = (Index("ix_datasets_team_created", "team_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_datasets_team_created", "team_id", "created_at"),
+        Index("uq_datasets_team_idempotency", "team_id", "idempotency_key", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
@@ -340,6 +343,8 @@ class Dataset(Base):
     rows: Mapped[dict[str, Any]] = mapped_column(_JSON)
     arrays: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # a retried upload with this key returns this data set (``Idempotency-Key``)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class Study(Base):
@@ -350,7 +355,10 @@ class Study(Base):
     """
 
     __tablename__ = "studies"
-    __table_args__ = (Index("ix_studies_team_created", "team_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_studies_team_created", "team_id", "created_at", "id"),
+        Index("uq_studies_team_idempotency", "team_id", "idempotency_key", unique=True),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     team_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
@@ -361,6 +369,8 @@ class Study(Base):
     skipped: Mapped[list[dict[str, Any]]] = mapped_column(_JSON)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # a retried create with this key returns this study (``Idempotency-Key``)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
 
 class StudyMember(Base):

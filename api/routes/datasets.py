@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auditor import AuditDep, Auditor
 from api.deps import SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
+from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
 from api.schemas import BINARY_SCHEMA, links_to, problem_doc
 from api.settings import ApiSettings
 from jobs import repo
@@ -128,8 +129,16 @@ def _too_large(limit: int, setting: str, what: str) -> ProblemError:
     )  # fmt: skip
 
 
-def _upload_limit(session: Session, team_id: uuid.UUID, settings: ApiSettings) -> tuple[int, str]:
-    """The tighter of the file limit and what the team's quota has left, with its name."""
+def _upload_limit(
+    session: Session, team_id: uuid.UUID, settings: ApiSettings, key: str | None
+) -> tuple[int, str]:
+    """The tighter of the file limit and what the team's quota has left, with its name.
+
+    A replay (``key`` already used) stores nothing, so only the file limit holds for it.
+    """
+    if key is not None and repo.find_keyed(session, Dataset, team_id, key) is not None:
+        session.rollback()
+        return settings.max_upload_bytes, "max_upload_bytes"
     left = settings.dataset_quota_bytes - repo.dataset_bytes_used(session, team_id)
     session.rollback()  # hold no connection while the file streams in (it may take minutes)
     if left < settings.max_upload_bytes:
@@ -167,25 +176,32 @@ def _store(
     path: Path,
     digest: tuple[str, int],
     desc: DatasetDescription,
-) -> Dataset:
+    key: str | None,
+) -> tuple[Dataset, bool]:
     repo.lock_team(session, team_id)  # concurrent uploads of one team count in turn
     sha256, size = digest
     used = repo.dataset_bytes_used(session, team_id)
-    if used + size > settings.dataset_quota_bytes:
+    replay = key is not None and repo.find_keyed(session, Dataset, team_id, key)
+    # a replay stores nothing, so it is never over quota
+    if not replay and used + size > settings.dataset_quota_bytes:
         raise _too_large(
             settings.dataset_quota_bytes, "dataset_quota_bytes",
             f"the team's data sets ({used} bytes) and this file ({size} bytes) are",
         )  # fmt: skip
     with path.open("rb") as f:
         fmt = "npz" if f.read(2) == b"PK" else "safetensors"
-    row = repo.store_dataset(
-        session, team_id, name=name, path=path, sha256=sha256, size=size, fmt=fmt,
-        description={"task": desc.task, "n_classes": desc.n_classes,
-                     "n_features": desc.n_features, "n_tasks": desc.n_tasks, "rows": desc.rows,
-                     "arrays": desc.arrays},
-    )  # fmt: skip
+    try:
+        got = repo.store_dataset(
+            session, team_id, name=name, path=path, sha256=sha256, size=size, fmt=fmt,
+            description={"task": desc.task, "n_classes": desc.n_classes,
+                         "n_features": desc.n_features, "n_tasks": desc.n_tasks,
+                         "rows": desc.rows, "arrays": desc.arrays},
+            idempotency_key=key,
+        )  # fmt: skip
+    except repo.IdempotencyConflict as exc:
+        raise conflict(exc) from None
     session.commit()
-    return row
+    return got
 
 
 @router.post(
@@ -202,6 +218,7 @@ def _store(
                 {"GetDataset": ("", "get"), "DeleteDataset": ("", "delete")},
             )
         },
+        409: CONFLICT_DOC,
         413: problem_doc("file over max_upload_bytes, or the team over dataset_quota_bytes"),
         422: problem_doc("the file or one of its arrays is refused; `array` names it"),
     },
@@ -215,9 +232,12 @@ async def upload_dataset(
     name: Annotated[
         str, Query(min_length=1, max_length=200, pattern=TEXT, description="the data set's name")
     ],
+    idempotency_key: IdempotencyKey = None,
 ) -> DatasetPublic:
     """Upload an .npz or .safetensors file of named arrays as a new data set."""
-    limit, setting = await run_in_threadpool(_upload_limit, session, team.id, settings)
+    limit, setting = await run_in_threadpool(
+        _upload_limit, session, team.id, settings, idempotency_key
+    )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit, setting, f"Content-Length {declared} is")
@@ -235,9 +255,13 @@ async def upload_dataset(
             desc = await run_in_threadpool(describe_file, path)
         except DatasetFileError as exc:
             raise _invalid(exc) from None
-        row = await run_in_threadpool(_store, session, team.id, settings, name, path, digest, desc)
+        row, created = await run_in_threadpool(
+            _store, session, team.id, settings, name, path, digest, desc, idempotency_key
+        )
     finally:
         path.unlink(missing_ok=True)
+    if not created:
+        mark_replayed(response)
     response.headers["Location"] = f"/v1/datasets/{row.id}"
     return DatasetPublic.of(row)
 

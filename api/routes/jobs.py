@@ -7,7 +7,7 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -15,6 +15,7 @@ from api.auditor import AuditDep, Auditor
 from api.dataset_refs import check_dataset_ref
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
+from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
 from api.schemas import (
     NPZ,
     JobPublic,
@@ -76,7 +77,7 @@ def _job_or_404(audit: Auditor, job_id: uuid.UUID) -> Job:
     response_model=JobPublic,
     responses={
         201: {"links": _JOB_LINKS},
-        409: problem_doc("Idempotency-Key reused with another spec"),
+        409: CONFLICT_DOC,
         413: problem_doc("request body over the limit (max_body_bytes)"),
     },
 )
@@ -87,10 +88,7 @@ def submit_job(
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     response: Response,
-    idempotency_key: Annotated[
-        str | None,
-        Header(max_length=200, description="a retried submit with this key returns the same job"),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a job; it starts `queued`."""
     check_spec(spec)
@@ -109,7 +107,7 @@ def submit_job(
             max_attempts=settings.max_attempts,
         )
     except repo.IdempotencyConflict as exc:
-        raise ProblemError(409, str(exc), slug="idempotency-conflict") from None
+        raise conflict(exc) from None
     session.commit()
     if created:
         try:
@@ -117,7 +115,7 @@ def submit_job(
         except Exception:  # the reaper sends queued jobs again; the submit still stands
             log.warning("could not enqueue job %s; the reaper will", job.id, exc_info=True)
     else:
-        response.headers["Idempotent-Replayed"] = "true"
+        mark_replayed(response)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobPublic.of(job)
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
+from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
 from api.schemas import links_to, problem_doc
 from api.settings import ApiSettings
 from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
@@ -125,7 +126,8 @@ def _detail(session: Session, study: Study) -> StudyPublic:
     response_model=StudyPublic,
     responses={201: {"links": links_to("/v1/studies/{study_id}", "study_id", "id",
                                        {"GetStudy": ("", "get"),
-                                        "CancelStudy": ("/cancel", "post")})}},
+                                        "CancelStudy": ("/cancel", "post")})},
+               409: CONFLICT_DOC},
 )  # fmt: skip
 def create_study(
     body: StudyCreate,
@@ -134,15 +136,26 @@ def create_study(
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
     """Create a study: every combination of the grid becomes a queued job, all or none."""
     expansion, group_by = _expand(body, settings)
-    _check_quota(session, team.id, len(expansion.members), settings)
-    study, jobs = repo.create_study(
-        session, team.id, name=body.name, base=body.base, grid=body.grid, group_by=group_by,
-        expansion=expansion, max_attempts=settings.max_attempts,
-    )  # fmt: skip
+    replay = idempotency_key is not None and repo.find_keyed(
+        session, Study, team.id, idempotency_key
+    )
+    if not replay:  # a replay creates nothing, so it is never over quota
+        _check_quota(session, team.id, len(expansion.members), settings)
+    try:
+        study, jobs, created = repo.create_study(
+            session, team.id, name=body.name, base=body.base, grid=body.grid,
+            group_by=group_by, expansion=expansion, max_attempts=settings.max_attempts,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+    except repo.IdempotencyConflict as exc:
+        raise conflict(exc) from None
     session.commit()
+    if not created:
+        mark_replayed(response)
     for job in jobs:
         try:
             dispatcher.send(job.id, job.queue)

@@ -5,6 +5,7 @@ One module per concern; this package re-exports their public names so callers wr
 
 - :mod:`jobs.repo.teams`: teams, API keys, and the per-team counts the quotas check;
 - :mod:`jobs.repo.submissions`: submitting, reading, listing and cancelling jobs;
+- :mod:`jobs.repo.idempotency`: ``Idempotency-Key`` replays of jobs, studies, data sets;
 - :mod:`jobs.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
 - :mod:`jobs.repo.scheduling`: the fair-share claim, preemption requests, worker heartbeats;
 - :mod:`jobs.repo.pool`: the pool's view (teams' shares, workers, queue positions), weights;
@@ -30,6 +31,7 @@ from jobs.repo.datasets import (
     store_dataset,
 )
 from jobs.repo.health import ping_store
+from jobs.repo.idempotency import IdempotencyConflict, find_keyed
 from jobs.repo.lifecycle import (
     Claim,
     LeaseState,
@@ -74,7 +76,6 @@ from jobs.repo.studies import (
     study_status_counts,
 )
 from jobs.repo.submissions import (
-    IdempotencyConflict,
     cancel_job,
     create_job,
     find_idempotent,
@@ -156,6 +157,7 @@ __all__ = [
     "ensure_team",
     "expire_running_leases",
     "find_idempotent",
+    "find_keyed",
     "finish_job",
     "get_api_key",
     "get_dataset",

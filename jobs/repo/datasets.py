@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from jobs.models import Dataset, DatasetBlob, DatasetChunk, Job, utcnow
+from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
 from jobs.status import JobStatus
 
 __all__ = [
@@ -49,8 +50,11 @@ def store_dataset(
     fmt: str,
     description: dict[str, Any],
     chunk_bytes: int = CHUNK_BYTES,
-) -> Dataset:
+    idempotency_key: str | None = None,
+) -> tuple[Dataset, bool]:
     """Add a data set from a validated file; its blob only if no equal file is stored.
+
+    With an idempotency key already used, nothing is stored: that data set is returned.
 
     Args:
         session: the caller's transaction (it commits).
@@ -63,7 +67,22 @@ def store_dataset(
         description: ``task``, ``n_classes``, ``n_features``, ``n_tasks``, ``rows``,
             ``arrays``.
         chunk_bytes: the size of each stored chunk.
+        idempotency_key: the request's ``Idempotency-Key``, if any.
+
+    Returns:
+        ``(data set, created)``.
+
+    Raises:
+        IdempotencyConflict: the key was used for another file or name.
     """
+
+    def same(row: Dataset) -> bool:
+        return (row.sha256, row.name) == (sha256, name)
+
+    if idempotency_key is not None:
+        existing = find_keyed(session, Dataset, team_id, idempotency_key)
+        if existing is not None:
+            return replayed(existing, same, "file or name"), False
     if session.get(DatasetBlob, sha256) is None:
         n_chunks = -(-size // chunk_bytes)
         session.execute(
@@ -94,10 +113,9 @@ def store_dataset(
         rows=description["rows"],
         arrays=description["arrays"],
         created_at=utcnow(),
+        idempotency_key=idempotency_key,
     )
-    session.add(row)
-    session.flush()
-    return row
+    return insert_keyed(session, row, same, "file or name")
 
 
 def dataset_bytes_used(session: Session, team_id: uuid.UUID) -> int:

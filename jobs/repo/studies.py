@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from jobs.grid import Expansion
 from jobs.models import Job, Study, StudyMember, utcnow
+from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
 from jobs.repo.submissions import cancel_job, create_job
 from jobs.status import JobStatus
 
@@ -34,13 +35,30 @@ def create_study(
     group_by: list[str],
     expansion: Expansion,
     max_attempts: int = 3,
-) -> tuple[Study, list[Job]]:
+    idempotency_key: str | None = None,
+) -> tuple[Study, list[Job], bool]:
     """Insert the study and one queued job per member, in the caller's transaction.
 
+    With an idempotency key already used, nothing is inserted: that study is returned.
+
     Returns:
-        ``(study, jobs)`` in member order. The caller commits, then enqueues the jobs: a
-        failure before the commit leaves neither the study nor any of its jobs.
+        ``(study, jobs, created)``, the jobs in member order (none for a replay). The
+        caller commits, then enqueues the jobs: a failure before the commit leaves neither
+        the study nor any of its jobs.
+
+    Raises:
+        IdempotencyConflict: the key was used for a study of another name, base or grid.
     """
+
+    def same(study: Study) -> bool:
+        return (study.name, study.base, study.grid, study.group_by) == (
+            name, base, grid, group_by
+        )  # fmt: skip
+
+    if idempotency_key is not None:
+        existing = find_keyed(session, Study, team_id, idempotency_key)
+        if existing is not None:
+            return replayed(existing, same, "name, base, grid or group_by"), [], False
     study = Study(
         id=uuid.uuid4(),
         team_id=team_id,
@@ -51,9 +69,11 @@ def create_study(
         skipped=expansion.skipped,
         cancel_requested=False,
         created_at=utcnow(),
+        idempotency_key=idempotency_key,
     )
-    session.add(study)
-    session.flush()
+    study, created = insert_keyed(session, study, same, "name, base, grid or group_by")
+    if not created:
+        return study, [], False
     jobs = []
     for position, member in enumerate(expansion.members):
         job, _ = create_job(session, team_id, member.spec, max_attempts=max_attempts)
@@ -62,7 +82,7 @@ def create_study(
         )
         jobs.append(job)
     session.flush()
-    return study, jobs
+    return study, jobs, True
 
 
 def get_study(session: Session, team_id: uuid.UUID, study_id: uuid.UUID) -> Study | None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.fairshare import Priority
@@ -19,18 +17,11 @@ from jobs.models import (
 )
 from jobs.problem_kinds import source_of
 from jobs.repo.events import add_event
+from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
 from jobs.repo.pages import encode_cursor, page_after
 from jobs.repo.rows import rows_changed
 from jobs.spec import JobSpec
 from jobs.status import JobStatus
-
-
-class IdempotencyConflict(Exception):
-    """An ``Idempotency-Key`` reused with a different spec."""
-
-    def __init__(self, job: Job):
-        super().__init__(f"Idempotency-Key already used for job {job.id} with another spec")
-        self.job = job
 
 
 def create_job(
@@ -50,10 +41,14 @@ def create_job(
         IdempotencyConflict: the key was used with a different spec.
     """
     data = spec.model_dump(mode="json")
+
+    def same(job: Job) -> bool:
+        return job.spec == data
+
     if idempotency_key is not None:
-        existing = _by_idempotency(session, team_id, idempotency_key)
+        existing = find_keyed(session, Job, team_id, idempotency_key)
         if existing is not None:
-            return _same_spec(existing, data), False
+            return replayed(existing, same, "spec"), False
     now = utcnow()
     job = Job(
         id=uuid.uuid4(),
@@ -71,28 +66,10 @@ def create_job(
         enqueued_at=now,
         updated_at=now,
     )
-    try:
-        with session.begin_nested():
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        # a concurrent submit with the same key won the race
-        existing = _by_idempotency(session, team_id, idempotency_key or "")
-        if existing is None:
-            raise
-        return _same_spec(existing, data), False
-    add_event(session, job.id, None, JobStatus.QUEUED, 0)
-    return job, True
-
-
-def _by_idempotency(session: Session, team_id: uuid.UUID, key: str) -> Job | None:
-    return session.scalar(select(Job).where(Job.team_id == team_id, Job.idempotency_key == key))
-
-
-def _same_spec(job: Job, data: dict[str, Any]) -> Job:
-    if job.spec != data:
-        raise IdempotencyConflict(job)
-    return job
+    job, created = insert_keyed(session, job, same, "spec")
+    if created:
+        add_event(session, job.id, None, JobStatus.QUEUED, 0)
+    return job, created
 
 
 def get_job(session: Session, team_id: uuid.UUID | None, job_id: uuid.UUID) -> Job | None:
@@ -145,4 +122,4 @@ def cancel_job(session: Session, job: Job) -> Job:
 
 def find_idempotent(session: Session, team_id: uuid.UUID, idempotency_key: str) -> Job | None:
     """The team's job submitted with ``idempotency_key``, if any (a replay, not a new job)."""
-    return _by_idempotency(session, team_id, idempotency_key)
+    return find_keyed(session, Job, team_id, idempotency_key)

@@ -146,6 +146,31 @@ def test_the_team_quota_is_413_naming_it(make_client, auth, small):
     assert client.get("/v1/datasets", headers=auth).json()["count"] == 1
 
 
+def test_a_retried_upload_with_the_same_idempotency_key_makes_one_data_set(
+    make_client, auth, small
+):
+    # room for one copy: a second data set would be over quota, a replay is not
+    client = make_client(dataset_quota_bytes=len(small) + 100)
+    h = {**auth, **OCTET, "Idempotency-Key": "upload-retry-1"}
+
+    def post(data, name="digits"):
+        return client.post("/v1/datasets", params={"name": name}, content=data, headers=h)
+
+    a, b = post(small), post(small)
+    assert a.status_code == b.status_code == 201, b.text
+    assert b.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in a.headers
+    assert b.json() == a.json() and b.headers["location"] == a.headers["location"]
+    listed = client.get("/v1/datasets", headers=auth).json()
+    assert [d["id"] for d in listed["data"]] == [a.json()["id"]]
+    # the same key with another name or another file is a conflict, not a second data set
+    other = npz_bytes(digits_arrays(n_train=100, n_val=50, seed=random.randrange(1 << 30)))
+    for r in (post(small, name="renamed"), post(other)):
+        body = r.json()
+        assert r.status_code == 409, r.text
+        assert body["type"].endswith("idempotency-conflict") and a.json()["id"] in body["detail"]
+    assert client.get("/v1/datasets", headers=auth).json()["count"] == 1
+
+
 def test_another_team_gets_404_and_its_spec_naming_the_dataset_422(client, auth, other_auth, small):
     dataset_id = _upload(client, auth, small).json()["id"]
     assert client.get(f"/v1/datasets/{dataset_id}", headers=other_auth).status_code == 404

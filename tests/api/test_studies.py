@@ -42,6 +42,31 @@ def test_create_makes_one_queued_job_per_combination_and_sends_each(client, auth
     assert study["status"] == "queued" and study["progress"]["members"] == 4
 
 
+def test_a_retried_create_with_the_same_idempotency_key_makes_one_study(
+    make_client, auth, other_auth, dispatcher
+):
+    # the team's queue holds one study: a second create would be over quota, a replay is not
+    client = make_client(max_queued_jobs=4)
+    h = {**auth, "Idempotency-Key": "study-retry-1"}
+    a = client.post("/v1/studies", json=_study(), headers=h)
+    b = client.post("/v1/studies", json=_study(), headers=h)
+    assert a.status_code == b.status_code == 201, b.text
+    assert b.headers["idempotent-replayed"] == "true" and "idempotent-replayed" not in a.headers
+    assert b.json()["id"] == a.json()["id"] and b.headers["location"] == a.headers["location"]
+    assert b.json()["members"] == a.json()["members"]
+    assert [s["id"] for s in client.get("/v1/studies", headers=auth).json()["data"]] == [
+        a.json()["id"]
+    ]
+    assert len(dispatcher.sent) == 4  # the replay sends nothing
+    body = _problem(client.post("/v1/studies", json=_study(name="other"), headers=h), 409)
+    assert body["type"].endswith("idempotency-conflict") and a.json()["id"] in body["detail"]
+    # a key is the team's own: another team's same key makes its own study
+    c = client.post(
+        "/v1/studies", json=_study(), headers={**other_auth, "Idempotency-Key": "study-retry-1"}
+    )
+    assert c.status_code == 201 and c.json()["id"] != a.json()["id"]
+
+
 def test_K_with_full_is_skipped_and_listed_once_full_runs(client, auth):
     grid = {"hypergradient.K": [1, 5], "hypergradient.method": ["truncated", "full"]}
     study = client.post("/v1/studies", json=_study(**grid), headers=auth).json()

@@ -98,6 +98,31 @@ def test_submit_sends_the_spec_and_prints_the_job_id(state, api_server, capsys):
     assert uuid.UUID(out.strip())
 
 
+def test_an_idempotency_key_makes_a_rerun_create_return_the_first_resource(
+    state, api_server, capsys
+):
+    from tests.dataset_files import digits_arrays, npz_bytes
+
+    study = {"name": "sweep", "base": tiny_spec(iterations=4), "grid": {"seed": [0, 1]}}
+    (state / "study.json").write_text(json.dumps(study))
+    data = state / "digits.npz"
+    data.write_bytes(npz_bytes(digits_arrays(n_train=100, n_val=50, seed=3)))
+    for argv in (["submit", _spec_file(state / "job.json")],
+                 ["study", "submit", str(state / "study.json")],
+                 ["datasets", "upload", str(data)]):  # fmt: skip
+        ids = set()
+        for _ in range(2):  # a rerun after a lost answer
+            code, out, err = run_cli(capsys, *argv, "--idempotency-key", "rerun-1",
+                                     "--key", "blv_x_y", "--url", "http://x")  # fmt: skip
+            assert code == 0, err
+            ids.add(out.splitlines()[0])
+        assert len(ids) == 1, argv
+    code, out, _ = run_cli(capsys, "study", "list", "--key", "blv_x_y", "--url", "http://x")
+    assert code == 0 and len(out.splitlines()) == 1, out
+    code, out, _ = run_cli(capsys, "datasets", "list", "--key", "blv_x_y", "--url", "http://x")
+    assert code == 0 and out.count("digits") == 1, out
+
+
 def test_the_compute_budget_is_the_servers_not_the_clients(state, api_server, capsys, monkeypatch):
     monkeypatch.setenv("BILEVEL_MAX_INNER_STEPS", "100")  # the client's environment only
     api_server.settings["max_inner_steps"] = 10_000
