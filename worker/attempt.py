@@ -20,7 +20,7 @@ from worker.outcome import Outcome
 from worker.retry import retrying
 from worker.settings import WorkerSettings
 
-__all__ = ["claim", "crashed", "fail", "time_limit", "worker_name"]
+__all__ = ["cancel", "claim", "crashed", "fail", "time_limit", "worker_name"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,27 @@ def fail(
 
     failed = retrying(fail_it, settings.store_patience_s)
     return Outcome.FAILED if failed else Outcome.LOST
+
+
+def cancel(
+    sessions: sessionmaker[Session],
+    claim: repo.Claim,
+    detail: dict[str, Any],
+    settings: WorkerSettings,
+) -> Outcome:
+    """End the attempt ``cancelled`` (the trace flushed so far is kept); ``LOST`` if it moved on.
+
+    ``detail`` goes in the job's event and its summary (``cancelled_by``, what was killed).
+    """
+
+    def cancel_it() -> bool:
+        with sessions.begin() as s:
+            job = repo.get_job(s, None, claim.job_id)
+            summary = {**((job.summary if job is not None else None) or {}), **detail}
+            return repo.finish_job(s, claim, JobStatus.CANCELLED, summary=summary)
+
+    cancelled = retrying(cancel_it, settings.store_patience_s)
+    return Outcome.CANCELLED if cancelled else Outcome.LOST
 
 
 def crashed(

@@ -59,7 +59,7 @@ from worker.outcome import Outcome
 from worker.settings import WorkerSettings
 from worker.shutdown import request_shutdown, shutdown_requested
 
-__all__ = ["GRACE_S", "JobProcess", "OnRecord", "Requeue", "Supervisor"]
+__all__ = ["CANCEL_GRACE_S", "GRACE_S", "JobProcess", "OnRecord", "Requeue", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,14 @@ log = logging.getLogger(__name__)
 GRACE_S = 5.0
 #: how long a fresh job process may take to be ready (imports torch, warms it up)
 STARTUP_S = 300.0
+#: how long a job asked to stop may take to end itself (at its next hyper-iteration, keeping
+#: its summary) before the watchdog kills its process and ends it ``cancelled``: a hung job
+#: would otherwise hold its cancel until ``stall_s``
+CANCEL_GRACE_S = 10.0
 # how often the supervisor wakes without news: the resolution of the bounds above
 _POLL_S = 0.25
+# how often it reads the job's cancel request from the store
+_CANCEL_POLL_S = 1.0
 
 OnRecord = Callable[[dict[str, Any]], None]
 #: sends a job (its id, its queue kind) to whatever runs jobs: a Celery message, a local queue
@@ -282,9 +288,10 @@ class Supervisor:
         return _Bounds(stall_s, stall_name, time_limit, iteration)
 
     def _watch(self, proc: JobProcess, claim: repo.Claim, bounds: _Bounds) -> Outcome:
-        started = last = time.monotonic()
+        started = last = checked = time.monotonic()
         iteration = bounds.iteration
         passed_on = False  # the shutdown request, to the job process
+        cancel_seen: float | None = None  # when the supervisor first read a cancel request
         while True:
             try:
                 msg = proc.receive(_POLL_S)
@@ -300,6 +307,12 @@ class Supervisor:
             if shutdown_requested() and not passed_on:
                 proc.terminate()
                 passed_on = True
+            if cancel_seen is None and now - checked >= _CANCEL_POLL_S:
+                checked = now
+                if self._cancel_requested(claim):
+                    cancel_seen = now
+            if cancel_seen is not None and now - cancel_seen > CANCEL_GRACE_S:
+                return self._cancel(proc, claim, iteration, now - cancel_seen)
             if now - last > bounds.stall_s:
                 return self._end(proc, claim, IterationStalled(
                     f"no hyper-iteration completed for {now - last:.1f} s, past "
@@ -316,6 +329,32 @@ class Supervisor:
                         f"the watchdog killed the job's process {proc.pid}",
                         iteration=iteration,
                     ))  # fmt: skip
+
+    def _cancel_requested(self, claim: repo.Claim) -> bool:
+        try:
+            with self.sessions() as s:
+                return repo.cancel_is_requested(s, claim.job_id)
+        except Exception:  # the store is away: the job process has its own patience for it
+            log.debug("could not read job %s's cancel request", claim.job_id, exc_info=True)
+            return False
+
+    def _cancel(
+        self, proc: JobProcess, claim: repo.Claim, iteration: int, waited: float
+    ) -> Outcome:
+        """Kill a job process that did not stop when asked, and end the job ``cancelled``."""
+        proc.dump_stacks()
+        proc.kill()
+        detail = {
+            "cancelled_by": "watchdog",
+            "detail": f"cancel requested; the job did not stop within {waited:.1f} s "
+            f"(after iteration {iteration}), so the watchdog killed its process {proc.pid}",
+            "iteration": iteration,
+            "pid": proc.pid,
+        }
+        log.warning("job %s: %s", claim.job_id, detail["detail"])
+        self._proc = None
+        self.start()  # warming up while the cancel is written
+        return attempt.cancel(self.sessions, claim, detail, self.settings)
 
     def _crashed(self, proc: JobProcess, claim: repo.Claim) -> Outcome:
         """Give the dead job process's attempt up at once, not when its lease expires."""

@@ -35,6 +35,7 @@ from jobs.repo.idempotency import IdempotencyConflict, find_keyed
 from jobs.repo.lifecycle import (
     Claim,
     LeaseState,
+    cancel_is_requested,
     claim_job,
     expire_running_leases,
     finish_job,
@@ -136,6 +137,7 @@ __all__ = [
     "authenticate",
     "beat_worker",
     "best_outer_loss",
+    "cancel_is_requested",
     "cancel_job",
     "cancel_study",
     "claim_due",

@@ -97,6 +97,11 @@ def expire_running_leases(session: Session) -> None:
     session.execute(update(Job).where(Job.status == JobStatus.RUNNING).values(lease_until=utcnow()))
 
 
+def cancel_is_requested(session: Session, job_id: uuid.UUID) -> bool:
+    """Whether someone asked ``job_id`` to stop (the watchdog's check on a silent job)."""
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
 def cancel_if_requested(session: Session, job_id: uuid.UUID) -> None:
     """End a queued job ``cancelled`` if a cancel was requested for it (its claim's turn)."""
     res = session.execute(

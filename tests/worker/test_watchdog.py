@@ -28,7 +28,7 @@ from tests.faults.hooks import (
 from worker.local import LocalExecutor
 from worker.outcome import Outcome
 from worker.settings import WorkerSettings
-from worker.watchdog import GRACE_S, Supervisor
+from worker.watchdog import CANCEL_GRACE_S, GRACE_S, Supervisor
 
 SETTINGS = WorkerSettings(flush_every_s=0.05, lease_s=30, torch_threads=1)
 STALL_S = 2.0
@@ -175,6 +175,41 @@ def test_a_job_whose_process_dies_in_its_last_attempt_fails_rather_than_loops(
     assert [e[0] for e in _events(sessions, job.id)] == [
         "queued", "running", "queued", "running", "failed"
     ]  # fmt: skip
+
+
+def test_a_hung_job_asked_to_stop_is_cancelled_within_the_grace_not_at_stall_s(
+    own_pg_sessions, supervisor
+):
+    sessions = own_pg_sessions
+    # stall_s far off: only the cancel can end the hang soon
+    job_id = queued_job(sessions, tiny_spec(iterations=50, stall_s=600))
+    hung = supervisor.pid
+    marker = hung_marker(hung)
+    got: list[Outcome] = []
+    run = threading.Thread(target=lambda: got.append(supervisor.execute(
+        job_id, on_record=mark_and_hang_at_second_iteration)))  # fmt: skip
+    run.start()
+    try:
+        wait_until(marker.exists, 180, "the job's second iteration", poll=0.1)
+        with sessions.begin() as s:  # what POST /v1/jobs/{id}/cancel does for a running job
+            repo.cancel_job(s, s.get(Job, job_id))
+        t0 = time.monotonic()
+        run.join(CANCEL_GRACE_S + SLACK_S)
+        took = time.monotonic() - t0
+    finally:
+        marker.unlink(missing_ok=True)
+    assert not run.is_alive() and got == [Outcome.CANCELLED], got
+    assert CANCEL_GRACE_S <= took < CANCEL_GRACE_S + SLACK_S, took
+    job = _job(sessions, job_id)
+    assert job.status == "cancelled" and job.lease_until is None and job.finished_at
+    assert job.summary["cancelled_by"] == "watchdog" and job.summary["pid"] == hung
+    assert job.summary["iteration"] == 2 and job.error is None
+    assert _events(sessions, job_id)[-1] == ("cancelled", None)
+    print(f"\nhung job cancelled {took:.2f} s after the request: {job.summary['detail']}")
+    # the next job runs on a fresh process
+    after = queued_job(sessions, tiny_spec(iterations=1))
+    assert supervisor.execute(after) == Outcome.SUCCEEDED
+    assert _job(sessions, after).summary["pid"] == supervisor.pid != hung
 
 
 def test_the_embedded_executor_kills_a_stalled_job_and_runs_the_next_on_a_fresh_process(
