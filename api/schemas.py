@@ -34,6 +34,7 @@ __all__ = [
     "Progress",
     "Readiness",
     "TracePublic",
+    "auth_responses",
     "file_doc",
     "links_to",
     "problem_doc",
@@ -75,6 +76,23 @@ def problem_doc(description: str) -> dict[str, Any]:
     """
     return {"model": Problem, "description": description,
             "content": {"application/problem+json": {}}}  # fmt: skip
+
+
+def auth_responses(*, quota: bool = False, store: bool = True) -> dict[int | str, Any]:
+    """The ``responses`` every authenticated router shares: 401, 429 and (``store``) 503.
+
+    Args:
+        quota: the router's routes also answer 429 for a team's quota (submits).
+        store: the router's routes read the job store (503 while it is away).
+    """
+    limit = "rate limit or team quota exceeded" if quota else "rate limit exceeded"
+    responses: dict[int | str, Any] = {
+        401: problem_doc("missing, unknown or revoked API key"),
+        429: problem_doc(f"{limit}, or too many wrong keys; see Retry-After"),
+    }
+    if store:
+        responses[503] = problem_doc("the job store is unavailable; retry after Retry-After")
+    return responses
 
 
 def links_to(

@@ -330,6 +330,15 @@ class Supervisor:
                         iteration=iteration,
                     ))  # fmt: skip
 
+    def _replace(self, proc: JobProcess, *, dump: bool) -> None:
+        """Kill ``proc`` (its threads' stacks to the log first if ``dump``) and start the next
+        job's process, which warms up while the caller writes the attempt's end."""
+        if dump:
+            proc.dump_stacks()
+        proc.kill()
+        self._proc = None
+        self.start()
+
     def _cancel_requested(self, claim: repo.Claim) -> bool:
         try:
             with self.sessions() as s:
@@ -342,8 +351,7 @@ class Supervisor:
         self, proc: JobProcess, claim: repo.Claim, iteration: int, waited: float
     ) -> Outcome:
         """Kill a job process that did not stop when asked, and end the job ``cancelled``."""
-        proc.dump_stacks()
-        proc.kill()
+        self._replace(proc, dump=True)  # the next job's process warms while the store is written
         detail = {
             "cancelled_by": "watchdog",
             "detail": f"cancel requested; the job did not stop within {waited:.1f} s "
@@ -352,15 +360,11 @@ class Supervisor:
             "pid": proc.pid,
         }
         log.warning("job %s: %s", claim.job_id, detail["detail"])
-        self._proc = None
-        self.start()  # warming up while the cancel is written
         return attempt.cancel(self.sessions, claim, detail, self.settings)
 
     def _crashed(self, proc: JobProcess, claim: repo.Claim) -> Outcome:
         """Give the dead job process's attempt up at once, not when its lease expires."""
-        proc.kill()
-        self._proc = None
-        self.start()  # warming up while the store is written
+        self._replace(proc, dump=False)  # nothing to dump: it is dead
         outcome, queue = attempt.crashed(self.sessions, claim, proc.exitcode, self.settings)
         now = {Outcome.CRASHED: "requeued", Outcome.FAILED: "failed (its last attempt)"}
         log.error("job %s: its process %d died (exit code %s); %s", claim.job_id, proc.pid,
@@ -376,12 +380,9 @@ class Supervisor:
         self, proc: JobProcess, claim: repo.Claim, exc: IterationStalled | TimeLimitExceeded
     ) -> Outcome:
         """Kill the job process, fail the attempt, and start the next job's process."""
-        proc.dump_stacks()
-        proc.kill()
+        self._replace(proc, dump=True)
         error = {"type": type(exc).__name__, "detail": str(exc), "iteration": exc.iteration,
                  "pid": proc.pid}  # fmt: skip
-        self._proc = None
-        self.start()  # warming up while the failure is written
         return attempt.fail(self.sessions, claim, error, self.settings)
 
 

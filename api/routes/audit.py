@@ -17,7 +17,7 @@ from fastapi import APIRouter, Query
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from api.deps import AdminDep, SessionDep
-from api.schemas import problem_doc
+from api.schemas import auth_responses, problem_doc
 from jobs import repo
 from jobs.audit_actions import AuditAction
 from jobs.audit_models import AuditEvent
@@ -29,11 +29,9 @@ router = APIRouter(
     prefix="/v1/audit",
     tags=["audit"],
     responses={
-        401: problem_doc("missing, unknown or revoked API key"),
+        **auth_responses(),
         403: problem_doc("the key is not admin-scoped"),
         422: problem_doc("invalid field(s), each named in `errors`"),
-        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
-        503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
 

@@ -19,7 +19,7 @@ from api.auditor import AuditDep, Auditor
 from api.deps import SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
-from api.schemas import BINARY_SCHEMA, links_to, problem_doc
+from api.schemas import BINARY_SCHEMA, auth_responses, links_to, problem_doc
 from api.settings import ApiSettings
 from jobs import repo
 from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
@@ -32,11 +32,9 @@ router = APIRouter(
     prefix="/v1/datasets",
     tags=["datasets"],
     responses={
-        401: problem_doc("missing, unknown or revoked API key"),
+        **auth_responses(),
         404: problem_doc("no such data set for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
-        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
-        503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
 

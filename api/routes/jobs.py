@@ -22,6 +22,7 @@ from api.schemas import (
     JobResult,
     JobsPublic,
     TracePublic,
+    auth_responses,
     file_doc,
     links_to,
     problem_doc,
@@ -52,13 +53,9 @@ router = APIRouter(
     prefix="/v1/jobs",
     tags=["jobs"],
     responses={
-        401: problem_doc("missing, unknown or revoked API key"),
+        **auth_responses(quota=True),
         404: problem_doc("no such job for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
-        429: problem_doc(
-            "rate limit or team quota exceeded, or too many wrong keys; see Retry-After"
-        ),
-        503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
 log = logging.getLogger(__name__)

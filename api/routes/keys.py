@@ -14,7 +14,15 @@ from fastapi import APIRouter, Path, Request, Response
 from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep
 from api.errors import ProblemError
-from api.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, links_to, problem_doc
+from api.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyPublic,
+    KeysPublic,
+    auth_responses,
+    links_to,
+    problem_doc,
+)
 from jobs import repo
 from jobs.models import ApiKey
 
@@ -22,10 +30,8 @@ router = APIRouter(
     prefix="/v1/keys",
     tags=["keys"],
     responses={
-        401: problem_doc("missing, unknown or revoked API key"),
+        **auth_responses(),
         403: problem_doc("the key is not admin-scoped"),
-        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
-        503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
 

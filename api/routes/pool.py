@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.schemas import problem_doc
+from api.schemas import auth_responses, problem_doc
 from jobs import repo
 from jobs.fairshare import Priority
 from jobs.spec import TEXT
@@ -26,11 +26,7 @@ __all__ = ["PoolPublic", "TeamPatch", "TeamPublic", "router"]
 
 router = APIRouter(
     tags=["pool"],
-    responses={
-        401: problem_doc("missing, unknown or revoked API key"),
-        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
-        503: problem_doc("the job store is unavailable; retry after Retry-After"),
-    },
+    responses=auth_responses(),
 )
 
 

@@ -12,17 +12,14 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import TeamDep
-from api.schemas import problem_doc
+from api.schemas import auth_responses
 from jobs.problem_kinds import PLUGINS
 from jobs.spec import DATASET_KINDS, PROBLEMS
 
 router = APIRouter(
     prefix="/v1/problems",
     tags=["problems"],
-    responses={
-        401: problem_doc("missing, unknown or revoked API key"),
-        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
-    },
+    responses=auth_responses(store=False),
 )
 
 

@@ -15,7 +15,7 @@ from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
-from api.schemas import links_to, problem_doc
+from api.schemas import auth_responses, links_to, problem_doc
 from api.settings import ApiSettings
 from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from jobs import repo
@@ -30,13 +30,9 @@ router = APIRouter(
     prefix="/v1/studies",
     tags=["studies"],
     responses={
-        401: problem_doc("missing, unknown or revoked API key"),
+        **auth_responses(quota=True),
         404: problem_doc("no such study for this team"),
         422: problem_doc("invalid grid or base spec, each problem named in `errors`"),
-        429: problem_doc(
-            "rate limit or team quota exceeded, or too many wrong keys; see Retry-After"
-        ),
-        503: problem_doc("the job store is unavailable; retry after Retry-After"),
     },
 )
 log = logging.getLogger(__name__)

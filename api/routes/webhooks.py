@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from api.auditor import AuditDep, Auditor
 from api.deps import AdminDep, SessionDep, SettingsDep
 from api.errors import ProblemError
-from api.schemas import links_to, problem_doc
+from api.schemas import auth_responses, links_to, problem_doc
 from api.webhook_schemas import (
     DeliveriesPublic,
     DeliveryPublic,
@@ -32,11 +32,10 @@ router = APIRouter(
     prefix="/v1/webhooks",
     tags=["webhooks"],
     responses={
-        401: problem_doc("missing, unknown or revoked API key"),
+        **auth_responses(store=False),
         403: problem_doc("the key is not admin-scoped"),
         404: problem_doc("no such webhook for this team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
-        429: problem_doc("rate limit exceeded, or too many wrong keys; see Retry-After"),
     },
 )
 
