@@ -143,7 +143,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     job = Client(args).call("GET", f"/v1/jobs/{args.id}").json()
     print(json.dumps(job, indent=2))
+    _warn_divergence(job)
     return 0
+
+
+def _warn_divergence(job: dict[str, Any]) -> None:
+    """One line on stderr per divergence warning of the job's summary (worker.divergence)."""
+    for w in (job.get("summary") or {}).get("warnings") or []:
+        more = f" ({w['count']} iterations flagged)" if w.get("count", 1) > 1 else ""
+        print(f"warning: {w['message']}{more}", file=sys.stderr)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -152,7 +160,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     bar = Bar(job["progress"]["iterations"])
     while True:
         p = job["progress"]
-        loss = (job.get("summary") or {}).get("last_outer_loss")
+        loss = (job.get("summary") or {}).get("final_outer_loss")
         eta = f" eta {p['eta_s']:.0f}s" if p.get("eta_s") else ""
         bar.show(p["iteration"], f"{job['status']}" + (f" loss {loss:.4g}" if loss else "") + eta)
         if job["status"] in TERMINAL:
@@ -160,6 +168,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         time.sleep(args.interval)
         job = client.call("GET", f"/v1/jobs/{args.id}").json()
     bar.close()
+    _warn_divergence(job)
     if job["status"] == JobStatus.FAILED and job.get("error"):
         print(f"{job['error']['type']}: {job['error']['detail']}", file=sys.stderr)
     print(job["status"])

@@ -48,7 +48,8 @@ class TruncationChoice:
         M_B: ``||B_t||`` measured at the last step (``B`` of Eq. 5).
         grad_w_norm: ``||∇_{ŵ*} f||`` at the hyperparameters given.
         bound: Prop. 3.1's bound on ``||h_{T-K} - d_λ f||`` (Eq. 10); ``None`` for full RMD
-            (no bias) or where ``ρ >= 1``.
+            (no bias), where ``ρ >= 1``, or with momentum.
+        momentum: the inner heavy-ball momentum (Prop. 3.1 is for plain gradient descent).
     """
 
     method: str
@@ -62,10 +63,38 @@ class TruncationChoice:
     M_B: float
     grad_w_norm: float
     bound: float | None
+    momentum: float = 0.0
+
+    @property
+    def reason(self) -> str:
+        """Why this ``K``, in a sentence or two: bytes per step, budget, contraction, bound."""
+        mib = 1 << 20
+        fit = (
+            f"one recorded inner step holds {self.step_bytes:,} bytes on top of "
+            f"{self.base_bytes:,} fixed, so a budget of {self.budget_bytes / mib:.4g} MiB "
+        )
+        if self.method == "full":
+            why = fit + f"holds all T={self.T} steps: full RMD (Eq. 6), which has no bias."
+        else:
+            why = fit + f"holds K={self.K} of the T={self.T} steps: K-RMD (Eq. 8)."
+        if self.method == "full":
+            return why
+        rho = f"the last steps contract by rho={self.contraction:.4g}"
+        if self.momentum != 0:
+            return why + (
+                f" No bias bound: with momentum {self.momentum:g} the inner dynamics are not "
+                "plain gradient descent, which Prop. 3.1 assumes."
+            )
+        if self.bound is None or self.alpha is None:
+            return why + f" No bias bound: {rho} >= 1, so the dropped terms are not damped."
+        return why + (
+            f" {rho} < 1 (alpha={self.alpha:.4g}), so Prop. 3.1 bounds its bias by "
+            f"{self.bound:.4g} (Eq. 10)."
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        """The fields as a JSON-ready dict (a job's summary records it)."""
-        return asdict(self)
+        """The fields as a JSON-ready dict, with :attr:`reason` (a job's summary records it)."""
+        return {**asdict(self), "reason": self.reason}
 
 
 def _peak(problem: BilevelProblem[Any, Any], hparams: Tree, dynamics: GradientDescent, K: int
@@ -170,5 +199,5 @@ def choose_truncation(
     return TruncationChoice(
         method=method, K=int(K), T=T, budget_bytes=int(budget_bytes), base_bytes=base,
         step_bytes=step, contraction=rho, alpha=alpha, M_B=m_b, grad_w_norm=grad_w_norm,
-        bound=bound,
+        bound=bound, momentum=float(dynamics.momentum),
     )  # fmt: skip

@@ -204,6 +204,10 @@ class OuterSpec(SpecModel):
     schedule: Literal["constant", "inv_sqrt"] = "constant"
     iterations: Annotated[int, Field(ge=1, le=1_000_000)]
     first_step_norm: Annotated[float, Field(gt=0, le=1e3)] | None = None
+    # end the job `failed` (Diverged) at the first iteration whose outer loss or
+    # hypergradient norm jumps by orders of magnitude (worker.divergence); else it goes on
+    # and its summary's `warnings` say so
+    stop_on_divergence: bool = False
 
 
 class DiagnosticsSpec(SpecModel):

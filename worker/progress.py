@@ -9,7 +9,8 @@ from typing import Any
 
 import core
 from jobs.repo import LeaseState
-from worker.errors import LeaseLost, TimeLimitExceeded
+from worker.divergence import DivergenceWatch
+from worker.errors import Diverged, LeaseLost, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
 from worker.settings import WorkerSettings
 from worker.shutdown import shutdown_requested
@@ -65,6 +66,9 @@ class Progress:
         self.timed = 0
         self.peak_bytes: float | None = None
         self.extra_summary: dict[str, Any] = {}  # e.g. auto-K's choice, set by the runner
+        # divergence warnings go in the summary; the runner sets stop_on_divergence
+        self.watch = DivergenceWatch()
+        self.stop_on_divergence = False
 
     @property
     def cancelled(self) -> bool:
@@ -84,6 +88,10 @@ class Progress:
             self.best = (loss, self.iteration)
         if self.on_record is not None:
             self.on_record(record)
+        flagged = self.watch.observe(record)
+        if flagged and self.stop_on_divergence:
+            # raised with this iteration buffered: the failure path writes it and the summary
+            raise Diverged(f"Diverged: {flagged[0]['message']}", iteration=self.iteration)
         now = time.monotonic()
         if self.time_limit is not None and self.run_s(now) > self.time_limit[0]:
             # raised with this iteration buffered: the failure path writes it
@@ -134,16 +142,21 @@ class Progress:
     def summary(self) -> dict[str, Any]:
         """The job row's ``summary`` so far: running time, last and best outer loss, cost.
 
+        ``final_outer_loss`` is the outer loss of the latest hyper-iteration (the runner
+        replaces it, as the job succeeds, with the loss at the hyperparameters it returns);
+        ``best_outer_loss`` the smallest of any iteration, at ``best_iteration``.
+        ``warnings`` lists what :class:`~worker.divergence.DivergenceWatch` flagged.
         ``s_per_iteration`` is the mean time of a hyper-iteration's estimate and update in
         this attempt, ``peak_bytes`` the largest hypergradient memory of any of them.
         """
         return {
             "run_s": round(self.run_s(), 3),
-            "last_outer_loss": self.last_loss,
+            "final_outer_loss": self.last_loss,
             "best_outer_loss": self.best[0] if self.best else None,
             "best_iteration": self.best[1] if self.best else None,
             "s_per_iteration": self.time_sum / self.timed if self.timed else None,
             "peak_bytes": self.peak_bytes,
+            "warnings": self.watch.warnings,
             **self.extra_summary,
         }
 

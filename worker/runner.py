@@ -42,7 +42,8 @@ from worker.build import Built, build, hparams_npz, to_jsonable
 from worker.checkpoint import load_checkpoint
 from worker.dataset_cache import DatasetCache
 from worker.datasets import DatasetSource
-from worker.errors import LeaseLost, StoreUnavailable, TimeLimitExceeded
+from worker.divergence import DivergenceWatch
+from worker.errors import Diverged, LeaseLost, StoreUnavailable, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
 from worker.outcome import Outcome
 from worker.progress import Progress
@@ -166,6 +167,7 @@ def _run_claimed(
         team_id = job.team_id
         # running time of the earlier attempts, as their last flush recorded it
         ran_s = float((job.summary or {}).get("run_s") or 0.0)
+        warned = (job.summary or {}).get("warnings") or []
         saved = repo.load_artifact(s, claim.job_id, "checkpoint")
         checkpoint = saved.data if saved is not None else None
     try:
@@ -194,6 +196,8 @@ def _run_claimed(
     run.last_loss = last
     run.ran_before_s = ran_s
     run.time_limit = attempt.time_limit(spec.time_limit_s, settings)
+    run.watch = DivergenceWatch(warnings=warned)
+    run.stop_on_divergence = spec.outer.stop_on_divergence
     # the process that ran it: the watchdog replaces a job's process after it hangs
     # (the same dict: compile_s joins it after the fit)
     built.notes["pid"] = os.getpid()
@@ -311,8 +315,11 @@ def _fail(
     settings: WorkerSettings,
 ) -> Outcome:
     error: dict[str, Any] = {"type": type(exc).__name__, "detail": str(exc)}
-    if isinstance(exc, (core.DivergenceError, TimeLimitExceeded)) and exc.iteration is not None:
+    if (
+        isinstance(exc, (core.DivergenceError, TimeLimitExceeded, Diverged))
+        and exc.iteration is not None
+    ):
         error["iteration"] = exc.iteration
-    if not isinstance(exc, (core.BilevelError, TimeLimitExceeded, PluginError)):
+    if not isinstance(exc, (core.BilevelError, TimeLimitExceeded, Diverged, PluginError)):
         error["traceback"] = "".join(traceback.format_exception(exc))[-4000:]
     return attempt.fail(sessions, claim, error, settings)

@@ -79,3 +79,31 @@ def test_no_bound_where_the_unroll_does_not_contract():
     choice = core.choose_truncation(PROBLEM, LAM, dyn, base + 3 * step)
     assert choice.contraction > 1
     assert choice.alpha is None and choice.bound is None
+
+
+def test_the_reason_names_the_bytes_the_budget_the_contraction_and_the_bound():
+    base, step = core.step_bytes(PROBLEM, LAM, DYN)
+    choice = core.choose_truncation(PROBLEM, LAM, DYN, base + 5 * step, iters=300)
+    reason = choice.as_dict()["reason"]
+    assert f"one recorded inner step holds {step:,} bytes on top of {base:,} fixed" in reason
+    assert f"holds K=5 of the T={T} steps: K-RMD (Eq. 8)." in reason
+    assert f"rho={choice.contraction:.4g} < 1" in reason
+    assert f"bounds its bias by {choice.bound:.4g} (Eq. 10)" in reason
+
+
+def test_the_reason_says_why_there_is_no_bound():
+    base, step = core.step_bytes(PROBLEM, LAM, DYN)
+    full = core.choose_truncation(PROBLEM, LAM, DYN, base + T * step)
+    assert full.reason.endswith(f"holds all T={T} steps: full RMD (Eq. 6), which has no bias.")
+    heavy = core.GradientDescent(steps=T, lr=GAMMA, momentum=0.5)
+    base_h, step_h = core.step_bytes(PROBLEM, LAM, heavy)
+    choice = core.choose_truncation(PROBLEM, LAM, heavy, base_h + 4 * step_h)
+    assert choice.bound is None
+    assert "No bias bound: with momentum 0.5" in choice.reason
+    # γ = 3 > 2/L: the unroll expands, ρ = |1 - γL| = 2
+    unstable = core.GradientDescent(steps=T, lr=3.0)
+    base_u, step_u = core.step_bytes(PROBLEM, LAM, unstable)
+    choice = core.choose_truncation(PROBLEM, LAM, unstable, base_u + 4 * step_u, iters=300)
+    assert choice.contraction > 1
+    assert "No bias bound: the last steps contract by rho=" in choice.reason
+    assert ">= 1, so the dropped terms are not damped." in choice.reason

@@ -167,7 +167,7 @@ def seed_long_job(state: Path, spec: dict, points: int = 100_000) -> str:
                     updated_at=now,
                     eta_s=0.0,
                     summary={
-                        "last_outer_loss": records[-1]["outer_loss"],
+                        "final_outer_loss": records[-1]["outer_loss"],
                         "best_outer_loss": best["outer_loss"],
                         "best_iteration": best["iteration"],
                         "metrics": {},

@@ -52,9 +52,23 @@ def test_a_job_succeeds_with_one_trace_point_per_iteration(sessions):
     assert job.status == "succeeded" and job.iteration == 25 and job.attempts == 1
     assert events == ["queued", "running", "succeeded"]
     assert job.summary["best_outer_loss"] == min(trace["outer_loss"])
-    assert job.summary["last_outer_loss"] == trace["outer_loss"][-1]
+    assert trace["outer_loss"][job.summary["best_iteration"] - 1] == min(trace["outer_loss"])
+    assert "last_outer_loss" not in job.summary  # one name for the last: final_outer_loss
     hp = _hparams(sessions, job_id)["hparams"]
     assert hp.shape == (2,) and np.allclose(hp, job.summary["hparams"])
+
+
+def test_final_outer_loss_is_the_loss_at_the_hparams_returned(sessions):
+    # what one more hyper-iteration records first: the toy is deterministic, so the 13th
+    # point of a 13-iteration job is f at the λ a 12-iteration job returns
+    short = queued_job(sessions, tiny_spec(iterations=12))
+    assert execute_job(sessions, short, SETTINGS) == "succeeded"
+    longer = queued_job(sessions, tiny_spec(iterations=13))
+    assert execute_job(sessions, longer, SETTINGS) == "succeeded"
+    with sessions() as s:
+        final = s.get(Job, short).summary["final_outer_loss"]
+    assert final == pytest.approx(_trace(sessions, longer)["outer_loss"][12], rel=1e-12)
+    assert final != _trace(sessions, short)["outer_loss"][11]  # not the last point's λ
 
 
 # torch.compile's own internals warn about torch.jit; nothing of ours to act on

@@ -87,7 +87,9 @@ function renderJob(job) {
     ["Queue", job.queue],
     ["Attempts", String(job.attempts)],
     ["Elapsed", fmt.duration(fmt.elapsed(job))],
-    ["Last upper loss", fmt.num(s.last_outer_loss ?? s.final_outer_loss, 6)],
+    // final_outer_loss: the latest iteration's, then (succeeded) at the returned hparams;
+    // last_outer_loss is the name rows written before it had
+    ["Final upper loss", fmt.num(s.final_outer_loss ?? s.last_outer_loss, 6)],
     ["Best upper loss", s.best_outer_loss === undefined ? "–"
       : `${fmt.num(s.best_outer_loss, 6)} (iteration ${s.best_iteration ?? "–"})`],
     ["s / hyper-iteration", fmt.num(s.s_per_iteration, 4)],
@@ -103,6 +105,11 @@ function renderJob(job) {
   const err = v.querySelector(".job-error");
   err.hidden = !job.error;
   if (job.error) text(err, `${job.error.type}: ${job.error.detail}`);
+  const warnings = s.warnings || [];
+  const warn = v.querySelector(".job-warnings");
+  warn.hidden = !warnings.length;
+  warn.replaceChildren(...warnings.map((w) => h("li", { dataset: { kind: w.kind } },
+    `⚠ ${w.message}${w.count > 1 ? ` (${w.count} iterations flagged)` : ""}`)));
   v.querySelector(".history-box").replaceChildren(history(job));
   const spec = JSON.stringify(job.spec, null, 2);
   const pre = v.querySelector(".spec");
@@ -242,6 +249,7 @@ export function mount(section, { id }) {
       h("button", { id: "cancel-job", type: "button", class: "danger", disabled: true,
         onclick: (e) => cancel(e.currentTarget) }, "Cancel job")),
     h("p", { class: "job-error error", hidden: true }),
+    h("ul", { class: "job-warnings warning", role: "alert", hidden: true }),
     h("div", { class: "job-progress" }, h("progress", { max: "1", value: "0" }),
       h("span", { class: "label" }, "")),
     h("div", { class: "grid" },

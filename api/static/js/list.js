@@ -28,13 +28,16 @@ function progressCell(job) {
 
 function row(job, onToggle) {
   const best = job.summary ? job.summary.best_outer_loss : null;
+  const warnings = (job.summary && job.summary.warnings) || [];
+  const flag = warnings.length ? h("span", { class: "flag-diverged", title:
+    warnings.map((w) => w.message).join("\n") }, " ⚠ diverged") : "";
   const box = h("input", {
     type: "checkbox", class: "pick", "aria-label": "select for compare",
     checked: selected.has(job.id), onchange: (e) => onToggle(job.id, e.target.checked),
   });
   return h("tr", { dataset: { id: job.id, status: job.status } },
     h("td", {}, box),
-    h("td", { class: "status" }, statusBadge(job.status, job.cancel_requested)),
+    h("td", { class: "status" }, statusBadge(job.status, job.cancel_requested), flag),
     h("td", { class: "name" }, h("a", { href: `#/jobs/${encodeURIComponent(job.id)}` }, job.name)),
     h("td", { class: "problem" }, fmt.problem(job.spec)),
     h("td", { class: "method" }, fmt.method(job.spec)),
