@@ -35,6 +35,7 @@ __all__ = [
     "event_id",
     "event_payload",
     "new_secret",
+    "next_pass_in_s",
     "sign",
     "signature_header",
     "verify",
@@ -87,6 +88,21 @@ def event_id(subject_id: uuid.UUID, event_type: str) -> uuid.UUID:
 def backoff_s(attempts: int, base_s: float, cap_s: float = 3600.0) -> float:
     """The delay after the ``attempts``-th failed attempt: ``base · 2^(attempts-1)``, capped."""
     return float(min(base_s * 2 ** max(attempts - 1, 0), cap_s))
+
+
+def next_pass_in_s(poll_s: float, due_in_s: float | None) -> float:
+    """How long the sender sleeps before its next pass: ``poll_s``, or less for a retry due.
+
+    Waking only every ``poll_s`` would send a retry at the first poll after it is due: with
+    a backoff below the poll period, up to twice (or more) the documented backoff late.
+
+    Args:
+        poll_s: the polling period (``webhook_poll_s``), for new events.
+        due_in_s: seconds until the earliest pending delivery is due (``None``: none is).
+    """
+    if due_in_s is None:
+        return poll_s
+    return min(poll_s, max(0.0, due_in_s))
 
 
 def _resolve(host: str) -> list[str]:

@@ -5,7 +5,9 @@ a Celery worker does, in a job process under the watchdog (``worker.watchdog``):
 stops making progress is killed there and the next one runs in a fresh process. A periodic
 reap requeues jobs whose lease expired. At start it takes back the jobs a previous process
 left ``running`` (there is only one executor per store in this mode) and queues every job
-still ``queued``.
+still ``queued``. It beats as a worker named ``embedded`` (at its start, after each job and at
+each reap) so that an idle embedded server counts one live worker (``bilevel_workers_alive``,
+the pool's estimated starts).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = ["LocalExecutor"]
 
 log = logging.getLogger(__name__)
 _STOP = object()
+NAME = "embedded"
 
 
 class LocalExecutor:
@@ -48,13 +51,14 @@ class LocalExecutor:
         self.sessions, self.settings = sessions, settings
         self.on_record = on_record
         # a job whose process died is requeued at once and comes back through send
-        self.supervisor = Supervisor(sessions, settings, worker="embedded", requeue=self.send)
+        self.supervisor = Supervisor(sessions, settings, worker=NAME, requeue=self.send)
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="bilevel-executor")
         self.current: uuid.UUID | None = None
         self._notifier = Notifier(sessions, settings)  # webhooks, off the request path
 
     def start(self) -> LocalExecutor:
+        self._beat()
         with self.sessions.begin() as s:
             # a previous process died holding these: expire their leases so reap requeues them
             repo.expire_running_leases(s)
@@ -82,6 +86,11 @@ class LocalExecutor:
             self._thread.join(timeout)
         if not self._thread.is_alive():  # else a job still runs there, and its process
             self.supervisor.close()
+            try:
+                with self.sessions.begin() as s:
+                    repo.drop_worker(s, NAME)
+            except Exception:  # the store may be gone already; the row then just ages out
+                log.warning("could not drop the embedded worker's row", exc_info=True)
 
     close = stop
 
@@ -91,6 +100,7 @@ class LocalExecutor:
             try:
                 item = self._queue.get(timeout=self.settings.reap_every_s)
             except queue.Empty:
+                self._beat()
                 self._reap()
                 continue
             if item is _STOP:
@@ -102,6 +112,15 @@ class LocalExecutor:
                 log.exception("job %s crashed the executor's attempt", item)
             finally:
                 self.current = None
+                self._beat()
+
+    def _beat(self) -> None:
+        # idle or between jobs; a running job's lease already counts it alive
+        try:
+            with self.sessions.begin() as s:
+                repo.beat_worker(s, NAME, "cpu")
+        except Exception:
+            log.warning("worker beat failed", exc_info=True)
 
     def _reap(self) -> None:
         try:

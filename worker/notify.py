@@ -4,7 +4,9 @@ Each pass turns new terminal events into pending deliveries (``repo.enqueue_even
 sends the due ones: a signed POST (``jobs.webhooks``) with a short timeout, no redirects,
 to a URL checked against ``webhook_allow`` again right before the attempt. A 2xx answer is
 delivered; anything else is retried after ``webhook_backoff_s · 2^(attempt-1)`` until
-``webhook_max_attempts``, then recorded failed with the last status or error. The API never
+``webhook_max_attempts``, then recorded failed with the last status or error. The thread
+polls every ``webhook_poll_s`` and wakes earlier for a retry due sooner, so a retry waits
+its backoff, not the next poll (``jobs.webhooks.next_pass_in_s``). The API never
 sends anything: registering a webhook and reading deliveries are its only parts.
 """
 
@@ -19,8 +21,15 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
+from jobs.models import utcnow
 from jobs.settings import StoreSettings
-from jobs.webhooks import SIGNATURE_HEADER, Resolver, WebhookURLError, check_url
+from jobs.webhooks import (
+    SIGNATURE_HEADER,
+    Resolver,
+    WebhookURLError,
+    check_url,
+    next_pass_in_s,
+)
 from jobs.webhooks import signature_header as make_signature
 
 __all__ = ["Notifier", "notify_pass", "send"]
@@ -94,9 +103,19 @@ class Notifier:
         if self._thread.is_alive():
             self._thread.join(timeout)
 
+    def next_wait_s(self) -> float:
+        """Seconds until the next pass: the poll period, or until a retry is due."""
+        with self.sessions() as s:
+            due = repo.next_due_at(s)
+        due_in = (due - utcnow()).total_seconds() if due is not None else None
+        return next_pass_in_s(self.settings.webhook_poll_s, due_in)
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.settings.webhook_poll_s):
+        wait = self.settings.webhook_poll_s
+        while not self._stop.wait(wait):
+            wait = self.settings.webhook_poll_s
             try:
                 notify_pass(self.sessions, self.settings)
+                wait = self.next_wait_s()
             except Exception:  # the next pass tries again; nothing is lost from the outbox
                 log.warning("webhook pass failed", exc_info=True)

@@ -117,6 +117,7 @@ from jobs.repo.webhooks import (
     get_webhook,
     list_deliveries,
     list_webhooks,
+    next_due_at,
     record_attempt,
     revoke_webhook,
 )
@@ -181,6 +182,7 @@ __all__ = [
     "live_workers",
     "load_artifact",
     "lock_team",
+    "next_due_at",
     "owning_team",
     "ping_store",
     "pool_view",

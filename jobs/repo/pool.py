@@ -7,7 +7,6 @@ starts come from the same selection the claims use (:func:`jobs.fairshare.pick_o
 
 from __future__ import annotations
 
-import statistics
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from jobs import fairshare
 from jobs.models import Job, JobEvent, Team, TracePoint, Worker, utcnow
+from jobs.queue_estimate import Finished, Shape, expected_run_s, remaining_s
 from jobs.repo.scheduling import (
     KINDS,
     Policy,
@@ -44,8 +44,6 @@ __all__ = [
     "trace_point_count",
 ]
 
-# a job's expected running time before any job of its kind has finished
-_DEFAULT_RUN_S = 60.0
 _UNSET: Any = object()
 
 
@@ -147,17 +145,42 @@ def set_team_policy(
     return team
 
 
-def _median_run_s(session: Session, kind: str) -> float:
-    """The median running time of the kind's last 50 successes (a default before any)."""
+def _history(session: Session, kind: str) -> list[Finished]:
+    """The kind's last 50 successes: shape and running time (the queue's estimates)."""
     rows = session.execute(
-        select(Job.running_since, Job.finished_at)
+        select(Job.spec, Job.running_since, Job.finished_at)
         .where(Job.queue == kind, Job.status == JobStatus.SUCCEEDED,
                Job.running_since.is_not(None))
         .order_by(Job.finished_at.desc())
         .limit(50)
     ).all()  # fmt: skip
-    runs = [(end - start).total_seconds() for start, end in rows if end and start]
-    return statistics.median(runs) if runs else _DEFAULT_RUN_S
+    return [Finished(Shape.of(spec), (end - start).total_seconds())
+            for spec, start, end in rows if end and start]  # fmt: skip
+
+
+def _starts(
+    session: Session, kind: str, workers: list[str], order: list[uuid.UUID]
+) -> dict[uuid.UUID, float]:
+    """Seconds until each job of ``order`` starts on ``workers`` (:mod:`jobs.queue_estimate`)."""
+    now = utcnow()
+    history = _history(session, kind)
+    free_in = dict.fromkeys(workers, 0.0)
+    for worker, spec, eta, updated, since in session.execute(
+        select(Job.worker, Job.spec, Job.eta_s, Job.updated_at, Job.running_since)
+        .where(Job.queue == kind, Job.status == JobStatus.RUNNING)
+    ):  # fmt: skip
+        if worker in free_in:
+            free_in[worker] = remaining_s(
+                expected_s=expected_run_s(Shape.of(spec), history),
+                elapsed_s=(now - since).total_seconds() if since else 0.0,
+                eta_s=eta,
+                eta_age_s=(now - updated).total_seconds(),
+            )
+    specs: dict[uuid.UUID, dict[str, Any]] = {
+        i: spec for i, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(order)))
+    }
+    duration = {j: expected_run_s(Shape.of(specs[j]), history) for j in order}
+    return fairshare.estimated_starts(order, list(free_in.values()), duration)
 
 
 def pool_view(session: Session, policy: Policy, viewer: uuid.UUID) -> PoolView:
@@ -187,19 +210,9 @@ def pool_view(session: Session, policy: Policy, viewer: uuid.UUID) -> PoolView:
         for r, _, worker in running:
             running_by_worker[worker] = (r.id, r.team)
         order = fairshare.pick_order(loads, queued)
-        median = _median_run_s(session, kind)
-        eta = {
-            w: e
-            for w, e in session.execute(
-                select(Job.worker, Job.eta_s).where(Job.queue == kind,
-                                                    Job.status == JobStatus.RUNNING)
-            )
-        }  # fmt: skip
         kind_workers = [w for w in alive if (worker_rows[w].queue if w in worker_rows
                                              else _worker_kind(session, w)) == kind]  # fmt: skip
-        free_in = [(eta.get(w) or 0.0) if w in eta else 0.0 for w in kind_workers]
-        ids = [c.id for c in order]
-        starts = fairshare.estimated_starts(ids, free_in, dict.fromkeys(ids, median))
+        starts = _starts(session, kind, kind_workers, [c.id for c in order])
         mine = {c.id for c in order if c.team == str(viewer)}
         jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(mine)))}
         for pos, c in enumerate(order, start=1):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -33,6 +33,7 @@ __all__ = [
     "get_webhook",
     "list_deliveries",
     "list_webhooks",
+    "next_due_at",
     "record_attempt",
     "revoke_webhook",
 ]
@@ -174,6 +175,15 @@ class DueDelivery:
     event_id: uuid.UUID
     payload: dict[str, Any]
     attempts: int
+
+
+def next_due_at(session: Session) -> datetime | None:
+    """When the earliest pending delivery (of a live webhook) is due; ``None`` if none is."""
+    return session.scalar(
+        select(func.min(WebhookDelivery.next_attempt_at))
+        .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+        .where(WebhookDelivery.status == DeliveryStatus.PENDING, Webhook.revoked_at.is_(None))
+    )
 
 
 def claim_due(session: Session, *, lease_s: float, limit: int = 20) -> list[DueDelivery]:

@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 from api import ApiSettings, create_app
 from jobs import repo
 from jobs.status import JobStatus
-from jobs.webhooks import WebhookURLError, check_url
+from jobs.webhooks import WebhookURLError, backoff_s, check_url, next_pass_in_s
 from tests.factories import bearer, team_with_key, tiny_spec
 from tests.webhook_receiver import Receiver, verify_signature
-from worker.notify import notify_pass
+from worker.notify import Notifier, notify_pass
 from worker.settings import WorkerSettings
 
 LOOPBACK = ["127.0.0.0/8"]
@@ -180,3 +180,48 @@ def test_a_deleted_webhook_gets_nothing_more(admin, receiver, pg_sessions):
     notify_pass(pg_sessions, _settings())
     assert receiver.requests == []
     assert client.get("/v1/webhooks", headers=auth).json()["count"] == 0
+
+
+def _attempt_times(poll_s: float, base_s: float, attempts: int, wake_early: bool) -> list[float]:
+    """When a sender polling every ``poll_s`` tries a delivery that fails at once each time."""
+    t, due, times = 0.0, 0.0, []
+    while len(times) < attempts:
+        if t >= due:
+            times.append(t)
+            due = t + backoff_s(len(times), base_s)
+        t += next_pass_in_s(poll_s, due - t) if wake_early else poll_s
+    return times
+
+
+@pytest.mark.parametrize(("poll_s", "base_s"), [(2.0, 1.0), (2.0, 5.0), (0.5, 0.25)])
+def test_the_first_retry_waits_the_backoff_then_each_doubles(poll_s, base_s):
+    times = _attempt_times(poll_s, base_s, 5, wake_early=True)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps == pytest.approx([base_s, 2 * base_s, 4 * base_s, 8 * base_s])
+    # polling alone sends the first retry at the next poll after it is due: 2x for base < poll
+    late = _attempt_times(2.0, 1.0, 2, wake_early=False)
+    assert late[1] - late[0] == 2.0
+
+
+def test_next_pass_in_s_is_the_poll_or_sooner_for_a_due_retry():
+    assert next_pass_in_s(2.0, None) == 2.0
+    assert next_pass_in_s(2.0, 0.5) == 0.5
+    assert next_pass_in_s(2.0, 9.0) == 2.0
+    assert next_pass_in_s(2.0, -1.0) == 0.0  # overdue: at once
+
+
+def test_the_notifier_wakes_when_a_retry_is_due_not_at_the_next_poll(admin, pg_sessions):
+    client, auth, _ = admin
+    failing = Receiver(status=503)
+    try:
+        client.post("/v1/webhooks", json={"url": failing.url}, headers=auth)
+        job = client.post("/v1/jobs", json=tiny_spec(), headers=auth).json()
+        _finish(pg_sessions, uuid.UUID(job["id"]), JobStatus.SUCCEEDED)
+        settings = WorkerSettings(webhook_allow=LOOPBACK, webhook_backoff_s=0.5,
+                                  webhook_poll_s=30.0)  # fmt: skip
+        notify_pass(pg_sessions, settings)
+        assert len(failing.requests) == 1
+        wait = Notifier(pg_sessions, settings).next_wait_s()
+        assert 0.0 <= wait <= 0.5  # the retry's backoff, not the 30 s poll
+    finally:
+        failing.close()
