@@ -26,6 +26,7 @@ from api.routes import (
     health,
     jobs,
     keys,
+    learned,
     metrics,
     pool,
     problems,
@@ -119,6 +120,7 @@ def create_app(
     )
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(learned.router)
     app.include_router(keys.router)
     app.include_router(pool.router)
     app.include_router(metrics.router)

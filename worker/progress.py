@@ -12,6 +12,7 @@ from jobs.repo import LeaseState
 from worker.divergence import DivergenceWatch
 from worker.errors import Diverged, LeaseLost, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
+from worker.learned import HparamsPath
 from worker.settings import WorkerSettings
 from worker.shutdown import shutdown_requested
 from worker.trace_writer import TraceWriter
@@ -69,6 +70,7 @@ class Progress:
         # divergence warnings go in the summary; the runner sets stop_on_divergence
         self.watch = DivergenceWatch()
         self.stop_on_divergence = False
+        self.path = HparamsPath()  # the small hparams as they went, for the job's pictures
 
     @property
     def cancelled(self) -> bool:
@@ -84,6 +86,7 @@ class Progress:
         loss = float(record["outer_loss"])
         self.last_loss = loss
         self._cost(record)
+        self.path.add(self.iteration, state.hparams)
         if math.isfinite(loss) and (self.best is None or loss < self.best[0]):
             self.best = (loss, self.iteration)
         if self.on_record is not None:

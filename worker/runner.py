@@ -19,6 +19,7 @@ hyper-iterations with ``TimeLimitExceeded``, keeping its trace up to there.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import traceback
@@ -45,6 +46,7 @@ from worker.datasets import DatasetSource
 from worker.divergence import DivergenceWatch
 from worker.errors import Diverged, LeaseLost, StoreUnavailable, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
+from worker.learned import summarise
 from worker.outcome import Outcome
 from worker.progress import Progress
 from worker.retry import retrying
@@ -237,7 +239,14 @@ def _run_claimed(
 
         cancelled = retrying(cancel, settings.store_patience_s)
         return Outcome.CANCELLED if cancelled else Outcome.LOST
-    return _succeed(sessions, claim, built, out, run)
+    try:  # the pictures of what was learned; never worth failing a finished job over
+        learned: dict[str, Any] | None = summarise(
+            spec, built.problem, built.dynamics, out.hparams, run.path
+        )
+    except Exception:
+        log.warning("job %s: no summary of what was learned", claim.job_id, exc_info=True)
+        learned = None
+    return _succeed(sessions, claim, built, out, run, learned)
 
 
 def _use_compile_cache(settings: WorkerSettings) -> None:
@@ -261,6 +270,7 @@ def _succeed(
     built: Built,
     out: core.FitResult,
     run: Progress,
+    learned: dict[str, Any] | None = None,
 ) -> Outcome:
     res, metrics = built.final(out.hparams)
     # every batch handed over is committed now; the last one commits with the success below
@@ -276,6 +286,10 @@ def _succeed(
     def finish() -> None:
         with sessions.begin() as s:
             _finish_success(s, claim, run, out, hparams, summary)
+            if learned is not None:  # GET /v1/jobs/{id}/learned (worker.learned)
+                repo.save_artifact(s, claim.job_id, "learned", json.dumps(learned).encode(),
+                                   iteration=out.state.iteration,
+                                   media_type="application/json")  # fmt: skip
 
     retrying(finish, run.settings.store_patience_s)
     run.buffer = []
