@@ -117,6 +117,20 @@ function renderJob(job) {
   const cancel = v.querySelector("#cancel-job");
   cancel.disabled = TERMINAL.has(job.status) || job.cancel_requested;
   v.querySelector("#download-hparams").disabled = job.status !== Status.SUCCEEDED;
+  if (job.status === Status.SUCCEEDED && !ctx.learned) showLearned(ctx);
+}
+
+// what was learned: drawn once the job has succeeded (a module of its own, loaded then)
+function showLearned(me) {
+  me.learned = { charts: [] };
+  const box = me.view.querySelector("#learned");
+  import("./learned.js").then((m) => m.mountLearned(box, me.id))
+    .then((charts) => { if (me.learned) me.learned.charts = charts; })
+    .catch((err) => {
+      box.hidden = true; // 409: a job that ran before the summary existed
+      box.dataset.ready = "1";
+      if (!(err instanceof ApiError && err.status === 409)) toast(err.message, "error");
+    });
 }
 
 function traceUrl(me) {
@@ -257,14 +271,15 @@ export function mount(section, { id }) {
         h("div", { id: "chart-loss" }),
         h("div", { id: "chart-norms" }),
         h("div", { id: "chart-diag", hidden: true }),
-        h("p", { class: "muted small points" }, "")),
+        h("p", { class: "muted small points" }, ""),
+        h("div", { id: "learned", class: "learned", hidden: true, dataset: { ready: "0" } })),
       h("aside", { class: "side" },
         h("h3", {}, "Summary"), h("div", { class: "facts" }),
         h("h3", {}, "Problem metrics"), h("div", { class: "metrics" }),
         h("h3", {}, "State history"), h("div", { class: "history-box" }),
         h("h3", {}, "Spec"), h("pre", { class: "spec" }))),
   );
-  ctx = { id, view: section, job: null, drawn: false, poller: null };
+  ctx = { id, view: section, job: null, drawn: false, poller: null, learned: null };
   const loss = new TraceChart(section.querySelector("#chart-loss"), {
     title: "Upper loss (log scale)", series: [{ label: "upper loss", stroke: PALETTE[0] }],
     log: true, height: 280,
@@ -312,6 +327,7 @@ export function unmount() {
   if (!ctx) return;
   ctx.poller.stop();
   for (const c of [ctx.charts.loss, ctx.charts.norms, ctx.charts.diag]) c.destroy();
+  for (const c of (ctx.learned && ctx.learned.charts) || []) c.destroy();
   forget(`trace:${ctx.id}`);
   forget(`job:${ctx.id}`);
   ctx = null;
