@@ -280,6 +280,7 @@ def _succeed(
         "final_outer_loss": float(res.outer_loss),
         "metrics": metrics,
         "hparams": to_jsonable(out.hparams),
+        "learned": learned is not None,  # whether GET /v1/jobs/{id}/learned has it
     }
     hparams = hparams_npz(out.hparams)
 

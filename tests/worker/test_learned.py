@@ -36,6 +36,7 @@ def _run(sessions, spec) -> tuple[dict, dict[str, np.ndarray]]:
     job_id = queued_job(sessions, spec)
     assert execute_job(sessions, job_id, SETTINGS) == "succeeded"
     with sessions() as s:
+        assert repo.get_job(s, None, job_id).summary["learned"] is True
         learned = repo.load_artifact(s, job_id, "learned")
         npz = repo.load_artifact(s, job_id, "hparams").data
     assert learned.media_type == "application/json"

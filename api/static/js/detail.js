@@ -117,7 +117,9 @@ function renderJob(job) {
   const cancel = v.querySelector("#cancel-job");
   cancel.disabled = TERMINAL.has(job.status) || job.cancel_requested;
   v.querySelector("#download-hparams").disabled = job.status !== Status.SUCCEEDED;
-  if (job.status === Status.SUCCEEDED && !ctx.learned) showLearned(ctx);
+  // s.learned: the worker wrote the summary (jobs run before it existed have none)
+  if (job.status === Status.SUCCEEDED && s.learned && !ctx.learned) showLearned(ctx);
+  else if (TERMINAL.has(job.status) && !s.learned) v.querySelector("#learned").dataset.ready = "1";
 }
 
 // what was learned: drawn once the job has succeeded (a module of its own, loaded then)
