@@ -129,6 +129,7 @@ JOB_ROUTES = [
     ("get", "/trace"),
     ("get", "/result"),
     ("get", "/hparams"),
+    ("get", "/learned"),
     ("post", "/cancel"),
 ]
 
