@@ -179,7 +179,7 @@ def _starts(
     specs: dict[uuid.UUID, dict[str, Any]] = {
         i: spec for i, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(order)))
     }
-    duration = {j: expected_run_s(Shape.of(specs[j]), history) for j in order}
+    duration = {j: expected_run_s(Shape.of(specs.get(j, {})), history) for j in order}
     return fairshare.estimated_starts(order, list(free_in.values()), duration)
 
 
