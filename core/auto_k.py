@@ -69,9 +69,11 @@ class TruncationChoice:
     def reason(self) -> str:
         """Why this ``K``, in a sentence or two: bytes per step, budget, contraction, bound."""
         mib = 1 << 20
+        budget = (f"{self.budget_bytes / mib:.4g} MiB" if self.budget_bytes >= mib
+                  else f"{self.budget_bytes:,} bytes")  # fmt: skip
         fit = (
             f"one recorded inner step holds {self.step_bytes:,} bytes on top of "
-            f"{self.base_bytes:,} fixed, so a budget of {self.budget_bytes / mib:.4g} MiB "
+            f"{self.base_bytes:,} fixed, so a budget of {budget} "
         )
         if self.method == "full":
             why = fit + f"holds all T={self.T} steps: full RMD (Eq. 6), which has no bias."

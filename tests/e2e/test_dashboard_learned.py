@@ -43,8 +43,12 @@ def _specs() -> dict[str, dict]:
     diverging["inner"].update(steps=10, lr=0.5, learn_lr=True)
     diverging["hypergradient"] = {"method": "truncated", "K": 5}
     diverging["outer"].update(lr=2.0, iterations=8)
+    auto = copy.deepcopy(example("toy"))  # 314 bytes: K=16 of T=20 (16 bytes a step, 48 fixed)
+    auto["inner"]["steps"] = 20
+    auto["hypergradient"] = {"method": "auto", "memory_mb": 0.0003}
+    auto["outer"]["iterations"] = 5
     return {"penalties": _small("feature_regularization", lr=0.1), "cleaning": cleaning,
-            "mlp": mlp, "diverging": diverging}  # fmt: skip
+            "mlp": mlp, "diverging": diverging, "auto": auto}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +182,18 @@ def test_a_diverged_run_is_flagged_on_its_page_and_in_the_list(page, jobs, shots
     for job_id in others:
         assert page.locator(f'#jobs-table tr[data-id="{job_id}"] .flag-diverged').count() == 0
     assert page.errors == [] and page.evaluate("window.__csp") == []
+
+
+def test_auto_k_says_why_it_chose_k(page, jobs, service):
+    ids, _ = jobs
+    with httpx.Client(base_url=service.url, headers=service.auth, timeout=30) as client:
+        auto_k = client.get(f"/v1/jobs/{ids['auto']}").json()["summary"]["auto_k"]
+    assert auto_k["K"] == 16 and auto_k["method"] == "truncated"
+    assert auto_k["reason"].startswith(
+        "one recorded inner step holds 16 bytes on top of 48 fixed, so a budget of 314 bytes "
+        "holds K=16 of the T=20 steps: K-RMD (Eq. 8)."
+    )
+    _open(page, ids["auto"])
+    facts = page.locator("#view-job .facts dl")
+    terms = facts.locator("dt").all_text_contents()
+    assert facts.locator("dd").nth(terms.index("Why this K")).text_content() == auto_k["reason"]

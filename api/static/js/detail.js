@@ -96,6 +96,7 @@ function renderJob(job) {
     ["Peak hypergradient memory", fmt.bytes(s.peak_bytes)],
   ];
   if (s.auto_k) facts.push(["Auto-K", fmt.autoK(s.auto_k)]);
+  if (s.auto_k && s.auto_k.reason) facts.push(["Why this K", s.auto_k.reason]);
   v.querySelector(".facts").replaceChildren(kv(facts));
   const metrics = Object.entries(s.metrics || {});
   v.querySelector(".metrics").replaceChildren(metrics.length

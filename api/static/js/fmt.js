@@ -58,6 +58,8 @@ export function bytes(n) {
 
 // auto-K's record: the K it chose, the contraction it measured, Prop. 3.1's bound
 export function autoK(a) {
-  const bound = a.bound === null ? "no bound (the unroll does not contract)" : `bias ≤ ${num(a.bound, 3)}`;
+  // why there is no bound, when there is none, is in a.reason (the worker's sentence)
+  const bound = a.method === "full" ? "no bias" : a.bound === null ? "no bound"
+    : `bias ≤ ${num(a.bound, 3)}`;
   return `${a.method === "full" ? "full" : `K=${a.K}`} of T=${a.T}; ‖A_t‖ ≤ ${num(a.contraction, 4)}; ${bound}`;
 }
