@@ -15,9 +15,7 @@ from pydantic import ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.orm import Session
 
-from jobs import repo
 from jobs.budget import BudgetLimits, budget_errors
-from jobs.models import Dataset
 from jobs.spec import (
     FeatureRegularizationSpec,
     HypercleaningSpec,
@@ -26,6 +24,8 @@ from jobs.spec import (
     TaskInteractionSpec,
     is_dataset_id,
 )
+from jobs.store import repo
+from jobs.store.models import Dataset
 
 __all__ = ["check_dataset_ref", "dataset_sizes"]
 

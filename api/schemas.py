@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import ApiKey, Job
 from jobs.spec import TEXT
 from jobs.status import JobStatus
+from jobs.store.models import ApiKey, Job
 
 __all__ = [
     "BINARY_SCHEMA",

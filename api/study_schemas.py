@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import JobError, Progress
-from jobs.models import Job, Study, StudyMember
 from jobs.spec import TEXT
 from jobs.status import TERMINAL, JobStatus
+from jobs.store.models import Job, Study, StudyMember
 from jobs.study_table import study_status
 
 __all__ = [

@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import Webhook, WebhookDelivery
 from jobs.spec import TEXT
+from jobs.store.models import Webhook, WebhookDelivery
 
 __all__ = [
     "DeliveriesPublic",

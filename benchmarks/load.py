@@ -86,7 +86,7 @@ def _cpu_busy_pct(seconds: float = 2.0) -> float:
 def _store_accounting(sessions, team_id, submitted: dict[str, int]) -> dict:
     from sqlalchemy import func, select
 
-    from jobs.models import Job, TracePoint
+    from jobs.store.models import Job, TracePoint
 
     q = (
         select(
@@ -197,8 +197,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import psycopg
 
+    import migrations
     from benchmarks.trace_overhead import measure
-    from jobs import db
+    from jobs.store import db
     from tests.conftest import KEY_SECRET  # the secret team_with_key hashes keys under
     from tests.e2e.workers import CeleryWorker
     from tests.factories import free_port, team_with_key, wait_ready
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     workers: list[CeleryWorker] = []
     api = None
     try:
-        db.upgrade(url)
+        migrations.upgrade(url)
         engine = db.make_engine(url)
         sessions = db.make_session_factory(engine)
         team = f"load-{uuid.uuid4().hex[:6]}"

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from cli.client import Client, client_options
-from jobs.audit_actions import ACTIONS
+from jobs.status import ACTIONS
 
 __all__ = ["add_commands", "cmd_audit"]
 

@@ -29,7 +29,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.main import create_app
     from api.settings import ApiSettings
-    from jobs.db import make_engine, make_session_factory, upgrade
+    from jobs.store.db import make_engine, make_session_factory
+    from migrations import upgrade
 
     settings = settings_for(ApiSettings, args)
     key_secret(settings)  # refuse to start without one, before anything else starts
@@ -127,8 +128,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from jobs.db import upgrade
     from jobs.settings import StoreSettings
+    from migrations import upgrade
 
     settings = settings_for(StoreSettings, args)
     if settings.embedded:

@@ -17,7 +17,7 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
+from jobs.store import repo
 from worker.notify import Notifier
 from worker.settings import WorkerSettings
 from worker.watchdog import OnRecord, Supervisor

@@ -30,12 +30,12 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
-from jobs import repo
 from jobs.plugins import PluginError
 from jobs.problem_kinds import check_installed
-from jobs.repo import LeaseState
 from jobs.spec import parse_spec
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.repo import LeaseState
 from worker import attempt
 from worker.attempt import worker_name
 from worker.build import Built, build, hparams_npz, to_jsonable

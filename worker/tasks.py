@@ -20,9 +20,9 @@ import uuid
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy.exc import DBAPIError
 
-from jobs import repo
-from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import RUN_TASK
+from jobs.store import repo
+from jobs.store.db import make_engine, make_session_factory
 from worker.app import app, settings
 from worker.attempt import worker_name
 from worker.notify import Notifier

@@ -52,7 +52,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
+from jobs.store import repo
 from worker import attempt
 from worker.errors import IterationStalled, TimeLimitExceeded
 from worker.outcome import Outcome
@@ -420,7 +420,7 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
     logging.basicConfig(
         level=level, format="[%(asctime)s: %(levelname)s/job-process %(process)d] %(message)s"
     )
-    from jobs.db import make_engine, make_session_factory
+    from jobs.store.db import make_engine, make_session_factory
     from worker import runner  # torch loads here, in the job process only
 
     if settings.torch_threads:

@@ -18,10 +18,10 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from api.deps import AdminDep, SessionDep
 from api.schemas import auth_responses, problem_doc
-from jobs import repo
-from jobs.audit_actions import AuditAction
-from jobs.audit_models import AuditEvent
-from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
+from jobs.status import AuditAction
+from jobs.store import repo
+from jobs.store.models.audit import AuditEvent
+from jobs.store.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
 
 __all__ = ["AuditEventPublic", "AuditPage", "router"]
 

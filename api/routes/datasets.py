@@ -21,12 +21,12 @@ from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
 from api.schemas import BINARY_SCHEMA, auth_responses, links_to, problem_doc
 from api.settings import ApiSettings
-from jobs import repo
 from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
 from jobs.dataset_files import DatasetFileError
-from jobs.models import Dataset
 from jobs.spec import TEXT
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.models import Dataset
 
 router = APIRouter(
     prefix="/v1/datasets",
@@ -308,8 +308,6 @@ def delete_dataset(
             jobs=[str(u) for u in users],
         )
     gone = DatasetPublic.of(row, [])
-    audit.record("dataset.delete", "dataset", str(dataset_id),
-                 before={"name": row.name, "sha256": row.sha256, "size": row.size})  # fmt: skip
-    repo.delete_dataset(session, row)
+    repo.delete_dataset(session, row, actor=audit.actor)
     session.commit()
     return gone

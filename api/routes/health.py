@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from api.errors import ProblemError
 from api.schemas import Health, Readiness, problem_doc
-from jobs import repo
+from jobs.store import repo
 
 router = APIRouter(tags=["health"])
 

@@ -28,12 +28,12 @@ from api.schemas import (
     problem_doc,
 )
 from api.settings import ApiSettings
-from jobs import repo
 from jobs.budget import check_budget
-from jobs.models import TRACE_FIELDS, Job
-from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
 from jobs.spec import JobSpec, check_spec
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.models import TRACE_FIELDS, Job
+from jobs.store.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
 _JOB_LINKS = links_to("/v1/jobs/{job_id}", "job_id", "id", {

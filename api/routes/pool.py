@@ -18,9 +18,9 @@ from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.schemas import auth_responses, problem_doc
-from jobs import repo
 from jobs.fairshare import Priority
 from jobs.spec import TEXT
+from jobs.store import repo
 
 __all__ = ["PoolPublic", "TeamPatch", "TeamPublic", "router"]
 
@@ -151,14 +151,10 @@ def patch_team(
     current = repo.team_by_name(session, name)
     if current is None:
         raise ProblemError(404, f"no team {name!r}", slug="not-found")
-    before = {f: getattr(current, f) for f in changes}
-    team = repo.set_team_policy(session, name, **changes)
+    # the pool is shared: an admin may set another team's weight, which sees the event too
+    team = repo.set_team_policy(session, name, actor=audit.actor, **changes)
     if team is None:
         raise ProblemError(404, f"no team {name!r}", slug="not-found")
-    if changes:
-        # the pool is shared: an admin may set another team's weight, which sees it too
-        audit.record("team.update", "team", name, target_team_id=team.id, before=before,
-                     after={f: getattr(team, f) for f in changes})  # fmt: skip
     session.commit()
     return team_public(team, repo.Policy.of(settings))
 

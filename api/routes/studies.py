@@ -18,12 +18,12 @@ from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replaye
 from api.schemas import auth_responses, links_to, problem_doc
 from api.settings import ApiSettings
 from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
-from jobs import repo
 from jobs.budget import budget_errors
 from jobs.grid import Expansion, GridError, expand, replicate_paths
-from jobs.models import Study
 from jobs.spec import field_errors
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.models import Study
 from jobs.study_table import aggregate
 
 router = APIRouter(

@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from api.authfailures import AuthFailures
-from jobs import repo
+from jobs.store import repo
 from tests.api.test_security import _problem
 from tests.dataset_files import digits_arrays, npz_bytes
-from tests.factories import bearer, team_with_key, tiny_spec
+from tests.factories import bearer, key_operator, team_with_key, tiny_spec
 
 
 def _events(client, key, **params) -> list[dict]:
@@ -71,7 +71,7 @@ def test_each_admin_action_is_in_its_teams_audit_and_no_other(hooks_client, pg_s
 def _team_names(pg_sessions) -> list[tuple[uuid.UUID, str]]:
     from sqlalchemy import select
 
-    from jobs.models import Team
+    from jobs.store.models import Team
 
     with pg_sessions() as s:
         return [(t.id, t.name) for t in s.scalars(select(Team))]
@@ -149,7 +149,7 @@ def test_the_last_admin_key_is_refused_by_the_store_too_and_a_refusal_is_not_aud
     prefix = key.split("_")[1]
     # the CLI revokes straight on the store: the same function the API calls refuses it
     with pg_sessions.begin() as s, pytest.raises(repo.LastAdminKey, match=f"key {prefix}"):
-        repo.revoke_api_key(s, prefix)
+        repo.revoke_api_key(s, prefix, actor=key_operator(s, prefix))
     with pg_sessions() as s:
         assert repo.get_api_key(s, prefix).revoked_at is None
     _problem(client.delete(f"/v1/keys/{prefix}", headers=bearer(key)), 409, "last-admin-key")

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from jobs import repo
 from jobs.status import JobStatus
+from jobs.store import repo
 from jobs.study_table import mean_std
 from tests.factories import tiny_spec
 

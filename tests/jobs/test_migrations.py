@@ -5,8 +5,9 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
-from jobs.db import alembic_config, normalize_url, sqlite_url
-from jobs.models import Base
+from jobs.store.db import normalize_url, sqlite_url
+from jobs.store.models import Base
+from migrations import alembic_config
 
 
 def _tables(url: str) -> set[str]:

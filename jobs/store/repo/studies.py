@@ -10,10 +10,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jobs.grid import Expansion
-from jobs.models import Job, Study, StudyMember, utcnow
-from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
-from jobs.repo.submissions import cancel_job, create_job
 from jobs.status import JobStatus
+from jobs.store.models import Job, Study, StudyMember, utcnow
+from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed
+from jobs.store.repo.submissions import cancel_job, create_job
 
 __all__ = [
     "cancel_study",
