@@ -2,7 +2,8 @@
 
 One line per event: time, action, acting team and key, target, client address, and the
 changed fields (``field: before -> after``). Another team's key and address are not shown
-to you (``-``): see ``api.routes.audit``. Like :mod:`cli.client`, nothing here imports the
+to you (``-``): see ``api.routes.audit``. Your own events without a key are the store
+operator's (``bilevel keys``, ``bilevel teams`` on the store): ``operator``. Like :mod:`cli.client`, nothing here imports the
 server, SQLAlchemy or torch.
 """
 
@@ -42,6 +43,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         page = client.call("GET", "/v1/audit", params=params).json()
         for e in page["data"][:left]:
             key = f"{e['key_prefix']} ({e['key_name']})" if e["key_prefix"] else "-"
+            if not e["key_prefix"] and e["own"]:
+                key = "operator"
             target = f"{e['target_type']} {e['target_id']}"
             print("\t".join((e["created_at"], e["action"], e["team"], key, target,
                              e["address"] or "-", _change(e))))  # fmt: skip
