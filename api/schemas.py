@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.spec import TEXT
-from jobs.status import JobStatus
+from jobs.status import JobStatus, KeyScope, QueueKind
 from jobs.store.models import ApiKey, Job
 
 __all__ = [
@@ -190,7 +190,7 @@ class JobPublic(BaseModel):
     id: uuid.UUID
     name: str
     status: JobStatus
-    queue: str
+    queue: QueueKind
     spec: dict[str, Any]
     plugin: PluginSource | None = None
     progress: Progress
@@ -279,7 +279,7 @@ class KeyPublic(BaseModel):
 
     prefix: str
     name: str
-    scope: Literal["team", "admin"]
+    scope: KeyScope
     created_at: datetime
     revoked_at: datetime | None = None
 
@@ -303,7 +303,8 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     name: Annotated[str, Field(max_length=100, pattern=TEXT)] = ""
-    scope: Literal["team", "admin"] = "team"
+    # the JSON string names the member (a strict model would want the enum object itself)
+    scope: Annotated[KeyScope, Field(strict=False)] = KeyScope.TEAM
 
 
 class KeyCreated(KeyPublic):

@@ -3,8 +3,8 @@
 One line per event: time, action, acting team and key, target, client address, and the
 changed fields (``field: before -> after``). Another team's key and address are not shown
 to you (``-``): see ``api.routes.audit``. Your own events without a key are the store
-operator's (``bilevel keys``, ``bilevel teams`` on the store): ``operator``. Like :mod:`cli.client`, nothing here imports the
-server, SQLAlchemy or torch.
+operator's (``bilevel keys``, ``bilevel teams`` on the store): ``operator``. Like
+:mod:`cli.client`, nothing here imports the server, SQLAlchemy or torch.
 """
 
 from __future__ import annotations

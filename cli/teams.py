@@ -13,6 +13,7 @@ from typing import Any
 from cli.errors import UsageError
 from cli.options import group_options
 from cli.store import open_store
+from jobs.status import QueueKind
 
 __all__ = ["add_commands", "cmd_teams"]
 
@@ -71,8 +72,8 @@ def cmd_teams(args: argparse.Namespace) -> int:
         mark = {f: "" if getattr(t, f) is not None else " (default)"
                 for f in ("weight", "max_running_cpu", "max_running_gpu")}  # fmt: skip
         print(f"{t.name}\t{policy.weight(t):g}{mark['weight']}\t"
-              f"{policy.limit(t, 'cpu')}{mark['max_running_cpu']}\t"
-              f"{policy.limit(t, 'gpu')}{mark['max_running_gpu']}")  # fmt: skip
+              f"{policy.limit(t, QueueKind.CPU)}{mark['max_running_cpu']}\t"
+              f"{policy.limit(t, QueueKind.GPU)}{mark['max_running_gpu']}")  # fmt: skip
     return 0
 
 

@@ -62,7 +62,9 @@ def team_with_key(
 
 def key_operator(session, prefix: str) -> repo.Actor:
     """The store's operator acting on the key with ``prefix`` (as ``bilevel keys revoke``)."""
-    return repo.Actor.operator(repo.get_api_key(session, prefix).team_id)
+    row = repo.get_api_key(session, prefix)
+    assert row is not None, f"no key {prefix}"
+    return repo.Actor.operator(row.team_id)
 
 
 def queued_job(sessions, spec: dict[str, Any]) -> uuid.UUID:

@@ -17,6 +17,7 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from jobs.status import QueueKind
 from jobs.store import repo
 from worker.notify import Notifier
 from worker.settings import WorkerSettings
@@ -68,7 +69,7 @@ class LocalExecutor:
         self._notifier.start()
         return self
 
-    def send(self, job_id: uuid.UUID, queue: str = "cpu") -> None:
+    def send(self, job_id: uuid.UUID, queue: str = QueueKind.CPU) -> None:
         self._queue.put(job_id)
 
     def ping(self) -> bool:

@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 from api.deps import AdminDep, SessionDep
 from api.schemas import auth_responses, problem_doc
-from jobs.status import AuditAction
+from jobs.status import AuditAction, AuditTarget
 from jobs.store import repo
 from jobs.store.models.audit import AuditEvent
 from jobs.store.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
@@ -42,7 +42,7 @@ class AuditEventPublic(BaseModel):
     id: uuid.UUID
     created_at: datetime
     action: AuditAction
-    target_type: str = Field(description="`key`, `team`, `job`, `dataset`, `study`, `webhook`")
+    target_type: AuditTarget
     target_id: str = Field(description="the target's id, a key's prefix or a team's name")
     team: str = Field(description="the acting key's team")
     own: bool = Field(description="your team acted; false: another team touched your object")

@@ -20,6 +20,7 @@ from api.errors import ProblemError
 from api.schemas import auth_responses, problem_doc
 from jobs.fairshare import Priority
 from jobs.spec import TEXT
+from jobs.status import QueueKind
 from jobs.store import repo
 
 __all__ = ["PoolPublic", "TeamPatch", "TeamPublic", "router"]
@@ -52,7 +53,7 @@ class WorkerPublic(BaseModel):
     """A live worker (seen within one lease); ``job`` only when it runs one of your jobs."""
 
     name: str
-    queue: str
+    queue: QueueKind
     last_seen: datetime
     busy: bool
     job: uuid.UUID | None
@@ -63,7 +64,7 @@ class QueuedPublic(BaseModel):
 
     id: uuid.UUID
     name: str
-    queue: str
+    queue: QueueKind
     priority: str
     position: int = Field(description="1: the next job a free worker of its kind takes")
     estimated_start_s: float | None = Field(
@@ -164,8 +165,8 @@ def team_public(team: Any, policy: repo.Policy) -> TeamPublic:
     return TeamPublic(
         name=team.name,
         weight=policy.weight(team),
-        max_running_cpu=policy.limit(team, "cpu"),
-        max_running_gpu=policy.limit(team, "gpu"),
+        max_running_cpu=policy.limit(team, QueueKind.CPU),
+        max_running_gpu=policy.limit(team, QueueKind.GPU),
         custom=[f for f in ("weight", "max_running_cpu", "max_running_gpu")
                 if getattr(team, f) is not None],
     )  # fmt: skip

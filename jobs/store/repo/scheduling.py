@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from jobs import fairshare
 from jobs.fairshare import Candidate, Running, TeamLoad
 from jobs.settings import StoreSettings
-from jobs.status import JobStatus
+from jobs.status import JobStatus, QueueKind
 from jobs.store.models import Job, Team, Worker, utcnow
 from jobs.store.repo.lifecycle import Claim, cancel_if_requested, claim_job
 from jobs.store.repo.rows import rows_changed
@@ -37,7 +37,7 @@ __all__ = [
     "team_loads",
 ]
 
-KINDS = ("cpu", "gpu")
+KINDS: tuple[QueueKind, ...] = tuple(QueueKind)
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,9 @@ class Policy:
 
     def limit(self, team: Team, kind: str) -> int:
         """The team's running limit on ``kind`` workers, or the default."""
-        own = team.max_running_gpu if kind == "gpu" else team.max_running_cpu
-        return own if own is not None else (self.gpu_limit if kind == "gpu" else self.cpu_limit)
+        gpu = kind == QueueKind.GPU
+        own = team.max_running_gpu if gpu else team.max_running_cpu
+        return own if own is not None else (self.gpu_limit if gpu else self.cpu_limit)
 
 
 def _lock_kind(session: Session, kind: str) -> None:
