@@ -26,6 +26,7 @@ from pydantic_core import InitErrorDetails
 
 from jobs.kinds.base import DatasetInfo, Sizes, field_error, raise_errors
 from jobs.kinds.registry import KINDS
+from jobs.kinds.tables import TABLES
 from jobs.spec import (
     AutoSpec,
     CheckpointedSpec,
@@ -74,7 +75,11 @@ def sizes(spec: JobSpec, data: DatasetInfo | None = None) -> Sizes | None:
         spec: the job spec.
         data: what the store knows of the data set the spec names, if it names one.
     """
-    found = KINDS[spec.problem.kind].sizes(spec.problem, spec.inner, data)
+    kind = KINDS[spec.problem.kind]
+    named = kind.dataset(spec.problem)
+    if data is None and named is not None:  # a built-in table is known without a store
+        data = TABLES.get(named[1])
+    found = kind.sizes(spec.problem, spec.inner, data)
     if found is None:
         return None
     state, hparams = found.state, found.hparams

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import core
 from jobs import repo
 from jobs.admission import admit
+from jobs.kinds.registry import load_plugin_factories
 from jobs.plugins import PluginError
 from jobs.repo import LeaseState
 from jobs.status import JobStatus
@@ -57,7 +58,13 @@ log = logging.getLogger(__name__)
 
 
 def warm_up() -> None:
-    """Run a two-iteration toy fit: torch's lazy initialisation costs seconds on first use."""
+    """Load the plugins' factories, then run a two-iteration toy fit.
+
+    A plugin whose factory breaks its contract is refused here, with a logged error naming
+    its package (``jobs.kinds.registry.load_plugin_factories``); torch's lazy initialisation
+    costs seconds on first use, paid here rather than by the first job.
+    """
+    load_plugin_factories()
     problem = core.problems.Toy()
     core.fit(
         problem,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ConfigDict, ValidationError
 
+from jobs.kinds.registry import BUILTIN, PLUGINS, PROBLEMS, check_installed, source_of
 from jobs.plugins import (
     PluginError,
     PluginKind,
@@ -22,8 +23,6 @@ from jobs.plugins import (
     ProblemPlugin,
     discover,
 )
-from jobs.kinds.registry import PLUGINS, PROBLEMS, check_installed, source_of
-from jobs.kinds.registry import BUILTIN
 from jobs.spec import field_errors, parse_spec
 from tests.factories import EXAMPLES, tiny_spec
 
