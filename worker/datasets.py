@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from jobs.dataset_files import read_arrays
-from jobs.spec import BUILTIN_TABLES
+from jobs.kinds.tables import BUILTIN_TABLES
 from jobs.store import repo
 from worker.dataset_cache import DatasetCache
 

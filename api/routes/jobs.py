@@ -12,7 +12,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from api.auditor import AuditDep, Auditor
-from api.dataset_refs import check_dataset_ref
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
@@ -28,8 +27,8 @@ from api.schemas import (
     problem_doc,
 )
 from api.settings import ApiSettings
-from jobs.budget import check_budget
-from jobs.spec import JobSpec, check_spec
+from jobs.admission import admit
+from jobs.spec import JobSpec
 from jobs.status import JobStatus
 from jobs.store import repo
 from jobs.store.models import TRACE_FIELDS, Job
@@ -88,13 +87,11 @@ def submit_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a job; it starts `queued`."""
-    check_spec(spec)
-    check_budget(spec, settings.budget)
+    # 422 naming each bad field: cross-field rules, the team's data set and its fit, budget
+    admit(spec, limits=settings.budget, datasets=repo.dataset_lookup(session, team.id))
     replay = idempotency_key is not None and repo.find_idempotent(session, team.id, idempotency_key)
     if not replay:  # a replay creates nothing, so it is never over quota
         _check_quota(session, team.id, settings)
-    # 422 at problem.dataset when it is not the team's; its budget at the data set's size
-    check_dataset_ref(session, team.id, spec, settings.budget)
     try:
         job, created = repo.create_job(
             session,

@@ -13,8 +13,7 @@ from pydantic import BaseModel, Field
 
 from api.deps import TeamDep
 from api.schemas import auth_responses
-from jobs.problem_kinds import PLUGINS
-from jobs.spec import DATASET_KINDS, PROBLEMS
+from jobs.kinds.registry import KINDS
 
 router = APIRouter(
     prefix="/v1/problems",
@@ -46,21 +45,22 @@ class ProblemsPublic(BaseModel):
     count: int
 
 
-def _kind(kind: str, model: type[BaseModel]) -> ProblemKind:
-    plugin = PLUGINS.get(kind)
+def _kind(name: str) -> ProblemKind:
+    kind = KINDS[name]
+    source = kind.source() or {}
     return ProblemKind(
-        kind=kind,
-        description=plugin.description if plugin else (model.__doc__ or "").strip(),
-        over_dataset=kind in DATASET_KINDS,
-        json_schema=model.model_json_schema(),
-        source="plugin" if plugin else "builtin",
-        package=plugin.package if plugin else None,
-        version=plugin.version if plugin else None,
+        kind=name,
+        description=kind.description,
+        over_dataset=kind.reads_dataset,
+        json_schema=kind.options.model_json_schema(),
+        source="builtin" if kind.builtin else "plugin",
+        package=source.get("package"),
+        version=source.get("version"),
     )
 
 
 @router.get("", response_model=ProblemsPublic)
 def list_problems(team: TeamDep) -> ProblemsPublic:
     """List the problem families with their options' JSON Schema and their source."""
-    data = [_kind(kind, model) for kind, model in PROBLEMS.items()]
+    data = [_kind(name) for name in KINDS]
     return ProblemsPublic(data=data, count=len(data))

@@ -418,7 +418,7 @@ def _calls(tree: ast.AST):
 # The one dynamic import: a plugin's factory, whose "module:attr" comes from an installed
 # package's entry point metadata (an operator's install), never from a request; the test
 # below checks that a spec cannot name a factory.
-PLUGIN_IMPORT = ("jobs/plugins.py", "import_module")
+PLUGIN_IMPORT = ("jobs/kinds/base.py", "import_module")
 
 
 def test_the_service_never_unpickles_or_evaluates_request_data():

@@ -62,43 +62,11 @@ def test_plain_alembic_upgrade_reads_the_store_settings(fresh_database, tmp_path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _module(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imports(path: Path) -> set[str]:
-    """The modules ``path`` imports when it loads (its top level; lazy imports inside
-    functions and ``TYPE_CHECKING`` blocks do not run then)."""
-    names = set()
-    for node in ast.parse(path.read_text()).body:
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
-    return names
-
-
 def test_the_job_domain_never_imports_migrations_nor_alembic():
+    """Not even lazily, inside a function (``tests/test_layout.py`` checks module level)."""
     for path in (ROOT / "jobs").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import | ast.ImportFrom):
                 module = node.module if isinstance(node, ast.ImportFrom) else None
                 tops = {(module or a.name).split(".")[0] for a in node.names}
                 assert not tops & {"migrations", "alembic"}, f"{path}:{node.lineno}"
-
-
-def test_the_job_domains_modules_import_each_other_without_a_circle():
-    files = {_module(p): p for p in (ROOT / "jobs").rglob("*.py")}
-    graph = {m: {i for i in _imports(p) if i in files and i != m} for m, p in files.items()}
-    done: set[str] = set()
-
-    def visit(m: str, path: tuple[str, ...]) -> None:
-        assert m not in path, "import circle: " + " -> ".join((*path[path.index(m) :], m))
-        if m not in done:
-            for n in sorted(graph[m]):
-                visit(n, (*path, m))
-            done.add(m)
-
-    for m in sorted(graph):
-        visit(m, ())

@@ -39,10 +39,6 @@ NOT_STATES = {
     ("cli/audit.py", "team"): "a column header",
     ("cli/pool.py", "team"): "a column header",
     ("worker/build.py", "cpu"): "a torch device",
-    # JobSpec.queue_kind: jobs/spec.py is being rewritten (issue 21 item 1); it is to return
-    # QueueKind members, and these two entries to go, when that lands
-    ("jobs/spec.py", "cpu"): "a queue kind not yet QueueKind",
-    ("jobs/spec.py", "gpu"): "a queue kind not yet QueueKind",
 }
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from jobs.fairshare import Priority
-from jobs.problem_kinds import source_of
+from jobs.kinds.registry import source_of
 from jobs.spec import JobSpec
 from jobs.status import JobStatus
 from jobs.store.models import (
