@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import ApiKey, Job
-from jobs.spec import TEXT
+from jobs.specs.job import TEXT
 from jobs.status import JobStatus
 
 __all__ = [

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas import JobError, Progress
 from jobs.models import Job, Study, StudyMember
-from jobs.spec import TEXT
+from jobs.specs.job import TEXT
 from jobs.status import TERMINAL, JobStatus
-from jobs.study_table import study_status
+from jobs.studies.table import study_status
 
 __all__ = [
     "MetricStat",

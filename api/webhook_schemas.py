@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import Webhook, WebhookDelivery
-from jobs.spec import TEXT
+from jobs.specs.job import TEXT
 
 __all__ = [
     "DeliveriesPublic",

@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from benchmarks.one_shot_gpu import find_data_dir
 from jobs import db, parse_spec, repo
 from jobs.models import Job, utcnow
-from jobs.spec import PROBLEMS
+from jobs.specs.job import PROBLEMS
 from tests.factories import EXAMPLES, example, small_one_shot, team_with_key, tiny_spec
 from worker.outcome import Outcome
 from worker.runner import execute_job
@@ -240,7 +240,7 @@ def check_plugins(store: Store, device: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for ep in found:
         if ep.name not in PROBLEMS:
-            out[ep.name] = {"skipped": f"kind {ep.name!r} is not in jobs.spec.PROBLEMS"}
+            out[ep.name] = {"skipped": f"kind {ep.name!r} is not in jobs.specs.job.PROBLEMS"}
             continue
         spec = tiny_spec(iterations=5, device=device)
         spec["problem"] = {"kind": ep.name}  # its defaults

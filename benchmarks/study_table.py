@@ -1,7 +1,7 @@
 """A study's aggregate table computed in this process: the members run as a worker runs them.
 
 Each combination of the study file's grid is built (``worker.build``, the estimator wrapped
-in ``core.Metered``) and fitted; the table is ``jobs.study_table.aggregate`` printed as
+in ``core.Metered``) and fitted; the table is ``jobs.studies.table.aggregate`` printed as
 ``bilevel study status`` prints it (the paper's Table 2 layout), and written as JSON::
 
     python -m benchmarks.study_table examples/studies/hypercleaning-K.json --json out/study.json
@@ -19,9 +19,9 @@ import torch
 
 import core
 from cli.study import format_table
-from jobs.grid import expand, replicate_paths
 from jobs.status import JobStatus
-from jobs.study_table import aggregate
+from jobs.studies.grid import expand, replicate_paths
+from jobs.studies.table import aggregate
 from worker.build import build
 
 

@@ -113,7 +113,7 @@ def measure(sessions, database_url: str, *, iterations: int = 3000, repeats: int
     import core
     from jobs import repo
     from jobs.models import TracePoint
-    from jobs.spec import parse_spec
+    from jobs.specs.job import parse_spec
     from worker import runner
     from worker.build import build
     from worker.progress import Progress

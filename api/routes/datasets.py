@@ -22,10 +22,10 @@ from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replaye
 from api.schemas import BINARY_SCHEMA, auth_responses, links_to, problem_doc
 from api.settings import ApiSettings
 from jobs import repo
-from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
-from jobs.dataset_files import DatasetFileError
+from jobs.datasets.checks import REQUIRED, DatasetDescription, describe_file
+from jobs.datasets.files import DatasetFileError
 from jobs.models import Dataset
-from jobs.spec import TEXT
+from jobs.specs.job import TEXT
 from jobs.status import JobStatus
 
 router = APIRouter(
@@ -42,7 +42,7 @@ _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "the file itself: an .npz (numpy.savez) or .safetensors file of named "
-        f"arrays; {', '.join(REQUIRED)} at least (see jobs.dataset_checks)",
+        f"arrays; {', '.join(REQUIRED)} at least (see jobs.datasets.checks)",
         "content": {"application/octet-stream": {"schema": BINARY_SCHEMA}},
     }
 }

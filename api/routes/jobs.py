@@ -28,10 +28,10 @@ from api.schemas import (
 )
 from api.settings import ApiSettings
 from jobs import repo
-from jobs.admission import admit
 from jobs.models import TRACE_FIELDS, Job
 from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
-from jobs.spec import JobSpec
+from jobs.specs.admission import admit
+from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)

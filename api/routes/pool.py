@@ -20,7 +20,7 @@ from api.errors import ProblemError
 from api.schemas import auth_responses, problem_doc
 from jobs import repo
 from jobs.fairshare import Priority
-from jobs.spec import TEXT
+from jobs.specs.job import TEXT
 
 __all__ = ["PoolPublic", "TeamPatch", "TeamPublic", "router"]
 

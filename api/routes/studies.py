@@ -18,12 +18,12 @@ from api.schemas import auth_responses, links_to, problem_doc
 from api.settings import ApiSettings
 from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from jobs import repo
-from jobs.admission import admit
-from jobs.grid import Expansion, GridError, expand, replicate_paths
 from jobs.models import Study
-from jobs.spec import JobSpec
+from jobs.specs.admission import admit
+from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
-from jobs.study_table import aggregate
+from jobs.studies.grid import Expansion, GridError, expand, replicate_paths
+from jobs.studies.table import aggregate
 
 router = APIRouter(
     prefix="/v1/studies",

@@ -5,14 +5,14 @@ The job route (``POST /v1/jobs``), every member of a study (``POST /v1/studies``
 
 1. the plugin the job was submitted with is installed and was not refused (the worker);
 2. the spec parses (types, bounds, the kind's options) and its fields agree
-   (:func:`jobs.spec.spec_errors`: the method against the inner steps, the kind's checks);
+   (:func:`jobs.specs.job.spec_errors`: the method against the inner steps, the kind's checks);
 3. the data set it names exists for the team (a built-in table always does) and has what
    the kind needs (:meth:`~jobs.kinds.base.ProblemKind.fit`);
-4. it fits the compute budget, sized from the kind and that data set (:mod:`jobs.budget`).
+4. it fits the compute budget, sized from the kind and that data set (:mod:`jobs.specs.budget`).
 
 Every problem found is raised together as one ``ValidationError`` located at the field to
 change, which the API answers as a 422 naming it (a study names ``base.<path>`` or
-``grid.<path>``, :func:`jobs.grid.expand`).
+``grid.<path>``, :func:`jobs.studies.grid.expand`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic_core import InitErrorDetails
 
-from jobs.budget import BudgetLimits, budget_errors
 from jobs.kinds.base import DatasetInfo, field_error, raise_errors
 from jobs.kinds.registry import check_installed, kind_of
 from jobs.kinds.tables import TABLES, is_dataset_id
-from jobs.spec import JobSpec, parse_spec, spec_errors
+from jobs.specs.budget import BudgetLimits, budget_errors
+from jobs.specs.job import JobSpec, parse_spec, spec_errors
 
 __all__ = ["DatasetLookup", "admit", "dataset_errors"]
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from jobs.spec import METHODS, PROBLEMS, JobSpec, field_errors, parse_spec
+from jobs.specs.job import METHODS, PROBLEMS, JobSpec, field_errors, parse_spec
 
 __all__ = ["Expansion", "GridError", "Member", "expand", "grid_paths", "replicate_paths"]
 
@@ -41,7 +41,7 @@ _UNIONS: dict[str, tuple[str, Mapping[str, type[BaseModel]]]] = {
 
 
 class GridError(ValueError):
-    """A grid that cannot be expanded; ``errors`` in ``jobs.spec.field_errors``' shape."""
+    """A grid that cannot be expanded; ``errors`` in ``jobs.specs.job.field_errors``' shape."""
 
     def __init__(self, errors: list[dict[str, Any]], *, limit: int | None = None):
         super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
@@ -178,7 +178,7 @@ def expand(
         max_members: the most combinations allowed (``max_study_members``).
         name: the study's name; member ``i`` is called ``"<name> [path=value, ...]"``.
         admit: admits one member's spec, raising a ``ValidationError`` naming each bad
-            field (the service's :func:`jobs.admission.admit`: data set, fit, budget);
+            field (the service's :func:`jobs.specs.admission.admit`: data set, fit, budget);
             by default it is only parsed.
 
     Raises:

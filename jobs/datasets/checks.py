@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.dataset_files import FORMATS, ArrayInfo, DatasetFileError, read_arrays
+from jobs.datasets.files import FORMATS, ArrayInfo, DatasetFileError, read_arrays
 
 __all__ = ["REQUIRED", "SPLITS", "DatasetDescription", "describe_file"]
 

@@ -27,7 +27,7 @@ from pydantic_core import InitErrorDetails
 from jobs.kinds.base import DatasetInfo, Sizes, field_error, raise_errors
 from jobs.kinds.registry import KINDS
 from jobs.kinds.tables import TABLES
-from jobs.spec import (
+from jobs.specs.job import (
     AutoSpec,
     CheckpointedSpec,
     ForwardSpec,
