@@ -135,6 +135,9 @@ def _close_all() -> None:
         proc.close(timeout=2.0)
 
 
+# -- in the job process ----------------------------------------------------------------------
+
+
 def _follow_parent() -> None:
     """Exit as soon as the parent is gone: a SIGKILLed worker takes its job with it."""
     parent = os.getppid()
