@@ -1,4 +1,4 @@
-"""A job's compute budget, estimated from its spec alone (no torch, no data).
+"""A job's compute budget, estimated from its spec (no torch, no data read).
 
 Two numbers bound what one spec may ask of a worker:
 
@@ -10,9 +10,10 @@ Two numbers bound what one spec may ask of a worker:
   tangents, the implicit method one step; the exact diagnostics (``diagnostics.every``) run
   full reverse mode as well.
 
-The per-step sizes are rough upper estimates of what ``core`` keeps for each built-in
-problem (parameters, the intermediates of one inner gradient); they are meant to catch a
-spec that is orders of magnitude too big, not to predict a job's memory to the byte.
+The per-step sizes come from each problem kind (:meth:`jobs.kinds.base.ProblemKind.sizes`),
+from its options and, over a data set, from what the store knows of the data set's shape;
+they are rough upper estimates, meant to catch a spec that is orders of magnitude too big,
+not to predict a job's memory to the byte.
 """
 
 from __future__ import annotations
@@ -21,33 +22,23 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 
+from jobs.kinds.base import DatasetInfo, Sizes, field_error, raise_errors
+from jobs.kinds.registry import KINDS
 from jobs.spec import (
     AutoSpec,
     CheckpointedSpec,
     ForwardSpec,
     FullSpec,
-    HypercleaningSpec,
     ImplicitSpec,
     JobSpec,
-    OneShotSpec,
-    QuadraticSpec,
-    TaskInteractionSpec,
     TruncatedSpec,
 )
 
-__all__ = ["BudgetLimits", "Estimate", "budget_errors", "check_budget", "estimate"]
+__all__ = ["BudgetLimits", "Estimate", "budget_errors", "check_budget", "estimate", "sizes"]
 
 FLOAT_BYTES = 8
-# feature count of the hypercleaning data sets, before the bias column; 10 classes each
-_FEATURES = {"digits": 64, "mnist": 784, "fashion-mnist": 784}
-_CLASSES = 10
-# raw pixels of the task-interaction data sets (omniglot resized to 28x28)
-_TASK_FEATURES = {**_FEATURES, "omniglot": 784}
-# one-shot: the task-specific conv layers see 7x7 maps, then 3x3 (28x28 after two poolings)
-_ONE_SHOT_MAPS = 7 * 7 + 3 * 3
 
 
 @dataclass(frozen=True)
@@ -72,45 +63,40 @@ class Estimate:
         return max(self.method_bytes, self.exact_bytes)
 
 
-def _sizes(spec: JobSpec) -> tuple[int, int, int]:
-    """``(state floats, floats one inner step's graph keeps, hyperparameter count)``."""
-    p = spec.problem
-    if isinstance(p, QuadraticSpec):
-        params, hparams, step = p.dim, p.n_hparams, 4 * p.dim + p.n_hparams
-    elif isinstance(p, HypercleaningSpec) and p.dataset in _FEATURES:
-        params = _CLASSES * (_FEATURES[p.dataset] + 1)
-        hparams = n_train = p.sizes()[0]
-        # logits, softmax, residual and their gradients: a few n_train x classes arrays
-        step = 6 * n_train * _CLASSES + 2 * n_train + 4 * params
-    elif isinstance(p, TaskInteractionSpec) and p.dataset in _TASK_FEATURES:
-        (V, n_train, _), d = p.paper_sizes(), _TASK_FEATURES[p.dataset] + 1
-        params, hparams = V * d, V * V + 1
-        # logits and softmax of the training rows, and the V x V x d differences w_i - w_j
-        step = 6 * n_train * V + 2 * V * V * d + 4 * params
-    elif isinstance(p, OneShotSpec):
-        w, tasks = p.width, p.meta_batch
-        per_task = 2 * (9 * w * w + w) + p.ways * (w + 1)  # conv3, conv4, the classifier
-        params, hparams = tasks * per_task, 9 * w + 9 * w * w + 2 * w + per_task + 4
-        # conv, pooling, batch-norm and ReLU maps of the support images, per layer
-        step = 8 * tasks * p.ways * p.shots * w * _ONE_SHOT_MAPS + 4 * params
-    else:  # toy, toy_biased, counterexample: a handful of scalars (and the problems over an
-        # uploaded data set, which api.dataset_refs sizes from the data set's shape)
-        params, hparams, step = 2, 2, 16
+def sizes(spec: JobSpec, data: DatasetInfo | None = None) -> Sizes | None:
+    """The floats ``spec``'s problem keeps, with the inner optimizer's share.
+
+    The kind's :meth:`~jobs.kinds.base.ProblemKind.sizes`, plus momentum's velocity, a
+    learned step size, and the step's copy of the state and its gradient. ``None`` when
+    the kind cannot be sized (a plugin without ``sizes``).
+
+    Args:
+        spec: the job spec.
+        data: what the store knows of the data set the spec names, if it names one.
+    """
+    found = KINDS[spec.problem.kind].sizes(spec.problem, spec.inner, data)
+    if found is None:
+        return None
+    state, hparams = found.state, found.hparams
     if spec.inner.momentum > 0:
-        params *= 2  # the velocity is part of the state
+        state *= 2  # the velocity is part of the state
     if spec.inner.learn_lr:
         hparams += 1
-    return params, step + 2 * params, hparams
+    return Sizes(state=state, step=found.step + 2 * state, hparams=hparams)
 
 
-def estimate(spec: JobSpec, sizes: tuple[int, int, int] | None = None) -> Estimate:
+def estimate(spec: JobSpec, data: DatasetInfo | None = None) -> Estimate:
     """The work and graph memory of ``spec`` (see the module docstring).
 
-    ``sizes`` (state floats, floats of one step's graph, hyperparameters) replaces the
-    built-in problems' for a problem over an uploaded data set, whose size the spec lacks.
+    ``data``: what the store knows of the data set the spec names (its shape sizes the
+    problem). A kind that cannot be sized holds no graph here: only its work is bounded.
     """
     T = spec.inner.steps
-    state, step, n_hparams = sizes or _sizes(spec)
+    work = T * spec.outer.iterations
+    found = sizes(spec, data)
+    if found is None:
+        return Estimate(inner_steps=work, method_bytes=0, exact_bytes=0)
+    state, step, n_hparams = found.state, found.step, found.hparams
     m = spec.hypergradient
     if isinstance(m, FullSpec):
         floats = T * step
@@ -128,7 +114,7 @@ def estimate(spec: JobSpec, sizes: tuple[int, int, int] | None = None) -> Estima
         floats = step + 4 * state
     exact = T * step if spec.diagnostics.every else 0
     return Estimate(
-        inner_steps=T * spec.outer.iterations,
+        inner_steps=work,
         method_bytes=floats * FLOAT_BYTES,
         exact_bytes=exact * FLOAT_BYTES,
     )
@@ -145,8 +131,10 @@ def _graph_field(spec: JobSpec) -> tuple[tuple[str, ...], Any]:
         return ("hypergradient", "chunk"), m.chunk
     if isinstance(m, AutoSpec):
         return ("hypergradient", "memory_mb"), m.memory_mb
-    if isinstance(m, ImplicitSpec) and isinstance(spec.problem, HypercleaningSpec):
-        return ("problem", "n_train"), spec.problem.sizes()[0]
+    if isinstance(m, ImplicitSpec):  # one step's graph: the option that sizes a step
+        found = KINDS[spec.problem.kind].size_field(spec.problem)
+        if found is not None:
+            return found
     return ("inner", "steps"), spec.inner.steps
 
 
@@ -158,19 +146,18 @@ def _size(n: int) -> str:
 
 
 def budget_errors(
-    spec: JobSpec, limits: BudgetLimits, sizes: tuple[int, int, int] | None = None
+    spec: JobSpec, limits: BudgetLimits, data: DatasetInfo | None = None
 ) -> list[InitErrorDetails]:
     """One error per exceeded limit, at the field to change, stating the value and limit.
 
-    ``sizes``: as for :func:`estimate`.
+    ``data``: as for :func:`estimate`.
     """
     errors: list[InitErrorDetails] = []
 
     def add(loc: tuple[str, ...], value: Any, message: str) -> None:
-        errors.append({"type": PydanticCustomError("budget", message), "loc": loc,
-                       "input": value})  # fmt: skip
+        errors.append(field_error(loc, value, message, "budget"))
 
-    est = estimate(spec, sizes)
+    est = estimate(spec, data)
     steps, iterations = spec.inner.steps, spec.outer.iterations
     if est.inner_steps > limits.max_inner_steps:
         add(
@@ -203,14 +190,10 @@ def budget_errors(
     return errors
 
 
-def check_budget(
-    spec: JobSpec, limits: BudgetLimits, sizes: tuple[int, int, int] | None = None
-) -> JobSpec:
+def check_budget(spec: JobSpec, limits: BudgetLimits, data: DatasetInfo | None = None) -> JobSpec:
     """Raise a ``ValidationError`` naming each field whose budget ``spec`` exceeds.
 
-    ``sizes``: as for :func:`estimate`.
+    ``data``: as for :func:`estimate`.
     """
-    errors = budget_errors(spec, limits, sizes)
-    if errors:
-        raise ValidationError.from_exception_data("JobSpec", errors)
+    raise_errors(budget_errors(spec, limits, data))
     return spec

@@ -23,7 +23,7 @@ import copy
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,7 +163,12 @@ def _rejections(exc: ValidationError, values: Mapping[str, Any]) -> list[dict[st
 
 
 def expand(
-    base: Mapping[str, Any], grid: Mapping[str, Any], *, max_members: int, name: str
+    base: Mapping[str, Any],
+    grid: Mapping[str, Any],
+    *,
+    max_members: int,
+    name: str,
+    admit: Callable[[dict[str, Any]], JobSpec] = parse_spec,
 ) -> Expansion:
     """The members of ``grid`` over ``base``, in the order of the grid's lists.
 
@@ -172,6 +177,9 @@ def expand(
         grid: dotted path -> list of values.
         max_members: the most combinations allowed (``max_study_members``).
         name: the study's name; member ``i`` is called ``"<name> [path=value, ...]"``.
+        admit: admits one member's spec, raising a ``ValidationError`` naming each bad
+            field (the service's :func:`jobs.admission.admit`: data set, fit, budget);
+            by default it is only parsed.
 
     Raises:
         GridError: every problem found, each naming its path and value.
@@ -206,7 +214,7 @@ def expand(
             continue
         seen[key] = values
         try:
-            spec = parse_spec(data)
+            spec = admit(data)
         except ValidationError as exc:
             for err in _rejections(exc, values):
                 if err not in errors:

@@ -11,59 +11,29 @@ This module imports no torch: the API validates specs without the estimator libr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import InitErrorDetails
 
-from jobs.problem_kinds import PROBLEMS, ProblemSpec
-from jobs.problem_specs import (
-    BUILTIN_TABLES,
-    DATASET_KINDS,
-    PAPER_TASK_SETS,
-    TASK_TABLES,
-    UUID_PATTERN,
-    CounterexampleSpec,
-    FeatureRegularizationSpec,
-    HypercleaningSpec,
-    MLPSpec,
-    OneShotSpec,
-    QuadraticSpec,
-    SpecModel,
-    TaskInteractionSpec,
-    ToyBiasedSpec,
-    ToySpec,
-)
+from jobs.kinds.base import SpecModel, field_error, raise_errors
+from jobs.kinds.registry import KINDS, PROBLEMS, ProblemSpec
 
 __all__ = [
-    "BUILTIN_TABLES",
-    "DATASET_KINDS",
     "METHODS",
-    "PAPER_TASK_SETS",
     "PROBLEMS",
-    "TASK_TABLES",
     "TEXT",
     "AutoSpec",
-    "CounterexampleSpec",
     "DiagnosticsSpec",
-    "FeatureRegularizationSpec",
-    "HypercleaningSpec",
     "InnerSpec",
     "JobSpec",
-    "MLPSpec",
-    "OneShotSpec",
     "OuterSpec",
     "ProblemSpec",
-    "QuadraticSpec",
-    "TaskInteractionSpec",
-    "ToyBiasedSpec",
-    "ToySpec",
     "check_spec",
     "field_errors",
-    "is_dataset_id",
     "parse_spec",
+    "spec_errors",
 ]
 
 # -- hypergradient methods -------------------------------------------------------------------
@@ -244,140 +214,38 @@ class JobSpec(SpecModel):
         return "gpu" if self.device.startswith("cuda") else "cpu"
 
 
-def _cross_errors(spec: JobSpec) -> list[InitErrorDetails]:
+def spec_errors(spec: JobSpec) -> list[InitErrorDetails]:
+    """The rules that span fields: the method against the inner steps, then the kind's own.
+
+    Each error is located at the field to change, e.g. ``("hypergradient", "K")``.
+    """
     errors: list[InitErrorDetails] = []
-
-    def add(loc: tuple[str, ...], value: Any, message: str) -> None:
-        errors.append(
-            {
-                "type": PydanticCustomError("cross_field", message),
-                "loc": loc,
-                "input": value,
-            }
-        )
-
     steps = spec.inner.steps
     method = spec.hypergradient
     if isinstance(method, TruncatedSpec) and steps < method.K:
-        add(("hypergradient", "K"), method.K, f"K must be <= inner.steps={steps}, got {method.K}")
+        message = f"K must be <= inner.steps={steps}, got {method.K}"
+        errors.append(field_error(("hypergradient", "K"), method.K, message))
     if isinstance(method, AutoSpec) and steps < 2:
-        add(
-            ("inner", "steps"),
-            steps,
-            f"method auto measures two steps: inner.steps must be >= 2, got {steps}",
-        )
+        message = f"method auto measures two steps: inner.steps must be >= 2, got {steps}"
+        errors.append(field_error(("inner", "steps"), steps, message))
     if isinstance(method, CheckpointedSpec) and method.segment and method.segment > steps:
-        add(
-            ("hypergradient", "segment"),
-            method.segment,
-            f"segment must be <= inner.steps={steps}, got {method.segment}",
+        message = f"segment must be <= inner.steps={steps}, got {method.segment}"
+        errors.append(field_error(("hypergradient", "segment"), method.segment, message))
+    kind = KINDS[spec.problem.kind]
+    batch_size = spec.inner.batch_size
+    if batch_size is not None and not kind.batches:
+        batching = ", ".join(k for k, v in KINDS.items() if v.batches)
+        message = (
+            f"batch_size is for the problems over a data set ({batching}), "
+            f"not {spec.problem.kind!r}"
         )
-    problem = spec.problem
-    if spec.inner.batch_size is not None and problem.kind not in DATASET_KINDS:
-        add(
-            ("inner", "batch_size"),
-            spec.inner.batch_size,
-            f"batch_size is for the problems over a data set ({', '.join(DATASET_KINDS)}), "
-            f"not {problem.kind!r}",
-        )
-    if isinstance(problem, HypercleaningSpec) and is_dataset_id(problem.dataset):
-        for name in ("n_train", "n_val"):
-            if getattr(problem, name) is None:
-                continue
-            add(
-                ("problem", name),
-                getattr(problem, name),
-                f"{name} applies to the built-in data sets; an uploaded one's splits are used "
-                "as they are",
-            )
-    if isinstance(problem, TaskInteractionSpec):
-        errors.extend(_task_interaction_errors(problem, spec.inner.batch_size))
-    if isinstance(problem, OneShotSpec) and problem.shots + problem.queries > OMNIGLOT_DRAWINGS:
-        add(
-            ("problem", "queries"),
-            problem.queries,
-            f"shots + queries must be <= {OMNIGLOT_DRAWINGS} (Omniglot's drawings per "
-            f"character), got {problem.shots} + {problem.queries}",
-        )
-    if isinstance(problem, QuadraticSpec):
-        if problem.mu > problem.L:
-            add(("problem", "mu"), problem.mu, f"mu must be <= L={problem.L}, got {problem.mu}")
-        if problem.structured and (problem.dim < 2 or problem.n_hparams < 2):
-            add(
-                ("problem", "structured"),
-                problem.structured,
-                f"structured needs dim >= 2 and n_hparams >= 2, got {problem.dim}, "
-                f"{problem.n_hparams}",
-            )
-        if spec.inner.learn_lr and problem.structured:
-            add(("inner", "learn_lr"), True, "learn_lr is not available with structured hparams")
-    return errors
-
-
-# Omniglot: drawings per character; classes of the paper's task-interaction data sets
-OMNIGLOT_DRAWINGS = 20
-_PAPER_TASK_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10, "omniglot": 1623}
-_PAPER_ONLY = ("n_tasks", "n_train", "n_val")
-
-
-def _task_interaction_errors(
-    problem: TaskInteractionSpec, batch_size: int | None
-) -> list[InitErrorDetails]:
-    """The paper's set-up (classes as tasks) and a task column take different options."""
-    errors: list[InitErrorDetails] = []
-
-    def add(name: str, value: Any, message: str) -> None:
-        errors.append(
-            {
-                "type": PydanticCustomError("cross_field", message),
-                "loc": ("problem", name) if name != "batch_size" else ("inner", name),
-                "input": value,
-            }
-        )
-
-    ref = problem.dataset
-    if ref in PAPER_TASK_SETS:
-        n_tasks, n_train, n_val = problem.paper_sizes()
-        classes = _PAPER_TASK_CLASSES[ref]
-        if n_tasks > classes:
-            add(
-                "n_tasks",
-                n_tasks,
-                f"n_tasks must be <= {classes} (the classes of {ref}), got {n_tasks}",
-            )
-        for name, value in (("n_train", n_train), ("n_val", n_val)):
-            if value < n_tasks:  # class-balanced: one example per task at least
-                add(name, value, f"{name} must be >= n_tasks={n_tasks}, got {value}")
-        if batch_size is not None:
-            message = f"batch_size is for a data set with a task column, not the paper's {ref!r}"
-            add("batch_size", batch_size, message)
-        return errors
-    if ref in BUILTIN_TABLES and ref not in TASK_TABLES:
-        add(
-            "dataset",
-            ref,
-            f"task_interaction needs a task column or one of {', '.join(PAPER_TASK_SETS)}; of "
-            f"the built-in tables only {', '.join(TASK_TABLES)} has one, got {ref!r}",
-        )
-    for name in _PAPER_ONLY:
-        if getattr(problem, name) is not None:
-            sets = ", ".join(PAPER_TASK_SETS)
-            add(
-                name, getattr(problem, name), f"{name} applies to the paper's ({sets}), not {ref!r}"
-            )
-    return errors
-
-
-def is_dataset_id(ref: str) -> bool:
-    """Whether ``problem.dataset`` names an uploaded data set (an id), not a built-in one."""
-    return re.fullmatch(UUID_PATTERN, ref) is not None
+        errors.append(field_error(("inner", "batch_size"), batch_size, message))
+    return errors + kind.checks(spec.problem, spec.inner)
 
 
 def check_spec(spec: JobSpec) -> JobSpec:
     """Run the checks that span fields; raise a ``ValidationError`` naming each bad field."""
-    errors = _cross_errors(spec)
-    if errors:
-        raise ValidationError.from_exception_data("JobSpec", errors)
+    raise_errors(spec_errors(spec))
     return spec
 
 

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.auditor import AuditDep, Auditor
-from api.dataset_refs import check_dataset_ref
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
@@ -19,10 +18,10 @@ from api.openapi import NPZ, auth_responses, file_doc, file_media_type, links_to
 from api.quota import check_quota
 from api.schemas.jobs import JobPublic, JobResult, JobsPublic, TracePublic
 from jobs import repo
-from jobs.budget import check_budget
+from jobs.admission import admit
 from jobs.models import TRACE_FIELDS, Job
 from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
-from jobs.spec import JobSpec, check_spec
+from jobs.spec import JobSpec
 from jobs.status import JobStatus
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
@@ -78,13 +77,11 @@ def submit_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a job; it starts `queued`."""
-    check_spec(spec)
-    check_budget(spec, settings.budget)
+    # 422 naming each bad field: cross-field rules, the team's data set and its fit, budget
+    admit(spec, limits=settings.budget, datasets=repo.dataset_lookup(session, team.id))
     replay = idempotency_key is not None and repo.find_idempotent(session, team.id, idempotency_key)
     if not replay:  # a replay creates nothing, so it is never over quota
         check_quota(session, team.id, settings)
-    # 422 at problem.dataset when it is not the team's; its budget at the data set's size
-    check_dataset_ref(session, team.id, spec, settings.budget)
     try:
         job, created = repo.create_job(
             session,

@@ -8,7 +8,6 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.auditor import AuditDep, Auditor
@@ -20,10 +19,10 @@ from api.quota import check_quota
 from api.schemas.studies import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from api.settings import ApiSettings
 from jobs import repo
-from jobs.budget import budget_errors
+from jobs.admission import admit
 from jobs.grid import Expansion, GridError, expand, replicate_paths
 from jobs.models import Study
-from jobs.spec import field_errors
+from jobs.spec import JobSpec
 from jobs.study_table import aggregate
 
 router = APIRouter(
@@ -50,10 +49,17 @@ def _invalid(errors: list[dict[str, Any]], **extra: Any) -> ProblemError:
     )
 
 
-def _expand(body: StudyCreate, settings: ApiSettings) -> tuple[Expansion, list[str]]:
+def _expand(
+    body: StudyCreate, settings: ApiSettings, session: Session, team_id: uuid.UUID
+) -> tuple[Expansion, list[str]]:
+    datasets = repo.dataset_lookup(session, team_id)
+
+    def admitted(data: dict[str, Any]) -> JobSpec:  # every member as POST /v1/jobs admits it
+        return admit(data, limits=settings.budget, datasets=datasets)
+
     try:
         expansion = expand(body.base, body.grid, max_members=settings.max_study_members,
-                           name=body.name)  # fmt: skip
+                           name=body.name, admit=admitted)  # fmt: skip
     except GridError as exc:
         extra = {} if exc.limit is None else {"limit": exc.limit}
         raise _invalid(exc.errors, **extra) from None
@@ -67,16 +73,6 @@ def _expand(body: StudyCreate, settings: ApiSettings) -> tuple[Expansion, list[s
         msg = f"group_by names paths the grid does not sweep: {bad}; swept: {swept}"
         raise _invalid([{"field": "group_by", "loc": ["group_by"], "message": msg,
                          "type": "value_error"}])  # fmt: skip
-    errors = []
-    for member in expansion.members:
-        over = budget_errors(member.spec, settings.budget)
-        if not over:
-            continue
-        for err in field_errors(ValidationError.from_exception_data("JobSpec", over)):
-            where = ", ".join(f"{p}={v!r}" for p, v in member.values.items())
-            errors.append({**err, "message": f"member [{where}]: {err['message']}"})
-    if errors:
-        raise _invalid(errors)
     return expansion, group_by
 
 
@@ -117,7 +113,7 @@ def create_study(
     idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
     """Create a study: every combination of the grid becomes a queued job, all or none."""
-    expansion, group_by = _expand(body, settings)
+    expansion, group_by = _expand(body, settings, session, team.id)
     replay = idempotency_key is not None and repo.find_keyed(
         session, Study, team.id, idempotency_key
     )
