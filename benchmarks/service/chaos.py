@@ -1,8 +1,8 @@
 """A chaos soak: faults pile up on a running service, and afterwards nothing is lost.
 
-    .venv/bin/python -m benchmarks.chaos [--duration 540] [--seed 17] [--worker-kills 20]
+    .venv/bin/python -m benchmarks.service.chaos [--duration 540] [--seed 17] [--worker-kills 20]
         [--redis-restarts 5] [--pg-restarts 3] [--api-kills 3]
-    .venv/bin/python -m benchmarks.chaos --ci    # the short version the test suite runs
+    .venv/bin/python -m benchmarks.service.chaos --ci    # the short version the test suite runs
 
 Starts, on loopback only, a PostgreSQL cluster and a Redis server of its own (free ports,
 a temporary directory), 3 ``celery worker --pool solo`` processes and 2 API processes
@@ -17,7 +17,7 @@ is arriving) and API SIGKILLs (restarted; clients retry on the other process, su
 their ``Idempotency-Key``).
 
 When the faults are over the load stops, every job is waited for, and the checks of
-``benchmarks._chaos_checks`` run: every job ended and succeeded; nothing lost or doubled;
+``benchmarks.service._chaos_checks`` run: every job ended and succeeded; nothing lost or doubled;
 per job a trace of iterations ``1..n`` without gaps or repeats; a sample of jobs bit for bit
 equal to the same spec run uninterrupted in this process; every data set whole, hashing to
 its name, no orphans; no job left ``running`` without a live worker; and the quota samples.
@@ -44,12 +44,12 @@ from typing import Any
 
 import httpx
 
-from benchmarks import _chaos_checks as checks
-from benchmarks import _chaos_clients as clients
+from benchmarks.service import _chaos_checks as checks
+from benchmarks.service import _chaos_clients as clients
 
 __all__ = ["main"]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEAMS = {
     "alpha": {"weight": 3.0, "max_running_cpu": 3},
     "beta": {"weight": 1.0, "max_running_cpu": 2},
@@ -99,9 +99,13 @@ class Stack:
     """The servers and processes of one soak, in a temporary directory of its own."""
 
     def __init__(self, args: argparse.Namespace, faults: list[Fault]):
-        from tests.conftest import KEY_SECRET  # the secret tests.factories hashes keys under
-        from tests.e2e.workers import CeleryWorker
-        from tests.faults.services import Api, PostgresServer, RedisServer
+        from tests.support import (
+            KEY_SECRET,  # the secret tests.factories hashes keys under
+            Api,
+            CeleryWorker,
+            PostgresServer,
+            RedisServer,
+        )
 
         self.dir = Path(tempfile.mkdtemp(prefix="bilevel-chaos-"))
         self.pg = PostgresServer()
@@ -262,7 +266,9 @@ class Injector:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="benchmarks.chaos", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="benchmarks.service.chaos", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--ci", action="store_true",
                    help="the short version: every fault kind, fewer of each (< 2 min)")  # fmt: skip
     p.add_argument("--seed", type=int, default=17)
@@ -301,7 +307,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _configure_teams(stack: Stack) -> dict[str, str]:
     """A key per team, and each team's weight and running limit set over REST."""
-    from tests.factories import team_with_key
+    from tests.support import team_with_key
 
     keys = {name: team_with_key(stack.sessions, name)[1] for name in TEAMS}
     admin = team_with_key(stack.sessions, "ops", scope="admin")[1]

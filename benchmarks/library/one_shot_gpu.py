@@ -1,6 +1,6 @@
 """One-shot Omniglot (Table 4, Figure 7) on a CUDA machine, within a wall-clock budget.
 
-    PYTHONUNBUFFERED=1 python3 benchmarks/one_shot_gpu.py [options]   # from the repository root
+    PYTHONUNBUFFERED=1 python3 benchmarks/library/one_shot_gpu.py [options]  # from the repo root
 
 Runs ``bilevel reproduce one-shot`` in the paper's setting (T = 50, meta-batch 4, 1-RMD,
 10-RMD, 25-RMD, full RMD and the T = 1 short horizon, 120 meta-test tasks) on ``cuda``. Each
@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, no install needed
 
 

@@ -1,8 +1,8 @@
 """Time and memory of every estimator for a few horizons T and depths K.
 
-    .venv/bin/python -m benchmarks.estimators [--T 50 100 200] [--repeats 5] [--json PATH]
-    .venv/bin/python -m benchmarks.estimators --memory-T 100 250 500 1000 2000   # memory vs T
-    .venv/bin/python -m benchmarks.estimators --one-shot [--T 50]  # the one-shot network
+    .venv/bin/python -m benchmarks.library.estimators [--T 50 100 200] [--repeats 5] [--json PATH]
+    .venv/bin/python -m benchmarks.library.estimators --memory-T 100 250 500 1000 2000  # vs T
+    .venv/bin/python -m benchmarks.library.estimators --one-shot [--T 50]  # the one-shot network
 
 The problem is a weighted softmax regression (data hypercleaning in miniature: one weight
 ``sigmoid(λ_i)`` per training example) on random data, float32 on the CPU. Time is the median
@@ -32,39 +32,7 @@ from typing import Any
 import torch
 
 import core
-
-
-class WeightedSoftmax(core.BilevelProblem):
-    """``g = mean_i σ(λ_i) CE(W x_i, y_i) + 1e-3 ||W||²``, ``f`` = validation CE."""
-
-    def __init__(self, n: int = 1000, d: int = 64, classes: int = 10, seed: int = 0):
-        gen = torch.Generator().manual_seed(seed)
-        self.X = torch.randn(n, d, generator=gen)
-        self.y = torch.randint(0, classes, (n,), generator=gen)
-        self.Xv = torch.randn(n, d, generator=gen)
-        self.yv = torch.randint(0, classes, (n,), generator=gen)
-        self.shape = (classes, d)
-
-    def init(self, hparams):
-        return torch.zeros(self.shape, dtype=hparams.dtype, device=hparams.device)
-
-    def inner_loss(self, params, hparams):
-        ce = torch.nn.functional.cross_entropy(self.X @ params.T, self.y, reduction="none")
-        return torch.mean(torch.sigmoid(hparams) * ce) + 1e-3 * torch.sum(params**2)
-
-    def outer_loss(self, params, hparams):
-        return torch.nn.functional.cross_entropy(self.Xv @ params.T, self.yv)
-
-    def initial_hparams(self):
-        return torch.zeros(self.X.shape[0])
-
-
-def floor(problem, hparams, dyn) -> None:
-    """T inner steps with no graph: what every method must at least do."""
-    with torch.no_grad():
-        state, spec = dyn.init_state(problem, hparams)
-        for _ in range(dyn.steps):
-            state = dyn.step(problem, state, hparams, spec, create_graph=False)
+from benchmarks.library.problems import ClosedForm, WeightedSoftmax, floor
 
 
 def methods(T: int) -> dict:
@@ -158,8 +126,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/estimators.json"))
     args = parser.parse_args()
     if args.memory_T:
-        from benchmarks.peers import ClosedForm  # the paper-sized hypercleaning shape
-
+        # the paper-sized hypercleaning shape
         rows = memory_sweep(ClosedForm(n=5000, d=785), args.memory_T)
         _print_memory(rows)
         _write(args.json.with_name("memory.json"), rows, "hypercleaning n=5000 d=785 float32")

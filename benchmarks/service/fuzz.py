@@ -1,6 +1,6 @@
 """Schemathesis at scale against the live app: every route, every check, the stateful links.
 
-    .venv/bin/python -m benchmarks.fuzz [--examples 300] [--database-url URL] [--out FILE]
+    .venv/bin/python -m benchmarks.service.fuzz [--examples 300] [--database-url URL] [--out FILE]
 
 Runs schemathesis's own engine (the one behind ``schemathesis run``) in process against
 the app over ASGI, authenticated with an admin API key: the examples, coverage, fuzzing and
@@ -170,7 +170,7 @@ def run(examples: int, database_url: str | None) -> dict[str, Any]:
     inputs = sum(sum(c.values()) for c in sent.values())
     server_errors = sum(n for ops in by_op.values() for s, n in ops.items() if s[0] == "5")
     return {
-        "command": "python -m benchmarks.fuzz " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.service.fuzz " + " ".join(sys.argv[1:]),
         "date": started.isoformat(timespec="seconds"),
         "schemathesis": schemathesis.__version__,
         "store": "postgresql" if database_url else "sqlite (embedded)",
@@ -191,7 +191,7 @@ def run(examples: int, database_url: str | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 1 on any server error, violation or engine error."""
-    p = argparse.ArgumentParser(prog="python -m benchmarks.fuzz", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.service.fuzz", description=__doc__)
     p.add_argument("--examples", type=int, default=300, help="max_examples per operation")
     p.add_argument("--database-url", help="a migrated database (default: embedded SQLite)")
     p.add_argument("--out", type=Path, default=Path("out/fuzz.json"))

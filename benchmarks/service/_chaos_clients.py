@@ -1,4 +1,4 @@
-"""The clients of ``benchmarks.chaos``: submitters, a study creator, an uploader, dashboard
+"""The clients of ``benchmarks.service.chaos``: submitters, a study creator, an uploader, dashboard
 pollers and a sampler of the quota invariants, each a thread that runs until told to stop.
 
 Every client talks to both API processes through :class:`RetryingClient`, which moves to
@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from tests.factories import tiny_spec
+from tests.support import tiny_spec
 
 # what the service answers while a fault lasts: the client is meant to try again
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -177,7 +177,7 @@ def dataset_bytes(seed: int, rows: int) -> bytes:
 
 def dataset_job(dataset_id: str) -> dict[str, Any]:
     """A short feature_regularization job on an uploaded data set."""
-    from tests.e2e.dataset_flows import job_specs
+    from tests.support import job_specs
 
     spec = job_specs(dataset_id)["feature_regularization"]
     spec["outer"]["iterations"] = 8

@@ -1,4 +1,4 @@
-"""The clients of ``benchmarks.load``: submitters, and pollers that behave like the dashboard."""
+"""The clients of ``benchmarks.service.load``: submitters, and pollers acting like the dashboard."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from jobs.status import TERMINAL, JobStatus
-from tests.factories import tiny_spec
+from tests.support import tiny_spec
 
 # the columns the dashboard's job page asks for (api/static/js/detail.js)
 FIELDS = "outer_loss,grad_norm,exact_norm,cosine,rel_error"

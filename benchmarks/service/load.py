@@ -1,6 +1,7 @@
 """Load on the distributed service: submitters and dashboard pollers against a real stack.
 
-    .venv/bin/python -m benchmarks.load [--pollers 50] [--jobs 16] [--workers 2] [--api-workers 2]
+    .venv/bin/python -m benchmarks.service.load [--pollers 50] [--jobs 16] [--workers 2] \\
+        [--api-workers 2]
 
 Starts the API (uvicorn, ``api.main:create_app``) on a free port and ``--workers`` real
 ``celery worker --pool solo`` processes against a throwaway PostgreSQL database and Redis,
@@ -20,7 +21,7 @@ per request); ``--rate-limit 0`` turns it off, as the test suite's environment d
 Reports throughput, p50/p99 latency per route, errors, jobs lost (submitted vs succeeded),
 trace points lost (iterations of succeeded jobs vs rows stored, and points a poller that
 followed a whole job never received), and the wall-time overhead of trace writing
-(``benchmarks.trace_overhead``). Prints a table and writes JSON to ``--out``.
+(``benchmarks.service.trace_overhead``). Prints a table and writes JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -40,14 +41,14 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks._load_clients import LoadState, poller, stats, submitter
+from benchmarks.service._load_clients import LoadState, poller, stats, submitter
 from jobs.status import JobStatus
 
 __all__ = ["main"]
 
 
 def _start_api(env: dict[str, str], port: int, api_workers: int, log: Path) -> subprocess.Popen:
-    from tests.e2e.workers import ROOT
+    from tests.support import ROOT
 
     cmd = [
         sys.executable,
@@ -156,7 +157,7 @@ def _print_table(report: dict) -> None:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    from tests.conftest import PG_ADMIN_URL, REDIS_URL
+    from tests.support import PG_ADMIN_URL, REDIS_URL
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pollers", type=int, default=50)
@@ -197,11 +198,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import psycopg
 
-    from benchmarks.trace_overhead import measure
+    from benchmarks.service.trace_overhead import measure
     from jobs import db
-    from tests.conftest import KEY_SECRET  # the secret team_with_key hashes keys under
-    from tests.e2e.workers import CeleryWorker
-    from tests.factories import free_port, team_with_key, wait_ready
+    from tests.support import (
+        KEY_SECRET,  # the secret team_with_key hashes keys under
+        CeleryWorker,
+        free_port,
+        team_with_key,
+        wait_ready,
+    )
 
     args = _parse(argv)
     name = f"load_{uuid.uuid4().hex[:8]}"

@@ -1,6 +1,6 @@
 """GPU check: every estimator on the device against a CPU float64 reference, then timings.
 
-    .venv/bin/python -m benchmarks.gpu_check [--device cuda|cpu] [--out DIR] [--repeats 5]
+    .venv/bin/python -m benchmarks.library.gpu_check [--device cuda|cpu] [--out DIR] [--repeats 5]
 
 1. Correctness: each registered estimator in float32 on ``--device`` against the same
    estimator in float64 on the CPU, on a quadratic (with ``B_0`` and a direct term), the toy
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 import core
-from benchmarks.estimators import WeightedSoftmax, floor
+from benchmarks.library.problems import WeightedSoftmax, floor
 from core.problems import Quadratic, Toy
 
 OPTIONS: dict[str, dict[str, Any]] = {

@@ -1,6 +1,6 @@
 """Service latencies: submit -> running with an idle worker, and trace queries over HTTP.
 
-    .venv/bin/python -m benchmarks.service_latency [--jobs 20] [--points 100000]
+    .venv/bin/python -m benchmarks.service.service_latency [--jobs 20] [--points 100000]
 
 Needs PostgreSQL and Redis as the service tests do (``--pg-admin-url``, ``--redis-url``;
 their defaults are the test suite's). Creates a throwaway database, starts an idle
@@ -52,7 +52,7 @@ def _submit_to_running(
     client: httpx.Client, sessions: Any, jobs: int, worker: Any
 ) -> dict[str, Any]:
     """Submit ``jobs`` tiny jobs one after another; time each to ``running``."""
-    from tests.factories import tiny_spec
+    from tests.support import tiny_spec
 
     store, polled = [], []
     for _ in range(jobs):
@@ -87,7 +87,7 @@ def _submit_to_running(
 
 def _trace_reads(client: httpx.Client, sessions: Any, points: int) -> dict[str, Any]:
     """Write ``points`` trace points into one job, then time three kinds of trace reads."""
-    from tests.factories import tiny_spec
+    from tests.support import tiny_spec
 
     job_id = client.post("/v1/jobs", json=tiny_spec(iterations=1)).json()["id"]
     jid = uuid.UUID(job_id)
@@ -133,7 +133,7 @@ def _trace_reads(client: httpx.Client, sessions: Any, points: int) -> dict[str, 
 
 def main() -> None:
     """Parse the flags, run both measurements against a throwaway stack, print, write JSON."""
-    from tests.conftest import PG_ADMIN_URL, REDIS_URL  # also sets the key secret we hash with
+    from tests.support import PG_ADMIN_URL, REDIS_URL  # also sets the key secret we hash with
 
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--jobs", type=int, default=20, help="jobs timed from submit to running")
@@ -143,8 +143,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("out/service_latency.json"))
     args = ap.parse_args()
 
-    from tests.e2e.workers import ROOT, CeleryWorker
-    from tests.factories import free_port, team_with_key, wait_ready
+    from tests.support import ROOT, CeleryWorker, free_port, team_with_key, wait_ready
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg_admin_url, autocommit=True) as c:

@@ -1,4 +1,4 @@
-"""The checks ``benchmarks.chaos`` runs on the store once the faults have stopped.
+"""The checks ``benchmarks.service.chaos`` runs on the store once the faults have stopped.
 
 Each check returns ``(checked, violations)``: how many things it looked at, and one line per
 thing that broke an invariant (an empty list is a pass).
@@ -16,7 +16,7 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchmarks._chaos_clients import Ledger
+from benchmarks.service._chaos_clients import Ledger
 from jobs import repo
 from jobs.models import Dataset, DatasetBlob, DatasetChunk, Job, Study, StudyMember, TracePoint
 from jobs.status import TERMINAL, JobStatus
@@ -98,7 +98,7 @@ def _hparams(s: Session, job_id: uuid.UUID) -> np.ndarray | None:
 def references(sessions: sessionmaker[Session], n: int, rng: random.Random) -> Result:
     """A sample of succeeded jobs (interrupted ones first) against the same spec run
     uninterrupted in this process: the outer losses and final hparams bit for bit."""
-    from tests.faults.reference import reference
+    from tests.support import reference
 
     with sessions() as s:
         done = s.execute(

@@ -4,7 +4,8 @@ Each combination of the study file's grid is built (``worker.build``, the estima
 in ``core.Metered``) and fitted; the table is ``jobs.studies.table.aggregate`` printed as
 ``bilevel study status`` prints it (the paper's Table 2 layout), and written as JSON::
 
-    python -m benchmarks.study_table examples/studies/hypercleaning-K.json --json out/study.json
+    python -m benchmarks.service.study_table examples/studies/hypercleaning-K.json \\
+        --json out/study.json
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Data set uploads: throughput per store, the API's peak memory, the worker cache's hit rate.
 
-    .venv/bin/python -m benchmarks.dataset_upload [--size-mb 500] [--jobs 3]
+    .venv/bin/python -m benchmarks.service.dataset_upload [--size-mb 500] [--jobs 3]
 
 1. Writes an ``.npz`` of about ``--size-mb`` MB (random float32 features, int64 labels).
 2. For each store, starts ``bilevel serve`` as its own process and uploads the file with
@@ -94,8 +94,7 @@ def _upload(base: str, headers: dict[str, str], path: Path, pid: int) -> dict[st
 
 
 def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    from tests.e2e.workers import ROOT
-    from tests.factories import free_port, wait_ready
+    from tests.support import ROOT, free_port, wait_ready
 
     port = free_port()
     with log.open("wb") as out:
@@ -113,7 +112,7 @@ def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str
 
 def _postgres(path: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from jobs import db
-    from tests.factories import team_with_key
+    from tests.support import team_with_key
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.pg_admin_url, autocommit=True) as c:
@@ -155,8 +154,7 @@ def _embedded(path: Path, jobs: int, tmp: Path) -> tuple[dict[str, Any], dict[st
 
 
 def _cache_hits(base: str, headers: dict[str, str], jobs: int, tmp: Path) -> dict[str, Any]:
-    from tests.dataset_files import digits_arrays
-    from tests.factories import example
+    from tests.support import digits_arrays, example
 
     small = tmp / "digits.npz"
     arrays: dict[str, Any] = digits_arrays()
@@ -191,7 +189,7 @@ def _cache_hits(base: str, headers: dict[str, str], jobs: int, tmp: Path) -> dic
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags, run the measurements, print a table, write JSON."""
-    from tests.conftest import PG_ADMIN_URL, REDIS_URL  # also sets the key secret we hash with
+    from tests.support import PG_ADMIN_URL, REDIS_URL  # also sets the key secret we hash with
 
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size-mb", type=int, default=500, help="size of the uploaded file")

@@ -1,6 +1,6 @@
 """A synthetic day on the shared pool, scheduled by the claim's own selection function.
 
-    .venv/bin/python -m benchmarks.fair_share [--workers 40 --hours 24 --seed 0]
+    .venv/bin/python -m benchmarks.service.fair_share [--workers 40 --hours 24 --seed 0]
 
 Several teams with skewed arrival rates, job lengths and bursts submit to a pool of
 ``--workers`` workers; every free worker takes the job :func:`jobs.fairshare.pick_next`

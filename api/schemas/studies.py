@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas import JobError, Progress
+from api.schemas.jobs import JobError, Progress
 from jobs.models import Job, Study, StudyMember
 from jobs.specs.job import TEXT
 from jobs.status import TERMINAL, JobStatus

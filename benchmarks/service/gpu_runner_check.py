@@ -1,7 +1,7 @@
 """GPU check of the service: jobs run by the worker's code on an embedded SQLite store.
 
-    .venv/bin/python -m benchmarks.gpu_runner_check              # on a CUDA machine, < 7 min
-    .venv/bin/python -m benchmarks.gpu_runner_check --device cpu --small    # anywhere, seconds
+    .venv/bin/python -m benchmarks.service.gpu_runner_check            # on a CUDA machine, < 7 min
+    .venv/bin/python -m benchmarks.service.gpu_runner_check --device cpu --small  # anywhere
 
 Each part submits jobs to an SQLite store and runs them with :func:`worker.runner.execute_job`,
 as the embedded executor and the Celery workers do:
@@ -17,7 +17,7 @@ as the embedded executor and the Celery workers do:
    uninterrupted run; the CPU/device difference.
 4. ``plugins``: one job of each problem kind installed under the ``bilevel.problems`` entry
    points and known to the job spec (skipped when there is none).
-5. ``peers``: :mod:`benchmarks.peers` (ours against higher/torchopt on the CPU), when either
+5. ``peers``: :mod:`benchmarks.library.peers` (ours against higher/torchopt on the CPU), when either
    peer is installed (skipped otherwise).
 
 Omniglot comes from ``--data-dir``, else ``out/data`` (copy ``../shared/data/omniglot`` there
@@ -48,11 +48,11 @@ import torch
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from benchmarks.one_shot_gpu import find_data_dir
+from benchmarks.library.one_shot_gpu import find_data_dir
 from jobs import db, parse_spec, repo
 from jobs.models import Job, utcnow
 from jobs.specs.job import PROBLEMS
-from tests.factories import EXAMPLES, example, small_one_shot, team_with_key, tiny_spec
+from tests.support import EXAMPLES, example, small_one_shot, team_with_key, tiny_spec
 from worker.outcome import Outcome
 from worker.runner import execute_job
 from worker.settings import WorkerSettings
@@ -260,7 +260,7 @@ def check_plugins(store: Store, device: str) -> dict[str, Any]:
 
 
 def check_peers(small: bool, out_dir: Path) -> dict[str, Any]:
-    """Part 5: :mod:`benchmarks.peers` when higher or torchopt is installed."""
+    """Part 5: :mod:`benchmarks.library.peers` when higher or torchopt is installed."""
     installed = []
     for name in ("higher", "torchopt"):
         with contextlib.suppress(ImportError):
@@ -269,7 +269,7 @@ def check_peers(small: bool, out_dir: Path) -> dict[str, Any]:
     if not installed:
         print("peers: neither higher nor torchopt is installed: skipped")
         return {"skipped": "neither higher nor torchopt is installed"}
-    from benchmarks import peers
+    from benchmarks.library import peers
 
     path = out_dir / "peers.json"
     size = ["--n", "200", "--d", "16", "--T", "10", "--K", "1", "5", "--repeats", "1"]

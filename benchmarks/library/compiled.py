@@ -1,6 +1,7 @@
 """Does ``torch.compile`` pay here? And where does a K-RMD hypergradient spend its time?
 
-    .venv/bin/python -m benchmarks.compiled [--n 5000 --d 785 --T 100 --repeats 5] [--profile]
+    .venv/bin/python -m benchmarks.library.compiled [--n 5000 --d 785 --T 100 --repeats 5] \\
+        [--profile]
 
 The inner step of paper-sized data hypercleaning (closed-form gradient, M = 7850, N = 5000,
 T = 100, float32 on the CPU) run eagerly and through ``torch.compile`` (default mode and
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 import core
-from benchmarks.peers import ClosedForm
+from benchmarks.library.problems import ClosedForm
 
 
 def _steps(problem: ClosedForm, lam: torch.Tensor, T: int, step) -> torch.Tensor:

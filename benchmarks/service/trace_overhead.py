@@ -1,6 +1,6 @@
 """What streaming the trace to the store adds to a job's wall time.
 
-    flock /tmp/bench.lock .venv/bin/python -m benchmarks.trace_overhead \\
+    flock /tmp/bench.lock .venv/bin/python -m benchmarks.service.trace_overhead \\
         --database-url postgresql://postgres@127.0.0.1:5432/<db> [--repeats 5] [--out FILE]
 
 The same job runs two ways in this process, interleaved so that machine noise hits both
@@ -47,7 +47,7 @@ __all__ = ["measure"]
 
 
 def _spec(iterations: int) -> dict[str, Any]:
-    from tests.factories import example
+    from tests.support import example
 
     spec = copy.deepcopy(example("toy"))
     spec["outer"]["iterations"] = iterations

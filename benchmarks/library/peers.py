@@ -1,8 +1,8 @@
 """Ours against higher and torchopt: same problem, same method, time ratio and agreement.
 
     .venv/bin/pip install -e ".[bench]"      # higher and torchopt
-    .venv/bin/python -m benchmarks.peers [--n 5000 --d 785 --T 100 --repeats 5]
-    .venv/bin/python -m benchmarks.peers --n 600 --d 65 --threads 1 --repeats 9 --compile
+    .venv/bin/python -m benchmarks.library.peers [--n 5000 --d 785 --T 100 --repeats 5]
+    .venv/bin/python -m benchmarks.library.peers --n 600 --d 65 --threads 1 --repeats 9 --compile
 
 The problem is data hypercleaning's shape (Section 4.2.1): a linear softmax classifier
 ``W ∈ R^{10 x d}`` trained by T steps of gradient descent (γ = 1) on the ``σ(λ_i)``-weighted
@@ -37,33 +37,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 import core
-from benchmarks.estimators import WeightedSoftmax
-
-
-class ClosedForm(WeightedSoftmax):
-    """:class:`WeightedSoftmax` with ``∇_W g`` written out: no double backward needed."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.Y = nn.functional.one_hot(self.y, self.shape[0]).to(self.X.dtype)
-
-    def inner_grad(self, params, hparams):
-        # ∇_W of mean_i σ(λ_i) CE_i: Σ_i σ(λ_i)/n (softmax(W x_i) - e_{y_i}) x_i^T
-        residual = torch.softmax(self.X @ params.T, dim=1) - self.Y
-        weights = torch.sigmoid(hparams) / len(self.y)
-        return (weights[:, None] * residual).T @ self.X + 2e-3 * params
-
-
-def _floor(problem, lam, dyn):
-    with torch.no_grad():
-        state, spec = dyn.init_state(problem, lam)
-        for _ in range(dyn.steps):
-            state = dyn.step(problem, state, lam, spec, create_graph=False)
+from benchmarks.library.problems import ClosedForm, WeightedSoftmax, floor
 
 
 def _higher(problem, lam, T, K):
@@ -162,7 +142,8 @@ def run(
     auto, closed = WeightedSoftmax(n=n, d=d), ClosedForm(n=n, d=d)
     lam = torch.zeros(n)
     dyn = core.GradientDescent(steps=T, lr=1.0)
-    fns: dict[str, Callable[[], torch.Tensor]] = {"floor": lambda: _floor(closed, lam, dyn)}
+    # the floor returns nothing; every other function the hypergradient it computed
+    fns: dict[str, Callable[[], Any]] = {"floor": lambda: floor(closed, lam, dyn)}
     first: dict[str, float] = {}
     for K in Ks:
         est = core.Full() if K == T else core.Truncated(K)
