@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
-from jobs.dataset_files import read_arrays
+from jobs.datasets.files import read_arrays
 from jobs.kinds.tables import BUILTIN_TABLES
 from jobs.store import repo
 from worker.dataset_cache import DatasetCache

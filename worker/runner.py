@@ -31,9 +31,9 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
-from jobs.admission import admit
 from jobs.kinds.registry import load_plugin_factories
 from jobs.plugins import PluginError
+from jobs.specs.admission import admit
 from jobs.status import JobStatus
 from jobs.store import repo
 from jobs.store.repo import LeaseState

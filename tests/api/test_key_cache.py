@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 
 from jobs.keys import KeyCache
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 from jobs.store import repo
 from jobs.store.models import Team
 from tests.factories import bearer, key_operator, team_with_key, tiny_spec

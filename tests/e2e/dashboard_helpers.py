@@ -124,7 +124,7 @@ def seed_long_job(state: Path, spec: dict, points: int = 100_000) -> str:
     the jobs repo straight into the embedded store; returns its id."""
     from sqlalchemy import select, update
 
-    from jobs.spec import JobSpec
+    from jobs.specs.job import JobSpec
     from jobs.store import repo
     from jobs.store.db import make_engine, make_session_factory, sqlite_url
     from jobs.store.models import Job, Team, utcnow

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from jobs.store import repo
 from jobs.store.models import Job, JobEvent, utcnow
 from jobs.store.repo import LeaseState, Policy

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import core
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from jobs.store import repo
 from jobs.store.models import Job
 from tests.factories import example, queued_job, small_one_shot, tiny_spec

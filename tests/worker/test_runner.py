@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from jobs.store import repo
 from jobs.store.models import Job, JobEvent, utcnow
 from tests.factories import example, queued_job, tiny_spec

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from jobs.fairshare import Priority
 from jobs.kinds.registry import source_of
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
 from jobs.store.models import (
     Job,

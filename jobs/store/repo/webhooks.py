@@ -23,7 +23,7 @@ from jobs.store.models import Job, Study, Webhook, WebhookDelivery, utcnow
 from jobs.store.repo.audit import Actor, record_event
 from jobs.store.repo.rows import rows_changed
 from jobs.store.repo.studies import study_status_counts
-from jobs.study_table import study_status
+from jobs.studies.table import study_status
 from jobs.webhooks import backoff_s, event_id, event_payload, new_secret
 
 __all__ = [
