@@ -27,7 +27,7 @@ import torch
 
 import core
 from core.tree import flatten
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 
 __all__ = ["BINS", "PATH_MAX_VALUES", "PATH_POINTS", "HparamsPath", "summarise"]
 

@@ -20,9 +20,9 @@ import time
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
-from jobs.models import utcnow
 from jobs.settings import StoreSettings
+from jobs.store import repo
+from jobs.store.models import utcnow
 from jobs.webhooks import (
     SIGNATURE_HEADER,
     Resolver,

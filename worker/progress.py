@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import core
-from jobs.repo import LeaseState
+from jobs.store.repo import LeaseState
 from worker.divergence import DivergenceWatch
 from worker.errors import Diverged, LeaseLost, TimeLimitExceeded
 from worker.heartbeat import Heartbeat

@@ -10,11 +10,11 @@ from fastapi import APIRouter
 from api.auditor import AuditDep
 from api.deps import SessionDep
 from api.errors import ProblemError
-from api.learned_schemas import LearnedPublic
-from api.schemas import auth_responses, problem_doc
-from jobs import repo
-from jobs.models import Job
+from api.openapi import auth_responses, problem_doc
+from api.schemas.learned import LearnedPublic
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.models import Job
 
 router = APIRouter(
     prefix="/v1/jobs",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import uuid
 
-from jobs import repo
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from jobs.status import JobStatus
+from jobs.store import repo
 from tests.factories import bearer, example, team_with_key
 from worker.build import build
 from worker.learned import HparamsPath, summarise

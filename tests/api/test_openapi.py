@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
 from api import ApiSettings, create_app
+from api.openapi import BINARY_SCHEMA, NPZ, OCTET_STREAM
 from api.routes import (
     audit,
     dashboard,
@@ -24,8 +25,15 @@ from api.routes import (
     studies,
     webhooks,
 )
-from api.schemas import BINARY_SCHEMA, NPZ
-from jobs.status import TERMINAL, JobStatus
+from jobs.status import (
+    TERMINAL,
+    AuditAction,
+    AuditTarget,
+    DeliveryStatus,
+    JobStatus,
+    KeyScope,
+    QueueKind,
+)
 from tests.api.conftest import RecordingDispatcher
 
 STATUS_JS = dashboard.STATIC_DIR / "js" / "status.js"
@@ -101,10 +109,13 @@ def test_errors_are_documented_as_problem_json_only(doc):
                 assert schema == {"$ref": "#/components/schemas/Problem"}, (name, code)
 
 
-def test_hparams_is_a_binary_npz_file(doc):
+def test_hparams_is_a_binary_npz_file_also_offered_as_raw_bytes(doc):
     ok = doc["paths"]["/v1/jobs/{job_id}/hparams"]["get"]["responses"]["200"]
-    assert ok["content"] == {NPZ: {"schema": BINARY_SCHEMA}}
+    # its own type first; raw bytes too, the one binary type generators know
+    assert list(ok["content"]) == [NPZ, OCTET_STREAM]
+    assert all(body == {"schema": BINARY_SCHEMA} for body in ok["content"].values())
     assert BINARY_SCHEMA == {"type": "string", "format": "binary"}
+    assert OCTET_STREAM == "application/octet-stream"
 
 
 def test_job_statuses_are_one_enum_in_the_schemas_and_the_list_filter(doc):
@@ -115,6 +126,35 @@ def test_job_statuses_are_one_enum_in_the_schemas_and_the_list_filter(doc):
     assert schemas["JobResult"]["properties"]["status"] == ref
     (param,) = [p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status"]
     assert ref in param["schema"]["anyOf"]
+
+
+#: Each state enum (jobs.status) and the (schema, property) fields typed with it.
+STATE_FIELDS = {
+    KeyScope: [("KeyPublic", "scope"), ("KeyCreate", "scope")],
+    QueueKind: [("JobPublic", "queue"), ("WorkerPublic", "queue"), ("QueuedPublic", "queue")],
+    DeliveryStatus: [("DeliveryPublic", "status")],
+    AuditAction: [("AuditEventPublic", "action")],
+    AuditTarget: [("AuditEventPublic", "target_type")],
+}
+
+
+@pytest.mark.parametrize("enum", list(STATE_FIELDS), ids=lambda e: e.__name__)
+def test_each_state_is_its_enum_once_in_the_schemas(doc, enum):
+    schemas = doc["components"]["schemas"]
+    assert schemas[enum.__name__]["enum"] == [m.value for m in enum]
+    ref = f"#/components/schemas/{enum.__name__}"
+    for schema, field in STATE_FIELDS[enum]:
+        assert schemas[schema]["properties"][field]["$ref"] == ref, (schema, field)
+    # no schema spells the values out again
+    spelled = [name for name, s in schemas.items()
+               if name != enum.__name__ and s.get("enum") == [m.value for m in enum]]  # fmt: skip
+    assert spelled == []
+
+
+def test_the_audit_filter_is_the_action_enum(doc):
+    params = doc["paths"]["/v1/audit"]["get"]["parameters"]
+    (action,) = [p for p in params if p["name"] == "action"]
+    assert {"$ref": "#/components/schemas/AuditAction"} in action["schema"]["anyOf"]
 
 
 def test_the_dashboards_status_module_lists_the_served_enum(doc):

@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from jobs import repo
 from jobs.status import JobStatus
-from jobs.study_table import mean_std
+from jobs.store import repo
+from jobs.studies.table import mean_std
 from tests.factories import tiny_spec
 
 PROBLEM = "application/problem+json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from jobs.models import Job
+from jobs.store.models import Job
 from tests.cli.running import run_cli
 from tests.factories import tiny_spec
 from worker.divergence import DivergenceWatch

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from jobs.dispatch import CeleryDispatcher
-from jobs.study_table import mean_std
+from jobs.studies.table import mean_std
 from tests.e2e.workers import CeleryWorker
 from tests.factories import example, team_with_key, tiny_spec, wait_until
 from tests.webhook_receiver import Receiver, verify_signature
@@ -25,7 +25,7 @@ KS = [1, 5, 25, 100]
 
 @pytest.fixture(scope="module")
 def env(fresh_database, redis_url):
-    from jobs.db import upgrade
+    from migrations import upgrade
 
     url = fresh_database()
     upgrade(url)
@@ -60,7 +60,7 @@ def client(env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def auth(env):
-    from jobs.db import make_engine, make_session_factory
+    from jobs.store.db import make_engine, make_session_factory
 
     engine = make_engine(env["DATABASE_URL"])
     try:

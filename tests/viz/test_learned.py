@@ -87,7 +87,7 @@ def test_a_missing_part_and_bad_arguments_are_named():
 
 
 def test_a_pydantic_model_of_the_summary_is_drawn_alike():
-    from api.learned_schemas import LearnedPublic
+    from api.schemas.learned import LearnedPublic
 
     ax = viz.plot_penalties(LearnedPublic.model_validate(LEARNED))
     assert [p.get_width() for p in ax.patches] == [3.0, 0.5, 0.01]

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from jobs import repo
-from jobs.models import Job
+from jobs.store import repo
+from jobs.store.models import Job
 from tests.factories import example, queued_job, tiny_spec
 from worker.divergence import FACTOR, DivergenceWatch
 from worker.runner import execute_job

@@ -11,8 +11,8 @@ import pytest
 import torch
 from sklearn.datasets import load_diabetes
 
-from jobs import repo
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
+from jobs.store import repo
 from tests.factories import example, queued_job
 from worker.build import build
 from worker.learned import BINS, HparamsPath

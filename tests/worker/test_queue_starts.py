@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
-from jobs import repo
-from jobs.models import Job, utcnow
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
+from jobs.store import repo
+from jobs.store.models import Job, utcnow
 from tests.factories import team_with_key, tiny_spec, wait_until
 from worker.local import NAME, LocalExecutor
 from worker.settings import WorkerSettings

@@ -1,0 +1,251 @@
+"""The pool's scheduling in the store: fair-share claims, preemption requests, worker beats.
+
+The choice itself is :mod:`jobs.fairshare` (pure); this module reads what it needs in the
+claim's transaction and applies its answer with the guarded updates of
+:mod:`jobs.store.repo.lifecycle`. Claims of one queue kind are serialised (a transaction-scoped
+advisory lock on PostgreSQL; SQLite serialises writers anyway), so two workers never both
+see a team below its limit and both take a job of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.orm import Session
+
+from jobs import fairshare
+from jobs.fairshare import Candidate, Running, TeamLoad
+from jobs.settings import StoreSettings
+from jobs.status import JobStatus, QueueKind
+from jobs.store.models import Job, Team, Worker, utcnow
+from jobs.store.repo.lifecycle import Claim, cancel_if_requested, claim_job
+from jobs.store.repo.rows import rows_changed
+
+__all__ = [
+    "Policy",
+    "beat_worker",
+    "claim_next",
+    "drop_worker",
+    "live_workers",
+    "queued_candidates",
+    "request_preemptions",
+    "running_jobs",
+    "team_loads",
+]
+
+KINDS: tuple[QueueKind, ...] = tuple(QueueKind)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The pool's defaults and switches, from the settings every process shares."""
+
+    default_weight: float = 1.0
+    cpu_limit: int = 20
+    gpu_limit: int = 20
+    preemption: bool = True
+    preempt_min_run_s: float = 60.0
+    worker_alive_s: float = 30.0
+
+    @classmethod
+    def of(cls, settings: StoreSettings) -> Policy:
+        """The policy the settings describe (a worker counts as alive for one lease)."""
+        return cls(
+            default_weight=settings.default_team_weight,
+            cpu_limit=settings.max_running_jobs,
+            gpu_limit=settings.max_running_gpu_jobs or settings.max_running_jobs,
+            preemption=settings.preemption,
+            preempt_min_run_s=settings.preempt_min_run_s,
+            worker_alive_s=settings.lease_s,
+        )
+
+    def weight(self, team: Team) -> float:
+        """The team's weight, or the default."""
+        return team.weight if team.weight is not None else self.default_weight
+
+    def limit(self, team: Team, kind: str) -> int:
+        """The team's running limit on ``kind`` workers, or the default."""
+        gpu = kind == QueueKind.GPU
+        own = team.max_running_gpu if gpu else team.max_running_cpu
+        return own if own is not None else (self.gpu_limit if gpu else self.cpu_limit)
+
+
+def _lock_kind(session: Session, kind: str) -> None:
+    """Serialise the claims and preemption passes of queue ``kind`` until commit."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = zlib.crc32(f"bilevel.claim.{kind}".encode())
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def team_loads(session: Session, kind: str, policy: Policy) -> dict[str, TeamLoad]:
+    """Every team with queued or running jobs of ``kind``, keyed by team id (as text)."""
+    running = func.count().filter(Job.status == JobStatus.RUNNING)
+    rows = session.execute(
+        select(Team, running)
+        .join(Job, Job.team_id == Team.id)
+        .where(Job.queue == kind, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .group_by(Team.id)
+    ).all()
+    return {
+        str(team.id): TeamLoad(policy.weight(team), int(n), policy.limit(team, kind))
+        for team, n in rows
+    }
+
+
+def queued_candidates(
+    session: Session, kind: str, *, per_team: int | None = 1
+) -> list[Candidate[uuid.UUID]]:
+    """The queued jobs of ``kind`` as :func:`jobs.fairshare.pick_next` sees them.
+
+    Args:
+        session: the claim's (or the view's) session.
+        kind: the queue kind, ``cpu`` or ``gpu``.
+        per_team: only each team's first ``per_team`` in its own order (priority, then age);
+            ``None`` for all of them.
+    """
+    rank = (
+        func.row_number()
+        .over(partition_by=Job.team_id, order_by=(Job.priority.desc(), Job.created_at, Job.id))
+        .label("rank")
+    )
+    inner = (
+        select(Job.id, Job.team_id, Job.priority, Job.created_at, rank)
+        .where(Job.queue == kind, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+        .subquery()
+    )
+    q = select(inner.c.id, inner.c.team_id, inner.c.priority, inner.c.created_at)
+    if per_team is not None:
+        q = q.where(inner.c.rank <= per_team)
+    return [
+        Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
+        for r in session.execute(q.order_by(inner.c.created_at))
+    ]
+
+
+def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], bool, str]]:
+    """``(job, preempt_requested, worker)`` for every running job of ``kind``."""
+    rows = session.execute(
+        select(Job.id, Job.team_id, Job.running_since, Job.started_at, Job.preempt_requested,
+               Job.worker)
+        .where(Job.queue == kind, Job.status == JobStatus.RUNNING)
+    ).all()  # fmt: skip
+    return [
+        (Running(r.id, str(r.team_id), r.running_since or r.started_at or utcnow()),
+         bool(r.preempt_requested), r.worker or "")
+        for r in rows
+    ]  # fmt: skip
+
+
+def claim_next(
+    session: Session,
+    kind: str,
+    worker: str,
+    lease_s: float,
+    policy: Policy,
+    *,
+    hint: uuid.UUID | None = None,
+) -> Claim | bool:
+    """Claim the queued job of ``kind`` that weighted fair share picks.
+
+    Call it in its own transaction: it holds the kind's lock until commit. ``hint`` is the
+    job the broker message named; if a cancel was requested for it while queued, it ends
+    ``cancelled`` here (as a direct claim of it would have done).
+
+    Returns:
+        The claim; ``True`` when jobs are queued but every team holding them is at its
+        running limit (they wait for a job of theirs to stop); ``False`` when nothing of
+        ``kind`` is queued.
+    """
+    if hint is not None:
+        cancel_if_requested(session, hint)
+    _lock_kind(session, kind)
+    queued = queued_candidates(session, kind)
+    if not queued:
+        return False
+    chosen = fairshare.pick_next(team_loads(session, kind, policy), queued)
+    if chosen is None:
+        return True
+    claim = claim_job(session, chosen.id, worker, lease_s)
+    # under the lock the chosen row is queued; a claim can only miss if the row was
+    # cancelled in between, and the next message takes the next job
+    return claim if claim is not None else True
+
+
+def request_preemptions(session: Session, kind: str, policy: Policy) -> list[uuid.UUID]:
+    """Ask the running jobs :func:`jobs.fairshare.preemption_victims` names to yield.
+
+    One request at a time per kind: while a job asked to stop is still running, nothing
+    more is asked (its worker is about to go to the starved team). The job sees the request
+    in its next heartbeat, checkpoints and goes back to the queue (``release_job``).
+
+    Returns:
+        The jobs asked to stop in this pass.
+    """
+    if not policy.preemption:
+        return []
+    _lock_kind(session, kind)
+    running = running_jobs(session, kind)
+    if any(asked for _, asked, _ in running):
+        return []
+    now = utcnow()
+    alive = live_workers(session, policy, kind=kind)
+    busy = {w for _, _, w in running}
+    idle = len(set(alive) - busy)
+    victims = fairshare.preemption_victims(
+        team_loads(session, kind, policy),
+        queued_candidates(session, kind, per_team=None),
+        [r for r, _, _ in running],
+        idle_workers=idle,
+        started_before=now - timedelta(seconds=policy.preempt_min_run_s),
+    )
+    if victims:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(victims), Job.status == JobStatus.RUNNING)
+            .values(preempt_requested=True)
+        )
+    return victims
+
+
+def beat_worker(session: Session, name: str, queue: str) -> None:
+    """Record that worker ``name`` (of queue kind ``queue``) is alive now."""
+    now = utcnow()
+    res = rows_changed(
+        session, update(Worker).where(Worker.name == name).values(last_seen=now, queue=queue)
+    )
+    if res == 0:
+        session.add(Worker(name=name, queue=queue, started_at=now, last_seen=now))
+        session.flush()
+
+
+def drop_worker(session: Session, name: str) -> None:
+    """Forget worker ``name`` (it is shutting down)."""
+    session.execute(delete(Worker).where(Worker.name == name))
+
+
+def live_workers(
+    session: Session, policy: Policy, *, kind: str | None = None
+) -> dict[str, datetime]:
+    """Workers seen within ``policy.worker_alive_s``, with when they were last seen.
+
+    A worker running a job counts too (its lease is its heartbeat), so a worker whose beat
+    is late, or the embedded executor, which does not beat, is not taken for gone.
+    """
+    now = utcnow()
+    q = select(Worker.name, Worker.last_seen).where(
+        Worker.last_seen > now - timedelta(seconds=policy.worker_alive_s)
+    )
+    if kind is not None:
+        q = q.where(Worker.queue == kind)
+    out = {name: seen for name, seen in session.execute(q)}
+    r = select(Job.worker).where(Job.status == JobStatus.RUNNING, Job.worker.is_not(None))
+    if kind is not None:
+        r = r.where(Job.queue == kind)
+    for name in session.scalars(r):
+        if name is not None:
+            out.setdefault(name, now)
+    return out

@@ -1,0 +1,125 @@
+"""Submitting, reading, listing and cancelling jobs: the API's side of the lifecycle."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import (
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from jobs.fairshare import Priority
+from jobs.kinds.registry import source_of
+from jobs.specs.job import JobSpec
+from jobs.status import JobStatus
+from jobs.store.models import (
+    Job,
+    utcnow,
+)
+from jobs.store.repo.events import add_event
+from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed
+from jobs.store.repo.pages import encode_cursor, page_after
+from jobs.store.repo.rows import rows_changed
+
+
+def create_job(
+    session: Session,
+    team_id: uuid.UUID,
+    spec: JobSpec,
+    *,
+    idempotency_key: str | None = None,
+    max_attempts: int = 3,
+) -> tuple[Job, bool]:
+    """Insert a queued job; with an idempotency key already used, return that job instead.
+
+    Returns:
+        ``(job, created)``. The caller commits, then enqueues when ``created``.
+
+    Raises:
+        IdempotencyConflict: the key was used with a different spec.
+    """
+    data = spec.model_dump(mode="json")
+
+    def same(job: Job) -> bool:
+        return job.spec == data
+
+    if idempotency_key is not None:
+        existing = find_keyed(session, Job, team_id, idempotency_key)
+        if existing is not None:
+            return replayed(existing, same, "spec"), False
+    now = utcnow()
+    job = Job(
+        id=uuid.uuid4(),
+        team_id=team_id,
+        name=spec.name,
+        spec=data,
+        queue=spec.queue_kind,
+        status=JobStatus.QUEUED,
+        idempotency_key=idempotency_key,
+        max_attempts=max_attempts,
+        iterations=spec.outer.iterations,
+        priority=Priority.of(spec.priority),
+        plugin=source_of(spec.problem.kind),
+        created_at=now,
+        enqueued_at=now,
+        updated_at=now,
+    )
+    job, created = insert_keyed(session, job, same, "spec")
+    if created:
+        add_event(session, job.id, None, JobStatus.QUEUED, 0)
+    return job, created
+
+
+def get_job(session: Session, team_id: uuid.UUID | None, job_id: uuid.UUID) -> Job | None:
+    """The job, or ``None`` when unknown or (with ``team_id``) another team's."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None or (team_id is not None and job.team_id != team_id):
+        return None
+    return job
+
+
+def list_jobs(
+    session: Session,
+    team_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Job], str | None]:
+    """A page of the team's jobs, newest first, and the cursor of the next page (or None)."""
+    q = select(Job).where(Job.team_id == team_id)
+    if status is not None:
+        q = q.where(Job.status == status)
+    rows = list(session.scalars(page_after(q, Job, cursor, limit)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+
+
+def cancel_job(session: Session, job: Job) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (the worker ends it)."""
+    if job.status == JobStatus.QUEUED:
+        res = rows_changed(
+            session,
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.QUEUED)
+            .values(status=JobStatus.CANCELLED, finished_at=utcnow(), updated_at=utcnow()),
+        )
+        if res == 1:
+            add_event(session, job.id, JobStatus.QUEUED, JobStatus.CANCELLED, job.attempts)
+            session.flush()
+            return get_job(session, None, job.id) or job
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .values(cancel_requested=True, updated_at=utcnow())
+    )
+    session.flush()
+    return get_job(session, None, job.id) or job
+
+
+def find_idempotent(session: Session, team_id: uuid.UUID, idempotency_key: str) -> Job | None:
+    """The team's job submitted with ``idempotency_key``, if any (a replay, not a new job)."""
+    return find_keyed(session, Job, team_id, idempotency_key)

@@ -1,0 +1,232 @@
+"""Reading a job's trace: spans and versions for ETags, columns downsampled from rollups."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Double,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy import cast as sa_cast
+from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from jobs.store.models import (
+    TRACE_BLOCK,
+    TRACE_FIELDS,
+    TracePoint,
+    trace_blocks,
+)
+from jobs.store.repo.trace_writes import block_of
+
+# -- traces ----------------------------------------------------------------------------------
+
+
+def trace_version(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int]:
+    """``(count, last iteration)`` of the points past ``after``: what an ETag hashes."""
+    n, _, last = trace_span(session, job_id, after)
+    return n, last
+
+
+def trace_span(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int, int]:
+    """``(points, first, last)`` past ``after`` from two index probes, no count scan.
+
+    The runner writes every iteration from 1 on and truncates before resuming, so a trace
+    is contiguous and ``last - first + 1`` is its size.
+    """
+    first, last = session.execute(
+        select(func.min(TracePoint.iteration), func.max(TracePoint.iteration)).where(
+            TracePoint.job_id == job_id, TracePoint.iteration > after
+        )
+    ).one()
+    if first is None:
+        return 0, 0, 0
+    return int(last) - int(first) + 1, int(first), int(last)
+
+
+def best_outer_loss(session: Session, job_id: uuid.UUID) -> tuple[float, int] | None:
+    """``(outer loss, iteration)`` of the trace's lowest outer loss (the earliest on a tie)."""
+    row = session.execute(
+        select(TracePoint.outer_loss, TracePoint.iteration)
+        .where(TracePoint.job_id == job_id, TracePoint.outer_loss.is_not(None))
+        .order_by(TracePoint.outer_loss, TracePoint.iteration)
+        .limit(1)
+    ).first()
+    return (float(row[0]), int(row[1])) if row is not None and row[0] is not None else None
+
+
+def last_outer_loss(session: Session, job_id: uuid.UUID) -> float | None:
+    """The outer loss of the trace's last point; ``None`` for an empty trace."""
+    return session.scalar(
+        select(TracePoint.outer_loss)
+        .where(TracePoint.job_id == job_id)
+        .order_by(TracePoint.iteration.desc())
+        .limit(1)
+    )
+
+
+def trace_columns(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    after: int = 0,
+    max_points: int | None = None,
+    fields: Iterable[str] = TRACE_FIELDS,
+    span: tuple[int, int, int] | None = None,
+) -> dict[str, list[Any]]:
+    """Columnar trace past ``after``, downsampled to at most ``max_points`` rows.
+
+    Downsampling splits the iterations into equal buckets and keeps, in each bucket, the rows
+    holding the minimum and the maximum of every requested field (plus the first and last
+    rows), so spikes and the best loss survive; there are about
+    ``max_points / (2 * len(fields))`` buckets. A long trace takes its extremes from
+    ``trace_blocks`` (one row per 64 iterations, kept by :func:`write_trace`), a short one
+    from a grouped scan of the points; only the chosen rows are then read.
+
+    ``span`` is :func:`trace_span`'s answer when the caller has it (an ETag hashed it): the
+    rows are those it counted, never points committed since.
+    """
+    fields = [f for f in fields if f != "iteration"]
+    cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
+    where = and_(TracePoint.job_id == job_id, TracePoint.iteration > after)
+    n, first, last = span or trace_span(session, job_id, after)
+    if n == 0:
+        return {"iteration": [], **{f: [] for f in fields}}
+    q = select(*cols).where(where, TracePoint.iteration <= last).order_by(TracePoint.iteration)
+    if max_points is not None and n > max_points:
+        keep = sorted(_extremes(session, job_id, where, fields, max_points, first, last))
+        if session.get_bind().dialect.name == "postgresql":
+            # one array parameter: a long IN list costs more to compile and plan than to run
+            its = bindparam("its", keep, type_=PG_ARRAY(Integer))
+            only = select(*cols).where(
+                TracePoint.job_id == job_id, TracePoint.iteration == any_(its)
+            )
+            rows = session.execute(only.order_by(TracePoint.iteration)).all()
+        else:
+            # bound parameters are limited (SQLite: 32766): chunk the list
+            rows = []
+            for i in range(0, len(keep), 5000):
+                chunk = keep[i : i + 5000]
+                rows += session.execute(q.where(TracePoint.iteration.in_(chunk))).all()
+    else:
+        rows = session.execute(q).all()
+    out: dict[str, list[Any]] = {"iteration": [r[0] for r in rows]}
+    for i, f in enumerate(fields, start=1):
+        out[f] = [r[i] for r in rows]
+    return out
+
+
+def _extremes_from_blocks(
+    session: Session,
+    job_id: uuid.UUID,
+    where: ColumnElement[bool],
+    fields: Sequence[str],
+    max_points: int,
+    first: int,
+    last: int,
+) -> set[int] | None:
+    """Per-bucket extremes from trace_blocks, or ``None`` when the trace is too short.
+
+    Buckets are whole blocks; the partial block ``first`` may start in contributes its own
+    extremes from trace_points. Minima over blocks are minima over points, so the kept
+    points are the same kind of extremes as the row-level path keeps.
+    """
+    nf = len(fields)
+    buckets = (max_points - 2 - 2 * nf) // (2 * nf)
+    head_end = min(last, (block_of(first) + 1) * TRACE_BLOCK)
+    b0 = block_of(first) if (first - 1) % TRACE_BLOCK == 0 else block_of(first) + 1
+    b1 = block_of(last)
+    nblocks = b1 - b0 + 1
+    if buckets < 1 or nblocks < 2 * buckets:
+        return None
+    keep: set[int] = set()
+    if b0 > block_of(first):  # the head: first .. end of its block, from the points
+        cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
+        head = session.execute(select(*cols).where(where, TracePoint.iteration <= head_end)).all()
+        for i in range(1, nf + 1):
+            vals = [(r[i], r[0]) for r in head if r[i] is not None]
+            if vals:
+                keep.add(min(vals)[1])
+                keep.add(min(vals, key=lambda x: (-x[0], x[1]))[1])
+    names = [f"{f}_{part}" for f in fields for part in ("min", "min_it", "max", "max_it")]
+    rows = session.execute(
+        select(trace_blocks.c.block, *(trace_blocks.c[n] for n in names)).where(
+            trace_blocks.c.job_id == job_id, trace_blocks.c.block.between(b0, b1)
+        )
+    ).all()
+    best: dict[tuple[int, int, str], tuple[float, int]] = {}
+    for r in rows:
+        bucket = (r[0] - b0) * buckets // nblocks
+        for j in range(nf):
+            lo, lo_it, hi, hi_it = r[1 + 4 * j : 5 + 4 * j]
+            if lo is None:
+                continue
+            k = (bucket, j, "min")
+            if k not in best or (lo, lo_it) < best[k]:
+                best[k] = (lo, lo_it)
+            k = (bucket, j, "max")
+            if k not in best or (-hi, hi_it) < (-best[k][0], best[k][1]):
+                best[k] = (hi, hi_it)
+    keep.update(it for _, it in best.values())
+    return keep
+
+
+def _extremes(
+    session: Session,
+    job_id: uuid.UUID,
+    where: ColumnElement[bool],
+    fields: Sequence[str],
+    max_points: int,
+    first: int,
+    last: int,
+) -> set[int]:
+    """Iterations of the per-bucket minima and maxima of ``fields``."""
+    keep = {first, last}
+    if max_points < 3:
+        return set(list(sorted(keep))[:max_points])
+    span = last - first + 1
+    if not fields:
+        step = span / (max_points - 2)
+        return keep | {first + int(i * step) for i in range(max_points - 2)}
+    fields = fields[: max(1, (max_points - 2) // 2)]  # very small budgets: fewer fields
+    rolled = _extremes_from_blocks(session, job_id, where, fields, max_points, first, last)
+    if rolled is not None:
+        return keep | rolled
+    buckets = max(1, (max_points - 2) // (2 * len(fields)))
+    it = TracePoint.iteration
+    # integers we computed, inlined: PostgreSQL then sees one GROUP BY expression
+    bucket = ((it - literal(first, literal_execute=True)) * literal(buckets, literal_execute=True)
+              // literal(span, literal_execute=True)).label("bucket")  # fmt: skip
+    if session.get_bind().dialect.name == "postgresql":
+        # min/max over ARRAY[value, iteration] is an argmin/argmax in one hash aggregate
+        aggs = []
+        for f in fields:
+            col = getattr(TracePoint, f)
+            pair = pg_array([col, sa_cast(it, Double)])
+            for agg in (func.min, func.max):
+                aggs.append(agg(pair).filter(col.is_not(None)))
+        for row in session.execute(select(bucket, *aggs).where(where).group_by(bucket)):
+            keep.update(int(p[1]) for p in row[1:] if p is not None)
+    else:
+        # SQLite returns the row that holds a lone min()/max() for bare columns
+        for f in fields:
+            col = getattr(TracePoint, f)
+            for agg in (func.min, func.max):
+                q = select(it, agg(col)).where(where, col.is_not(None)).group_by(bucket)
+                keep.update(int(r[0]) for r in session.execute(q))
+    if len(keep) > max_points:  # only when max_points < 6: keep the ends, thin the middle
+        ordered = sorted(keep)
+        step = (len(ordered) - 1) / (max_points - 1)
+        keep = {ordered[round(i * step)] for i in range(max_points)}
+    return keep
