@@ -66,7 +66,7 @@ class HparamsPath:
             return
         self.iteration.append(iteration)
         for key, x in zip(keys or ("hparams",), leaves):
-            flat = x.detach().reshape(-1).to("cpu", torch.float64).tolist()
+            flat = x.detach().reshape(-1).cpu().double().tolist()
             self.values.setdefault(key, []).append(flat)
         if len(self.iteration) > self.points:  # keep the even multiples of the new stride
             self.stride *= 2
@@ -84,7 +84,7 @@ def summarise(
 ) -> dict[str, Any]:
     """The JSON-ready summary of what ``hparams`` mean for ``problem`` (see the module doc)."""
     leaves, keys = flatten(hparams)
-    named = {k: x.detach().to("cpu", torch.float64) for k, x in zip(keys or ("hparams",), leaves)}
+    named = {k: x.detach().cpu().double() for k, x in zip(keys or ("hparams",), leaves)}
     base = getattr(problem, "base", problem)  # under a learned step size's wrapper
     out: dict[str, Any] = {"kind": spec.problem.kind}
     lr_key = dynamics.lr_key if dynamics.lr_key in named else None

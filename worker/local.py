@@ -120,7 +120,7 @@ class LocalExecutor:
         # idle or between jobs; a running job's lease already counts it alive
         try:
             with self.sessions.begin() as s:
-                repo.beat_worker(s, NAME, "cpu")
+                repo.beat_worker(s, NAME, QueueKind.CPU)
         except Exception:
             log.warning("worker beat failed", exc_info=True)
 
