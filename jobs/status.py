@@ -14,6 +14,8 @@ __all__ = ["ACTIVE", "STATUSES", "TERMINAL", "JobStatus"]
 class JobStatus(StrEnum):
     """Where a job is in its life: ``queued -> running -> succeeded | failed | cancelled``.
 
+    A search study's member may also end ``pruned``: its study's pruner stopped it.
+
     A running job goes back to ``queued`` when its worker releases it (preemption, shutdown)
     or its lease expires, and resumes from its last checkpoint.
     """
@@ -23,6 +25,8 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: a search study's member its pruner stopped at a hyper-iteration (trace kept)
+    PRUNED = "pruned"
 
     @property
     def terminal(self) -> bool:
@@ -34,7 +38,7 @@ class JobStatus(StrEnum):
 STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
 #: The statuses a job never leaves.
 TERMINAL: frozenset[JobStatus] = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PRUNED}
 )
 #: The statuses that count against a team's quotas.
 ACTIVE: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.RUNNING)

@@ -70,11 +70,16 @@ from jobs.repo.scheduling import (
     team_loads,
 )
 from jobs.repo.studies import (
+    active_searches,
+    add_trial,
     cancel_study,
     create_study,
     get_study,
     list_studies,
+    lock_study,
+    member_traces,
     study_members,
+    study_of_job,
     study_status_counts,
 )
 from jobs.repo.submissions import (
@@ -134,6 +139,8 @@ __all__ = [
     "PoolView",
     "Principal",
     "TeamRef",
+    "active_searches",
+    "add_trial",
     "any_team_exists",
     "authenticate",
     "beat_worker",
@@ -182,7 +189,9 @@ __all__ = [
     "list_webhooks",
     "live_workers",
     "load_artifact",
+    "lock_study",
     "lock_team",
+    "member_traces",
     "owning_team",
     "ping_store",
     "pool_view",
@@ -204,6 +213,7 @@ __all__ = [
     "set_team_policy",
     "store_dataset",
     "study_members",
+    "study_of_job",
     "study_status_counts",
     "team_by_name",
     "team_loads",

@@ -1,0 +1,78 @@
+"""``POST /v1/studies`` with a ``search``: its first trials, and bad searches as 422s."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tests.factories import tiny_spec
+
+PROBLEM = "application/problem+json"
+
+SPACE = {
+    "outer.lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True},
+    "hypergradient.K": {"type": "categorical", "choices": [1, 2, 5]},
+    "inner.steps": {"type": "int", "low": 5, "high": 15, "step": 5},
+}
+
+
+def _search(**over):
+    search = {"params": SPACE, "sampler": "tpe", "n_trials": 6, "max_concurrent": 2,
+              "pruner": {"kind": "median"}, "seed": 7}  # fmt: skip
+    search.update(over)
+    return {"name": "tune", "base": tiny_spec(iterations=5, steps=10), "search": search}
+
+
+def _problem(r, status):
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    return r.json()
+
+
+def test_a_search_starts_with_max_concurrent_members_inside_its_space(client, auth, dispatcher):
+    r = client.post("/v1/studies", json=_search(), headers=auth)
+    assert r.status_code == 201, r.text
+    study = r.json()
+    assert study["kind"] == "search" and not study["search_done"]
+    assert study["status"] == "queued" and study["group_by"] == []
+    members = study["members"]
+    assert [m["position"] for m in members] == [0, 1]
+    assert [m["trial_state"] for m in members] == ["running", "running"]
+    assert len(dispatcher.sent) == 2
+    for m in members:
+        v = m["values"]
+        assert 1e-3 <= v["outer.lr"] <= 0.5 and v["hypergradient.K"] in (1, 2, 5)
+        assert v["inner.steps"] in (5, 10, 15)
+        job = client.get(f"/v1/jobs/{m['job_id']}", headers=auth).json()
+        assert math.isclose(job["spec"]["outer"]["lr"], v["outer.lr"])
+        assert job["spec"]["hypergradient"]["K"] == v["hypergradient.K"]
+        assert job["spec"]["inner"]["steps"] == v["inner.steps"]
+
+
+def _with_param(path, param):
+    return _search(params={**SPACE, path: param})
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "words"),
+    [
+        (_with_param("outer.lr", {"type": "float", "low": 0.5, "high": 0.5}),
+         "search.params.outer.lr.high", "the range is empty"),
+        (_with_param("outer.lr", {"type": "float", "low": 0.0, "high": 0.5, "log": True}),
+         "search.params.outer.lr.low", "a log scale needs low > 0, got 0.0"),
+        (_with_param("outer.lrr", {"type": "float", "low": 0.1, "high": 0.5}),
+         "search.params.outer.lrr", "unknown spec path 'outer.lrr'"),
+        (_search(sampler="annealing"), "search.sampler", "Input should be"),
+        (_with_param("hypergradient.K", {"type": "categorical", "choices": [1, 50]}),
+         "search.params.hypergradient.K", "value 50 is rejected"),
+        (_search(n_trials=None), "search.n_trials", "give n_trials or a budget"),
+        ({**_search(), "grid": {"seed": [0, 1]}}, "grid", "exactly one of grid"),
+    ],
+)  # fmt: skip
+def test_a_bad_search_is_422_naming_the_field(client, auth, body, field, words):
+    got = _problem(client.post("/v1/studies", json=body, headers=auth), 422)
+    fields = [e["field"] for e in got["errors"]]
+    assert field in fields, got
+    assert words in got["errors"][fields.index(field)]["message"]
+    assert client.get("/v1/studies", headers=auth).json()["count"] == 0
