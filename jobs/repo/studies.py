@@ -26,6 +26,7 @@ __all__ = [
     "cancel_study",
     "create_study",
     "get_study",
+    "get_study_any",
     "list_studies",
     "lock_study",
     "member_traces",
@@ -204,6 +205,11 @@ def add_trial(
     )
     session.flush()
     return job
+
+
+def get_study_any(session: Session, study_id: uuid.UUID) -> Study | None:
+    """A study of any team (the worker's view), or ``None``."""
+    return session.get(Study, study_id, populate_existing=True)
 
 
 def study_of_job(session: Session, job_id: uuid.UUID) -> Study | None:

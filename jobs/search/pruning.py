@@ -77,7 +77,7 @@ def should_prune(search: SearchSpec, trials: Sequence[Trial], current: Trial) ->
 
 def _add_running(study: optuna.Study, search: SearchSpec, t: Trial) -> int:
     dists = distributions(search)
-    params = {k: v for k, v in t.params.items() if k in dists and v is not None}
+    params = {k: v for k, v in sorted(t.params.items()) if k in dists and v is not None}
     study.add_trial(
         optuna.trial.create_trial(
             state=TrialState.RUNNING, params=params, distributions={k: dists[k] for k in params}

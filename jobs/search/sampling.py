@@ -43,9 +43,13 @@ _STRIDE = 1_000_003
 
 
 def distributions(search: SearchSpec) -> dict[str, BaseDistribution]:
-    """The Optuna distribution of each searched path."""
+    """The Optuna distribution of each searched path, in the paths' sorted order.
+
+    Sorted: PostgreSQL's ``jsonb`` does not keep an object's key order, and the order in
+    which a sampler draws the parameters changes what it draws.
+    """
     out: dict[str, BaseDistribution] = {}
-    for path, p in search.params.items():
+    for path, p in sorted(search.params.items()):
         if isinstance(p, FloatParam):
             out[path] = FloatDistribution(p.low, p.high, log=p.log)
         elif isinstance(p, IntParam):
@@ -89,7 +93,7 @@ def make_sampler(search: SearchSpec, number: int) -> optuna.samplers.BaseSampler
             return optuna.samplers.QMCSampler(seed=search.seed, scramble=True,
                                               warn_independent_sampling=False)  # fmt: skip
     if kind == "grid":
-        space = {k: _grid_values(p) for k, p in search.params.items()}
+        space = {k: _grid_values(p) for k, p in sorted(search.params.items())}
         return optuna.samplers.GridSampler(space, seed=seed)
     raise ValueError(f"unknown sampler {kind!r}")  # the schema's Literal refuses it first
 
@@ -105,7 +109,7 @@ def rebuild(search: SearchSpec, trials: Sequence[Trial], number: int) -> optuna.
         pruner=optuna.pruners.NopPruner(),
     )
     for t in sorted(trials, key=lambda t: t.number):
-        params = {k: v for k, v in t.params.items() if k in dists and v is not None}
+        params = {k: v for k, v in sorted(t.params.items()) if k in dists and v is not None}
         state = _STATES[t.state]
         values = t.values if state == TrialState.COMPLETE else None
         inter = {s: v[0] for s, v in t.intermediate.items() if v and math.isfinite(v[0])}
@@ -142,7 +146,7 @@ def suggest(search: SearchSpec, trials: Sequence[Trial], number: int) -> Suggest
     trial = study.ask(distributions(search))
     attrs = study.get_trials(deepcopy=False)[trial.number].system_attrs  # the sampler's notes
     on_study = study._storage.get_study_system_attrs(study._study_id)
-    params = {k: trial.params[k] for k in search.params}
+    params = {k: trial.params[k] for k in sorted(search.params)}
     return Suggestion(params, {"trial": _jsonable(attrs), "study": _jsonable(on_study)})
 
 
