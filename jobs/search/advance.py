@@ -29,35 +29,39 @@ from jobs.search.trials import Trial, objective_values, trial_state
 from jobs.spec import JobSpec, field_errors
 from jobs.status import TERMINAL
 
-__all__ = ["Admit", "advance", "budget_left", "trials_of"]
+__all__ = ["Admit", "advance", "budget_left", "record_ends", "trials_of"]
 
 #: admits one member's spec data (the service's ``jobs.admission.admit``, bound)
 Admit = Callable[[dict[str, Any]], JobSpec]
 
 
-def _record_ends(search: SearchSpec, rows: list[tuple[StudyMember, Job]]) -> None:
+def _ended(search: SearchSpec, m: StudyMember, j: Job) -> tuple[str, list[float] | None]:
+    """A member's trial state and objectives: as recorded, or from its job if it ended since."""
+    if m.trial_state not in (None, "running") or j.status not in TERMINAL:
+        return m.trial_state or "running", m.objectives
+    values = objective_values(j.summary, search.objectives)
+    state = trial_state(j.status, values) or "running"
+    return state, values if state == "complete" else None
+
+
+def record_ends(search: SearchSpec, rows: list[tuple[StudyMember, Job]]) -> None:
     """Write each newly ended member's trial state and objectives, once."""
     for m, j in rows:
-        if m.trial_state not in (None, "running") or j.status not in TERMINAL:
-            continue
-        values = objective_values(j.summary, search.objectives)
-        state = trial_state(j.status, values)
-        m.trial_state = state
-        m.objectives = values if state == "complete" else None
+        m.trial_state, m.objectives = _ended(search, m, j)
 
 
 def trials_of(study: Study, rows: list[tuple[StudyMember, Job]]) -> list[Trial]:
-    """The study's trials as stored: its members, then its refused suggestions (failed)."""
-    out = [
-        Trial(
-            number=m.position,
-            params=dict(m.values),
-            state=m.trial_state or "running",
-            values=list(m.objectives) if m.objectives is not None else None,
-            sampler_attrs=dict(m.sampler_attrs or {}),
-        )
-        for m, _ in rows
-    ]
+    """The study's trials: its members, then its refused suggestions (failed).
+
+    A member that ended since the study's last step is read as that step will record it.
+    """
+    search = SearchSpec.model_validate(study.search)
+    out = []
+    for m, j in rows:
+        state, values = _ended(search, m, j)
+        out.append(Trial(number=m.position, params=dict(m.values), state=state,
+                         values=list(values) if values is not None else None,
+                         sampler_attrs=dict(m.sampler_attrs or {})))  # fmt: skip
     for s in study.skipped:
         if "trial" in s:
             out.append(Trial(number=int(s["trial"]), params=dict(s["values"]), state="fail",
@@ -95,7 +99,7 @@ def advance(
         return []
     search = SearchSpec.model_validate(study.search)
     rows = repo.study_members(session, study.id)
-    _record_ends(search, rows)
+    record_ends(search, rows)
     trials = trials_of(study, rows)
     jobs = [j for _, j in rows]
     running = sum(1 for j in jobs if j.status not in TERMINAL)

@@ -76,3 +76,39 @@ def test_a_bad_search_is_422_naming_the_field(client, auth, body, field, words):
     assert field in fields, got
     assert words in got["errors"][fields.index(field)]["message"]
     assert client.get("/v1/studies", headers=auth).json()["count"] == 0
+
+
+def test_a_multi_objective_search_reports_a_mutually_non_dominated_front(client, auth, pg_sessions):
+    import uuid
+
+    from jobs import repo
+    from jobs.search.trials import dominates
+    from jobs.status import JobStatus
+
+    body = _search(sampler="random", n_trials=5, max_concurrent=5, pruner=None,
+                   objectives=[{"metric": "final_outer_loss"},
+                               {"metric": "s_per_iteration"}])  # fmt: skip
+    study = client.post("/v1/studies", json=body, headers=auth).json()
+    assert len(study["members"]) == 5
+    # (loss, seconds): 0, 1 and 3 trade off; 2 and 4 are each dominated
+    points = [(1.0, 1.0), (2.0, 0.5), (2.5, 1.5), (0.5, 2.0), (1.0, 1.5)]
+    for m, (loss, sec) in zip(study["members"], points):
+        with pg_sessions.begin() as s:
+            claim = repo.claim_job(s, uuid.UUID(m["job_id"]), "w:1", 60)
+            assert repo.finish_job(
+                s,
+                claim,
+                JobStatus.SUCCEEDED,
+                iteration=5,
+                summary={"final_outer_loss": loss, "s_per_iteration": sec},
+            )
+    got = client.get(f"/v1/studies/{study['id']}", headers=auth).json()
+    assert sorted(got["best"]) == [0, 1, 3]
+    front = [tuple(points[p]) for p in got["best"]]
+    signs = [1.0, 1.0]
+    assert not any(dominates(a, b, signs) for a in front for b in front)
+    for p, point in enumerate(points):
+        if p not in got["best"]:
+            assert any(dominates(f, point, signs) for f in front)
+    # the members say what they were told: ended, but the study's step has not run yet
+    assert [m["status"] for m in got["members"]] == ["succeeded"] * 5
