@@ -112,3 +112,13 @@ def test_a_multi_objective_search_reports_a_mutually_non_dominated_front(client,
             assert any(dominates(f, point, signs) for f in front)
     # the members say what they were told: ended, but the study's step has not run yet
     assert [m["status"] for m in got["members"]] == ["succeeded"] * 5
+
+
+def test_the_example_search_is_admitted(client, auth):
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "studies" / "toy-search.json"
+    r = client.post("/v1/studies", json=json.loads(path.read_text()), headers=auth)
+    assert r.status_code == 201, r.text
+    assert len(r.json()["members"]) == r.json()["search"]["max_concurrent"]
