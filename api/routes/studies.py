@@ -53,14 +53,17 @@ def _invalid(errors: list[dict[str, Any]], **extra: Any) -> ProblemError:
     )
 
 
+def _admit_for(
+    settings: ApiSettings, session: Session, team_id: uuid.UUID
+) -> Callable[[dict[str, Any]], JobSpec]:
+    datasets = repo.dataset_lookup(session, team_id)
+    return lambda data: admit(data, limits=settings.budget, datasets=datasets)
+
+
 def _expand(
     body: StudyCreate, settings: ApiSettings, session: Session, team_id: uuid.UUID
 ) -> tuple[Expansion, list[str]]:
-    datasets = repo.dataset_lookup(session, team_id)
-
-    def admitted(data: dict[str, Any]) -> JobSpec:  # every member as POST /v1/jobs admits it
-        return admit(data, limits=settings.budget, datasets=datasets)
-
+    admitted = _admit_for(settings, session, team_id)  # every member as POST /v1/jobs does
     if (body.grid is None) == (body.search is None):
         msg = "give exactly one of grid (every combination) and search (a sampler's trials)"
         raise _invalid([{"field": "grid", "loc": ["grid"], "message": msg,
@@ -87,13 +90,6 @@ def _expand(
         raise _invalid([{"field": "group_by", "loc": ["group_by"], "message": msg,
                          "type": "value_error"}])  # fmt: skip
     return expansion, group_by
-
-
-def _admit_for(
-    settings: ApiSettings, session: Session, team_id: uuid.UUID
-) -> Callable[[dict[str, Any]], JobSpec]:
-    datasets = repo.dataset_lookup(session, team_id)
-    return lambda data: admit(data, limits=settings.budget, datasets=datasets)
 
 
 def _check_quota(session: Session, team_id: uuid.UUID, n: int, settings: ApiSettings) -> None:
@@ -160,6 +156,8 @@ def create_study(
         session, Study, team.id, idempotency_key
     )
     search = body.search
+    if search is not None and search.n_trials is None:  # a budget alone: at most the limit
+        search = search.model_copy(update={"n_trials": settings.max_study_members})
     if not replay:  # a replay creates nothing, so it is never over quota
         first = min(search.max_concurrent, search.n_trials or search.max_concurrent) if (
             search) else len(expansion.members)  # fmt: skip

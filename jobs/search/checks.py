@@ -10,6 +10,7 @@ so a base spec that no suggestion could run with is refused at creation.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -68,6 +69,28 @@ def corners(search: SearchSpec) -> list[dict[str, Any]]:
     return out
 
 
+def _budget_errors(search: SearchSpec, max_members: int) -> list[dict[str, Any]]:
+    errors: list[dict[str, Any]] = []
+    if search.sampler == "grid" and search.n_trials is not None:
+        size = math.prod(
+            len(p.choices) if isinstance(p, CategoricalParam) else (p.high - p.low) // p.step + 1
+            for p in search.params.values()
+            if not isinstance(p, FloatParam)
+        )
+        if search.n_trials > size:
+            errors.append(_error("n_trials", f"{search.n_trials} trials, more than the grid's "
+                                 f"{size} points", "too_many"))  # fmt: skip
+    if search.n_trials is None and search.budget is None:
+        errors.append(_error("n_trials", "give n_trials or a budget (iterations or seconds)",
+                             "missing"))  # fmt: skip
+    if search.budget is not None and search.budget.iterations is search.budget.seconds is None:
+        errors.append(_error("budget", "give iterations or seconds", "missing"))
+    if search.n_trials is not None and search.n_trials > max_members:
+        errors.append(_error("n_trials", f"{search.n_trials} trials, over the limit of "
+                             f"{max_members} (max_study_members)", "too_many"))  # fmt: skip
+    return errors
+
+
 def check_search(
     search: SearchSpec,
     base: Mapping[str, Any],
@@ -104,14 +127,7 @@ def check_search(
         if search.sampler == "grid" and isinstance(p, FloatParam):
             errors.append(_error(f"params.{path}", "the grid sampler needs int or categorical "
                                  "params, not a float range", "grid_float"))  # fmt: skip
-    if search.n_trials is None and search.budget is None:
-        errors.append(_error("n_trials", "give n_trials or a budget (iterations or seconds)",
-                             "missing"))  # fmt: skip
-    if search.budget is not None and search.budget.iterations is search.budget.seconds is None:
-        errors.append(_error("budget", "give iterations or seconds", "missing"))
-    if search.n_trials is not None and search.n_trials > max_members:
-        errors.append(_error("n_trials", f"{search.n_trials} trials, over the limit of "
-                             f"{max_members} (max_study_members)", "too_many"))  # fmt: skip
+    errors.extend(_budget_errors(search, max_members))
     if errors:
         raise GridError(errors)
     swept = set(search.params)

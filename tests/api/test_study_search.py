@@ -67,6 +67,9 @@ def _with_param(path, param):
         (_with_param("hypergradient.K", {"type": "categorical", "choices": [1, 50]}),
          "search.params.hypergradient.K", "value 50 is rejected"),
         (_search(n_trials=None), "search.n_trials", "give n_trials or a budget"),
+        (_search(sampler="grid", params={k: SPACE[k] for k in ("hypergradient.K", "inner.steps")},
+                 n_trials=10), "search.n_trials", "10 trials, more than the grid's 9 points"),
+        (_search(sampler="grid"), "search.params.outer.lr", "the grid sampler needs int"),
         ({**_search(), "grid": {"seed": [0, 1]}}, "grid", "exactly one of grid"),
     ],
 )  # fmt: skip
