@@ -17,7 +17,7 @@ from cli.errors import UsageError
 from cli.progress import Bar
 
 if TYPE_CHECKING:
-    from jobs.spec import JobSpec
+    from jobs.specs.job import JobSpec
 
 __all__ = ["add_commands", "cmd_run"]
 
@@ -27,8 +27,8 @@ def read_spec(path: str) -> JobSpec:
     from pydantic import ValidationError
 
     from api.settings import ApiSettings
-    from jobs.admission import admit
-    from jobs.spec import field_errors
+    from jobs.specs.admission import admit
+    from jobs.specs.job import field_errors
 
     try:
         text = Path(path).read_text()

@@ -15,7 +15,7 @@ import torch
 import core
 from core.tree import flatten
 from jobs.kinds.registry import KINDS
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 from worker.datasets import DatasetSource, Resolver
 from worker.factories import learned_step
 from worker.graphing import graph_refusal

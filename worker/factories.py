@@ -2,7 +2,7 @@
 
 Each kind (``jobs/kinds/<kind>.py``) names its factory by dotted path and
 :func:`worker.build.build` calls it as a plugin's, ``factory(options, *, seed, device,
-datasets, data_dir, batch_size)``. The options were admitted (:func:`jobs.admission.admit`):
+datasets, data_dir, batch_size)``. The options were admitted (:func:`jobs.specs.admission.admit`):
 the data set exists and has what the kind needs, so nothing here checks it again.
 """
 

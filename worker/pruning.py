@@ -1,9 +1,9 @@
 """A running search member's stop checks: its study's pruner, and a stalled outer loop.
 
 :class:`PruneCheck` runs on the trace writer's thread after each batch it commits: it reads
-the study's trials and their stored traces (the outer loss at every hyper-iteration) and asks
-:func:`jobs.search.pruning.should_prune`. The training loop stops at its next hyper-iteration
-boundary and the job ends ``pruned``, its trace kept. :class:`Stall` is the
+the study's trials and their stored traces (the outer loss at every hyper-iteration) and
+asks :func:`jobs.studies.search.pruning.should_prune`. The training loop stops at its next
+hyper-iteration boundary and the job ends ``pruned``, its trace kept. :class:`Stall` is the
 hypergradient-aware stop (``outer.stop_when_stalled``): over its window, neither the outer
 loss nor the hypergradient's norm moved by more than the tolerance, relative to their size;
 the job ends ``succeeded``, as converged.
@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
-from jobs.search.advance import trials_of
-from jobs.search.pruning import should_prune, step_fields
-from jobs.search.space import SearchSpec
+from jobs.studies.search.advance import trials_of
+from jobs.studies.search.pruning import should_prune, step_fields
+from jobs.studies.search.space import SearchSpec
 
 __all__ = ["PruneCheck", "Stall"]
 

@@ -32,10 +32,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from jobs import repo
-from jobs.admission import admit
 from jobs.kinds.registry import load_plugin_factories
 from jobs.plugins import PluginError
 from jobs.repo import LeaseState
+from jobs.specs.admission import admit
 from jobs.status import JobStatus
 from worker import attempt
 from worker.attempt import worker_name

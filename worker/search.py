@@ -1,7 +1,7 @@
 """The worker's side of search studies: ask for the next members when one ends.
 
 After a job of this worker stops, its study (if a search) takes a step
-(:func:`jobs.search.advance.advance`): the trial is recorded and the sampler asked for the
+(:func:`jobs.studies.search.advance.advance`): the trial is recorded and the sampler asked for the
 next one, in one transaction holding the study's lock; the new jobs are sent after the
 commit. The reaper's pass steps every search that may still add members, so a step lost to
 a crash (between a member's end and this call) or to a member cancelled while queued is
@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
-from jobs.admission import admit
-from jobs.search.advance import advance
-from jobs.spec import JobSpec
+from jobs.specs.admission import admit
+from jobs.specs.job import JobSpec
+from jobs.studies.search.advance import advance
 
 __all__ = ["advance_after", "advance_all"]
 

@@ -6,13 +6,11 @@ Built-in families and those an installed plugin adds (entry-point group
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
 from api.deps import TeamDep
-from api.schemas import auth_responses
+from api.openapi import auth_responses
+from api.schemas.problems import ProblemKind, ProblemsPublic
 from jobs.kinds.registry import KINDS
 
 router = APIRouter(
@@ -20,29 +18,6 @@ router = APIRouter(
     tags=["problems"],
     responses=auth_responses(store=False),
 )
-
-
-class ProblemKind(BaseModel):
-    """One family: its ``problem.kind``, what it is, and the JSON Schema of its options.
-
-    ``source`` says where it comes from: ``builtin``, or ``plugin`` with the installed
-    plugin's ``package`` and ``version``.
-    """
-
-    kind: str
-    description: str
-    over_dataset: bool
-    json_schema: dict[str, Any]
-    source: Literal["builtin", "plugin"]
-    package: str | None = Field(default=None, description="the plugin's package")
-    version: str | None = Field(default=None, description="the plugin package's version")
-
-
-class ProblemsPublic(BaseModel):
-    """Every problem family a job spec may name."""
-
-    data: list[ProblemKind]
-    count: int
 
 
 def _kind(name: str) -> ProblemKind:

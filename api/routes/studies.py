@@ -15,19 +15,19 @@ from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
-from api.schemas import auth_responses, links_to, problem_doc
+from api.openapi import auth_responses, links_to, problem_doc
+from api.quota import check_quota
+from api.schemas.studies import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from api.settings import ApiSettings
-from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from jobs import repo
-from jobs.admission import admit
-from jobs.grid import Expansion, GridError, expand, replicate_paths
 from jobs.models import Study
-from jobs.search.advance import advance, trials_of
-from jobs.search.checks import check_search
-from jobs.search.trials import best_trials
-from jobs.spec import JobSpec
-from jobs.status import JobStatus
-from jobs.study_table import aggregate
+from jobs.specs.admission import admit
+from jobs.specs.job import JobSpec
+from jobs.studies.grid import Expansion, GridError, expand, replicate_paths
+from jobs.studies.search.advance import advance, trials_of
+from jobs.studies.search.checks import check_search
+from jobs.studies.search.trials import best_trials
+from jobs.studies.table import aggregate
 
 router = APIRouter(
     prefix="/v1/studies",
@@ -92,24 +92,6 @@ def _expand(
     return expansion, group_by
 
 
-def _check_quota(session: Session, team_id: uuid.UUID, n: int, settings: ApiSettings) -> None:
-    """429 ``quota-exceeded`` when ``n`` more queued jobs would pass the team's limit."""
-    repo.lock_team(session, team_id)
-    queued = repo.count_active_jobs(session, team_id)[JobStatus.QUEUED]
-    limit = settings.max_queued_jobs
-    if queued + n > limit:
-        raise ProblemError(
-            429,
-            f"the study's {n} jobs and the team's {queued} queued jobs pass its limit of "
-            f"{limit} queued jobs (max_queued_jobs); retry when some have finished",
-            slug="quota-exceeded",
-            title="Quota exceeded",
-            headers={"Retry-After": str(settings.quota_retry_after_s)},
-            limit=limit,
-            current=queued,
-        )
-
-
 def _study_or_404(audit: Auditor, study_id: uuid.UUID) -> Study:
     study = repo.get_study(audit.session, audit.principal.team.id, study_id)
     if study is None:
@@ -161,7 +143,7 @@ def create_study(
     if not replay:  # a replay creates nothing, so it is never over quota
         first = min(search.max_concurrent, search.n_trials or search.max_concurrent) if (
             search) else len(expansion.members)  # fmt: skip
-        _check_quota(session, team.id, first, settings)
+        check_quota(session, team.id, settings, study=first)
     try:
         study, jobs, created = repo.create_study(
             session, team.id, name=body.name, base=body.base, grid=body.grid or {},

@@ -2,7 +2,7 @@
 
 A :class:`ProblemKind` holds the kind's options model (validated by the API without torch),
 the dotted path of its factory (imported by the workers only) and four optional hooks that
-the one admission function (:func:`jobs.admission.admit`) calls for every entry (the job
+the one admission function (:func:`jobs.specs.admission.admit`) calls for every entry (the job
 and study routes, ``bilevel run``, the worker's re-check):
 
 - :meth:`~ProblemKind.dataset`: the data set the options read, if any (checked to exist);
@@ -10,7 +10,7 @@ and study routes, ``bilevel run``, the worker's re-check):
 - :meth:`~ProblemKind.fit`: whether a data set has what the kind needs (arrays, targets,
   groups, a task column), from what the store knows of it (:class:`DatasetInfo`);
 - :meth:`~ProblemKind.sizes`: floats of state, of one inner step's graph and of
-  hyperparameters, for the compute budget (:mod:`jobs.budget`); ``None`` cannot be sized.
+  hyperparameters, for the compute budget (:mod:`jobs.specs.budget`); ``None`` cannot be sized.
 
 Each hook reports problems as pydantic error details (:func:`field_error`) located at the
 field to change, from the spec's root: ``("problem", "dataset")``.
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 if TYPE_CHECKING:
-    from jobs.spec import InnerSpec
+    from jobs.specs.job import InnerSpec
 
 __all__ = [
     "CONTRACT",
@@ -90,7 +90,7 @@ class Sizes:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the store knows of a data set without reading it (``jobs.dataset_checks``).
+    """What the store knows of a data set without reading it (``jobs.datasets.checks``).
 
     Attributes:
         ref: the spec's reference: an uploaded data set's id, or a built-in table's name.

@@ -64,7 +64,7 @@ def store_dataset(
         session: the caller's transaction (it commits).
         team_id: the owner.
         name: the data set's name.
-        path: the file, already checked (``jobs.dataset_checks.describe_file``).
+        path: the file, already checked (``jobs.datasets.checks.describe_file``).
         sha256: the file's hex digest, computed while it was received.
         size: its length in bytes.
         fmt: ``"npz"`` or ``"safetensors"``.
@@ -164,7 +164,7 @@ def dataset_info(row: Dataset) -> DatasetInfo:
 
 
 def dataset_lookup(session: Session, team_id: uuid.UUID) -> Callable[[str], DatasetInfo | None]:
-    """The team's data sets by id, for :func:`jobs.admission.admit` (``None``: not the team's).
+    """The team's data sets by id for :func:`jobs.specs.admission.admit`; ``None``: not theirs.
 
     The first lookup locks the team's row, so a concurrent delete of the data set goes
     first or waits for the caller's transaction (a job is never queued on a deleted one).

@@ -1,7 +1,7 @@
 """Studies: creating one with all its member jobs at once, reading, listing, cancelling.
 
 A search study's members are added one by one (:func:`add_trial`) under the study row's
-lock (:func:`lock_study`), by :func:`jobs.search.advance.advance`.
+lock (:func:`lock_study`), by :func:`jobs.studies.search.advance.advance`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from jobs.grid import Expansion
 from jobs.models import Job, Study, StudyMember, TracePoint, utcnow
 from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
 from jobs.repo.submissions import cancel_job, create_job
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
+from jobs.studies.grid import Expansion
 
 __all__ = [
     "active_searches",
@@ -52,7 +52,7 @@ def create_study(
     """Insert the study and one queued job per member, in the caller's transaction.
 
     A search (``search`` given, ``expansion`` empty) starts with no member: the caller
-    asks for its first ones (:func:`jobs.search.advance.advance`) before committing.
+    asks for its first ones (:func:`jobs.studies.search.advance.advance`) before committing.
 
     With an idempotency key already used, nothing is inserted: that study is returned.
 

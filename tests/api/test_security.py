@@ -473,7 +473,7 @@ def test_a_rotated_secret_keeps_old_keys_working_and_moves_them(make_client, pg_
 
 def test_a_spec_cannot_name_a_plugin_factory():
     """Only an installed entry point names code: ``factory`` in a spec is an unknown field."""
-    from jobs.spec import parse_spec
+    from jobs.specs.job import parse_spec
 
     spec = tiny_spec()
     spec["problem"] = {"kind": "digits_mlp", "factory": "os:system"}

@@ -85,8 +85,8 @@ def test_a_multi_objective_search_reports_a_mutually_non_dominated_front(client,
     import uuid
 
     from jobs import repo
-    from jobs.search.trials import dominates
     from jobs.status import JobStatus
+    from jobs.studies.search.trials import dominates
 
     body = _search(sampler="random", n_trials=5, max_concurrent=5, pruner=None,
                    objectives=[{"metric": "final_outer_loss"},

@@ -9,11 +9,11 @@ import logging
 import pytest
 from pydantic import ValidationError
 
-from jobs.admission import admit
 from jobs.kinds.base import DatasetInfo, PluginError
 from jobs.kinds.registry import BUILTIN, KINDS, PLUGINS, REFUSED, load_plugin_factories
 from jobs.kinds.tables import TABLES
-from jobs.spec import field_errors
+from jobs.specs.admission import admit
+from jobs.specs.job import field_errors
 from tests.factories import example, tiny_spec
 
 MISSING = "00000000-0000-4000-8000-000000000000"
@@ -87,7 +87,7 @@ def test_a_plugin_kinds_data_set_option_is_checked_like_a_builtin_ones():
 
 
 def test_a_plugin_with_sizes_is_held_to_the_graph_budget():
-    from jobs.budget import BudgetLimits
+    from jobs.specs.budget import BudgetLimits
 
     spec = tiny_spec(problem={"kind": "digits_mlp", "hidden": 256})
     spec["hypergradient"] = {"method": "full"}
@@ -137,7 +137,7 @@ def test_the_example_plugin_meets_the_contract_and_nothing_is_refused():
 
 @pytest.mark.parametrize("kind", sorted(BUILTIN))
 def test_every_kind_sizes_its_example_spec(kind):
-    from jobs.budget import estimate
+    from jobs.specs.budget import estimate
 
     # the examples over a data set name a built-in table or the paper's: no store needed
     spec = admit(copy.deepcopy(example(kind)))

@@ -23,7 +23,7 @@ from jobs.plugins import (
     ProblemPlugin,
     discover,
 )
-from jobs.spec import field_errors, parse_spec
+from jobs.specs.job import field_errors, parse_spec
 from tests.factories import EXAMPLES, tiny_spec
 
 ROOT = EXAMPLES.parent
@@ -208,7 +208,7 @@ def test_broken_installed_plugins_are_refused_by_name_and_the_api_still_starts(t
         "[bilevel.problems]\ntoy = bad_plugins.spec:PLUGIN\nbroken = bad_plugins.nowhere:PLUGIN\n"
     )
     code = (
-        "import sys; from api.main import create_app; from jobs.spec import PROBLEMS; "
+        "import sys; from api.main import create_app; from jobs.specs.job import PROBLEMS; "
         "print(PROBLEMS['toy'].__module__ == 'jobs.kinds.toy', "
         "'digits_mlp' in PROBLEMS, 'broken' in PROBLEMS, 'torch' in sys.modules)"
     )

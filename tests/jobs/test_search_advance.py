@@ -14,14 +14,14 @@ import uuid
 import pytest
 
 from jobs import repo
-from jobs.admission import admit
 from jobs.db import make_engine, make_session_factory
-from jobs.grid import Expansion
-from jobs.search.advance import advance
-from jobs.search.sampling import suggest
-from jobs.search.space import SearchSpec
-from jobs.search.trials import Trial
+from jobs.specs.admission import admit
 from jobs.status import JobStatus
+from jobs.studies.grid import Expansion
+from jobs.studies.search.advance import advance
+from jobs.studies.search.sampling import suggest
+from jobs.studies.search.space import SearchSpec
+from jobs.studies.search.trials import Trial
 from tests.factories import team_with_key, tiny_spec
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from jobs.search.pruning import should_prune
-from jobs.search.space import SearchSpec
-from jobs.search.trials import Trial, best_trials, dominates, pareto_front
+from jobs.studies.search.pruning import should_prune
+from jobs.studies.search.space import SearchSpec
+from jobs.studies.search.trials import Trial, best_trials, dominates, pareto_front
 
 SPACE = {"outer.lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True}}
 

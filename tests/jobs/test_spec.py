@@ -8,9 +8,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from jobs.admission import admit
 from jobs.kinds.registry import BUILTIN
-from jobs.spec import METHODS, JobSpec, field_errors, parse_spec
+from jobs.specs.admission import admit
+from jobs.specs.job import METHODS, JobSpec, field_errors, parse_spec
 from tests.factories import EXAMPLES, example, tiny_spec
 from tests.shared_data import require_omniglot
 

@@ -12,8 +12,8 @@ import torch
 from pydantic import ValidationError
 
 import core
-from jobs.admission import admit
-from jobs.spec import field_errors, parse_spec
+from jobs.specs.admission import admit
+from jobs.specs.job import field_errors, parse_spec
 from tests.dataset_files import digits_arrays
 from tests.factories import example
 from worker.build import build, hparams_npz

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from jobs import repo
 from jobs.models import Job, JobEvent, utcnow
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from tests.factories import example, queued_job, tiny_spec
 from worker.runner import execute_job
 from worker.settings import WorkerSettings

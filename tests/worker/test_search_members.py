@@ -10,11 +10,11 @@ from __future__ import annotations
 import pytest
 
 from jobs import repo
-from jobs.admission import admit
-from jobs.grid import Expansion
-from jobs.search.advance import advance
-from jobs.spec import parse_spec
+from jobs.specs.admission import admit
+from jobs.specs.job import parse_spec
 from jobs.status import JobStatus
+from jobs.studies.grid import Expansion
+from jobs.studies.search.advance import advance
 from tests.factories import queued_job, team_with_key, tiny_spec
 from worker.pruning import Stall
 from worker.runner import execute_job
