@@ -15,7 +15,7 @@ inner steps: a hypergradient evaluation, or one black-box evaluation) and in sec
 For each the best trial so far (by validation loss) is followed as compute grows; its test
 RMSE is reported next to it. Prints a table and writes JSON (and a figure with ``--figure``)::
 
-    python -m benchmarks.search_hybrid --seeds 0 1 2 --json out/search_hybrid.json
+    python -m benchmarks.library.search_hybrid --seeds 0 1 2 --json out/search_hybrid.json
 """
 
 from __future__ import annotations
