@@ -50,7 +50,8 @@ export function renderSearch(card, study) {
   return new window.uPlot({
     width: Math.max(300, box.clientWidth || 600), height: 260,
     scales: { x: { time: false } },
-    axes: [{ label: "trial" }, { label: names[0], size: 64, values: (_u, s) => s.map((v) => fmt.num(v, 3)) }],
+    // trials are whole numbers: ticks at 1, 2, 5, ... apart, never between two trials
+    axes: [{ label: "trial", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500], values: (_u, s) => s.map(String) }, { label: names[0], size: 64, values: (_u, s) => s.map((v) => fmt.num(v, 3)) }],
     series: [{ label: "trial" },
       { label: names[0], stroke: "#1570ef", paths: () => null, points: { show: true, size: 8, fill: "#1570ef" } },
       { label: "best so far", stroke: "#12b76a", width: 2 },
