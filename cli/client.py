@@ -162,6 +162,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
     bar.close()
     if job["status"] == JobStatus.FAILED and job.get("error"):
         print(f"{job['error']['type']}: {job['error']['detail']}", file=sys.stderr)
+    if job["status"] == JobStatus.PRUNED:  # a search member its study stopped
+        at = (job.get("summary") or {}).get("pruned_at")
+        print(f"pruned by its study at iteration {at}; its trace is kept", file=sys.stderr)
     print(job["status"])
     return 0 if job["status"] == JobStatus.SUCCEEDED else 1
 

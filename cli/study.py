@@ -1,7 +1,8 @@
 """``bilevel study submit | list | status | watch | cancel``: a grid of jobs as one object.
 
-``study submit FILE`` sends a study (``{"name", "base", "grid", "group_by"}``) to
-``POST /v1/studies``; ``study status ID`` prints the aggregate table (the layout of the
+``study submit FILE`` sends a study (``{"name", "base", "grid" or "search", "group_by"}``)
+to ``POST /v1/studies``; ``study status ID`` prints a search's best member or Pareto front,
+then the aggregate table (the layout of the
 paper's Table 2: mean ± std over seeds per swept setting, seconds per hyper-iteration, peak
 memory); ``study watch ID`` draws a progress bar over the members until every one has ended.
 Like :mod:`cli.client`, nothing here imports the server, SQLAlchemy or torch.
@@ -28,7 +29,7 @@ from cli.errors import UsageError
 from cli.progress import Bar
 from jobs.status import TERMINAL, JobStatus
 
-__all__ = ["add_commands", "format_table"]
+__all__ = ["add_commands", "format_best", "format_table"]
 
 # the cost columns come last, each in its own unit
 _COST = {"s_per_iteration": ("s/iter", 1.0), "peak_bytes": ("peak MiB", 1 / (1 << 20))}
@@ -65,6 +66,28 @@ def format_table(study: Mapping[str, Any]) -> list[str]:
     return ["  ".join(f"{x:>{w}}" for x, w in zip(line, widths)) for line in [head, *body]]
 
 
+def format_best(study: Mapping[str, Any]) -> list[str]:
+    """A search's best member (one objective) or its Pareto front (several), one per line."""
+    search = study.get("search")
+    if not search:
+        return []
+    names = [o["metric"] for o in search["objectives"]]
+    members = {m["position"]: m for m in study.get("members") or []}
+    title = "best" if len(names) == 1 else "pareto front"
+    pruned = sum(1 for m in members.values() if m["status"] == JobStatus.PRUNED)
+    out = [f"{title} ({len(members)} trials, {pruned} pruned):"]
+    for pos in study.get("best") or []:
+        m = members.get(pos)
+        if m is None:
+            continue
+        objs = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, m.get("objectives") or []))
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m["values"].items())
+        out.append(f"  #{pos} {objs}  [{params}]  {m['job_id']}")
+    if len(out) == 1:
+        out.append("  (no member has finished yet)")
+    return out
+
+
 def _summary_line(study: Mapping[str, Any]) -> str:
     p = study["progress"]
     counts = ", ".join(f"{n} {s}" for s, n in p["by_status"].items() if n)
@@ -99,7 +122,8 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     study = client.call("GET", path).json()
     if args.action == "watch":
-        bar = Bar(study["progress"]["members"])
+        search = study.get("search") or {}
+        bar = Bar(search.get("n_trials") or study["progress"]["members"])
         while True:
             p = study["progress"]
             running = p["by_status"].get(JobStatus.RUNNING, 0)
@@ -113,7 +137,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         print(json.dumps(study, indent=2))
     else:
         print(_summary_line(study))
-        print("\n".join(format_table(study)))
+        print("\n".join([*format_best(study), *format_table(study)]))
     if args.action == "watch":
         return 0 if study["status"] == JobStatus.SUCCEEDED else 1
     return 0

@@ -65,6 +65,11 @@ class Progress:
         self.timed = 0
         self.peak_bytes: float | None = None
         self.extra_summary: dict[str, Any] = {}  # e.g. auto-K's choice, set by the runner
+        # outer.stop_when_stalled (worker.pruning.Stall), set by the runner; and whether it
+        # or the study's pruner stopped the loop
+        self.stall: Callable[[dict[str, Any]], bool] | None = None
+        self.converged = False
+        self.pruned = False
 
     @property
     def cancelled(self) -> bool:
@@ -96,6 +101,12 @@ class Progress:
         if shutdown_requested() or self.beat.state == LeaseState.PREEMPT:
             self.flush(state)  # with a checkpoint at this very iteration
             self.preempted = True
+            return True
+        if self.writer.prune and not self.cancelled:  # at this hyper-iteration's boundary
+            self.pruned = True
+            return True
+        if self.stall is not None and self.stall(record):
+            self.converged = True
             return True
         s = self.settings
         due_ckpt = (
