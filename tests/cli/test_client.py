@@ -88,7 +88,11 @@ def test_without_a_key_the_client_uses_the_embedded_key_file(state, monkeypatch)
 def test_no_key_anywhere_is_one_line_and_exit_2(state, capsys):
     code, _, err = run_cli(capsys, "status", "x", "--url", "http://127.0.0.1:9")
     assert code == 2
-    assert err == "bilevel: error: no API key: pass --key or set BILEVEL_API_KEY\n"
+    assert err == (
+        "bilevel: error: no API key: pass --key, set BILEVEL_API_KEY, or pass --state-dir with "
+        f"the state directory of `bilevel serve` (the key file {state.resolve()}/api_key does "
+        "not exist)\n"
+    )
 
 
 def test_submit_sends_the_spec_and_prints_the_job_id(state, api_server, capsys):
@@ -120,7 +124,7 @@ def test_an_idempotency_key_makes_a_rerun_create_return_the_first_resource(
             ids.add(out.splitlines()[0])
         assert len(ids) == 1, argv
     code, out, _ = run_cli(capsys, "study", "list", "--key", "blv_x_y", "--url", "http://x")
-    assert code == 0 and len(out.splitlines()) == 1, out
+    assert code == 0 and len(out.splitlines()) == 2, out  # the header and the one study
     code, out, _ = run_cli(capsys, "datasets", "list", "--key", "blv_x_y", "--url", "http://x")
     assert code == 0 and out.count("digits") == 1, out
 
