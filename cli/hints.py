@@ -10,6 +10,7 @@ discriminator, ``problem.kind`` choosing the problem's options), a kind from
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,8 +21,12 @@ __all__ = ["describe_invalid", "known_fields", "nearest"]
 
 
 def nearest(word: str, names: Sequence[str]) -> str | None:
-    """The known name closest to ``word``, if one is close enough (difflib's 0.6 ratio)."""
-    close = difflib.get_close_matches(word, list(names), n=1)
+    """The known name closest to ``word``, if one is close enough.
+
+    The cutoff is a difflib ratio of 0.5, not its default 0.6: short names differ by a
+    larger fraction (``wo`` for ``w0`` is 0.5).
+    """
+    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.5)
     return close[0] if close else None
 
 
@@ -72,6 +77,13 @@ def _value(sent: Any, path: Sequence[str]) -> Any:
 
 def _hint(c: Client, e: FieldError, sent: Any, body_path: str) -> str:
     path = e.field.split(".")
+    if e.get("type") == "union_tag_not_found":
+        # "Unable to extract tag using discriminator 'method'": the file spelled the tag's key
+        tag = re.search(r"discriminator '(\w+)'", e.message)
+        given = _value(sent, path[:-1] if tag and path[-1] == tag.group(1) else path)
+        if tag and isinstance(given, Mapping):
+            match = nearest(tag.group(1), [str(k) for k in given])
+            return f" (the file has {match!r}: did you mean {tag.group(1)!r}?)" if match else ""
     if path[-1] == "kind" and e.get("type") != "missing":
         kind = _value(sent, path)
         kinds = [p["kind"] for p in c.get("/v1/problems")["data"]]

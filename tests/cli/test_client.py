@@ -47,6 +47,11 @@ def _spec_file(path, **over):
         ["datasets", "upload", "JOB", "--name", "n"],
         ["datasets", "list"],
         ["datasets", "rm", "some-id"],
+        ["jobs", "list"],
+        ["result", "some-id"],
+        ["hparams", "some-id"],
+        ["webhooks", "list"],
+        ["audit"],
     ],
     ids=lambda argv: "-".join(a for a in argv[:2] if a != "JOB"),
 )
@@ -60,6 +65,15 @@ def test_client_commands_import_neither_the_server_nor_torch_nor_matplotlib(argv
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["code"] == 2  # cannot reach the server: the command ran to its end
     assert result["heavy"] == []
+
+
+def test_the_python_client_imports_neither_the_server_nor_torch_nor_numpy():
+    code = (
+        "import sys, client, client.aio, client.sync, cli.client; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({(*HEAVY, 'numpy', 'pandas')!r})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_client_settings_read_the_same_variables_with_the_same_defaults(tmp_path, monkeypatch):
