@@ -162,7 +162,7 @@ def test_a_study_table_is_a_frame_indexed_by_the_grouped_paths(api):
             "name": "s",
             "base": tiny_spec(iterations=3),
             "grid": {"hypergradient.K": [1, 2], "seed": [0, 1]},
-        }  # fmt: skip
+        }
     )
     frame = api.studies.table(study.id)
     assert frame.index.names == ["hypergradient.K"]
