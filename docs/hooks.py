@@ -44,7 +44,7 @@ def openapi() -> dict[str, Any]:
 def _type(schema: dict[str, Any]) -> str:
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
-        return f"[{name}](#{name.lower()})"
+        return f"[{name}](#schema-{name.lower()})"
     for key in ("anyOf", "oneOf"):
         if key in schema:
             return " or ".join(_type(s) for s in schema[key])
@@ -62,15 +62,16 @@ def _cell(text: Any) -> str:
 
 
 def _operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
-    out = [f"### {method.upper()} `{path}`", "", _cell(op.get("summary")), ""]
-    if op.get("description") and op["description"] != op.get("summary"):
-        out += [op["description"].strip(), ""]
+    # FastAPI's summary is the function's name; the docstring is the description
+    text = (op.get("description") or op.get("summary") or "").strip()
+    out = [f"### {method.upper()} `{path}`", "", text, ""]
     params = op.get("parameters", [])
     if params:
         out += ["| parameter | in | type | required | description |", "|---|---|---|---|---|"]
         for p in params:
+            required = "yes" if p.get("required") else "no"
             out.append(f"| `{p['name']}` | {p['in']} | {_type(p.get('schema', {}))} | "
-                       f"{'yes' if p.get('required') else 'no'} | {_cell(p.get('description'))} |")  # fmt: skip
+                       f"{required} | {_cell(p.get('description'))} |")  # fmt: skip
         out.append("")
     body = op.get("requestBody")
     if body:
@@ -86,7 +87,7 @@ def _operation(path: str, method: str, op: dict[str, Any]) -> list[str]:
 
 
 def _schema(name: str, schema: dict[str, Any]) -> list[str]:
-    out = [f"### {name}", "", _cell(schema.get("description")), ""]
+    out = [f"### {name} {{#schema-{name.lower()}}}", "", _cell(schema.get("description")), ""]
     props = schema.get("properties")
     if props:
         required = set(schema.get("required", []))
@@ -110,7 +111,7 @@ def rest_markdown(doc: dict[str, Any]) -> str:
         f"{info['title']} API, version {info['version']}: generated from the OpenAPI document "
         "the server serves at `/openapi.json` (and as pages at `/docs`). Every route but the "
         "health checks and `/metrics` takes `Authorization: Bearer <key>`; errors are "
-        "`application/problem+json` ([Problem](#problem)).",
+        "`application/problem+json` ([Problem](#schema-problem)).",
         "",
     ]
     by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
