@@ -74,8 +74,8 @@ def connect(args: argparse.Namespace) -> Client:
     return Client(settings.url, key, retries=RETRIES, http=_connect(settings.url, {}))
 
 
-def read_spec(path: str) -> tuple[str, Any]:
-    """The spec file's text and its JSON value (the server checks the rest)."""
+def read_spec(path: str) -> Any:
+    """The spec file's JSON value (the server checks the rest)."""
     from pydantic_core import from_json
 
     try:
@@ -83,10 +83,9 @@ def read_spec(path: str) -> tuple[str, Any]:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        value = from_json(text)
+        return from_json(text)
     except ValueError as exc:  # pydantic's own wording, as the server would say it
         raise UsageError(f"{path}: (body): Invalid JSON: {exc}") from None
-    return text, value
 
 
 def invalid(c: Client, exc: ApiError, path: str, sent: Any, route: str) -> UsageError:
@@ -109,7 +108,7 @@ def is_study(value: Any) -> bool:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    text, value = read_spec(args.file)
+    value = read_spec(args.file)
     if is_study(value):
         raise UsageError(
             f"{args.file} is a study (it has base and grid): submit it with "
@@ -117,7 +116,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
     c = connect(args)
     try:
-        job = c.jobs.submit(text, idempotency_key=args.idempotency_key)
+        job = c.jobs.submit(value, idempotency_key=args.idempotency_key)
     except ApiError as exc:
         raise invalid(c, exc, args.file, value, "/v1/jobs") from None
     print(job.id)

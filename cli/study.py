@@ -82,14 +82,14 @@ def failures(study: Study) -> list[str]:
 
 
 def _submit(c: Client, args: argparse.Namespace) -> int:
-    text, value = read_spec(args.file)
+    value = read_spec(args.file)
     if isinstance(value, dict) and not is_study(value) and "problem" in value:
         raise UsageError(
             f"{args.file} is a job spec, not a study (no base and grid): submit it with "
             f"`bilevel submit {args.file}`"
         )
     try:
-        study = c.studies.submit(text, idempotency_key=args.idempotency_key)
+        study = c.studies.submit(value, idempotency_key=args.idempotency_key)
     except ApiError as exc:
         raise invalid(c, exc, args.file, value, "/v1/studies") from None
     for s in study.skipped:

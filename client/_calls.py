@@ -59,8 +59,11 @@ def spec_text(spec: Any) -> str:
     """A job spec or study as JSON text.
 
     Args:
-        spec: a dict, a pydantic model, a JSON string or a path to a JSON file.
+        spec: a dict, a pydantic model, a JSON object's text, or a path to a JSON file (a
+            ``Path``, or a string that is not an object's text).
     """
+    if isinstance(spec, str) and not spec.lstrip().startswith("{"):
+        spec = Path(spec)
     if isinstance(spec, Path):
         return spec.read_text()
     if isinstance(spec, str):

@@ -32,8 +32,9 @@ def test_submit_get_list_and_cancel_return_typed_jobs(api):
 def test_a_spec_is_taken_as_a_dict_a_json_string_or_a_file(api, tmp_path):
     path = tmp_path / "job.json"
     path.write_text(json.dumps(tiny_spec(iterations=3)))
-    jobs = [api.jobs.submit(s) for s in (tiny_spec(iterations=3), path.read_text(), path)]
-    assert {j.spec["outer"]["iterations"] for j in jobs} == {3}
+    sources = (tiny_spec(iterations=3), path.read_text(), path, str(path))
+    jobs = [api.jobs.submit(s) for s in sources]
+    assert [j.spec["outer"]["iterations"] for j in jobs] == [3, 3, 3, 3]
 
 
 def test_an_invalid_spec_raises_api_error_naming_the_field(api):

@@ -103,3 +103,16 @@ def test_the_quickstart_notebook_runs_against_the_embedded_server(service, monke
     assert lines[1].split() == ["hypergradient.K"]
     assert [line.split()[:3] for line in lines[2:]] == [["1", "1", "1"], ["5", "1", "1"],
                                                         ["30", "1", "1"]]  # fmt: skip
+
+
+def test_the_readmes_quickstart_runs_as_written(service, monkeypatch, capsys):
+    import re
+
+    code = re.search(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    monkeypatch.setenv("BILEVEL_URL", service.url)
+    monkeypatch.setenv("BILEVEL_API_KEY", service.key)
+    monkeypatch.chdir(ROOT)  # its spec path is the repository's examples/toy.json
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("succeeded ")
+    assert "'hparams': array(" in printed[1]
