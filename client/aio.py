@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from client import _calls
+import client._calls as _calls
 from client._inputs import dataset_body, study_frame, wait_text
 from client._transport import send_async
 from client.arrays import read_npz

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from client import _calls
+import client._calls as _calls
 from client._inputs import dataset_body, study_frame, wait_text
 from client._transport import send
 from client.arrays import read_npz

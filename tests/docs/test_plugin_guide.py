@@ -68,5 +68,14 @@ def test_the_guides_plugin_installs_and_its_job_runs(tmp_path):
         assert f.files == ["log_penalty"]
         assert f["log_penalty"].shape == (10,)  # the diabetes table's ten features
         learned = f["log_penalty"]
+    # the fit hook refuses a classification table, at the field to change
+    spec = json.loads((pkg / "job.json").read_text())
+    spec["problem"]["dataset"] = "digits"
+    (tmp_path / "digits.json").write_text(json.dumps(spec))
+    refused = bilevel("run", str(tmp_path / "digits.json"))
+    assert (refused.returncode, refused.stderr) == (2, (
+        f"bilevel: error: {tmp_path / 'digits.json'}: problem.dataset: digits is a "
+        "classification data set; ridge_penalties needs float targets\n"
+    ))  # fmt: skip
     # the outer loop moved the penalties from where initial_hparams put them
     assert not np.allclose(learned, np.log(1e-2))
