@@ -1,9 +1,10 @@
-"""``AuditDep``: records a request's admin actions and refused cross-team accesses.
+"""``AuditDep``: who a request acts as, and its refused cross-team accesses.
 
-Each route that changes what an admin controls calls :meth:`Auditor.record` before its
-commit, so the event and the action are written in one transaction. The helpers that answer
-404 for an object the key's team cannot see build that 404 with :meth:`Auditor.not_found`,
-which records the attempt when the object exists but is another team's.
+The store functions that change what an admin controls record the change themselves, in its
+transaction (``jobs.store.repo.audit``); a route hands them :attr:`Auditor.actor`. The
+helpers that answer 404 for an object the key's team cannot see build that 404 with
+:meth:`Auditor.not_found`, which records the attempt when the object exists but is another
+team's: a refusal never reaches a store function, so it is the API's to record.
 
 A refused cross-team access is one row, ``access.denied``, with the prober as the acting
 team and the owner as ``target_team_id``: the prober's team sees its own attempt in full,
@@ -13,7 +14,6 @@ the owner sees that the prober's team tried (without the prober's key or address
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -21,7 +21,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from api.deps import PrincipalDep, SessionDep
 from api.errors import ProblemError
-from jobs import repo
+from jobs.status import AuditAction, AuditTarget
+from jobs.store import repo
 
 __all__ = ["AuditDep", "Auditor"]
 
@@ -54,29 +55,6 @@ class Auditor:
             user_agent=user_agent,
         )
 
-    def record(
-        self,
-        action: str,
-        target_type: str,
-        target_id: str,
-        *,
-        target_team_id: uuid.UUID | None = None,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
-    ) -> None:
-        """Add an event to the session; the route's commit writes it with its action.
-
-        Args:
-            action: ``<object>.<verb>``, e.g. ``key.revoke``.
-            target_type: the kind of object.
-            target_id: its id, prefix or name.
-            target_team_id: the team owning the target, when another.
-            before: the changed fields' values before.
-            after: their values after.
-        """
-        repo.record_event(self.session, self.actor, action, target_type, target_id,
-                          target_team_id=target_team_id, before=before, after=after)  # fmt: skip
-
     def not_found(
         self, target_type: str, column: InstrumentedAttribute[Any], value: Any
     ) -> ProblemError:
@@ -93,7 +71,9 @@ class Auditor:
         """
         owner = repo.owning_team(self.session, column, value)
         if owner is not None and owner != self.principal.team.id:
-            self.record("access.denied", target_type, str(value), target_team_id=owner)
+            target = AuditTarget(target_type)
+            repo.record_event(self.session, self.actor, AuditAction.ACCESS_DENIED, target,
+                              str(value), target_team_id=owner)  # fmt: skip
             self.session.commit()
         # another team's object is indistinguishable from a missing one
         return ProblemError(404, f"no {target_type} {value}", slug="not-found")

@@ -22,8 +22,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ProblemError
 from api.settings import ApiSettings
-from jobs import keys, repo
+from jobs import keys
 from jobs.dispatch import Dispatcher
+from jobs.store import repo
 
 __all__ = ["AdminDep", "DispatcherDep", "PrincipalDep", "SessionDep", "SettingsDep", "TeamDep"]
 

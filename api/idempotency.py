@@ -3,7 +3,7 @@
 A client that lost the answer to a create retries it with the same key: the first resource
 comes back (201, ``Idempotent-Replayed: true``) instead of a second one; the same key with
 another body is refused (409 ``idempotency-conflict``). The store keeps the key with the
-resource, unique per team (``jobs.repo.idempotency``).
+resource, unique per team (``jobs.store.repo.idempotency``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from fastapi import Header, Response
 
 from api.errors import ProblemError
 from api.openapi import problem_doc
-from jobs import repo
+from jobs.store import repo
 
 __all__ = ["CONFLICT_DOC", "IdempotencyKey", "conflict", "mark_replayed"]
 

@@ -33,9 +33,9 @@ from api.routes import (
     webhooks,
 )
 from api.settings import ApiSettings
-from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import CeleryDispatcher, Dispatcher
 from jobs.keys import KeyCache, load_key_secret, load_previous_key_secret
+from jobs.store.db import make_engine, make_session_factory
 
 __all__ = ["create_app"]
 

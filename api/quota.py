@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from api.errors import ProblemError
 from api.settings import ApiSettings
-from jobs import repo
 from jobs.status import JobStatus
+from jobs.store import repo
 
 __all__ = ["check_quota", "quota_exceeded"]
 

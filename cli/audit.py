@@ -2,8 +2,9 @@
 
 One line per event: time, action, acting team and key, target, client address, and the
 changed fields (``field: before -> after``). Another team's key and address are not shown
-to you (``-``): see ``api.routes.audit``. Like :mod:`cli.client`, nothing here imports the
-server, SQLAlchemy or torch.
+to you (``-``): see ``api.routes.audit``. Your own events without a key are the store
+operator's (``bilevel keys``, ``bilevel teams`` on the store): ``operator``. Like
+:mod:`cli.client`, nothing here imports the server, SQLAlchemy or torch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from typing import Any
 
 from cli.client import client_options, connect
-from jobs.audit_actions import ACTIONS
+from jobs.status import ACTIONS
 
 __all__ = ["add_commands", "cmd_audit"]
 
@@ -42,6 +43,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         page = client.get("/v1/audit", **params)
         for e in page["data"][:left]:
             key = f"{e['key_prefix']} ({e['key_name']})" if e["key_prefix"] else "-"
+            if not e["key_prefix"] and e["own"]:
+                key = "operator"
             target = f"{e['target_type']} {e['target_id']}"
             print("\t".join((e["created_at"], e["action"], e["team"], key, target,
                              e["address"] or "-", _change(e))))  # fmt: skip

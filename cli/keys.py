@@ -1,4 +1,8 @@
-"""``bilevel keys create | list | revoke``: API keys, straight on the store (no server)."""
+"""``bilevel keys create | list | revoke``: API keys, straight on the store (no server).
+
+Creating and revoking are audited by the store (``key.create``, ``key.revoke``) as the
+key's team's own events, without a key, as ``/v1/keys`` is with the admin key's.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,17 @@ __all__ = ["add_commands", "cmd_keys"]
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from jobs import repo
+    from jobs.status import KeyScope
+    from jobs.store import repo
 
     settings, sessions = open_store(args)
     if args.action == "create":
         secret = key_secret(settings)
-        scope = "admin" if args.admin else "team"
+        scope = KeyScope.ADMIN if args.admin else KeyScope.TEAM
         with sessions.begin() as s:
             team = repo.ensure_team(s, args.team)
-            _, key = repo.create_api_key(s, team, name=args.name or "", secret=secret, scope=scope)
+            _, key = repo.create_api_key(s, team, name=args.name or "", secret=secret, scope=scope,
+                                         actor=repo.Actor.operator(team.id))  # fmt: skip
         print(key)
         return 0
     if args.action == "list":
@@ -40,7 +46,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
     try:
         with sessions.begin() as s:
-            ok = repo.revoke_api_key(s, args.prefix)
+            row = repo.get_api_key(s, args.prefix)
+            actor = repo.Actor.operator(row.team_id) if row is not None else None
+            ok = actor is not None and repo.revoke_api_key(s, args.prefix, actor=actor)
     except repo.LastAdminKey as exc:
         raise UsageError(f"cannot revoke: {exc}") from None
     if not ok:

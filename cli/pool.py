@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from cli.client import client_options, connect
+from jobs.status import JobStatus
 
 __all__ = ["add_commands", "cmd_pool", "format_pool"]
 
@@ -20,7 +21,7 @@ def _secs(v: float | None) -> str:
 
 def format_pool(pool: dict[str, Any]) -> str:
     """``GET /v1/pool`` as tables: teams by kind, workers, your queued jobs."""
-    lines = [f"{'team':<20} {'kind':<4} {'weight':>6} {'running':>7} {'queued':>6} "
+    lines = [f"{'team':<20} {'kind':<4} {'weight':>6} {JobStatus.RUNNING:>7} {JobStatus.QUEUED:>6} "
              f"{'limit':>5} {'share':>6} {'fair':>6}"]  # fmt: skip
     for t in pool["teams"]:
         for kind, k in sorted(t["kinds"].items()):

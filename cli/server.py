@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from cli.errors import UsageError
 from cli.settings import KEY_FILE
 from cli.store import ensure_local_key, key_secret, previous_key_secret, settings_for
+from jobs.status import QueueKind
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -29,7 +30,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.main import create_app
     from api.settings import ApiSettings
-    from jobs.db import make_engine, make_session_factory, upgrade
+    from jobs.store.db import make_engine, make_session_factory
+    from migrations import upgrade
 
     settings = settings_for(ApiSettings, args)
     key_secret(settings)  # refuse to start without one, before anything else starts
@@ -106,7 +108,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     base = [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool", "solo"]
     base += ["--without-gossip", "--without-mingle", "-l", args.log_level.upper()]
     if not args.gpus:
-        cmd = [*base, "-Q", settings.queue_name("cpu"), "-n", f"cpu-{os.getpid()}@%h"]
+        name = f"{QueueKind.CPU}-{os.getpid()}@%h"
+        cmd = [*base, "-Q", settings.queue_name(QueueKind.CPU), "-n", name]
         return subprocess.call(cmd)
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
     if not all(g.isdigit() for g in gpus):
@@ -116,7 +119,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # each process sees one device as cuda:0 and never forks after touching CUDA; the
         # rest of the child's environment is this process's (its settings come from there)
         env = {**os.environ, "CUDA_VISIBLE_DEVICES": g}
-        cmd = [*base, "-Q", settings.queue_name("gpu"), "-n", f"gpu{g}-{os.getpid()}@%h"]
+        name = f"{QueueKind.GPU}{g}-{os.getpid()}@%h"
+        cmd = [*base, "-Q", settings.queue_name(QueueKind.GPU), "-n", name]
         procs.append(subprocess.Popen(cmd, env=env))
     try:
         return max(p.wait() for p in procs)
@@ -127,8 +131,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from jobs.db import upgrade
     from jobs.settings import StoreSettings
+    from migrations import upgrade
 
     settings = settings_for(StoreSettings, args)
     if settings.embedded:

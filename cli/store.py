@@ -42,8 +42,9 @@ def settings_for(cls: type[S], args: argparse.Namespace, **extra: Any) -> S:
 
 def open_store(args: argparse.Namespace) -> tuple[StoreSettings, sessionmaker[Session]]:
     """Settings and a session factory on the configured store (migrating SQLite first)."""
-    from jobs.db import make_engine, make_session_factory, upgrade
     from jobs.settings import StoreSettings
+    from jobs.store.db import make_engine, make_session_factory
+    from migrations import upgrade
 
     settings = settings_for(StoreSettings, args)
     if settings.embedded:
@@ -96,7 +97,8 @@ def ensure_local_key(settings: StoreSettings, sessions: sessionmaker[Session]) -
     Returns:
         The new key, or ``None`` when the store already had a team and the key file.
     """
-    from jobs import repo
+    from jobs.status import KeyScope
+    from jobs.store import repo
 
     secret = key_secret(settings)
     path = settings.resolved_state_dir / KEY_FILE
@@ -107,10 +109,11 @@ def ensure_local_key(settings: StoreSettings, sessions: sessionmaker[Session]) -
                 s, path.read_text().strip(), secret=secret, previous=previous_key_secret(settings)
             )
             if principal is not None and not principal.admin:
-                repo.set_api_key_scope(s, principal.prefix, "admin")
+                repo.set_api_key_scope(s, principal.prefix, KeyScope.ADMIN)
             return None
         team = repo.ensure_team(s, "local")
-        _, key = repo.create_api_key(s, team, name="local", secret=secret, scope="admin")
+        _, key = repo.create_api_key(s, team, name="local", secret=secret, scope=KeyScope.ADMIN,
+                                     actor=repo.Actor.operator(team.id))  # fmt: skip
     path.touch(mode=0o600)
     path.write_text(key + "\n")
     return key

@@ -1,7 +1,8 @@
 """``bilevel teams set | list``: teams' fair-share weights and running limits, on the store.
 
 Like ``bilevel keys``, an operator's command that works on the store itself (no server);
-``PATCH /v1/teams/{name}`` does the same with an admin key.
+``PATCH /v1/teams/{name}`` does the same with an admin key. Both are audited by the store
+(``team.update``, the team's own event, without a key).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from cli.errors import UsageError
 from cli.options import group_options
 from cli.store import open_store
+from jobs.status import QueueKind
 
 __all__ = ["add_commands", "cmd_teams"]
 
@@ -41,7 +43,7 @@ def _limit(text: str) -> int | None:
 
 
 def cmd_teams(args: argparse.Namespace) -> int:
-    from jobs import repo
+    from jobs.store import repo
 
     settings, sessions = open_store(args)
     policy = repo.Policy.of(settings)
@@ -56,10 +58,12 @@ def cmd_teams(args: argparse.Namespace) -> int:
                 "nothing to set: give --weight, --max-running-cpu or --max-running-gpu"
             )
         with sessions.begin() as s:
-            team = repo.set_team_policy(s, args.name, **changes)
-            if team is None:
+            found = repo.team_by_name(s, args.name)
+            if found is None:
                 raise UsageError(f"no team {args.name!r}")
-            teams = [team]
+            actor = repo.Actor.operator(found.id)
+            team = repo.set_team_policy(s, args.name, actor=actor, **changes)
+            teams = [found if team is None else team]
     else:
         with sessions() as s:
             teams = repo.list_teams(s)
@@ -68,8 +72,8 @@ def cmd_teams(args: argparse.Namespace) -> int:
         mark = {f: "" if getattr(t, f) is not None else " (default)"
                 for f in ("weight", "max_running_cpu", "max_running_gpu")}  # fmt: skip
         print(f"{t.name}\t{policy.weight(t):g}{mark['weight']}\t"
-              f"{policy.limit(t, 'cpu')}{mark['max_running_cpu']}\t"
-              f"{policy.limit(t, 'gpu')}{mark['max_running_gpu']}")  # fmt: skip
+              f"{policy.limit(t, QueueKind.CPU)}{mark['max_running_cpu']}\t"
+              f"{policy.limit(t, QueueKind.GPU)}{mark['max_running_gpu']}")  # fmt: skip
     return 0
 
 

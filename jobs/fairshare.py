@@ -1,7 +1,7 @@
 """Weighted fair share: which queued job a free worker takes, and which running job yields.
 
 Pure functions over plain values (no database, no clock), shared by the claim query
-(:mod:`jobs.repo.scheduling`), the pool view (queue positions, estimated starts) and the
+(:mod:`jobs.store.repo.scheduling`), the pool view (queue positions, estimated starts) and the
 simulator (``benchmarks/service/fair_share.py``), so that what is measured is what runs.
 
 A team's *load* is its running jobs divided by its weight. A free worker takes a job of the

@@ -51,7 +51,6 @@ __all__ = [
     "HMAC_SHA256",
     "KEY_PREFIX",
     "MIN_SECRET_CHARS",
-    "SCOPES",
     "SECRET_FILE",
     "SHA256",
     "KeyCache",
@@ -71,7 +70,6 @@ SECRET_FILE = "key_secret"
 MIN_SECRET_CHARS = 32
 # hash schemes of the api_keys.hash_scheme column
 SHA256, HMAC_SHA256 = "sha256", "hmac-sha256"
-SCOPES = ("team", "admin")
 
 
 class KeySecretError(ValueError):

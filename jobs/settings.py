@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from jobs.db import normalize_url, sqlite_url
+from jobs.store.db import normalize_url, sqlite_url
 
 __all__ = ["StoreSettings"]
 

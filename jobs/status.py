@@ -1,14 +1,27 @@
-"""The job's statuses: the one place their names are written in Python.
+"""Every state of the service as an enum: the one place their names are written in Python.
 
-A ``StrEnum`` so that a status compares equal to, and serialises as, its plain name: the
-database column, the REST API and the CLI's output keep the strings they always had.
+Each is a ``StrEnum`` so that a member compares equal to, and serialises as, its plain
+name: the database column, the REST API and the CLI's output keep the strings they always
+had. Each drives its column's CHECK constraint (``jobs.store.models``) and its OpenAPI enum
+(the API's schemas type their fields with it).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["ACTIVE", "STATUSES", "TERMINAL", "JobStatus"]
+__all__ = [
+    "ACTIONS",
+    "ACTIVE",
+    "STATUSES",
+    "TERMINAL",
+    "AuditAction",
+    "AuditTarget",
+    "DeliveryStatus",
+    "JobStatus",
+    "KeyScope",
+    "QueueKind",
+]
 
 
 class JobStatus(StrEnum):
@@ -38,3 +51,60 @@ TERMINAL: frozenset[JobStatus] = frozenset(
 )
 #: The statuses that count against a team's quotas.
 ACTIVE: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+class KeyScope(StrEnum):
+    """What an API key may do.
+
+    ``team`` keys use the team's jobs, data sets and studies; ``admin`` keys may also manage
+    the team's keys, webhooks and the pool's weights.
+    """
+
+    TEAM = "team"
+    ADMIN = "admin"
+
+
+class QueueKind(StrEnum):
+    """The kind of worker a job runs on, and the Celery queue suffix (``<prefix>.<kind>``)."""
+
+    CPU = "cpu"
+    GPU = "gpu"
+
+
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's state: ``pending`` until delivered, or ``failed`` after its tries."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class AuditAction(StrEnum):
+    """What an audit event records.
+
+    ``<object>.<verb>`` of an admin action, or ``access.denied``: a refused cross-team access
+    (the API answered 404).
+    """
+
+    ACCESS_DENIED = "access.denied"
+    DATASET_DELETE = "dataset.delete"
+    KEY_CREATE = "key.create"
+    KEY_REVOKE = "key.revoke"
+    TEAM_UPDATE = "team.update"
+    WEBHOOK_CREATE = "webhook.create"
+    WEBHOOK_DELETE = "webhook.delete"
+
+
+#: Every action an event may record.
+ACTIONS: tuple[AuditAction, ...] = tuple(AuditAction)
+
+
+class AuditTarget(StrEnum):
+    """The kind of object an audit event acted on (its ``target_type``)."""
+
+    DATASET = "dataset"
+    JOB = "job"
+    KEY = "key"
+    STUDY = "study"
+    TEAM = "team"
+    WEBHOOK = "webhook"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
-from jobs.db import normalize_url
-from jobs.models import Base
 from jobs.settings import StoreSettings
+from jobs.store.db import normalize_url
+from jobs.store.models import Base
 
 config = context.config
 url = config.get_main_option("sqlalchemy.url") or StoreSettings().store_url

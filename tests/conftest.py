@@ -109,7 +109,7 @@ def fresh_database(pg_server):
 @pytest.fixture(scope="session")
 def pg_url(fresh_database) -> str:
     """A migrated throwaway database shared by the session's service tests."""
-    from jobs.db import upgrade
+    from migrations import upgrade
 
     url = fresh_database()
     upgrade(url)
@@ -118,7 +118,7 @@ def pg_url(fresh_database) -> str:
 
 @pytest.fixture
 def pg_sessions(pg_url) -> Iterator:
-    from jobs.db import make_engine, make_session_factory
+    from jobs.store.db import make_engine, make_session_factory
 
     engine = make_engine(pg_url)
     yield make_session_factory(engine)
@@ -139,7 +139,8 @@ def redis_url() -> str:
 @pytest.fixture
 def sqlite_sessions(tmp_path) -> Iterator:
     """A migrated SQLite store under a temporary state directory."""
-    from jobs.db import make_engine, make_session_factory, sqlite_url, upgrade
+    from jobs.store.db import make_engine, make_session_factory, sqlite_url
+    from migrations import upgrade
 
     url = sqlite_url(tmp_path)
     upgrade(url)
@@ -151,7 +152,7 @@ def sqlite_sessions(tmp_path) -> Iterator:
 @pytest.fixture(scope="session")
 def pg_template(fresh_database):
     """A migrated database to copy (``CREATE DATABASE ... TEMPLATE``: fast, no migration)."""
-    from jobs.db import upgrade
+    from migrations import upgrade
 
     url = fresh_database()
     upgrade(url)
@@ -163,7 +164,7 @@ def own_pg_sessions(pg_template) -> Iterator:
     """A migrated PostgreSQL store of this test's own (nothing queued by other tests)."""
     import psycopg
 
-    from jobs.db import make_engine, make_session_factory
+    from jobs.store.db import make_engine, make_session_factory
 
     template = pg_template.rpartition("/")[2]
     name = f"test_{uuid.uuid4().hex[:12]}"

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from jobs import repo
+from jobs.store import repo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -55,8 +55,16 @@ def team_with_key(
 
     with sessions.begin() as s:
         team = repo.ensure_team(s, name or f"team-{uuid.uuid4().hex[:8]}")
-        _, key = repo.create_api_key(s, team, secret=KEY_SECRET.encode(), scope=scope)
+        actor = repo.Actor.operator(team.id)
+        _, key = repo.create_api_key(s, team, secret=KEY_SECRET.encode(), scope=scope, actor=actor)
         return team.id, key
+
+
+def key_operator(session, prefix: str) -> repo.Actor:
+    """The store's operator acting on the key with ``prefix`` (as ``bilevel keys revoke``)."""
+    row = repo.get_api_key(session, prefix)
+    assert row is not None, f"no key {prefix}"
+    return repo.Actor.operator(row.team_id)
 
 
 def queued_job(sessions, spec: dict[str, Any]) -> uuid.UUID:

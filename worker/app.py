@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from jobs.status import QueueKind
 from worker.settings import WorkerSettings
 
 __all__ = ["app", "create_celery", "settings"]
@@ -27,7 +28,7 @@ def create_celery(settings: WorkerSettings) -> Celery:
         task_acks_late=False,
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
-        task_default_queue=settings.queue_name("cpu"),
+        task_default_queue=settings.queue_name(QueueKind.CPU),
         broker_connection_retry_on_startup=True,
         # only unacked (prefetched) messages wait for this; running jobs are acked already
         broker_transport_options={"visibility_timeout": 3600},

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
 from jobs.status import JobStatus
+from jobs.store import repo
 from worker.outcome import Outcome
 from worker.retry import retrying
 from worker.settings import WorkerSettings

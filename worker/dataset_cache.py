@@ -1,6 +1,6 @@
 """A worker's bounded on-disk cache of data set files, keyed and verified by SHA-256.
 
-Jobs name a data set by id; its bytes are chunks in the store (``jobs.repo.datasets``). The
+Jobs name a data set by id; its bytes are chunks in the store (``jobs.store.repo.datasets``). The
 first job on a worker fetches them into ``<dir>/<sha256>`` (through a temporary file renamed
 into place once its digest matches, so a crash leaves no half file under the key). Every
 later use hashes the file again before trusting it: a corrupted or truncated cache entry is

@@ -12,9 +12,9 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
-from jobs import repo
 from jobs.datasets.files import read_arrays
 from jobs.kinds.tables import BUILTIN_TABLES
+from jobs.store import repo
 from worker.dataset_cache import DatasetCache
 
 __all__ = ["DatasetSource", "builtin_table", "load_file"]

@@ -7,8 +7,8 @@ import threading
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
-from jobs.repo import LeaseState
+from jobs.store import repo
+from jobs.store.repo import LeaseState
 
 __all__ = ["Heartbeat"]
 
@@ -23,7 +23,7 @@ class Heartbeat(threading.Thread):
     lease's time, before the reaper gives the job away (``worker.tasks._reaper_loop``).
 
     Attributes:
-        state: ``LeaseState.OK``, or the last other answer of :func:`jobs.repo.heartbeat`
+        state: ``LeaseState.OK``, or the last other answer of :func:`jobs.store.repo.heartbeat`
             (``CANCEL``, ``LOST``), for the training loop to act on.
     """
 

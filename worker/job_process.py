@@ -28,7 +28,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from jobs import repo
+from jobs.store import repo
 from worker.settings import WorkerSettings
 from worker.shutdown import request_shutdown
 
@@ -169,7 +169,7 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
     logging.basicConfig(
         level=level, format="[%(asctime)s: %(levelname)s/job-process %(process)d] %(message)s"
     )
-    from jobs.db import make_engine, make_session_factory
+    from jobs.store.db import make_engine, make_session_factory
     from worker import runner  # torch loads here, in the job process only
 
     if settings.torch_threads:

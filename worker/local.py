@@ -17,7 +17,8 @@ import uuid
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
+from jobs.status import QueueKind
+from jobs.store import repo
 from worker.job_process import OnRecord
 from worker.notify import Notifier
 from worker.settings import WorkerSettings
@@ -69,7 +70,7 @@ class LocalExecutor:
         self._notifier.start()
         return self
 
-    def send(self, job_id: uuid.UUID, queue: str = "cpu") -> None:
+    def send(self, job_id: uuid.UUID, queue: str = QueueKind.CPU) -> None:
         self._queue.put(job_id)
 
     def ping(self) -> bool:

@@ -18,8 +18,8 @@ import time
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
 from jobs.settings import StoreSettings
+from jobs.store import repo
 from jobs.webhooks import SIGNATURE_HEADER, Resolver, WebhookURLError, check_url
 from jobs.webhooks import signature_header as make_signature
 

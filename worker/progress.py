@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import core
-from jobs.repo import LeaseState
+from jobs.store.repo import LeaseState
 from worker.errors import LeaseLost, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
 from worker.settings import WorkerSettings

@@ -31,12 +31,12 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
-from jobs import repo
 from jobs.kinds.registry import load_plugin_factories
 from jobs.plugins import PluginError
-from jobs.repo import LeaseState
 from jobs.specs.admission import admit
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.repo import LeaseState
 from worker import attempt
 from worker.attempt import worker_name
 from worker.build import Built, build, hparams_npz, to_jsonable

@@ -20,9 +20,10 @@ import uuid
 from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from sqlalchemy.exc import DBAPIError
 
-from jobs import repo
-from jobs.db import make_engine, make_session_factory
 from jobs.dispatch import RUN_TASK
+from jobs.status import QueueKind
+from jobs.store import repo
+from jobs.store.db import make_engine, make_session_factory
 from worker.app import app, settings
 from worker.attempt import worker_name
 from worker.notify import Notifier
@@ -75,7 +76,7 @@ def _send_next(job_id: str) -> None:
     try:
         with sessions()() as s:
             job = repo.get_job(s, None, uuid.UUID(job_id))
-            kind = job.queue if job is not None else "cpu"
+            kind = job.queue if job is not None else QueueKind.CPU
             queued = repo.queued_candidates(s, kind)
         if queued:
             run_job.apply_async(args=[str(queued[0].id)], queue=settings.queue_name(kind))
@@ -91,7 +92,7 @@ def _send(job_id: uuid.UUID, queue: str) -> None:
 @app.task(name="worker.tasks.reap", ignore_result=True)
 def reap(expire_leases: bool = True) -> int:
     """Requeue jobs whose lease expired; resend jobs queued for too long."""
-    empty = [kind for kind in ("cpu", "gpu") if _broker_queue_empty(settings.queue_name(kind))]
+    empty = [kind for kind in QueueKind if _broker_queue_empty(settings.queue_name(kind))]
     with sessions().begin() as s:
         jobs = repo.reap(
             s,
@@ -156,7 +157,7 @@ def _consumed_kinds() -> list[str]:
     prefix = f"{settings.queue_prefix}."
     names = list(getattr(app.amqp.queues, "consume_from", None) or app.amqp.queues)
     kinds = sorted({n[len(prefix) :] for n in names if n.startswith(prefix)})
-    return kinds or ["cpu"]
+    return kinds or [QueueKind.CPU]
 
 
 @worker_ready.connect

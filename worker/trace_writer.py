@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
-from jobs import repo
-from jobs.repo import LeaseState
+from jobs.store import repo
+from jobs.store.repo import LeaseState
 from worker.checkpoint import checkpoint_bytes
 from worker.errors import LeaseLost
 from worker.retry import retrying

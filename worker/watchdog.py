@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs import repo
+from jobs.store import repo
 from worker import attempt
 from worker.errors import IterationStalled, TimeLimitExceeded
 from worker.job_process import STARTUP_S, JobProcess, OnRecord

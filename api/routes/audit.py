@@ -15,9 +15,9 @@ from fastapi import APIRouter, Query
 from api.deps import AdminDep, SessionDep
 from api.openapi import auth_responses, problem_doc
 from api.schemas.audit import AuditEventPublic, AuditPage, Time
-from jobs import repo
-from jobs.audit_actions import AuditAction
-from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
+from jobs.status import AuditAction
+from jobs.store import repo
+from jobs.store.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
 
 __all__ = ["router"]
 

@@ -20,11 +20,11 @@ from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replaye
 from api.openapi import BINARY_SCHEMA, auth_responses, links_to, problem_doc
 from api.schemas.datasets import DatasetPublic, DatasetsPublic
 from api.settings import ApiSettings
-from jobs import repo
 from jobs.datasets.checks import REQUIRED, DatasetDescription, describe_file
 from jobs.datasets.files import DatasetFileError
-from jobs.models import Dataset
 from jobs.specs.job import TEXT
+from jobs.store import repo
+from jobs.store.models import Dataset
 
 router = APIRouter(
     prefix="/v1/datasets",
@@ -242,8 +242,6 @@ def delete_dataset(
             jobs=[str(u) for u in users],
         )
     gone = DatasetPublic.of(row, [])
-    audit.record("dataset.delete", "dataset", str(dataset_id),
-                 before={"name": row.name, "sha256": row.sha256, "size": row.size})  # fmt: skip
-    repo.delete_dataset(session, row)
+    repo.delete_dataset(session, row, actor=audit.actor)
     session.commit()
     return gone

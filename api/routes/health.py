@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from api.errors import ProblemError
 from api.openapi import problem_doc
 from api.schemas.health import Health, Readiness
-from jobs import repo
+from jobs.store import repo
 
 router = APIRouter(tags=["health"])
 

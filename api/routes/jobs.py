@@ -17,12 +17,12 @@ from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replaye
 from api.openapi import NPZ, auth_responses, file_doc, file_media_type, links_to, problem_doc
 from api.quota import check_quota
 from api.schemas.jobs import JobPublic, JobResult, JobsPublic, TracePublic
-from jobs import repo
-from jobs.models import TRACE_FIELDS, Job
-from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
 from jobs.specs.admission import admit
 from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.models import TRACE_FIELDS, Job
+from jobs.store.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
 _JOB_LINKS = links_to("/v1/jobs/{job_id}", "job_id", "id", {

@@ -16,8 +16,8 @@ from api.deps import AdminDep, SessionDep
 from api.errors import ProblemError
 from api.openapi import auth_responses, links_to, problem_doc
 from api.schemas.keys import KeyCreate, KeyCreated, KeyPublic, KeysPublic
-from jobs import repo
-from jobs.models import ApiKey
+from jobs.store import repo
+from jobs.store.models import ApiKey
 
 router = APIRouter(
     prefix="/v1/keys",
@@ -52,10 +52,10 @@ def create_key(
     audit: AuditDep,
 ) -> KeyCreated:
     """Create a key for the team; its plaintext is in this response only."""
+    secret = request.app.state.key_secret
     row, key = repo.create_api_key(
-        session, admin.team, body.name, secret=request.app.state.key_secret, scope=body.scope
+        session, admin.team, body.name, secret=secret, scope=body.scope, actor=audit.actor
     )
-    audit.record("key.create", "key", row.prefix, after={"name": row.name, "scope": row.scope})
     session.commit()
     response.headers["Cache-Control"] = "no-store"  # the plaintext must not be cached
     return KeyCreated(**KeyPublic.of(row).model_dump(), key=key)
@@ -83,12 +83,10 @@ def revoke_key(
         raise audit.not_found("key", ApiKey.prefix, prefix)
     try:
         # the repo refuses the last admin key, so the CLI (straight on the store) does too
-        revoked = repo.revoke_api_key(session, prefix, team_id=admin.team.id)
+        # a key revoked before stays revoked, and is not audited again
+        repo.revoke_api_key(session, prefix, team_id=admin.team.id, actor=audit.actor)
     except repo.LastAdminKey as exc:
         raise ProblemError(409, str(exc), slug="last-admin-key", title="Last admin key") from None
-    if revoked:  # a key revoked before stays revoked, and is not audited again
-        audit.record("key.revoke", "key", prefix,
-                     before={"revoked_at": None}, after={"revoked": True})  # fmt: skip
     session.commit()
     # at once in this process; other API processes drop it within key_cache_ttl_s
     request.app.state.key_cache.forget_prefix(prefix)

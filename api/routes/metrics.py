@@ -21,8 +21,8 @@ from prometheus_client.core import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.errors import ProblemError
-from jobs import repo
 from jobs.status import STATUSES
+from jobs.store import repo
 
 __all__ = ["PoolCollector", "router"]
 

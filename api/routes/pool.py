@@ -24,9 +24,10 @@ from api.schemas.pool import (
     TeamShare,
     WorkerPublic,
 )
-from jobs import repo
 from jobs.fairshare import Priority
 from jobs.specs.job import TEXT
+from jobs.status import QueueKind
+from jobs.store import repo
 
 __all__ = ["router"]
 
@@ -83,14 +84,10 @@ def patch_team(
     current = repo.team_by_name(session, name)
     if current is None:
         raise ProblemError(404, f"no team {name!r}", slug="not-found")
-    before = {f: getattr(current, f) for f in changes}
-    team = repo.set_team_policy(session, name, **changes)
+    # the pool is shared: an admin may set another team's weight, which sees the event too
+    team = repo.set_team_policy(session, name, actor=audit.actor, **changes)
     if team is None:
         raise ProblemError(404, f"no team {name!r}", slug="not-found")
-    if changes:
-        # the pool is shared: an admin may set another team's weight, which sees it too
-        audit.record("team.update", "team", name, target_team_id=team.id, before=before,
-                     after={f: getattr(team, f) for f in changes})  # fmt: skip
     session.commit()
     return team_public(team, repo.Policy.of(settings))
 
@@ -100,8 +97,8 @@ def team_public(team: Any, policy: repo.Policy) -> TeamPublic:
     return TeamPublic(
         name=team.name,
         weight=policy.weight(team),
-        max_running_cpu=policy.limit(team, "cpu"),
-        max_running_gpu=policy.limit(team, "gpu"),
+        max_running_cpu=policy.limit(team, QueueKind.CPU),
+        max_running_gpu=policy.limit(team, QueueKind.GPU),
         custom=[f for f in ("weight", "max_running_cpu", "max_running_gpu")
                 if getattr(team, f) is not None],
     )  # fmt: skip

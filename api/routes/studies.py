@@ -18,10 +18,10 @@ from api.openapi import auth_responses, links_to, problem_doc
 from api.quota import check_quota
 from api.schemas.studies import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from api.settings import ApiSettings
-from jobs import repo
-from jobs.models import Study
 from jobs.specs.admission import admit
 from jobs.specs.job import JobSpec
+from jobs.store import repo
+from jobs.store.models import Study
 from jobs.studies.grid import Expansion, GridError, expand, replicate_paths
 from jobs.studies.table import aggregate
 

@@ -24,8 +24,8 @@ from api.schemas.webhooks import (
     WebhookPublic,
     WebhooksPublic,
 )
-from jobs import repo
-from jobs.models import Webhook
+from jobs.store import repo
+from jobs.store.models import Webhook
 from jobs.webhooks import WebhookURLError, check_url
 
 router = APIRouter(
@@ -71,9 +71,8 @@ async def create_webhook(
         ) from None  # fmt: skip
 
     def create() -> WebhookCreated:
-        hook = repo.create_webhook(session, admin.team.id, body.url, body.description)
-        audit.record("webhook.create", "webhook", str(hook.id),
-                     after={"url": hook.url, "description": hook.description})  # fmt: skip
+        hook = repo.create_webhook(session, admin.team.id, body.url, body.description,
+                                   actor=audit.actor)  # fmt: skip
         session.commit()
         return WebhookCreated(**WebhookPublic.of(hook).model_dump(), secret=hook.secret)
 
@@ -95,9 +94,7 @@ def delete_webhook(
 ) -> WebhookPublic:
     """Stop sending to a webhook; it and its deliveries stay readable."""
     hook = _hook_or_404(audit, webhook_id)
-    if hook.revoked_at is None:  # deleting again changes nothing, so records nothing
-        audit.record("webhook.delete", "webhook", str(webhook_id), before={"url": hook.url})
-    repo.revoke_webhook(session, hook)
+    repo.revoke_webhook(session, hook, actor=audit.actor)  # again: changes nothing
     session.commit()
     return WebhookPublic.of(_hook_or_404(audit, webhook_id))
 

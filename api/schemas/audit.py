@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
-from jobs.audit_actions import AuditAction
+from jobs.status import AuditAction, AuditTarget
 
-if TYPE_CHECKING:  # the row is only read here; its module loads with jobs.models
-    from jobs.audit_models import AuditEvent
+if TYPE_CHECKING:  # the row is only read here; its module loads with jobs.store.models
+    from jobs.store.models.audit import AuditEvent
 
 __all__ = ["AuditEventPublic", "AuditPage", "Time"]
 
@@ -23,7 +23,7 @@ class AuditEventPublic(BaseModel):
     id: uuid.UUID
     created_at: datetime
     action: AuditAction
-    target_type: str = Field(description="`key`, `team`, `job`, `dataset`, `study`, `webhook`")
+    target_type: AuditTarget
     target_id: str = Field(description="the target's id, a key's prefix or a team's name")
     team: str = Field(description="the acting key's team")
     own: bool = Field(description="your team acted; false: another team touched your object")

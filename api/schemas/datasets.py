@@ -7,8 +7,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from jobs.models import Dataset
 from jobs.status import JobStatus
+from jobs.store.models import Dataset
 
 __all__ = ["ArrayPublic", "DatasetJob", "DatasetPublic", "DatasetsPublic"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from jobs.models import Job
-from jobs.status import JobStatus
+from jobs.status import JobStatus, QueueKind
+from jobs.store.models import Job
 
 __all__ = [
     "JobError",
@@ -60,7 +60,7 @@ class JobPublic(BaseModel):
     id: uuid.UUID
     name: str
     status: JobStatus
-    queue: str
+    queue: QueueKind
     spec: dict[str, Any]
     plugin: PluginSource | None = None
     progress: Progress

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import ApiKey
 from jobs.specs.job import TEXT
+from jobs.status import KeyScope
+from jobs.store.models import ApiKey
 
 __all__ = ["KeyCreate", "KeyCreated", "KeyPublic", "KeysPublic"]
 
@@ -18,7 +19,7 @@ class KeyPublic(BaseModel):
 
     prefix: str
     name: str
-    scope: Literal["team", "admin"]
+    scope: KeyScope
     created_at: datetime
     revoked_at: datetime | None = None
 
@@ -42,7 +43,8 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
     name: Annotated[str, Field(max_length=100, pattern=TEXT)] = ""
-    scope: Literal["team", "admin"] = "team"
+    # the JSON string names the member (a strict model would want the enum object itself)
+    scope: Annotated[KeyScope, Field(strict=False)] = KeyScope.TEAM
 
 
 class KeyCreated(KeyPublic):

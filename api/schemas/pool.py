@@ -8,6 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from jobs.status import QueueKind
+
 __all__ = [
     "KindPublic",
     "PoolPublic",
@@ -41,7 +43,7 @@ class WorkerPublic(BaseModel):
     """A live worker (seen within one lease); ``job`` only when it runs one of your jobs."""
 
     name: str
-    queue: str
+    queue: QueueKind
     last_seen: datetime
     busy: bool
     job: uuid.UUID | None
@@ -52,7 +54,7 @@ class QueuedPublic(BaseModel):
 
     id: uuid.UUID
     name: str
-    queue: str
+    queue: QueueKind
     priority: str
     position: int = Field(description="1: the next job a free worker of its kind takes")
     estimated_start_s: float | None = Field(

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.jobs import JobError, Progress
-from jobs.models import Job, Study, StudyMember
 from jobs.specs.job import TEXT
 from jobs.status import TERMINAL, JobStatus
+from jobs.store.models import Job, Study, StudyMember
 from jobs.studies.table import study_status
 
 __all__ = [

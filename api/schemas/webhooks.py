@@ -8,8 +8,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import Webhook, WebhookDelivery
 from jobs.specs.job import TEXT
+from jobs.status import DeliveryStatus
+from jobs.store.models import Webhook, WebhookDelivery
 
 __all__ = [
     "DeliveriesPublic",
@@ -66,7 +67,7 @@ class DeliveryPublic(BaseModel):
     event_id: uuid.UUID
     event_type: str
     subject_id: uuid.UUID
-    status: str
+    status: DeliveryStatus
     attempts: int
     response_status: int | None = None
     last_error: str | None = None

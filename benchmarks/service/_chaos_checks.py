@@ -17,9 +17,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from benchmarks.service._chaos_clients import Ledger
-from jobs import repo
-from jobs.models import Dataset, DatasetBlob, DatasetChunk, Job, Study, StudyMember, TracePoint
 from jobs.status import TERMINAL, JobStatus
+from jobs.store import repo
+from jobs.store.models import (
+    Dataset,
+    DatasetBlob,
+    DatasetChunk,
+    Job,
+    Study,
+    StudyMember,
+    TracePoint,
+)
 
 Result = tuple[int, list[str]]
 
@@ -204,7 +212,7 @@ def interruptions(sessions: sessionmaker[Session]) -> dict[str, Any]:
     """How often jobs were taken off a worker and resumed: ``running -> queued`` changes by
     reason (``lease expired``: a killed worker; ``preempted``: fair share), and the jobs that
     ran more than once."""
-    from jobs.models import JobEvent
+    from jobs.store.models import JobEvent
 
     with sessions() as s:
         events = s.execute(

@@ -295,9 +295,9 @@ def sampler(
     """
     from sqlalchemy import func, select
 
-    from jobs.db import make_engine
-    from jobs.models import Job, Team
     from jobs.status import JobStatus
+    from jobs.store.db import make_engine
+    from jobs.store.models import Job, Team
 
     engine = make_engine(url, pool_size=1)
     q = (

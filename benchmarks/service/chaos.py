@@ -142,7 +142,8 @@ class Stack:
         self.engine: Any = None
 
     def start(self) -> None:
-        from jobs.db import make_engine, make_session_factory, upgrade
+        from jobs.store.db import make_engine, make_session_factory
+        from migrations import upgrade
 
         self.pg.init().start()
         self.pg.execute("CREATE DATABASE chaos")
@@ -173,8 +174,8 @@ class Stack:
         """``host:pid`` of the workers holding a running job's lease now."""
         from sqlalchemy import select
 
-        from jobs.models import Job
         from jobs.status import JobStatus
+        from jobs.store.models import Job
 
         try:
             with self.sessions() as s:

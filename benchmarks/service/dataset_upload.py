@@ -111,7 +111,8 @@ def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str
 
 
 def _postgres(path: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from jobs import db
+    import migrations
+    from jobs.store import db
     from tests.support import team_with_key
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
@@ -119,7 +120,7 @@ def _postgres(path: Path, args: argparse.Namespace, tmp: Path) -> dict[str, Any]
         c.execute(f'CREATE DATABASE "{name}"')
     url = args.pg_admin_url.rpartition("/")[0] + "/" + name
     try:
-        db.upgrade(url)
+        migrations.upgrade(url)
         engine = db.make_engine(url)
         _, key = team_with_key(db.make_session_factory(engine))
         engine.dispose()

@@ -104,9 +104,11 @@ class _Queued:
 
 def _app(database_url: str | None, state_dir: Path) -> tuple[Any, str]:
     from api import create_app
-    from jobs import repo
-    from jobs.db import make_engine, make_session_factory, upgrade
     from jobs.keys import load_key_secret
+    from jobs.status import KeyScope
+    from jobs.store import repo
+    from jobs.store.db import make_engine, make_session_factory
+    from migrations import upgrade
 
     over: dict[str, Any] = {"state_dir": state_dir, "key_secret": "fuzz-" + "0" * 32}
     if database_url:
@@ -117,7 +119,12 @@ def _app(database_url: str | None, state_dir: Path) -> tuple[Any, str]:
     with sessions.begin() as s:
         team = repo.ensure_team(s, f"fuzz-{int(time.time())}")
         _, key = repo.create_api_key(
-            s, team, "fuzz", secret=load_key_secret(settings), scope="admin"
+            s,
+            team,
+            "fuzz",
+            secret=load_key_secret(settings),
+            scope=KeyScope.ADMIN,
+            actor=repo.Actor.operator(team.id),
         )
     return create_app(settings, dispatcher=_Queued(), sessions=sessions), key
 

@@ -48,10 +48,12 @@ import torch
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+import migrations
 from benchmarks.library.one_shot_gpu import find_data_dir
-from jobs import db, parse_spec, repo
-from jobs.models import Job, utcnow
+from jobs import parse_spec
 from jobs.specs.job import PROBLEMS
+from jobs.store import db, repo
+from jobs.store.models import Job, utcnow
 from tests.support import EXAMPLES, example, small_one_shot, team_with_key, tiny_spec
 from worker.outcome import Outcome
 from worker.runner import execute_job
@@ -68,7 +70,7 @@ class Store:
     def __init__(self, data_dir: Path | None):
         tmp = tempfile.mkdtemp(prefix="gpu-runner-check-")
         url = db.sqlite_url(tmp)
-        db.upgrade(url)
+        migrations.upgrade(url)
         self.sessions: sessionmaker[Session] = db.make_session_factory(db.make_engine(url))
         self.team_id, _ = team_with_key(self.sessions)
         self.settings = WorkerSettings(

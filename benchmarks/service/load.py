@@ -87,7 +87,7 @@ def _cpu_busy_pct(seconds: float = 2.0) -> float:
 def _store_accounting(sessions, team_id, submitted: dict[str, int]) -> dict:
     from sqlalchemy import func, select
 
-    from jobs.models import Job, TracePoint
+    from jobs.store.models import Job, TracePoint
 
     q = (
         select(
@@ -198,8 +198,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     import psycopg
 
+    import migrations
     from benchmarks.service.trace_overhead import measure
-    from jobs import db
+    from jobs.store import db
     from tests.support import (
         KEY_SECRET,  # the secret team_with_key hashes keys under
         CeleryWorker,
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     workers: list[CeleryWorker] = []
     api = None
     try:
-        db.upgrade(url)
+        migrations.upgrade(url)
         engine = db.make_engine(url)
         sessions = db.make_session_factory(engine)
         team = f"load-{uuid.uuid4().hex[:6]}"

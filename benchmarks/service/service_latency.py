@@ -33,9 +33,10 @@ import httpx
 import psycopg
 from sqlalchemy import select
 
-from jobs import db, repo
-from jobs.models import Job, JobEvent
+import migrations
 from jobs.status import JobStatus
+from jobs.store import db, repo
+from jobs.store.models import Job, JobEvent
 
 __all__ = ["main"]
 
@@ -151,7 +152,7 @@ def main() -> None:
     url = args.pg_admin_url.rpartition("/")[0] + "/" + name
     tmp = Path(tempfile.mkdtemp())
     try:
-        db.upgrade(url)
+        migrations.upgrade(url)
         engine = db.make_engine(url)
         sessions = db.make_session_factory(engine)
         _, key = team_with_key(sessions)

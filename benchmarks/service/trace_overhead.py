@@ -111,9 +111,9 @@ class _Timer:
 def measure(sessions, database_url: str, *, iterations: int = 3000, repeats: int = 5) -> dict:
     """Median wall times of ``core.fit`` alone and through the runner, and their ratio."""
     import core
-    from jobs import repo
-    from jobs.models import TracePoint
     from jobs.specs.job import parse_spec
+    from jobs.store import repo
+    from jobs.store.models import TracePoint
     from worker import runner
     from worker.build import build
     from worker.progress import Progress
@@ -209,7 +209,8 @@ def report(o: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from jobs.db import make_engine, make_session_factory, upgrade
+    from jobs.store.db import make_engine, make_session_factory
+    from migrations import upgrade
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--database-url", required=True, help="a PostgreSQL database to migrate")

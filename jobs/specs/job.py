@@ -19,6 +19,7 @@ from pydantic_core import InitErrorDetails
 
 from jobs.kinds.base import SpecModel, field_error, raise_errors
 from jobs.kinds.registry import KINDS, PROBLEMS, ProblemSpec
+from jobs.status import QueueKind
 
 __all__ = [
     "METHODS",
@@ -209,9 +210,9 @@ class JobSpec(SpecModel):
     priority: Literal["low", "normal", "high"] = "normal"
 
     @property
-    def queue_kind(self) -> str:
-        """``"gpu"`` when the spec asks for CUDA, else ``"cpu"`` (``auto`` runs on CPU queues)."""
-        return "gpu" if self.device.startswith("cuda") else "cpu"
+    def queue_kind(self) -> QueueKind:
+        """``gpu`` when the spec asks for CUDA, else ``cpu`` (``auto`` runs on CPU queues)."""
+        return QueueKind.GPU if self.device.startswith("cuda") else QueueKind.CPU
 
 
 def spec_errors(spec: JobSpec) -> list[InitErrorDetails]:

@@ -12,16 +12,19 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from api.authfailures import AuthFailures
-from jobs import repo
+from jobs.store import repo
 from tests.api.test_security import _problem
 from tests.dataset_files import digits_arrays, npz_bytes
-from tests.factories import bearer, team_with_key, tiny_spec
+from tests.factories import bearer, key_operator, team_with_key, tiny_spec
 
 
-def _events(client, key, **params) -> list[dict]:
+def _events(client, key, *, operator: bool = False, **params) -> list[dict]:
+    """The key's team's events; without the operator's (``team_with_key`` creating the key
+    on the store is audited too) unless ``operator``."""
     r = client.get("/v1/audit", headers=bearer(key), params=params)
     assert r.status_code == 200, r.text
-    return r.json()["data"]
+    data = r.json()["data"]
+    return data if operator else [e for e in data if e["user_agent"] != repo.OPERATOR_AGENT]
 
 
 @pytest.fixture
@@ -66,12 +69,19 @@ def test_each_admin_action_is_in_its_teams_audit_and_no_other(hooks_client, pg_s
         assert abs(datetime.fromisoformat(e["created_at"]) - datetime.now(UTC)) < timedelta(hours=1)
     assert _events(c, other) == []  # never another team's
     assert [e["action"] for e in _events(c, key, action="key.create")] == ["key.create"]
+    # the key the test made on the store (as `bilevel keys create` does) is the oldest event:
+    # the operator's, with no key and no address
+    made = _events(c, key, operator=True)[-1]
+    assert made["action"] == "key.create" and made["target_id"] == prefix
+    assert made["after"] == {"name": "", "scope": "admin"} and made["own"]
+    assert (made["key_prefix"], made["address"]) == ("", None)
+    assert [e["target_id"] for e in _events(c, other, operator=True)] == [other.split("_")[1]]
 
 
 def _team_names(pg_sessions) -> list[tuple[uuid.UUID, str]]:
     from sqlalchemy import select
 
-    from jobs.models import Team
+    from jobs.store.models import Team
 
     with pg_sessions() as s:
         return [(t.id, t.name) for t in s.scalars(select(Team))]
@@ -108,13 +118,14 @@ def test_the_audit_pages_newest_first_and_filters_by_time(client, pg_sessions):
     _, key = team_with_key(pg_sessions, scope="admin")
     for i in range(5):
         client.post("/v1/keys", json={"name": f"k{i}"}, headers=bearer(key))
-    r = client.get("/v1/audit", headers=bearer(key), params={"limit": 2}).json()
+    params = {"limit": 2, "action": "key.create"}
+    r = client.get("/v1/audit", headers=bearer(key), params=params).json()
     names, cursor = [e["after"]["name"] for e in r["data"]], r["next_cursor"]
     while cursor:
-        r = client.get("/v1/audit", headers=bearer(key), params={"limit": 2, "cursor": cursor})
+        r = client.get("/v1/audit", headers=bearer(key), params={**params, "cursor": cursor})
         names += [e["after"]["name"] for e in r.json()["data"]]
         cursor = r.json()["next_cursor"]
-    assert names == ["k4", "k3", "k2", "k1", "k0"]
+    assert names == ["k4", "k3", "k2", "k1", "k0", ""]  # "": the factory's, on the store
     soon = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     assert _events(client, key, since=soon) == []
     assert len(_events(client, key, until=soon)) == 5
@@ -149,7 +160,7 @@ def test_the_last_admin_key_is_refused_by_the_store_too_and_a_refusal_is_not_aud
     prefix = key.split("_")[1]
     # the CLI revokes straight on the store: the same function the API calls refuses it
     with pg_sessions.begin() as s, pytest.raises(repo.LastAdminKey, match=f"key {prefix}"):
-        repo.revoke_api_key(s, prefix)
+        repo.revoke_api_key(s, prefix, actor=key_operator(s, prefix))
     with pg_sessions() as s:
         assert repo.get_api_key(s, prefix).revoked_at is None
     _problem(client.delete(f"/v1/keys/{prefix}", headers=bearer(key)), 409, "last-admin-key")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from jobs.models import DatasetBlob, DatasetChunk
+from jobs.store.models import DatasetBlob, DatasetChunk
 from tests.dataset_files import digits_arrays, npz_bytes, safetensors_bytes
 from tests.factories import example
 from tests.jobs.test_dataset_checks import CASES, _broken
@@ -64,8 +64,8 @@ def test_upload_answers_the_id_sha256_and_each_array(client, auth, small):
 
 
 def test_the_bytes_are_stored_in_chunks_that_reassemble_the_file(pg_sessions, tmp_path):
-    from jobs import repo
     from jobs.datasets.checks import describe_file
+    from jobs.store import repo
     from tests.factories import team_with_key
 
     data = npz_bytes(digits_arrays(seed=random.randrange(1 << 30)))

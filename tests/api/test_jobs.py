@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from jobs import repo
-from jobs.models import Job
+from jobs.store import repo
+from jobs.store.models import Job
 from tests.factories import example, small_one_shot, team_with_key, tiny_spec
 
 PROBLEM = "application/problem+json"
@@ -53,11 +53,12 @@ def test_missing_or_wrong_key_is_401_problem(client, headers):
 
 
 def test_revoked_key_is_401(client, pg_sessions):
-    from tests.factories import team_with_key
+    from tests.factories import key_operator, team_with_key
 
     _, key = team_with_key(pg_sessions)
     with pg_sessions.begin() as s:
-        repo.revoke_api_key(s, key.split("_")[1])
+        prefix = key.split("_")[1]
+        repo.revoke_api_key(s, prefix, actor=key_operator(s, prefix))
     _problem(client.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"}), 401)
 
 
@@ -229,6 +230,8 @@ def test_readiness_is_503_problem_when_the_broker_is_unreachable(pg_url, pg_sess
 
 
 def test_the_api_package_never_imports_torch():
-    code = "import sys, api, api.main, jobs.repo, jobs.dispatch; print('torch' in sys.modules)"
+    code = (
+        "import sys, api, api.main, jobs.store.repo, jobs.dispatch; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,11 +10,11 @@ import time
 import pytest
 from sqlalchemy import event
 
-from jobs import repo
 from jobs.keys import KeyCache
-from jobs.models import Team
 from jobs.specs.job import JobSpec
-from tests.factories import bearer, team_with_key, tiny_spec
+from jobs.store import repo
+from jobs.store.models import Team
+from tests.factories import bearer, key_operator, team_with_key, tiny_spec
 
 
 @pytest.fixture
@@ -66,7 +66,8 @@ def test_a_key_revoked_elsewhere_stops_working_within_the_ttl(make_client, pg_se
     _, key = team_with_key(pg_sessions)
     assert client.get("/v1/jobs", headers=bearer(key)).status_code == 200
     with pg_sessions.begin() as s:  # as `bilevel keys revoke` or another API process does
-        assert repo.revoke_api_key(s, key.split("_")[1])
+        prefix = key.split("_")[1]
+        assert repo.revoke_api_key(s, prefix, actor=key_operator(s, prefix))
     revoked_at = time.monotonic()
     while client.get("/v1/jobs", headers=bearer(key)).status_code == 200:
         assert time.monotonic() - revoked_at < ttl + 0.5, "still accepted past the TTL"

@@ -24,7 +24,15 @@ from api.routes import (
     studies,
     webhooks,
 )
-from jobs.status import TERMINAL, JobStatus
+from jobs.status import (
+    TERMINAL,
+    AuditAction,
+    AuditTarget,
+    DeliveryStatus,
+    JobStatus,
+    KeyScope,
+    QueueKind,
+)
 from tests.api.conftest import RecordingDispatcher
 
 STATUS_JS = dashboard.STATIC_DIR / "js" / "status.js"
@@ -116,6 +124,35 @@ def test_job_statuses_are_one_enum_in_the_schemas_and_the_list_filter(doc):
     assert schemas["JobResult"]["properties"]["status"] == ref
     (param,) = [p for p in doc["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status"]
     assert ref in param["schema"]["anyOf"]
+
+
+#: Each state enum (jobs.status) and the (schema, property) fields typed with it.
+STATE_FIELDS = {
+    KeyScope: [("KeyPublic", "scope"), ("KeyCreate", "scope")],
+    QueueKind: [("JobPublic", "queue"), ("WorkerPublic", "queue"), ("QueuedPublic", "queue")],
+    DeliveryStatus: [("DeliveryPublic", "status")],
+    AuditAction: [("AuditEventPublic", "action")],
+    AuditTarget: [("AuditEventPublic", "target_type")],
+}
+
+
+@pytest.mark.parametrize("enum", list(STATE_FIELDS), ids=lambda e: e.__name__)
+def test_each_state_is_its_enum_once_in_the_schemas(doc, enum):
+    schemas = doc["components"]["schemas"]
+    assert schemas[enum.__name__]["enum"] == [m.value for m in enum]
+    ref = f"#/components/schemas/{enum.__name__}"
+    for schema, field in STATE_FIELDS[enum]:
+        assert schemas[schema]["properties"][field]["$ref"] == ref, (schema, field)
+    # no schema spells the values out again
+    spelled = [name for name, s in schemas.items()
+               if name != enum.__name__ and s.get("enum") == [m.value for m in enum]]  # fmt: skip
+    assert spelled == []
+
+
+def test_the_audit_filter_is_the_action_enum(doc):
+    params = doc["paths"]["/v1/audit"]["get"]["parameters"]
+    (action,) = [p for p in params if p["name"] == "action"]
+    assert {"$ref": "#/components/schemas/AuditAction"} in action["schema"]["anyOf"]
 
 
 def test_the_dashboards_status_module_lists_the_served_enum(doc):

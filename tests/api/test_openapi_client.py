@@ -30,9 +30,9 @@ from sqlalchemy import update
 
 from api import ApiSettings, create_app
 from api.openapi import NPZ
-from jobs import repo
-from jobs.models import Job
 from jobs.status import JobStatus
+from jobs.store import repo
+from jobs.store.models import Job
 from tests.api.conftest import RecordingDispatcher
 from tests.factories import bearer, team_with_key, tiny_spec
 
@@ -57,7 +57,8 @@ def _generator() -> str:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from jobs.db import make_engine, make_session_factory, sqlite_url, upgrade
+    from jobs.store.db import make_engine, make_session_factory, sqlite_url
+    from migrations import upgrade
 
     url = sqlite_url(tmp_path_factory.mktemp("openapi-client-store"))
     upgrade(url)

@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import ApiSettings, create_app
-from jobs import repo
+from jobs.store import repo
 from tests.api.conftest import RecordingDispatcher
 from tests.factories import bearer, team_with_key, tiny_spec
 

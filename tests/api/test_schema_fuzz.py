@@ -20,7 +20,7 @@ from sqlalchemy.orm import sessionmaker
 
 from api import create_app
 from benchmarks.service.fuzz import fuzz_config, fuzz_settings
-from jobs.db import make_engine
+from jobs.store.db import make_engine
 from tests.api.conftest import RecordingDispatcher
 from tests.factories import team_with_key
 

@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from api import ApiSettings, create_app
-from jobs import keys, repo
-from jobs.models import ApiKey, Job
+from jobs import keys
+from jobs.store import repo
+from jobs.store.models import ApiKey, Job
 from tests.conftest import KEY_SECRET
 from tests.factories import bearer, team_with_key, tiny_spec
 
@@ -63,7 +64,9 @@ def test_keys_are_stored_as_an_hmac_under_the_server_secret(pg_sessions, client)
     _problem(client.get("/v1/jobs", headers=bearer(key[:-2] + "zz")), 401, "unauthorized")
     with pg_sessions.begin() as s:
         team = repo.ensure_team(s, f"t-{uuid.uuid4().hex[:6]}")
-        _, foreign = repo.create_api_key(s, team, secret=b"another-secret" * 4)
+        _, foreign = repo.create_api_key(
+            s, team, secret=b"another-secret" * 4, actor=repo.Actor.operator(team.id)
+        )
     _problem(client.get("/v1/jobs", headers=bearer(foreign)), 401)
 
 
@@ -455,7 +458,7 @@ def test_a_rotated_secret_keeps_old_keys_working_and_moves_them(make_client, pg_
     old, new = b"old-secret-" * 4, "new-secret-" * 4
     with pg_sessions.begin() as s:
         team = repo.ensure_team(s, f"t-{uuid.uuid4().hex[:6]}")
-        _, key = repo.create_api_key(s, team, secret=old)
+        _, key = repo.create_api_key(s, team, secret=old, actor=repo.Actor.operator(team.id))
     assert _row(pg_sessions, key).secret_id == keys.secret_id(old)
     without = make_client(key_secret=new)
     _problem(without.get("/v1/jobs", headers=bearer(key)), 401)  # no previous: locked out

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from jobs import repo
 from jobs.status import JobStatus
+from jobs.store import repo
 from jobs.studies.table import mean_std
 from tests.factories import tiny_spec
 

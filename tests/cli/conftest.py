@@ -55,8 +55,9 @@ def api_server(tmp_path, monkeypatch):
     from api.main import create_app
     from api.settings import ApiSettings
     from cli import client
-    from jobs import repo
-    from jobs.db import make_engine, make_session_factory, sqlite_url, upgrade
+    from jobs.store import repo
+    from jobs.store.db import make_engine, make_session_factory, sqlite_url
+    from migrations import upgrade
 
     store = tmp_path / "server"
     store.mkdir()

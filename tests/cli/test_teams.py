@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cli.main import main
-from jobs import repo
+from jobs.store import repo
 from tests.cli.running import run_cli
 from tests.factories import tiny_spec
 

@@ -40,12 +40,12 @@ def missing_service_pieces() -> str | None:
         import api.routes.dashboard  # noqa: F401
         import cli.main  # noqa: F401
         import worker.local  # noqa: F401
-        from jobs import repo
+        from jobs.store import repo
     except ImportError as exc:
         return f"service not importable yet: {exc}"
     for name in ("create_job", "write_trace", "ensure_team"):
         if not hasattr(repo, name):
-            return f"jobs.repo has no {name} yet"
+            return f"jobs.store.repo has no {name} yet"
     return None
 
 
@@ -124,10 +124,10 @@ def seed_long_job(state: Path, spec: dict, points: int = 100_000) -> str:
     the jobs repo straight into the embedded store; returns its id."""
     from sqlalchemy import select, update
 
-    from jobs import repo
-    from jobs.db import make_engine, make_session_factory, sqlite_url
-    from jobs.models import Job, Team, utcnow
     from jobs.specs.job import JobSpec
+    from jobs.store import repo
+    from jobs.store.db import make_engine, make_session_factory, sqlite_url
+    from jobs.store.models import Job, Team, utcnow
 
     spec = {**spec, "outer": {**spec["outer"], "iterations": points}}
     engine = make_engine(sqlite_url(state))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import ApiSettings, create_app
 from jobs.dispatch import CeleryDispatcher
-from jobs.models import Job, JobEvent
+from jobs.store.models import Job, JobEvent
 from tests.e2e import flows
 from tests.e2e.workers import CeleryWorker
 
@@ -52,7 +52,8 @@ def pool_stack(
     fresh_database, redis_url: str, logs, workers: int = 2, **env_over: Any
 ) -> Iterator[PoolStack]:
     """A fresh store, ``workers`` workers (``w1``, ...) with ``env_over`` over fast settings."""
-    from jobs.db import make_engine, make_session_factory, upgrade
+    from jobs.store.db import make_engine, make_session_factory
+    from migrations import upgrade
 
     url = fresh_database()
     upgrade(url)

@@ -199,15 +199,16 @@ def test_sweep_this_creates_a_study_over_the_jobs_spec(page, study, client):
 def test_the_webhooks_view_shows_each_delivery_and_its_answer(page, service, study, client):
     """A webhook put straight into the store: this service allows no address, so the
     executor's sender refuses every attempt and records why; the view shows it."""
-    from jobs import repo
-    from jobs.db import make_engine, make_session_factory, sqlite_url
-    from jobs.models import Team
+    from jobs.store import repo
+    from jobs.store.db import make_engine, make_session_factory, sqlite_url
+    from jobs.store.models import Team
 
     engine = make_engine(sqlite_url(service.state))
     try:
         with make_session_factory(engine).begin() as s:
             team = s.query(Team).filter_by(name="local").one()
-            hook = repo.create_webhook(s, team.id, "http://127.0.0.1:9/hook", "dashboard test")
+            hook = repo.create_webhook(s, team.id, "http://127.0.0.1:9/hook", "dashboard test",
+                                       actor=repo.Actor.operator(team.id))  # fmt: skip
             # events of jobs that ended before a webhook existed are not sent: backdate it
             hook.created_at = hook.created_at.replace(year=2000)
             hook_id = str(hook.id)

@@ -19,7 +19,7 @@ from tests.factories import team_with_key, tiny_spec
 @pytest.fixture(scope="module")
 def e2e_url(fresh_database):
     """A database of its own: the workers' reaper must not pick up other tests' jobs."""
-    from jobs.db import upgrade
+    from migrations import upgrade
 
     url = fresh_database()
     upgrade(url)
@@ -62,7 +62,7 @@ def client(env, worker):
 
 @pytest.fixture(scope="module")
 def sessions(e2e_url):
-    from jobs.db import make_engine, make_session_factory
+    from jobs.store.db import make_engine, make_session_factory
 
     engine = make_engine(e2e_url)
     yield make_session_factory(engine)

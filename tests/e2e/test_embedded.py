@@ -101,7 +101,7 @@ def test_cli_problems_lists_each_kind_with_its_source(embedded, capsys, monkeypa
     assert out.splitlines()[0].split() == ["kind", "source", "options"]
     plugin = [c.strip() for c in rows["digits_mlp"] if c.strip()]
     assert plugin == ["digits_mlp", f"bilevel-digits-mlp {version('bilevel-digits-mlp')}",
-                      "hidden, n_train, n_val, init_penalty"]  # fmt: skip
+                      "dataset, hidden, n_train, n_val, init_penalty"]  # fmt: skip
     assert [c.strip() for c in rows["toy"] if c.strip()] == ["toy", "builtin", "w0"]
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from jobs import repo
+from jobs.store import repo
 from tests.e2e.pool_stack import pool_stack
 from tests.factories import bearer, team_with_key, tiny_spec
 

@@ -25,7 +25,7 @@ KS = [1, 5, 25, 100]
 
 @pytest.fixture(scope="module")
 def env(fresh_database, redis_url):
-    from jobs.db import upgrade
+    from migrations import upgrade
 
     url = fresh_database()
     upgrade(url)
@@ -60,7 +60,7 @@ def client(env, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def auth(env):
-    from jobs.db import make_engine, make_session_factory
+    from jobs.store.db import make_engine, make_session_factory
 
     engine = make_engine(env["DATABASE_URL"])
     try:

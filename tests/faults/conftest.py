@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from jobs import parse_spec, repo
-from jobs.models import Job, JobEvent
+from jobs import parse_spec
+from jobs.store import repo
+from jobs.store.models import Job, JobEvent
 from tests.conftest import unavailable
 from tests.faults.services import (
     FIGURES,
@@ -64,7 +65,7 @@ def _figures() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def fault_pg() -> Iterator[PostgresServer]:
     """A PostgreSQL cluster of the suite's own, with a migrated template database."""
-    from jobs.db import upgrade
+    from migrations import upgrade
 
     why = postgres_missing()
     if why:
@@ -119,8 +120,8 @@ class Cluster:
         fault: str = "kill",
         **env: str,
     ):
-        from jobs.db import make_engine, make_session_factory
         from jobs.dispatch import CeleryDispatcher
+        from jobs.store.db import make_engine, make_session_factory
 
         self.redis, self.log_dir, self.crash_job, self.fault = redis, log_dir, crash_job, fault
         self.pluginless = pluginless

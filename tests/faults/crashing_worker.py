@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from jobs import repo
+from jobs.store import repo
 from tests.faults.hooks import FAULTS
 from worker.job_process import JobProcess
 

@@ -7,7 +7,7 @@ import time
 
 from sqlalchemy import select
 
-from jobs.models import Job
+from jobs.store.models import Job
 from tests.factories import tiny_spec
 from tests.faults.services import record
 from worker.watchdog import GRACE_S

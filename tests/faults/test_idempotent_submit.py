@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 from sqlalchemy import func, select
 
-from jobs.models import Job
+from jobs.store.models import Job
 from tests.factories import bearer, team_with_key, tiny_spec
 from tests.faults.services import Api, record
 

@@ -9,10 +9,11 @@ import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
 
-from jobs import repo
-from jobs.db import alembic_config, make_engine, make_session_factory, sqlite_url
 from jobs.keys import KeySecretError, load_key_secret, load_previous_key_secret, secret_id
 from jobs.settings import StoreSettings
+from jobs.store import repo
+from jobs.store.db import make_engine, make_session_factory, sqlite_url
+from migrations import alembic_config
 
 
 def _settings(tmp_path, **over) -> StoreSettings:
@@ -109,7 +110,9 @@ def test_a_key_from_before_0004_is_tried_with_both_secrets_then_labelled(tmp_pat
     with sessions.begin() as s:
         team = repo.ensure_team(s, "t")
         for secret in (OLD, NEW):
-            _, made[secret] = repo.create_api_key(s, team, secret=secret)
+            _, made[secret] = repo.create_api_key(
+                s, team, secret=secret, actor=repo.Actor.operator(team.id)
+            )
         s.execute(text("UPDATE api_keys SET secret_id = NULL"))  # as rows before 0004 are
     with sessions.begin() as s:
         assert repo.verify_key(s, made[OLD], secret=NEW) is None  # no previous secret named
@@ -126,7 +129,8 @@ def test_a_key_from_before_0004_is_tried_with_both_secrets_then_labelled(tmp_pat
 def test_a_row_labelled_with_the_previous_secret_is_checked_against_it_alone(tmp_path):
     sessions = _store(tmp_path)
     with sessions.begin() as s:
-        _, key = repo.create_api_key(s, repo.ensure_team(s, "t"), secret=OLD)
+        team = repo.ensure_team(s, "t")
+        _, key = repo.create_api_key(s, team, secret=OLD, actor=repo.Actor.operator(team.id))
     with sessions.begin() as s:
         assert repo.verify_key(s, key + "x", secret=NEW, previous=OLD) is None
         assert repo.verify_key(s, key, secret=NEW, previous=b"z" * 32) is None  # another one

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 from alembic import command
 from sqlalchemy import create_engine, inspect
 
-from jobs.db import alembic_config, normalize_url, sqlite_url
-from jobs.models import Base
+from jobs.store.db import normalize_url, sqlite_url
+from jobs.store.models import Base
+from migrations import alembic_config
 
 
 def _tables(url: str) -> set[str]:
@@ -53,3 +57,16 @@ def test_plain_alembic_upgrade_reads_the_store_settings(fresh_database, tmp_path
     )
     assert _tables(url) == set(Base.metadata.tables) | {"alembic_version"}
     assert not (tmp_path / "bilevel.db").exists()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_job_domain_never_imports_migrations_nor_alembic():
+    """Not even lazily, inside a function (``tests/test_layout.py`` checks module level)."""
+    for path in (ROOT / "jobs").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                module = node.module if isinstance(node, ast.ImportFrom) else None
+                tops = {(module or a.name).split(".")[0] for a in node.names}
+                assert not tops & {"migrations", "alembic"}, f"{path}:{node.lineno}"

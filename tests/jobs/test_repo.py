@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
-from jobs import parse_spec, repo
-from jobs.models import Job, JobEvent, utcnow
+from jobs import parse_spec
+from jobs.store import repo
+from jobs.store.models import Job, JobEvent, utcnow
 from tests.conftest import KEY_SECRET
-from tests.factories import team_with_key, tiny_spec
+from tests.factories import key_operator, team_with_key, tiny_spec
 
 
 @pytest.fixture
@@ -40,8 +41,8 @@ def test_keys_authenticate_until_revoked_and_only_the_hash_is_stored(pg_sessions
         assert len(stored) == 1 and key not in stored[0].key_hash
     prefix = stored[0].prefix
     with pg_sessions.begin() as s:
-        assert repo.revoke_api_key(s, prefix)
-        assert not repo.revoke_api_key(s, prefix)
+        assert repo.revoke_api_key(s, prefix, actor=key_operator(s, prefix))
+        assert not repo.revoke_api_key(s, prefix, actor=key_operator(s, prefix))
     with pg_sessions() as s:
         assert repo.authenticate(s, key, secret=secret) is None
 
@@ -215,7 +216,7 @@ def test_rolled_up_downsampling_keeps_the_true_extremes_of_every_bucket(
 ):
     import random
 
-    from jobs.models import TRACE_BLOCK
+    from jobs.store.models import TRACE_BLOCK
 
     rng = random.Random(after)
     n = 60 * TRACE_BLOCK + 17
@@ -250,7 +251,7 @@ def test_rolled_up_downsampling_keeps_the_true_extremes_of_every_bucket(
 def test_truncating_a_trace_recomputes_its_rollup(pg_sessions):
     from sqlalchemy import select as sel
 
-    from jobs.models import trace_blocks
+    from jobs.store.models import trace_blocks
 
     team_id, _ = team_with_key(pg_sessions)
     a, b = _submit(pg_sessions, team_id), _submit(pg_sessions, team_id)

@@ -1,4 +1,4 @@
-"""The fair-share claim in the store (jobs.repo.scheduling), on PostgreSQL and SQLite."""
+"""The fair-share claim in the store (jobs.store.repo.scheduling), on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import OperationalError
 
-from jobs import repo
-from jobs.models import Job, JobEvent, utcnow
-from jobs.repo import LeaseState, Policy
 from jobs.specs.job import parse_spec
+from jobs.store import repo
+from jobs.store.models import Job, JobEvent, utcnow
+from jobs.store.repo import LeaseState, Policy
 from tests.factories import tiny_spec
 
 POLICY = Policy(preempt_min_run_s=60.0)
@@ -47,7 +47,8 @@ def test_weights_3_to_1_hold_the_running_shares_at_3_to_1_while_both_are_backlog
     alpha = _team(sessions, "alpha", 40)
     _team(sessions, "beta", 40)
     with sessions.begin() as s:
-        repo.set_team_policy(s, "alpha", weight=3.0)
+        op = repo.Actor.operator(repo.team_by_name(s, "alpha").id)
+        repo.set_team_policy(s, "alpha", actor=op, weight=3.0)
         ids = {str(repo.team_by_name(s, n).id): n for n in ("alpha", "beta")}
     held = [_claim(sessions, f"w{i}") for i in range(4)]
     shares = []
@@ -82,12 +83,13 @@ def test_a_team_below_its_share_is_claimed_first_though_it_queued_last(sessions)
 def test_a_team_limit_set_by_an_admin_holds_and_a_bad_one_is_refused(sessions):
     _team(sessions, "alpha", 3)
     with sessions.begin() as s:
-        repo.set_team_policy(s, "alpha", max_running_cpu=1)
+        op = repo.Actor.operator(repo.team_by_name(s, "alpha").id)
+        repo.set_team_policy(s, "alpha", actor=op, max_running_cpu=1)
         with pytest.raises(ValueError, match="max_running_cpu must be >= 1, got 0"):
-            repo.set_team_policy(s, "alpha", max_running_cpu=0)
+            repo.set_team_policy(s, "alpha", actor=op, max_running_cpu=0)
         with pytest.raises(ValueError, match="weight must be > 0, got -1"):
-            repo.set_team_policy(s, "alpha", weight=-1.0)
-        assert repo.set_team_policy(s, "nobody", weight=2.0) is None
+            repo.set_team_policy(s, "alpha", actor=op, weight=-1.0)
+        assert repo.set_team_policy(s, "nobody", actor=op, weight=2.0) is None
     assert isinstance(_claim(sessions), repo.Claim)
     assert _claim(sessions) is True  # queued, but the team is at its limit
 

@@ -8,9 +8,10 @@ import random
 import pytest
 from sqlalchemy import select
 
-from jobs import parse_spec, repo
-from jobs.models import TRACE_BLOCK, trace_blocks
-from jobs.repo.trace_writes import block_of, refresh_blocks
+from jobs import parse_spec
+from jobs.store import repo
+from jobs.store.models import TRACE_BLOCK, trace_blocks
+from jobs.store.repo.trace_writes import block_of, refresh_blocks
 from tests.factories import team_with_key, tiny_spec
 
 

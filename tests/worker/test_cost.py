@@ -6,8 +6,8 @@ import torch
 
 import core
 from core.problems.quadratic import Quadratic
-from jobs import repo
-from jobs.models import Job
+from jobs.store import repo
+from jobs.store.models import Job
 from tests.factories import example, queued_job, tiny_spec
 from worker.runner import execute_job
 from worker.settings import WorkerSettings

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import core
-from jobs import repo
-from jobs.models import Job
 from jobs.specs.job import parse_spec
+from jobs.store import repo
+from jobs.store.models import Job
 from tests.factories import example, queued_job, small_one_shot, tiny_spec
 from tests.shared_data import require_omniglot
 from worker.build import build

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from jobs import repo
-from jobs.models import Job, utcnow
+from jobs.store import repo
+from jobs.store.models import Job, utcnow
 from tests.factories import example, queued_job, small_one_shot
 from tests.shared_data import require_omniglot
 from worker.runner import execute_job

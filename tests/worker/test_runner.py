@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sqlalchemy import select, update
 
-from jobs import repo
-from jobs.models import Job, JobEvent, utcnow
 from jobs.specs.job import parse_spec
+from jobs.store import repo
+from jobs.store.models import Job, JobEvent, utcnow
 from tests.factories import example, queued_job, tiny_spec
 from worker.runner import execute_job
 from worker.settings import WorkerSettings

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
-from jobs import repo
-from jobs.models import Job, TracePoint
+from jobs.store import repo
+from jobs.store.models import Job, TracePoint
 from tests.factories import queued_job, tiny_spec
 from worker.errors import LeaseLost
 from worker.progress import Progress

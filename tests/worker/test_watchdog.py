@@ -16,9 +16,9 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from jobs import repo
-from jobs.models import Job, JobEvent
 from jobs.specs.job import parse_spec
+from jobs.store import repo
+from jobs.store.models import Job, JobEvent
 from tests.factories import queued_job, team_with_key, tiny_spec, wait_until
 from tests.faults.hooks import (
     hang_at_second_iteration,

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
-from jobs import repo
 from jobs.status import JobStatus
+from jobs.store import repo
 from jobs.webhooks import WebhookURLError, check_url
 from tests.factories import bearer, team_with_key, tiny_spec
 from tests.webhook_receiver import Receiver, verify_signature
@@ -48,7 +48,7 @@ def admin(pg_url, pg_sessions):
         yield c, bearer(key), team_id
     with pg_sessions.begin() as s:  # other tests' passes must not send to this one's hooks
         for hook in repo.list_webhooks(s, team_id):
-            repo.revoke_webhook(s, hook)
+            repo.revoke_webhook(s, hook, actor=repo.Actor.operator(team_id))
 
 
 def _finish(sessions, job_id, status):

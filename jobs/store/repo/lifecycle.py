@@ -24,14 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from jobs.models import (
-    TERMINAL,
-    Job,
-    utcnow,
-)
-from jobs.repo.events import add_event
-from jobs.repo.rows import rows_changed
-from jobs.status import JobStatus
+from jobs.status import TERMINAL, JobStatus
+from jobs.store.models import Job, utcnow
+from jobs.store.repo.events import add_event
+from jobs.store.repo.rows import rows_changed
 
 # -- the worker's side -----------------------------------------------------------------------
 

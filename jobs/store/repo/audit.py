@@ -1,5 +1,10 @@
 """The audit trail: recording admin actions and refused cross-team accesses, and reading it.
 
+The store functions that make an audited change (a key created or revoked, a team's policy
+set, a webhook created or deleted, a data set deleted) record it themselves, so the API and
+the CLI on the store (``bilevel keys``, ``bilevel teams``) are audited alike; each takes
+the :class:`Actor` who asks.
+
 A team reads the events it acted in and those that touched its objects
 (``target_team_id``); :func:`list_events` never returns another team's. Recording only adds
 the row to the session: the caller commits it with the action it describes, in one
@@ -16,11 +21,15 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from jobs.audit_models import AuditEvent
-from jobs.models import Team
-from jobs.repo.pages import encode_cursor, page_after
+from jobs.status import AuditAction, AuditTarget
+from jobs.store.models import Team
+from jobs.store.models.audit import AuditEvent
+from jobs.store.repo.pages import encode_cursor, page_after
 
-__all__ = ["Actor", "list_events", "owning_team", "record_event"]
+__all__ = ["OPERATOR_AGENT", "Actor", "list_events", "owning_team", "record_event"]
+
+#: The ``user_agent`` of an event the store's operator caused (no key, no address).
+OPERATOR_AGENT = "bilevel CLI on the store"
 
 
 @dataclass(frozen=True)
@@ -34,12 +43,22 @@ class Actor:
     address: str | None = None
     user_agent: str | None = None
 
+    @classmethod
+    def operator(cls, team_id: uuid.UUID) -> Actor:
+        """The operator working on the store itself, for ``team_id``'s objects.
+
+        ``bilevel keys`` and ``bilevel teams`` (and the embedded store's first start) act
+        with no key and from no address; their events are the target team's own.
+        """
+        return cls(team_id=team_id, key_id=None, key_prefix="", key_name="",
+                   user_agent=OPERATOR_AGENT)  # fmt: skip
+
 
 def record_event(
     session: Session,
     actor: Actor,
-    action: str,
-    target_type: str,
+    action: AuditAction,
+    target_type: AuditTarget,
     target_id: str,
     *,
     target_team_id: uuid.UUID | None = None,

@@ -19,10 +19,11 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from jobs.kinds.base import DatasetInfo
-from jobs.models import Dataset, DatasetBlob, DatasetChunk, Job, utcnow
-from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
-from jobs.repo.teams import lock_team
-from jobs.status import JobStatus
+from jobs.status import AuditAction, AuditTarget, JobStatus
+from jobs.store.models import Dataset, DatasetBlob, DatasetChunk, Job, utcnow
+from jobs.store.repo.audit import Actor, record_event
+from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed
+from jobs.store.repo.teams import lock_team
 
 __all__ = [
     "CHUNK_BYTES",
@@ -223,8 +224,15 @@ def dataset_jobs(
     return out
 
 
-def delete_dataset(session: Session, dataset: Dataset) -> None:
-    """Delete the row, and its blob and chunks when no other data set shares them."""
+def delete_dataset(session: Session, dataset: Dataset, *, actor: Actor) -> None:
+    """Delete the row, and its blob and chunks when no other data set shares them.
+
+    Audited as ``dataset.delete`` by ``actor``.
+    """
+    record_event(session, actor, AuditAction.DATASET_DELETE, AuditTarget.DATASET,
+                 str(dataset.id), target_team_id=dataset.team_id,
+                 before={"name": dataset.name, "sha256": dataset.sha256,
+                         "size": dataset.size})  # fmt: skip
     sha = dataset.sha256
     session.delete(dataset)
     session.flush()

@@ -19,13 +19,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from jobs.models import (
+from jobs.store.models import (
     TRACE_BLOCK,
     TRACE_FIELDS,
     TracePoint,
     trace_blocks,
 )
-from jobs.repo.rows import rows_changed
+from jobs.store.repo.rows import rows_changed
 
 
 def _clean(v: Any) -> float | None:
@@ -148,7 +148,7 @@ _BLOCK_COLUMNS = tuple(c.name for c in trace_blocks.c)
 
 
 def _store_dialect(session: Session) -> str:
-    """``"postgresql"`` or ``"sqlite"``, the two stores the service runs on (``jobs.db``)."""
+    """``"postgresql"`` or ``"sqlite"``, the two stores the service runs on (``jobs.store.db``)."""
     name = session.get_bind().dialect.name
     if name not in _UPSERT_BLOCKS:
         raise ValueError(f"the job store must be PostgreSQL or SQLite, got {name}")

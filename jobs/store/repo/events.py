@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from jobs.models import JobEvent
+from jobs.store.models import JobEvent
 
 __all__ = ["add_event"]
 

@@ -3,24 +3,25 @@
 One module per concern; this package re-exports their public names so callers write
 ``repo.create_job(...)``:
 
-- :mod:`jobs.repo.teams`: teams, API keys, and the per-team counts the quotas check;
-- :mod:`jobs.repo.submissions`: submitting, reading, listing and cancelling jobs;
-- :mod:`jobs.repo.idempotency`: ``Idempotency-Key`` replays of jobs, studies, data sets;
-- :mod:`jobs.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
-- :mod:`jobs.repo.scheduling`: the fair-share claim, preemption requests, worker heartbeats;
-- :mod:`jobs.repo.pool`: the pool's view (teams' shares, workers, queue positions), weights;
-- :mod:`jobs.repo.trace_writes` and :mod:`jobs.repo.trace_reads`: a job's convergence trace;
-- :mod:`jobs.repo.artifacts`: learned hyperparameters and checkpoints;
-- :mod:`jobs.repo.datasets`: a team's uploaded data sets, their bytes in chunks;
-- :mod:`jobs.repo.studies`: studies (a grid of jobs as one object);
-- :mod:`jobs.repo.webhooks`: webhooks and the outbox of their deliveries;
-- :mod:`jobs.repo.health`: the readiness probe's round trip.
+- :mod:`jobs.store.repo.teams`: teams, API keys, and the per-team counts the quotas check;
+- :mod:`jobs.store.repo.submissions`: submitting, reading, listing and cancelling jobs;
+- :mod:`jobs.store.repo.idempotency`: ``Idempotency-Key`` replays of jobs, studies, data sets;
+- :mod:`jobs.store.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
+- :mod:`jobs.store.repo.scheduling`: the fair-share claim, preemption requests, worker heartbeats;
+- :mod:`jobs.store.repo.pool`: the pool's view (teams' shares, workers, queue positions), weights;
+- :mod:`jobs.store.repo.trace_writes` and :mod:`jobs.store.repo.trace_reads`: a job's
+  convergence trace;
+- :mod:`jobs.store.repo.artifacts`: learned hyperparameters and checkpoints;
+- :mod:`jobs.store.repo.datasets`: a team's uploaded data sets, their bytes in chunks;
+- :mod:`jobs.store.repo.studies`: studies (a grid of jobs as one object);
+- :mod:`jobs.store.repo.webhooks`: webhooks and the outbox of their deliveries;
+- :mod:`jobs.store.repo.health`: the readiness probe's round trip.
 """
 
-from jobs.models import utcnow
-from jobs.repo.artifacts import load_artifact, save_artifact
-from jobs.repo.audit import Actor, list_events, owning_team, record_event
-from jobs.repo.datasets import (
+from jobs.store.models import utcnow
+from jobs.store.repo.artifacts import load_artifact, save_artifact
+from jobs.store.repo.audit import OPERATOR_AGENT, Actor, list_events, owning_team, record_event
+from jobs.store.repo.datasets import (
     dataset_bytes_used,
     dataset_jobs,
     dataset_lookup,
@@ -31,9 +32,9 @@ from jobs.repo.datasets import (
     read_dataset_chunks,
     store_dataset,
 )
-from jobs.repo.health import ping_store
-from jobs.repo.idempotency import IdempotencyConflict, find_keyed
-from jobs.repo.lifecycle import (
+from jobs.store.repo.health import ping_store
+from jobs.store.repo.idempotency import IdempotencyConflict, find_keyed
+from jobs.store.repo.lifecycle import (
     Claim,
     LeaseState,
     cancel_is_requested,
@@ -46,8 +47,8 @@ from jobs.repo.lifecycle import (
     release_job,
     requeue_crashed,
 )
-from jobs.repo.pages import decode_cursor
-from jobs.repo.pool import (
+from jobs.store.repo.pages import decode_cursor
+from jobs.store.repo.pool import (
     PoolView,
     durations,
     job_counts,
@@ -58,7 +59,7 @@ from jobs.repo.pool import (
     team_by_name,
     trace_point_count,
 )
-from jobs.repo.scheduling import (
+from jobs.store.repo.scheduling import (
     Policy,
     beat_worker,
     claim_next,
@@ -69,7 +70,7 @@ from jobs.repo.scheduling import (
     running_jobs,
     team_loads,
 )
-from jobs.repo.studies import (
+from jobs.store.repo.studies import (
     cancel_study,
     create_study,
     get_study,
@@ -77,14 +78,14 @@ from jobs.repo.studies import (
     study_members,
     study_status_counts,
 )
-from jobs.repo.submissions import (
+from jobs.store.repo.submissions import (
     cancel_job,
     create_job,
     find_idempotent,
     get_job,
     list_jobs,
 )
-from jobs.repo.teams import (
+from jobs.store.repo.teams import (
     LastAdminKey,
     Principal,
     TeamRef,
@@ -101,16 +102,15 @@ from jobs.repo.teams import (
     set_api_key_scope,
     verify_key,
 )
-from jobs.repo.trace_reads import (
+from jobs.store.repo.trace_reads import (
     best_outer_loss,
     last_outer_loss,
     trace_columns,
     trace_span,
     trace_version,
 )
-from jobs.repo.trace_writes import truncate_trace, write_trace
-from jobs.repo.webhooks import (
-    DeliveryStatus,
+from jobs.store.repo.trace_writes import truncate_trace, write_trace
+from jobs.store.repo.webhooks import (
     DueDelivery,
     claim_due,
     create_webhook,
@@ -123,9 +123,9 @@ from jobs.repo.webhooks import (
 )
 
 __all__ = [
+    "OPERATOR_AGENT",
     "Actor",
     "Claim",
-    "DeliveryStatus",
     "DueDelivery",
     "IdempotencyConflict",
     "LastAdminKey",

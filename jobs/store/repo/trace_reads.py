@@ -22,13 +22,13 @@ from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from jobs.models import (
+from jobs.store.models import (
     TRACE_BLOCK,
     TRACE_FIELDS,
     TracePoint,
     trace_blocks,
 )
-from jobs.repo.trace_writes import block_of
+from jobs.store.repo.trace_writes import block_of
 
 # -- traces ----------------------------------------------------------------------------------
 

@@ -1,18 +1,17 @@
-"""Engines, sessions and migrations for PostgreSQL (the service) or SQLite (embedded)."""
+"""Engines and sessions for PostgreSQL (the service) or SQLite (embedded).
+
+Migrating a store is :func:`migrations.upgrade`'s: the job domain never imports Alembic.
+"""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-__all__ = ["make_engine", "make_session_factory", "normalize_url", "sqlite_url", "upgrade"]
+__all__ = ["make_engine", "make_session_factory", "normalize_url", "sqlite_url"]
 
 
 def normalize_url(url: str) -> str:
@@ -56,24 +55,3 @@ def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engin
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit (rows are handed to other threads)."""
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def alembic_config(url: str) -> Config:
-    """An Alembic config for the packaged migrations, independent of the working directory."""
-    from alembic.config import Config
-
-    import migrations
-
-    # the stream of now: Config's default is sys.stdout as it was when alembic was imported,
-    # which under pytest's capture may be a stream closed since
-    cfg = Config(stdout=sys.stdout)
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))
-    cfg.set_main_option("sqlalchemy.url", normalize_url(url).replace("%", "%%"))
-    return cfg
-
-
-def upgrade(url: str, revision: str = "head") -> None:
-    """``alembic upgrade head`` on ``url``."""
-    from alembic import command
-
-    command.upgrade(alembic_config(url), revision)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jobs.models import Dataset, Job, Study
+from jobs.store.models import Dataset, Job, Study
 
 __all__ = ["IdempotencyConflict", "find_keyed", "insert_keyed", "replayed"]
 

@@ -14,14 +14,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from jobs import keys
-from jobs.models import (
-    ApiKey,
-    Job,
-    Team,
-    utcnow,
-)
-from jobs.repo.rows import rows_changed
-from jobs.status import ACTIVE, JobStatus
+from jobs.status import ACTIVE, AuditAction, AuditTarget, JobStatus, KeyScope
+from jobs.store.models import ApiKey, Job, Team, utcnow
+from jobs.store.repo.audit import Actor, record_event
+from jobs.store.repo.rows import rows_changed
 
 # -- teams, keys and quotas ----------------------------------------------------------------
 
@@ -63,19 +59,26 @@ class Principal:
     @property
     def admin(self) -> bool:
         """Whether the key may manage its team's keys."""
-        return self.scope == "admin"
+        return self.scope == KeyScope.ADMIN
 
 
 def create_api_key(
-    session: Session, team: Team | TeamRef, name: str = "", *, secret: bytes, scope: str = "team"
+    session: Session,
+    team: Team | TeamRef,
+    name: str = "",
+    *,
+    secret: bytes,
+    actor: Actor,
+    scope: str = KeyScope.TEAM,
 ) -> tuple[ApiKey, str]:
-    """A new key for ``team``; the plaintext is returned once and never stored.
+    """A new key for ``team``, audited as ``key.create`` by ``actor``.
+
+    The plaintext is returned once and never stored.
 
     Raises:
-        ValueError: ``scope`` is not ``team`` or ``admin``.
+        ValueError: ``scope`` is not a :class:`~jobs.status.KeyScope`.
     """
-    if scope not in keys.SCOPES:
-        raise ValueError(f"scope must be one of {keys.SCOPES}, got {scope!r}")
+    scope = _scope(scope)
     prefix, key = keys.new_key()
     row = ApiKey(
         team_id=team.id,
@@ -88,7 +91,17 @@ def create_api_key(
     )
     session.add(row)
     session.flush()
+    record_event(session, actor, AuditAction.KEY_CREATE, AuditTarget.KEY, prefix,
+                 target_team_id=team.id, after={"name": name, "scope": scope})  # fmt: skip
     return row, key
+
+
+def _scope(scope: str) -> KeyScope:
+    try:
+        return KeyScope(scope)
+    except ValueError:
+        names = [str(s) for s in KeyScope]
+        raise ValueError(f"scope must be one of {names}, got {scope!r}") from None
 
 
 # compared against when no row matches, so that a miss costs about what a hit does
@@ -190,8 +203,13 @@ class LastAdminKey(Exception):
         self.team = team
 
 
-def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None = None) -> bool:
-    """Revoke the key with ``prefix`` (of ``team_id`` only, when given).
+def revoke_api_key(
+    session: Session, prefix: str, *, actor: Actor, team_id: uuid.UUID | None = None
+) -> bool:
+    """Revoke the key with ``prefix`` (of ``team_id`` only, when given), audited.
+
+    Recorded as ``key.revoke`` by ``actor``; a key revoked before stays revoked and is not
+    audited again.
 
     The one place both the API and the CLI revoke through, so the team's last unrevoked
     admin key is refused whichever of them asks: without one nobody could manage the team's
@@ -206,7 +224,7 @@ def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None =
     row = get_api_key(session, prefix, team_id=team_id)
     if row is None or row.revoked_at is not None:
         return False
-    if row.scope == "admin":
+    if row.scope == KeyScope.ADMIN:
         # serialised per team (until commit): two revokes of its last two admin keys cannot
         # both see the other one still active
         lock_team(session, row.team_id)
@@ -216,8 +234,12 @@ def revoke_api_key(session: Session, prefix: str, *, team_id: uuid.UUID | None =
     q = update(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     if team_id is not None:
         q = q.where(ApiKey.team_id == team_id)
-    res = rows_changed(session, q.values(revoked_at=utcnow()))
-    return res == 1
+    if rows_changed(session, q.values(revoked_at=utcnow())) != 1:
+        return False
+    record_event(session, actor, AuditAction.KEY_REVOKE, AuditTarget.KEY, prefix,
+                 target_team_id=row.team_id, before={"revoked_at": None},
+                 after={"revoked": True})  # fmt: skip
+    return True
 
 
 def count_admin_keys(session: Session, team_id: uuid.UUID) -> int:
@@ -225,7 +247,9 @@ def count_admin_keys(session: Session, team_id: uuid.UUID) -> int:
     return int(
         session.scalar(
             select(func.count()).where(
-                ApiKey.team_id == team_id, ApiKey.scope == "admin", ApiKey.revoked_at.is_(None)
+                ApiKey.team_id == team_id,
+                ApiKey.scope == KeyScope.ADMIN,
+                ApiKey.revoked_at.is_(None),
             )
         )
         or 0
@@ -233,9 +257,12 @@ def count_admin_keys(session: Session, team_id: uuid.UUID) -> int:
 
 
 def set_api_key_scope(session: Session, prefix: str, scope: str) -> bool:
-    """Give the key with ``prefix`` another scope; ``False`` if there is no such key."""
-    if scope not in keys.SCOPES:
-        raise ValueError(f"scope must be one of {keys.SCOPES}, got {scope!r}")
+    """Give the key with ``prefix`` another scope; ``False`` if there is no such key.
+
+    Not audited: only the embedded store's start uses it, to promote its owner's key file
+    from before scopes existed.
+    """
+    scope = _scope(scope)
     res = rows_changed(session, update(ApiKey).where(ApiKey.prefix == prefix).values(scope=scope))
     return res == 1
 

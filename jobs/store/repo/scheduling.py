@@ -2,7 +2,7 @@
 
 The choice itself is :mod:`jobs.fairshare` (pure); this module reads what it needs in the
 claim's transaction and applies its answer with the guarded updates of
-:mod:`jobs.repo.lifecycle`. Claims of one queue kind are serialised (a transaction-scoped
+:mod:`jobs.store.repo.lifecycle`. Claims of one queue kind are serialised (a transaction-scoped
 advisory lock on PostgreSQL; SQLite serialises writers anyway), so two workers never both
 see a team below its limit and both take a job of it.
 """
@@ -19,11 +19,11 @@ from sqlalchemy.orm import Session
 
 from jobs import fairshare
 from jobs.fairshare import Candidate, Running, TeamLoad
-from jobs.models import Job, Team, Worker, utcnow
-from jobs.repo.lifecycle import Claim, cancel_if_requested, claim_job
-from jobs.repo.rows import rows_changed
 from jobs.settings import StoreSettings
-from jobs.status import JobStatus
+from jobs.status import JobStatus, QueueKind
+from jobs.store.models import Job, Team, Worker, utcnow
+from jobs.store.repo.lifecycle import Claim, cancel_if_requested, claim_job
+from jobs.store.repo.rows import rows_changed
 
 __all__ = [
     "Policy",
@@ -37,7 +37,7 @@ __all__ = [
     "team_loads",
 ]
 
-KINDS = ("cpu", "gpu")
+KINDS: tuple[QueueKind, ...] = tuple(QueueKind)
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,9 @@ class Policy:
 
     def limit(self, team: Team, kind: str) -> int:
         """The team's running limit on ``kind`` workers, or the default."""
-        own = team.max_running_gpu if kind == "gpu" else team.max_running_cpu
-        return own if own is not None else (self.gpu_limit if kind == "gpu" else self.cpu_limit)
+        gpu = kind == QueueKind.GPU
+        own = team.max_running_gpu if gpu else team.max_running_cpu
+        return own if own is not None else (self.gpu_limit if gpu else self.cpu_limit)
 
 
 def _lock_kind(session: Session, kind: str) -> None:

@@ -18,14 +18,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from jobs.models import Job, Study, Webhook, WebhookDelivery, utcnow
-from jobs.repo.studies import study_status_counts
-from jobs.status import TERMINAL
+from jobs.status import TERMINAL, AuditAction, AuditTarget, DeliveryStatus
+from jobs.store.models import Job, Study, Webhook, WebhookDelivery, utcnow
+from jobs.store.repo.audit import Actor, record_event
+from jobs.store.repo.rows import rows_changed
+from jobs.store.repo.studies import study_status_counts
 from jobs.studies.table import study_status
 from jobs.webhooks import backoff_s, event_id, event_payload, new_secret
 
 __all__ = [
-    "DeliveryStatus",
     "DueDelivery",
     "claim_due",
     "create_webhook",
@@ -38,20 +39,17 @@ __all__ = [
 ]
 
 
-class DeliveryStatus:
-    """A delivery's states (the column's CHECK constraint lists them)."""
-
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-
-def create_webhook(session: Session, team_id: uuid.UUID, url: str, description: str) -> Webhook:
-    """A new webhook with a fresh secret (the caller shows it once)."""
+def create_webhook(
+    session: Session, team_id: uuid.UUID, url: str, description: str, *, actor: Actor
+) -> Webhook:
+    """A new webhook with a fresh secret (the caller shows it once), audited by ``actor``."""
     hook = Webhook(id=uuid.uuid4(), team_id=team_id, url=url, description=description,
                    secret=new_secret(), created_at=utcnow())  # fmt: skip
     session.add(hook)
     session.flush()
+    record_event(session, actor, AuditAction.WEBHOOK_CREATE, AuditTarget.WEBHOOK, str(hook.id),
+                 target_team_id=team_id,
+                 after={"url": url, "description": description})  # fmt: skip
     return hook
 
 
@@ -67,10 +65,23 @@ def get_webhook(session: Session, team_id: uuid.UUID, webhook_id: uuid.UUID) -> 
     return hook if hook is not None and hook.team_id == team_id else None
 
 
-def revoke_webhook(session: Session, hook: Webhook) -> None:
-    """Stop sending to ``hook``; its pending deliveries are left unsent."""
-    session.execute(update(Webhook).where(Webhook.id == hook.id, Webhook.revoked_at.is_(None))
-                    .values(revoked_at=utcnow()))  # fmt: skip
+def revoke_webhook(session: Session, hook: Webhook, *, actor: Actor) -> bool:
+    """Stop sending to ``hook``; its pending deliveries are left unsent.
+
+    Audited as ``webhook.delete`` by ``actor``; revoking it again changes nothing and
+    records nothing.
+
+    Returns:
+        Whether this call revoked it.
+    """
+    done = rows_changed(session, update(Webhook)
+                        .where(Webhook.id == hook.id, Webhook.revoked_at.is_(None))
+                        .values(revoked_at=utcnow()))  # fmt: skip
+    if done != 1:
+        return False
+    record_event(session, actor, AuditAction.WEBHOOK_DELETE, AuditTarget.WEBHOOK, str(hook.id),
+                 target_team_id=hook.team_id, before={"url": hook.url})  # fmt: skip
+    return True
 
 
 def list_deliveries(

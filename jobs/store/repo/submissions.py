@@ -12,16 +12,16 @@ from sqlalchemy.orm import Session
 
 from jobs.fairshare import Priority
 from jobs.kinds.registry import source_of
-from jobs.models import (
+from jobs.specs.job import JobSpec
+from jobs.status import JobStatus
+from jobs.store.models import (
     Job,
     utcnow,
 )
-from jobs.repo.events import add_event
-from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
-from jobs.repo.pages import encode_cursor, page_after
-from jobs.repo.rows import rows_changed
-from jobs.specs.job import JobSpec
-from jobs.status import JobStatus
+from jobs.store.repo.events import add_event
+from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed
+from jobs.store.repo.pages import encode_cursor, page_after
+from jobs.store.repo.rows import rows_changed
 
 
 def create_job(

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from jobs.models import (
+from jobs.store.models import (
     Artifact,
     utcnow,
 )

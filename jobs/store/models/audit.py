@@ -7,8 +7,8 @@ team; ``target_team_id`` the team that owns the target when that is another one 
 of another team's job, a PATCH of another team's weight): ``GET /v1/audit`` shows a team
 the rows it acted in and the rows that touched its objects, and no other.
 
-Defined apart from :mod:`jobs.models` (which re-exports :class:`AuditEvent`) on the same
-``Base``, so migrations and ``Base.metadata`` see it.
+The store functions that make an audited change record it (``jobs.store.repo.audit``), in
+the change's transaction, whether the API or the CLI on the store asked for it.
 """
 
 from __future__ import annotations
@@ -17,22 +17,20 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Uuid
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jobs.models import Base, UTCDateTime, utcnow
+from jobs.status import ACTIONS
+from jobs.store.base import JSON_VALUE, Base, UTCDateTime, check_in, utcnow
 
 __all__ = ["AuditEvent"]
-
-_JSON = JSON().with_variant(JSONB(), "postgresql")
 
 
 class AuditEvent(Base):
     """One audited action or refused access.
 
     Attributes:
-        team_id: the acting key's team.
+        team_id: the acting key's team (the target's team for the CLI on the store).
         target_team_id: the team owning the target when it is not ``team_id``, else null.
         key_id, key_prefix, key_name: the acting key (kept as written: a key is never
             deleted, and its name may change meaning later).
@@ -44,6 +42,7 @@ class AuditEvent(Base):
 
     __tablename__ = "audit_events"
     __table_args__ = (
+        CheckConstraint(check_in("action", ACTIONS), name="action"),
         Index("ix_audit_events_team_created", "team_id", "created_at", "id"),
         Index("ix_audit_events_target_team_created", "target_team_id", "created_at", "id"),
     )
@@ -59,8 +58,8 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(40))
     target_type: Mapped[str] = mapped_column(String(20))
     target_id: Mapped[str] = mapped_column(String(200))
-    before: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
-    after: Mapped[dict[str, Any] | None] = mapped_column(_JSON)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
     address: Mapped[str | None] = mapped_column(String(100))
     user_agent: Mapped[str | None] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,8 +1,9 @@
 """The pool as people see it: teams' shares, live workers, the queue's positions; weights.
 
 Everything here reads; :func:`set_team_policy` is the one write (an admin's, through
-``PATCH /v1/teams/{name}`` or ``bilevel teams set``). The queue positions and estimated
-starts come from the same selection the claims use (:func:`jobs.fairshare.pick_order`).
+``PATCH /v1/teams/{name}`` or ``bilevel teams set``, audited here for both). The queue
+positions and estimated starts come from the same selection the claims use
+(:func:`jobs.fairshare.pick_order`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from jobs import fairshare
-from jobs.models import Job, JobEvent, Team, TracePoint, Worker, utcnow
-from jobs.repo.scheduling import (
+from jobs.status import AuditAction, AuditTarget, JobStatus, QueueKind
+from jobs.store.models import Job, JobEvent, Team, TracePoint, Worker, utcnow
+from jobs.store.repo.audit import Actor, record_event
+from jobs.store.repo.scheduling import (
     KINDS,
     Policy,
     live_workers,
@@ -26,7 +29,6 @@ from jobs.repo.scheduling import (
     running_jobs,
     team_loads,
 )
-from jobs.status import JobStatus
 
 __all__ = [
     "KindView",
@@ -116,13 +118,16 @@ def set_team_policy(
     session: Session,
     name: str,
     *,
+    actor: Actor,
     weight: float | None = _UNSET,
     max_running_cpu: int | None = _UNSET,
     max_running_gpu: int | None = _UNSET,
 ) -> Team | None:
     """Set a team's weight and running limits; ``None`` resets one to the default.
 
-    Arguments left out are left as they are.
+    Arguments left out are left as they are. A change is audited as ``team.update`` by
+    ``actor``, with the given fields' values before and after; the pool is shared, so the
+    event is also the changed team's (``target_team_id``).
 
     Returns:
         The team, or ``None`` if there is no team called ``name``.
@@ -133,6 +138,10 @@ def set_team_policy(
     team = team_by_name(session, name)
     if team is None:
         return None
+    asked = {"weight": weight, "max_running_cpu": max_running_cpu,
+             "max_running_gpu": max_running_gpu}  # fmt: skip
+    given = {f: v for f, v in asked.items() if v is not _UNSET}
+    before = {f: getattr(team, f) for f in given}
     if weight is not _UNSET:
         if weight is not None and not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}")
@@ -144,6 +153,10 @@ def set_team_policy(
             raise ValueError(f"{attr} must be >= 1, got {value}")
         setattr(team, attr, value)
     session.flush()
+    if given:
+        record_event(session, actor, AuditAction.TEAM_UPDATE, AuditTarget.TEAM, name,
+                     target_team_id=team.id, before=before,
+                     after={f: getattr(team, f) for f in given})  # fmt: skip
     return team
 
 
@@ -225,7 +238,7 @@ def _worker_kind(session: Session, worker: str) -> str:
     kind = session.scalar(
         select(Job.queue).where(Job.worker == worker, Job.status == JobStatus.RUNNING).limit(1)
     )
-    return kind or "cpu"
+    return kind or QueueKind.CPU
 
 
 def job_counts(session: Session) -> list[tuple[str, str, str, int]]:
