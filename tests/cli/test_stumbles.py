@@ -97,7 +97,7 @@ def test_a_job_spec_passed_to_study_submit_points_to_submit(state, capsys):
 
 
 def _fail(sessions, job_id, error):
-    from jobs import repo
+    from jobs.store import repo
     from jobs.status import JobStatus
 
     with sessions.begin() as s:

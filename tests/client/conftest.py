@@ -23,8 +23,9 @@ def app(tmp_path):
     from api.deps import get_principal, get_team
     from api.main import create_app
     from api.settings import ApiSettings
-    from jobs import repo
-    from jobs.db import make_engine, make_session_factory, sqlite_url, upgrade
+    from jobs.store import repo
+    from jobs.store.db import make_engine, make_session_factory, sqlite_url
+    from migrations import upgrade
 
     upgrade(sqlite_url(tmp_path))
     engine = make_engine(sqlite_url(tmp_path))
