@@ -97,8 +97,8 @@ def test_a_job_spec_passed_to_study_submit_points_to_submit(state, capsys):
 
 
 def _fail(sessions, job_id, error):
-    from jobs.store import repo
     from jobs.status import JobStatus
+    from jobs.store import repo
 
     with sessions.begin() as s:
         claim = repo.claim_job(s, job_id, "test-worker", 60)
