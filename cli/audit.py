@@ -13,7 +13,7 @@ import argparse
 import json
 from typing import Any
 
-from cli.client import Client, client_options
+from cli.client import client_options, connect
 from jobs.status import ACTIONS
 
 __all__ = ["add_commands", "cmd_audit"]
@@ -32,7 +32,7 @@ def _change(event: dict[str, Any]) -> str:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print up to ``--limit`` events, following the pages' cursors."""
-    client = Client(args)
+    client = connect(args)
     params: dict[str, Any] = {"limit": min(args.limit, 200)}
     for name in ("action", "since", "until"):
         if getattr(args, name):
@@ -40,7 +40,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print("\t".join(("time", "action", "team", "key", "target", "address", "change")))
     left = args.limit
     while left > 0:
-        page = client.call("GET", "/v1/audit", params=params).json()
+        page = client.get("/v1/audit", **params)
         for e in page["data"][:left]:
             key = f"{e['key_prefix']} ({e['key_name']})" if e["key_prefix"] else "-"
             if not e["key_prefix"] and e["own"]:

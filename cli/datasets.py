@@ -8,79 +8,46 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from cli.client import (
-    Client,
-    add_idempotency_option,
-    client_options,
-    idempotency_headers,
-    problem_text,
-)
+from cli.client import add_idempotency_option, client_options, connect
 from cli.errors import UsageError
-from cli.progress import Bar
+from client import ApiError, Dataset
+from client.progress import Bar
 
 __all__ = ["add_commands", "cmd_list", "cmd_rm", "cmd_upload"]
 
-_CHUNK = 1 << 20
-
-
-def _read(path: Path, bar: Bar) -> Iterator[bytes]:
-    done = 0
-    with path.open("rb") as f:
-        while block := f.read(_CHUNK):
-            done += len(block)
-            bar.show(done, "bytes")
-            yield block
-
 
 def cmd_upload(args: argparse.Namespace) -> int:
-    import httpx
-
     path = Path(args.file)
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
-    bar = Bar(size)
-    r = Client(args).request(
-        "POST",
-        "/v1/datasets",
-        params={"name": args.name or path.stem},
-        content=_read(path, bar),
-        # the length up front lets the server refuse a file over its limit before it is sent
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Length": str(size),
-            **idempotency_headers(args),
-        },
-        # the server validates the whole file before it answers
-        timeout=httpx.Timeout(30.0, read=600.0, write=None),
-    )
-    bar.close()
-    if r.status_code == 422:
-        raise UsageError(f"{args.file}: {problem_text(r)}")
-    if r.status_code >= 400:
-        raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
-    body = r.json()
-    print(body["id"])
-    print(_describe(body), file=sys.stderr)
+    c = connect(args)
+    try:
+        d = c.datasets.upload(path, name=args.name or path.stem, progress=Bar(size),
+                              idempotency_key=args.idempotency_key)  # fmt: skip
+    except ApiError as exc:
+        raise UsageError(
+            f"{args.file}: {exc.describe()}" if exc.status == 422 else str(exc)
+        ) from None
+    print(d.id)
+    print(_describe(d), file=sys.stderr)
     return 0
 
 
-def _describe(d: dict[str, Any]) -> str:
-    rows = ", ".join(f"{k} {v}" for k, v in d["rows"].items())
-    task = f"classification, {d['n_classes']} classes" if d["n_classes"] else d["task"]
+def _describe(d: Dataset) -> str:
+    rows = ", ".join(f"{k} {v}" for k, v in d.rows.items())
+    task = f"classification, {d.n_classes} classes" if d.n_classes else d.task
     return (
-        f"{d['name']}: {d['n_features']} features, {task}; rows {rows}; "
-        f"{len(d['arrays'])} arrays, {d['size']} bytes, sha256 {d['sha256'][:12]}"
+        f"{d.name}: {d.n_features} features, {task}; rows {rows}; "
+        f"{len(d.arrays)} arrays, {d.size} bytes, sha256 {d.sha256[:12]}"
     )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    body = Client(args).call("GET", "/v1/datasets").json()
+    body = connect(args).get("/v1/datasets")
     print(f"{'id':36}  {'name':20}  {'task':14}  {'rows (train/val/test)':22}  {'bytes':>12}")
     for d in body["data"]:
         rows = "/".join(str(d["rows"].get(s, "-")) for s in ("train", "val", "test"))
@@ -90,7 +57,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    Client(args).call("DELETE", f"/v1/datasets/{args.id}")
+    connect(args).datasets.delete(args.id)
     print(f"deleted {args.id}")
     return 0
 

@@ -34,6 +34,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         with sessions() as s:
             rows = repo.list_api_keys(s, args.team)
         names = secret_names(settings)
+        print("\t".join(("prefix", "team", "name", "created", "state", "scope", "secret")))
         for k, team_name in rows:
             state = "revoked" if k.revoked_at else "active"
             if k.hash_scheme != "hmac-sha256":

@@ -1,13 +1,16 @@
 """bilevel: one command line for the service, its clients and the reproductions.
 
 Bad input ends with one readable line on stderr and exit code 2; nothing is half-written.
+A closed pipe (``bilevel trace ID | head``) ends the command quietly, with the exit code of
+a command killed by SIGPIPE (141).
 Client commands (``status``, ``submit``, ...) never import torch: the reproductions and the
 core library load only for the commands that use them.
 
 This module is the parser and the dispatch; each command group is a module of its own:
 :mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.teams`,
 :mod:`cli.pool`, :mod:`cli.problems`, :mod:`cli.datasets`, :mod:`cli.client` (``submit``,
-``status``, ``watch``, ``trace``, ``cancel``), :mod:`cli.run`, :mod:`cli.reproduce`,
+``status``, ``watch``, ``trace``, ``cancel``, ``result``, ``hparams``), :mod:`cli.jobs`
+(``jobs list``), :mod:`cli.run`, :mod:`cli.reproduce`,
 :mod:`cli.study` (``study submit | list | status | watch | cancel``), :mod:`cli.webhooks` and
 :mod:`cli.audit`.
 """
@@ -15,6 +18,8 @@ This module is the parser and the dispatch; each command group is a module of it
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +27,7 @@ from cli import (
     audit,
     client,
     datasets,
+    jobs,
     keys,
     pool,
     problems,
@@ -33,6 +39,7 @@ from cli import (
     webhooks,
 )
 from cli.errors import UsageError
+from client.errors import ClientError
 
 __all__ = ["add_commands", "build_parser", "main"]
 
@@ -57,6 +64,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     keys.add_commands(commands)
     teams.add_commands(commands)
     client.add_commands(commands)
+    jobs.add_commands(commands)
     pool.add_commands(commands)
     problems.add_commands(commands)
     datasets.add_commands(commands)
@@ -79,6 +87,17 @@ def build_parser(with_experiments: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _closed_pipe() -> int:
+    """The reader of stdout went away: what is still buffered goes nowhere (not a second
+    BrokenPipeError at exit), and the code is a command's killed by SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # a stdout without a file descriptor (a test's capture): nothing is buffered there
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bilevel`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -86,9 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UsageError as exc:
+    except (UsageError, ClientError) as exc:
+        # ClientError: the server refused (HTTP 4xx/5xx and its detail) or could not be reached
         sys.stderr.write(f"bilevel: error: {exc}\n")
         return 2
+    except BrokenPipeError:
+        return _closed_pipe()
     except Exception as exc:
         # core's errors, if core was loaded at all: bad arguments are usage errors (exit 2),
         # divergence and non-convergence are failures of the run (exit 1).

@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from cli.client import Client, client_options
+from cli.client import client_options, connect
 from jobs.status import JobStatus
 
 __all__ = ["add_commands", "cmd_pool", "format_pool"]
@@ -42,7 +42,7 @@ def format_pool(pool: dict[str, Any]) -> str:
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
-    pool = Client(args).call("GET", "/v1/pool").json()
+    pool = connect(args).get("/v1/pool")
     print(json.dumps(pool, indent=2) if args.json else format_pool(pool))
     return 0
 

@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from cli.client import Client, client_options
+from cli.client import client_options, connect
 
 __all__ = ["add_commands", "cmd_problems", "format_problems"]
 
@@ -24,7 +24,7 @@ def format_problems(body: dict[str, Any]) -> str:
 
 
 def cmd_problems(args: argparse.Namespace) -> int:
-    body = Client(args).call("GET", "/v1/problems").json()
+    body = connect(args).get("/v1/problems")
     print(json.dumps(body, indent=2) if args.json else format_problems(body))
     return 0
 

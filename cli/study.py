@@ -1,7 +1,8 @@
 """``bilevel study submit | list | status | watch | cancel``: a grid of jobs as one object.
 
-``study submit FILE`` sends a study (``{"name", "base", "grid", "group_by"}``) to
-``POST /v1/studies``; ``study status ID`` prints the aggregate table (the layout of the
+``study submit FILE`` sends a study (``{"name", "base", "grid" or "search", "group_by"}``)
+to ``POST /v1/studies``; ``study status ID`` prints a search's best member or Pareto front,
+then the aggregate table (the layout of the
 paper's Table 2: mean ± std over seeds per swept setting, seconds per hyper-iteration, peak
 memory); ``study watch ID`` draws a progress bar over the members until every one has ended.
 Like :mod:`cli.client`, nothing here imports the server, SQLAlchemy or torch.
@@ -12,23 +13,23 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cli.client import (
-    Client,
     add_idempotency_option,
     client_options,
-    idempotency_headers,
-    problem_text,
+    connect,
+    invalid,
+    is_study,
     read_spec,
 )
 from cli.errors import UsageError
-from cli.progress import Bar
-from jobs.status import TERMINAL, JobStatus
+from client import ApiError, Client, Study
+from client.progress import Bar
+from jobs.status import JobStatus
 
-__all__ = ["add_commands", "format_table"]
+__all__ = ["add_commands", "format_best", "format_table"]
 
 # the cost columns come last, each in its own unit
 _COST = {"s_per_iteration": ("s/iter", 1.0), "peak_bytes": ("peak MiB", 1 / (1 << 20))}
@@ -65,58 +66,98 @@ def format_table(study: Mapping[str, Any]) -> list[str]:
     return ["  ".join(f"{x:>{w}}" for x, w in zip(line, widths)) for line in [head, *body]]
 
 
-def _summary_line(study: Mapping[str, Any]) -> str:
-    p = study["progress"]
-    counts = ", ".join(f"{n} {s}" for s, n in p["by_status"].items() if n)
-    return f"{study['name']}: {study['status']}, {p['finished']}/{p['members']} ended ({counts})"
+def format_best(study: Study) -> list[str]:
+    """A search's best member (one objective) or its Pareto front (several), one per line."""
+    search = study.search
+    if not search:
+        return []
+    names = [o["metric"] for o in search["objectives"]]
+    members = {m.position: m for m in study.members or []}
+    title = "best" if len(names) == 1 else "pareto front"
+    pruned = sum(1 for m in members.values() if m.status == JobStatus.PRUNED)
+    out = [f"{title} ({len(members)} trials, {pruned} pruned):"]
+    for pos in study.best or []:
+        m = members.get(pos)
+        if m is None:
+            continue
+        objs = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, m.objectives or []))
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m.values.items())
+        out.append(f"  #{pos} {objs}  [{params}]  {m.job_id}")
+    if len(out) == 1:
+        out.append("  (no member has finished yet)")
+    return out
+
+
+def _summary_line(study: Study) -> str:
+    p = study.progress
+    counts = ", ".join(f"{n} {s}" for s, n in p.by_status.items() if n)
+    return f"{study.name}: {study.status}, {p.finished}/{p.members} ended ({counts})"
+
+
+def failures(study: Study) -> list[str]:
+    """Why members did not succeed: one line per failed or cancelled member."""
+    lines = []
+    for m in study.members or []:
+        if m.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+            why = f"{m.error.type}: {m.error.detail}" if m.error else str(m.status)
+            lines.append(f"  {m.name} {json.dumps(m.values)}: {why}")
+    return [f"{len(lines)} member(s) did not succeed:", *lines] if lines else []
+
+
+def _submit(c: Client, args: argparse.Namespace) -> int:
+    value = read_spec(args.file)
+    if isinstance(value, dict) and not is_study(value) and "problem" in value:
+        raise UsageError(
+            f"{args.file} is a job spec, not a study (no base and grid): submit it with "
+            f"`bilevel submit {args.file}`"
+        )
+    try:
+        study = c.studies.submit(value, idempotency_key=args.idempotency_key)
+    except ApiError as exc:
+        raise invalid(c, exc, args.file, value, "/v1/studies") from None
+    for s in study.skipped:
+        print(f"skipped {json.dumps(s['values'])}: {s['reason']}", file=sys.stderr)
+    print(study.id)
+    return 0
+
+
+def _show(study: Study, as_json: bool) -> None:
+    if as_json:
+        print(study.model_dump_json(indent=2))
+        return
+    print(_summary_line(study))
+    print("\n".join([*format_best(study), *format_table(study.model_dump(mode="json"))]))
+    for line in failures(study):
+        print(line)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
     """Dispatch ``study <action>``."""
-    client = Client(args)
+    c = connect(args)
     if args.action == "submit":
-        text = read_spec(args.file)
-        headers = {"Content-Type": "application/json", **idempotency_headers(args)}
-        r = client.request("POST", "/v1/studies", content=text.encode(), headers=headers)
-        if r.status_code == 422:
-            raise UsageError(f"{args.file}: {problem_text(r)}")
-        if r.status_code >= 400:
-            raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
-        study = r.json()
-        for s in study["skipped"]:
-            print(f"skipped {json.dumps(s['values'])}: {s['reason']}", file=sys.stderr)
-        print(study["id"])
-        return 0
+        return _submit(c, args)
     if args.action == "list":
-        for s in client.call("GET", "/v1/studies").json()["data"]:
-            print(f"{s['id']}\t{s['status']}\t{s['progress']['finished']}/"
-                  f"{s['progress']['members']}\t{s['name']}")  # fmt: skip
+        print("\t".join(("id", "status", "ended", "name")))
+        for s in c.studies.list():
+            print(f"{s.id}\t{s.status}\t{s.progress.finished}/{s.progress.members}\t{s.name}")
         return 0
-    path = f"/v1/studies/{args.id}"
     if args.action == "cancel":
-        study = client.call("POST", f"{path}/cancel").json()
-        print(_summary_line(study))
+        print(_summary_line(c.studies.cancel(args.id)))
         return 0
-    study = client.call("GET", path).json()
-    if args.action == "watch":
-        bar = Bar(study["progress"]["members"])
-        while True:
-            p = study["progress"]
-            running = p["by_status"].get(JobStatus.RUNNING, 0)
-            bar.show(p["finished"], f"{study['status']} ({running} running)")
-            if study["status"] in TERMINAL:
-                break
-            time.sleep(args.interval)
-            study = client.call("GET", path).json()
-        bar.close()
-    if args.json:
-        print(json.dumps(study, indent=2))
-    else:
-        print(_summary_line(study))
-        print("\n".join(format_table(study)))
-    if args.action == "watch":
-        return 0 if study["status"] == JobStatus.SUCCEEDED else 1
-    return 0
+    if args.action == "status":
+        _show(c.studies.get(args.id), args.json)
+        return 0
+    first = c.studies.get(args.id)
+    bar = Bar(((first.search or {}).get("n_trials")) or first.progress.members)
+
+    def show(study: Study) -> None:
+        running = study.progress.by_status.get(JobStatus.RUNNING, 0)
+        bar.show(study.progress.finished, f"{study.status} ({running} running)")
+
+    study = c.studies.wait(args.id, progress=False, interval=args.interval, on_poll=show)
+    bar.close()
+    _show(study, args.json)
+    return 0 if study.status == JobStatus.SUCCEEDED else 1
 
 
 def _id_options(p: argparse.ArgumentParser) -> None:

@@ -10,34 +10,30 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.client import Client, client_options, problem_text
-from cli.errors import UsageError
+from cli.client import client_options, connect
 
 __all__ = ["add_commands", "cmd_webhooks"]
 
 
 def cmd_webhooks(args: argparse.Namespace) -> int:
     """Dispatch ``webhooks <action>``."""
-    client = Client(args)
+    client = connect(args)
     if args.action == "create":
-        body = {"url": args.hook_url, "description": args.description}
-        r = client.request("POST", "/v1/webhooks", json=body)
-        if r.status_code >= 400:
-            raise UsageError(f"HTTP {r.status_code}: {problem_text(r)}")
-        hook = r.json()
+        hook = client.post("/v1/webhooks", {"url": args.hook_url, "description": args.description})
         print(hook["id"])
         print(f"secret (shown once): {hook['secret']}", file=sys.stderr)
         print(hook["secret"])
         return 0
     if args.action == "list":
-        for h in client.call("GET", "/v1/webhooks").json()["data"]:
+        print("\t".join(("id", "url", "created", "description")))
+        for h in client.get("/v1/webhooks")["data"]:
             print(f"{h['id']}\t{h['url']}\t{h['created_at']}\t{h['description']}")
         return 0
     if args.action == "delete":
-        client.call("DELETE", f"/v1/webhooks/{args.id}")
+        client.delete(f"/v1/webhooks/{args.id}")
         print(f"deleted {args.id}", file=sys.stderr)
         return 0
-    rows = client.call("GET", f"/v1/webhooks/{args.id}/deliveries").json()["data"]
+    rows = client.get(f"/v1/webhooks/{args.id}/deliveries")["data"]
     print("\t".join(("created", "event", "subject", "status", "attempts", "answer")))
     for d in rows:
         answer = d["last_error"] or (str(d["response_status"]) if d["response_status"] else "-")

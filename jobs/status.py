@@ -27,6 +27,8 @@ __all__ = [
 class JobStatus(StrEnum):
     """Where a job is in its life: ``queued -> running -> succeeded | failed | cancelled``.
 
+    A search study's member may also end ``pruned``: its study's pruner stopped it.
+
     A running job goes back to ``queued`` when its worker releases it (preemption, shutdown)
     or its lease expires, and resumes from its last checkpoint.
     """
@@ -36,6 +38,8 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: a search study's member its pruner stopped at a hyper-iteration (trace kept)
+    PRUNED = "pruned"
 
     @property
     def terminal(self) -> bool:
@@ -47,7 +51,7 @@ class JobStatus(StrEnum):
 STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
 #: The statuses a job never leaves.
 TERMINAL: frozenset[JobStatus] = frozenset(
-    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.PRUNED}
 )
 #: The statuses that count against a team's quotas.
 ACTIVE: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -108,3 +112,16 @@ class AuditTarget(StrEnum):
     STUDY = "study"
     TEAM = "team"
     WEBHOOK = "webhook"
+
+
+class TrialStatus(StrEnum):
+    """Where a search study's trial stands, as its sampler is told (``study_members``).
+
+    A member's job may have ended while its trial is still ``running`` here: the study's
+    next step (``jobs.studies.search.advance``) records it once.
+    """
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PRUNED = "pruned"
+    FAIL = "fail"

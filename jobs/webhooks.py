@@ -3,7 +3,7 @@
 Every event is a JSON POST with three headers:
 
 - ``Bilevel-Event``: its type (``job.succeeded``, ``job.failed``, ``job.cancelled``,
-  ``study.succeeded``, ...);
+  ``job.pruned``, ``study.succeeded``, ...);
 - ``Bilevel-Delivery``: the event's id, the same on every retry (a receiver dedupes on it);
 - ``Bilevel-Signature: t=<unix seconds>,v1=<hex>``, ``hex = HMAC-SHA256(secret, "<t>.<body>")``
   with the webhook's secret. The timestamp is inside the MAC, so a receiver that also checks

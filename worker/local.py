@@ -23,6 +23,7 @@ from jobs.status import QueueKind
 from jobs.store import repo
 from worker.job_process import OnRecord
 from worker.notify import Notifier
+from worker.search import advance_after, advance_all
 from worker.settings import WorkerSettings
 from worker.watchdog import Supervisor
 
@@ -110,6 +111,9 @@ class LocalExecutor:
             self.current = item
             try:
                 self.supervisor.execute(item, on_record=self.on_record)
+                # a search member ended: its study asks for the next ones
+                advance_after(self.sessions, uuid.UUID(str(item)), self.send,
+                              self.settings.max_attempts)  # fmt: skip
             except Exception:
                 log.exception("job %s crashed the executor's attempt", item)
             finally:
@@ -130,5 +134,6 @@ class LocalExecutor:
                 jobs = repo.reap(s, requeue_queued_after_s=self.settings.requeue_queued_after_s)
             for job in jobs:
                 self._queue.put(job.id)
+            advance_all(self.sessions, self.send, self.settings.max_attempts)
         except Exception:
             log.warning("reap failed", exc_info=True)

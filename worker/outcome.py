@@ -12,13 +12,14 @@ __all__ = ["Outcome"]
 class Outcome(StrEnum):
     """What :func:`worker.runner.execute_job` ended with.
 
-    The three final statuses keep :class:`~jobs.status.JobStatus`'s values; the others say
+    The final statuses keep :class:`~jobs.status.JobStatus`'s values; the others say
     why this delivery did not bring the job to one of them.
     """
 
     SUCCEEDED = JobStatus.SUCCEEDED.value
     FAILED = JobStatus.FAILED.value
     CANCELLED = JobStatus.CANCELLED.value
+    PRUNED = JobStatus.PRUNED.value
     # not claimed: a duplicate delivery, or a job that is no longer queued
     SKIPPED = "skipped"
     # not claimed: every team with queued jobs runs its running limit; they stay queued

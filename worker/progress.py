@@ -71,6 +71,11 @@ class Progress:
         self.watch = DivergenceWatch()
         self.stop_on_divergence = False
         self.path = HparamsPath()  # the small hparams as they went, for the job's pictures
+        # outer.stop_when_stalled (worker.pruning.Stall), set by the runner; and whether it
+        # or the study's pruner stopped the loop
+        self.stall: Callable[[dict[str, Any]], bool] | None = None
+        self.converged = False
+        self.pruned = False
 
     @property
     def cancelled(self) -> bool:
@@ -107,6 +112,12 @@ class Progress:
         if shutdown_requested() or self.beat.state == LeaseState.PREEMPT:
             self.flush(state)  # with a checkpoint at this very iteration
             self.preempted = True
+            return True
+        if self.writer.prune and not self.cancelled:  # at this hyper-iteration's boundary
+            self.pruned = True
+            return True
+        if self.stall is not None and self.stall(record):
+            self.converged = True
             return True
         s = self.settings
         due_ckpt = (

@@ -35,6 +35,7 @@ import core
 from jobs.kinds.registry import load_plugin_factories
 from jobs.plugins import PluginError
 from jobs.specs.admission import admit
+from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
 from jobs.store import repo
 from jobs.store.repo import LeaseState
@@ -50,6 +51,7 @@ from worker.heartbeat import Heartbeat
 from worker.learned import summarise
 from worker.outcome import Outcome
 from worker.progress import Progress
+from worker.pruning import PruneCheck, Stall
 from worker.retry import retrying
 from worker.settings import WorkerSettings
 from worker.shutdown import request_shutdown
@@ -142,6 +144,7 @@ def run_claim(
     beat = Heartbeat(sessions, claim, settings.lease_s)
     beat.start()
     writer = TraceWriter(sessions, claim, settings)
+    writer.prune_check = PruneCheck.of(sessions, claim.job_id)
     writer.start()
     try:
         return _run_claimed(sessions, claim, settings, beat, writer, on_record)
@@ -217,6 +220,9 @@ def _run_claimed(
     # (the same dict: compile_s joins it after the fit)
     built.notes["pid"] = os.getpid()
     run.extra_summary = built.notes
+    if spec.outer.stop_when_stalled is not None:
+        run.stall = Stall(spec.outer.stop_when_stalled.window,
+                          spec.outer.stop_when_stalled.tolerance)  # fmt: skip
     try:
         # the records go to trace_points; states stay small
         out = built.fit(callback=run, state=state, keep_history=False)
@@ -226,7 +232,34 @@ def _run_claimed(
         run.close()  # the points up to the failure are kept
         return _fail(sessions, claim, exc, settings)
     built.note_compile()  # the first hyper-iteration compiled: its cost goes in the summary
-    if out.stopped and run.preempted and not run.cancelled:
+    if not out.stopped or (run.converged and not run.cancelled):
+        if out.stopped:  # outer.stop_when_stalled: converged, its result taken there
+            built.notes["converged_at"] = out.state.iteration
+        return _succeed(sessions, claim, built, out, run, _learned(spec, built, out, run, claim))
+    return _stopped(sessions, claim, settings, beat, out, run)
+
+
+def _learned(
+    spec: JobSpec, built: Built, out: core.FitResult, run: Progress, claim: repo.Claim
+) -> dict[str, Any] | None:
+    """The pictures of what was learned (worker.learned); never worth failing a job over."""
+    try:
+        return summarise(spec, built.problem, built.dynamics, out.hparams, run.path)
+    except Exception:
+        log.warning("job %s: no summary of what was learned", claim.job_id, exc_info=True)
+        return None
+
+
+def _stopped(
+    sessions: sessionmaker[Session],
+    claim: repo.Claim,
+    settings: WorkerSettings,
+    beat: Heartbeat,
+    out: core.FitResult,
+    run: Progress,
+) -> Outcome:
+    """End a run its callback stopped: preempted (released), pruned, or cancelled."""
+    if run.preempted and not run.cancelled:
         run.close()  # the checkpoint at this iteration is written before the release
 
         def release() -> bool:
@@ -237,29 +270,37 @@ def _run_claimed(
         log.info("job %s: released at iteration %d (%s)", claim.job_id, run.iteration,
                  "shutdown" if beat.state != LeaseState.PREEMPT else "preempted")  # fmt: skip
         return Outcome.RELEASED if released else Outcome.LOST
-    if out.stopped:
-        run.close()  # cancelled: keep what was computed
+    if run.pruned and not run.cancelled:
+        return _prune(sessions, claim, run, out.state.iteration)
+    run.close()  # cancelled: keep what was computed
 
-        def cancel() -> bool:
-            with sessions.begin() as s:
-                return repo.finish_job(
-                    s,
-                    claim,
-                    JobStatus.CANCELLED,
-                    summary=run.summary(),
-                    iteration=out.state.iteration,
-                )
+    def cancel() -> bool:
+        with sessions.begin() as s:
+            return repo.finish_job(
+                s,
+                claim,
+                JobStatus.CANCELLED,
+                summary=run.summary(),
+                iteration=out.state.iteration,
+            )
 
-        cancelled = retrying(cancel, settings.store_patience_s)
-        return Outcome.CANCELLED if cancelled else Outcome.LOST
-    try:  # the pictures of what was learned; never worth failing a finished job over
-        learned: dict[str, Any] | None = summarise(
-            spec, built.problem, built.dynamics, out.hparams, run.path
-        )
-    except Exception:
-        log.warning("job %s: no summary of what was learned", claim.job_id, exc_info=True)
-        learned = None
-    return _succeed(sessions, claim, built, out, run, learned)
+    cancelled = retrying(cancel, settings.store_patience_s)
+    return Outcome.CANCELLED if cancelled else Outcome.LOST
+
+
+def _prune(
+    sessions: sessionmaker[Session], claim: repo.Claim, run: Progress, iteration: int
+) -> Outcome:
+    """End the member ``pruned`` at ``iteration``, its trace up to there written first."""
+    run.close()
+    summary = {**run.summary(), "pruned_at": iteration}
+
+    def prune() -> bool:
+        with sessions.begin() as s:
+            return repo.finish_job(s, claim, JobStatus.PRUNED, summary=summary, iteration=iteration)
+
+    log.info("job %s: pruned by its study at iteration %d", claim.job_id, iteration)
+    return Outcome.PRUNED if retrying(prune, run.settings.store_patience_s) else Outcome.LOST
 
 
 def _use_compile_cache(settings: WorkerSettings) -> None:

@@ -5,8 +5,8 @@ making progress loses: this process never imports torch.
 
 The engine is created lazily in the worker process. Every worker also runs a reaper thread
 (``worker_ready``): it records the worker's heartbeat in the pool, asks over-share jobs to
-yield to starved teams (preemption), requeues jobs whose lease expired and resends stale
-queued jobs.
+yield to starved teams (preemption), requeues jobs whose lease expired, resends stale
+queued jobs and steps search studies (``worker.search``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from worker.app import app, settings
 from worker.attempt import worker_name
 from worker.notify import Notifier
 from worker.outcome import Outcome
+from worker.search import advance_after, advance_all
 from worker.shutdown import request_shutdown
 from worker.watchdog import Supervisor
 
@@ -64,10 +65,20 @@ def run_job(job_id: str) -> Outcome:
     """Run one job to its end (a duplicate delivery returns ``Outcome.SKIPPED``)."""
     outcome = supervisor().execute(job_id)
     if outcome.claimed:
+        _advance_search(job_id)
+    if outcome.claimed:
         # a job stopped (or went back to the queue): a queued job of its kind may be left
         # without a message (claimed in another's turn, or held at a team's limit)
         _send_next(job_id)
     return outcome
+
+
+def _advance_search(job_id: str) -> None:
+    """A search member stopped: its study asks for the next ones (``worker.search``)."""
+    try:
+        advance_after(sessions(), uuid.UUID(job_id), _send, settings.max_attempts)
+    except Exception:  # the reaper's pass takes the step
+        log.warning("could not advance the study of job %s", job_id, exc_info=True)
 
 
 def _send_next(job_id: str) -> None:
@@ -105,7 +116,9 @@ def reap(expire_leases: bool = True) -> int:
         _send(job_id, queue)
     if sends:
         log.info("reaper resent %d job(s)", len(sends))
-    return len(sends)
+    # a search's step lost to a crash, or owed for a member cancelled while queued
+    added = advance_all(sessions(), _send, settings.max_attempts)
+    return len(sends) + added
 
 
 def _broker_queue_empty(name: str) -> bool:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,6 +18,8 @@ from worker.retry import retrying
 from worker.settings import WorkerSettings
 
 __all__ = ["TraceWriter"]
+
+log = logging.getLogger(__name__)
 
 
 class TraceWriter(threading.Thread):
@@ -44,6 +48,9 @@ class TraceWriter(threading.Thread):
         super().__init__(daemon=True, name=f"trace-writer-{claim.job_id}")
         self.sessions, self.claim, self.settings = sessions, claim, settings
         self.status = LeaseState.OK
+        # a search member's pruner, asked after each batch is committed (worker.pruning)
+        self.prune_check: Callable[[], bool] | None = None
+        self.prune = False
         self.error: BaseException | None = None
         self._cond = threading.Condition()
         self._records: list[dict[str, Any]] = []
@@ -135,3 +142,8 @@ class TraceWriter(threading.Thread):
             raise LeaseLost
         if status == LeaseState.CANCEL:
             self.status = LeaseState.CANCEL
+        if self.prune_check is not None and records and not self.prune:
+            try:
+                self.prune = self.prune_check()
+            except Exception:  # a pruner's trouble must not fail the member: it runs on
+                log.warning("pruning check failed for %s", self.claim.job_id, exc_info=True)

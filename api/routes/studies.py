@@ -1,10 +1,11 @@
-"""``/v1/studies``: a grid of jobs as one object; create, list, read (with its table), cancel."""
+"""``/v1/studies``: a grid or a search of jobs as one object; create, list, read, cancel."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -23,6 +24,9 @@ from jobs.specs.job import JobSpec
 from jobs.store import repo
 from jobs.store.models import Study
 from jobs.studies.grid import Expansion, GridError, expand, replicate_paths
+from jobs.studies.search.advance import advance, trials_of
+from jobs.studies.search.checks import check_search
+from jobs.studies.search.trials import best_trials
 from jobs.studies.table import aggregate
 
 router = APIRouter(
@@ -49,28 +53,40 @@ def _invalid(errors: list[dict[str, Any]], **extra: Any) -> ProblemError:
     )
 
 
+def _admit_for(
+    settings: ApiSettings, session: Session, team_id: uuid.UUID
+) -> Callable[[dict[str, Any]], JobSpec]:
+    datasets = repo.dataset_lookup(session, team_id)
+    return lambda data: admit(data, limits=settings.budget, datasets=datasets)
+
+
 def _expand(
     body: StudyCreate, settings: ApiSettings, session: Session, team_id: uuid.UUID
 ) -> tuple[Expansion, list[str]]:
-    datasets = repo.dataset_lookup(session, team_id)
-
-    def admitted(data: dict[str, Any]) -> JobSpec:  # every member as POST /v1/jobs admits it
-        return admit(data, limits=settings.budget, datasets=datasets)
-
+    admitted = _admit_for(settings, session, team_id)  # every member as POST /v1/jobs does
+    if (body.grid is None) == (body.search is None):
+        msg = "give exactly one of grid (every combination) and search (a sampler's trials)"
+        raise _invalid([{"field": "grid", "loc": ["grid"], "message": msg,
+                         "type": "value_error"}])  # fmt: skip
     try:
-        expansion = expand(body.base, body.grid, max_members=settings.max_study_members,
-                           name=body.name, admit=admitted)  # fmt: skip
+        if body.search is not None:
+            check_search(body.search, body.base, name=body.name,
+                         max_members=settings.max_study_members, admit=admitted)  # fmt: skip
+            expansion = Expansion(members=[])
+        else:
+            expansion = expand(body.base, body.grid or {}, name=body.name, admit=admitted,
+                               max_members=settings.max_study_members)  # fmt: skip
     except GridError as exc:
         extra = {} if exc.limit is None else {"limit": exc.limit}
         raise _invalid(exc.errors, **extra) from None
-    swept = list(body.grid)
+    swept = list(body.grid or (body.search.params if body.search else {}))
     group_by = body.group_by
     if group_by is None:
         reps = set(replicate_paths(swept))
-        group_by = [p for p in swept if p not in reps]
+        group_by = [] if body.search else [p for p in swept if p not in reps]
     bad = [p for p in group_by if p not in swept]
     if bad:
-        msg = f"group_by names paths the grid does not sweep: {bad}; swept: {swept}"
+        msg = f"group_by names paths the study does not sweep: {bad}; swept: {swept}"
         raise _invalid([{"field": "group_by", "loc": ["group_by"], "message": msg,
                          "type": "value_error"}])  # fmt: skip
     return expansion, group_by
@@ -91,7 +107,11 @@ def _detail(session: Session, study: Study) -> StudyPublic:
         [{"values": m.values, "status": m.status, "summary": m.summary} for m in members],
         study.group_by,
     )
-    return StudyPublic.of(study, counts, members, table)
+    best = None
+    if study.search is not None:
+        directions = [o.get("direction", "minimize") for o in study.search["objectives"]]
+        best = [t.number for t in best_trials(trials_of(study, rows), directions)]
+    return StudyPublic.of(study, counts, members, table, best)
 
 
 @router.post(
@@ -112,19 +132,28 @@ def create_study(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
-    """Create a study: every combination of the grid becomes a queued job, all or none."""
+    """Create a study: a grid's every combination, or a search's first trials, all or none."""
     expansion, group_by = _expand(body, settings, session, team.id)
     replay = idempotency_key is not None and repo.find_keyed(
         session, Study, team.id, idempotency_key
     )
+    search = body.search
+    if search is not None and search.n_trials is None:  # a budget alone: at most the limit
+        search = search.model_copy(update={"n_trials": settings.max_study_members})
     if not replay:  # a replay creates nothing, so it is never over quota
-        check_quota(session, team.id, settings, study=len(expansion.members))
+        first = min(search.max_concurrent, search.n_trials or search.max_concurrent) if (
+            search) else len(expansion.members)  # fmt: skip
+        check_quota(session, team.id, settings, study=first)
     try:
         study, jobs, created = repo.create_study(
-            session, team.id, name=body.name, base=body.base, grid=body.grid,
+            session, team.id, name=body.name, base=body.base, grid=body.grid or {},
             group_by=group_by, expansion=expansion, max_attempts=settings.max_attempts,
             idempotency_key=idempotency_key,
+            search=None if search is None else search.model_dump(mode="json"),
         )  # fmt: skip
+        if created and search is not None:
+            jobs = advance(session, study.id, admit=_admit_for(settings, session, team.id),
+                           max_attempts=settings.max_attempts)  # fmt: skip
     except repo.IdempotencyConflict as exc:
         raise conflict(exc) from None
     session.commit()

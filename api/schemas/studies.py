@@ -13,6 +13,7 @@ from api.schemas.jobs import JobError, Progress
 from jobs.specs.job import TEXT
 from jobs.status import TERMINAL, JobStatus
 from jobs.store.models import Job, Study, StudyMember
+from jobs.studies.search.space import SearchSpec
 from jobs.studies.table import study_status
 
 __all__ = [
@@ -27,18 +28,21 @@ __all__ = [
 
 
 class StudyCreate(BaseModel):
-    """A study: a base job spec and lists of values at dotted spec paths.
+    """A study: a base job spec and either a grid or a search over dotted spec paths.
 
-    Every combination of the lists becomes a job (``{"hypergradient.K": [1, 5],
-    "seed": [0, 1]}``: four). ``group_by`` names the paths the aggregate table groups by;
-    by default every swept path but the seeds, which are averaged over.
+    A grid: every combination of the lists becomes a job (``{"hypergradient.K": [1, 5],
+    "seed": [0, 1]}``: four). A search: a sampler suggests members one by one, at most
+    ``max_concurrent`` at once, until its trial count or compute budget is spent.
+    ``group_by`` names the paths the aggregate table groups by; by default every swept
+    path but the seeds, which are averaged over.
     """
 
     model_config = ConfigDict(strict=True, extra="forbid")
 
     name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
     base: dict[str, Any] = Field(description="a job spec; its `name` is replaced per member")
-    grid: dict[str, Any] = Field(description="dotted spec path -> list of values")
+    grid: dict[str, Any] | None = Field(None, description="dotted spec path -> list of values")
+    search: SearchSpec | None = Field(None, description="a space, sampler, budget, objectives")
     group_by: list[str] | None = None
 
 
@@ -73,6 +77,9 @@ class StudyMemberPublic(BaseModel):
     progress: Progress
     summary: dict[str, Any] | None = None
     error: JobError | None = None
+    # a search's trial: ``running``, ``complete``, ``pruned`` or ``fail``; its objectives
+    trial_state: str | None = None
+    objectives: list[float] | None = None
 
     @classmethod
     def of(cls, member: StudyMember, job: Job) -> StudyMemberPublic:
@@ -96,6 +103,8 @@ class StudyMemberPublic(BaseModel):
             ),
             summary=job.summary,
             error=error,
+            trial_state=member.trial_state,
+            objectives=member.objectives,
         )
 
 
@@ -131,6 +140,11 @@ class StudyPublic(BaseModel):
     created_at: datetime
     members: list[StudyMemberPublic] | None = None
     table: list[StudyRow] | None = None
+    kind: str = "grid"
+    search: SearchSpec | None = None
+    search_done: bool = True
+    #: a search's best member (one objective) or its Pareto front (several), as positions
+    best: list[int] | None = None
 
     @classmethod
     def of(
@@ -139,12 +153,13 @@ class StudyPublic(BaseModel):
         counts: Counter[str],
         members: list[StudyMemberPublic] | None = None,
         table: list[dict[str, Any]] | None = None,
+        best: list[int] | None = None,
     ) -> StudyPublic:
         """The public view of a study row, its members' status counts and its details."""
         return cls(
             id=study.id,
             name=study.name,
-            status=study_status(counts),
+            status=study_status(counts, done=study.search_done),
             progress=_progress(counts),
             cancel_requested=study.cancel_requested,
             base=study.base,
@@ -154,6 +169,10 @@ class StudyPublic(BaseModel):
             created_at=study.created_at,
             members=members,
             table=None if table is None else [StudyRow.model_validate(r) for r in table],
+            kind=study.kind,
+            search=None if study.search is None else SearchSpec.model_validate(study.search),
+            search_done=study.search_done,
+            best=best,
         )
 
 

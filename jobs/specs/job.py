@@ -31,6 +31,7 @@ __all__ = [
     "JobSpec",
     "OuterSpec",
     "ProblemSpec",
+    "StallSpec",
     "check_spec",
     "field_errors",
     "parse_spec",
@@ -167,6 +168,17 @@ class InnerSpec(SpecModel):
     batch_size: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
+class StallSpec(SpecModel):
+    """Stop early, as converged, once the outer loss and the hypergradient norm stand still.
+
+    Both must have moved by at most ``tolerance`` (relative to their size) over the last
+    ``window`` hyper-iterations; the job then ends ``succeeded`` with its result there.
+    """
+
+    window: Annotated[int, Field(ge=2, le=100_000)]
+    tolerance: Annotated[float, Field(gt=0, le=1.0)]
+
+
 class OuterSpec(SpecModel):
     """The hyper-iterations: optimizer, step size, schedule and count."""
 
@@ -179,6 +191,7 @@ class OuterSpec(SpecModel):
     # hypergradient norm jumps by orders of magnitude (worker.divergence); else it goes on
     # and its summary's `warnings` say so
     stop_on_divergence: bool = False
+    stop_when_stalled: StallSpec | None = None
 
 
 class DiagnosticsSpec(SpecModel):

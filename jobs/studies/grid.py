@@ -31,7 +31,16 @@ from pydantic import BaseModel, ValidationError
 
 from jobs.specs.job import METHODS, PROBLEMS, JobSpec, field_errors, parse_spec
 
-__all__ = ["Expansion", "GridError", "Member", "expand", "grid_paths", "replicate_paths"]
+__all__ = [
+    "Expansion",
+    "GridError",
+    "Member",
+    "expand",
+    "grid_paths",
+    "member_data",
+    "rejections",
+    "replicate_paths",
+]
 
 # the union fields of a spec: the tag that picks the option model, and the models
 _UNIONS: dict[str, tuple[str, Mapping[str, type[BaseModel]]]] = {
@@ -162,6 +171,44 @@ def _rejections(exc: ValidationError, values: Mapping[str, Any]) -> list[dict[st
     return out
 
 
+def member_data(
+    base: Mapping[str, Any], values: Mapping[str, Any], swept: set[str], name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One member's spec data: ``values`` written into a copy of ``base`` at their paths.
+
+    Base options the swept union members do not take are dropped, and so are the values at
+    paths that do not apply to the member (``K`` under ``method: full``), shown as ``None``
+    in the values returned. The member is named ``"<name> [path=value, ...]"``.
+    """
+    values = dict(values)
+    data = copy.deepcopy(dict(base))
+    for path, value in values.items():
+        _set(data, path, value)
+    _strip_foreign(data, swept)
+    for p in [p for p in values if not _applies(data, p)]:
+        data[p.split(".")[0]].pop(p.partition(".")[2], None)
+        values[p] = None
+    label = ", ".join(f"{p}={json.dumps(v)}" for p, v in values.items() if v is not None)
+    data["name"] = f"{name} [{label}]"[:200]
+    return data, values
+
+
+def rejections(
+    exc: ValidationError, values: Mapping[str, Any], prefix: str = "grid"
+) -> list[dict[str, Any]]:
+    """A member's admission errors, at ``<prefix>.<path>`` for a swept value.
+
+    The others are at ``base.<field>``.
+    """
+    out = []
+    for err in _rejections(exc, values):
+        if err["loc"][0] == "grid" and prefix != "grid":
+            loc = [*prefix.split("."), *err["loc"][1:]]
+            err = {**err, "field": ".".join(loc), "loc": loc}
+        out.append(err)
+    return out
+
+
 def expand(
     base: Mapping[str, Any],
     grid: Mapping[str, Any],
@@ -193,16 +240,8 @@ def expand(
     errors: list[dict[str, Any]] = []
     for combo in itertools.product(*(grid[p] for p in paths)):
         values = dict(zip(paths, combo))
-        data = copy.deepcopy(dict(base))
-        for path, value in values.items():
-            _set(data, path, value)
-        _strip_foreign(data, swept)
-        moot = [p for p in paths if not _applies(data, p)]
-        for p in moot:
-            data[p.split(".")[0]].pop(p.partition(".")[2], None)
-            values[p] = None
-        label = ", ".join(f"{p}={json.dumps(v)}" for p, v in values.items() if v is not None)
-        data["name"] = f"{name} [{label}]"[:200]
+        data, values = member_data(base, values, swept, name)
+        moot = [p for p in paths if values[p] is None and combo[paths.index(p)] is not None]
         key = json.dumps({k: v for k, v in data.items() if k != "name"}, sort_keys=True)
         if key in seen:
             reason = "; ".join(

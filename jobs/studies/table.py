@@ -83,12 +83,18 @@ def aggregate(
     return out
 
 
-def study_status(counts: Counter[str]) -> JobStatus:
+def study_status(counts: Counter[str], *, done: bool = True) -> JobStatus:
     """A study's status from its members': running while any runs, then how they ended.
 
-    ``failed`` if any failed, else ``cancelled`` if any was cancelled, else ``succeeded``.
+    ``failed`` if any failed, else ``cancelled`` if any was cancelled, else ``succeeded``
+    (pruned members are a search's ordinary outcome). A search not ``done`` (its budget
+    not spent) is running between two members.
     """
     total = sum(counts.values())
+    if not done:
+        return JobStatus.QUEUED if total and counts[JobStatus.QUEUED] == total else (
+            JobStatus.RUNNING
+        )  # fmt: skip
     if total and sum(counts[s] for s in TERMINAL) == total:
         for status in (JobStatus.FAILED, JobStatus.CANCELLED):
             if counts[status]:

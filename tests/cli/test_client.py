@@ -47,6 +47,11 @@ def _spec_file(path, **over):
         ["datasets", "upload", "JOB", "--name", "n"],
         ["datasets", "list"],
         ["datasets", "rm", "some-id"],
+        ["jobs", "list"],
+        ["result", "some-id"],
+        ["hparams", "some-id"],
+        ["webhooks", "list"],
+        ["audit"],
     ],
     ids=lambda argv: "-".join(a for a in argv[:2] if a != "JOB"),
 )
@@ -60,6 +65,16 @@ def test_client_commands_import_neither_the_server_nor_torch_nor_matplotlib(argv
     result = json.loads(proc.stdout.splitlines()[-1])
     assert result["code"] == 2  # cannot reach the server: the command ran to its end
     assert result["heavy"] == []
+
+
+def test_the_python_client_imports_neither_the_server_nor_torch_nor_numpy():
+    heavy = (*HEAVY, "numpy", "pandas")
+    code = (
+        "import sys, client, client.aio, client.sync, cli.client; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
 
 
 def test_client_settings_read_the_same_variables_with_the_same_defaults(tmp_path, monkeypatch):
@@ -88,7 +103,11 @@ def test_without_a_key_the_client_uses_the_embedded_key_file(state, monkeypatch)
 def test_no_key_anywhere_is_one_line_and_exit_2(state, capsys):
     code, _, err = run_cli(capsys, "status", "x", "--url", "http://127.0.0.1:9")
     assert code == 2
-    assert err == "bilevel: error: no API key: pass --key or set BILEVEL_API_KEY\n"
+    assert err == (
+        "bilevel: error: no API key: pass --key, set BILEVEL_API_KEY, or pass --state-dir with "
+        f"the state directory of `bilevel serve` (the key file {state.resolve()}/api_key does "
+        "not exist)\n"
+    )
 
 
 def test_submit_sends_the_spec_and_prints_the_job_id(state, api_server, capsys):
@@ -120,7 +139,7 @@ def test_an_idempotency_key_makes_a_rerun_create_return_the_first_resource(
             ids.add(out.splitlines()[0])
         assert len(ids) == 1, argv
     code, out, _ = run_cli(capsys, "study", "list", "--key", "blv_x_y", "--url", "http://x")
-    assert code == 0 and len(out.splitlines()) == 1, out
+    assert code == 0 and len(out.splitlines()) == 2, out  # the header and the one study
     code, out, _ = run_cli(capsys, "datasets", "list", "--key", "blv_x_y", "--url", "http://x")
     assert code == 0 and out.count("digits") == 1, out
 

@@ -59,7 +59,7 @@ def test_keys_create_with_state_dir_after_the_action_uses_that_store(tmp_path, c
     key = capsys.readouterr().out.strip()
     assert main(["keys", "--state-dir", str(store), "list"]) == 0
     listed = capsys.readouterr().out
-    assert listed.split("\t")[:2] == [key.split("_")[1], "alpha"]
+    assert listed.splitlines()[1].split("\t")[:2] == [key.split("_")[1], "alpha"]
     assert not (tmp_path / "default").exists()
 
 

@@ -19,7 +19,8 @@ def test_keys_create_admin_and_list_shows_the_scope(state, capsys):
     code, plain, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--name", "ci")
     code, listed, _ = run_cli(capsys, "keys", "list", "--team", "ops")
     rows = [line.split("\t") for line in listed.splitlines()]
-    assert [(r[0], r[2], r[5], r[6]) for r in rows] == [
+    assert rows[0] == ["prefix", "team", "name", "created", "state", "scope", "secret"]
+    assert [(r[0], r[2], r[5], r[6]) for r in rows[1:]] == [
         (admin.split("_")[1], "", "admin", "current"),
         (plain.split("_")[1], "ci", "team", "current"),
     ]
@@ -31,14 +32,14 @@ def test_keys_list_shows_which_keys_a_rotation_has_not_moved_yet(state, capsys, 
     monkeypatch.setenv("BILEVEL_KEY_SECRET", new)
     monkeypatch.setenv("BILEVEL_KEY_SECRET_PREVIOUS", KEY_SECRET)
     _, listed, _ = run_cli(capsys, "keys", "list")
-    assert listed.split("\t")[6].strip() == "previous"
+    assert listed.splitlines()[1].split("\t")[6] == "previous"
     from cli.store import open_store
 
     _, sessions = open_store(type("Args", (), {"state_dir": str(state)})())
     with sessions.begin() as s:  # one use through the API would do the same
         assert repo.verify_key(s, key.strip(), secret=new.encode(), previous=SECRET).rehashed
     _, listed, _ = run_cli(capsys, "keys", "list")
-    assert listed.split("\t")[6].strip() == "current"
+    assert listed.splitlines()[1].split("\t")[6] == "current"
     monkeypatch.setenv("BILEVEL_KEY_SECRET_PREVIOUS", "short")
     code, _, err = run_cli(capsys, "serve")
     assert code == 2 and "BILEVEL_KEY_SECRET_PREVIOUS must have at least 32" in err
@@ -130,6 +131,6 @@ def test_keys_revoke_refuses_the_teams_last_admin_key_as_the_api_does(state, cap
     code, _, err = run_cli(capsys, "keys", "revoke", second.split("_")[1])
     assert code == 2 and "last admin key" in err
     _, listed, _ = run_cli(capsys, "keys", "list", "--team", "ops")
-    states = {r.split("\t")[0]: r.split("\t")[4] for r in listed.splitlines()}
+    states = {r.split("\t")[0]: r.split("\t")[4] for r in listed.splitlines()[1:]}
     assert states == {prefix: "revoked", plain.split("_")[1]: "revoked",
                       second.split("_")[1]: "active"}  # fmt: skip

@@ -100,3 +100,49 @@ def test_watch_draws_a_bar_over_the_members_then_the_table(state, api_server, ca
     assert code == 1  # ended, but not succeeded
     assert "[" + "#" * 30 + "] 4/4 cancelled" in err
     assert out.splitlines()[1].split()[:2] == ["K", "done"]
+
+
+def _search_file(path, **search):
+    body = {"name": "tune", "base": tiny_spec(iterations=4),
+            "search": {"params": {"outer.lr": {"type": "float", "low": 0.01, "high": 0.5,
+                                               "log": True}},
+                       "n_trials": 4, "max_concurrent": 2, **search}}  # fmt: skip
+    path.write_text(json.dumps(body))
+    return str(path)
+
+
+def test_a_search_submits_and_status_says_no_member_has_finished(state, api_server, capsys):
+    code, out, _ = _run(capsys, "study", "submit", _search_file(state / "s.json"))
+    assert code == 0
+    code, out, _ = _run(capsys, "study", "status", out.strip())
+    lines = out.splitlines()
+    assert lines[0].startswith("tune: queued, 0/2 ended (2 queued)")
+    assert lines[1:3] == ["best (2 trials, 0 pruned):", "  (no member has finished yet)"]
+
+
+def test_a_bad_search_is_one_line_naming_the_field_and_exit_2(state, api_server, capsys):
+    path = _search_file(state / "s.json", sampler="annealing")
+    code, _, err = _run(capsys, "study", "submit", path)
+    assert code == 2 and err.count("\n") == 1
+    assert "search.sampler" in err
+
+
+def test_the_front_lists_each_member_of_it_with_its_objectives():
+    study = {
+        "search": {"objectives": [{"metric": "final_outer_loss"},
+                                  {"metric": "s_per_iteration"}]},
+        "best": [0, 2],
+        "members": [
+            {"position": p, "status": s, "objectives": o, "values": {"hypergradient.K": k},
+             "job_id": f"job-{p}"}
+            for p, s, o, k in [(0, "succeeded", [0.1, 0.5], 25), (1, "pruned", None, 5),
+                               (2, "succeeded", [0.3, 0.1], 1)]
+        ],
+    }  # fmt: skip
+    from cli.study import format_best
+
+    lines = format_best(study)
+    assert lines[0] == "pareto front (3 trials, 1 pruned):"
+    assert lines[1].split() == ["#0", "final_outer_loss=0.1,", "s_per_iteration=0.5",
+                                "[hypergradient.K=25]", "job-0"]  # fmt: skip
+    assert lines[2].startswith("  #2 final_outer_loss=0.3, s_per_iteration=0.1")

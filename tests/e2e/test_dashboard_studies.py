@@ -229,3 +229,31 @@ def test_the_webhooks_view_shows_each_delivery_and_its_answer(page, service, stu
     assert events == sorted(d["event_type"] for d in rows)
     assert "study.succeeded" in events
     assert "webhook_allow is empty" in card.locator("tbody tr").first.text_content()
+
+
+def test_a_search_study_shows_its_objective_by_trial_and_its_best_member(page, client, shots):
+    """The embedded executor asks for each next trial; the view draws every finished one."""
+    page.errors.clear()  # the sweep test's refused grid logged its 422 on this page
+    search = {"params": {"outer.lr": {"type": "float", "low": 0.01, "high": 0.3, "log": True}},
+              "sampler": "random", "n_trials": 4, "max_concurrent": 2, "seed": 5}  # fmt: skip
+    body = {"name": "search", "base": tiny_spec(iterations=30), "search": search}
+    r = client.post("/v1/studies", json=body)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+
+    def ended():
+        s = client.get(f"/v1/studies/{sid}").json()
+        return s if s["search_done"] else None
+
+    study = wait_until(ended, 120, "the search to spend its 4 trials", poll=0.3)
+    assert [m["position"] for m in study["members"]] == [0, 1, 2, 3]
+    page.evaluate(f"() => {{ location.hash = '#/studies/{sid}'; }}")
+    page.wait_for_selector('#view-study[data-ready="1"][data-polling="done"]')
+    assert page.is_visible("#study-search")
+    assert page.get_attribute("#study-search .chart-box", "data-points") == "4"
+    assert page.locator("#study-search canvas").count() == 1
+    (best,) = study["best"]
+    item = page.locator("#study-search .search-best li")
+    assert item.count() == 1 and item.get_attribute("data-position") == str(best)
+    page.screenshot(path=str(shots / "study-search.png"), full_page=True)
+    assert page.errors == []

@@ -7,10 +7,11 @@ export const Status = Object.freeze({
   SUCCEEDED: "succeeded",
   FAILED: "failed",
   CANCELLED: "cancelled",
+  PRUNED: "pruned",
 });
 
 // in the order of a job's life, as the list's status filter offers them
 export const STATUSES = Object.freeze(Object.values(Status));
 
 // the statuses a job never leaves: its page stops polling, the list stops refreshing it
-export const TERMINAL = new Set([Status.SUCCEEDED, Status.FAILED, Status.CANCELLED]);
+export const TERMINAL = new Set([Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.PRUNED]);

@@ -6,6 +6,7 @@ import { TraceChart, maxPointsFor, PALETTE } from "./chart.js";
 import { h, clear, text, toast } from "./dom.js";
 import * as fmt from "./fmt.js";
 import { Poller } from "./poll.js";
+import { renderSearch } from "./search.js";
 import { Status, TERMINAL } from "./status.js";
 
 const COST = { s_per_iteration: "s / hyper-iteration", peak_bytes: "peak memory (MiB)" };
@@ -86,7 +87,8 @@ function renderHeader(study) {
   v.querySelector("#cancel-study").disabled = TERMINAL.has(study.status);
   const members = study.members.map((m) => h("tr", { dataset: { id: m.job_id } },
     h("td", {}, h("span", { class: `badge status-${m.status}` }, m.status)),
-    h("td", { class: "name" }, h("a", { href: `#/jobs/${m.job_id}` }, setting(m.values, Object.keys(m.values)))),
+    h("td", { class: "name" }, h("a", { href: `#/jobs/${m.job_id}` },
+      study.search ? `#${m.position} ` : "", setting(m.values, Object.keys(m.values)))),
     h("td", { class: "num" }, `${m.progress.iteration}/${m.progress.iterations}`)));
   v.querySelector("#study-members").replaceChildren(h("tbody", {}, members));
   const skipped = v.querySelector(".skipped");
@@ -182,6 +184,8 @@ async function tick(me) {
   if (changed || !me.drawn) {
     renderTable(study);
     drawScatter(me);
+    if (me.history) me.history.destroy();
+    me.history = renderSearch(me.view.querySelector("#study-search"), study);
   }
   const traces = await pollTraces(me);
   if (ctx !== me) return { done: true };
@@ -213,6 +217,9 @@ export function mount(section, { id }) {
       h("button", { id: "cancel-study", type: "button", class: "danger", disabled: true,
         onclick: (e) => cancel(e.currentTarget) }, "Cancel study")),
     h("div", { class: "job-progress" }, h("progress", { max: "1", value: "0" }), h("span", { class: "label" }, "")),
+    h("div", { class: "card chart", id: "study-search", hidden: true },
+      h("h3", {}, "Search: objective by trial, best so far"), h("p", { class: "small search-summary" }),
+      h("div", { class: "search-best" }), h("div", { class: "chart-box" })),
     h("div", { class: "card table-card" }, h("h3", {}, "Final results, mean ± std over seeds"),
       h("table", { class: "jobs", id: "study-table" })),
     h("div", { class: "grid" },
@@ -257,6 +264,7 @@ export function unmount() {
   ctx.poller.stop();
   if (ctx.curves) ctx.curves.destroy();
   if (ctx.scatter) ctx.scatter.destroy();
+  if (ctx.history) ctx.history.destroy();
   for (const id of ctx.traces.keys()) forget(`study:${id}`);
   ctx = null;
 }

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Uuid, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jobs.store.base import JSON_VALUE, Base, UTCDateTime, utcnow
@@ -38,10 +38,21 @@ class Study(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # a retried create with this key returns this study (``Idempotency-Key``)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # ``grid`` (every member made at once) or ``search`` (members asked of a sampler)
+    kind: Mapped[str] = mapped_column(String(16), default="grid", server_default="grid")
+    search: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
+    # a search whose budget is spent: no member will be added (a grid is always done)
+    search_done: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
 
 class StudyMember(Base):
-    """One job of a study, with the grid values it was made of (``null``: did not apply)."""
+    """One job of a study, with the grid values it was made of (``null``: did not apply).
+
+    A search's member is one trial: ``position`` is its trial number (unique per study, the
+    primary key), ``values`` the parameters its sampler suggested; once its job ended
+    ``trial_state`` (``complete``, ``pruned``, ``fail``) and ``objectives`` record what the
+    sampler is told, written once, so that the sampler's history is the store's.
+    """
 
     __tablename__ = "study_members"
 
@@ -53,3 +64,6 @@ class StudyMember(Base):
         ForeignKey("jobs.id", ondelete="CASCADE"), unique=True
     )
     values: Mapped[dict[str, Any]] = mapped_column(JSON_VALUE)
+    trial_state: Mapped[str | None] = mapped_column(String(16))
+    objectives: Mapped[list[float] | None] = mapped_column(JSON_VALUE)
+    sampler_attrs: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)

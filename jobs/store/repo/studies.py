@@ -1,4 +1,8 @@
-"""Studies: creating one with all its member jobs at once, reading, listing, cancelling."""
+"""Studies: creating one with all its member jobs at once, reading, listing, cancelling.
+
+A search study's members are added one by one (:func:`add_trial`) under the study row's
+lock (:func:`lock_study`), by :func:`jobs.studies.search.advance.advance`.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,25 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from jobs.status import JobStatus
-from jobs.store.models import Job, Study, StudyMember, utcnow
+from jobs.specs.job import JobSpec
+from jobs.status import JobStatus, TrialStatus
+from jobs.store.models import Job, Study, StudyMember, TracePoint, utcnow
 from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed
 from jobs.store.repo.submissions import cancel_job, create_job
 from jobs.studies.grid import Expansion
 
 __all__ = [
+    "active_searches",
+    "add_trial",
     "cancel_study",
     "create_study",
     "get_study",
+    "get_study_any",
     "list_studies",
+    "lock_study",
+    "member_traces",
     "study_members",
+    "study_of_job",
     "study_status_counts",
 ]
 
@@ -36,8 +47,12 @@ def create_study(
     expansion: Expansion,
     max_attempts: int = 3,
     idempotency_key: str | None = None,
+    search: dict[str, Any] | None = None,
 ) -> tuple[Study, list[Job], bool]:
     """Insert the study and one queued job per member, in the caller's transaction.
+
+    A search (``search`` given, ``expansion`` empty) starts with no member: the caller
+    asks for its first ones (:func:`jobs.studies.search.advance.advance`) before committing.
 
     With an idempotency key already used, nothing is inserted: that study is returned.
 
@@ -51,14 +66,14 @@ def create_study(
     """
 
     def same(study: Study) -> bool:
-        return (study.name, study.base, study.grid, study.group_by) == (
-            name, base, grid, group_by
+        return (study.name, study.base, study.grid, study.group_by, study.search) == (
+            name, base, grid, group_by, search
         )  # fmt: skip
 
     if idempotency_key is not None:
         existing = find_keyed(session, Study, team_id, idempotency_key)
         if existing is not None:
-            return replayed(existing, same, "name, base, grid or group_by"), [], False
+            return replayed(existing, same, "name, base, grid, group_by or search"), [], False
     study = Study(
         id=uuid.uuid4(),
         team_id=team_id,
@@ -70,8 +85,11 @@ def create_study(
         cancel_requested=False,
         created_at=utcnow(),
         idempotency_key=idempotency_key,
+        kind="grid" if search is None else "search",
+        search=search,
+        search_done=search is None,
     )
-    study, created = insert_keyed(session, study, same, "name, base, grid or group_by")
+    study, created = insert_keyed(session, study, same, "name, base, grid, group_by or search")
     if not created:
         return study, [], False
     jobs = []
@@ -143,4 +161,87 @@ def cancel_study(session: Session, study: Study) -> list[Job]:
             job = cancel_job(session, job)
         out.append(job)
     session.flush()
+    return out
+
+
+# -- search studies ---------------------------------------------------------------------------
+
+
+def lock_study(session: Session, study_id: uuid.UUID) -> Study | None:
+    """The study, its row locked until the transaction ends (``SELECT ... FOR UPDATE``).
+
+    Whoever adds a search's members holds this lock, so two that finish members at once
+    add one next member each, never the same trial twice.
+    """
+    q = select(Study).where(Study.id == study_id).with_for_update()
+    return session.scalars(q.execution_options(populate_existing=True)).first()
+
+
+def add_trial(
+    session: Session,
+    study: Study,
+    number: int,
+    spec: JobSpec,
+    values: dict[str, Any],
+    sampler_attrs: dict[str, Any],
+    *,
+    max_attempts: int = 3,
+) -> Job:
+    """Insert trial ``number`` of a search as a queued job (the study's row is locked).
+
+    ``(study_id, position)`` is the members' primary key: a second insert of the same trial
+    number fails rather than doubling it.
+    """
+    job, _ = create_job(session, study.team_id, spec, max_attempts=max_attempts)
+    session.add(
+        StudyMember(
+            study_id=study.id,
+            position=number,
+            job_id=job.id,
+            values=values,
+            trial_state=TrialStatus.RUNNING,
+            sampler_attrs=sampler_attrs,
+        )
+    )
+    session.flush()
+    return job
+
+
+def get_study_any(session: Session, study_id: uuid.UUID) -> Study | None:
+    """A study of any team (the worker's view), or ``None``."""
+    return session.get(Study, study_id, populate_existing=True)
+
+
+def study_of_job(session: Session, job_id: uuid.UUID) -> Study | None:
+    """The search study ``job_id`` is a member of, or ``None``."""
+    q = (
+        select(Study)
+        .join(StudyMember, StudyMember.study_id == Study.id)
+        .where(StudyMember.job_id == job_id, Study.kind == "search")
+    )
+    return session.scalars(q).first()
+
+
+def active_searches(session: Session) -> list[uuid.UUID]:
+    """The search studies that may still add members (their budget not yet spent)."""
+    q = select(Study.id).where(Study.kind == "search", Study.search_done.is_(False))
+    return list(session.scalars(q.order_by(Study.created_at)))
+
+
+def member_traces(
+    session: Session, job_ids: list[uuid.UUID], fields: list[str]
+) -> dict[uuid.UUID, dict[int, list[float]]]:
+    """Per job, iteration -> the values of ``fields`` at it (rows with a ``None`` skipped)."""
+    if not job_ids:
+        return {}
+    cols = [getattr(TracePoint, f) for f in fields]
+    q = (
+        select(TracePoint.job_id, TracePoint.iteration, *cols)
+        .where(TracePoint.job_id.in_(job_ids))
+        .order_by(TracePoint.job_id, TracePoint.iteration)
+    )
+    out: dict[uuid.UUID, dict[int, list[float]]] = {j: {} for j in job_ids}
+    for job_id, iteration, *vals in session.execute(q):
+        if all(v is not None for v in vals):
+            out[job_id][iteration] = [float(v) for v in vals]
     return out

@@ -139,7 +139,8 @@ def enqueue_events(session: Session, *, window_s: float = 86_400.0) -> int:
         counts = study_status_counts(session, [s.id for s in studies])
         for study in studies:
             c = counts[study.id]
-            if sum(c[s] for s in TERMINAL) < sum(c.values()):
+            # a search between two members is not over: only once its budget is spent
+            if sum(c[s] for s in TERMINAL) < sum(c.values()) or not study.search_done:
                 continue
             status = study_status(c)
             data = {"study": {"id": str(study.id), "name": study.name, "status": str(status),
