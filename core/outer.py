@@ -40,6 +40,9 @@ class FitState:
         iteration: hyper-iterations completed.
         eta0: the initial outer step size actually used (after ``first_step_norm`` scaling).
         history: columnar records so far, see :func:`fit`.
+        extra: what else a run carries from one iteration to the next: the warm start's
+            ``w_T`` (``"inner_params"``), or a single-loop method's iterates and memory
+            (:mod:`core.single_loop`). Tensors in it are never updated in place.
     """
 
     hparams: Tree
@@ -47,6 +50,7 @@ class FitState:
     iteration: int
     eta0: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """A plain dict of tensors and numbers for ``torch.save``."""
@@ -56,12 +60,14 @@ class FitState:
             "iteration": self.iteration,
             "eta0": self.eta0,
             "history": self.history,
+            "extra": self.extra,
         }
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any]) -> FitState:
-        """Inverse of :meth:`state_dict`."""
-        return cls(**{k: d[k] for k in ("hparams", "optimizer", "iteration", "eta0", "history")})
+        """Inverse of :meth:`state_dict` (a state saved before ``extra`` existed has none)."""
+        keys = ("hparams", "optimizer", "iteration", "eta0", "history")
+        return cls(**{k: d[k] for k in keys}, extra=dict(d.get("extra", {})))
 
 
 @dataclass(frozen=True)
