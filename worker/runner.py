@@ -44,6 +44,7 @@ from worker.dataset_cache import DatasetCache
 from worker.datasets import DatasetSource
 from worker.errors import LeaseLost, StoreUnavailable, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
+from worker.methods import fit_job
 from worker.outcome import Outcome
 from worker.progress import Progress
 from worker.retry import retrying
@@ -200,7 +201,7 @@ def _run_claimed(
     run.extra_summary = built.notes
     try:
         # the records go to trace_points; states stay small
-        out = built.fit(callback=run, state=state, keep_history=False)
+        out = fit_job(built, spec, callback=run, state=state, keep_history=False)
     except (LeaseLost, StoreUnavailable):
         raise
     except Exception as exc:

@@ -123,6 +123,7 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
             )
         }
         self._rows: Tensor | None = None  # λ's rows that a training batch view reads
+        self._views: dict[tuple[str, int], Hypercleaning] = {}
 
     @classmethod
     def from_dataset(
@@ -236,14 +237,18 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         parts = self._batches[level]
         if parts is None:
             return self
-        rows = parts[index].to(self.y_train.device)
-        view = copy.copy(self)
-        if level == "inner":
-            view.x_train, view.y_train = self.x_train[rows], self.y_train[rows]
-            view.onehot_train, view._rows = self.onehot_train[rows], rows
-        else:
-            view.x_val, view.y_val = self.x_val[rows], self.y_val[rows]
-        return view
+        key = (level, index)
+        if key not in self._views:  # built once: a step's view costs a dict lookup
+            rows = parts[index].to(self.y_train.device)
+            view = copy.copy(self)
+            view._views = {}
+            if level == "inner":
+                view.x_train, view.y_train = self.x_train[rows], self.y_train[rows]
+                view.onehot_train, view._rows = self.onehot_train[rows], rows
+            else:
+                view.x_val, view.y_val = self.x_val[rows], self.y_val[rows]
+            self._views[key] = view
+        return self._views[key]
 
     def at_step(self, t: int) -> Hypercleaning:
         """Inner step ``t`` reads one training batch, drawn once per epoch from ``(seed, t)``."""
