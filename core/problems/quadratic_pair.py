@@ -66,7 +66,9 @@ class QuadraticPair(BilevelProblem[Tensor, Tensor]):
         q, _ = torch.linalg.qr(torch.randn(n_inner, dim, dim, generator=gen, dtype=dtype))
         spectrum = mu + (L - mu) * torch.rand(n_inner, dim, generator=gen, dtype=dtype)
         self.H = q @ torch.diag_embed(spectrum) @ q.transpose(1, 2)
-        self.Phi = torch.randn(n_inner, dim, n_hparams, generator=gen, dtype=dtype)
+        # scaled so that ||Φ_i|| stays O(1) whatever dim: F's curvature does not grow with M
+        phi = torch.randn(n_inner, dim, n_hparams, generator=gen, dtype=dtype)
+        self.Phi = phi / dim**0.5
         self.b = torch.randn(n_inner, dim, generator=gen, dtype=dtype)
         self.targets = torch.randn(n_outer, dim, generator=gen, dtype=dtype)
         self.rho = rho
