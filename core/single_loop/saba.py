@@ -39,12 +39,13 @@ class SABA:
         φ̂ = φ_i(w_k, v_k, λ_k) - m^i + m̄,      then  m̄ ← m̄ + (φ_i - m^i) / n,  m^i ← φ_i
 
     so ``D_w = ĝ_w``, ``D_v = ĥv + f̂_w``, ``D_λ = ĵv + f̂_λ`` and the updates are SOBA's,
-    with *constant* steps: the variance of ``φ̂`` vanishes as the iterates converge, and
-    SABA converges linearly to the exact solution on strongly convex problems (the SOBA
-    paper's Theorem 2) where SOBA needs decreasing steps. The memory is ``n_inner`` copies of
-    ``(w, w, λ)`` and ``n_outer`` of ``(w, λ)``: a batch, not a sample, is a slot, so
-    ``problem.on_batch`` sets its size. It is initialised with one full pass at the starting
-    point (``v_0 = 0`` makes the two products zero there).
+    with *constant* steps: the variance of ``φ̂`` vanishes as the iterates converge, so SABA
+    converges to the exact solution with constant steps (linearly on strongly convex
+    problems, as Dagréou et al. show under a Polyak-Łojasiewicz condition) where SOBA needs
+    decreasing ones. The memory is ``n_inner`` copies of ``(w, w, λ)`` and ``n_outer`` of
+    ``(w, λ)``: a batch, not a sample, is a slot, so ``problem.on_batch`` sets its size. It is
+    initialised with one full pass at the starting point (``v_0 = 0`` makes the two products
+    zero there).
 
     The memory is held as tuples of per-batch tensors and every update makes new tuples:
     a state handed out (to a checkpoint) stays valid while the run goes on.
