@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from jobs.spec import field_errors
+from jobs.specs.job import field_errors
 
 __all__ = ["PROBLEM_JSON", "ProblemError", "install_error_handlers", "problem_response"]
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Header, Response
 
 from api.errors import ProblemError
-from api.schemas import problem_doc
+from api.openapi import problem_doc
 from jobs import repo
 
 __all__ = ["CONFLICT_DOC", "IdempotencyKey", "conflict", "mark_replayed"]

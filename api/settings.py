@@ -8,7 +8,7 @@ The protective limits, each with the variable that sets it:
 - ``BILEVEL_MAX_QUEUED_JOBS`` and ``BILEVEL_MAX_RUNNING_JOBS``: per team, checked at submit
   (429 ``quota-exceeded``); the workers also hold the running limit when they claim;
 - ``BILEVEL_MAX_INNER_STEPS`` and ``BILEVEL_MAX_GRAPH_BYTES``: each spec's compute budget
-  (422 naming the field; see ``jobs.budget``);
+  (422 naming the field; see ``jobs.specs.budget``);
 - ``BILEVEL_MAX_UPLOAD_BYTES`` and ``BILEVEL_DATASET_QUOTA_BYTES``: one data set file, and a
   team's data sets in all (413 naming the setting);
 - ``BILEVEL_AUTH_FAILURE_LIMIT`` and ``BILEVEL_AUTH_FAILURE_WINDOW_S``: failed authentications
@@ -25,8 +25,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from jobs.budget import BudgetLimits
 from jobs.settings import StoreSettings
+from jobs.specs.budget import BudgetLimits
 
 __all__ = ["ApiSettings"]
 
@@ -70,6 +70,6 @@ class ApiSettings(StoreSettings):
 
     @property
     def budget(self) -> BudgetLimits:
-        """The compute budget a submitted spec must fit (``jobs.budget.check_budget``)."""
+        """The compute budget a submitted spec must fit (``jobs.specs.budget.check_budget``)."""
         return BudgetLimits(max_inner_steps=self.max_inner_steps,
                             max_graph_bytes=self.max_graph_bytes)  # fmt: skip

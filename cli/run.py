@@ -17,7 +17,7 @@ from cli.errors import UsageError
 from cli.progress import Bar
 
 if TYPE_CHECKING:
-    from jobs.spec import JobSpec
+    from jobs.specs.job import JobSpec
 
 __all__ = ["add_commands", "cmd_run"]
 
@@ -27,15 +27,16 @@ def read_spec(path: str) -> JobSpec:
     from pydantic import ValidationError
 
     from api.settings import ApiSettings
-    from jobs.budget import check_budget
-    from jobs.spec import field_errors, parse_spec
+    from jobs.specs.admission import admit
+    from jobs.specs.job import field_errors
 
     try:
         text = Path(path).read_text()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        return check_budget(parse_spec(text), ApiSettings().budget)
+        # no store here: a built-in data set or table only (an uploaded one is refused)
+        return admit(text, limits=ApiSettings().budget)
     except ValidationError as exc:
         errs = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc))
         raise UsageError(f"{path}: {errs}") from None

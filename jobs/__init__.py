@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from jobs.spec import JobSpec, check_spec, field_errors, parse_spec
+    from jobs.specs.job import JobSpec, check_spec, field_errors, parse_spec
 
 __all__ = ["JobSpec", "check_spec", "field_errors", "parse_spec"]
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from jobs import spec  # on first use: see the module docstring
+        from jobs.specs import job as spec  # on first use: see the module docstring
 
         return getattr(spec, name)
     raise AttributeError(f"module 'jobs' has no attribute {name!r}")

@@ -2,7 +2,7 @@
 
 Pure functions over plain values (no database, no clock), shared by the claim query
 (:mod:`jobs.repo.scheduling`), the pool view (queue positions, estimated starts) and the
-simulator (``benchmarks/fair_share.py``), so that what is measured is what runs.
+simulator (``benchmarks/service/fair_share.py``), so that what is measured is what runs.
 
 A team's *load* is its running jobs divided by its weight. A free worker takes a job of the
 team with the smallest load among those with queued work and below their running limit

@@ -322,7 +322,7 @@ class DatasetChunk(Base):
 
 
 class Dataset(Base):
-    """A team's named data set: a blob and what its validation found (``jobs.dataset_checks``)."""
+    """A team's named data set: a blob and what its validation found (``jobs.datasets.checks``)."""
 
     __tablename__ = "datasets"
     __table_args__ = (

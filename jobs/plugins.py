@@ -9,9 +9,24 @@ entry point per kind, named after the kind::
 
 and the entry point resolves to a :class:`ProblemPlugin`: the options model (a
 :class:`ProblemOptions`, importable without torch, so that the API validates specs of the
-kind) and the dotted path of the problem factory, imported on the worker only. There it is
-called as ``factory(options, seed=..., device=..., datasets=...)`` (see
-:meth:`PluginKind.load_factory`) and returns a ``core.BilevelProblem``.
+kind), the dotted path of the problem factory, imported on the worker only, and optional
+admission hooks (the option naming a data set, checked against the team's store; fit checks;
+sizes for the compute budget). A discovered plugin is a :class:`PluginKind`, a
+:class:`jobs.kinds.base.ProblemKind` like every built-in kind.
+
+The factory's contract (checked by :meth:`PluginKind.load_factory` when a worker loads it):
+it is called as ``factory(options, *, seed, device, datasets)``, plus ``data_dir`` (the
+worker's ``BILEVEL_DATA_DIR``) and ``batch_size`` (``inner.batch_size``) when it names them,
+and returns a ``core.BilevelProblem`` of the class its return annotation names (or the
+factory is that class). That class defines ``init``, ``inner_loss``, ``outer_loss`` and
+``initial_hparams`` (where the outer loop starts: a spec cannot pass hyperparameters), and
+may define ``metrics``, ``inner_grad``, ``before_iteration(iteration)`` (new data for each
+hyper-iteration) and ``evaluate(hparams, dynamics)`` (final metrics). ``datasets(ref)``
+returns the named arrays (``x_train``, ``y_train``, ``x_val``, ``y_val``, maybe ``x_test``,
+``y_test``, ``task_<split>``, ``groups``) of a data set reference: an uploaded data set's id
+or a built-in table (``digits``, ``diabetes``, ``breast_cancer``). The learned
+hyperparameters are saved under their names in ``initial_hparams()``'s dict (``hparams``
+for a single tensor) in the job's ``hparams.npz``.
 
 :func:`discover` refuses a malformed plugin, one that reuses a built-in kind or a kind
 another package added, with a logged error naming the package; the rest still load.
@@ -19,7 +34,6 @@ another package added, with a logged error naming the package; the rest still lo
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import logging
 import re
@@ -29,8 +43,16 @@ from importlib import metadata
 from typing import Any, Literal, cast
 
 from pydantic import create_model
+from pydantic_core import InitErrorDetails
 
-from jobs.problem_specs import SpecModel
+from jobs.kinds.base import (
+    DatasetInfo,
+    PluginError,
+    ProblemKind,
+    Sizes,
+    SpecModel,
+    field_error,
+)
 
 __all__ = [
     "GROUP",
@@ -48,10 +70,6 @@ log = logging.getLogger(__name__)
 GROUP = "bilevel.problems"
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-
-
-class PluginError(Exception):
-    """A plugin that cannot be used: malformed, clashing, or its factory fails to import."""
 
 
 class PluginMissing(PluginError):
@@ -74,7 +92,7 @@ class PluginMissing(PluginError):
 class ProblemOptions(SpecModel):
     """The base of a plugin's options model: strict types, no unknown fields, immutable.
 
-    Declare the options with bounds, as the built-in kinds do (:mod:`jobs.problem_specs`);
+    Declare the options with bounds, as the built-in kinds do (:mod:`jobs.kinds`);
     ``kind`` is set by :func:`discover` to the entry point's name.
     """
 
@@ -90,64 +108,99 @@ class ProblemPlugin:
         factory: ``"module:attribute"`` of the callable that builds the problem; imported on
             the worker only, so the module may import torch and ``core``.
         description: one paragraph for ``GET /v1/problems``; the options' docstring if empty.
+        dataset_option: the name of an option that holds a data set reference (an id or a
+            built-in table): admission checks that the team has it (422 at
+            ``problem.<option>``) and passes what the store knows of it to ``fit`` and
+            ``sizes``.
+        fit: ``fit(options, data) -> [message, ...]``: what the data set (a
+            :class:`jobs.kinds.base.DatasetInfo`) lacks for these options; each message is a
+            422 at ``problem.<dataset_option>``.
+        sizes: ``sizes(options, inner, data) -> Sizes | None``: the floats of the inner
+            state, of one inner step's graph and of the hyperparameters
+            (:class:`jobs.kinds.base.Sizes`), so the compute budget can size the kind's
+            graph; without it only the inner steps in all are bounded.
+        batches: whether the factory takes ``batch_size`` (``inner.batch_size``).
     """
 
     options: type[ProblemOptions]
     factory: str
     description: str = ""
+    dataset_option: str | None = None
+    fit: Callable[[Any, DatasetInfo], list[str]] | None = None
+    sizes: Callable[[Any, Any, DatasetInfo | None], Sizes | None] | None = None
+    batches: bool = False
 
 
 @dataclass(frozen=True)
-class PluginKind:
-    """A discovered plugin kind.
+class PluginKind(ProblemKind):
+    """A discovered plugin kind: a :class:`~jobs.kinds.base.ProblemKind` from a package.
 
     Attributes:
-        kind: the entry point's name, the spec's ``problem.kind``.
-        options: the plugin's options model with ``kind: Literal[kind]`` added.
+        name: the entry point's name, the spec's ``problem.kind``.
+        options: the plugin's options model with ``kind: Literal[name]`` added.
         factory: ``"module:attribute"`` of the problem factory.
-        description: what the kind is.
+        about: what the kind is.
         package: the distribution that declared the entry point.
         version: its version.
+        plugin: the entry point's :class:`ProblemPlugin` (its optional hooks).
     """
 
-    kind: str
+    name: str
     options: type[ProblemOptions]
     factory: str
-    description: str
+    about: str
     package: str
     version: str
+    plugin: ProblemPlugin
+    builtin: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The spec's ``problem.kind``."""
+        return self.name
+
+    @property
+    def description(self) -> str:
+        """One paragraph for ``GET /v1/problems``."""
+        return self.about
+
+    @property
+    def batches(self) -> bool:  # type: ignore[override]
+        """Whether the factory takes ``inner.batch_size``."""
+        return self.plugin.batches
+
+    @property
+    def reads_dataset(self) -> bool:  # type: ignore[override]
+        """Whether the plugin declares a ``dataset_option``."""
+        return self.plugin.dataset_option is not None
 
     def source(self) -> dict[str, str]:
         """Where the kind comes from, as a job records it: ``{"package", "version"}``."""
         return {"package": self.package, "version": self.version}
 
-    def load_factory(self) -> Callable[..., Any]:
-        """Import the factory (on the worker: it may import torch).
+    def owner(self) -> str:
+        """The package and version, for messages."""
+        return f"plugin package {self.package!r} {self.version}"
 
-        It is called as ``factory(options, *, seed, device, datasets)`` with the validated
-        options model, the job's seed, the ``torch.device`` to build on and a callable that
-        resolves a data set reference (``problem.dataset``-like: an id or a built-in table)
-        to its named arrays; it returns a ``core.BilevelProblem``.
+    def dataset(self, options: Any) -> tuple[str, str] | None:
+        """The data set named by the plugin's ``dataset_option``, if it declares one."""
+        name = self.plugin.dataset_option
+        value = getattr(options, name, None) if name else None
+        return (name, value) if name and isinstance(value, str) else None
 
-        Raises:
-            PluginError: the module or the attribute cannot be imported, or is not callable.
-        """
-        module_name, _, attr = self.factory.partition(":")
-        try:
-            found: Any = importlib.import_module(module_name)
-            for part in attr.split("."):
-                found = getattr(found, part)
-        except Exception as exc:
-            raise PluginError(
-                f"plugin package {self.package!r} {self.version}: cannot import its factory "
-                f"{self.factory!r} for kind {self.kind!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if not callable(found):
-            raise PluginError(
-                f"plugin package {self.package!r} {self.version}: factory {self.factory!r} "
-                f"is not callable"
-            )
-        return found  # type: ignore[no-any-return]
+    def fit(self, options: Any, data: DatasetInfo) -> list[InitErrorDetails]:
+        """The plugin's ``fit`` messages, each a 422 at ``problem.<dataset_option>``."""
+        found = self.dataset(options)
+        if self.plugin.fit is None or found is None:
+            return []
+        return [
+            field_error(("problem", found[0]), found[1], str(message), "dataset")
+            for message in self.plugin.fit(options, data)
+        ]
+
+    def sizes(self, options: Any, inner: Any, data: DatasetInfo | None) -> Sizes | None:
+        """The plugin's ``sizes``; ``None`` (not sized) without one."""
+        return self.plugin.sizes(options, inner, data) if self.plugin.sizes else None
 
 
 def _package(ep: metadata.EntryPoint) -> tuple[str, str]:
@@ -196,8 +249,13 @@ def _load(ep: metadata.EntryPoint, package: str, version: str) -> PluginKind:
         model.model_json_schema()
     except Exception as exc:
         raise PluginError(f"options have no JSON Schema: {type(exc).__name__}: {exc}") from exc
+    if plugin.dataset_option is not None and plugin.dataset_option not in options.model_fields:
+        raise PluginError(f"dataset_option {plugin.dataset_option!r} is not one of the options")
+    for hook in ("fit", "sizes"):
+        if getattr(plugin, hook) is not None and not callable(getattr(plugin, hook)):
+            raise PluginError(f"{hook} must be callable, got {getattr(plugin, hook)!r}")
     description = plugin.description or inspect.cleandoc(options.__doc__ or "")
-    return PluginKind(kind, model, plugin.factory, description, package, version)
+    return PluginKind(kind, model, plugin.factory, description, package, version, plugin)
 
 
 def discover(

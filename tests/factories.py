@@ -61,7 +61,7 @@ def team_with_key(
 
 def queued_job(sessions, spec: dict[str, Any]) -> uuid.UUID:
     """A new team's job of ``spec``, queued in the store (nothing dispatched)."""
-    from jobs.spec import parse_spec
+    from jobs.specs.job import parse_spec
 
     team_id, _ = team_with_key(sessions)
     with sessions.begin() as s:

@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
 
 import core
 from core.tree import flatten
-from jobs.problem_kinds import PLUGINS
-from jobs.spec import (
-    DATASET_KINDS,
-    PAPER_TASK_SETS,
-    FeatureRegularizationSpec,
-    HypercleaningSpec,
-    JobSpec,
-    MLPSpec,
-    OneShotSpec,
-    TaskInteractionSpec,
-    is_dataset_id,
-)
-from worker.data_dir import require_data
+from jobs.kinds.registry import KINDS
+from jobs.specs.job import JobSpec
 from worker.datasets import DatasetSource, Resolver
+from worker.factories import learned_step
 from worker.graphing import graph_refusal
-from worker.one_shot import OneShotJob
 
 __all__ = ["Built", "build", "hparams_npz", "to_jsonable"]
 
@@ -93,76 +83,6 @@ class Built:
             self.notes["compile_s"] = round(self.compiled.compile_s, 3)
 
 
-class _LearnedStep(core.BilevelProblem):
-    """A problem whose tensor hparams are one named entry of a dict: ``{key: λ, ...}``.
-
-    With ``key="lam"`` the dict gains ``log_lr`` (a learned step size); with
-    ``key="example_weights"`` the learned tensor is named as the problem defines it.
-    """
-
-    def __init__(self, base: core.BilevelProblem, key: str = "lam"):
-        self.base, self.key = base, key
-
-    def init(self, hparams):
-        return self.base.init(hparams[self.key])
-
-    def inner_loss(self, params, hparams):
-        return self.base.inner_loss(params, hparams[self.key])
-
-    def outer_loss(self, params, hparams):
-        return self.base.outer_loss(params, hparams[self.key])
-
-    def metrics(self, params, hparams):
-        return self.base.metrics(params, hparams[self.key])
-
-    def initial_hparams(self):
-        return {self.key: self.base.initial_hparams()}
-
-
-class _LearnedStepClosedForm(_LearnedStep):
-    """A :class:`_LearnedStep` that keeps its base's closed-form inner gradient."""
-
-    def __init__(self, base: core.BilevelProblem, base_grad: Callable[..., Any], key: str):
-        super().__init__(base, key)
-        self._base_grad = base_grad
-
-    def inner_grad(self, params, hparams):
-        # the closed form of the base problem: no double backward through autograd
-        return self._base_grad(params, hparams[self.key])
-
-
-def _learned_step(base: core.BilevelProblem, key: str = "lam") -> _LearnedStep:
-    if base.inner_grad is None:
-        return _LearnedStep(base, key)
-    return _LearnedStepClosedForm(base, base.inner_grad, key)
-
-
-def _hypercleaning_on(
-    spec: HypercleaningSpec, arrays: dict[str, Any], device: torch.device
-) -> core.BilevelProblem:
-    """Hypercleaning on an uploaded classification data set, its weights ``example_weights``.
-
-    The file's splits are used as they are (standardised); ``fraction`` of the training
-    labels is corrupted first when it is above 0 (then F1 of flagging them is reported).
-    """
-    data = core.problems.Splits.from_arrays(arrays, device=device)
-    if data.task != "classification":
-        raise core.ConfigurationError("hypercleaning needs a data set with class labels")
-    y = data.y["train"]
-    corrupted = None
-    if spec.fraction > 0:
-        y, corrupted = core.data.corrupt_labels(
-            y.cpu(), data.n_classes, fraction=spec.fraction, seed=spec.seed
-        )
-        y, corrupted = y.to(device), corrupted.to(device)
-    base = core.problems.Hypercleaning(
-        data.x["train"], y, data.x["val"], data.y["val"],
-        data.x.get("test"), data.y.get("test"),
-        corrupted=corrupted, n_classes=data.n_classes,
-    )  # fmt: skip
-    return _learned_step(base, "example_weights")
-
-
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -171,53 +91,25 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _dataset_problem(
-    spec: JobSpec, datasets: Resolver, device: torch.device
-) -> core.BilevelProblem:
-    """A problem over a data set's arrays (``problem.dataset``), as ``core.problems`` has it."""
-    p = spec.problem
-    if not isinstance(p, (FeatureRegularizationSpec, MLPSpec, TaskInteractionSpec)):
-        raise core.ConfigurationError(f"problem {p.kind!r} is not over a data set")
-    arrays = datasets(p.dataset)
-    data = core.problems.Splits.from_arrays(arrays, device=device, standardize=p.standardize)
-    if isinstance(p, TaskInteractionSpec):
-        missing = [f"task_{s}" for s in data.x if f"task_{s}" not in arrays]
-        if missing:
-            raise core.ConfigurationError(f"task_interaction needs the arrays {missing}")
-        tasks = {s: torch.as_tensor(arrays[f"task_{s}"]) for s in data.x}
-        return core.problems.MultiTask(
-            data, tasks, coupling_init=p.coupling_init, rho_init=p.rho_init,
-            batch_size=spec.inner.batch_size, seed=spec.seed,
-        )  # fmt: skip
-    if isinstance(p, MLPSpec):
-        return core.problems.MLP(
-            data, hidden=p.hidden, example_weights=p.example_weights, init_decay=p.init_decay,
-            batch_size=spec.inner.batch_size, seed=spec.seed,
-        )  # fmt: skip
-    groups = None
-    if p.per == "group":
-        if "groups" not in arrays:
-            raise core.ConfigurationError("per='group' needs the data set's 'groups' array")
-        groups = [int(g) for g in arrays["groups"]]
-    return core.problems.FeatureRegularization(
-        data, model=p.model, groups=groups, init_penalty=p.init_penalty,
-        batch_size=spec.inner.batch_size, seed=spec.seed,
-    )  # fmt: skip
-
-
-def _plugin_problem(
-    spec: JobSpec, datasets: Resolver, device: torch.device
-) -> tuple[core.BilevelProblem, dict[str, str]]:
-    """A plugin kind's problem (:mod:`jobs.plugins`), and the plugin's package and version."""
-    plugin = PLUGINS[spec.problem.kind]
-    factory = plugin.load_factory()
-    problem = factory(spec.problem, seed=spec.seed, device=device, datasets=datasets)
+def _make_problem(spec: JobSpec, datasets: Resolver, data_dir: str | Path | None,
+                  device: torch.device) -> core.BilevelProblem:  # fmt: skip
+    """The kind's factory called with what it names of the job's context (its contract)."""
+    kind = KINDS[spec.problem.kind]
+    factory = kind.load_factory()
+    context: dict[str, Any] = {"data_dir": data_dir, "batch_size": spec.inner.batch_size}
+    try:
+        params = dict(inspect.signature(factory).parameters)
+    except (TypeError, ValueError):  # a builtin callable without a signature: the contract only
+        params = {}
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    extra = {k: v for k, v in context.items() if takes_all or k in params}
+    problem = factory(spec.problem, seed=spec.seed, device=device, datasets=datasets, **extra)
     if not isinstance(problem, core.BilevelProblem):
         raise core.ConfigurationError(
-            f"plugin package {plugin.package!r}: factory {plugin.factory!r} returned "
-            f"{type(problem).__name__}, not a core.BilevelProblem"
+            f"{kind.owner()}: factory {kind.factory!r} returned {type(problem).__name__}, "
+            "not a core.BilevelProblem"
         )
-    return problem, plugin.source()
+    return problem
 
 
 def build(
@@ -236,56 +128,27 @@ def build(
         jobs.plugins.PluginError: a plugin kind's factory cannot be imported.
     """
     torch.manual_seed(spec.seed)
-    options = spec.problem.model_dump(exclude={"kind"})
-    if "w0" in options and isinstance(options["w0"], list):
-        options["w0"] = tuple(options["w0"])
     device = _device(spec.device)
-    problem: core.BilevelProblem
     notes: dict[str, Any] = {}
-    one_shot: OneShotJob | None = None
-    if spec.problem.kind in PLUGINS:
-        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
-        # the summary records the plugin version that ran (the job records the submitted one)
-        problem, notes["plugin"] = _plugin_problem(spec, resolver, device)
-    elif isinstance(spec.problem, OneShotSpec):
-        one_shot = OneShotJob.build(spec, data_dir, device)
-        problem = one_shot.train
-    elif isinstance(spec.problem, TaskInteractionSpec) and spec.problem.dataset in PAPER_TASK_SETS:
-        problem = _paper_task_interaction(spec.problem, spec.seed, data_dir, device)
-    elif spec.problem.kind in DATASET_KINDS:
-        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
-        problem = _dataset_problem(spec, resolver, device)
-    elif isinstance(spec.problem, HypercleaningSpec) and is_dataset_id(spec.problem.dataset):
-        resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
-        problem = _hypercleaning_on(spec.problem, resolver(spec.problem.dataset), device)
-    elif isinstance(spec.problem, HypercleaningSpec):
-        dataset = options.pop("dataset")
-        options["n_train"], options["n_val"] = spec.problem.sizes()
-        problem = core.problems.Hypercleaning.from_dataset(
-            dataset, data_dir, device=device, **options
-        )
-    else:
-        if spec.problem.kind == "quadratic":
-            options["device"] = device
-        factory = cast(
-            Callable[..., core.BilevelProblem], core.problems.PROBLEMS[spec.problem.kind]
-        )
-        problem = factory(**options)
-    hparams: Any = one_shot.initial_hparams() if one_shot else problem.initial_hparams()
+    resolver = datasets or DatasetSource(None, None, None, seed=spec.seed)
+    problem = _make_problem(spec, resolver, data_dir, device)
+    source = KINDS[spec.problem.kind].source()
+    if source is not None:  # the plugin version that ran (the job records the submitted one)
+        notes["plugin"] = source
+    hparams: Any = problem.initial_hparams()
     hparams = (
         {k: v.to(device) for k, v in hparams.items()}
         if isinstance(hparams, dict)
         else hparams.to(device)
     )
-    lr_key = None
-    if one_shot is not None:
-        lr_key = "log_lr"  # the paper learns the inner step size (App. G.3): in λ already
-    elif spec.inner.learn_lr and isinstance(hparams, dict):
+    # a problem that learns its inner step size itself names it (one_shot: App. G.3)
+    lr_key: str | None = getattr(problem, "learned_lr_key", None)
+    if lr_key is None and spec.inner.learn_lr and isinstance(hparams, dict):
         # named hyperparameters gain one more name; the problem reads only its own
         hparams = {**hparams, "log_lr": torch.zeros(1, dtype=_dtype(hparams), device=device)}
         lr_key = "log_lr"
-    elif spec.inner.learn_lr:
-        problem = _learned_step(problem)
+    elif lr_key is None and spec.inner.learn_lr:
+        problem = learned_step(problem)
         hparams = {"lam": hparams, "log_lr": torch.zeros(1, dtype=hparams.dtype, device=device)}
         lr_key = "log_lr"
     dynamics = core.GradientDescent(
@@ -301,12 +164,12 @@ def build(
         "first_step_norm": outer.first_step_norm,
         "exact_every": spec.diagnostics.every,
     }
-    built = Built(
-        problem, hparams, dynamics, estimator, fit_kwargs, device, notes, compiled=compiled
-    )
-    if one_shot is not None:
-        built.before_iteration, built.evaluate = one_shot.before_iteration, one_shot.evaluate
-    return built
+    return Built(
+        problem, hparams, dynamics, estimator, fit_kwargs, device, notes, compiled=compiled,
+        # the contract's optional hooks: new data per hyper-iteration, final metrics
+        before_iteration=getattr(problem, "before_iteration", None),
+        evaluate=getattr(problem, "evaluate", None),
+    )  # fmt: skip
 
 
 def _estimator(
@@ -342,20 +205,6 @@ def _estimator(
     # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
     estimator = core.Metered(estimator)
     return estimator, compiled
-
-
-def _paper_task_interaction(
-    p: TaskInteractionSpec, seed: int, data_dir: str | Path | None, device: torch.device
-) -> core.BilevelProblem:
-    """Section 4.2.2's set-up: each class of a built-in data set is a task (no upload)."""
-    root: str | Path | None = data_dir
-    if p.dataset in ("mnist", "omniglot"):  # read from the worker's data directory
-        root = require_data(data_dir, f"task_interaction on {p.dataset}", p.dataset)
-    n_tasks, n_train, n_val = p.paper_sizes()
-    return core.problems.TaskInteraction.from_dataset(
-        p.dataset, root, n_tasks=n_tasks, n_train=n_train, n_val=n_val, seed=seed,
-        device=device, coupling_init=p.coupling_init, rho_init=p.rho_init,
-    )  # fmt: skip
 
 
 def _auto(

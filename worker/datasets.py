@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from jobs import repo
-from jobs.dataset_files import read_arrays
-from jobs.spec import BUILTIN_TABLES
+from jobs.datasets.files import read_arrays
+from jobs.kinds.tables import BUILTIN_TABLES
 from worker.dataset_cache import DatasetCache
 
 __all__ = ["DatasetSource", "builtin_table", "load_file"]

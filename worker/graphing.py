@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 import core
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 
 __all__ = ["GRAPHED_METHODS", "graph_refusal"]
 

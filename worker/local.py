@@ -18,9 +18,10 @@ import uuid
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
+from worker.job_process import OnRecord
 from worker.notify import Notifier
 from worker.settings import WorkerSettings
-from worker.watchdog import OnRecord, Supervisor
+from worker.watchdog import Supervisor
 
 __all__ = ["LocalExecutor"]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import core
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 from worker.build import Built
 
 __all__ = ["fit_job", "is_single_loop", "single_loop_method"]

@@ -18,43 +18,72 @@ import torch
 import core
 from core.problems.one_shot import OneShot, TaskBatch, evaluate
 from core.problems.one_shot_tasks import OneShotSplits, iteration_generator, task_generator
-from jobs.spec import JobSpec, OneShotSpec
+from jobs.kinds.one_shot import OneShotSpec
 from worker.data_dir import require_data
 
-__all__ = ["OneShotJob"]
+__all__ = ["OneShotJob", "one_shot"]
 
 # the reproduction's meta-test tasks are those of seed + 3 (experiments/one_shot/experiment.py)
 _TEST_STREAM = 3
 
 
-@dataclass
-class OneShotJob:
-    """A one-shot job's meta-training problem, its task schedule and its meta-test tasks."""
+def one_shot(
+    options: OneShotSpec,
+    *,
+    seed: int,
+    device: torch.device,
+    data_dir: str | Path | None = None,
+    **_: Any,
+) -> OneShotJob:
+    """The ``one_shot`` kind's factory: load Omniglot from the worker's ``data_dir``.
+
+    Raises:
+        DataMissing: ``data_dir`` is unset or holds no ``omniglot/``.
+        core.ConfigurationError: the files fail their checks.
+    """
+    p = options
+    root = require_data(data_dir, "one_shot", "omniglot")
+    splits = OneShotSplits.from_omniglot(
+        root, seed=seed, ways=p.ways, shots=p.shots, queries=p.queries,
+        meta_batch=p.meta_batch, width=p.width, regularize=p.regularize, device=device,
+    )  # fmt: skip
+    tasks = splits.test.sample(task_generator(seed + _TEST_STREAM), p.eval_tasks)
+    return OneShotJob(splits.train, splits.test, tasks, seed=seed, rho_init=p.rho_init)
+
+
+@dataclass(eq=False)
+class OneShotJob(core.BilevelProblem):
+    """A one-shot job: the meta-training problem, its task schedule and meta-test tasks.
+
+    It is the meta-training problem (every loss is :attr:`train`'s) with the factory
+    contract's optional hooks: a fresh meta-batch per hyper-iteration and the meta-test.
+    """
 
     train: OneShot
     test: OneShot
     test_tasks: TaskBatch
     seed: int
     rho_init: float
+    # the paper learns the inner step size (App. G.3): it is in λ already
+    learned_lr_key = "log_lr"
 
-    @classmethod
-    def build(cls, spec: JobSpec, data_dir: str | Path | None, device: torch.device) -> OneShotJob:
-        """Load Omniglot from the worker's ``data_dir`` and build the problems of ``spec``.
+    def init(self, hparams: Any) -> Any:
+        return self.train.init(hparams)
 
-        Raises:
-            DataMissing: ``data_dir`` is unset or holds no ``omniglot/``.
-            core.ConfigurationError: the files fail their checks.
-        """
-        p = spec.problem
-        if not isinstance(p, OneShotSpec):
-            raise core.ConfigurationError(f"problem {p.kind!r} is not one_shot")
-        root = require_data(data_dir, "one_shot", "omniglot")
-        splits = OneShotSplits.from_omniglot(
-            root, seed=spec.seed, ways=p.ways, shots=p.shots, queries=p.queries,
-            meta_batch=p.meta_batch, width=p.width, regularize=p.regularize, device=device,
-        )  # fmt: skip
-        tasks = splits.test.sample(task_generator(spec.seed + _TEST_STREAM), p.eval_tasks)
-        return cls(splits.train, splits.test, tasks, seed=spec.seed, rho_init=p.rho_init)
+    def inner_loss(self, params: Any, hparams: Any) -> torch.Tensor:
+        return self.train.inner_loss(params, hparams)
+
+    def outer_loss(self, params: Any, hparams: Any) -> torch.Tensor:
+        return self.train.outer_loss(params, hparams)
+
+    def metrics(self, params: Any, hparams: Any) -> dict[str, float]:
+        return self.train.metrics(params, hparams)
+
+    def inputs(self) -> tuple[torch.Tensor, ...]:
+        return self.train.inputs()
+
+    def set_inputs(self, tensors: tuple[torch.Tensor, ...]) -> None:
+        self.train.set_inputs(tensors)
 
     def initial_hparams(self) -> dict[str, torch.Tensor]:
         """The reproduction's ``λ_0``: He-normal kernels, ``ρ_j = rho_init``, ``γ = inner.lr``."""

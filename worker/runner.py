@@ -27,14 +27,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 import core
 from jobs import repo
+from jobs.kinds.registry import load_plugin_factories
 from jobs.plugins import PluginError
-from jobs.problem_kinds import check_installed
 from jobs.repo import LeaseState
-from jobs.spec import parse_spec
+from jobs.specs.admission import admit
 from jobs.status import JobStatus
 from worker import attempt
 from worker.attempt import worker_name
@@ -58,7 +59,13 @@ log = logging.getLogger(__name__)
 
 
 def warm_up() -> None:
-    """Run a two-iteration toy fit: torch's lazy initialisation costs seconds on first use."""
+    """Load the plugins' factories, then run a two-iteration toy fit.
+
+    A plugin whose factory breaks its contract is refused here, with a logged error naming
+    its package (``jobs.kinds.registry.load_plugin_factories``); torch's lazy initialisation
+    costs seconds on first use, paid here rather than by the first job.
+    """
+    load_plugin_factories()
     problem = core.problems.Toy()
     core.fit(
         problem,
@@ -169,11 +176,17 @@ def _run_claimed(
         ran_s = float((job.summary or {}).get("run_s") or 0.0)
         saved = repo.load_artifact(s, claim.job_id, "checkpoint")
         checkpoint = saved.data if saved is not None else None
+        refused: Exception | None = None
+        try:
+            # the API's admission again (less its budget, an API setting): a data set deleted
+            # since the submit is refused naming it; a plugin kind this worker lacks fails the
+            # job once, naming the package (any worker of this image would fail alike)
+            spec = admit(spec_data, plugin=plugin, datasets=repo.dataset_lookup(s, team_id))
+        except (ValidationError, PluginError) as exc:
+            refused = exc
     try:
-        # a plugin kind this worker lacks fails the job once, naming the package: the same
-        # job on any worker of this image would fail alike, so it is not worth a retry
-        check_installed(spec_data, plugin)
-        spec = parse_spec(spec_data)
+        if refused is not None:
+            raise refused
         if getattr(spec.hypergradient, "compile", False):
             _use_compile_cache(settings)
         cache = DatasetCache(settings.resolved_dataset_cache_dir, settings.dataset_cache_bytes)

@@ -4,8 +4,9 @@ Time limits are checked between hyper-iterations, and Celery's hard time limits 
 with the solo pool, so one hyper-iteration that never ends (a deadlocked data loader, a
 stuck CUDA kernel, a plugin's infinite loop) would hold its worker and renew its lease
 forever. So the process that takes a job (the Celery task's, or the embedded executor's
-thread) only claims it: a :class:`Supervisor` hands the claim to a :class:`JobProcess`, a
-child started with ``spawn`` that runs it exactly as before (:func:`worker.runner.run_claim`:
+thread) only claims it: a :class:`Supervisor` (this module) hands the claim to a
+:class:`~worker.job_process.JobProcess` (the job process's side, :mod:`worker.job_process`),
+a child started with ``spawn`` that runs it exactly as before (:func:`worker.runner.run_claim`:
 heartbeat, trace writer, checkpoints and exact resume, cancel, preemption, the release on
 shutdown) and reports every completed hyper-iteration over a pipe. When none completed for
 ``stall_s`` (the spec's, else the worker's), or the job runs past its time limit by more
@@ -35,31 +36,23 @@ and SIGINT is the parent's to act on, so the child ignores it.
 
 from __future__ import annotations
 
-import atexit
-import faulthandler
 import logging
-import multiprocessing
-import os
-import signal
-import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repo
 from worker import attempt
 from worker.errors import IterationStalled, TimeLimitExceeded
+from worker.job_process import STARTUP_S, JobProcess, OnRecord
 from worker.outcome import Outcome
 from worker.settings import WorkerSettings
-from worker.shutdown import request_shutdown, shutdown_requested
+from worker.shutdown import shutdown_requested
 
-__all__ = ["CANCEL_GRACE_S", "GRACE_S", "JobProcess", "OnRecord", "Requeue", "Supervisor"]
+__all__ = ["CANCEL_GRACE_S", "GRACE_S", "Requeue", "Supervisor"]
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +60,6 @@ log = logging.getLogger(__name__)
 #: check between iterations ends it first, keeping its trace up to there, unless one
 #: iteration overruns (the supervisor's clock also starts before the job's setup)
 GRACE_S = 5.0
-#: how long a fresh job process may take to be ready (imports torch, warms it up)
-STARTUP_S = 300.0
 #: how long a job asked to stop may take to end itself (at its next hyper-iteration, keeping
 #: its summary) before the watchdog kills its process and ends it ``cancelled``: a hung job
 #: would otherwise hold its cancel until ``stall_s``
@@ -78,101 +69,8 @@ _POLL_S = 0.25
 # how often it reads the job's cancel request from the store
 _CANCEL_POLL_S = 1.0
 
-OnRecord = Callable[[dict[str, Any]], None]
 #: sends a job (its id, its queue kind) to whatever runs jobs: a Celery message, a local queue
 Requeue = Callable[[uuid.UUID, str], None]
-
-
-class JobProcess:
-    """A spawned process that runs the claims it is sent, one at a time.
-
-    It says ``("ready", pid)`` once torch is warm, then ``("tick", iteration)`` at every
-    completed hyper-iteration and ``("done", outcome)`` at the end of each claim.
-
-    Args:
-        store_url: the store to connect to (the supervisor's own).
-        settings: the worker's settings.
-    """
-
-    def __init__(self, store_url: str, settings: WorkerSettings):
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, theirs = ctx.Pipe()
-        level = logging.getLogger().getEffectiveLevel()
-        # not a daemon: a job may start processes of its own (data loaders)
-        self._proc = ctx.Process(
-            target=_serve, args=(theirs, store_url, settings, level), name="bilevel-job"
-        )
-        self._proc.start()
-        theirs.close()
-        self.pid: int = self._proc.pid or 0
-        self.ready = False
-        _live.add(self)
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait for the ``ready`` message; ``RuntimeError`` if the process dies or is late."""
-        if self.ready:
-            return
-        msg = self.receive(timeout)
-        if msg is None or msg[0] != "ready":
-            self.kill()
-            raise RuntimeError(f"job process {self.pid} not ready within {timeout:g} s: {msg}")
-        self.ready = True
-
-    def run(self, claim: repo.Claim, on_record: OnRecord | None) -> None:
-        """Start running ``claim`` (``on_record`` is called there, so it must pickle)."""
-        self._conn.send((claim, on_record))
-
-    def receive(self, timeout: float) -> tuple[str, Any] | None:
-        """The next message, or ``None`` after ``timeout``.
-
-        Raises:
-            EOFError: the process is gone.
-        """
-        if not self._conn.poll(timeout):
-            if not self._proc.is_alive():  # its pipe may outlive it in a child of its own
-                raise EOFError
-            return None
-        msg: tuple[str, Any] = self._conn.recv()
-        return msg
-
-    def terminate(self) -> None:
-        """SIGTERM: the running job checkpoints and is released (``worker.shutdown``)."""
-        if self._proc.is_alive():
-            os.kill(self.pid, signal.SIGTERM)
-
-    def dump_stacks(self) -> None:
-        """SIGUSR1: the process writes every thread's stack to its stderr (the log)."""
-        if self._proc.is_alive():
-            os.kill(self.pid, signal.SIGUSR1)
-            time.sleep(0.2)  # the dump is written by a C handler, at once; give it the time
-
-    def kill(self) -> None:
-        """SIGKILL, and wait for it: nothing of the job runs on afterwards."""
-        if self._proc.is_alive():
-            self._proc.kill()
-        self._proc.join(30)
-        self._conn.close()
-        _live.discard(self)
-
-    @property
-    def exitcode(self) -> int | None:
-        return self._proc.exitcode
-
-    def close(self, timeout: float = 10.0) -> None:
-        """Let an idle process exit (it ends when its pipe closes), else kill it."""
-        self._conn.close()
-        self._proc.join(timeout)
-        self.kill()
-
-
-# every live job process, closed at exit: a non-daemonic child would block the parent's exit
-_live: weakref.WeakSet[JobProcess] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    for proc in list(_live):
-        proc.close(timeout=2.0)
 
 
 @dataclass(frozen=True)
@@ -384,67 +282,3 @@ class Supervisor:
         error = {"type": type(exc).__name__, "detail": str(exc), "iteration": exc.iteration,
                  "pid": proc.pid}  # fmt: skip
         return attempt.fail(self.sessions, claim, error, self.settings)
-
-
-# -- the job process's side ------------------------------------------------------------------
-
-
-def _follow_parent() -> None:
-    """Exit as soon as the parent is gone: a SIGKILLed worker takes its job with it."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(70)  # nothing to clean up: the lease expires and the job resumes elsewhere
-
-    threading.Thread(target=watch, daemon=True, name="follow-parent").start()
-
-
-def _tell(conn: Connection, msg: tuple[str, Any]) -> None:
-    try:
-        conn.send(msg)
-    except OSError:
-        # the supervisor is gone (a SIGKILLed worker), and this attempt with it: exit before
-        # the runner takes the broken pipe for the job's own error and fails the job
-        os._exit(70)
-
-
-def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: int) -> None:
-    _follow_parent()
-    # SIGUSR1 writes every thread's stack to stderr, even with the main thread stuck in C:
-    # the supervisor sends it before the kill, so the log shows where the job hung
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: request_shutdown())
-    logging.basicConfig(
-        level=level, format="[%(asctime)s: %(levelname)s/job-process %(process)d] %(message)s"
-    )
-    from jobs.db import make_engine, make_session_factory
-    from worker import runner  # torch loads here, in the job process only
-
-    if settings.torch_threads:
-        import torch
-
-        torch.set_num_threads(settings.torch_threads)
-    try:
-        runner.warm_up()
-    except Exception:
-        log.warning("warm-up failed", exc_info=True)
-    engine = make_engine(store_url, pool_size=2)
-    sessions = make_session_factory(engine)
-    _tell(conn, ("ready", os.getpid()))
-    while True:
-        try:
-            claim, on_record = conn.recv()
-        except EOFError:  # the supervisor closed it: no more jobs
-            break
-
-        def tick(record: dict[str, Any], on_record: OnRecord | None = on_record) -> None:
-            _tell(conn, ("tick", int(record["iteration"])))
-            if on_record is not None:
-                on_record(record)
-
-        outcome = runner.run_claim(sessions, claim, settings, on_record=tick)
-        _tell(conn, ("done", outcome.value))
-    engine.dispose()

@@ -6,12 +6,10 @@ import hashlib
 import os
 import tempfile
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -19,14 +17,14 @@ from api.auditor import AuditDep, Auditor
 from api.deps import SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
-from api.schemas import BINARY_SCHEMA, auth_responses, links_to, problem_doc
+from api.openapi import BINARY_SCHEMA, auth_responses, links_to, problem_doc
+from api.schemas.datasets import DatasetPublic, DatasetsPublic
 from api.settings import ApiSettings
 from jobs import repo
-from jobs.dataset_checks import REQUIRED, DatasetDescription, describe_file
-from jobs.dataset_files import DatasetFileError
+from jobs.datasets.checks import REQUIRED, DatasetDescription, describe_file
+from jobs.datasets.files import DatasetFileError
 from jobs.models import Dataset
-from jobs.spec import TEXT
-from jobs.status import JobStatus
+from jobs.specs.job import TEXT
 
 router = APIRouter(
     prefix="/v1/datasets",
@@ -42,74 +40,10 @@ _UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": "the file itself: an .npz (numpy.savez) or .safetensors file of named "
-        f"arrays; {', '.join(REQUIRED)} at least (see jobs.dataset_checks)",
+        f"arrays; {', '.join(REQUIRED)} at least (see jobs.datasets.checks)",
         "content": {"application/octet-stream": {"schema": BINARY_SCHEMA}},
     }
 }
-
-
-class ArrayPublic(BaseModel):
-    """One array of a data set file."""
-
-    name: str
-    dtype: str
-    shape: list[int]
-
-
-class DatasetJob(BaseModel):
-    """A job whose spec names the data set."""
-
-    id: uuid.UUID
-    name: str
-    status: JobStatus
-
-
-class DatasetPublic(BaseModel):
-    """A data set: its file (sha256, size, format), what its arrays make, and its users."""
-
-    id: uuid.UUID
-    name: str
-    sha256: str
-    size: int
-    format: str
-    task: str
-    n_classes: int
-    n_features: int
-    # task ids 0..n_tasks-1 in the task column (task_interaction); 0 without one
-    n_tasks: int
-    rows: dict[str, int]
-    arrays: list[ArrayPublic]
-    created_at: datetime
-    # queued or running jobs of the team whose spec names this data set (GET one only)
-    used_by: list[uuid.UUID] | None = None
-    # the team's recent jobs naming it, any status, newest first (at most 20)
-    jobs: list[DatasetJob] = []
-
-    @classmethod
-    def of(
-        cls,
-        row: Dataset,
-        used_by: list[uuid.UUID] | None = None,
-        jobs: list[tuple[uuid.UUID, str, str]] | None = None,
-    ) -> DatasetPublic:
-        """The public view of a row."""
-        return cls(
-            id=row.id, name=row.name, sha256=row.sha256, size=row.size, format=row.format,
-            task=row.task, n_classes=row.n_classes, n_features=row.n_features,
-            n_tasks=row.n_tasks, rows=row.rows,
-            arrays=[ArrayPublic(**a) for a in row.arrays], created_at=row.created_at,
-            used_by=used_by,
-            jobs=[DatasetJob(id=i, name=n, status=JobStatus(st)) for i, n, st in (jobs or [])[:20]],
-        )  # fmt: skip
-
-
-class DatasetsPublic(BaseModel):
-    """The team's data sets, newest first, and its storage against the quota."""
-
-    data: list[DatasetPublic]
-    count: int
-    bytes_used: int
-    quota_bytes: int
 
 
 def _dataset_or_404(audit: Auditor, dataset_id: uuid.UUID) -> Dataset:

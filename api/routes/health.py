@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from api.errors import ProblemError
-from api.schemas import Health, Readiness, problem_doc
+from api.openapi import problem_doc
+from api.schemas.health import Health, Readiness
 from jobs import repo
 
 router = APIRouter(tags=["health"])

@@ -9,30 +9,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
 from api.auditor import AuditDep, Auditor
-from api.dataset_refs import check_dataset_ref
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
-from api.schemas import (
-    NPZ,
-    JobPublic,
-    JobResult,
-    JobsPublic,
-    TracePublic,
-    auth_responses,
-    file_doc,
-    links_to,
-    problem_doc,
-)
-from api.settings import ApiSettings
+from api.openapi import NPZ, auth_responses, file_doc, file_media_type, links_to, problem_doc
+from api.quota import check_quota
+from api.schemas.jobs import JobPublic, JobResult, JobsPublic, TracePublic
 from jobs import repo
-from jobs.budget import check_budget
 from jobs.models import TRACE_FIELDS, Job
 from jobs.repo.pages import CURSOR_DESCRIPTION, CURSOR_PATTERN
-from jobs.spec import JobSpec, check_spec
+from jobs.specs.admission import admit
+from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
 
 # OpenAPI links from a response's job `id` to the job's routes (followed by stateful tests)
@@ -88,13 +77,11 @@ def submit_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a job; it starts `queued`."""
-    check_spec(spec)
-    check_budget(spec, settings.budget)
+    # 422 naming each bad field: cross-field rules, the team's data set and its fit, budget
+    admit(spec, limits=settings.budget, datasets=repo.dataset_lookup(session, team.id))
     replay = idempotency_key is not None and repo.find_idempotent(session, team.id, idempotency_key)
     if not replay:  # a replay creates nothing, so it is never over quota
-        _check_quota(session, team.id, settings)
-    # 422 at problem.dataset when it is not the team's; its budget at the data set's size
-    check_dataset_ref(session, team.id, spec, settings.budget)
+        check_quota(session, team.id, settings)
     try:
         job, created = repo.create_job(
             session,
@@ -115,27 +102,6 @@ def submit_job(
         mark_replayed(response)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobPublic.of(job)
-
-
-def _check_quota(session: Session, team_id: uuid.UUID, settings: ApiSettings) -> None:
-    """429 ``quota-exceeded`` when the team is at its queued or running limit."""
-    repo.lock_team(session, team_id)  # concurrent submits of one team count in turn
-    counts = repo.count_active_jobs(session, team_id)
-    for status, limit, name in (
-        (JobStatus.QUEUED, settings.max_queued_jobs, "max_queued_jobs"),
-        (JobStatus.RUNNING, settings.max_running_jobs, "max_running_jobs"),
-    ):
-        if counts[status] >= limit:
-            raise ProblemError(
-                429,
-                f"the team has {counts[status]} {status} jobs, at its limit of {limit} "
-                f"({name}); retry when some have finished",
-                slug="quota-exceeded",
-                title="Quota exceeded",
-                headers={"Retry-After": str(settings.quota_retry_after_s)},
-                limit=limit,
-                current=counts[status],
-            )
 
 
 @router.get("", response_model=JobsPublic)
@@ -287,7 +253,9 @@ def get_result(job_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> JobRe
         409: problem_doc("the job has not succeeded"),
     },
 )
-def get_hparams(job_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> Response:
+def get_hparams(
+    job_id: uuid.UUID, request: Request, session: SessionDep, audit: AuditDep
+) -> Response:
     """Learned hyperparameters as an .npz file (numpy.load reads it)."""
     job = _job_or_404(audit, job_id)
     art = repo.load_artifact(session, job.id, "hparams")
@@ -295,8 +263,8 @@ def get_hparams(job_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> Resp
         raise ProblemError(409, f"job {job_id} is {job.status}: no hparams yet", slug="not-ready")
     return Response(
         art.data,
-        # the documented type: the worker stores the archive under it (worker.runner)
-        media_type=NPZ,
+        # the documented type, the worker's (worker.runner), or raw bytes to who asks for them
+        media_type=file_media_type(request.headers.get("accept"), NPZ),
         headers={"Content-Disposition": f'attachment; filename="{job.id}-hparams.npz"'},
     )
 

@@ -14,15 +14,8 @@ from fastapi import APIRouter, Path, Request, Response
 from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep
 from api.errors import ProblemError
-from api.schemas import (
-    KeyCreate,
-    KeyCreated,
-    KeyPublic,
-    KeysPublic,
-    auth_responses,
-    links_to,
-    problem_doc,
-)
+from api.openapi import auth_responses, links_to, problem_doc
+from api.schemas.keys import KeyCreate, KeyCreated, KeyPublic, KeysPublic
 from jobs import repo
 from jobs.models import ApiKey
 

@@ -6,15 +6,12 @@ Built-in families and those an installed plugin adds (entry-point group
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
 from api.deps import TeamDep
-from api.schemas import auth_responses
-from jobs.problem_kinds import PLUGINS
-from jobs.spec import DATASET_KINDS, PROBLEMS
+from api.openapi import auth_responses
+from api.schemas.problems import ProblemKind, ProblemsPublic
+from jobs.kinds.registry import KINDS
 
 router = APIRouter(
     prefix="/v1/problems",
@@ -23,44 +20,22 @@ router = APIRouter(
 )
 
 
-class ProblemKind(BaseModel):
-    """One family: its ``problem.kind``, what it is, and the JSON Schema of its options.
-
-    ``source`` says where it comes from: ``builtin``, or ``plugin`` with the installed
-    plugin's ``package`` and ``version``.
-    """
-
-    kind: str
-    description: str
-    over_dataset: bool
-    json_schema: dict[str, Any]
-    source: Literal["builtin", "plugin"]
-    package: str | None = Field(default=None, description="the plugin's package")
-    version: str | None = Field(default=None, description="the plugin package's version")
-
-
-class ProblemsPublic(BaseModel):
-    """Every problem family a job spec may name."""
-
-    data: list[ProblemKind]
-    count: int
-
-
-def _kind(kind: str, model: type[BaseModel]) -> ProblemKind:
-    plugin = PLUGINS.get(kind)
+def _kind(name: str) -> ProblemKind:
+    kind = KINDS[name]
+    source = kind.source() or {}
     return ProblemKind(
-        kind=kind,
-        description=plugin.description if plugin else (model.__doc__ or "").strip(),
-        over_dataset=kind in DATASET_KINDS,
-        json_schema=model.model_json_schema(),
-        source="plugin" if plugin else "builtin",
-        package=plugin.package if plugin else None,
-        version=plugin.version if plugin else None,
+        kind=name,
+        description=kind.description,
+        over_dataset=kind.reads_dataset,
+        json_schema=kind.options.model_json_schema(),
+        source="builtin" if kind.builtin else "plugin",
+        package=source.get("package"),
+        version=source.get("version"),
     )
 
 
 @router.get("", response_model=ProblemsPublic)
 def list_problems(team: TeamDep) -> ProblemsPublic:
     """List the problem families with their options' JSON Schema and their source."""
-    data = [_kind(kind, model) for kind, model in PROBLEMS.items()]
+    data = [_kind(name) for name in KINDS]
     return ProblemsPublic(data=data, count=len(data))

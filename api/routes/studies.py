@@ -8,23 +8,22 @@ from collections import Counter
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
-from api.schemas import auth_responses, links_to, problem_doc
+from api.openapi import auth_responses, links_to, problem_doc
+from api.quota import check_quota
+from api.schemas.studies import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from api.settings import ApiSettings
-from api.study_schemas import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
 from jobs import repo
-from jobs.budget import budget_errors
-from jobs.grid import Expansion, GridError, expand, replicate_paths
 from jobs.models import Study
-from jobs.spec import field_errors
-from jobs.status import JobStatus
-from jobs.study_table import aggregate
+from jobs.specs.admission import admit
+from jobs.specs.job import JobSpec
+from jobs.studies.grid import Expansion, GridError, expand, replicate_paths
+from jobs.studies.table import aggregate
 
 router = APIRouter(
     prefix="/v1/studies",
@@ -50,10 +49,17 @@ def _invalid(errors: list[dict[str, Any]], **extra: Any) -> ProblemError:
     )
 
 
-def _expand(body: StudyCreate, settings: ApiSettings) -> tuple[Expansion, list[str]]:
+def _expand(
+    body: StudyCreate, settings: ApiSettings, session: Session, team_id: uuid.UUID
+) -> tuple[Expansion, list[str]]:
+    datasets = repo.dataset_lookup(session, team_id)
+
+    def admitted(data: dict[str, Any]) -> JobSpec:  # every member as POST /v1/jobs admits it
+        return admit(data, limits=settings.budget, datasets=datasets)
+
     try:
         expansion = expand(body.base, body.grid, max_members=settings.max_study_members,
-                           name=body.name)  # fmt: skip
+                           name=body.name, admit=admitted)  # fmt: skip
     except GridError as exc:
         extra = {} if exc.limit is None else {"limit": exc.limit}
         raise _invalid(exc.errors, **extra) from None
@@ -67,35 +73,7 @@ def _expand(body: StudyCreate, settings: ApiSettings) -> tuple[Expansion, list[s
         msg = f"group_by names paths the grid does not sweep: {bad}; swept: {swept}"
         raise _invalid([{"field": "group_by", "loc": ["group_by"], "message": msg,
                          "type": "value_error"}])  # fmt: skip
-    errors = []
-    for member in expansion.members:
-        over = budget_errors(member.spec, settings.budget)
-        if not over:
-            continue
-        for err in field_errors(ValidationError.from_exception_data("JobSpec", over)):
-            where = ", ".join(f"{p}={v!r}" for p, v in member.values.items())
-            errors.append({**err, "message": f"member [{where}]: {err['message']}"})
-    if errors:
-        raise _invalid(errors)
     return expansion, group_by
-
-
-def _check_quota(session: Session, team_id: uuid.UUID, n: int, settings: ApiSettings) -> None:
-    """429 ``quota-exceeded`` when ``n`` more queued jobs would pass the team's limit."""
-    repo.lock_team(session, team_id)
-    queued = repo.count_active_jobs(session, team_id)[JobStatus.QUEUED]
-    limit = settings.max_queued_jobs
-    if queued + n > limit:
-        raise ProblemError(
-            429,
-            f"the study's {n} jobs and the team's {queued} queued jobs pass its limit of "
-            f"{limit} queued jobs (max_queued_jobs); retry when some have finished",
-            slug="quota-exceeded",
-            title="Quota exceeded",
-            headers={"Retry-After": str(settings.quota_retry_after_s)},
-            limit=limit,
-            current=queued,
-        )
 
 
 def _study_or_404(audit: Auditor, study_id: uuid.UUID) -> Study:
@@ -135,12 +113,12 @@ def create_study(
     idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
     """Create a study: every combination of the grid becomes a queued job, all or none."""
-    expansion, group_by = _expand(body, settings)
+    expansion, group_by = _expand(body, settings, session, team.id)
     replay = idempotency_key is not None and repo.find_keyed(
         session, Study, team.id, idempotency_key
     )
     if not replay:  # a replay creates nothing, so it is never over quota
-        _check_quota(session, team.id, len(expansion.members), settings)
+        check_quota(session, team.id, settings, study=len(expansion.members))
     try:
         study, jobs, created = repo.create_study(
             session, team.id, name=body.name, base=body.base, grid=body.grid,

@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from api.auditor import AuditDep, Auditor
 from api.deps import AdminDep, SessionDep, SettingsDep
 from api.errors import ProblemError
-from api.schemas import auth_responses, links_to, problem_doc
-from api.webhook_schemas import (
+from api.openapi import auth_responses, links_to, problem_doc
+from api.schemas.webhooks import (
     DeliveriesPublic,
     DeliveryPublic,
     WebhookCreate,

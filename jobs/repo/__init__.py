@@ -23,6 +23,7 @@ from jobs.repo.audit import Actor, list_events, owning_team, record_event
 from jobs.repo.datasets import (
     dataset_bytes_used,
     dataset_jobs,
+    dataset_lookup,
     delete_dataset,
     get_dataset,
     jobs_using_dataset,
@@ -151,6 +152,7 @@ __all__ = [
     "create_webhook",
     "dataset_bytes_used",
     "dataset_jobs",
+    "dataset_lookup",
     "decode_cursor",
     "delete_dataset",
     "drop_worker",

@@ -11,21 +11,25 @@ map never holds a file's bytes.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from jobs.kinds.base import DatasetInfo
 from jobs.models import Dataset, DatasetBlob, DatasetChunk, Job, utcnow
 from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
+from jobs.repo.teams import lock_team
 from jobs.status import JobStatus
 
 __all__ = [
     "CHUNK_BYTES",
     "dataset_bytes_used",
+    "dataset_info",
     "dataset_jobs",
+    "dataset_lookup",
     "delete_dataset",
     "get_dataset",
     "jobs_using_dataset",
@@ -60,7 +64,7 @@ def store_dataset(
         session: the caller's transaction (it commits).
         team_id: the owner.
         name: the data set's name.
-        path: the file, already checked (``jobs.dataset_checks.describe_file``).
+        path: the file, already checked (``jobs.datasets.checks.describe_file``).
         sha256: the file's hex digest, computed while it was received.
         size: its length in bytes.
         fmt: ``"npz"`` or ``"safetensors"``.
@@ -143,6 +147,39 @@ def get_dataset(
     if row is None or (team_id is not None and row.team_id != team_id):
         return None
     return row
+
+
+def dataset_info(row: Dataset) -> DatasetInfo:
+    """What admission needs of a stored data set (:class:`jobs.kinds.base.DatasetInfo`)."""
+    return DatasetInfo(
+        ref=str(row.id),
+        name=row.name,
+        task=row.task,
+        n_classes=row.n_classes,
+        n_features=row.n_features,
+        rows={str(k): int(v) for k, v in row.rows.items()},
+        n_tasks=row.n_tasks,
+        arrays=frozenset(str(a["name"]) for a in row.arrays),
+    )
+
+
+def dataset_lookup(session: Session, team_id: uuid.UUID) -> Callable[[str], DatasetInfo | None]:
+    """The team's data sets by id for :func:`jobs.specs.admission.admit`; ``None``: not theirs.
+
+    The first lookup locks the team's row, so a concurrent delete of the data set goes
+    first or waits for the caller's transaction (a job is never queued on a deleted one).
+    """
+    seen: dict[str, DatasetInfo | None] = {}
+
+    def lookup(ref: str) -> DatasetInfo | None:
+        if ref not in seen:  # a study's members name the same data set: one query
+            if not seen:
+                lock_team(session, team_id)
+            row = get_dataset(session, team_id, uuid.UUID(ref))
+            seen[ref] = dataset_info(row) if row is not None else None
+        return seen[ref]
+
+    return lookup
 
 
 def jobs_using_dataset(

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from jobs.grid import Expansion
 from jobs.models import Job, Study, StudyMember, utcnow
 from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
 from jobs.repo.submissions import cancel_job, create_job
 from jobs.status import JobStatus
+from jobs.studies.grid import Expansion
 
 __all__ = [
     "cancel_study",

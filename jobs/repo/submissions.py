@@ -11,16 +11,16 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from jobs.fairshare import Priority
+from jobs.kinds.registry import source_of
 from jobs.models import (
     Job,
     utcnow,
 )
-from jobs.problem_kinds import source_of
 from jobs.repo.events import add_event
 from jobs.repo.idempotency import find_keyed, insert_keyed, replayed
 from jobs.repo.pages import encode_cursor, page_after
 from jobs.repo.rows import rows_changed
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from jobs.models import Job, Study, Webhook, WebhookDelivery, utcnow
 from jobs.repo.studies import study_status_counts
 from jobs.status import TERMINAL
-from jobs.study_table import study_status
+from jobs.studies.table import study_status
 from jobs.webhooks import backoff_s, event_id, event_payload, new_secret
 
 __all__ = [

@@ -65,7 +65,7 @@ def test_upload_answers_the_id_sha256_and_each_array(client, auth, small):
 
 def test_the_bytes_are_stored_in_chunks_that_reassemble_the_file(pg_sessions, tmp_path):
     from jobs import repo
-    from jobs.dataset_checks import describe_file
+    from jobs.datasets.checks import describe_file
     from tests.factories import team_with_key
 
     data = npz_bytes(digits_arrays(seed=random.randrange(1 << 30)))
@@ -213,7 +213,7 @@ def test_equal_files_share_one_blob_until_the_last_goes(client, auth, small, pg_
 
 
 def test_problems_lists_every_kind_with_its_json_schema(client, auth):
-    from jobs.spec import PROBLEMS
+    from jobs.specs.job import PROBLEMS
 
     body = client.get("/v1/problems", headers=auth).json()
     kinds = {p["kind"]: p for p in body["data"]}

@@ -13,7 +13,7 @@ from sqlalchemy import event
 from jobs import repo
 from jobs.keys import KeyCache
 from jobs.models import Team
-from jobs.spec import JobSpec
+from jobs.specs.job import JobSpec
 from tests.factories import bearer, team_with_key, tiny_spec
 
 

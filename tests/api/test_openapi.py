@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import sessionmaker
 
 from api import ApiSettings, create_app
+from api.openapi import BINARY_SCHEMA, NPZ, OCTET_STREAM
 from api.routes import (
     audit,
     dashboard,
@@ -23,7 +24,6 @@ from api.routes import (
     studies,
     webhooks,
 )
-from api.schemas import BINARY_SCHEMA, NPZ
 from jobs.status import TERMINAL, JobStatus
 from tests.api.conftest import RecordingDispatcher
 
@@ -99,10 +99,13 @@ def test_errors_are_documented_as_problem_json_only(doc):
                 assert schema == {"$ref": "#/components/schemas/Problem"}, (name, code)
 
 
-def test_hparams_is_a_binary_npz_file(doc):
+def test_hparams_is_a_binary_npz_file_also_offered_as_raw_bytes(doc):
     ok = doc["paths"]["/v1/jobs/{job_id}/hparams"]["get"]["responses"]["200"]
-    assert ok["content"] == {NPZ: {"schema": BINARY_SCHEMA}}
+    # its own type first; raw bytes too, the one binary type generators know
+    assert list(ok["content"]) == [NPZ, OCTET_STREAM]
+    assert all(body == {"schema": BINARY_SCHEMA} for body in ok["content"].values())
     assert BINARY_SCHEMA == {"type": "string", "format": "binary"}
+    assert OCTET_STREAM == "application/octet-stream"
 
 
 def test_job_statuses_are_one_enum_in_the_schemas_and_the_list_filter(doc):

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from types import ModuleType
 
@@ -28,17 +29,19 @@ import uvicorn
 from sqlalchemy import update
 
 from api import ApiSettings, create_app
-from api.schemas import NPZ
+from api.openapi import NPZ
 from jobs import repo
 from jobs.models import Job
 from jobs.status import JobStatus
 from tests.api.conftest import RecordingDispatcher
-from tests.factories import team_with_key, tiny_spec
+from tests.factories import bearer, team_with_key, tiny_spec
 
 PACKAGE = "bilevel_generated_client"
-# No post-hooks: they run ruff on the output, which costs time and proves nothing here. The
-# generator knows JSON, text and application/octet-stream bodies only; `.npz` is raw bytes.
-GENERATOR_CONFIG = f"post_hooks: []\ncontent_type_overrides:\n  {NPZ}: application/octet-stream\n"
+HPARAMS = "/v1/jobs/{job_id}/hparams"
+# No post-hooks: they run ruff on the output, which costs time and proves nothing here. No
+# content-type overrides either: the generator knows JSON, text and application/octet-stream
+# bodies only, and the document must offer `.npz` files as the latter itself.
+GENERATOR_CONFIG = "post_hooks: []\n"
 
 
 def _generator() -> str:
@@ -92,24 +95,40 @@ def served(store, dispatcher, tmp_path_factory):
     sock.close()
 
 
-@pytest.fixture(scope="module")
-def generated(served, tmp_path_factory) -> ModuleType:
-    """The client package generated from the served document, imported."""
-    generator = _generator()
-    out = tmp_path_factory.mktemp("generated")
+def _generate(doc: dict, out: Path) -> str:
+    """Write the client of ``doc`` to ``out / PACKAGE``; the generator's log."""
     spec = out / "openapi.json"
-    spec.write_text(json.dumps(httpx.get(f"{served}/openapi.json").json()))
+    spec.write_text(json.dumps(doc))
     config = out / "config.yaml"
     config.write_text(GENERATOR_CONFIG)
     run = subprocess.run(
-        [generator, "generate", "--path", str(spec), "--config", str(config),
+        [_generator(), "generate", "--path", str(spec), "--config", str(config),
          "--meta", "none", "--output-path", str(out / PACKAGE)],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     log = run.stdout + run.stderr
     assert run.returncode == 0, log
+    return log
+
+
+def _warned(log: str) -> bool:
+    """Whether the generator reported something it could not read (and left out)."""
+    return any(w in log for w in ("omitted", "Unable to", "Cannot parse", "will not be generated"))
+
+
+@pytest.fixture(scope="module")
+def generation(served, tmp_path_factory) -> tuple[Path, str]:
+    """The client generated from the served document: its folder and the generator's log."""
+    out = tmp_path_factory.mktemp("generated")
+    return out, _generate(httpx.get(f"{served}/openapi.json").json(), out)
+
+
+@pytest.fixture(scope="module")
+def generated(generation) -> ModuleType:
+    """The client package generated from the served document, imported."""
+    out, log = generation
     # the generator reports what it could not read and leaves it out of the client
-    assert "omitted" not in log and "Unable to" not in log and "Cannot parse" not in log, log
+    assert not _warned(log), log
     sys.path.insert(0, str(out))
     try:
         yield importlib.import_module(PACKAGE)
@@ -169,6 +188,15 @@ def test_a_problem_response_is_parsed_as_a_problem(generated, client):
     assert answer.parsed.type_ == "/problems/not-ready"
 
 
+def _succeed_with_hparams(store, job_id) -> None:
+    """What the worker leaves behind a success (worker.runner), without running one."""
+    buf = io.BytesIO()
+    np.savez(buf, hparams=np.array([0.25, -1.5]))
+    with store.begin() as s:
+        repo.save_artifact(s, job_id, "hparams", buf.getvalue(), iteration=20, media_type=NPZ)
+        s.execute(update(Job).where(Job.id == job_id).values(status=JobStatus.SUCCEEDED))
+
+
 def test_the_generated_client_downloads_hparams_as_a_file(generated, client, store):
     from bilevel_generated_client.models import JobSpec
     from bilevel_generated_client.types import File
@@ -176,15 +204,50 @@ def test_the_generated_client_downloads_hparams_as_a_file(generated, client, sto
     job = _op(generated, "jobs", "submit_job").sync(
         client=client, body=JobSpec.from_dict(tiny_spec())
     )
-    buf = io.BytesIO()
-    np.savez(buf, hparams=np.array([0.25, -1.5]))
-    with store.begin() as s:
-        # what the worker leaves behind a success (worker.runner), without running one
-        repo.save_artifact(s, job.id, "hparams", buf.getvalue(), iteration=20, media_type=NPZ)
-        s.execute(update(Job).where(Job.id == job.id).values(status=JobStatus.SUCCEEDED))
+    _succeed_with_hparams(store, job.id)
     answer = _op(generated, "jobs", "get_hparams").sync_detailed(job_id=job.id, client=client)
     assert answer.status_code == 200
     assert answer.headers["content-type"] == NPZ
     assert isinstance(answer.parsed, File)
     with np.load(answer.parsed.payload) as z:
         np.testing.assert_array_equal(z["hparams"], [0.25, -1.5])
+
+
+def test_the_generator_keeps_the_hparams_download_without_a_warning(generation, generated):
+    _, log = generation
+    assert HPARAMS not in log and "get_hparams" not in log, log
+    download = _op(generated, "jobs", "get_hparams")
+    assert callable(download.sync_detailed) and callable(download.asyncio_detailed)
+    # with its 200: a dropped response leaves the function, answering None for the file
+    assert "response.status_code == 200" in Path(download.__file__).read_text()
+
+
+def test_offered_as_npz_alone_the_download_is_dropped_with_a_warning(served, tmp_path):
+    # what the document offered before: the same generator leaves the file out, saying so
+    doc = httpx.get(f"{served}/openapi.json").json()
+    ok = doc["paths"][HPARAMS]["get"]["responses"]["200"]
+    ok["content"] = {NPZ: ok["content"][NPZ]}
+    log = _generate(doc, tmp_path)
+    assert HPARAMS in log and _warned(log), log
+    module = tmp_path / PACKAGE / "api" / "jobs" / "jobs_get_hparams.py"
+    assert "response.status_code == 200" not in module.read_text()
+
+
+def test_a_client_asking_for_raw_bytes_gets_them(served, store):
+    _, key = team_with_key(store)
+    auth = bearer(key)
+    submitted = httpx.post(f"{served}/v1/jobs", json=tiny_spec(), headers=auth)
+    assert submitted.status_code == 201, submitted.text
+    job_id = uuid.UUID(submitted.json()["id"])
+    _succeed_with_hparams(store, job_id)
+    for accept, sent in [
+        (None, NPZ),
+        ("application/octet-stream", "application/octet-stream"),
+        (f"{NPZ}, application/octet-stream;q=0.5", NPZ),
+        ("*/*", NPZ),
+    ]:
+        headers = {**auth, **({"Accept": accept} if accept else {})}
+        r = httpx.get(f"{served}/v1/jobs/{job_id}/hparams", headers=headers)
+        assert (r.status_code, r.headers["content-type"]) == (200, sent), accept
+        with np.load(io.BytesIO(r.content)) as z:
+            np.testing.assert_array_equal(z["hparams"], [0.25, -1.5])

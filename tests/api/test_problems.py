@@ -55,7 +55,8 @@ def test_a_plugin_job_records_the_package_and_version_it_was_submitted_with(clie
     assert r.json()["plugin"] == PLUGIN
     job = client.get(f"/v1/jobs/{r.json()['id']}", headers=auth).json()
     assert job["plugin"] == PLUGIN
-    assert job["spec"]["problem"] == {"kind": "digits_mlp", "hidden": 4, "n_train": 300,
-                                      "n_val": 300, "init_penalty": 0.001}  # fmt: skip
+    assert job["spec"]["problem"] == {"kind": "digits_mlp", "dataset": None, "hidden": 4,
+                                      "n_train": 300, "n_val": 300,
+                                      "init_penalty": 0.001}  # fmt: skip
     builtin = client.post("/v1/jobs", json=tiny_spec(), headers=auth).json()
     assert builtin["plugin"] is None

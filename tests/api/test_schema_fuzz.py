@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy.orm import sessionmaker
 
 from api import create_app
-from benchmarks.fuzz import fuzz_config, fuzz_settings
+from benchmarks.service.fuzz import fuzz_config, fuzz_settings
 from jobs.db import make_engine
 from tests.api.conftest import RecordingDispatcher
 from tests.factories import team_with_key
@@ -35,11 +35,11 @@ _SETTINGS = dict(
     derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
 
-# The benchmark's configuration (benchmarks/fuzz.py: which operations may rightly refuse a
+# The benchmark's configuration (benchmarks/service/fuzz.py: which operations may rightly refuse a
 # schema-valid input with their documented 422, and why). Here the stateful phase follows
 # the jobs' links within its fixed budget; the other resources are fuzzed above and tested
 # by their own suites (tests/api/test_studies.py, tests/worker/test_webhooks.py,
-# tests/api/test_audit.py), and `python -m benchmarks.fuzz` walks every resource's links.
+# tests/api/test_audit.py), and `python -m benchmarks.service.fuzz` walks every resource's links.
 _CONFIG = fuzz_config(stateful=False)
 # Every operation of the schema, each fuzzed by test_every_operation_answers_per_its_schema:
 # a new route must be added here (and so be fuzzed in CI).

@@ -415,7 +415,7 @@ def _calls(tree: ast.AST):
 # The one dynamic import: a plugin's factory, whose "module:attr" comes from an installed
 # package's entry point metadata (an operator's install), never from a request; the test
 # below checks that a spec cannot name a factory.
-PLUGIN_IMPORT = ("jobs/plugins.py", "import_module")
+PLUGIN_IMPORT = ("jobs/kinds/base.py", "import_module")
 
 
 def test_the_service_never_unpickles_or_evaluates_request_data():
@@ -473,7 +473,7 @@ def test_a_rotated_secret_keeps_old_keys_working_and_moves_them(make_client, pg_
 
 def test_a_spec_cannot_name_a_plugin_factory():
     """Only an installed entry point names code: ``factory`` in a spec is an unknown field."""
-    from jobs.spec import parse_spec
+    from jobs.specs.job import parse_spec
 
     spec = tiny_spec()
     spec["problem"] = {"kind": "digits_mlp", "factory": "os:system"}

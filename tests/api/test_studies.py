@@ -8,7 +8,7 @@ import pytest
 
 from jobs import repo
 from jobs.status import JobStatus
-from jobs.study_table import mean_std
+from jobs.studies.table import mean_std
 from tests.factories import tiny_spec
 
 PROBLEM = "application/problem+json"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from benchmarks import gpu_check
+from benchmarks.library import gpu_check
 
 
 def test_gpu_check_smoke_on_cpu(tmp_path, capsys):
@@ -25,7 +25,7 @@ def test_gpu_check_smoke_on_cpu(tmp_path, capsys):
 
 
 def test_peers_benchmark_agrees_with_every_installed_peer(tmp_path, capsys):
-    from benchmarks import peers
+    from benchmarks.library import peers
 
     out = tmp_path / "peers.json"
     argv = [
@@ -51,7 +51,8 @@ def test_peers_benchmark_agrees_with_every_installed_peer(tmp_path, capsys):
 
 
 def test_memory_sweep_shows_table_1s_memory_claims():
-    from benchmarks.estimators import WeightedSoftmax, memory_sweep
+    from benchmarks.library.estimators import memory_sweep
+    from benchmarks.library.problems import WeightedSoftmax
 
     rows = memory_sweep(WeightedSoftmax(n=200, d=16), [10, 20, 40], Ks=(1, 5))
     by = {(r["T"], r["method"]): r for r in rows}
@@ -67,7 +68,7 @@ def test_memory_sweep_shows_table_1s_memory_claims():
 # torch.compile's own internals warn about torch.jit; nothing of ours to act on
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_benchmark_runs_small_and_compiled_steps_agree(tmp_path, capsys):
-    from benchmarks import compiled
+    from benchmarks.library import compiled
 
     out = tmp_path / "compiled.json"
     assert (

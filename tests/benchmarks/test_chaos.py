@@ -1,4 +1,4 @@
-"""The chaos soak's short version (``benchmarks.chaos --ci``): every fault kind under load,
+"""The chaos soak's short version (``benchmarks.service.chaos --ci``): every fault kind under load,
 and afterwards nothing lost, doubled, half-written or left running."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def test_the_short_chaos_soak_injects_every_fault_kind_and_loses_nothing(tmp_pat
                       ("Redis binaries", redis_missing())):  # fmt: skip
         if why:
             unavailable(what, why)
-    from benchmarks import chaos
+    from benchmarks.service import chaos
 
     out = tmp_path / "chaos.json"
     rc = chaos.main(["--ci", "--out", str(out)])

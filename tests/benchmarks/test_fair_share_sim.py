@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import fair_share
+from benchmarks.service import fair_share
 
 
 def test_a_short_day_is_fair_busy_and_quick_for_the_light_team(tmp_path, capsys):

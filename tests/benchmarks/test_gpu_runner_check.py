@@ -6,7 +6,7 @@ import json
 from importlib.metadata import entry_points
 from importlib.util import find_spec
 
-from benchmarks import gpu_runner_check
+from benchmarks.service import gpu_runner_check
 from tests.shared_data import require_omniglot
 
 

@@ -8,7 +8,7 @@ import json
 def test_load_benchmark_smoke_reports_throughput_latency_losses_and_overhead(
     pg_server, redis_url, tmp_path, capsys
 ):
-    from benchmarks import load
+    from benchmarks.service import load
 
     out = tmp_path / "load.json"
     argv = [

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from cli.settings import DEFAULT_URL, KEY_FILE, ClientSettings
 from jobs import parse_spec
-from jobs.spec import field_errors
+from jobs.specs.job import field_errors
 from tests.cli.running import run_cli
 from tests.factories import tiny_spec
 

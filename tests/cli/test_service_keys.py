@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from jobs import repo
-from jobs.budget import BudgetLimits, budget_errors
+from jobs.specs.budget import BudgetLimits, budget_errors
 from tests.cli.running import run_cli
 from tests.conftest import KEY_SECRET
 from tests.factories import tiny_spec

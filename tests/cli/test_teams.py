@@ -47,7 +47,7 @@ def test_bad_team_settings_are_one_line_and_exit_2(state, capsys, argv, message)
 def test_pool_prints_the_teams_and_your_queued_jobs(state, api_server, capsys):
     with api_server.sessions.begin() as s:
         team = repo.ensure_team(s, "cli")
-        from jobs.spec import parse_spec
+        from jobs.specs.job import parse_spec
 
         for _ in range(2):
             repo.create_job(s, team.id, parse_spec(tiny_spec()))

@@ -4,7 +4,7 @@ A CUDA graph replays recorded kernels, so the recorded pass must never copy a va
 host (``float``, ``item``, ``bool`` of a tensor): such a copy fails the capture. The tests
 check that property of the reverse pass directly, by making those conversions raise. The
 equality of replayed and eager results on CUDA is checked by
-``ONE_SHOT_CHECK_ONLY=1 python3 benchmarks/one_shot_gpu.py`` on a GPU machine.
+``ONE_SHOT_CHECK_ONLY=1 python3 benchmarks/library/one_shot_gpu.py`` on a GPU machine.
 """
 
 from __future__ import annotations

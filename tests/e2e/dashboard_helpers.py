@@ -127,7 +127,7 @@ def seed_long_job(state: Path, spec: dict, points: int = 100_000) -> str:
     from jobs import repo
     from jobs.db import make_engine, make_session_factory, sqlite_url
     from jobs.models import Job, Team, utcnow
-    from jobs.spec import JobSpec
+    from jobs.specs.job import JobSpec
 
     spec = {**spec, "outer": {**spec["outer"], "iterations": points}}
     engine = make_engine(sqlite_url(state))

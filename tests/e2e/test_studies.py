@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from api import ApiSettings, create_app
 from jobs.dispatch import CeleryDispatcher
-from jobs.study_table import mean_std
+from jobs.studies.table import mean_std
 from tests.e2e.workers import CeleryWorker
 from tests.factories import example, team_with_key, tiny_spec, wait_until
 from tests.webhook_receiver import Receiver, verify_signature

@@ -6,7 +6,7 @@ Any job whose spec is named ``NAME`` runs with ``FAULT`` from ``tests.faults.hoo
 ``kill`` SIGKILLs this worker (and its job process) at the job's second iteration, as a
 lost machine would; ``hang`` never returns from it, as a deadlocked data loader would. The
 hook goes in through the job process's ``on_record`` argument: this module wraps
-``worker.watchdog.JobProcess.run`` (which is handed the job claimed, not only the one the
+``worker.job_process.JobProcess.run`` (which is handed the job claimed, not only the one the
 message named) and then runs Celery's own command line in this same process (the tests know
 a worker by its pid), so that the production code and its settings carry no test knob. Not
 a test module: ``CrashingWorker`` starts it.
@@ -21,7 +21,7 @@ from typing import Any
 
 from jobs import repo
 from tests.faults.hooks import FAULTS
-from worker.watchdog import JobProcess
+from worker.job_process import JobProcess
 
 
 def install(fault: str, job_name: str) -> None:

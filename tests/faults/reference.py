@@ -1,6 +1,6 @@
 """What a job interrupted by faults is compared with: the same spec run uninterrupted.
 
-Shared by the fault tests and ``benchmarks.chaos``: resume from a checkpoint is exact, so
+Shared by the fault tests and ``benchmarks.service.chaos``: resume from a checkpoint is exact, so
 a job that survived kills and restarts must match these bit for bit.
 """
 

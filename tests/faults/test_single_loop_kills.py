@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from tests.factories import tiny_spec
 from tests.faults.reference import trace_gaps
 

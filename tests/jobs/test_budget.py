@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from jobs import field_errors, parse_spec
-from jobs.budget import BudgetLimits, budget_errors, check_budget, estimate
+from jobs.specs.budget import BudgetLimits, budget_errors, check_budget, estimate
 from tests.factories import EXAMPLES, tiny_spec
 
 

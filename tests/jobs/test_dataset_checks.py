@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.dataset_checks import describe_file
-from jobs.dataset_files import DatasetFileError
+from jobs.datasets.checks import describe_file
+from jobs.datasets.files import DatasetFileError
 from tests.dataset_files import digits_arrays, npz_bytes, safetensors_bytes, write
 
 

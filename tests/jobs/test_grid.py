@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.grid import GridError, expand, grid_paths, replicate_paths
+from jobs.studies.grid import GridError, expand, grid_paths, replicate_paths
 from tests.factories import tiny_spec
 
 

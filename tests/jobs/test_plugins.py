@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ConfigDict, ValidationError
 
+from jobs.kinds.registry import BUILTIN, PLUGINS, PROBLEMS, check_installed, source_of
 from jobs.plugins import (
     PluginError,
     PluginKind,
@@ -22,9 +23,7 @@ from jobs.plugins import (
     ProblemPlugin,
     discover,
 )
-from jobs.problem_kinds import PLUGINS, PROBLEMS, check_installed, source_of
-from jobs.problem_specs import BUILTIN_PROBLEMS
-from jobs.spec import field_errors, parse_spec
+from jobs.specs.job import field_errors, parse_spec
 from tests.factories import EXAMPLES, tiny_spec
 
 ROOT = EXAMPLES.parent
@@ -71,7 +70,7 @@ class FakeEntryPoint:
 
 
 def _discover(*eps: FakeEntryPoint) -> dict[str, PluginKind]:
-    return discover(BUILTIN_PROBLEMS, entry_points=eps)  # type: ignore[arg-type]
+    return discover(BUILTIN, entry_points=eps)  # type: ignore[arg-type]
 
 
 def test_a_plugin_is_discovered_with_its_kind_pinned_to_the_entry_point_name():
@@ -152,7 +151,7 @@ def test_the_example_plugin_is_installed_with_its_package_and_version():
         "version": version("bilevel-digits-mlp"),
     }
     assert source_of("toy") is None
-    assert set(PROBLEMS) == set(BUILTIN_PROBLEMS) | set(PLUGINS)
+    assert set(PROBLEMS) == set(BUILTIN) | set(PLUGINS)
 
 
 def _plugin_spec(**options: Any) -> dict[str, Any]:
@@ -209,8 +208,8 @@ def test_broken_installed_plugins_are_refused_by_name_and_the_api_still_starts(t
         "[bilevel.problems]\ntoy = bad_plugins.spec:PLUGIN\nbroken = bad_plugins.nowhere:PLUGIN\n"
     )
     code = (
-        "import sys; from api.main import create_app; from jobs.spec import PROBLEMS; "
-        "print(PROBLEMS['toy'].__module__ == 'jobs.problem_specs', "
+        "import sys; from api.main import create_app; from jobs.specs.job import PROBLEMS; "
+        "print(PROBLEMS['toy'].__module__ == 'jobs.kinds.toy', "
         "'digits_mlp' in PROBLEMS, 'broken' in PROBLEMS, 'torch' in sys.modules)"
     )
     proc = _python(code, PYTHONPATH=str(tmp_path))
@@ -230,7 +229,7 @@ def test_broken_installed_plugins_are_refused_by_name_and_the_api_still_starts(t
 def test_a_plugin_module_imported_before_jobs_is_still_discovered():
     # the options module imports jobs.plugins; that must not run discovery half-way through
     proc = _python(
-        "import bilevel_digits_mlp.spec; from jobs.problem_kinds import PLUGINS; "
+        "import bilevel_digits_mlp.spec; from jobs.kinds.registry import PLUGINS; "
         "print(list(PLUGINS))"
     )
     assert proc.returncode == 0, proc.stderr

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from jobs import repo
 from jobs.models import Job, JobEvent, utcnow
 from jobs.repo import LeaseState, Policy
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from tests.factories import tiny_spec
 
 POLICY = Policy(preempt_min_run_s=60.0)

@@ -8,8 +8,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from jobs.problem_specs import BUILTIN_PROBLEMS
-from jobs.spec import METHODS, JobSpec, field_errors, parse_spec
+from jobs.kinds.registry import BUILTIN
+from jobs.specs.admission import admit
+from jobs.specs.job import METHODS, JobSpec, field_errors, parse_spec
 from tests.factories import EXAMPLES, example, tiny_spec
 from tests.shared_data import require_omniglot
 
@@ -27,13 +28,13 @@ def test_every_example_is_a_valid_spec(path):
 
 
 def test_there_is_one_example_per_built_in_problem_kind():
-    assert sorted(p.stem for p in EXAMPLES.glob("*.json")) == sorted(BUILTIN_PROBLEMS)
+    assert sorted(p.stem for p in EXAMPLES.glob("*.json")) == sorted(BUILTIN)
 
 
 def test_problem_and_method_registries_match_core():
     import core
 
-    assert set(BUILTIN_PROBLEMS) <= set(core.problems.PROBLEMS)
+    assert set(BUILTIN) <= set(core.problems.PROBLEMS)
     # "auto" is no estimator of its own: the worker resolves it to truncated or full; the
     # single-loop methods are core's other registry
     assert set(METHODS) - {"auto"} == set(core.ESTIMATORS) | set(core.SINGLE_LOOP)
@@ -224,7 +225,7 @@ def test_task_interaction_options_belong_to_their_set_up(problem, inner, field):
     spec["problem"] = {"kind": "task_interaction", **problem}
     spec["inner"].update(inner)
     with pytest.raises(ValidationError) as info:
-        parse_spec(spec)
+        admit(spec)  # a table without a task column: the data-set fit check refuses it
     assert [e["field"] for e in field_errors(info.value)] == [field]
 
 

@@ -12,7 +12,8 @@ import torch
 from pydantic import ValidationError
 
 import core
-from jobs.spec import field_errors, parse_spec
+from jobs.specs.admission import admit
+from jobs.specs.job import field_errors, parse_spec
 from tests.dataset_files import digits_arrays
 from tests.factories import example
 from worker.build import build, hparams_npz
@@ -127,5 +128,5 @@ def test_task_interaction_on_a_table_without_a_task_column_is_refused_at_the_fie
     raw = copy.deepcopy(example("task_interaction"))
     raw["problem"]["dataset"] = "breast_cancer"
     with pytest.raises(ValidationError) as info:
-        parse_spec(raw)
+        admit(raw)  # the fit check knows the built-in tables as it knows an upload
     assert [e["field"] for e in field_errors(info.value)] == ["problem.dataset"]

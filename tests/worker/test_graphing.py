@@ -16,7 +16,7 @@ import torch
 import core
 from jobs import repo
 from jobs.models import Job
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from tests.factories import example, queued_job, small_one_shot, tiny_spec
 from tests.shared_data import require_omniglot
 from worker.build import build

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from jobs import repo
 from jobs.models import Job, JobEvent, utcnow
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from tests.factories import example, queued_job, tiny_spec
 from worker.runner import execute_job
 from worker.settings import WorkerSettings
@@ -142,12 +142,12 @@ def test_a_plugin_whose_factory_cannot_be_imported_fails_the_job_once_naming_it(
 ):
     import dataclasses
 
-    from jobs import problem_kinds
+    from jobs.kinds import registry
 
     job_id = queued_job(sessions, tiny_spec(problem={"kind": "digits_mlp"}))
     # installed, but its problem module is gone (a half-upgraded image)
-    broken = dataclasses.replace(problem_kinds.PLUGINS["digits_mlp"], factory="gone_mod:build")
-    monkeypatch.setitem(problem_kinds.PLUGINS, "digits_mlp", broken)
+    broken = dataclasses.replace(registry.PLUGINS["digits_mlp"], factory="gone_mod:build")
+    monkeypatch.setitem(registry.KINDS, "digits_mlp", broken)
     assert execute_job(sessions, job_id, SETTINGS) == "failed"
     with sessions() as s:
         job = s.get(Job, job_id)

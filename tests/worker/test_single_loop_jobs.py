@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from jobs import repo
 from jobs.models import Job, utcnow
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from tests.factories import queued_job, tiny_spec
 from worker.runner import execute_job
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from jobs import repo
 from jobs.models import Job, JobEvent
-from jobs.spec import parse_spec
+from jobs.specs.job import parse_spec
 from tests.factories import queued_job, team_with_key, tiny_spec, wait_until
 from tests.faults.hooks import (
     hang_at_second_iteration,

@@ -30,14 +30,31 @@ class DigitsMLP(core.BilevelProblem[dict[str, Tensor], dict[str, Tensor]]):
     seeded Glorot draw independent of ``λ``.
     """
 
-    def __init__(self, options: DigitsMLPOptions, *, seed: int, device: torch.device):
-        data = load_digits(dtype=torch.float64)
-        train, val, test = class_balanced_split(
-            data.labels, [options.n_train, options.n_val], seed=seed
-        )
-        x, y = data.images.to(device), data.labels.to(device)
-        self.x = {"train": x[train], "val": x[val], "test": x[test]}
-        self.y = {"train": y[train], "val": y[val], "test": y[test]}
+    def __init__(
+        self,
+        options: DigitsMLPOptions,
+        *,
+        seed: int,
+        device: torch.device,
+        arrays: dict[str, Any] | None = None,
+    ):
+        if arrays is None:  # scikit-learn's digits, split class-balanced by the seed
+            data = load_digits(dtype=torch.float64)
+            train, val, test = class_balanced_split(
+                data.labels, [options.n_train, options.n_val], seed=seed
+            )
+            x, y = data.images.to(device), data.labels.to(device)
+            self.x = {"train": x[train], "val": x[val], "test": x[test]}
+            self.y = {"train": y[train], "val": y[val], "test": y[test]}
+        else:  # a team's data set (admitted: 64 features, 10 classes); its first rows
+            rows = {"train": options.n_train, "val": options.n_val, "test": None}
+            self.x, self.y = {}, {}
+            for split, n in rows.items():
+                if f"x_{split}" not in arrays:
+                    continue
+                x = torch.as_tensor(arrays[f"x_{split}"][:n], dtype=torch.float64)
+                self.x[split] = x.reshape(len(x), -1).to(device)
+                self.y[split] = torch.as_tensor(arrays[f"y_{split}"][:n]).long().to(device)
         self.init_penalty = options.init_penalty
         gen = torch.Generator().manual_seed(seed)
         self.w0: dict[str, Tensor] = {}
@@ -81,6 +98,7 @@ class DigitsMLP(core.BilevelProblem[dict[str, Tensor], dict[str, Tensor]]):
                 (self._logits(params, self.x[split]).argmax(1) == self.y[split]).double().mean()
             )
             for split in ("val", "test")
+            if split in self.x
         }
 
 
@@ -91,5 +109,6 @@ def build(
     device: torch.device,
     datasets: Callable[[str], Any],
 ) -> DigitsMLP:
-    """The plugin's factory: the worker calls it with the job's validated options."""
-    return DigitsMLP(options, seed=seed, device=device)
+    """The plugin's factory: the worker calls it with the job's admitted options."""
+    arrays = datasets(options.dataset) if options.dataset else None
+    return DigitsMLP(options, seed=seed, device=device, arrays=arrays)

@@ -1,0 +1,290 @@
+"""Ours against higher and torchopt: same problem, same method, time ratio and agreement.
+
+    .venv/bin/pip install -e ".[bench]"      # higher and torchopt
+    .venv/bin/python -m benchmarks.library.peers [--n 5000 --d 785 --T 100 --repeats 5]
+    .venv/bin/python -m benchmarks.library.peers --n 600 --d 65 --threads 1 --repeats 9 --compile
+
+The problem is data hypercleaning's shape (Section 4.2.1): a linear softmax classifier
+``W ∈ R^{10 x d}`` trained by T steps of gradient descent (γ = 1) on the ``σ(λ_i)``-weighted
+mean cross-entropy plus ``1e-3 ||W||²``, with ``f`` the validation cross-entropy; random data
+of the paper's sizes (M = 7850, N = 5000 by default), float32 on the CPU.
+
+Methods: full RMD and K-RMD. A peer has no truncated estimator (see issue 2), so for it the
+first ``T-K`` steps are run without a graph by hand (``torch.no_grad`` for higher,
+``torchopt.stop_gradient`` after them for torchopt): the fairest version of the peer. Ours
+runs twice: with autograd's inner gradient (the same arithmetic as the peers) and with the
+closed-form inner gradient (``inner_grad``). Every timing is the median of ``--repeats``
+rounds after a warm-up, all methods interleaved in each round; ``rel diff`` is
+``||ours - peer|| / ||ours||`` of the hypergradients.
+
+Then one table per path, generic (``∇_W g`` by autograd: every user model) and closed
+(``inner_grad``): ours eagerly and, with ``--compile``, as ``core.Compiled`` (the job spec's
+``hypergradient.compile``), against the fastest of the peers on that path: the hand-written
+loop ("plain": ``torch.autograd.grad`` with ``create_graph`` for the last K steps and no
+graph before, or the closed form), higher and torchopt (which can only differentiate the
+loss). ``compile s`` is a compiled estimator's first call; the first compiled row of a run
+pays the cold compilation, later rows reuse the kernels it built, as a worker's jobs do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import core
+from benchmarks.library.problems import ClosedForm, WeightedSoftmax, floor
+
+
+def _higher(problem, lam, T, K):
+    import higher
+
+    model = nn.Linear(problem.X.shape[1], problem.shape[0], bias=False)
+    nn.init.zeros_(model.weight)
+    lam = lam.detach().requires_grad_(True)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+
+    def inner(weight):
+        return problem.inner_loss(weight, lam)
+
+    with torch.no_grad():  # the steps K-RMD drops, run by hand
+        for _ in range(T - K):
+            model.weight -= _grad(inner, model.weight)  # lr = 1
+    with higher.innerloop_ctx(model, opt, copy_initial_weights=True) as (fmodel, diffopt):
+        for _ in range(K):
+            diffopt.step(inner(fmodel.weight))
+        outer = problem.outer_loss(fmodel.weight, lam)
+        (grad,) = torch.autograd.grad(outer, lam)
+    return grad
+
+
+def _grad(loss_fn, weight):
+    with torch.enable_grad():
+        w = weight.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss_fn(w), w)
+    return g
+
+
+def _torchopt(problem, lam, T, K):
+    import torchopt
+
+    model = nn.Linear(problem.X.shape[1], problem.shape[0], bias=False)
+    nn.init.zeros_(model.weight)
+    lam = lam.detach().requires_grad_(True)
+    opt = torchopt.MetaSGD(model, lr=1.0)
+    for t in range(T):
+        if t == T - K:
+            torchopt.stop_gradient(model)
+            torchopt.stop_gradient(opt)
+        opt.step(problem.inner_loss(model.weight, lam))
+    outer = problem.outer_loss(model.weight, lam)
+    (grad,) = torch.autograd.grad(outer, lam)
+    return grad
+
+
+def _ours(
+    problem: core.BilevelProblem, lam: torch.Tensor, dyn: core.GradientDescent, est: core.Estimator
+) -> torch.Tensor:
+    grad = core.hypergradient(problem, lam, dyn, est).grad
+    assert isinstance(grad, torch.Tensor)  # one tensor of hyperparameters here
+    return grad
+
+
+def _plain(problem, lam, T, K, grad_fn=None):
+    """The hand-written loop: no graph for the first ``T-K`` steps, ``create_graph`` after.
+
+    ``grad_fn`` is a closed-form ``∇_W g``; without it ``torch.autograd.grad`` gives it.
+    """
+    lam_leaf = lam.detach().requires_grad_(True)
+    w = torch.zeros(problem.shape, dtype=lam.dtype)
+    with torch.no_grad():
+        for _ in range(T - K):
+            w = w - (grad_fn(w, lam) if grad_fn else _grad(lambda v: problem.inner_loss(v, lam), w))
+    if grad_fn is None:
+        w = w.requires_grad_(True)
+    for _ in range(K):
+        if grad_fn is None:
+            (g,) = torch.autograd.grad(problem.inner_loss(w, lam_leaf), w, create_graph=True)
+        else:
+            g = grad_fn(w, lam_leaf)
+        w = w - g
+    (grad,) = torch.autograd.grad(problem.outer_loss(w, lam_leaf), lam_leaf)
+    return grad
+
+
+def _timed_first(fn: Callable[[], torch.Tensor], first: dict[str, float], name: str):
+    """``fn`` whose first call's time (a compilation) is kept in ``first[name]``."""
+
+    def call() -> torch.Tensor:
+        if name in first:
+            return fn()
+        t0 = time.perf_counter()
+        out = fn()
+        first[name] = time.perf_counter() - t0
+        return out
+
+    return call
+
+
+def run(
+    n: int, d: int, T: int, Ks: list[int], repeats: int, peers: list[str], compile: bool = False
+) -> dict:
+    auto, closed = WeightedSoftmax(n=n, d=d), ClosedForm(n=n, d=d)
+    lam = torch.zeros(n)
+    dyn = core.GradientDescent(steps=T, lr=1.0)
+    # the floor returns nothing; every other function the hypergradient it computed
+    fns: dict[str, Callable[[], Any]] = {"floor": lambda: floor(closed, lam, dyn)}
+    first: dict[str, float] = {}
+    for K in Ks:
+        est = core.Full() if K == T else core.Truncated(K)
+        tag = "full" if K == T else f"K={K}"
+        fns[f"ours {tag}"] = partial(_ours, auto, lam, dyn, est)
+        fns[f"ours+closed {tag}"] = partial(_ours, closed, lam, dyn, est)
+        fns[f"plain {tag}"] = partial(_plain, auto, lam, T, K)
+        fns[f"plain+closed {tag}"] = partial(_plain, closed, lam, T, K, closed.inner_grad)
+        if compile:
+            # one compiled estimator per path, as a worker keeps one per job
+            for path, problem in (("ours+compiled", auto), ("ours+closed+compiled", closed)):
+                name = f"{path} {tag}"
+                fns[name] = _timed_first(
+                    partial(_ours, problem, lam, dyn, core.Compiled(est)), first, name
+                )
+        if "higher" in peers:
+            fns[f"higher {tag}"] = partial(_higher, auto, lam, T, K)
+        if "torchopt" in peers:
+            fns[f"torchopt {tag}"] = partial(_torchopt, auto, lam, T, K)
+    # ours only (no peer has them): exact checkpointing and K-RMD storing iterates
+    fns["ours+closed checkpointed"] = partial(_ours, closed, lam, dyn, core.Checkpointed())
+    fns["ours+closed K=5 iterates"] = partial(
+        _ours, closed, lam, dyn, core.Truncated(min(5, T), store="iterates")
+    )
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    results: dict[str, torch.Tensor] = {}
+    for _ in range(repeats + 1):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            out = fn()
+            times[name].append(time.perf_counter() - t0)
+            results[name] = out
+    med = {k: statistics.median(v[1:]) for k, v in times.items()}
+    rows = []
+    for name in fns:
+        tag = name.split(" ", 1)[1] if " " in name else ""
+        mine = results.get(f"ours {tag}")
+        row = {"method": name, "time_ms": 1e3 * med[name], "vs_floor": med[name] / med["floor"]}
+        if name != "floor" and mine is not None:
+            row["vs_ours_closed"] = med[name] / med[f"ours+closed {tag}"]
+            row["rel_diff"] = float((results[name] - mine).norm() / mine.norm())
+        if name in first:
+            row["first_call_s"] = first[name]
+        rows.append(row)
+    tags = ["full" if K == T else f"K={K}" for K in Ks]
+    return {"rows": rows, "paths": _paths(tags, med, results, first, peers, compile)}
+
+
+def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
+    """Per path (generic: autograd's ``∇_W g``; closed: ``inner_grad``), ours against peers.
+
+    The peers are the hand-written loop (with the path's ``∇_W g``), higher and torchopt
+    (both differentiate the loss: they have no closed-form hook); ``speedup`` is the fastest
+    peer's time over ours, eager and compiled.
+    """
+    out: dict[str, list[dict]] = {}
+    for path, suffix in (("generic", ""), ("closed", "+closed")):
+        table = []
+        for tag in tags:
+            peer_names = {"plain": f"plain{suffix} {tag}"}
+            peer_names.update({p: f"{p} {tag}" for p in peers})
+            ref = results[f"plain{suffix} {tag}"]
+            fastest = min(med[v] for v in peer_names.values())
+            row: dict = {"method": tag, "fastest_peer_ms": 1e3 * fastest}
+            ours = {"eager": f"ours{suffix} {tag}"}
+            if compile:
+                ours["compiled"] = f"ours{suffix}+compiled {tag}"
+            for kind, name in ours.items():
+                row[f"ours_{kind}_ms"] = 1e3 * med[name]
+                row[f"speedup_{kind}"] = fastest / med[name]
+                row[f"rel_diff_{kind}"] = float((results[name] - ref).norm() / ref.norm())
+            if compile:
+                row["compile_s"] = first[ours["compiled"]]
+            for peer, name in peer_names.items():
+                row[f"{peer}_ms"] = 1e3 * med[name]
+                row[f"rel_diff_{peer}"] = float((results[name] - ref).norm() / ref.norm())
+            table.append(row)
+        out[path] = table
+    return out
+
+
+def _print_paths(paths: dict[str, list[dict]], peers: list[str], compile: bool) -> None:
+    kinds = ["eager", "compiled"] if compile else ["eager"]
+    for path, table in paths.items():
+        print(f"\n{path} path (rel diff: against the plain loop)")
+        head = f"{'method':<7}" + "".join(f" {'ours ' + k:>14}" for k in kinds)
+        head += "".join(f" {p + ' ms':>11}" for p in ["plain", *peers])
+        head += "".join(f" {'x ' + k:>10}" for k in kinds) + f" {'rel diff':>9}"
+        print(head + (f" {'compile s':>10}" if compile else ""))
+        for r in table:
+            line = f"{r['method']:<7}" + "".join(f" {r[f'ours_{k}_ms']:>14.1f}" for k in kinds)
+            line += "".join(f" {r[p + '_ms']:>11.1f}" for p in ["plain", *peers])
+            line += "".join(f" {r[f'speedup_{k}']:>10.2f}" for k in kinds)
+            diff = max(v for k, v in r.items() if k.startswith("rel_diff"))
+            line += f" {diff:>9.1e}" + (f" {r['compile_s']:>10.1f}" if compile else "")
+            print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--d", type=int, default=785)
+    parser.add_argument("--T", type=int, default=100)
+    parser.add_argument("--K", type=int, nargs="+", default=[1, 5, 25])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time core.Compiled (first call compiles)"
+    )
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/peers.json"))
+    args = parser.parse_args(argv)
+    peers = []
+    for name in ("higher", "torchopt"):
+        try:
+            __import__(name)
+            peers.append(name)
+        except ImportError:
+            print(f"{name} not installed: skipped (pip install -e '.[bench]')")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    Ks = sorted({*args.K, args.T})
+    out = run(args.n, args.d, args.T, Ks, args.repeats, peers, args.compile)
+    threads = torch.get_num_threads()
+    print(f"n={args.n} d={args.d} T={args.T}, median of {args.repeats}, {threads} threads")
+    print(f"{'method':<28} {'ms':>9} {'x floor':>8} {'x ours+closed':>14} {'rel diff':>9}")
+    for r in out["rows"]:
+        ratio = f"{r['vs_ours_closed']:.2f}" if "vs_ours_closed" in r else ""
+        diff = f"{r['rel_diff']:.1e}" if "rel_diff" in r else ""
+        print(f"{r['method']:<28} {r['time_ms']:>9.1f} {r['vs_floor']:>8.2f} {ratio:>14} {diff:>9}")
+    _print_paths(out["paths"], peers, args.compile)
+    out["meta"] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": platform.machine(), "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "n": args.n, "d": args.d, "T": args.T,
+        "compile": args.compile,
+    }  # fmt: skip
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

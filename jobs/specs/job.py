@@ -1,0 +1,348 @@
+"""The job spec: what a scientist submits, validated strictly before anything runs.
+
+Every model forbids unknown fields and runs in pydantic's strict mode (no ``"5"`` for ``5``);
+every number has bounds. ``problem.kind`` and ``hypergradient.method`` select option models
+from registries, so a spec names only registered problems and estimators and nothing in it
+is ever executed. Checks that span fields (``K <= inner.steps``) run in :func:`check_spec`
+and report the field path, e.g. ``("hypergradient", "K")``.
+
+This module imports no torch: the API validates specs without the estimator library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_core import InitErrorDetails
+
+from jobs.kinds.base import SpecModel, field_error, raise_errors
+from jobs.kinds.registry import KINDS, PROBLEMS, ProblemSpec
+
+__all__ = [
+    "METHODS",
+    "PROBLEMS",
+    "TEXT",
+    "AutoSpec",
+    "DiagnosticsSpec",
+    "InnerSpec",
+    "JobSpec",
+    "OuterSpec",
+    "ProblemSpec",
+    "check_spec",
+    "field_errors",
+    "parse_spec",
+    "spec_errors",
+]
+
+# -- hypergradient methods -------------------------------------------------------------------
+
+
+class _MethodSpec(SpecModel):
+    """Options every method takes.
+
+    ``graphed``: on a CUDA worker, replay each hypergradient as one CUDA graph
+    (``core.Graphed``) when the method unrolls (full, truncated, checkpointed, auto) and the
+    problem's losses allow it (``true``, the default); ``false`` always runs eagerly. The
+    summary records whether the job ran graphed and, if not, why. A boolean rather than
+    ``"auto" | false``: generated clients cannot type a mixed enum.
+    """
+
+    graphed: bool = Field(
+        default=True,
+        description="true: CUDA-graph each hypergradient where the worker and problem allow it; "
+        "false: always eager",
+    )
+
+
+class _Compilable(_MethodSpec):
+    """An unrolled reverse method, whose inner steps may run through ``torch.compile``.
+
+    ``compile`` runs them as :class:`core.Compiled`: the first hypergradient compiles
+    (seconds, reported as ``compile_s`` in the job summary), every later one is faster.
+    """
+
+    compile: bool = False
+
+
+class FullSpec(_Compilable):
+    """Reverse mode through every inner step (exact)."""
+
+    method: Literal["full"]
+
+
+class TruncatedSpec(_Compilable):
+    """K-RMD: back-propagate through the last ``K`` steps."""
+
+    method: Literal["truncated"]
+    K: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=100_000,
+            description="steps to unroll back; must be <= inner.steps (checked on submit: "
+            "422 naming hypergradient.K)",
+        ),
+    ]
+    store: Literal["graph", "iterates"] = "graph"
+
+
+class ForwardSpec(_MethodSpec):
+    """Forward mode (exact), ``chunk`` directions at a time."""
+
+    method: Literal["forward"]
+    chunk: Annotated[int, Field(ge=1, le=100_000)] | None = None
+
+
+class CheckpointedSpec(_Compilable):
+    """Reverse mode storing every ``segment``-th state (exact)."""
+
+    method: Literal["checkpointed"]
+    segment: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                le=100_000,
+                # JSON Schema cannot relate two fields: stated here, checked by check_spec
+                description="store every segment-th inner state; must be <= inner.steps "
+                "(a larger one is refused with 422 naming hypergradient.segment)",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class ImplicitSpec(_MethodSpec):
+    """The implicit-function hypergradient at ``w_T`` (CG or Neumann)."""
+
+    method: Literal["implicit"]
+    solver: Literal["cg", "neumann"] = "cg"
+    iters: Annotated[int, Field(ge=1, le=100_000)] = 100
+    tol: Annotated[float, Field(gt=0, le=1.0)] = 1e-10
+    alpha: Annotated[float, Field(gt=0, le=1e3)] | None = None
+    strict: bool = False
+
+
+class AutoSpec(_Compilable):
+    """Auto-K: the largest K-RMD whose graph fits ``memory_mb`` MiB (full RMD if T steps fit).
+
+    The worker measures one recorded step's bytes and the unroll's contraction at the start
+    (``core.choose_truncation``) and records the choice and Prop. 3.1's bound in the summary.
+    """
+
+    method: Literal["auto"]
+    memory_mb: Annotated[float, Field(gt=0, le=1e6)]
+
+
+class _SingleLoopSpec(_MethodSpec):
+    """A single-loop method (``core.single_loop``): ``w`` and ``λ`` move together.
+
+    One outer iteration is one step on one inner and one outer batch of the problem (the
+    whole objectives for problems without batches); ``inner.lr`` is the inner step,
+    ``outer.lr`` the outer one, ``outer.iterations`` counts steps and ``outer.schedule``
+    applies to both steps (SABA takes constant steps only). ``inner.steps`` sets only the
+    full-RMD unroll of the job's final report; ``outer.optimizer`` is not used.
+    """
+
+
+class SOBASpec(_SingleLoopSpec):
+    """SOBA (Dagréou et al. 2022): one Hessian- and Jacobian-vector product a step."""
+
+    method: Literal["soba"]
+
+
+class SABASpec(_SingleLoopSpec):
+    """SABA: SOBA with a SAGA memory of one direction per batch (variance-reduced)."""
+
+    method: Literal["saba"]
+
+
+class F2SASpec(_SingleLoopSpec):
+    """F2SA (Kwon et al. 2023): first-order only, a penalty ``σ`` growing to ``penalty_max``."""
+
+    method: Literal["f2sa"]
+    penalty: Annotated[float, Field(ge=1, le=1e8)] = 1.0
+    penalty_growth: Annotated[float, Field(ge=0, le=1e8)] = 0.1
+    penalty_max: Annotated[
+        float, Field(ge=1, le=1e12, description="must be >= penalty (checked by the worker)")
+    ] = 1e4
+
+
+METHODS: dict[str, type[SpecModel]] = {
+    "full": FullSpec,
+    "truncated": TruncatedSpec,
+    "forward": ForwardSpec,
+    "checkpointed": CheckpointedSpec,
+    "implicit": ImplicitSpec,
+    "auto": AutoSpec,
+    "soba": SOBASpec,
+    "saba": SABASpec,
+    "f2sa": F2SASpec,
+}
+
+MethodSpec = Annotated[
+    FullSpec
+    | TruncatedSpec
+    | ForwardSpec
+    | CheckpointedSpec
+    | ImplicitSpec
+    | AutoSpec
+    | SOBASpec
+    | SABASpec
+    | F2SASpec,
+    Field(discriminator="method"),
+]
+
+
+# -- the rest of the job ---------------------------------------------------------------------
+
+
+class InnerSpec(SpecModel):
+    """The inner optimizer: ``steps`` of gradient descent with optional momentum."""
+
+    steps: Annotated[int, Field(ge=1, le=100_000)]
+    lr: Annotated[float, Field(gt=0, le=1e3)] = 0.1
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    learn_lr: bool = False
+    # training rows per inner step, drawn from the job's seed and the step index (problems
+    # over a data set only); None: every row at every step
+    batch_size: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    warm_start: bool = Field(
+        default=False,
+        description="start each hyper-iteration's unroll from the previous one's w_T (kept "
+        "in checkpoints); minibatches then run on across hyper-iterations",
+    )
+    schedule: Literal["constant", "inv_sqrt"] = Field(
+        default="constant", description="the inner step size across hyper-iterations"
+    )
+
+
+class OuterSpec(SpecModel):
+    """The hyper-iterations: optimizer, step size, schedule and count."""
+
+    optimizer: Literal["adam", "sgd"] = "adam"
+    lr: Annotated[float, Field(gt=0, le=1e3)] = 0.1
+    schedule: Literal["constant", "inv_sqrt"] = "constant"
+    iterations: Annotated[int, Field(ge=1, le=1_000_000)]
+    first_step_norm: Annotated[float, Field(gt=0, le=1e3)] | None = None
+
+
+class DiagnosticsSpec(SpecModel):
+    """Compare with the exact hypergradient every ``every`` iterations (0: never)."""
+
+    every: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+
+#: The pattern of every free-text field that is stored: PostgreSQL's text and jsonb cannot
+#: hold U+0000 (a write would fail as a 503), so the schema says so and it answers 422.
+TEXT = r"^[^\x00]*$"
+
+
+class JobSpec(SpecModel):
+    """A whole bilevel job, as submitted to ``POST /v1/jobs`` or ``bilevel run``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)]
+    problem: ProblemSpec
+    inner: InnerSpec
+    hypergradient: MethodSpec
+    outer: OuterSpec
+    diagnostics: DiagnosticsSpec = DiagnosticsSpec()
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")] = "auto"
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    # running time summed over the job's attempts, checked between hyper-iterations;
+    # past it the job ends `failed` (TimeLimitExceeded). None: the worker's max_job_time_s.
+    time_limit_s: Annotated[float, Field(gt=0, le=30 * 86_400)] | None = None
+    # the longest a hyper-iteration (the first one with the job's setup) may go without
+    # completing; past it the worker's watchdog kills the job's process and the job ends
+    # `failed` (IterationStalled). None: the worker's stall_s (30 minutes by default).
+    stall_s: Annotated[float, Field(ge=1, le=86_400)] | None = None
+    # orders the job among its team's queued jobs (jobs.fairshare); not across teams
+    priority: Literal["low", "normal", "high"] = "normal"
+
+    @property
+    def queue_kind(self) -> str:
+        """``"gpu"`` when the spec asks for CUDA, else ``"cpu"`` (``auto`` runs on CPU queues)."""
+        return "gpu" if self.device.startswith("cuda") else "cpu"
+
+
+def spec_errors(spec: JobSpec) -> list[InitErrorDetails]:
+    """The rules that span fields: the method against the inner steps, then the kind's own.
+
+    Each error is located at the field to change, e.g. ``("hypergradient", "K")``.
+    """
+    errors: list[InitErrorDetails] = []
+    steps = spec.inner.steps
+    method = spec.hypergradient
+    if isinstance(method, TruncatedSpec) and steps < method.K:
+        message = f"K must be <= inner.steps={steps}, got {method.K}"
+        errors.append(field_error(("hypergradient", "K"), method.K, message))
+    if isinstance(method, AutoSpec) and steps < 2:
+        message = f"method auto measures two steps: inner.steps must be >= 2, got {steps}"
+        errors.append(field_error(("inner", "steps"), steps, message))
+    if isinstance(method, CheckpointedSpec) and method.segment and method.segment > steps:
+        message = f"segment must be <= inner.steps={steps}, got {method.segment}"
+        errors.append(field_error(("hypergradient", "segment"), method.segment, message))
+    kind = KINDS[spec.problem.kind]
+    batch_size = spec.inner.batch_size
+    if batch_size is not None and not kind.batches:
+        batching = ", ".join(k for k, v in KINDS.items() if v.batches)
+        message = (
+            f"batch_size is for the problems over a data set ({batching}), "
+            f"not {spec.problem.kind!r}"
+        )
+        errors.append(field_error(("inner", "batch_size"), batch_size, message))
+    return errors + kind.checks(spec.problem, spec.inner)
+
+
+def check_spec(spec: JobSpec) -> JobSpec:
+    """Run the checks that span fields; raise a ``ValidationError`` naming each bad field."""
+    raise_errors(spec_errors(spec))
+    return spec
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a spec given as a dict, JSON text or bytes.
+
+    Raises:
+        pydantic.ValidationError: each error with its field path (``loc``).
+    """
+    if isinstance(data, (str, bytes, bytearray)):
+        spec = JobSpec.model_validate_json(data)
+    else:
+        spec = JobSpec.model_validate(data)
+    return check_spec(spec)
+
+
+# Union members show up in pydantic's locations as their tag: ("problem", "toy", "w0").
+_UNIONS = {"problem": "kind", "hypergradient": "method"}
+
+
+def field_errors(exc: ValidationError | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Each error as ``{"field": "problem.w0", "loc": [...], "message", "type"}``.
+
+    Locations drop the union tag pydantic inserts after ``problem`` and ``hypergradient``,
+    and an unknown or missing tag is reported at ``problem.kind`` / ``hypergradient.method``.
+    """
+    raw = exc.errors(include_url=False) if isinstance(exc, ValidationError) else exc
+    out = []
+    for err in raw:
+        loc = [str(x) for x in err["loc"]]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        if len(loc) >= 2 and loc[0] in _UNIONS and err["type"] not in ("union_tag_invalid",):
+            tag_model = PROBLEMS if loc[0] == "problem" else METHODS
+            if loc[1] in tag_model:
+                loc = [loc[0], *loc[2:]]
+        if len(loc) == 1 and loc[0] in _UNIONS and err["type"].startswith("union_tag"):
+            loc = [loc[0], _UNIONS[loc[0]]]
+        out.append(
+            {
+                "field": ".".join(loc) or "(body)",
+                "loc": loc,
+                "message": err["msg"],
+                "type": err["type"],
+            }
+        )
+    return out
