@@ -45,6 +45,7 @@ def read_spec(path: str) -> JobSpec:
 def cmd_run(args: argparse.Namespace) -> int:
     """A job in this process, no server: progress bar, then trace.csv and hparams.npz."""
     from worker.build import build, hparams_npz, to_jsonable
+    from worker.methods import fit_job
     from worker.settings import WorkerSettings
 
     spec = read_spec(args.file)
@@ -54,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def progress(record: dict[str, float], _state: Any) -> None:
         bar.show(int(record["iteration"]), f"loss {record['outer_loss']:.4g}")
 
-    out = built.fit(callback=progress)
+    out = fit_job(built, spec, callback=progress)
     bar.close()
     res, metrics = built.final(out.hparams)
     summary = {

@@ -66,23 +66,23 @@ def format_table(study: Mapping[str, Any]) -> list[str]:
     return ["  ".join(f"{x:>{w}}" for x, w in zip(line, widths)) for line in [head, *body]]
 
 
-def format_best(study: Study) -> list[str]:
+def format_best(study: Mapping[str, Any]) -> list[str]:
     """A search's best member (one objective) or its Pareto front (several), one per line."""
-    search = study.search
+    search = study.get("search")
     if not search:
         return []
     names = [o["metric"] for o in search["objectives"]]
-    members = {m.position: m for m in study.members or []}
+    members = {m["position"]: m for m in study.get("members") or []}
     title = "best" if len(names) == 1 else "pareto front"
-    pruned = sum(1 for m in members.values() if m.status == JobStatus.PRUNED)
+    pruned = sum(1 for m in members.values() if m["status"] == JobStatus.PRUNED)
     out = [f"{title} ({len(members)} trials, {pruned} pruned):"]
-    for pos in study.best or []:
+    for pos in study.get("best") or []:
         m = members.get(pos)
         if m is None:
             continue
-        objs = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, m.objectives or []))
-        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m.values.items())
-        out.append(f"  #{pos} {objs}  [{params}]  {m.job_id}")
+        objs = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, m.get("objectives") or []))
+        params = ", ".join(f"{k}={json.dumps(v)}" for k, v in m["values"].items())
+        out.append(f"  #{pos} {objs}  [{params}]  {m['job_id']}")
     if len(out) == 1:
         out.append("  (no member has finished yet)")
     return out
@@ -126,7 +126,8 @@ def _show(study: Study, as_json: bool) -> None:
         print(study.model_dump_json(indent=2))
         return
     print(_summary_line(study))
-    print("\n".join([*format_best(study), *format_table(study.model_dump(mode="json"))]))
+    data = study.model_dump(mode="json")
+    print("\n".join([*format_best(data), *format_table(data)]))
     for line in failures(study):
         print(line)
 

@@ -174,7 +174,7 @@ class Study(_Model):
     progress: StudyProgress
     cancel_requested: bool
     base: dict[str, Any]
-    grid: dict[str, Any] | None = None
+    grid: dict[str, Any] | None
     group_by: list[str]
     skipped: list[dict[str, Any]]
     created_at: datetime

@@ -30,9 +30,22 @@ from core.estimators import (
 from core.hypergradient import hypergradient
 from core.outer import FitResult, FitState, fit
 from core.problem import BilevelProblem
+from core.single_loop import (
+    F2SA,
+    SABA,
+    SINGLE_LOOP,
+    SOBA,
+    SingleLoopMethod,
+    fit_single_loop,
+    make_single_loop,
+)
 
 __all__ = [
     "ESTIMATORS",
+    "F2SA",
+    "SABA",
+    "SINGLE_LOOP",
+    "SOBA",
     "BilevelError",
     "BilevelProblem",
     "Checkpointed",
@@ -51,14 +64,17 @@ __all__ = [
     "Metered",
     "NonConvergenceError",
     "SavedTensorMeter",
+    "SingleLoopMethod",
     "Truncated",
     "TruncationChoice",
     "choose_truncation",
     "compare",
     "fit",
+    "fit_single_loop",
     "hypergradient",
     "jacobian_norms",
     "make_estimator",
+    "make_single_loop",
     "problems",
     "prop31_bound",
     "step_bytes",

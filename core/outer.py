@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from core.estimators.full import Full
 from core.problem import BilevelProblem
 from core.tree import Spec, Tree, flatten, tree_norm, unflatten
 from core.validate import finite_positive, integer_at_least
+from core.warm_start import hyper_iteration
 
 __all__ = ["FitResult", "FitState", "fit"]
 
@@ -40,6 +42,9 @@ class FitState:
         iteration: hyper-iterations completed.
         eta0: the initial outer step size actually used (after ``first_step_norm`` scaling).
         history: columnar records so far, see :func:`fit`.
+        extra: what else a run carries from one iteration to the next: the warm start's
+            ``w_T`` (``"inner_params"``), or a single-loop method's iterates and memory
+            (:mod:`core.single_loop`). Tensors in it are never updated in place.
     """
 
     hparams: Tree
@@ -47,6 +52,7 @@ class FitState:
     iteration: int
     eta0: float
     history: dict[str, list[float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """A plain dict of tensors and numbers for ``torch.save``."""
@@ -56,12 +62,14 @@ class FitState:
             "iteration": self.iteration,
             "eta0": self.eta0,
             "history": self.history,
+            "extra": self.extra,
         }
 
     @classmethod
     def from_state_dict(cls, d: dict[str, Any]) -> FitState:
-        """Inverse of :meth:`state_dict`."""
-        return cls(**{k: d[k] for k in ("hparams", "optimizer", "iteration", "eta0", "history")})
+        """Inverse of :meth:`state_dict` (a state saved before ``extra`` existed has none)."""
+        keys = ("hparams", "optimizer", "iteration", "eta0", "history")
+        return cls(**{k: d[k] for k in keys}, extra=dict(d.get("extra", {})))
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,10 @@ def fit(
     callback: Callable[[dict[str, float], FitState], Any] | None = None,
     state: FitState | None = None,
     keep_history: bool = True,
+    warm_start: bool = False,
+    outer_batches: bool = False,
+    inner_schedule: str = "constant",
+    seed: int = 0,
 ) -> FitResult:
     """Run hyper-iterations ``λ_{τ+1} = λ_τ - η_τ · update(h_τ)`` with an estimator's ``h``.
 
@@ -128,6 +140,17 @@ def fit(
         keep_history: accumulate the records in ``history`` (and so in every state). A
             caller that stores each record itself (the service's trace table) passes
             ``False`` so that states stay small; the computation is the same.
+        warm_start: start each hyper-iteration's unroll from the previous one's ``w_T``
+            (kept in ``state.extra["inner_params"]``, so a resumed run is exact), and walk
+            the inner minibatches on across hyper-iterations. See
+            :class:`core.warm_start.HyperIteration` for what it does to K-RMD's bias (a
+            shorter effective horizon).
+        outer_batches: estimate with ``f`` of one outer batch per hyper-iteration
+            (:meth:`core.BilevelProblem.on_batch`, drawn from ``seed`` and ``τ``).
+        inner_schedule: the inner step size across hyper-iterations, ``"constant"`` or
+            ``"inv_sqrt"`` (``γ_τ = γ / sqrt(τ)``); with :class:`core.Compiled` a changing
+            step size recompiles, so keep it constant there.
+        seed: seeds the outer batch draws.
 
     Returns:
         A :class:`FitResult`.
@@ -137,17 +160,32 @@ def fit(
         DivergenceError: a non-finite loss or hypergradient; ``.iteration`` says when.
     """
     _check(iterations, optimizer, lr, schedule, first_step_norm, exact_every)
+    if inner_schedule not in SCHEDULES:
+        raise ConfigurationError(
+            f"inner_schedule must be one of {SCHEDULES}, got {inner_schedule!r}"
+        )
     exact_estimator = exact_estimator or Full()
     loop = _start(hparams, state, optimizer, lr, exact_every)
+    stochastic = warm_start or outer_batches or inner_schedule != "constant"
+    view = hyper_iteration(problem, fresh_batches=warm_start) if stochastic else None
     stopped = False
     current = loop.snapshot()
     for tau in range(loop.iteration + 1, iterations + 1):
         lam = unflatten(loop.spec, tuple(loop.params))
         t0 = time.perf_counter()
-        res = _estimate(problem, lam, dynamics, estimator, tau)
+        seen, dyn = problem, dynamics
+        if view is not None:
+            warm = loop.extra.get("inner_params") if warm_start else None
+            view.point(tau, dynamics.steps, warm, outer_batches, seed)
+            seen = view
+            if inner_schedule == "inv_sqrt":
+                dyn = dataclasses.replace(dynamics, lr=dynamics.lr / math.sqrt(tau))
+        res = _estimate(seen, lam, dyn, estimator, tau)
+        if warm_start:  # a new detached tensor each time: states handed out stay valid
+            loop.extra = {**loop.extra, "inner_params": res.params}
         elapsed = time.perf_counter() - t0
         diagnostics = (
-            _compare_exact(problem, lam, dynamics, exact_estimator, res, tau, exact_every)
+            _compare_exact(seen, lam, dyn, exact_estimator, res, tau, exact_every)
             if exact_every
             else {}
         )
@@ -186,6 +224,7 @@ class _Loop:
     history: dict[str, list[float]]
     iteration: int
     eta0: float
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def snapshot(self) -> FitState:
         """A :class:`FitState` to resume from: tensors copied, ``history`` shared.
@@ -198,6 +237,7 @@ class _Loop:
             iteration=self.iteration,
             eta0=self.eta0,
             history=self.history,
+            extra=dict(self.extra),
         )
 
 
@@ -217,7 +257,8 @@ def _start(
     )
     if state is not None:
         opt.load_state_dict(state.optimizer)
-        return _Loop(params, spec, opt, copy.deepcopy(state.history), state.iteration, state.eta0)
+        past = copy.deepcopy(state.history)
+        return _Loop(params, spec, opt, past, state.iteration, state.eta0, dict(state.extra))
     history: dict[str, list[float]] = {
         k: [] for k in (*COLUMNS, *(EXACT_COLUMNS if exact_every else ()))
     }

@@ -98,6 +98,23 @@ class BilevelProblem(abc.ABC, Generic[P, H]):
         """
         return self
 
+    def n_batches(self, level: str) -> int:
+        """How many fixed minibatches the ``"inner"`` or ``"outer"`` objective splits into.
+
+        Stochastic single-loop methods (:mod:`core.single_loop`) draw one batch per step and
+        SABA keeps a memory slot per batch. One (the whole objective) by default.
+        """
+        return 1
+
+    def on_batch(self, level: str, index: int) -> BilevelProblem[P, H]:
+        """A view whose ``inner_loss`` (``level="inner"``) or ``outer_loss`` reads batch ``index``.
+
+        The contract the stochastic methods rely on: the mean over ``index`` of the batch
+        objectives is the full objective (exactly so when the batches have equal sizes), so
+        a uniformly drawn batch gives an unbiased gradient. ``self`` by default.
+        """
+        return self
+
     def metrics(self, params: P, hparams: H) -> dict[str, float]:
         """Application metrics of ``ŵ* = params`` (e.g. test accuracy); none by default."""
         return {}

@@ -16,6 +16,7 @@ EXPERIMENTS = {
     "hypercleaning": "experiments.hypercleaning",
     "task-interaction": "experiments.task_interaction",
     "one-shot": "experiments.one_shot",
+    "fast-methods": "experiments.fast_methods",
 }
 
 

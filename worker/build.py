@@ -186,6 +186,8 @@ def _estimator(
     """
     if spec.hypergradient.method == "auto":
         estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
+    elif spec.hypergradient.method in core.SINGLE_LOOP:
+        estimator = core.Full()  # a single-loop job's final report: full RMD over inner.steps
     else:
         estimator = core.make_estimator(
             spec.hypergradient.method,

@@ -8,7 +8,8 @@ than ``factor`` (two orders of magnitude by default) above its *reference*: the 
 the first value of the run and the median of the last ``window`` values. The first value
 anchors a run whose values fall (a drop to near zero does not make a later small rise look
 like a blow-up); the median follows a run whose scale legitimately moves. A run that starts
-diverged has no earlier value to compare with and is not flagged.
+diverged has no earlier value to compare with and is not flagged, nor is one whose reference
+is exactly 0 (no scale to leave).
 
 The job's summary keeps one entry per kind (``outer_loss``, ``hypergradient``): the first
 iteration flagged with its value and reference, how many iterations were flagged, and the
@@ -100,7 +101,8 @@ class DivergenceWatch:
             series = self._series[kind]
             ref = series.reference()
             size = abs(float(value))
-            if math.isfinite(size) and (ref is None or size <= self.factor * ref):
+            # a zero reference (a run that starts at exactly 0) gives no scale to leave
+            if math.isfinite(size) and (not ref or size <= self.factor * ref):
                 series.push(size)
                 continue
             seen = self._warnings.get(kind)

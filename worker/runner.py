@@ -49,6 +49,7 @@ from worker.divergence import DivergenceWatch
 from worker.errors import Diverged, LeaseLost, StoreUnavailable, TimeLimitExceeded
 from worker.heartbeat import Heartbeat
 from worker.learned import summarise
+from worker.methods import fit_job
 from worker.outcome import Outcome
 from worker.progress import Progress
 from worker.pruning import PruneCheck, Stall
@@ -225,7 +226,7 @@ def _run_claimed(
                           spec.outer.stop_when_stalled.tolerance)  # fmt: skip
     try:
         # the records go to trace_points; states stay small
-        out = built.fit(callback=run, state=state, keep_history=False)
+        out = fit_job(built, spec, callback=run, state=state, keep_history=False)
     except (LeaseLost, StoreUnavailable):
         raise
     except Exception as exc:

@@ -16,6 +16,7 @@ from core.problems.multitask import MultiTask
 from core.problems.one_shot import OneShot, TaskBatch
 from core.problems.one_shot_tasks import OneShotSplits
 from core.problems.quadratic import Quadratic
+from core.problems.quadratic_pair import QuadraticPair
 from core.problems.task_interaction import TaskInteraction
 from core.problems.toy import Toy
 
@@ -29,6 +30,7 @@ __all__ = [
     "OneShot",
     "OneShotSplits",
     "Quadratic",
+    "QuadraticPair",
     "Splits",
     "SupervisedProblem",
     "TaskBatch",

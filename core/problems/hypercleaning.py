@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -19,6 +20,8 @@ from core.data import (
 from core.errors import ConfigurationError
 from core.problem import BilevelProblem
 from core.problems._inputs import accuracy, check_labelled_sets, with_bias
+from core.problems.batches import minibatch
+from core.validate import integer_at_least
 
 __all__ = ["DATASETS", "THRESHOLDS", "Hypercleaning", "f1_score"]
 
@@ -54,6 +57,10 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         corrupted: bool mask ``[n]`` of training labels that were changed; enables F1.
         n_classes: ``C``; by default one more than the largest label.
         reg: the ridge weight on ``||W||_F²``.
+        batch_size: training rows per inner batch (:meth:`on_batch`, :meth:`at_step`);
+            ``None`` for full-batch inner steps.
+        val_batch_size: validation rows per outer batch; ``None`` for one batch.
+        seed: seeds the partition into batches and the inner steps' draws.
 
     Raises:
         ConfigurationError: mismatched shapes or dtypes.
@@ -79,6 +86,9 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         corrupted: Tensor | None = None,
         n_classes: int | None = None,
         reg: float = 0.001,
+        batch_size: int | None = None,
+        val_batch_size: int | None = None,
+        seed: int = 0,
     ):
         pairs = {"train": (x_train, y_train), "val": (x_val, y_val)}
         if x_test is not None and y_test is not None:
@@ -98,6 +108,22 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         self.onehot_train = F.one_hot(self.y_train, self.n_classes).to(x_train.dtype)
         self.corrupted = None if corrupted is None else corrupted.bool()
         self.reg = reg
+        integer_at_least(batch_size, "batch_size", optional=True)
+        integer_at_least(val_batch_size, "val_batch_size", optional=True)
+        self.batch_size, self.seed = batch_size, seed
+        gen = torch.Generator().manual_seed(seed)
+        # fixed partitions: SABA keeps one memory slot per batch
+        self._batches = {
+            level: torch.split(torch.randperm(n, generator=gen), size)
+            if size is not None and size < n
+            else None
+            for level, n, size in (
+                ("inner", len(self.y_train), batch_size),
+                ("outer", len(self.y_val), val_batch_size),
+            )
+        }
+        self._rows: Tensor | None = None  # λ's rows that a training batch view reads
+        self._views: dict[tuple[str, int], Hypercleaning] = {}
 
     @classmethod
     def from_dataset(
@@ -181,17 +207,53 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
     def inner_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
         """``g(W, λ)``: the ``σ(λ_i)``-weighted mean training cross-entropy plus the ridge."""
         ce = F.cross_entropy(self.x_train @ params.T, self.y_train, reduction="none")
-        return torch.mean(torch.sigmoid(hparams) * ce) + self.reg * torch.sum(params**2)
+        lam = hparams if self._rows is None else hparams[self._rows]
+        return torch.mean(torch.sigmoid(lam) * ce) + self.reg * torch.sum(params**2)
 
     def inner_grad(self, params: Tensor, hparams: Tensor) -> Tensor:
         """``∇_W g = (1/n) Σ_i σ(λ_i) (softmax(W x̃_i) - e_{y_i}) x̃_iᵀ + 2·reg·W``."""
         residual = torch.softmax(self.x_train @ params.T, dim=1) - self.onehot_train
-        weights = torch.sigmoid(hparams) / self.x_train.shape[0]
+        lam = hparams if self._rows is None else hparams[self._rows]
+        weights = torch.sigmoid(lam) / self.x_train.shape[0]
         return (weights[:, None] * residual).T @ self.x_train + 2.0 * self.reg * params
 
     def outer_loss(self, params: Tensor, hparams: Tensor) -> Tensor:
         """``f(W, λ)``: the mean cross-entropy on the clean validation set."""
         return F.cross_entropy(self.x_val @ params.T, self.y_val)
+
+    # -- minibatches ----------------------------------------------------------------------
+
+    def n_batches(self, level: str) -> int:
+        """Training (``"inner"``) or validation batches; 1 without a batch size."""
+        parts = self._batches[level]
+        return 1 if parts is None else len(parts)
+
+    def on_batch(self, level: str, index: int) -> Hypercleaning:
+        """The view on training or validation batch ``index`` (same ``λ``, all ``n`` entries).
+
+        The training view's ``g`` is the ``σ(λ_i)``-weighted mean over the batch's rows
+        plus the ridge, so its ``∇_λ`` is non-zero on those rows only.
+        """
+        parts = self._batches[level]
+        if parts is None:
+            return self
+        key = (level, index)
+        if key not in self._views:  # built once: a step's view costs a dict lookup
+            rows = parts[index].to(self.y_train.device)
+            view = copy.copy(self)
+            view._views = {}
+            if level == "inner":
+                view.x_train, view.y_train = self.x_train[rows], self.y_train[rows]
+                view.onehot_train, view._rows = self.onehot_train[rows], rows
+            else:
+                view.x_val, view.y_val = self.x_val[rows], self.y_val[rows]
+            self._views[key] = view
+        return self._views[key]
+
+    def at_step(self, t: int) -> Hypercleaning:
+        """Inner step ``t`` reads one training batch, drawn once per epoch from ``(seed, t)``."""
+        n = self.n_batches("inner")
+        return self if n == 1 else self.on_batch("inner", int(minibatch(n, 1, self.seed, t)[0]))
 
     # -- application metrics --------------------------------------------------------------
 

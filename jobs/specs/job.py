@@ -138,6 +138,40 @@ class AutoSpec(_Compilable):
     memory_mb: Annotated[float, Field(gt=0, le=1e6)]
 
 
+class _SingleLoopSpec(_MethodSpec):
+    """A single-loop method (``core.single_loop``): ``w`` and ``λ`` move together.
+
+    One outer iteration is one step on one inner and one outer batch of the problem (the
+    whole objectives for problems without batches); ``inner.lr`` is the inner step,
+    ``outer.lr`` the outer one, ``outer.iterations`` counts steps and ``outer.schedule``
+    applies to both steps (SABA takes constant steps only). ``inner.steps`` sets only the
+    full-RMD unroll of the job's final report; ``outer.optimizer`` is not used.
+    """
+
+
+class SOBASpec(_SingleLoopSpec):
+    """SOBA (Dagréou et al. 2022): one Hessian- and Jacobian-vector product a step."""
+
+    method: Literal["soba"]
+
+
+class SABASpec(_SingleLoopSpec):
+    """SABA: SOBA with a SAGA memory of one direction per batch (variance-reduced)."""
+
+    method: Literal["saba"]
+
+
+class F2SASpec(_SingleLoopSpec):
+    """F2SA (Kwon et al. 2023): first-order only, a penalty ``σ`` growing to ``penalty_max``."""
+
+    method: Literal["f2sa"]
+    penalty: Annotated[float, Field(ge=1, le=1e8)] = 1.0
+    penalty_growth: Annotated[float, Field(ge=0, le=1e8)] = 0.1
+    penalty_max: Annotated[
+        float, Field(ge=1, le=1e12, description="must be >= penalty (checked by the worker)")
+    ] = 1e4
+
+
 METHODS: dict[str, type[SpecModel]] = {
     "full": FullSpec,
     "truncated": TruncatedSpec,
@@ -145,10 +179,21 @@ METHODS: dict[str, type[SpecModel]] = {
     "checkpointed": CheckpointedSpec,
     "implicit": ImplicitSpec,
     "auto": AutoSpec,
+    "soba": SOBASpec,
+    "saba": SABASpec,
+    "f2sa": F2SASpec,
 }
 
 MethodSpec = Annotated[
-    FullSpec | TruncatedSpec | ForwardSpec | CheckpointedSpec | ImplicitSpec | AutoSpec,
+    FullSpec
+    | TruncatedSpec
+    | ForwardSpec
+    | CheckpointedSpec
+    | ImplicitSpec
+    | AutoSpec
+    | SOBASpec
+    | SABASpec
+    | F2SASpec,
     Field(discriminator="method"),
 ]
 
@@ -166,6 +211,14 @@ class InnerSpec(SpecModel):
     # training rows per inner step, drawn from the job's seed and the step index (problems
     # over a data set only); None: every row at every step
     batch_size: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    warm_start: bool = Field(
+        default=False,
+        description="start each hyper-iteration's unroll from the previous one's w_T (kept "
+        "in checkpoints); minibatches then run on across hyper-iterations",
+    )
+    schedule: Literal["constant", "inv_sqrt"] = Field(
+        default="constant", description="the inner step size across hyper-iterations"
+    )
 
 
 class StallSpec(SpecModel):

@@ -78,3 +78,16 @@ def test_compiled_benchmark_runs_small_and_compiled_steps_agree(tmp_path, capsys
     rows = json.loads(out.read_text())["rows"]
     assert [r["method"] for r in rows] == ["eager", "compile", "compile max-autotune"]
     assert all(r["max_abs_diff"] < 1e-5 for r in rows)
+
+
+def test_data_cleaning_benchmark_quadratic_mode_writes_rows_and_curves(tmp_path):
+    from benchmarks.library import data_cleaning
+
+    out = tmp_path / "quad.json"
+    argv = ["--quadratic", "--seeds", "0", "--budget-s", "0.3", "--every-s", "0.01"]
+    data_cleaning.main([*argv, "--methods", "saba", "full_rmd_warm", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert [r["method"] for r in report["rows"]] == ["saba", "full_rmd_warm"]
+    for name, runs in report["curves"].items():
+        (curve,) = runs
+        assert min(m for _, m in curve) < curve[0][1], name  # each moved towards λ*

@@ -65,3 +65,17 @@ def test_the_limit_is_checked_before_expanding():
         _expand({"seed": list(range(1000)), "inner.steps": list(range(1, 1001))}, limit=10)
     assert exc.value.limit == 10
     assert "1000000 combinations" in str(exc.value)
+
+
+def test_a_study_sweeps_estimators_against_single_loop_methods_and_warm_starts():
+    exp = _expand(
+        {
+            "hypergradient.method": ["truncated", "soba", "f2sa"],
+            "hypergradient.penalty_max": [100.0],
+            "inner.warm_start": [False, True],
+        }
+    )
+    got = [(m.spec.hypergradient.method, m.spec.inner.warm_start) for m in exp.members]
+    assert got == [(k, w) for k in ("truncated", "soba", "f2sa") for w in (False, True)]
+    assert [m.spec.hypergradient.penalty_max for m in exp.members[4:]] == [100.0, 100.0]
+    assert all("penalty_max" not in m.spec.hypergradient.model_dump() for m in exp.members[:4])

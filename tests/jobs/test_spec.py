@@ -35,8 +35,10 @@ def test_problem_and_method_registries_match_core():
     import core
 
     assert set(BUILTIN) <= set(core.problems.PROBLEMS)
-    # "auto" is no estimator of its own: the worker resolves it to truncated or full
-    assert set(METHODS) - {"auto"} == set(core.ESTIMATORS)
+    # "auto" is no estimator of its own: the worker resolves it to truncated or full; the
+    # single-loop methods are core's other registry
+    assert set(METHODS) - {"auto"} == set(core.ESTIMATORS) | set(core.SINGLE_LOOP)
+    assert not set(core.ESTIMATORS) & set(core.SINGLE_LOOP)
 
 
 def test_K_larger_than_inner_steps_is_rejected_naming_the_field():

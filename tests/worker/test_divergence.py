@@ -41,6 +41,12 @@ def test_a_loss_that_falls_to_near_zero_and_rises_a_little_is_not_flagged():
     assert not any(_feed(DivergenceWatch(), [10.0, 1.0, 1e-3, 1e-6, 1e-6, 1e-3, 5.0]))
 
 
+def test_a_zero_reference_flags_nothing_finite_but_a_non_finite_value_still():
+    # a hypergradient exactly 0 at first (a single-loop method's first step) has no scale
+    out = _feed(DivergenceWatch(), [1.0, 1.0, 1.0], norms=[0.0, 5.0, math.nan])
+    assert [[w["kind"] for w in o] for o in out] == [[], [], ["hypergradient"]]
+
+
 def test_a_run_that_stays_diverged_is_counted_with_its_largest_value():
     watch = DivergenceWatch()
     out = _feed(watch, [1.0, 1.0, 1e4, 1e6, 1e5, 1.0], norms=[1.0, 1.0, 1.0, 1.0, math.inf, 1.0])
