@@ -156,15 +156,18 @@ def test_linked_operations_hold_up_statefully(bound):
         )
     finally:
         _phase[0] = "fuzz"
-    # the links were followed: jobs were created and then read, traced and cancelled
+    # the links were followed: jobs were created, then read or traced, asked for results
+    # they do not have yet (409: the job exists, it has not finished), and cancelled. Which
+    # linked read a bounded walk picks varies with how many generated specs are admitted,
+    # so the reads count together; a broken link would answer only 404s.
     ops = TRIED["stateful"]
-    for op, status in [
-        ("POST /v1/jobs", "201"),
-        ("GET /v1/jobs/{job_id}", "200"),
-        ("GET /v1/jobs/{job_id}/trace", "200"),
-        ("POST /v1/jobs/{job_id}/cancel", "202"),
-    ]:
-        assert ops[op][status] > 0, f"no {status} from {op}: {dict(ops[op])}"
+    seen = {op: dict(ops[op]) for op in ops}
+    assert ops["POST /v1/jobs"]["201"] > 0, seen
+    assert ops["POST /v1/jobs/{job_id}/cancel"]["202"] > 0, seen
+    reads = ("GET /v1/jobs/{job_id}", "GET /v1/jobs/{job_id}/trace")
+    assert sum(ops[op]["200"] for op in reads) > 0, seen
+    pending = ("result", "hparams", "learned")
+    assert sum(ops[f"GET /v1/jobs/{{job_id}}/{op}"]["409"] for op in pending) > 0, seen
 
 
 def test_every_operation_is_in_the_inventory():

@@ -49,7 +49,10 @@ def test_a_waited_job_has_its_trace_result_and_hparams(service, toy_job):
         result = c.jobs.result(toy_job.id)
         hparams = c.jobs.hparams(toy_job.id)
     assert list(trace.index) == list(range(1, 13))
-    assert trace["outer_loss"].iloc[-1] == pytest.approx(toy_job.summary["last_outer_loss"])
+    # the summary's best is the trace's minimum, at the iteration it names
+    best = toy_job.summary["best_outer_loss"]
+    assert trace["outer_loss"].min() == pytest.approx(best)
+    assert trace["outer_loss"].loc[toy_job.summary["best_iteration"]] == pytest.approx(best)
     assert result.iterations == 12
     # the archive holds the same numbers the result's JSON shows (the toy's lambda, 2 values)
     assert list(hparams) == ["hparams"]

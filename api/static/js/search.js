@@ -17,7 +17,8 @@ export function history(study) {
   for (const m of members) {
     const y = m.objectives ? m.objectives[0] : null;
     if (y !== null && (top === null || sign * y < sign * top)) top = y;
-    const last = m.status === Status.PRUNED && m.summary ? m.summary.last_outer_loss : null;
+    const last = m.status === Status.PRUNED && m.summary
+      ? (m.summary.final_outer_loss ?? m.summary.last_outer_loss ?? null) : null;
     if (y === null && last === null && top === null) continue;
     xs.push(m.position);
     ys.push(y);
