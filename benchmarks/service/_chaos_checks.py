@@ -95,43 +95,66 @@ def traces(sessions: sessionmaker[Session]) -> Result:
     return points, bad
 
 
-def _hparams(s: Session, job_id: uuid.UUID) -> np.ndarray | None:
+def _hparams(s: Session, job_id: uuid.UUID) -> dict[str, np.ndarray] | None:
     art = repo.load_artifact(s, job_id, "hparams")
     if art is None:
         return None
     with np.load(io.BytesIO(art.data)) as z:
-        return z["hparams"]
+        return {k: z[k] for k in z.files}
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """The same arrays by name, bit for bit and of the same dtype."""
+    return list(a) == list(b) and all(
+        a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes() for k in a
+    )
 
 
 def references(sessions: sessionmaker[Session], n: int, rng: random.Random) -> Result:
-    """A sample of succeeded jobs (interrupted ones first) against the same spec run
-    uninterrupted in this process: the outer losses and final hparams bit for bit."""
-    from tests.support import reference
+    """A sample of succeeded jobs (interrupted ones first, and at least one job on an
+    uploaded data set when any succeeded) against the same spec run uninterrupted in this
+    process: the outer losses and final hparams bit for bit."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.faults.reference import reference_arrays
+    from worker.dataset_cache import DatasetCache
+    from worker.datasets import DatasetSource
 
     with sessions() as s:
-        done = s.execute(
-            select(Job.id, Job.spec, Job.attempts).where(Job.status == JobStatus.SUCCEEDED)
-        ).all()
-    # data set jobs read their file from the store: the sample is of the self-contained ones
-    done = [d for d in done if "dataset" not in d.spec["problem"]]
+        done = list(
+            s.execute(
+                select(Job.id, Job.spec, Job.attempts, Job.team_id).where(
+                    Job.status == JobStatus.SUCCEEDED
+                )
+            ).all()
+        )
     rng.shuffle(done)
     done.sort(key=lambda d: -d.attempts)  # stable: a random pick among equals
-    cache: dict[str, tuple[list[float], np.ndarray]] = {}
+    on_upload = [d for d in done if "dataset" in d.spec["problem"]]
+    sample = done[:n]
+    if on_upload and not any(d in sample for d in on_upload):
+        sample = [*done[: max(n - 1, 0)], on_upload[0]]
+    cache: dict[str, tuple[list[float], dict[str, np.ndarray]]] = {}
     bad = []
-    for job_id, spec, _ in done[:n]:
-        plain = {k: v for k, v in spec.items() if k != "name"}
-        key = repr(sorted(plain.items()))
-        if key not in cache:
-            cache[key] = reference(spec)
-        losses, hparams = cache[key]
-        with sessions() as s:
-            trace = repo.trace_columns(s, job_id, fields=["outer_loss"])
-            got = _hparams(s, job_id)
-        if trace["outer_loss"] != losses:
-            bad.append(f"job {job_id}: outer losses differ from the uninterrupted run")
-        if got is None or got.tobytes() != hparams.tobytes() or got.dtype != hparams.dtype:
-            bad.append(f"job {job_id}: hparams differ from the uninterrupted run")
-    return min(n, len(done)), bad
+    with tempfile.TemporaryDirectory(prefix="chaos-ref-") as tmp:
+        files = DatasetCache(Path(tmp), max_bytes=1 << 30)
+        for job_id, spec, _, team_id in sample:
+            plain = {k: v for k, v in spec.items() if k != "name"}
+            key = repr(sorted(plain.items()))
+            if key not in cache:
+                source = DatasetSource(sessions, team_id, files, seed=spec.get("seed", 0))
+                cache[key] = reference_arrays(spec, datasets=source)
+            losses, hparams = cache[key]
+            with sessions() as s:
+                trace = repo.trace_columns(s, job_id, fields=["outer_loss"])
+                got = _hparams(s, job_id)
+            what = "a data set job" if "dataset" in spec["problem"] else "job"
+            if trace["outer_loss"] != losses:
+                bad.append(f"{what} {job_id}: outer losses differ from the uninterrupted run")
+            if got is None or not _same(got, hparams):
+                bad.append(f"{what} {job_id}: hparams differ from the uninterrupted run")
+    return len(sample), bad
 
 
 def datasets(sessions: sessionmaker[Session], ledger: Ledger) -> Result:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.service._chaos_history import History
 from tests.support import tiny_spec
 
 # what the service answers while a fault lasts: the client is meant to try again
@@ -46,6 +47,7 @@ class Ledger:
     samples: int = 0
     sample_failures: int = 0  # the store was down for the sampler
     quota_violations: list[str] = field(default_factory=list)
+    history: History = field(default_factory=History)  # what the clients saw, over time
 
     def count(self, counter: str, key: str) -> None:
         with self.lock:
@@ -251,19 +253,32 @@ def poller(client: RetryingClient, stop: threading.Event, rng: random.Random) ->
     """The dashboard's reads: the job list, a job and its trace, the studies and one study.
 
     Every trace read must be iterations ``1..n`` in order, with no gap and no repeat, even
-    while a resumed job rewrites the points past its checkpoint.
+    while a resumed job rewrites the points past its checkpoint. The jobs' states and the
+    trace values go into the ledger's history, with when each request was sent and answered.
     """
-    ledger = client.ledger
+    ledger, history = client.ledger, client.ledger.history
+
+    def get(route: str, path: str, **kw: Any) -> Any:
+        t0 = time.monotonic()
+        r = client.request(route, "GET", path, **kw)
+        if r is None or r.status_code != 200:
+            return None
+        return t0, time.monotonic(), r.json()
+
     while not stop.wait(0.3 + 0.4 * rng.random()):
-        r = client.request("GET /v1/jobs", "GET", "/v1/jobs", params={"limit": 20})
-        jobs = r.json()["data"] if r is not None and r.status_code == 200 else []
+        page = get("GET /v1/jobs", "/v1/jobs", params={"limit": 20})
+        jobs = page[2]["data"] if page else []
+        if page:
+            history.jobs(page[0], page[1], jobs)
         if jobs:
             job_id = rng.choice(jobs)["id"]
-            client.request("GET /v1/jobs/{id}", "GET", f"/v1/jobs/{job_id}")
-            r = client.request("GET /v1/jobs/{id}/trace", "GET", f"/v1/jobs/{job_id}/trace",
-                               params={"fields": "outer_loss"})  # fmt: skip
-            if r is not None and r.status_code == 200:
-                its = r.json()["iteration"]
+            if one := get("GET /v1/jobs/{id}", f"/v1/jobs/{job_id}"):
+                history.jobs(one[0], one[1], [one[2]])
+            trace = get("GET /v1/jobs/{id}/trace", f"/v1/jobs/{job_id}/trace",
+                        params={"fields": "outer_loss"})  # fmt: skip
+            if trace:
+                its = trace[2]["iteration"]
+                history.trace(job_id, its, trace[2]["outer_loss"])
                 with ledger.lock:
                     ledger.trace_reads += 1
                     if its != list(range(1, len(its) + 1)):
@@ -315,6 +330,9 @@ def sampler(
                 ledger.sample_failures += 1
                 continue
             counts = {(team, status): n for team, status, n in rows}
+            ledger.history.sample(time.monotonic(), {
+                t: (counts.get((t, JobStatus.RUNNING), 0), counts.get((t, JobStatus.QUEUED), 0))
+                for t in limits})  # fmt: skip
             with ledger.lock:
                 ledger.samples += 1
                 for team, limit in limits.items():

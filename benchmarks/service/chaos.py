@@ -21,6 +21,12 @@ When the faults are over the load stops, every job is waited for, and the checks
 per job a trace of iterations ``1..n`` without gaps or repeats; a sample of jobs bit for bit
 equal to the same spec run uninterrupted in this process; every data set whole, hashing to
 its name, no orphans; no job left ``running`` without a live worker; and the quota samples.
+Then the checks over the whole history (``benchmarks.service._chaos_history``): no client was
+shown a job leave a terminal state or its attempts go down; every worker claim in
+``job_events`` took a queued job with the next attempt, one holder at a time; no trace point
+read with two values; running shares within a bound of the weights while both teams were
+backlogged. Worker kills wait (up to 30 s) for a worker that holds a job; an idle kill is a
+violation. Jobs on uploaded data sets join the bit-identical sample.
 Prints the faults by kind, the checks and their violations, writes JSON to ``--out``, and
 exits 1 on any violation (or a fault that could not be injected).
 """
@@ -46,6 +52,7 @@ import httpx
 
 from benchmarks.service import _chaos_checks as checks
 from benchmarks.service import _chaos_clients as clients
+from benchmarks.service import _chaos_history as history
 
 __all__ = ["main"]
 
@@ -195,6 +202,8 @@ class Injector:
         self.done: Counter[str] = Counter()
         self.log: list[dict[str, Any]] = []
         self.redis_restarts = 0
+        self.mid_job_wait_s = 30.0
+        self.kills: Counter[str] = Counter()  # worker kills: mid-job or idle
         self.actions = {
             "worker_kill": self.worker_kill,
             "redis_restart_aof": self.redis_restart,
@@ -216,21 +225,27 @@ class Injector:
             print(f"  {entry['at_s']:7.1f} s  {f.kind:22s} {detail}", flush=True)
 
     def worker_kill(self, _: Fault) -> str:
-        """SIGKILL a ready worker, one holding a job if any; one stays ready meanwhile (a
-        restarted worker imports torch again: tens of seconds on a loaded machine, and a
-        pool of none would only stall the soak)."""
+        """SIGKILL a ready worker that holds a job, waiting up to ``mid_job_wait_s`` for one
+        (a kill of an idle worker tests little: it has no lease to lose); one stays ready
+        meanwhile (a restarted worker imports torch again: tens of seconds on a loaded
+        machine, and a pool of none would only stall the soak)."""
         t0 = time.monotonic()
-        while len(ready := [w for w in self.stack.workers if w.ready()]) < 2:
-            if time.monotonic() - t0 > 180:
+        while True:
+            ready = [w for w in self.stack.workers if w.ready()]
+            if len(ready) >= 2:
+                holding = self.stack.holders()
+                busy = [w for w in ready if w.ident in holding]
+                if busy or time.monotonic() - t0 > self.mid_job_wait_s:
+                    break
+            elif time.monotonic() - t0 > 180:
                 raise RuntimeError(f"workers not ready for 180 s: {self.stack.dir}")
             time.sleep(0.2)
         waited = time.monotonic() - t0
-        holding = self.stack.holders()
-        busy = [w for w in ready if w.ident in holding]
         victim = self.rng.choice(busy or ready)
         victim.kill()
         victim.launch()  # a supervisor's restart
-        late = f", {waited:.0f} s late (two workers ready first)" if waited >= 1 else ""
+        self.kills["mid-job" if busy else "idle"] += 1
+        late = f", {waited:.0f} s late (waiting for a worker with a job)" if waited >= 1 else ""
         return f"{victim.name} {'mid-job' if busy else 'idle'}{late}"
 
     def redis_restart(self, f: Fault) -> str:
@@ -349,6 +364,30 @@ def _load(
     return threads, stop, uploader, [*made.values(), *extra]
 
 
+def _history_checks(
+    stack: Stack, ledger: clients.Ledger, injector: Injector, results: dict[str, Any]
+) -> tuple[tuple[int, list[str]], dict[str, Any]]:
+    """The checks over the whole history (``benchmarks.service._chaos_history``), added to
+    ``results``; returns the fair-share check and its figures."""
+    h = ledger.history
+    with stack.sessions() as s:
+        events = history.claim_events(s)
+        stored = history.stored_values(s, {job for job, _ in h.values})
+    kills = injector.kills
+    idle = [f"{kills['idle']} of {sum(kills.values())} worker kills found no worker holding a job"]
+    results.update({
+        "history: no job leaves a terminal state": history.terminal_final(h.seen),
+        "history: a job's attempts only grow": history.attempts_grow(h.seen),
+        "history: claims exclusive, attempts +1, none after end": history.claims_exclusive(events),
+        "history: trace values never rewritten": history.trace_values(h.values, stored),
+        "worker kills that hit a running job": (kills["mid-job"], idle if kills["idle"] else []),
+    })  # fmt: skip
+    weights = {n: float(t["weight"]) for n, t in TEAMS.items()}
+    limits = {n: int(t["max_running_cpu"]) for n, t in TEAMS.items()}
+    n, bad, figures = history.fair_shares(h.shares, weights, limits, bound=0.1)
+    return (n, bad), figures
+
+
 def _print(report: dict[str, Any]) -> None:
     print(f"\nchaos soak, seed {report['seed']}, {report['date']}: {report['wall_s']:.0f} s "
           f"in all: stack up {report['stack_up_s']:.0f} s, faults under load "
@@ -372,6 +411,7 @@ def _print(report: dict[str, Any]) -> None:
           "data sets")  # fmt: skip
     print(f"taken off a worker and requeued: {a['requeued_by_reason']}; "
           f"{a['jobs_run_more_than_once']} jobs ran more than once")  # fmt: skip
+    print(f"fair shares while both teams were backlogged: {report['fair_shares']}")
     print(f"violations: {report['violations']}")
 
 
@@ -430,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
                 ledger.quota_violations,
             ),
         }
+        shares, report["fair_shares"] = _history_checks(stack, ledger, injector, results)
+        results["fair shares under faults (Jain of running/fair >= 0.9)"] = shares
         report["checks_s"] = round(time.monotonic() - t_checks, 1)
         planned = Counter(f.kind for f in faults)
         report["faults"] = {k: {"planned": planned[k], "injected": injector.done[k]} for k in KINDS}

@@ -32,7 +32,10 @@ def test_the_short_chaos_soak_injects_every_fault_kind_and_loses_nothing(tmp_pat
     assert upload["detail"].endswith("then stored on retry"), upload
     checked = {k: c["checked"] for k, c in report["checks"].items()}
     # the checks looked at something: jobs, trace points, traces read, a reference, a blob
-    assert all(n > 0 for k, n in checked.items() if not k.startswith("no lease")), checked
+    # (the fair-share check needs 20 samples with both teams backlogged: a short run may
+    # have fewer, and then reports its figures without checking)
+    assert all(n > 0 for k, n in checked.items()
+               if not k.startswith(("no lease", "fair shares"))), checked  # fmt: skip
     assert report["activity"]["jobs_by_status"] == {
         "succeeded": report["checks"]["every job ended, and succeeded"]["checked"]
     }
