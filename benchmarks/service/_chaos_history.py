@@ -217,8 +217,9 @@ def fair_shares(
     """Running shares under faults against the weights, while every team is backlogged.
 
     Over the samples in which every team had queued work, each team's mean running jobs
-    are compared with its weighted fair share of the jobs running then, capped at its
-    running limit (water-filling: a capped team's surplus goes to the others by weight).
+    are compared with its weighted fair share of the jobs running then, in whole jobs and
+    capped at its running limit (:func:`_round_robin`: with weights 3:1, two running jobs
+    are one each, three are two and one).
     The check is Jain's index of ``mean running / mean fair share`` over the teams, at
     least ``1 - bound``. With fewer than ``min_samples`` backlogged samples (a short run)
     the figures are reported and nothing is checked.
@@ -234,7 +235,7 @@ def fair_shares(
             continue
         n += 1
         total = sum(counts.get(t, (0, 0))[0] for t in teams)
-        for t, v in _water_fill(total, weights, limits).items():
+        for t, v in _round_robin(total, weights, limits).items():
             fair[t] += v
             got[t] += counts.get(t, (0, 0))[0]
     if n == 0:
@@ -258,23 +259,20 @@ def fair_shares(
     return n, bad, figures
 
 
-def _water_fill(
-    total: float, weights: Mapping[str, float], limits: Mapping[str, int]
-) -> dict[str, float]:
-    """``total`` running slots split by weight, no team above its limit."""
-    share = dict.fromkeys(weights, 0.0)
-    open_, left = set(weights), float(total)
-    while open_ and left > 1e-12:
-        w = sum(weights[t] for t in open_)
-        capped = {t for t in open_ if share[t] + left * weights[t] / w >= limits[t]}
-        if not capped:
-            for t in open_:
-                share[t] += left * weights[t] / w
+def _round_robin(
+    total: int, weights: Mapping[str, float], limits: Mapping[str, int]
+) -> dict[str, int]:
+    """``total`` running slots dealt one at a time to the team of least load (running over
+    weight; ties: the larger weight, then the name), none above its limit: the allocation
+    weighted fair share aims at in whole jobs (``jobs.fairshare``; written out again here so
+    that the soak checks the pool against the rule, not against its own code)."""
+    share = dict.fromkeys(weights, 0)
+    for _ in range(total):
+        open_ = [t for t in weights if share[t] < limits[t]]
+        if not open_:
             break
-        for t in capped:
-            left -= limits[t] - share[t]
-            share[t] = float(limits[t])
-        open_ -= capped
+        t = min(open_, key=lambda t: (share[t] / weights[t], -weights[t], t))
+        share[t] += 1
     return share
 
 

@@ -385,6 +385,8 @@ def _history_checks(
     weights = {n: float(t["weight"]) for n, t in TEAMS.items()}
     limits = {n: int(t["max_running_cpu"]) for n, t in TEAMS.items()}
     n, bad, figures = history.fair_shares(h.shares, weights, limits, bound=0.1)
+    # every sample, for a look at how the shares moved: (seconds, {team: [running, queued]})
+    figures["samples"] = [(round(t, 2), c) for t, c in h.shares]
     return (n, bad), figures
 
 
@@ -411,7 +413,8 @@ def _print(report: dict[str, Any]) -> None:
           "data sets")  # fmt: skip
     print(f"taken off a worker and requeued: {a['requeued_by_reason']}; "
           f"{a['jobs_run_more_than_once']} jobs ran more than once")  # fmt: skip
-    print(f"fair shares while both teams were backlogged: {report['fair_shares']}")
+    shares = {k: v for k, v in report["fair_shares"].items() if k != "samples"}
+    print(f"fair shares while both teams were backlogged: {shares}")
     print(f"violations: {report['violations']}")
 
 

@@ -96,18 +96,26 @@ def test_jain_index_bounds():
     assert jain([]) == 1.0
 
 
-def test_fair_shares_cap_a_team_at_its_limit_and_give_the_rest_by_weight():
+def test_fair_shares_deal_whole_jobs_by_weight_and_cap_a_team_at_its_limit():
     weights, limits = {"alpha": 3.0, "beta": 1.0}, {"alpha": 3, "beta": 2}
-    # 4 running: by weight alpha 3, beta 1, within both limits
-    fair = [(float(t), {"alpha": (3, 2), "beta": (1, 5)}) for t in range(30)]
-    n, bad, fig = fair_shares(fair, weights, limits, bound=0.1)
-    assert (n, bad, fig["jain"]) == (30, [], 1.0)
-    # 5 running: alpha capped at 3, beta takes the surplus 2; a split of 4:1 is unfair
+    # weights 3:1 in whole jobs: 2 running are one each, 4 are three and one
+    two = [(float(t), {"alpha": (1, 2), "beta": (1, 5)}) for t in range(30)]
+    four = [(float(t), {"alpha": (3, 2), "beta": (1, 5)}) for t in range(30)]
+    for samples in (two, four):
+        n, bad, fig = fair_shares(samples, weights, limits, bound=0.01)
+        assert (n, bad, fig["jain"]) == (30, [], 1.0)
+    assert fair_shares(two + four, weights, limits, bound=0.1)[2]["mean_fair_share"] == {
+        "alpha": 2.0,
+        "beta": 1.0,
+    }
+    # 5 running: uncapped, alpha's fifth job by the larger weight on a tie; capped at 3,
+    # beta takes it, and then a 4:1 split is unfair
     skew = [(float(t), {"alpha": (4, 2), "beta": (1, 5)}) for t in range(30)]
     n, bad, fig = fair_shares(skew, weights, {"alpha": 4, "beta": 2}, bound=0.01)
-    assert fig["mean_fair_share"] == {"alpha": 3.75, "beta": 1.25} and n == 30
+    assert (fig["mean_fair_share"], bad) == ({"alpha": 4.0, "beta": 1.0}, [])
     n, bad, fig = fair_shares(skew, weights, limits, bound=0.1)
     assert fig["mean_fair_share"] == {"alpha": 3.0, "beta": 2.0} and len(bad) == 1
+    assert fig["jain"] == round((4 / 3 + 1 / 2) ** 2 / (2 * ((4 / 3) ** 2 + 1 / 4)), 4)
 
 
 def test_fair_shares_count_only_backlogged_samples_and_check_only_enough_of_them():
