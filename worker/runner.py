@@ -208,9 +208,7 @@ def _run_claimed(
 
     start = state.iteration if state else 0
     with sessions.begin() as s:
-        # the points past the checkpoint go (written again, identically), and the job's
-        # iteration with them: the stored trace and jobs.iteration agree from the start
-        repo.rewind_trace(s, claim.job_id, start)
+        repo.rewind_trace(s, claim.job_id, start)  # trace and jobs.iteration at the checkpoint
         best = repo.best_outer_loss(s, claim.job_id)
         last = repo.last_outer_loss(s, claim.job_id)
     run = Progress(settings, beat, writer, start, spec.outer.iterations, best, on_record)
