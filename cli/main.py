@@ -7,7 +7,8 @@ Client commands (``status``, ``submit``, ...) never import torch: the reproducti
 core library load only for the commands that use them.
 
 This module is the parser and the dispatch; each command group is a module of its own:
-:mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.keys`, :mod:`cli.teams`,
+:mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.backup` (``backup``,
+``restore``), :mod:`cli.keys`, :mod:`cli.teams`,
 :mod:`cli.pool`, :mod:`cli.problems`, :mod:`cli.datasets`, :mod:`cli.client` (``submit``,
 ``status``, ``watch``, ``trace``, ``cancel``, ``result``, ``hparams``), :mod:`cli.jobs`
 (``jobs list``), :mod:`cli.run`, :mod:`cli.reproduce`,
@@ -25,6 +26,7 @@ from collections.abc import Sequence
 
 from cli import (
     audit,
+    backup,
     client,
     datasets,
     jobs,
@@ -61,6 +63,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     """
     reproduce.add_commands(commands, load=with_experiments)
     server.add_commands(commands)
+    backup.add_commands(commands)
     keys.add_commands(commands)
     teams.add_commands(commands)
     client.add_commands(commands)

@@ -75,13 +75,25 @@ def fail(
     claim: repo.Claim,
     error: dict[str, Any],
     settings: WorkerSettings,
+    *,
+    at_stored_trace: bool = False,
 ) -> Outcome:
-    """End the attempt ``failed`` with ``error``; ``Outcome.LOST`` if the lease moved on."""
+    """End the attempt ``failed`` with ``error``; ``Outcome.LOST`` if the lease moved on.
+
+    Args:
+        at_stored_trace: the job's process was killed: ``error.iteration`` and the job's
+            ``iteration`` are set to its stored trace's last, read in the same transaction
+            (what the supervisor was told may be ahead of what was written).
+    """
     log.warning("job %s failed: %s", claim.job_id, error["detail"])
 
     def fail_it() -> bool:
         with sessions.begin() as s:
-            return repo.finish_job(s, claim, JobStatus.FAILED, error=error)
+            if not at_stored_trace:
+                return repo.finish_job(s, claim, JobStatus.FAILED, error=error)
+            at = repo.stored_iteration(s, claim.job_id)
+            return repo.finish_job(s, claim, JobStatus.FAILED, error={**error, "iteration": at},
+                                   iteration=at)  # fmt: skip
 
     failed = retrying(fail_it, settings.store_patience_s)
     return Outcome.FAILED if failed else Outcome.LOST
@@ -92,17 +104,23 @@ def cancel(
     claim: repo.Claim,
     detail: dict[str, Any],
     settings: WorkerSettings,
+    *,
+    at_stored_trace: bool = False,
 ) -> Outcome:
     """End the attempt ``cancelled`` (the trace flushed so far is kept); ``LOST`` if it moved on.
 
-    ``detail`` goes in the job's event and its summary (``cancelled_by``, what was killed).
+    ``detail`` goes in the job's event and its summary (``cancelled_by``, what was killed);
+    with ``at_stored_trace``, its ``iteration`` and the job's are the stored trace's last.
     """
 
     def cancel_it() -> bool:
         with sessions.begin() as s:
             job = repo.get_job(s, None, claim.job_id)
             summary = {**((job.summary if job is not None else None) or {}), **detail}
-            return repo.finish_job(s, claim, JobStatus.CANCELLED, summary=summary)
+            at = repo.stored_iteration(s, claim.job_id) if at_stored_trace else None
+            if at is not None:
+                summary["iteration"] = at
+            return repo.finish_job(s, claim, JobStatus.CANCELLED, summary=summary, iteration=at)
 
     cancelled = retrying(cancel_it, settings.store_patience_s)
     return Outcome.CANCELLED if cancelled else Outcome.LOST

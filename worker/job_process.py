@@ -10,7 +10,8 @@ a process that forks, and torch is imported here only, never by the Celery proce
 child exits as soon as its parent is gone (a SIGKILLed worker takes its job with it, and the
 lease expires); SIGTERM asks the running job to checkpoint and be released; SIGINT (Ctrl-C,
 sent to the whole process group) is the parent's to act on, so the child ignores it; SIGUSR1
-writes every thread's stack to the log before the supervisor kills a hung job.
+writes every thread's stack to the log before the supervisor kills a hung job, and SIGUSR2
+then has it write its buffered trace and exit (``worker.last_flush``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from jobs.store import repo
+from worker import last_flush
 from worker.settings import WorkerSettings
 from worker.shutdown import request_shutdown
 
@@ -100,6 +102,18 @@ class JobProcess:
         if self._proc.is_alive():
             os.kill(self.pid, signal.SIGTERM)
 
+    def flush_and_exit(self, grace_s: float) -> bool:
+        """Ask the job to write its buffered trace and exit (``worker.last_flush``).
+
+        Returns:
+            Whether it exited within ``grace_s`` (else the caller kills it).
+        """
+        if grace_s <= 0 or not self._proc.is_alive():
+            return not self._proc.is_alive()
+        os.kill(self.pid, last_flush.SIGNAL)
+        self._proc.join(grace_s)
+        return not self._proc.is_alive()
+
     def dump_stacks(self) -> None:
         """SIGUSR1: the process writes every thread's stack to its stderr (the log)."""
         if self._proc.is_alive():
@@ -160,6 +174,9 @@ def _tell(conn: Connection, msg: tuple[str, Any]) -> None:
 
 
 def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: int) -> None:
+    # before any thread starts, so that every one inherits the mask (worker.last_flush)
+    last_flush.block()
+    last_flush.listen()
     _follow_parent()
     # SIGUSR1 writes every thread's stack to stderr, even with the main thread stuck in C:
     # the supervisor sends it before the kill, so the log shows where the job hung

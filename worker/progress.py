@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,9 @@ class Progress:
         self.settings, self.beat, self.writer = settings, beat, writer
         self.iterations = iterations
         self.buffer: list[dict[str, Any]] = []
+        # guards the buffer against the last flush (worker.last_flush), run on another
+        # thread while this one hangs inside a hyper-iteration
+        self.lock = threading.Lock()
         self.start_iteration = self.iteration = start
         self.t0 = self.last_flush = self.last_ckpt = time.monotonic()
         self.ckpt_iteration = start
@@ -86,8 +90,9 @@ class Progress:
         if self.beat.state == LeaseState.LOST:
             raise LeaseLost
         self.writer.check()  # a lost lease or a store given up on stops the loop here
-        self.buffer.append(dict(record))  # on_record (user code) must not change it
-        self.iteration = int(record["iteration"])
+        with self.lock:
+            self.buffer.append(dict(record))  # on_record (user code) must not change it
+            self.iteration = int(record["iteration"])
         loss = float(record["outer_loss"])
         self.last_loss = loss
         self._cost(record)
@@ -176,12 +181,28 @@ class Progress:
 
     def flush(self, state: core.FitState | None) -> None:
         """Hand the buffered records (and a checkpoint of ``state``) to the writer."""
-        progress = {"iteration": self.iteration, "eta_s": self.eta(), "summary": self.summary()}
-        self.writer.submit(self.buffer, state, progress)
-        self.buffer = []
+        with self.lock:
+            self._hand_over(state)
         self.last_flush = time.monotonic()
         if state is not None:
             self.last_ckpt, self.ckpt_iteration = self.last_flush, state.iteration
+
+    def _hand_over(self, state: core.FitState | None) -> None:
+        progress = {"iteration": self.iteration, "eta_s": self.eta(), "summary": self.summary()}
+        self.writer.submit(self.buffer, state, progress)
+        self.buffer = []
+
+    def flush_before_kill(self) -> None:
+        """Write the buffered records and wait for them, from another thread, before a kill.
+
+        The lock is kept: should the loop wake up, it waits here until the process exits
+        (``worker.last_flush``). Nothing is written once the writer is closing: the job is
+        ending by itself, and its own path writes what is left.
+        """
+        self.lock.acquire()
+        if self.writer.is_alive() and not self.writer.closing:
+            self._hand_over(None)
+            self.writer.close(check=False)
 
     def close(self) -> None:
         """Write every record so far, wait for it, and end the writer (raising its error)."""

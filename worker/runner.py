@@ -39,7 +39,7 @@ from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
 from jobs.store import repo
 from jobs.store.repo import LeaseState
-from worker import attempt
+from worker import attempt, last_flush
 from worker.attempt import worker_name
 from worker.build import Built, build, hparams_npz, to_jsonable
 from worker.checkpoint import load_checkpoint
@@ -208,7 +208,7 @@ def _run_claimed(
 
     start = state.iteration if state else 0
     with sessions.begin() as s:
-        repo.truncate_trace(s, claim.job_id, start)
+        repo.rewind_trace(s, claim.job_id, start)  # trace and jobs.iteration at the checkpoint
         best = repo.best_outer_loss(s, claim.job_id)
         last = repo.last_outer_loss(s, claim.job_id)
     run = Progress(settings, beat, writer, start, spec.outer.iterations, best, on_record)
@@ -220,10 +220,13 @@ def _run_claimed(
     # the process that ran it: the watchdog replaces a job's process after it hangs
     # (the same dict: compile_s joins it after the fit)
     built.notes["pid"] = os.getpid()
+    if state is not None:  # where this attempt took over (after a kill, a release, a restore)
+        built.notes["resumed_from"] = start
     run.extra_summary = built.notes
     if spec.outer.stop_when_stalled is not None:
         run.stall = Stall(spec.outer.stop_when_stalled.window,
                           spec.outer.stop_when_stalled.tolerance)  # fmt: skip
+    last_flush.track(run)  # what the watchdog's kill writes first (worker.last_flush)
     try:
         # the records go to trace_points; states stay small
         out = fit_job(built, spec, callback=run, state=state, keep_history=False)
@@ -232,6 +235,8 @@ def _run_claimed(
     except Exception as exc:
         run.close()  # the points up to the failure are kept
         return _fail(sessions, claim, exc, settings)
+    finally:
+        last_flush.untrack(run)
     built.note_compile()  # the first hyper-iteration compiled: its cost goes in the summary
     if not out.stopped or (run.converged and not run.cancelled):
         if out.stopped:  # outer.stop_when_stalled: converged, its result taken there

@@ -32,6 +32,9 @@ class WorkerSettings(StoreSettings):
     # the watchdog (worker.watchdog): a job whose process completes no hyper-iteration for
     # this long is killed and fails (IterationStalled); a spec's stall_s replaces it
     stall_s: float = Field(1800.0, ge=1, le=86_400)
+    # before that kill (and one for a time limit or an unheeded cancel), how long the job's
+    # process may take to write the trace points it holds and exit (worker.last_flush)
+    flush_grace_s: float = Field(5.0, ge=0, le=300)
     # uploaded data sets fetched from the store are kept here, by sha256, verified on every
     # read, the least recently used dropped beyond dataset_cache_bytes (BILEVEL_DATASET_CACHE_BYTES)
     dataset_cache_dir: Path | None = None

@@ -79,6 +79,11 @@ class TraceWriter(threading.Thread):
             self._progress = progress
             self._cond.notify_all()
 
+    @property
+    def closing(self) -> bool:
+        """Whether :meth:`close` was called (nothing handed over later is written)."""
+        return self._closing
+
     def check(self) -> None:
         """Raise the error that ended this thread, if any."""
         if self.error is not None:

@@ -10,10 +10,12 @@ a child started with ``spawn`` that runs it exactly as before (:func:`worker.run
 heartbeat, trace writer, checkpoints and exact resume, cancel, preemption, the release on
 shutdown) and reports every completed hyper-iteration over a pipe. When none completed for
 ``stall_s`` (the spec's, else the worker's), or the job runs past its time limit by more
-than :data:`GRACE_S` inside one iteration, the supervisor SIGKILLs the job process, ends the
-attempt ``failed`` (``IterationStalled`` or ``TimeLimitExceeded``, fenced by the attempt like
-every write, so the lease is given up at once rather than left to expire) and starts a fresh
-job process for the next job. The job process is kept from job to job otherwise: torch's
+than :data:`GRACE_S` inside one iteration, the supervisor asks the job process to write the
+trace points it holds and exit (``worker.last_flush``, within ``flush_grace_s``), SIGKILLs it
+if it did not, ends the attempt ``failed`` (``IterationStalled`` or ``TimeLimitExceeded``,
+fenced by the attempt like every write, so the lease is given up at once rather than left to
+expire; ``error.iteration`` and ``jobs.iteration`` are the stored trace's last) and starts a
+fresh job process for the next job. The job process is kept from job to job otherwise: torch's
 import and warm-up cost seconds, which a grid of small jobs should not pay each time.
 
 Why a child of the worker rather than a supervisor around the whole Celery worker: the
@@ -229,10 +231,18 @@ class Supervisor:
                     ))  # fmt: skip
 
     def _replace(self, proc: JobProcess, *, dump: bool) -> None:
-        """Kill ``proc`` (its threads' stacks to the log first if ``dump``) and start the next
-        job's process, which warms up while the caller writes the attempt's end."""
+        """Kill ``proc`` and start the next job's process, which warms up while the caller
+        writes the attempt's end.
+
+        With ``dump``, ``proc`` is alive: its threads' stacks go to the log first, then it is
+        asked to write the trace points it holds and exit, within ``flush_grace_s``
+        (``worker.last_flush``); SIGKILL follows if it did not.
+        """
         if dump:
             proc.dump_stacks()
+            if not proc.flush_and_exit(self.settings.flush_grace_s):
+                log.warning("job process %d did not write its trace within flush_grace_s=%g; "
+                            "killed", proc.pid, self.settings.flush_grace_s)  # fmt: skip
         proc.kill()
         self._proc = None
         self.start()
@@ -258,7 +268,7 @@ class Supervisor:
             "pid": proc.pid,
         }
         log.warning("job %s: %s", claim.job_id, detail["detail"])
-        return attempt.cancel(self.sessions, claim, detail, self.settings)
+        return attempt.cancel(self.sessions, claim, detail, self.settings, at_stored_trace=True)
 
     def _crashed(self, proc: JobProcess, claim: repo.Claim) -> Outcome:
         """Give the dead job process's attempt up at once, not when its lease expires."""
@@ -279,6 +289,8 @@ class Supervisor:
     ) -> Outcome:
         """Kill the job process, fail the attempt, and start the next job's process."""
         self._replace(proc, dump=True)
+        # error.iteration is the stored trace's last (attempt.fail), which the last flush
+        # brought up to the last completed iteration, unless the job did not flush in time
         error = {"type": type(exc).__name__, "detail": str(exc), "iteration": exc.iteration,
                  "pid": proc.pid}  # fmt: skip
-        return attempt.fail(self.sessions, claim, error, self.settings)
+        return attempt.fail(self.sessions, claim, error, self.settings, at_stored_trace=True)

@@ -35,9 +35,16 @@ def hung_marker(pid: int) -> Path:
 def mark_and_hang_at_second_iteration(record: dict[str, Any]) -> None:
     """:func:`hang_at_second_iteration`, saying so first in :func:`hung_marker`: a test then
     knows the job process holds its claim, and kills it from outside."""
-    if record["iteration"] >= 2:
+    mark_and_hang_at(2, record)
+
+
+def mark_and_hang_at(iteration: int, record: dict[str, Any]) -> None:
+    """Once ``iteration`` is done, say so in :func:`hung_marker` and never return (bind
+    ``iteration`` with ``functools.partial``, which pickles)."""
+    if record["iteration"] >= iteration:
         hung_marker(os.getpid()).touch()
-        hang_at_second_iteration(record)
+        while True:
+            time.sleep(3600)
 
 
 FAULTS = {

@@ -98,6 +98,28 @@ def test_reaper_fails_a_job_out_of_attempts(pg_sessions, team):
         assert row.status == "failed" and row.error["type"] == "LeaseExpired"
 
 
+@pytest.mark.parametrize("max_attempts", [2, 1])
+def test_a_lost_attempt_leaves_its_trace_and_iteration_agreeing(pg_sessions, team, max_attempts):
+    # the worker wrote points 1..5 with its iteration, its checkpoint at 3, then was lost
+    with pg_sessions.begin() as s:
+        job, _ = repo.create_job(s, team[0], parse_spec(tiny_spec()), max_attempts=max_attempts)
+    with pg_sessions.begin() as s:
+        claim = repo.claim_job(s, job.id, "w1", 30)
+        assert repo.heartbeat(s, claim, 30, iteration=5) == "ok"
+        repo.write_trace(s, job.id, [{"iteration": i, "outer_loss": 1.0 / i} for i in range(1, 6)])
+        repo.save_artifact(s, job.id, "checkpoint", b"state", iteration=3)
+        s.execute(update(Job).where(Job.id == job.id).values(lease_until=utcnow() - timedelta(1)))
+    with pg_sessions.begin() as s:
+        repo.reap(s)
+    with pg_sessions() as s:
+        row = s.get(Job, job.id)
+        last = repo.stored_iteration(s, job.id)
+        columns = repo.trace_columns(s, job.id, fields=["outer_loss"])
+    # requeued: it stands at its checkpoint, where it resumes; failed: at its last point
+    assert (row.status, last) == (("queued", 3) if max_attempts == 2 else ("failed", 5))
+    assert row.iteration == last and columns["iteration"] == list(range(1, last + 1))
+
+
 def test_cancel_of_a_queued_job_is_immediate_and_of_a_running_one_is_a_request(pg_sessions, team):
     queued = _submit(pg_sessions, team[0])
     running = _submit(pg_sessions, team[0])

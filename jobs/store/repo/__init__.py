@@ -115,7 +115,13 @@ from jobs.store.repo.trace_reads import (
     trace_span,
     trace_version,
 )
-from jobs.store.repo.trace_writes import truncate_trace, write_trace
+from jobs.store.repo.trace_writes import (
+    checkpoint_iteration,
+    rewind_trace,
+    stored_iteration,
+    truncate_trace,
+    write_trace,
+)
 from jobs.store.repo.webhooks import (
     DueDelivery,
     claim_due,
@@ -150,6 +156,7 @@ __all__ = [
     "cancel_is_requested",
     "cancel_job",
     "cancel_study",
+    "checkpoint_iteration",
     "claim_due",
     "claim_job",
     "claim_next",
@@ -211,11 +218,13 @@ __all__ = [
     "requeue_crashed",
     "revoke_api_key",
     "revoke_webhook",
+    "rewind_trace",
     "running_jobs",
     "save_artifact",
     "set_api_key_scope",
     "set_team_policy",
     "store_dataset",
+    "stored_iteration",
     "study_members",
     "study_of_job",
     "study_status_counts",

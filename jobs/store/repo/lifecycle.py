@@ -28,6 +28,7 @@ from jobs.status import TERMINAL, JobStatus
 from jobs.store.models import Job, utcnow
 from jobs.store.repo.events import add_event
 from jobs.store.repo.rows import rows_changed
+from jobs.store.repo.trace_writes import rewind_trace, stored_iteration
 
 # -- the worker's side -----------------------------------------------------------------------
 
@@ -258,6 +259,9 @@ def _lose_attempt(
         new = JobStatus.FAILED
     else:
         error, new = None, JobStatus.QUEUED
+    # the points the lost attempt did not write are gone: a failed job's iteration is its
+    # stored trace's last, a requeued one stands at its checkpoint (where it resumes)
+    at = stored_iteration(session, job.id) if new == JobStatus.FAILED else None
     res = rows_changed(
         session,
         update(Job)
@@ -270,10 +274,13 @@ def _lose_attempt(
             enqueued_at=now,
             error=error,
             finished_at=now if new == JobStatus.FAILED else None,
+            **({} if at is None else {"iteration": at}),
         ),
     )
     if res != 1:
         return None
+    if new == JobStatus.QUEUED:
+        rewind_trace(session, job.id)
     add_event(session, job.id, JobStatus.RUNNING, new, job.attempts, reason=reason)
     return new
 

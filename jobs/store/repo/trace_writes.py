@@ -12,8 +12,10 @@ from sqlalchemy import (
     and_,
     case,
     delete,
+    func,
     or_,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -22,6 +24,8 @@ from sqlalchemy.orm import Session
 from jobs.store.models import (
     TRACE_BLOCK,
     TRACE_FIELDS,
+    Artifact,
+    Job,
     TracePoint,
     trace_blocks,
 )
@@ -86,6 +90,37 @@ def truncate_trace(session: Session, job_id: uuid.UUID, after: int) -> int:
     if after > 0:
         refresh_blocks(session, job_id, after, after)  # now partial
     return res
+
+
+def stored_iteration(session: Session, job_id: uuid.UUID) -> int:
+    """The last iteration of the stored trace (0 when it is empty)."""
+    last = session.scalar(select(func.max(TracePoint.iteration)).where(TracePoint.job_id == job_id))
+    return int(last or 0)
+
+
+def checkpoint_iteration(session: Session, job_id: uuid.UUID) -> int:
+    """The iteration of the job's stored checkpoint (0 when it has none): where it resumes."""
+    it = session.scalar(
+        select(Artifact.iteration).where(Artifact.job_id == job_id, Artifact.kind == "checkpoint")
+    )
+    return int(it or 0)
+
+
+def rewind_trace(session: Session, job_id: uuid.UUID, after: int | None = None) -> int:
+    """Cut the trace back to ``after`` (default: the checkpoint's) and set ``jobs.iteration`` to it.
+
+    Both in the caller's transaction, so that the stored trace and the job's iteration agree
+    whenever an attempt ends without writing its last points (a killed process) and the job
+    goes back to the queue: it resumes from its checkpoint, and writes the points past it
+    again, identically. The caller fences the job row (the attempt it held, or the claim).
+
+    Returns:
+        The iteration the job now stands at.
+    """
+    at = checkpoint_iteration(session, job_id) if after is None else after
+    truncate_trace(session, job_id, at)
+    session.execute(update(Job).where(Job.id == job_id).values(iteration=at))
+    return at
 
 
 def block_of(iteration: int) -> int:
