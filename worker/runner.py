@@ -41,8 +41,9 @@ from jobs.store import repo
 from jobs.store.repo import LeaseState
 from worker import attempt
 from worker.attempt import worker_name
-from worker.build import Built, build, hparams_npz, to_jsonable
+from worker.build import Built, CompileOptions, build, hparams_npz, to_jsonable
 from worker.checkpoint import load_checkpoint
+from worker.compile_choice import CompileTimes
 from worker.dataset_cache import DatasetCache
 from worker.datasets import DatasetSource
 from worker.divergence import DivergenceWatch
@@ -181,6 +182,8 @@ def _run_claimed(
         # running time of the earlier attempts, as their last flush recorded it
         ran_s = float((job.summary or {}).get("run_s") or 0.0)
         warned = (job.summary or {}).get("warnings") or []
+        # an earlier attempt's compile choice, kept so that a resumed job runs as it did
+        compiled_before = (job.summary or {}).get("compile")
         saved = repo.load_artifact(s, claim.job_id, "checkpoint")
         checkpoint = saved.data if saved is not None else None
         refused: Exception | None = None
@@ -194,11 +197,12 @@ def _run_claimed(
     try:
         if refused is not None:
             raise refused
-        if getattr(spec.hypergradient, "compile", False):
+        if getattr(spec.hypergradient, "compile", "off") != "off":
             _use_compile_cache(settings)
         cache = DatasetCache(settings.resolved_dataset_cache_dir, settings.dataset_cache_bytes)
         source = DatasetSource(sessions, team_id, cache, seed=spec.seed)
-        built = build(spec, settings.data_dir, datasets=source)
+        built = build(spec, settings.data_dir, datasets=source,
+                      compile_options=_compile_options(settings))  # fmt: skip
         if source.cache_hit is not None:
             built.notes["dataset_cache"] = "hit" if source.cache_hit else "miss"
         state = load_checkpoint(checkpoint, built.device) if checkpoint is not None else None
@@ -207,6 +211,9 @@ def _run_claimed(
         return _fail(sessions, claim, exc, settings)
 
     start = state.iteration if state else 0
+    if built.compiled is not None:  # "auto" weighs the iterations left against compiling
+        built.compiled.iterations = spec.outer.iterations - start
+        built.compiled.resume(compiled_before)
     with sessions.begin() as s:
         repo.truncate_trace(s, claim.job_id, start)
         best = repo.best_outer_loss(s, claim.job_id)
@@ -232,7 +239,6 @@ def _run_claimed(
     except Exception as exc:
         run.close()  # the points up to the failure are kept
         return _fail(sessions, claim, exc, settings)
-    built.note_compile()  # the first hyper-iteration compiled: its cost goes in the summary
     if not out.stopped or (run.converged and not run.cancelled):
         if out.stopped:  # outer.stop_when_stalled: converged, its result taken there
             built.notes["converged_at"] = out.state.iteration
@@ -302,6 +308,12 @@ def _prune(
 
     log.info("job %s: pruned by its study at iteration %d", claim.job_id, iteration)
     return Outcome.PRUNED if retrying(prune, run.settings.store_patience_s) else Outcome.LOST
+
+
+def _compile_options(settings: WorkerSettings) -> CompileOptions:
+    """How ``compile="auto"`` decides on this worker: its measured compile times."""
+    times = CompileTimes(settings.resolved_compile_cache_dir / "compile-times.json")
+    return CompileOptions(times, settings.compile_prior_s, settings.compile_payoff)
 
 
 def _use_compile_cache(settings: WorkerSettings) -> None:
