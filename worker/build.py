@@ -16,7 +16,7 @@ import core
 from core.tree import flatten
 from jobs.kinds.registry import KINDS
 from jobs.specs.job import JobSpec
-from worker.compile_choice import AutoCompiled, CompileTimes, compile_key, compile_refusal
+from worker.compile_choice import AutoCompiled, CompileTimes, compile_refusal
 from worker.datasets import DatasetSource, Resolver
 from worker.factories import learned_step
 from worker.graphing import graph_refusal
@@ -53,8 +53,12 @@ class Built:
         ``options`` override ``core.fit``'s arguments (``iterations``, ``keep_history``).
         """
         step = self.before_iteration
+        start = state.iteration if state else 0
         if step is not None:
-            step((state.iteration if state else 0) + 1)
+            step(start + 1)
+        if self.compiled is not None and "iterations" in options:
+            # compile "auto" weighs the iterations this fit will run
+            self.compiled.iterations = options["iterations"] - start
 
         def each(record: dict[str, float], current: core.FitState) -> Any:
             stop = callback(record, current) if callback is not None else None
@@ -229,7 +233,7 @@ def _estimator(
     if setting in ("auto", "on") and no_path is None:
         estimator = compiled = AutoCompiled(
             estimator, setting, spec.outer.iterations, options.times,
-            compile_key(spec, problem, hparams), options.prior_s, options.payoff, notes=notes,
+            spec, options.prior_s, options.payoff, notes=notes,
         )  # fmt: skip
     else:
         reason = "hypergradient.compile is 'off'" if setting == "off" else no_path

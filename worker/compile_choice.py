@@ -116,7 +116,11 @@ def compile_refusal(spec: JobSpec, graphed: bool) -> str | None:
 
 
 def compile_key(spec: JobSpec, problem: core.BilevelProblem, hparams: Any) -> str:
-    """What a compile time depends on: the kind, the method and the tensors' shapes."""
+    """What a compile time depends on: the kind, the method and the tensors' shapes.
+
+    Called with the problem as the first hypergradient sees it (a problem whose data is
+    set per hyper-iteration, one-shot's, has no ``init`` before).
+    """
     with torch.no_grad():
         w, _ = flatten(problem.init(hparams), "init(hparams)")
     lam, _ = flatten(hparams, "hparams")
@@ -176,7 +180,7 @@ class AutoCompiled:
         setting: ``"auto"`` or ``"on"``.
         iterations: the hypergradients the job will still compute.
         times: the worker's compile times.
-        key: this job's :func:`compile_key`.
+        spec: the job's spec, for :func:`compile_key` (found at the first call).
         prior_s: the compile time assumed before one is measured for ``key``.
         payoff: as for :func:`choose`.
         choice: a choice already made.
@@ -187,12 +191,13 @@ class AutoCompiled:
     setting: str
     iterations: int
     times: CompileTimes | None
-    key: str
+    spec: JobSpec
     prior_s: float
     payoff: float = 10.0
     choice: CompileChoice | None = None
     notes: dict[str, Any] = field(default_factory=dict)
     compiled: core.Compiled | None = field(default=None, init=False)
+    key: str | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.setting == "on" and self.choice is None:
@@ -241,6 +246,8 @@ class AutoCompiled:
 
     def __call__(self, problem: Any, hparams: Any, dynamics: Any) -> core.HypergradientResult:
         """The estimator's result, compiled once chosen."""
+        if self.key is None:
+            self.key = compile_key(self.spec, problem, hparams)
         if self.compiled is not None:
             before = self.compiled.compile_s
             res = self.compiled(problem, hparams, dynamics)

@@ -122,7 +122,7 @@ def test_a_long_job_compiles_from_its_second_hypergradient(tmp_path):
 def test_the_known_compile_time_of_the_same_shapes_is_used(tmp_path):
     times = CompileTimes(tmp_path / "t.json")
     auto, built = _auto(times=times, prior_s=1e-9)
-    times.put(auto.key, 1e9)  # measured before: far too slow to pay
+    times.put(compile_key(auto.spec, built.problem, built.hparams), 1e9)  # far too slow
     auto.iterations = 10**6
     auto(built.problem, built.hparams, built.dynamics)
     assert auto.choice is not None and not auto.choice.used
