@@ -42,7 +42,7 @@ def _batched(kind: str, iterations: int = 23) -> dict:
     hypergradient, inner = BATCHED[kind]
     spec = copy.deepcopy(example("hypercleaning"))
     spec["problem"].update(n_train=120, n_val=60)
-    spec["inner"].update(steps=2, lr=0.5, batch_size=20, **inner)
+    spec["inner"].update({"steps": 2, "lr": 0.5, "batch_size": 20, **inner})
     spec["outer"].update(iterations=iterations, batch_size=15, lr=0.05)
     spec["hypergradient"] = dict(hypergradient)
     spec["diagnostics"]["every"] = 0
