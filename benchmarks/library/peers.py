@@ -28,14 +28,16 @@ pays the cold compilation, later rows reuse the kernels it built, as a worker's 
 ``default`` is what a job left on ``hypergradient.compile: "auto"`` runs: the compiled
 estimator when ``--iterations`` eager hypergradients take at least ``--payoff`` times the
 row's measured compile time (``worker.compile_choice.choose``), else the eager one; ``x
-default`` is the fastest peer's time over it. ``eager/plain`` is the eager path's overhead
-over the hand-written loop on the same path.
+default`` is the fastest peer's time over it, decided with the path's cold compile time
+(its first compiled row), and ``auto from`` the fewest iterations for which a job
+compiles. ``eager/plain`` is the eager path's time over the hand-written loop's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -206,25 +208,29 @@ def run(
     tags = ["full" if K == T else f"K={K}" for K in Ks]
     paths = _paths(tags, med, results, first, peers, compile)
     for table in paths.values():
+        # the path's first compiled row paid the cold compilation: the worst case, which
+        # "auto" meets on a worker's first job of a kind and shapes
+        cold = max((entry.get("compile_s", 0.0) for entry in table), default=0.0)
         for entry in table:
             entry["eager_over_plain"] = entry["ours_eager_ms"] / entry["plain_ms"]
             if compile:
-                _default(entry, iterations, payoff)
+                _default(entry, iterations, payoff, cold)
     return {"rows": rows, "paths": paths}
 
 
-def _default(row: dict, iterations: int, payoff: float) -> None:
-    """What a job of ``iterations`` hypergradients on ``compile: "auto"`` runs, and its speed."""
-    choice = choose(
-        "auto",
-        eager_run_s=row["ours_eager_ms"] * 1e-3 * iterations,
-        compile_s=row["compile_s"],
-        payoff=payoff,
-    )
+def _default(row: dict, iterations: int, payoff: float, cold_s: float) -> None:
+    """What a job of ``iterations`` hypergradients on ``compile: "auto"`` runs, and its speed.
+
+    Decided with the cold compile time ``cold_s``; ``auto_from`` is the fewest iterations
+    for which "auto" compiles.
+    """
+    eager_s = row["ours_eager_ms"] * 1e-3
+    choice = choose("auto", eager_run_s=eager_s * iterations, compile_s=cold_s, payoff=payoff)
     kind = "compiled" if choice.used else "eager"
     row["default"] = kind
     row["default_reason"] = choice.reason
     row["speedup_default"] = row[f"speedup_{kind}"]
+    row["auto_from"] = math.ceil(payoff * cold_s / eager_s)
 
 
 def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
@@ -268,7 +274,7 @@ def _print_paths(paths: dict[str, list[dict]], peers: list[str], compile: bool) 
         head += "".join(f" {p + ' ms':>11}" for p in ["plain", *peers])
         head += "".join(f" {'x ' + k:>10}" for k in kinds) + f" {'eager/plain':>12}"
         head += f" {'rel diff':>9}"
-        print(head + (f" {'compile s':>10} {'default':>9}" if compile else ""))
+        print(head + (f" {'compile s':>10} {'default':>9} {'auto from':>10}" if compile else ""))
         for r in table:
             line = f"{r['method']:<7}"
             line += "".join(f" {r[f'ours_{k}_ms']:>14.1f}" for k in kinds[:2])
@@ -278,7 +284,7 @@ def _print_paths(paths: dict[str, list[dict]], peers: list[str], compile: bool) 
             diff = max(v for k, v in r.items() if k.startswith("rel_diff"))
             line += f" {diff:>9.1e}"
             if compile:
-                line += f" {r['compile_s']:>10.1f} {r['default']:>9}"
+                line += f" {r['compile_s']:>10.1f} {r['default']:>9} {r['auto_from']:>10}"
             print(line)
 
 
