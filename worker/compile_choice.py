@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 #: the methods with a compiled path (an estimator with a ``plan(T)``)
 COMPILED_METHODS = ("full", "truncated", "checkpointed", "auto")
 
+# the summary's reason while "auto" has not measured yet: not a choice to keep on resume
+_UNDECIDED = "auto: not chosen before the first step"
+
 
 @dataclass(frozen=True)
 class CompileChoice:
@@ -211,7 +214,7 @@ class AutoCompiled:
         """
         if self.choice is None and isinstance(previous, dict):
             used, reason = previous.get("used"), previous.get("reason")
-            if isinstance(used, bool) and isinstance(reason, str):
+            if isinstance(used, bool) and isinstance(reason, str) and reason != _UNDECIDED:
                 self.choice = CompileChoice(used, reason)
                 self._chosen()
 
@@ -241,7 +244,7 @@ class AutoCompiled:
 
     def summary(self) -> dict[str, Any]:
         """The summary's ``compile``: ``{used, seconds, reason}``."""
-        choice = self.choice or CompileChoice(False, "auto: not chosen before the first step")
+        choice = self.choice or CompileChoice(False, _UNDECIDED)
         return {"used": choice.used, "seconds": round(self.compile_s, 3), "reason": choice.reason}
 
     def __call__(self, problem: Any, hparams: Any, dynamics: Any) -> core.HypergradientResult:

@@ -137,6 +137,14 @@ def test_a_resumed_job_keeps_its_earlier_choice_without_measuring():
     assert auto.notes["compile"]["used"] is True
 
 
+def test_an_attempt_killed_before_its_first_measure_leaves_auto_to_decide():
+    auto, _ = _auto(prior_s=1e6)
+    undecided = dict(auto.notes["compile"])
+    assert undecided["used"] is False
+    auto.resume(undecided)
+    assert auto.choice is None
+
+
 def test_the_key_names_the_kind_method_and_shapes():
     spec = parse_spec(tiny_spec())
     built = build(spec)
