@@ -120,6 +120,7 @@ class ProblemPlugin:
             (:class:`jobs.kinds.base.Sizes`), so the compute budget can size the kind's
             graph; without it only the inner steps in all are bounded.
         batches: whether the factory takes ``batch_size`` (``inner.batch_size``).
+        outer_batches: whether the factory takes ``val_batch_size`` (``outer.batch_size``).
     """
 
     options: type[ProblemOptions]
@@ -129,6 +130,7 @@ class ProblemPlugin:
     fit: Callable[[Any, DatasetInfo], list[str]] | None = None
     sizes: Callable[[Any, Any, DatasetInfo | None], Sizes | None] | None = None
     batches: bool = False
+    outer_batches: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,11 @@ class PluginKind(ProblemKind):
     def batches(self) -> bool:  # type: ignore[override]
         """Whether the factory takes ``inner.batch_size``."""
         return self.plugin.batches
+
+    @property
+    def outer_batches(self) -> bool:  # type: ignore[override]
+        """Whether the factory takes ``outer.batch_size`` (as ``val_batch_size``)."""
+        return self.plugin.outer_batches
 
     @property
     def reads_dataset(self) -> bool:  # type: ignore[override]

@@ -16,11 +16,12 @@ import core
 from core.tree import flatten
 from jobs.kinds.registry import KINDS
 from jobs.specs.job import JobSpec
+from worker.compile_choice import AutoCompiled, CompileTimes, compile_refusal
 from worker.datasets import DatasetSource, Resolver
 from worker.factories import learned_step
 from worker.graphing import graph_refusal
 
-__all__ = ["Built", "build", "hparams_npz", "to_jsonable"]
+__all__ = ["Built", "CompileOptions", "build", "hparams_npz", "to_jsonable"]
 
 
 @dataclass
@@ -52,8 +53,12 @@ class Built:
         ``options`` override ``core.fit``'s arguments (``iterations``, ``keep_history``).
         """
         step = self.before_iteration
+        start = state.iteration if state else 0
         if step is not None:
-            step((state.iteration if state else 0) + 1)
+            step(start + 1)
+        if self.compiled is not None and "iterations" in options:
+            # compile "auto" weighs the iterations this fit will run
+            self.compiled.iterations = options["iterations"] - start
 
         def each(record: dict[str, float], current: core.FitState) -> Any:
             stop = callback(record, current) if callback is not None else None
@@ -74,13 +79,9 @@ class Built:
             metrics.update(self.evaluate(hparams, self.dynamics))
         return res, metrics
 
-    # the estimator inside the meter when the spec asks for compiled inner steps
-    compiled: core.Compiled | None = None
-
-    def note_compile(self) -> None:
-        """Record in ``notes`` the seconds spent compiling so far (``compile_s``), if any."""
-        if self.compiled is not None:
-            self.notes["compile_s"] = round(self.compiled.compile_s, 3)
+    # the estimator inside the meter that compiles its inner steps when chosen
+    # (hypergradient.compile); None for a method without a compiled path
+    compiled: AutoCompiled | None = None
 
 
 def _device(name: str) -> torch.device:
@@ -96,7 +97,11 @@ def _make_problem(spec: JobSpec, datasets: Resolver, data_dir: str | Path | None
     """The kind's factory called with what it names of the job's context (its contract)."""
     kind = KINDS[spec.problem.kind]
     factory = kind.load_factory()
-    context: dict[str, Any] = {"data_dir": data_dir, "batch_size": spec.inner.batch_size}
+    context: dict[str, Any] = {
+        "data_dir": data_dir,
+        "batch_size": spec.inner.batch_size,
+        "val_batch_size": spec.outer.batch_size,
+    }
     try:
         params = dict(inspect.signature(factory).parameters)
     except (TypeError, ValueError):  # a builtin callable without a signature: the contract only
@@ -112,8 +117,26 @@ def _make_problem(spec: JobSpec, datasets: Resolver, data_dir: str | Path | None
     return problem
 
 
+@dataclass(frozen=True)
+class CompileOptions:
+    """The worker's side of ``hypergradient.compile="auto"`` (``WorkerSettings``).
+
+    Attributes:
+        times: compile times measured on this worker; ``None`` keeps none.
+        prior_s: the compile time assumed before one is measured for a problem.
+        payoff: compile when the estimated eager run is at least this many compile times.
+    """
+
+    times: CompileTimes | None = None
+    prior_s: float = 30.0
+    payoff: float = 10.0
+
+
 def build(
-    spec: JobSpec, data_dir: str | Path | None = None, datasets: Resolver | None = None
+    spec: JobSpec,
+    data_dir: str | Path | None = None,
+    datasets: Resolver | None = None,
+    compile_options: CompileOptions | None = None,
 ) -> Built:
     """Problem, initial hparams, dynamics and estimator for ``spec``.
 
@@ -122,6 +145,8 @@ def build(
         data_dir: where real data sets live (the worker's ``BILEVEL_DATA_DIR``).
         datasets: resolves ``problem.dataset`` to arrays; the built-in tables only when
             omitted (``bilevel run``).
+        compile_options: how ``hypergradient.compile="auto"`` decides; defaults without a
+            cache of compile times when omitted.
 
     Raises:
         core.ConfigurationError: an option the library rejects, or missing data files.
@@ -154,7 +179,8 @@ def build(
     dynamics = core.GradientDescent(
         steps=spec.inner.steps, lr=spec.inner.lr, momentum=spec.inner.momentum, lr_key=lr_key
     )
-    estimator, compiled = _estimator(spec, problem, hparams, dynamics, device, notes)
+    options = compile_options or CompileOptions()
+    estimator, compiled = _estimator(spec, problem, hparams, dynamics, device, notes, options)
     outer = spec.outer
     fit_kwargs = {
         "iterations": outer.iterations,
@@ -179,10 +205,12 @@ def _estimator(
     dynamics: core.GradientDescent,
     device: torch.device,
     notes: dict[str, Any],
-) -> tuple[core.Estimator, core.Compiled | None]:
-    """The metered estimator of ``spec.hypergradient``, and its compiled core if any.
+    options: CompileOptions,
+) -> tuple[core.Estimator, AutoCompiled | None]:
+    """The metered estimator of ``spec.hypergradient``, and its compiling core if any.
 
-    Auto-K's choice and whether it runs graphed (or why not) go into ``notes``.
+    Auto-K's choice, whether it runs graphed (or why not) and whether it compiles (or why
+    not, ``worker.compile_choice``) go into ``notes``.
     """
     if spec.hypergradient.method == "auto":
         estimator, notes["auto_k"] = _auto(problem, hparams, dynamics, spec.hypergradient)
@@ -193,15 +221,23 @@ def _estimator(
             spec.hypergradient.method,
             **spec.hypergradient.model_dump(exclude={"method", "graphed", "compile"}),
         )
-    compiled: core.Compiled | None = None
-    if getattr(spec.hypergradient, "compile", False):
-        estimator = compiled = core.Compiled(estimator)
     refusal = graph_refusal(spec, device)
     notes["graphed"] = refusal is None
+    setting = getattr(spec.hypergradient, "compile", None)
+    no_path = compile_refusal(spec, graphed=refusal is None)
+    compiled: AutoCompiled | None = None
     if refusal is None:
         estimator = core.Graphed(estimator)  # launch-bound on a GPU: one replay per estimate
     else:
         notes["graphed_reason"] = refusal
+    if setting in ("auto", "on") and no_path is None:
+        estimator = compiled = AutoCompiled(
+            estimator, setting, spec.outer.iterations, options.times,
+            spec, options.prior_s, options.payoff, notes=notes,
+        )  # fmt: skip
+    else:
+        reason = "hypergradient.compile is 'off'" if setting == "off" else no_path
+        notes["compile"] = {"used": False, "seconds": 0.0, "reason": reason}
     # each hyper-iteration's peak hypergradient memory goes into the trace (peak_bytes)
     estimator = core.Metered(estimator)
     return estimator, compiled

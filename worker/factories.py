@@ -51,20 +51,25 @@ def hypercleaning(
     device: torch.device,
     datasets: Resolver,
     data_dir: str | Path | None = None,
+    batch_size: int | None = None,
+    val_batch_size: int | None = None,
     **_: Any,
 ) -> core.BilevelProblem:
     """Hypercleaning on a built-in data set, or on a team's classification data set.
 
     On an uploaded one the file's splits are used as they are (standardised); ``fraction``
     of the training labels is corrupted first when it is above 0 (then F1 of flagging them
-    is reported). Its weights are named ``example_weights``.
+    is reported). Its weights are named ``example_weights``. ``batch_size`` training rows
+    (``inner.batch_size``) and ``val_batch_size`` validation rows (``outer.batch_size``) per
+    step cut fixed partitions seeded by the job's seed (the split stays the options' seed).
     """
     p = options
     if not is_dataset_id(p.dataset):
         n_train, n_val = p.sizes()
         return core.problems.Hypercleaning.from_dataset(
             p.dataset, data_dir, device=device, n_train=n_train, n_val=n_val,
-            fraction=p.fraction, seed=p.seed,
+            fraction=p.fraction, seed=p.seed, batch_seed=seed, batch_size=batch_size,
+            val_batch_size=val_batch_size,
         )  # fmt: skip
     data = core.problems.Splits.from_arrays(datasets(p.dataset), device=device)
     y, corrupted = data.y["train"], None
@@ -76,7 +81,8 @@ def hypercleaning(
     base = core.problems.Hypercleaning(
         data.x["train"], y, data.x["val"], data.y["val"],
         data.x.get("test"), data.y.get("test"),
-        corrupted=corrupted, n_classes=data.n_classes,
+        corrupted=corrupted, n_classes=data.n_classes, seed=seed, batch_size=batch_size,
+        val_batch_size=val_batch_size,
     )  # fmt: skip
     return learned_step(base, "example_weights")
 
@@ -179,6 +185,19 @@ class _LearnedStep(core.BilevelProblem):
 
     def initial_hparams(self):
         return {self.key: self.base.initial_hparams()}
+
+    # the base's minibatches, seen through the same dict of hparams
+    def at_step(self, t):
+        return self._view(self.base.at_step(t))
+
+    def n_batches(self, level):
+        return self.base.n_batches(level)
+
+    def on_batch(self, level, index):
+        return self._view(self.base.on_batch(level, index))
+
+    def _view(self, view: core.BilevelProblem) -> core.BilevelProblem:
+        return self if view is self.base else learned_step(view, self.key)
 
 
 class _LearnedStepClosedForm(_LearnedStep):

@@ -30,9 +30,9 @@ def graph_refusal(spec: JobSpec, device: torch.device) -> str | None:
     method = spec.hypergradient
     if not method.graphed:
         return "hypergradient.graphed is false"
-    if getattr(method, "compile", False):
+    if getattr(method, "compile", "off") == "on":
         # core.Graphed refuses a core.Compiled inside it: torch.compile owns the kernels
-        return "hypergradient.compile is true: the inner steps run through torch.compile"
+        return "hypergradient.compile is 'on': the inner steps run through torch.compile"
     if device.type != "cuda":
         return f"device {device.type}: CUDA graphs need a CUDA device"
     if method.method not in GRAPHED_METHODS:
@@ -44,6 +44,11 @@ def graph_refusal(spec: JobSpec, device: torch.device) -> str | None:
         return (
             f"inner.batch_size={spec.inner.batch_size}: each inner step's rows are drawn "
             "on the host, which a recorded graph would freeze"
+        )
+    if spec.outer.batch_size is not None:
+        return (
+            f"outer.batch_size={spec.outer.batch_size}: each hyper-iteration's validation "
+            "batch is drawn on the host, which a recorded graph would freeze"
         )
     if spec.problem.kind not in core.problems.PROBLEMS:
         kind = spec.problem.kind

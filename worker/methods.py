@@ -56,7 +56,8 @@ def fit_job(
 ) -> core.FitResult:
     """Run the job's loop from ``state``: :func:`core.fit` or :func:`core.fit_single_loop`.
 
-    Estimator jobs get the inner warm start and step-size schedule of ``spec.inner``; the
+    Estimator jobs get the inner warm start and step-size schedule of ``spec.inner`` and,
+    with ``outer.batch_size``, one validation batch per hyper-iteration; the
     state either loop hands the callback is a ``core.FitState`` whose ``extra`` holds the
     warm start's ``w_T`` or the method's iterates, so checkpoints and resume work alike.
 
@@ -69,6 +70,8 @@ def fit_job(
             state=state,
             keep_history=keep_history,
             warm_start=spec.inner.warm_start,
+            outer_batches=spec.outer.batch_size is not None,
+            seed=spec.seed,
             inner_schedule=spec.inner.schedule,
         )
     if built.before_iteration is not None:

@@ -27,7 +27,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,8 +40,9 @@ from jobs.store import repo
 from jobs.store.repo import LeaseState
 from worker import attempt, last_flush
 from worker.attempt import worker_name
-from worker.build import Built, build, hparams_npz, to_jsonable
+from worker.build import Built, CompileOptions, build, hparams_npz, to_jsonable
 from worker.checkpoint import load_checkpoint
+from worker.compile_choice import CompileTimes, use_compile_cache
 from worker.dataset_cache import DatasetCache
 from worker.datasets import DatasetSource
 from worker.divergence import DivergenceWatch
@@ -181,6 +181,8 @@ def _run_claimed(
         # running time of the earlier attempts, as their last flush recorded it
         ran_s = float((job.summary or {}).get("run_s") or 0.0)
         warned = (job.summary or {}).get("warnings") or []
+        # an earlier attempt's compile choice, kept so that a resumed job runs as it did
+        compiled_before = (job.summary or {}).get("compile")
         saved = repo.load_artifact(s, claim.job_id, "checkpoint")
         checkpoint = saved.data if saved is not None else None
         refused: Exception | None = None
@@ -194,11 +196,12 @@ def _run_claimed(
     try:
         if refused is not None:
             raise refused
-        if getattr(spec.hypergradient, "compile", False):
-            _use_compile_cache(settings)
+        if getattr(spec.hypergradient, "compile", "off") != "off":
+            use_compile_cache(settings.resolved_compile_cache_dir)
         cache = DatasetCache(settings.resolved_dataset_cache_dir, settings.dataset_cache_bytes)
         source = DatasetSource(sessions, team_id, cache, seed=spec.seed)
-        built = build(spec, settings.data_dir, datasets=source)
+        built = build(spec, settings.data_dir, datasets=source,
+                      compile_options=_compile_options(settings))  # fmt: skip
         if source.cache_hit is not None:
             built.notes["dataset_cache"] = "hit" if source.cache_hit else "miss"
         state = load_checkpoint(checkpoint, built.device) if checkpoint is not None else None
@@ -207,6 +210,9 @@ def _run_claimed(
         return _fail(sessions, claim, exc, settings)
 
     start = state.iteration if state else 0
+    if built.compiled is not None:  # "auto" weighs the iterations left against compiling
+        built.compiled.iterations = spec.outer.iterations - start
+        built.compiled.resume(compiled_before)
     with sessions.begin() as s:
         repo.rewind_trace(s, claim.job_id, start)  # trace and jobs.iteration at the checkpoint
         best = repo.best_outer_loss(s, claim.job_id)
@@ -237,7 +243,6 @@ def _run_claimed(
         return _fail(sessions, claim, exc, settings)
     finally:
         last_flush.untrack(run)
-    built.note_compile()  # the first hyper-iteration compiled: its cost goes in the summary
     if not out.stopped or (run.converged and not run.cancelled):
         if out.stopped:  # outer.stop_when_stalled: converged, its result taken there
             built.notes["converged_at"] = out.state.iteration
@@ -309,19 +314,10 @@ def _prune(
     return Outcome.PRUNED if retrying(prune, run.settings.store_patience_s) else Outcome.LOST
 
 
-def _use_compile_cache(settings: WorkerSettings) -> None:
-    """Point torch.compile's caches at the worker's shared directory (unless the operator did).
-
-    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles, after this runs. The
-    in-memory caches of earlier jobs are dropped: torch.compile keeps at most a few
-    variants of one function (``recompile_limit``) and past them runs it eagerly, without a
-    word, so a long-lived worker would stop compiling after a few jobs of other problems.
-    The kernels themselves stay on disk, and a job like an earlier one reloads them.
-    """
-    path = settings.resolved_compile_cache_dir
-    path.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(path))
-    torch.compiler.reset()
+def _compile_options(settings: WorkerSettings) -> CompileOptions:
+    """How ``compile="auto"`` decides on this worker: its measured compile times."""
+    times = CompileTimes(settings.resolved_compile_cache_dir / "compile-times.json")
+    return CompileOptions(times, settings.compile_prior_s, settings.compile_payoff)
 
 
 def _succeed(

@@ -43,6 +43,11 @@ class WorkerSettings(StoreSettings):
     # with hypergradient.compile: a job whose kernels an earlier one built skips most of the
     # compilation. None: ``compile-cache`` under the state directory.
     compile_cache_dir: Path | None = None
+    # hypergradient.compile="auto" compiles when the job's estimated eager run time is at
+    # least compile_payoff times the compile time measured here for the same problem kind
+    # and shapes (compile-times.json in the compile cache), or compile_prior_s before one is
+    compile_payoff: float = Field(default=10.0, gt=0)
+    compile_prior_s: float = Field(default=30.0, gt=0)
 
     @property
     def resolved_dataset_cache_dir(self) -> Path:

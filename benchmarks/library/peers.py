@@ -24,12 +24,20 @@ loop ("plain": ``torch.autograd.grad`` with ``create_graph`` for the last K step
 graph before, or the closed form), higher and torchopt (which can only differentiate the
 loss). ``compile s`` is a compiled estimator's first call; the first compiled row of a run
 pays the cold compilation, later rows reuse the kernels it built, as a worker's jobs do.
+
+``default`` is what a job left on ``hypergradient.compile: "auto"`` runs: the compiled
+estimator when ``--iterations`` eager hypergradients take at least ``--payoff`` times the
+row's measured compile time (``worker.compile_choice.choose``), else the eager one; ``x
+default`` is the fastest peer's time over it, decided with the path's cold compile time
+(its first compiled row), and ``auto from`` the fewest iterations for which a job
+compiles. ``eager/plain`` is the eager path's time over the hand-written loop's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -44,6 +52,7 @@ from torch import nn
 
 import core
 from benchmarks.library.problems import ClosedForm, WeightedSoftmax, floor
+from worker.compile_choice import choose
 
 
 def _higher(problem, lam, T, K):
@@ -137,7 +146,15 @@ def _timed_first(fn: Callable[[], torch.Tensor], first: dict[str, float], name: 
 
 
 def run(
-    n: int, d: int, T: int, Ks: list[int], repeats: int, peers: list[str], compile: bool = False
+    n: int,
+    d: int,
+    T: int,
+    Ks: list[int],
+    repeats: int,
+    peers: list[str],
+    compile: bool = False,
+    iterations: int = 1000,
+    payoff: float = 10.0,
 ) -> dict:
     auto, closed = WeightedSoftmax(n=n, d=d), ClosedForm(n=n, d=d)
     lam = torch.zeros(n)
@@ -189,7 +206,31 @@ def run(
             row["first_call_s"] = first[name]
         rows.append(row)
     tags = ["full" if K == T else f"K={K}" for K in Ks]
-    return {"rows": rows, "paths": _paths(tags, med, results, first, peers, compile)}
+    paths = _paths(tags, med, results, first, peers, compile)
+    for table in paths.values():
+        # the path's first compiled row paid the cold compilation: the worst case, which
+        # "auto" meets on a worker's first job of a kind and shapes
+        cold = max((entry.get("compile_s", 0.0) for entry in table), default=0.0)
+        for entry in table:
+            entry["eager_over_plain"] = entry["ours_eager_ms"] / entry["plain_ms"]
+            if compile:
+                _default(entry, iterations, payoff, cold)
+    return {"rows": rows, "paths": paths}
+
+
+def _default(row: dict, iterations: int, payoff: float, cold_s: float) -> None:
+    """What a job of ``iterations`` hypergradients on ``compile: "auto"`` runs, and its speed.
+
+    Decided with the cold compile time ``cold_s``; ``auto_from`` is the fewest iterations
+    for which "auto" compiles.
+    """
+    eager_s = row["ours_eager_ms"] * 1e-3
+    choice = choose("auto", eager_run_s=eager_s * iterations, compile_s=cold_s, payoff=payoff)
+    kind = "compiled" if choice.used else "eager"
+    row["default"] = kind
+    row["default_reason"] = choice.reason
+    row["speedup_default"] = row[f"speedup_{kind}"]
+    row["auto_from"] = math.ceil(payoff * cold_s / eager_s)
 
 
 def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
@@ -226,19 +267,24 @@ def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
 
 
 def _print_paths(paths: dict[str, list[dict]], peers: list[str], compile: bool) -> None:
-    kinds = ["eager", "compiled"] if compile else ["eager"]
+    kinds = ["eager", "compiled", "default"] if compile else ["eager"]
     for path, table in paths.items():
         print(f"\n{path} path (rel diff: against the plain loop)")
-        head = f"{'method':<7}" + "".join(f" {'ours ' + k:>14}" for k in kinds)
+        head = f"{'method':<7}" + "".join(f" {'ours ' + k:>14}" for k in kinds[:2])
         head += "".join(f" {p + ' ms':>11}" for p in ["plain", *peers])
-        head += "".join(f" {'x ' + k:>10}" for k in kinds) + f" {'rel diff':>9}"
-        print(head + (f" {'compile s':>10}" if compile else ""))
+        head += "".join(f" {'x ' + k:>10}" for k in kinds) + f" {'eager/plain':>12}"
+        head += f" {'rel diff':>9}"
+        print(head + (f" {'compile s':>10} {'default':>9} {'auto from':>10}" if compile else ""))
         for r in table:
-            line = f"{r['method']:<7}" + "".join(f" {r[f'ours_{k}_ms']:>14.1f}" for k in kinds)
+            line = f"{r['method']:<7}"
+            line += "".join(f" {r[f'ours_{k}_ms']:>14.1f}" for k in kinds[:2])
             line += "".join(f" {r[p + '_ms']:>11.1f}" for p in ["plain", *peers])
             line += "".join(f" {r[f'speedup_{k}']:>10.2f}" for k in kinds)
+            line += f" {r['eager_over_plain']:>12.3f}"
             diff = max(v for k, v in r.items() if k.startswith("rel_diff"))
-            line += f" {diff:>9.1e}" + (f" {r['compile_s']:>10.1f}" if compile else "")
+            line += f" {diff:>9.1e}"
+            if compile:
+                line += f" {r['compile_s']:>10.1f} {r['default']:>9} {r['auto_from']:>10}"
             print(line)
 
 
@@ -253,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile", action="store_true", help="also time core.Compiled (first call compiles)"
     )
+    parser.add_argument(
+        "--iterations", type=int, default=1000,
+        help="hyper-iterations of the job whose compile: auto choice is shown (default)",
+    )  # fmt: skip
+    parser.add_argument("--payoff", type=float, default=10.0, help="as the worker's setting")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/peers.json"))
     args = parser.parse_args(argv)
     peers = []
@@ -265,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     Ks = sorted({*args.K, args.T})
-    out = run(args.n, args.d, args.T, Ks, args.repeats, peers, args.compile)
+    out = run(
+        args.n, args.d, args.T, Ks, args.repeats, peers, args.compile, args.iterations,
+        args.payoff,
+    )  # fmt: skip
     threads = torch.get_num_threads()
     print(f"n={args.n} d={args.d} T={args.T}, median of {args.repeats}, {threads} threads")
     print(f"{'method':<28} {'ms':>9} {'x floor':>8} {'x ours+closed':>14} {'rel diff':>9}")
@@ -278,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.machine(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "n": args.n, "d": args.d, "T": args.T,
-        "compile": args.compile,
+        "compile": args.compile, "iterations": args.iterations, "payoff": args.payoff,
     }  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))

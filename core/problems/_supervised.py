@@ -166,6 +166,21 @@ class SupervisedProblem(BilevelProblem[P, H], Generic[P, H]):
         view.rows = rows.to(self.data.x["train"].device)
         return view
 
+    def n_batches(self, level: str) -> int:
+        """Training batches of ``batch_size`` rows (``"inner"``); one for ``"outer"``."""
+        if level != "inner" or self.batch_size is None or self.batch_size >= self.n_train:
+            return 1
+        return -(-self.n_train // self.batch_size)
+
+    def on_batch(self, level: str, index: int) -> SupervisedProblem[P, H]:
+        """Training batch ``index``: the rows of step ``index`` of the first epoch.
+
+        Those steps cut one seeded permutation into consecutive batches
+        (:func:`core.problems.batches.minibatch`): a fixed partition, as the single-loop
+        methods (and SABA's memory) need. ``self`` for the outer level.
+        """
+        return self if self.n_batches(level) == 1 else self.at_step(index)
+
     def train_batch(self) -> tuple[Tensor, Tensor]:
         """``(x, y)`` of the current step's training rows."""
         x, y = self.data.x["train"], self.data.y["train"]

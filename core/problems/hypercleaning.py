@@ -138,6 +138,9 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         device: str | torch.device | None = None,
+        batch_size: int | None = None,
+        val_batch_size: int | None = None,
+        batch_seed: int | None = None,
     ) -> Hypercleaning:
         """The paper's setup on a real data set (Appendix G.1).
 
@@ -157,6 +160,9 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
             seed: seeds the split and the corruption.
             dtype: of every tensor.
             device: where every tensor lives.
+            batch_size: training rows per inner batch, as for the constructor.
+            val_batch_size: validation rows per outer batch, as for the constructor.
+            batch_seed: seeds the batches; ``seed`` when ``None``.
 
         Raises:
             ConfigurationError: unknown name, missing data directory or files, sizes that do
@@ -192,6 +198,9 @@ class Hypercleaning(BilevelProblem[Tensor, Tensor]):
             y[te.to(x.device)],
             corrupted=corrupted.to(x.device),
             n_classes=n_classes,
+            batch_size=batch_size,
+            val_batch_size=val_batch_size,
+            seed=seed if batch_seed is None else batch_seed,
         )
 
     # -- the problem ---------------------------------------------------------------------

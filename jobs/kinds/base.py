@@ -10,7 +10,9 @@ and study routes, ``bilevel run``, the worker's re-check):
 - :meth:`~ProblemKind.fit`: whether a data set has what the kind needs (arrays, targets,
   groups, a task column), from what the store knows of it (:class:`DatasetInfo`);
 - :meth:`~ProblemKind.sizes`: floats of state, of one inner step's graph and of
-  hyperparameters, for the compute budget (:mod:`jobs.specs.budget`); ``None`` cannot be sized.
+  hyperparameters, for the compute budget (:mod:`jobs.specs.budget`); ``None`` cannot be sized;
+- :meth:`~ProblemKind.rows`: the training and validation rows, which bound
+  ``inner.batch_size`` and ``outer.batch_size`` and count SABA's memory slots.
 
 Each hook reports problems as pydantic error details (:func:`field_error`) located at the
 field to change, from the spec's root: ``("problem", "dataset")``.
@@ -131,7 +133,10 @@ class ProblemKind:
         factory: ``"module:attribute"`` of the callable that builds the problem on a worker,
             ``factory(options, *, seed, device, datasets, **context)`` returning a
             ``core.BilevelProblem`` (the contract: ``docs`` and :mod:`jobs.plugins`).
-        batches: whether the kind trains on ``inner.batch_size`` rows per inner step.
+        batches: whether the kind trains on ``inner.batch_size`` rows per inner step (and
+            splits its training set into batches of that size for the single-loop methods).
+        outer_batches: whether its outer objective reads ``outer.batch_size`` validation
+            rows per outer step (the factory takes ``val_batch_size``).
         reads_dataset: whether an option may name a team's data set or a built-in table.
         builtin: ``False`` for a plugin's kind.
     """
@@ -140,6 +145,7 @@ class ProblemKind:
     options: type[SpecModel]
     factory: str
     batches: bool = False
+    outer_batches: bool = False
     reads_dataset: bool = False
     builtin: bool = True
 
@@ -171,6 +177,13 @@ class ProblemKind:
     def sizes(self, options: Any, inner: InnerSpec, data: DatasetInfo | None) -> Sizes | None:
         """The floats the problem keeps (:class:`Sizes`); ``None`` when it cannot say."""
         return None
+
+    def rows(self, options: Any, data: DatasetInfo | None) -> Mapping[str, int] | None:
+        """Rows per split (``train``, ``val``) the problem reads; ``None`` when unknown.
+
+        By default the data set's, when the options name one (what the store knows of it).
+        """
+        return data.rows if data is not None else None
 
     def size_field(self, options: Any) -> tuple[tuple[str, ...], Any] | None:
         """The option that sets one inner step's size, named when a one-step graph is too big."""

@@ -58,6 +58,8 @@ class _Hypercleaning(ProblemKind):
     options = HypercleaningSpec
     factory = "worker.factories:hypercleaning"
     reads_dataset = True
+    batches = True
+    outer_batches = True
 
     def dataset(self, options: HypercleaningSpec) -> tuple[str, str] | None:
         return ("dataset", options.dataset) if is_dataset_id(options.dataset) else None
@@ -86,8 +88,15 @@ class _Hypercleaning(ProblemKind):
         else:
             n, classes, features = options.sizes()[0], _CLASSES, _FEATURES[options.dataset]
         params = classes * (features + 1)
-        # every training row at every step: logits, softmax, residual and their gradients
-        return Sizes(state=params, step=6 * n * classes + 2 * n + 4 * params, hparams=n)
+        r = min(inner.batch_size or n, n)
+        # the step's training rows: logits, softmax, residual and their gradients
+        return Sizes(state=params, step=6 * r * classes + 2 * r + 4 * params, hparams=n)
+
+    def rows(self, options: HypercleaningSpec, data: DatasetInfo | None) -> dict[str, int]:
+        if data is not None:
+            return dict(data.rows)
+        n_train, n_val = options.sizes()
+        return {"train": n_train, "val": n_val}
 
     def size_field(self, options: HypercleaningSpec) -> tuple[tuple[str, ...], Any] | None:
         if is_dataset_id(options.dataset):

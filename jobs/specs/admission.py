@@ -7,7 +7,8 @@ The job route (``POST /v1/jobs``), every member of a study (``POST /v1/studies``
 2. the spec parses (types, bounds, the kind's options) and its fields agree
    (:func:`jobs.specs.job.spec_errors`: the method against the inner steps, the kind's checks);
 3. the data set it names exists for the team (a built-in table always does) and has what
-   the kind needs (:meth:`~jobs.kinds.base.ProblemKind.fit`);
+   the kind needs (:meth:`~jobs.kinds.base.ProblemKind.fit`), and its batch sizes are no
+   larger than the splits they cut (:func:`jobs.specs.job.batch_size_errors`);
 4. it fits the compute budget, sized from the kind and that data set (:mod:`jobs.specs.budget`).
 
 Every problem found is raised together as one ``ValidationError`` located at the field to
@@ -26,7 +27,7 @@ from jobs.kinds.base import DatasetInfo, field_error, raise_errors
 from jobs.kinds.registry import check_installed, kind_of
 from jobs.kinds.tables import TABLES, is_dataset_id
 from jobs.specs.budget import BudgetLimits, budget_errors
-from jobs.specs.job import JobSpec, parse_spec, spec_errors
+from jobs.specs.job import JobSpec, batch_size_errors, parse_spec, spec_errors
 
 __all__ = ["DatasetLookup", "admit", "dataset_errors"]
 
@@ -64,6 +65,8 @@ def admit(
         check_installed(spec.model_dump(), plugin)
         raise_errors(spec_errors(spec))
     data, errors = _dataset(spec, datasets)
+    if not errors:
+        errors = batch_size_errors(spec, data)
     if not errors and limits is not None:
         errors = budget_errors(spec, limits, data)
     raise_errors(errors)

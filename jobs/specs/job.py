@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_core import InitErrorDetails
 
-from jobs.kinds.base import SpecModel, field_error, raise_errors
+from jobs.kinds.base import DatasetInfo, SpecModel, field_error, raise_errors
 from jobs.kinds.registry import KINDS, PROBLEMS, ProblemSpec
 from jobs.status import QueueKind
 
@@ -31,7 +31,9 @@ __all__ = [
     "JobSpec",
     "OuterSpec",
     "ProblemSpec",
+    "SingleLoopSpec",
     "StallSpec",
+    "batch_size_errors",
     "check_spec",
     "field_errors",
     "parse_spec",
@@ -61,11 +63,25 @@ class _MethodSpec(SpecModel):
 class _Compilable(_MethodSpec):
     """An unrolled reverse method, whose inner steps may run through ``torch.compile``.
 
-    ``compile`` runs them as :class:`core.Compiled`: the first hypergradient compiles
-    (seconds, reported as ``compile_s`` in the job summary), every later one is faster.
+    ``compile``: ``"on"`` runs them as :class:`core.Compiled` (the first hypergradient
+    compiles, seconds; every later one is faster), ``"off"`` eagerly, and ``"auto"`` (the
+    default) compiles when the job's estimated eager run time is well above the compile time
+    measured on the worker (``worker.compile_choice``). The summary's ``compile`` says
+    ``{used, seconds, reason}``. ``true``/``false`` are read as ``"on"``/``"off"`` (specs
+    stored before ``"auto"``); a string enum, not a mixed one, so generated clients type it.
     """
 
-    compile: bool = False
+    compile: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="auto: compile the inner steps when the job runs well above the compile "
+        "time; on: always; off: never (true/false are read as on/off)",
+    )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _boolean(cls, value: Any) -> Any:
+        """``true``/``false``, as specs said before ``"auto"``, become ``"on"``/``"off"``."""
+        return ("on" if value else "off") if isinstance(value, bool) else value
 
 
 class FullSpec(_Compilable):
@@ -138,30 +154,31 @@ class AutoSpec(_Compilable):
     memory_mb: Annotated[float, Field(gt=0, le=1e6)]
 
 
-class _SingleLoopSpec(_MethodSpec):
+class SingleLoopSpec(_MethodSpec):
     """A single-loop method (``core.single_loop``): ``w`` and ``λ`` move together.
 
-    One outer iteration is one step on one inner and one outer batch of the problem (the
-    whole objectives for problems without batches); ``inner.lr`` is the inner step,
+    One outer iteration is one step on one inner and one outer batch of the problem
+    (``inner.batch_size`` training rows, ``outer.batch_size`` validation rows; the whole
+    objectives without them); ``inner.lr`` is the inner step,
     ``outer.lr`` the outer one, ``outer.iterations`` counts steps and ``outer.schedule``
     applies to both steps (SABA takes constant steps only). ``inner.steps`` sets only the
     full-RMD unroll of the job's final report; ``outer.optimizer`` is not used.
     """
 
 
-class SOBASpec(_SingleLoopSpec):
+class SOBASpec(SingleLoopSpec):
     """SOBA (Dagréou et al. 2022): one Hessian- and Jacobian-vector product a step."""
 
     method: Literal["soba"]
 
 
-class SABASpec(_SingleLoopSpec):
+class SABASpec(SingleLoopSpec):
     """SABA: SOBA with a SAGA memory of one direction per batch (variance-reduced)."""
 
     method: Literal["saba"]
 
 
-class F2SASpec(_SingleLoopSpec):
+class F2SASpec(SingleLoopSpec):
     """F2SA (Kwon et al. 2023): first-order only, a penalty ``σ`` growing to ``penalty_max``."""
 
     method: Literal["f2sa"]
@@ -245,6 +262,21 @@ class OuterSpec(SpecModel):
     # and its summary's `warnings` say so
     stop_on_divergence: bool = False
     stop_when_stalled: StallSpec | None = None
+    # validation rows per outer step (problems whose kind has outer batches): K-RMD then
+    # estimates with one validation batch per hyper-iteration, a single-loop method draws
+    # one per step; None: the whole validation set
+    batch_size: (
+        Annotated[
+            int,
+            Field(
+                ge=1,
+                le=10_000_000,
+                description="validation rows per outer step; must be <= the validation rows "
+                "(checked on submit: 422 naming outer.batch_size)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class DiagnosticsSpec(SpecModel):
@@ -311,7 +343,36 @@ def spec_errors(spec: JobSpec) -> list[InitErrorDetails]:
             f"not {spec.problem.kind!r}"
         )
         errors.append(field_error(("inner", "batch_size"), batch_size, message))
+    outer_size = spec.outer.batch_size
+    if outer_size is not None and not kind.outer_batches:
+        batching = ", ".join(k for k, v in KINDS.items() if v.outer_batches)
+        message = (
+            f"outer.batch_size is for the problems with validation batches ({batching}), "
+            f"not {spec.problem.kind!r}"
+        )
+        errors.append(field_error(("outer", "batch_size"), outer_size, message))
     return errors + kind.checks(spec.problem, spec.inner)
+
+
+def batch_size_errors(spec: JobSpec, data: DatasetInfo | None = None) -> list[InitErrorDetails]:
+    """Batch sizes larger than the split they cut, each located at its field.
+
+    ``inner.batch_size`` is held to the training rows, ``outer.batch_size`` to the
+    validation rows (where the kind knows them: :meth:`~jobs.kinds.base.ProblemKind.rows`).
+
+    ``data``: what the store knows of the data set the spec names, if it names one.
+    """
+    rows = KINDS[spec.problem.kind].rows(spec.problem, data)
+    errors: list[InitErrorDetails] = []
+    for loc, size, split, what in (
+        (("inner", "batch_size"), spec.inner.batch_size, "train", "training"),
+        (("outer", "batch_size"), spec.outer.batch_size, "val", "validation"),
+    ):
+        n = None if rows is None else rows.get(split)
+        if size is not None and n is not None and size > n:
+            message = f"{'.'.join(loc)} must be <= the {n} {what} rows of the problem, got {size}"
+            errors.append(field_error(loc, size, message, "dataset"))
+    return errors
 
 
 def check_spec(spec: JobSpec) -> JobSpec:

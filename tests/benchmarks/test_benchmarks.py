@@ -91,3 +91,13 @@ def test_data_cleaning_benchmark_quadratic_mode_writes_rows_and_curves(tmp_path)
     for name, runs in report["curves"].items():
         (curve,) = runs
         assert min(m for _, m in curve) < curve[0][1], name  # each moved towards λ*
+
+
+def test_peers_default_column_follows_the_workers_compile_rule():
+    from benchmarks.library.peers import _default
+
+    row = {"ours_eager_ms": 10.0, "speedup_eager": 0.9, "speedup_compiled": 2.0}
+    _default(row, iterations=1999, payoff=10.0, cold_s=2.0)  # 19.99 s < 10 x 2 s
+    assert (row["default"], row["speedup_default"], row["auto_from"]) == ("eager", 0.9, 2000)
+    _default(row, iterations=2000, payoff=10.0, cold_s=2.0)
+    assert (row["default"], row["speedup_default"]) == ("compiled", 2.0)

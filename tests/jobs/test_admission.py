@@ -142,3 +142,55 @@ def test_every_kind_sizes_its_example_spec(kind):
     # the examples over a data set name a built-in table or the paper's: no store needed
     spec = admit(copy.deepcopy(example(kind)))
     assert estimate(spec).method_bytes > 0
+
+
+def _hypercleaning(inner: int | None = None, outer: int | None = None, **problem) -> dict:
+    spec = copy.deepcopy(example("hypercleaning"))
+    spec["problem"].update(problem)
+    spec["inner"]["batch_size"] = inner
+    spec["outer"]["batch_size"] = outer
+    return spec
+
+
+def test_built_in_hypercleaning_takes_batch_sizes_of_both_levels():
+    spec = admit(_hypercleaning(50, 25))
+    assert (spec.inner.batch_size, spec.outer.batch_size) == (50, 25)
+
+
+def test_a_batch_larger_than_its_split_is_refused_naming_field_and_limit():
+    with pytest.raises(ValidationError) as info:
+        admit(_hypercleaning(1001, 501))
+    errors = {e["field"]: e["message"] for e in field_errors(info.value)}
+    assert errors == {
+        "inner.batch_size": "inner.batch_size must be <= the 1000 training rows of the "
+        "problem, got 1001",
+        "outer.batch_size": "outer.batch_size must be <= the 500 validation rows of the "
+        "problem, got 501",
+    }
+    admit(_hypercleaning(1000, 500))  # a batch of the whole split is allowed
+
+
+def test_batch_sizes_are_bounded_by_an_uploaded_or_built_in_tables_rows():
+    info = dataclasses.replace(TABLES["breast_cancer"], ref=MISSING, name="mine")
+    rows = info.rows["train"]
+    with pytest.raises(ValidationError) as exc:
+        admit(_hypercleaning(rows + 1, dataset=MISSING, n_train=None, n_val=None),
+              datasets={MISSING: info}.get)  # fmt: skip
+    (error,) = field_errors(exc.value)
+    assert error["field"] == "inner.batch_size" and f"the {rows} training rows" in error["message"]
+    spec = copy.deepcopy(example("mlp"))
+    spec["problem"]["dataset"] = "diabetes"
+    spec["inner"]["batch_size"] = TABLES["diabetes"].rows["train"] + 1
+    with pytest.raises(ValidationError) as exc:
+        admit(spec)
+    assert _fields(exc.value) == ["inner.batch_size"]
+
+
+def test_validation_batches_belong_to_the_kinds_that_have_them():
+    spec = tiny_spec()
+    spec["outer"]["batch_size"] = 10
+    with pytest.raises(ValidationError) as exc:
+        admit(spec)
+    (error,) = field_errors(exc.value)
+    assert error["field"] == "outer.batch_size"
+    assert "(hypercleaning)" in error["message"] and "not 'toy'" in error["message"]

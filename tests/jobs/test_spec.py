@@ -258,14 +258,24 @@ def test_graphed_is_a_boolean(value):
 )
 def test_unrolled_methods_may_ask_for_compiled_steps(method):
     spec = tiny_spec()
-    spec["hypergradient"] = {**method, "compile": True}
-    assert parse_spec(spec).hypergradient.compile is True
+    pairs = (("on", "on"), ("off", "off"), ("auto", "auto"), (True, "on"), (False, "off"))
+    for given, read in pairs:
+        spec["hypergradient"] = {**method, "compile": given}
+        assert parse_spec(spec).hypergradient.compile == read
     spec["hypergradient"] = method
-    assert parse_spec(spec).hypergradient.compile is False
+    assert parse_spec(spec).hypergradient.compile == "auto"  # compile where it pays
+
+
+def test_compile_is_one_of_three_strings_in_the_schema():
+    spec = tiny_spec()
+    spec["hypergradient"] = {"method": "full", "compile": "sometimes"}
+    assert _fields(spec) == ["hypergradient.compile"]
+    schema = JobSpec.model_json_schema()["$defs"]["FullSpec"]["properties"]["compile"]
+    assert schema["enum"] == ["auto", "on", "off"] and schema["default"] == "auto"
 
 
 @pytest.mark.parametrize("method", [{"method": "forward"}, {"method": "implicit"}])
 def test_compile_belongs_to_the_unrolled_methods(method):
     spec = tiny_spec()
-    spec["hypergradient"] = {**method, "compile": True}
+    spec["hypergradient"] = {**method, "compile": "on"}
     assert _fields(spec) == ["hypergradient.compile"]

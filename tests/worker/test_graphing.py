@@ -57,14 +57,24 @@ def test_one_shot_on_cuda_runs_graphed():
         (_spec(), torch.device("cpu"), "device cpu"),
         (_spec({"method": "truncated", "K": 3, "graphed": False}), CUDA,
          "hypergradient.graphed is false"),
-        (_spec({"method": "truncated", "K": 3, "compile": True}), CUDA,
-         "hypergradient.compile is true"),
+        (_spec({"method": "truncated", "K": 3, "compile": "on"}), CUDA,
+         "hypergradient.compile is 'on'"),
         (_spec({"method": "forward"}), CUDA, "hypergradient.method='forward'"),
         (_spec({"method": "implicit"}), CUDA, "hypergradient.method='implicit'"),
     ],
 )  # fmt: skip
 def test_the_reason_for_running_eagerly_names_what_decides_it(spec, device, words):
     assert words in graph_refusal(spec, device)
+
+
+def test_compile_auto_on_cuda_leaves_the_hypergradients_graphed():
+    assert graph_refusal(_spec({"method": "truncated", "K": 3, "compile": "auto"}), CUDA) is None
+
+
+def test_validation_batches_run_eagerly():
+    spec = copy.deepcopy(example("hypercleaning"))
+    spec["outer"]["batch_size"] = 50
+    assert "outer.batch_size=50" in graph_refusal(parse_spec(spec), CUDA)
 
 
 def test_per_step_minibatches_run_eagerly():
@@ -83,8 +93,8 @@ def test_a_cpu_build_runs_eagerly_and_records_why():
     built = build(_spec(device="cpu"))
     assert built.notes["graphed"] is False
     assert built.notes["graphed_reason"].startswith("device cpu")
-    # Metered around the estimator itself, not around core.Graphed
-    assert isinstance(built.estimator.estimator, core.Truncated)
+    # Metered around the estimator itself (which compiles if it pays), not core.Graphed
+    assert isinstance(built.estimator.estimator.estimator, core.Truncated)
 
 
 def _run(sessions, spec, settings):

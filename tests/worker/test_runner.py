@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import uuid
 from datetime import timedelta
@@ -80,14 +81,32 @@ def test_a_compiled_job_reports_its_compile_time_and_uses_the_shared_cache(
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "unset")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
     spec = tiny_spec(iterations=3)
-    spec["hypergradient"]["compile"] = True
+    spec["hypergradient"]["compile"] = "on"
     job_id = queued_job(sessions, spec)
     settings = SETTINGS.model_copy(update={"compile_cache_dir": tmp_path / "compile"})
     assert execute_job(sessions, job_id, settings) == "succeeded"
     with sessions() as s:
         job = s.get(Job, job_id)
     assert job.summary["compile_s"] > 0
+    compiled = job.summary["compile"]
+    assert compiled["used"] is True and compiled["seconds"] == job.summary["compile_s"]
+    assert compiled["reason"] == "hypergradient.compile is 'on'"
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile")
+    # the compile time is kept for the next job of this kind and shapes
+    times = json.loads((tmp_path / "compile" / "compile-times.json").read_text())
+    assert list(times.values()) == [pytest.approx(compiled["seconds"], abs=0.01)]
+
+
+def test_a_short_job_left_on_auto_runs_eagerly_and_says_why(sessions, tmp_path):
+    spec = tiny_spec(iterations=3)  # compile "auto" by default
+    job_id = queued_job(sessions, spec)
+    settings = SETTINGS.model_copy(update={"compile_cache_dir": tmp_path / "compile"})
+    assert execute_job(sessions, job_id, settings) == "succeeded"
+    with sessions() as s:
+        compiled = s.get(Job, job_id).summary["compile"]
+    assert compiled["used"] is False and compiled["seconds"] == 0
+    assert compiled["reason"].startswith("auto: estimated eager run")
+    assert "< 10 x compile time 30 s" in compiled["reason"]
 
 
 def test_a_crashed_attempt_resumes_from_its_checkpoint_exactly(sessions):

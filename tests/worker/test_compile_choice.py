@@ -1,0 +1,155 @@
+"""hypergradient.compile: the rule of "auto", the reasons, the worker's compile times."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import core
+from jobs.specs.job import parse_spec
+from tests.factories import example, tiny_spec
+from worker.build import CompileOptions, build
+from worker.compile_choice import (
+    AutoCompiled,
+    CompileChoice,
+    CompileTimes,
+    choose,
+    compile_key,
+    compile_refusal,
+)
+
+
+@pytest.mark.parametrize(
+    ("eager_run_s", "compile_s", "payoff", "used"),
+    [
+        (100.0, 10.0, 10.0, True),  # exactly payoff x compile time: it pays
+        (99.9, 10.0, 10.0, False),
+        (1000.0, 10.0, 100.0, True),
+        (999.0, 10.0, 100.0, False),
+        (0.01, 30.0, 10.0, False),
+    ],
+)
+def test_auto_compiles_when_the_run_is_payoff_times_the_compile_time(
+    eager_run_s, compile_s, payoff, used
+):
+    choice = choose("auto", eager_run_s=eager_run_s, compile_s=compile_s, payoff=payoff)
+    assert choice.used is used
+    assert choice.reason.startswith(f"auto: estimated eager run {eager_run_s:.3g} s")
+    assert (">=" if used else "<") in choice.reason
+
+
+def test_on_and_off_override_the_estimate_and_a_missing_path_refuses_both():
+    assert choose("on", eager_run_s=0.0, compile_s=1e9) == CompileChoice(
+        True, "hypergradient.compile is 'on'"
+    )
+    assert choose("off", eager_run_s=1e9, compile_s=0.1).used is False
+    refused = choose("on", refusal="no path")
+    assert refused == CompileChoice(False, "no path")
+    assert choose("auto").used is False  # nothing measured yet: no compiling
+
+
+@pytest.mark.parametrize(
+    ("method", "words"),
+    [
+        ({"method": "forward"}, "hypergradient.method='forward' has no compiled path"),
+        ({"method": "implicit"}, "hypergradient.method='implicit' has no compiled path"),
+        ({"method": "soba"}, "single-loop"),
+        ({"method": "saba"}, "single-loop"),
+        ({"method": "f2sa"}, "single-loop"),
+    ],
+)
+def test_every_method_without_a_compiled_path_says_why(method, words):
+    spec = tiny_spec()
+    spec["hypergradient"] = method
+    spec["diagnostics"]["every"] = 0
+    reason = compile_refusal(parse_spec(spec), graphed=False)
+    assert reason is not None and words in reason
+    assert build(parse_spec(spec)).notes["compile"] == {
+        "used": False,
+        "seconds": 0.0,
+        "reason": reason,
+    }
+
+
+def test_graphed_hypergradients_and_minibatch_steps_are_not_compiled():
+    spec = parse_spec(tiny_spec())
+    assert compile_refusal(spec, graphed=False) is None
+    assert "CUDA graphs" in compile_refusal(spec, graphed=True)
+    batched = copy.deepcopy(example("hypercleaning"))
+    batched["inner"]["batch_size"] = 50
+    assert "inner.batch_size=50" in compile_refusal(parse_spec(batched), graphed=False)
+
+
+def test_compile_times_round_trip_and_a_broken_file_reads_as_empty(tmp_path):
+    times = CompileTimes(tmp_path / "sub" / "compile-times.json")
+    assert times.get("k") is None
+    times.put("k", 12.3456)
+    times.put("j", 1.0)
+    assert (times.get("k"), times.get("j")) == (12.346, 1.0)
+    times.path.write_text("{not json")
+    assert times.get("k") is None
+
+
+def _auto(spec_over: dict | None = None, **kwargs) -> tuple[AutoCompiled, core.BilevelProblem]:
+    spec = tiny_spec(**(spec_over or {}))
+    spec["diagnostics"]["every"] = 0
+    built = build(parse_spec(spec), compile_options=CompileOptions(**kwargs))
+    assert isinstance(built.compiled, AutoCompiled)
+    return built.compiled, built
+
+
+def test_a_short_job_stays_eager_after_its_first_measured_hypergradient():
+    auto, built = _auto(prior_s=1e6)
+    assert auto.choice is None
+    auto(built.problem, built.hparams, built.dynamics)
+    assert auto.choice is not None and auto.choice.used is False
+    assert auto.compiled is None and auto.meters_saved_tensors
+    assert built.notes["compile"]["reason"].startswith("auto: estimated eager run")
+
+
+def test_a_long_job_compiles_from_its_second_hypergradient(tmp_path):
+    auto, built = _auto(times=CompileTimes(tmp_path / "t.json"), prior_s=1e-9)
+    auto.iterations = 10**9
+    eager = auto(built.problem, built.hparams, built.dynamics)
+    assert auto.choice is not None and auto.choice.used
+    assert isinstance(auto.compiled, core.Compiled)  # built, not compiled yet
+    assert not auto.meters_saved_tensors
+    assert "compiled" not in eager.info  # the measured call itself ran eagerly
+
+
+def test_the_known_compile_time_of_the_same_shapes_is_used(tmp_path):
+    times = CompileTimes(tmp_path / "t.json")
+    auto, built = _auto(times=times, prior_s=1e-9)
+    times.put(compile_key(auto.spec, built.problem, built.hparams), 1e9)  # far too slow
+    auto.iterations = 10**6
+    auto(built.problem, built.hparams, built.dynamics)
+    assert auto.choice is not None and not auto.choice.used
+    assert "compile time 1e+09 s" in auto.choice.reason
+
+
+def test_a_resumed_job_keeps_its_earlier_choice_without_measuring():
+    auto, _ = _auto(prior_s=1e6)
+    auto.resume({"used": True, "seconds": 3.0, "reason": "auto: earlier"})
+    assert auto.choice == CompileChoice(True, "auto: earlier")
+    assert isinstance(auto.compiled, core.Compiled)
+    assert auto.notes["compile"]["used"] is True
+
+
+def test_an_attempt_killed_before_its_first_measure_leaves_auto_to_decide():
+    auto, _ = _auto(prior_s=1e6)
+    undecided = dict(auto.notes["compile"])
+    assert undecided["used"] is False
+    auto.resume(undecided)
+    assert auto.choice is None
+
+
+def test_the_key_names_the_kind_method_and_shapes():
+    spec = parse_spec(tiny_spec())
+    built = build(spec)
+    key = compile_key(spec, built.problem, built.hparams)
+    assert key.startswith("toy|truncated|")
+    other = parse_spec(tiny_spec(hypergradient={"method": "full"}))
+    assert compile_key(other, built.problem, built.hparams) != key
+    assert str(tuple(torch.as_tensor(built.hparams).shape)) in key
