@@ -41,6 +41,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # the log-penalty range black-box search draws from: exp(1) keeps the inner steps stable
 LOW, HIGH = -10.0, 1.0
+#: the service's default outer learning rate: the first trial of ``hybrid_first``
+DEFAULT_LR = 0.1
 Curve = list[tuple[int, float, float, float]]  # (inner trainings, seconds, val loss, test rmse)
 
 
@@ -112,16 +114,20 @@ class _Best:
 
 
 def hybrid(problem, budget: int, steps: int, lr: float, iterations: int, seed: int,
-           prune: bool = False) -> Curve:  # fmt: skip
+           prune: bool = False, first: bool = False) -> Curve:  # fmt: skip
     """TPE over the outer lr and K; hypergradients over every penalty.
 
     With ``prune``, a median pruner stops trials behind the finished ones (their compute is
-    what they ran) and TPE leaves its random start after 3 trials rather than 10.
+    what they ran) and TPE leaves its random start after 3 trials rather than 10. With
+    ``first``, the first trial is the service's defaults (outer lr 0.1, ``K = T``), as a
+    study "around" a job starts from that job.
     """
     track = Tracker()
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=3 if prune else 10)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
     study = optuna.create_study(sampler=sampler, pruner=pruner)
+    if first:
+        study.enqueue_trial({"outer_lr": DEFAULT_LR, "K": steps})
     while track.spent + iterations + 1 <= budget:
         trial = study.ask()
         outer_lr = trial.suggest_float("outer_lr", 1e-2, 1.0, log=True)
@@ -182,13 +188,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--figure", type=Path)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    runs: dict[str, list[Curve]] = {"hybrid": [], "hybrid_pruned": [], "blackbox": [],
+    runs: dict[str, list[Curve]] = {"hybrid": [], "hybrid_pruned": [], "hybrid_first": [],
+                                     "hybrid_first_pruned": [], "blackbox": [],
                                      "shared": []}  # fmt: skip
+    variants = (("hybrid", False, False), ("hybrid_pruned", True, False),
+                ("hybrid_first", False, True), ("hybrid_first_pruned", True, True))  # fmt: skip
     for seed in a.seeds:
         problem = make_problem(seed, a.real, a.noise, a.rows)
-        for name, prune in (("hybrid", False), ("hybrid_pruned", True)):
+        for name, prune, first in variants:
             runs[name].append(hybrid(problem, a.hybrid_budget, a.steps, a.inner_lr,
-                                     a.iterations, seed, prune))  # fmt: skip
+                                     a.iterations, seed, prune, first))  # fmt: skip
         for name, shared in (("blackbox", False), ("shared", True)):
             runs[name].append(blackbox(problem, a.blackbox_budget, a.steps, a.inner_lr,
                                        seed, shared))  # fmt: skip
@@ -208,9 +217,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "val_loss_std": _std([g[1] for g in got]),
                          "test_rmse": _mean([g[2] for g in got]),
                          "test_rmse_std": _std([g[2] for g in got])})  # fmt: skip
-    print(f"{'method':>13} {'inner':>6} {'seconds':>8} {'val loss':>17} {'test rmse':>17}")
+    print(f"{'method':>19} {'inner':>6} {'seconds':>8} {'val loss':>17} {'test rmse':>17}")
     for r in rows:
-        print(f"{r['method']:>13} {r['inner_trainings']:>6} {r['seconds']:>8.2f} "
+        print(f"{r['method']:>19} {r['inner_trainings']:>6} {r['seconds']:>8.2f} "
               f"{r['val_loss']:>9.4f} ± {r['val_loss_std']:<6.3f}"
               f"{r['test_rmse']:>9.4f} ± {r['test_rmse_std']:<6.3f}")  # fmt: skip
     out = {"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows,
@@ -233,6 +242,10 @@ def _std(xs: list[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
 
 
+_COLORS = {"hybrid": "C0", "hybrid_pruned": "C3", "hybrid_first": "C4",
+           "hybrid_first_pruned": "C5", "blackbox": "C1", "shared": "C2"}
+
+
 def _figure(runs: dict[str, list[Curve]], path: Path) -> None:
     import matplotlib
 
@@ -244,8 +257,7 @@ def _figure(runs: dict[str, list[Curve]], path: Path) -> None:
         for i, c in enumerate(curves):
             xs, ys = [x[0] for x in c], [x[2] for x in c]
             ax.step(xs, ys, where="post", label=name if i == 0 else None,
-                    color={"hybrid": "C0", "hybrid_pruned": "C3", "blackbox": "C1",
-                           "shared": "C2"}[name])  # fmt: skip
+                    color=_COLORS.get(name, "C7"))
     ax.set_xscale("log")
     ax.set_xlabel("inner trainings")
     ax.set_ylabel("best validation loss")

@@ -83,6 +83,7 @@ from jobs.store.repo.studies import (
     study_members,
     study_of_job,
     study_status_counts,
+    warm_sources,
 )
 from jobs.store.repo.submissions import (
     cancel_job,
@@ -219,6 +220,7 @@ __all__ = [
     "study_members",
     "study_of_job",
     "study_status_counts",
+    "warm_sources",
     "team_by_name",
     "team_loads",
     "trace_columns",
