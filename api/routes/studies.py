@@ -34,8 +34,8 @@ from jobs.studies.search.advance import advance, trials_of
 from jobs.studies.search.checks import check_search
 from jobs.studies.search.importance import importance
 from jobs.studies.search.space import SearchSpec
-from jobs.studies.search.warm import snapshot
 from jobs.studies.search.trials import best_trials
+from jobs.studies.search.warm import snapshot
 from jobs.studies.table import aggregate
 
 router = APIRouter(

@@ -18,6 +18,7 @@ from jobs.studies.table import study_status
 
 __all__ = [
     "AroundCreate",
+    "ImportancePublic",
     "MetricStat",
     "StudiesPublic",
     "StudyCreate",
@@ -26,7 +27,6 @@ __all__ = [
     "StudyPublic",
     "StudyRow",
     "WarmStartPublic",
-    "ImportancePublic",
 ]
 
 

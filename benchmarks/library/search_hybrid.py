@@ -242,8 +242,14 @@ def _std(xs: list[float]) -> float:
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
 
 
-_COLORS = {"hybrid": "C0", "hybrid_pruned": "C3", "hybrid_first": "C4",
-           "hybrid_first_pruned": "C5", "blackbox": "C1", "shared": "C2"}
+_COLORS = {
+    "hybrid": "C0",
+    "hybrid_pruned": "C3",
+    "hybrid_first": "C4",
+    "hybrid_first_pruned": "C5",
+    "blackbox": "C1",
+    "shared": "C2",
+}
 
 
 def _figure(runs: dict[str, list[Curve]], path: Path) -> None:
@@ -256,8 +262,9 @@ def _figure(runs: dict[str, list[Curve]], path: Path) -> None:
     for name, curves in runs.items():
         for i, c in enumerate(curves):
             xs, ys = [x[0] for x in c], [x[2] for x in c]
-            ax.step(xs, ys, where="post", label=name if i == 0 else None,
-                    color=_COLORS.get(name, "C7"))
+            ax.step(
+                xs, ys, where="post", label=name if i == 0 else None, color=_COLORS.get(name, "C7")
+            )
     ax.set_xscale("log")
     ax.set_xlabel("inner trainings")
     ax.set_ylabel("best validation loss")

@@ -94,8 +94,8 @@ class _Best:
     """A fit's callback keeping its best iterate (the outer loss is f at each iterate)."""
 
     def __init__(self) -> None:
-        self.loss, self.lam, self.ran = math.inf, None, 0
-        self.lam: torch.Tensor | None
+        self.loss, self.ran = math.inf, 0
+        self.lam: torch.Tensor | None = None
 
     def __call__(self, record: dict[str, float], state: core.FitState) -> bool:
         self.ran += 1

@@ -82,7 +82,7 @@ def test_the_study_view_ranks_the_path_its_objective_depends_on_first(client, au
     imp = study["importance"]
     assert imp["evaluator"] == "ped_anova" and imp["trials"] == 12
     assert imp["objective"] == "final_outer_loss"
-    assert list(imp["params"])[0] == "outer.lr"
+    assert next(iter(imp["params"])) == "outer.lr"
     assert set(imp["params"]) == set(SPACE)
     # too few complete members: none
     fresh = client.post("/v1/studies", json=_search(seed=4), headers=auth).json()

@@ -28,8 +28,11 @@ def _trials(n: int, objective, seed: int = 0, sign: float = 1.0) -> list[Trial]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        p = {"outer.lr": math.exp(rng.uniform(math.log(1e-3), math.log(0.5))),
-             "hypergradient.K": rng.choice([1, 2, 5]), "inner.steps": rng.choice([5, 10, 15])}
+        p = {
+            "outer.lr": math.exp(rng.uniform(math.log(1e-3), math.log(0.5))),
+            "hypergradient.K": rng.choice([1, 2, 5]),
+            "inner.steps": rng.choice([5, 10, 15]),
+        }
         out.append(Trial(i, p, "complete", [sign * objective(p)]))  # fmt: skip
     return out
 

@@ -220,7 +220,6 @@ __all__ = [
     "study_members",
     "study_of_job",
     "study_status_counts",
-    "warm_sources",
     "team_by_name",
     "team_loads",
     "trace_columns",
@@ -230,5 +229,6 @@ __all__ = [
     "truncate_trace",
     "utcnow",
     "verify_key",
+    "warm_sources",
     "write_trace",
 ]

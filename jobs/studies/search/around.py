@@ -1,4 +1,4 @@
-""""Search around this job": a search study built from one job's spec.
+"""Search around this job: a search study built from one job's spec.
 
 The space is the neighbourhood of the job's own settings that a hypergradient cannot reach:
 the outer learning rate on a log scale from a third to three times the job's, and, for
@@ -41,7 +41,11 @@ def around(
         spec: the job's (admitted) spec: the study's base.
         job_id: the job, whose result the sampler sees first.
         name: the study's name.
-        n_trials, max_concurrent, sampler, pruner, seed: the search's, as in a study.
+        n_trials: the search's trial count.
+        max_concurrent: members running at once.
+        sampler: the search's sampler (``tpe``, ...).
+        pruner: the search's pruner (``{"kind": "median"}``), or none.
+        seed: the sampler's seed.
 
     Returns:
         The body, with ``search.params`` over ``outer.lr`` and, for K-RMD, ``hypergradient.K``

@@ -85,7 +85,8 @@ def warm_trials(warm: Mapping[str, Any] | None) -> list[Trial]:
     """A study's stored snapshot as complete trials (numbered from 0, before its own)."""
     rows = (warm or {}).get("trials", [])
     return [
-        Trial(number=i, params=dict(t["params"]), state=TrialStatus.COMPLETE,
-              values=list(t["values"]))  # fmt: skip
+        Trial(
+            number=i, params=dict(t["params"]), state=TrialStatus.COMPLETE, values=list(t["values"])
+        )
         for i, t in enumerate(rows)
     ]
