@@ -90,22 +90,26 @@ class Tracker:
 class _Best:
     """A fit's callback keeping its best iterate.
 
-    Each hyper-iteration's outer loss is f at that iterate, so a trial keeps its best one
-    (a run whose penalties grow until the inner steps diverge keeps the last good one), as
-    a job's summary keeps ``best_outer_loss``.
+    A hyper-iteration's record holds f at the iterate *before* its update (``core.fit``),
+    while ``state.hparams`` is the iterate after it: the callback keeps the previous one,
+    so the iterate it keeps is the one whose loss it saw. A trial keeps its best one (a run
+    whose penalties grow until the inner steps diverge keeps the last good one), as a job's
+    summary keeps ``best_outer_loss``.
     """
 
-    def __init__(self, trial: optuna.Trial | None = None) -> None:
+    def __init__(self, start: torch.Tensor, trial: optuna.Trial | None = None) -> None:
         self.loss: float = math.inf
         self.hparams: torch.Tensor | None = None
+        self.prev = start.clone()
         self.trial, self.ran = trial, 0
 
     def __call__(self, record: dict[str, float], state: core.FitState) -> bool:
         self.ran += 1
         loss = record["outer_loss"]
         if loss < self.loss:
-            hp = cast(dict[str, torch.Tensor], state.hparams)
-            self.loss, self.hparams = loss, hp["feature_penalties"].clone()
+            self.loss, self.hparams = loss, self.prev
+        hp = cast(dict[str, torch.Tensor], state.hparams)
+        self.prev = hp["feature_penalties"].detach().clone()
         if self.trial is None:
             return False
         # the study's median pruner, as a search study prunes its members (stops the fit)
@@ -133,9 +137,10 @@ def hybrid(problem, budget: int, steps: int, lr: float, iterations: int, seed: i
         outer_lr = trial.suggest_float("outer_lr", 1e-2, 1.0, log=True)
         K = trial.suggest_categorical("K", [1, 10, steps])
         dyn = core.GradientDescent(steps=steps, lr=lr)
-        best = _Best(trial if prune else None)
+        start = problem.initial_hparams()
+        best = _Best(start["feature_penalties"], trial if prune else None)
         with contextlib.suppress(core.DivergenceError):
-            core.fit(problem, problem.initial_hparams(), dyn,
+            core.fit(problem, start, dyn,
                      core.make_estimator("truncated", K=K), iterations=iterations,
                      lr=outer_lr, keep_history=False, callback=best)  # fmt: skip
         val, test = math.inf, math.inf

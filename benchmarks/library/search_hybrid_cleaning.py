@@ -91,17 +91,23 @@ class Tracker:
 
 
 class _Best:
-    """A fit's callback keeping its best iterate (the outer loss is f at each iterate)."""
+    """A fit's callback keeping its best iterate.
 
-    def __init__(self) -> None:
+    A record's outer loss is f at the iterate before that hyper-iteration's update, and
+    ``state.hparams`` the iterate after it: the previous one is the one the loss is of.
+    """
+
+    def __init__(self, start: torch.Tensor) -> None:
         self.loss, self.ran = math.inf, 0
         self.lam: torch.Tensor | None = None
+        self.prev = start.clone()
 
     def __call__(self, record: dict[str, float], state: core.FitState) -> bool:
         self.ran += 1
         if record["outer_loss"] < self.loss:
-            assert isinstance(state.hparams, torch.Tensor)
-            self.loss, self.lam = record["outer_loss"], state.hparams.clone()
+            self.loss, self.lam = record["outer_loss"], self.prev
+        assert isinstance(state.hparams, torch.Tensor)
+        self.prev = state.hparams.detach().clone()
         return False
 
 
@@ -116,9 +122,10 @@ def hybrid(problem: Hypercleaning, budget: int, steps: int, lr: float, iteration
         trial = study.ask()
         outer_lr = trial.suggest_float("outer_lr", 1e-2, 1.0, log=True)
         K = trial.suggest_categorical("K", [1, 10, steps])
-        best = _Best()
+        start = problem.initial_hparams()
+        best = _Best(start)
         with contextlib.suppress(core.DivergenceError):
-            core.fit(problem, problem.initial_hparams(), core.GradientDescent(steps=steps, lr=lr),
+            core.fit(problem, start, core.GradientDescent(steps=steps, lr=lr),
                      core.make_estimator("truncated", K=K), iterations=iterations,
                      lr=outer_lr, keep_history=False, callback=best)  # fmt: skip
         val, test, acc = math.inf, math.inf, 0.0
