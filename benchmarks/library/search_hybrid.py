@@ -118,23 +118,25 @@ class _Best:
 
 
 def hybrid(problem, budget: int, steps: int, lr: float, iterations: int, seed: int,
-           prune: bool = False, first: bool = False) -> Curve:  # fmt: skip
+           prune: bool = False, first: bool = False,
+           lr_range: tuple[float, float] = (1e-2, 1.0),
+           first_lr: float = DEFAULT_LR) -> Curve:  # fmt: skip
     """TPE over the outer lr and K; hypergradients over every penalty.
 
     With ``prune``, a median pruner stops trials behind the finished ones (their compute is
     what they ran) and TPE leaves its random start after 3 trials rather than 10. With
-    ``first``, the first trial is the service's defaults (outer lr 0.1, ``K = T``), as a
-    study "around" a job starts from that job.
+    ``first``, the first trial is ``first_lr`` (the service's default, 0.1) and ``K = T``,
+    as a study "around" a job starts from that job. ``lr_range``: the outer lr's (log).
     """
     track = Tracker()
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=3 if prune else 10)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
     study = optuna.create_study(sampler=sampler, pruner=pruner)
     if first:
-        study.enqueue_trial({"outer_lr": DEFAULT_LR, "K": steps})
+        study.enqueue_trial({"outer_lr": first_lr, "K": steps})
     while track.spent + iterations + 1 <= budget:
         trial = study.ask()
-        outer_lr = trial.suggest_float("outer_lr", 1e-2, 1.0, log=True)
+        outer_lr = trial.suggest_float("outer_lr", *lr_range, log=True)
         K = trial.suggest_categorical("K", [1, 10, steps])
         dyn = core.GradientDescent(steps=steps, lr=lr)
         start = problem.initial_hparams()
@@ -187,6 +189,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=50, help="inner steps T")
     p.add_argument("--inner-lr", type=float, default=0.1)
     p.add_argument("--iterations", type=int, default=19, help="hyper-iterations a trial")
+    p.add_argument(
+        "--outer-lr",
+        type=float,
+        nargs=2,
+        default=[1e-2, 1.0],
+        metavar=("LOW", "HIGH"),
+        help="the hybrid's outer lr range (log)",
+    )
+    p.add_argument(
+        "--first-lr",
+        type=float,
+        default=DEFAULT_LR,
+        help="the outer lr of hybrid_first's first trial",
+    )
     p.add_argument("--hybrid-budget", type=int, default=60)
     p.add_argument("--blackbox-budget", type=int, default=600)
     p.add_argument("--json", type=Path)
@@ -202,7 +218,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         problem = make_problem(seed, a.real, a.noise, a.rows)
         for name, prune, first in variants:
             runs[name].append(hybrid(problem, a.hybrid_budget, a.steps, a.inner_lr,
-                                     a.iterations, seed, prune, first))  # fmt: skip
+                                     a.iterations, seed, prune, first,
+                                     tuple(a.outer_lr), a.first_lr))  # fmt: skip
         for name, shared in (("blackbox", False), ("shared", True)):
             runs[name].append(blackbox(problem, a.blackbox_budget, a.steps, a.inner_lr,
                                        seed, shared))  # fmt: skip
