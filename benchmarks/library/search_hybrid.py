@@ -245,7 +245,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{r['val_loss']:>9.4f} ± {r['val_loss_std']:<6.3f}"
               f"{r['test_rmse']:>9.4f} ± {r['test_rmse_std']:<6.3f}")  # fmt: skip
     out = {"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows,
-           "curves": runs, "machine": platform.platform(), "torch": torch.__version__,
+           "curves": {k: [thin(c) for c in v] for k, v in runs.items()},
+           "machine": platform.platform(), "torch": torch.__version__,
            "optuna": optuna.__version__}  # fmt: skip
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +254,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if a.figure:
         _figure(runs, a.figure)
     return out
+
+
+def thin(curve: list) -> list:
+    """The points where the best so far changes, and the last: the JSON's curves (the table
+    reads the full ones)."""
+    return [c for i, c in enumerate(curve)
+            if i == 0 or i == len(curve) - 1 or c[2:] != curve[i - 1][2:]]  # fmt: skip
 
 
 def _mean(xs: list[float]) -> float:

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 import core
-from benchmarks.library.search_hybrid import _figure, _mean, _std, at
+from benchmarks.library.search_hybrid import _figure, _mean, _std, at, thin
 from core.problems import Hypercleaning
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{r['val_loss']:>9.4f} ± {r['val_loss_std']:<6.3f}"
               f"{r['test_loss']:>9.4f} ± {r['test_loss_std']:<6.3f}"
               f"{r['test_acc']:>8.3f}")  # fmt: skip
-    out = {"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows, "curves": runs,
+    out = {"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows,
+           "curves": {k: [thin(c) for c in v] for k, v in runs.items()},
            "machine": platform.platform(), "torch": torch.__version__,
            "optuna": optuna.__version__}  # fmt: skip
     if a.json:
