@@ -20,6 +20,7 @@ from api.errors import install_error_handlers
 from api.openapi import App, operation_id
 from api.ratelimit import make_rate_limiter
 from api.routes import (
+    around,
     audit,
     dashboard,
     datasets,
@@ -127,6 +128,7 @@ def create_app(
     app.include_router(datasets.router)
     app.include_router(problems.router)
     app.include_router(studies.router)
+    app.include_router(around.router)
     app.include_router(webhooks.router)
     app.include_router(audit.router)
     app.include_router(dashboard.router)

@@ -88,6 +88,29 @@ def format_best(study: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def format_importance(study: Mapping[str, Any]) -> list[str]:
+    """A search's parameter importance, one path a line, largest first, with a bar."""
+    imp = study.get("importance")
+    if not imp:
+        return []
+    out = [f"parameter importance ({imp['evaluator']}, {imp['objective']}, "
+           f"{imp['trials']} complete trials):"]  # fmt: skip
+    width = max((len(k) for k in imp["params"]), default=0)
+    for path, share in imp["params"].items():
+        out.append(f"  {path:<{width}}  {share:6.1%}  {'#' * round(20 * share)}")
+    return out
+
+
+def format_warm(study: Mapping[str, Any]) -> list[str]:
+    """How many earlier members warm-started a search, and how many were skipped why."""
+    warm = study.get("warm_start")
+    if not warm:
+        return []
+    skipped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in warm["skipped"].items() if n)
+    return [f"warm start: {warm['trials']} earlier member(s)"
+            + (f" (skipped: {skipped})" if skipped else "")]  # fmt: skip
+
+
 def _summary_line(study: Study) -> str:
     p = study.progress
     counts = ", ".join(f"{n} {s}" for s, n in p.by_status.items() if n)
@@ -121,13 +144,31 @@ def _submit(c: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _around(c: Client, args: argparse.Namespace) -> int:
+    options: dict[str, Any] = {"n_trials": args.trials, "max_concurrent": args.concurrent,
+                               "sampler": args.sampler, "seed": args.seed}  # fmt: skip
+    if args.name:
+        options["name"] = args.name
+    if args.pruner:
+        options["pruner"] = {"kind": args.pruner}
+    path = f"/v1/jobs/{args.job_id}/search-around"
+    try:
+        study = c.studies.around(args.job_id, idempotency_key=args.idempotency_key, **options)
+    except ApiError as exc:
+        raise invalid(c, exc, f"job {args.job_id}", options, path) from None
+    print(study.id)
+    return 0
+
+
 def _show(study: Study, as_json: bool) -> None:
     if as_json:
         print(study.model_dump_json(indent=2))
         return
     print(_summary_line(study))
     data = study.model_dump(mode="json")
-    print("\n".join([*format_best(data), *format_table(data)]))
+    lines = [*format_warm(data), *format_best(data), *format_importance(data),
+             *format_table(data)]  # fmt: skip
+    print("\n".join(lines))
     for line in failures(study):
         print(line)
 
@@ -137,6 +178,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     c = connect(args)
     if args.action == "submit":
         return _submit(c, args)
+    if args.action == "around":
+        return _around(c, args)
     if args.action == "list":
         print("\t".join(("id", "status", "ended", "name")))
         for s in c.studies.list():
@@ -174,6 +217,19 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "submit", parents=[client], help="submit a study (JSON: name, base, grid); prints its id"
     )
     a.add_argument("file")
+    add_idempotency_option(a, "study")
+    a = actions.add_parser(
+        "around", parents=[client],
+        help="a search study around a job: its outer lr (log, /3..x3), K and inner steps, "
+        "warm-started by the job; prints its id",
+    )  # fmt: skip
+    a.add_argument("job_id")
+    a.add_argument("--trials", type=int, default=20, help="n_trials (default 20)")
+    a.add_argument("--concurrent", type=int, default=2, help="members at once (default 2)")
+    a.add_argument("--sampler", default="tpe", choices=("tpe", "cmaes", "gp", "random", "qmc"))
+    a.add_argument("--pruner", choices=("median", "successive_halving", "hyperband"))
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--name", help="the study's name (default: around <job name>)")
     add_idempotency_option(a, "study")
     actions.add_parser("list", parents=[client], help="the team's studies, newest first")
     for name, text in (

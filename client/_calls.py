@@ -124,6 +124,10 @@ def submit_study(study: Any, key: str | None) -> Call[Study]:
     return _create("/v1/studies", study, key, _model(Study))
 
 
+def search_around(job_id: Any, options: dict[str, Any], key: str | None) -> Call[Study]:
+    return _create(f"/v1/jobs/{job_id}/search-around", options, key, _model(Study))
+
+
 def get_study(study_id: Any) -> Call[Study]:
     return Call("GET", f"/v1/studies/{study_id}", _model(Study))
 

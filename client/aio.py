@@ -182,6 +182,12 @@ class AsyncStudiesApi:
         """Submit a study."""
         return await self._c.call(_calls.submit_study(study, idempotency_key))
 
+    async def around(
+        self, job_id: Any, *, idempotency_key: str | None = None, **options: Any
+    ) -> Study:
+        """A search study around a job (see :meth:`client.sync.StudiesApi.around`)."""
+        return await self._c.call(_calls.search_around(job_id, options, idempotency_key))
+
     async def get(self, study_id: Any) -> Study:
         """The study with its members and aggregate table."""
         return await self._c.call(_calls.get_study(study_id))

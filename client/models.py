@@ -185,6 +185,10 @@ class Study(_Model):
     search_done: bool = True
     # a search's best member (one objective) or its Pareto front (several), as positions
     best: list[int] | None = None
+    # a warm-started search: earlier members its sampler saw, and those skipped by reason
+    warm_start: dict[str, Any] | None = None
+    # a search's parameter importance: evaluator, objective, trials, params (path -> share)
+    importance: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:

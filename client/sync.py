@@ -239,6 +239,14 @@ class StudiesApi:
         """Submit a study (``{"name", "base", "grid", "group_by"}``; dict, JSON or path)."""
         return self._c.call(_calls.submit_study(study, idempotency_key))
 
+    def around(self, job_id: Any, *, idempotency_key: str | None = None, **options: Any) -> Study:
+        """A search study around a job's outer lr, K and inner steps, warm-started by it.
+
+        ``options``: ``n_trials``, ``max_concurrent``, ``sampler``, ``pruner``, ``seed``,
+        ``name`` (``POST /v1/jobs/{id}/search-around``).
+        """
+        return self._c.call(_calls.search_around(job_id, options, idempotency_key))
+
     def get(self, study_id: Any) -> Study:
         """The study with its members and aggregate table."""
         return self._c.call(_calls.get_study(study_id))

@@ -17,7 +17,13 @@ from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
 from api.openapi import auth_responses, links_to, problem_doc
 from api.quota import check_quota
-from api.schemas.studies import StudiesPublic, StudyCreate, StudyMemberPublic, StudyPublic
+from api.schemas.studies import (
+    ImportancePublic,
+    StudiesPublic,
+    StudyCreate,
+    StudyMemberPublic,
+    StudyPublic,
+)
 from api.settings import ApiSettings
 from jobs.specs.admission import admit
 from jobs.specs.job import JobSpec
@@ -26,7 +32,10 @@ from jobs.store.models import Study
 from jobs.studies.grid import Expansion, GridError, expand, replicate_paths
 from jobs.studies.search.advance import advance, trials_of
 from jobs.studies.search.checks import check_search
+from jobs.studies.search.importance import importance
+from jobs.studies.search.space import SearchSpec
 from jobs.studies.search.trials import best_trials
+from jobs.studies.search.warm import snapshot
 from jobs.studies.table import aggregate
 
 router = APIRouter(
@@ -92,6 +101,23 @@ def _expand(
     return expansion, group_by
 
 
+def _warm(session: Session, team_id: uuid.UUID, search: SearchSpec) -> dict[str, Any] | None:
+    """The warm start's snapshot; 422 naming each study or job id that is not the team's."""
+    if search.warm_start is None:
+        return None
+    w = search.warm_start
+    jobs, bad_studies, bad_jobs = repo.warm_sources(session, team_id, w.studies, w.jobs)
+    errors = [
+        {"field": f"search.warm_start.{kind}.{i}", "loc": ["search", "warm_start", kind, i],
+         "message": f"no {kind[:-1]} {ids[i]} for this team", "type": "not_found"}
+        for kind, ids, bad in (("studies", w.studies, bad_studies), ("jobs", w.jobs, bad_jobs))
+        for i in bad
+    ]  # fmt: skip
+    if errors:
+        raise _invalid(errors)
+    return snapshot(search, jobs)
+
+
 def _study_or_404(audit: Auditor, study_id: uuid.UUID) -> Study:
     study = repo.get_study(audit.session, audit.principal.team.id, study_id)
     if study is None:
@@ -107,11 +133,14 @@ def _detail(session: Session, study: Study) -> StudyPublic:
         [{"values": m.values, "status": m.status, "summary": m.summary} for m in members],
         study.group_by,
     )
-    best = None
+    best, weights = None, None
     if study.search is not None:
-        directions = [o.get("direction", "minimize") for o in study.search["objectives"]]
-        best = [t.number for t in best_trials(trials_of(study, rows), directions)]
-    return StudyPublic.of(study, counts, members, table, best)
+        search = SearchSpec.model_validate(study.search)
+        trials = trials_of(study, rows)
+        best = [t.number for t in best_trials(trials, search.directions)]
+        found = importance(search, trials)
+        weights = None if found is None else ImportancePublic.model_validate(found)
+    return StudyPublic.of(study, counts, members, table, best, weights)
 
 
 @router.post(
@@ -140,6 +169,7 @@ def create_study(
     search = body.search
     if search is not None and search.n_trials is None:  # a budget alone: at most the limit
         search = search.model_copy(update={"n_trials": settings.max_study_members})
+    warm = None if search is None or replay else _warm(session, team.id, search)
     if not replay:  # a replay creates nothing, so it is never over quota
         first = min(search.max_concurrent, search.n_trials or search.max_concurrent) if (
             search) else len(expansion.members)  # fmt: skip
@@ -149,7 +179,7 @@ def create_study(
             session, team.id, name=body.name, base=body.base, grid=body.grid or {},
             group_by=group_by, expansion=expansion, max_attempts=settings.max_attempts,
             idempotency_key=idempotency_key,
-            search=None if search is None else search.model_dump(mode="json"),
+            search=None if search is None else search.model_dump(mode="json"), warm_start=warm,
         )  # fmt: skip
         if created and search is not None:
             jobs = advance(session, study.id, admit=_admit_for(settings, session, team.id),

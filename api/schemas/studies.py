@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,10 +13,12 @@ from api.schemas.jobs import JobError, Progress
 from jobs.specs.job import TEXT
 from jobs.status import TERMINAL, JobStatus
 from jobs.store.models import Job, Study, StudyMember
-from jobs.studies.search.space import SearchSpec
+from jobs.studies.search.space import Pruner, SearchSpec
 from jobs.studies.table import study_status
 
 __all__ = [
+    "AroundCreate",
+    "ImportancePublic",
     "MetricStat",
     "StudiesPublic",
     "StudyCreate",
@@ -24,6 +26,7 @@ __all__ = [
     "StudyProgress",
     "StudyPublic",
     "StudyRow",
+    "WarmStartPublic",
 ]
 
 
@@ -44,6 +47,22 @@ class StudyCreate(BaseModel):
     grid: dict[str, Any] | None = Field(None, description="dotted spec path -> list of values")
     search: SearchSpec | None = Field(None, description="a space, sampler, budget, objectives")
     group_by: list[str] | None = None
+
+
+class AroundCreate(BaseModel):
+    """A search around a job (``POST /v1/jobs/{id}/search-around``): the search's settings.
+
+    The space and the base come from the job (:mod:`jobs.studies.search.around`).
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT)] | None = None
+    n_trials: Annotated[int, Field(ge=1, le=10_000)] = 20
+    max_concurrent: Annotated[int, Field(ge=1, le=64)] = 2
+    sampler: Literal["tpe", "cmaes", "gp", "random", "qmc"] = "tpe"
+    pruner: Pruner | None = None
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
 
 class StudyProgress(BaseModel):
@@ -125,6 +144,27 @@ class StudyRow(BaseModel):
     stats: dict[str, MetricStat]
 
 
+class WarmStartPublic(BaseModel):
+    """The earlier members a search's sampler saw first, read when it was created."""
+
+    trials: int = Field(description="finished members shown to the sampler")
+    skipped: dict[str, int] = Field(
+        description="members not shown, by reason: not_succeeded, no_objective, outside_space"
+    )
+
+
+class ImportancePublic(BaseModel):
+    """How much each searched path explains the first objective (Optuna's PED-ANOVA).
+
+    Fractions summing to 1 over the paths, largest first; from the study's complete members.
+    """
+
+    evaluator: str
+    objective: str
+    trials: int
+    params: dict[str, float]
+
+
 class StudyPublic(BaseModel):
     """A study: its grid, status, progress and, in the detail view, members and table."""
 
@@ -145,6 +185,10 @@ class StudyPublic(BaseModel):
     search_done: bool = True
     #: a search's best member (one objective) or its Pareto front (several), as positions
     best: list[int] | None = None
+    #: a warm-started search: how many earlier members its sampler saw, and skipped why
+    warm_start: WarmStartPublic | None = None
+    #: a search's parameter importance (detail view, two or more complete members)
+    importance: ImportancePublic | None = None
 
     @classmethod
     def of(
@@ -154,6 +198,7 @@ class StudyPublic(BaseModel):
         members: list[StudyMemberPublic] | None = None,
         table: list[dict[str, Any]] | None = None,
         best: list[int] | None = None,
+        importance: ImportancePublic | None = None,
     ) -> StudyPublic:
         """The public view of a study row, its members' status counts and its details."""
         return cls(
@@ -173,7 +218,11 @@ class StudyPublic(BaseModel):
             search=None if study.search is None else SearchSpec.model_validate(study.search),
             search_done=study.search_done,
             best=best,
-        )
+            warm_start=None if study.warm_start is None else WarmStartPublic(
+                trials=len(study.warm_start.get("trials", [])),
+                skipped=dict(study.warm_start.get("skipped", {}))),
+            importance=importance,
+        )  # fmt: skip
 
 
 class StudiesPublic(BaseModel):

@@ -41,6 +41,8 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # the log-penalty range black-box search draws from: exp(1) keeps the inner steps stable
 LOW, HIGH = -10.0, 1.0
+#: the service's default outer learning rate: the first trial of ``hybrid_first``
+DEFAULT_LR = 0.1
 Curve = list[tuple[int, float, float, float]]  # (inner trainings, seconds, val loss, test rmse)
 
 
@@ -88,22 +90,26 @@ class Tracker:
 class _Best:
     """A fit's callback keeping its best iterate.
 
-    Each hyper-iteration's outer loss is f at that iterate, so a trial keeps its best one
-    (a run whose penalties grow until the inner steps diverge keeps the last good one), as
-    a job's summary keeps ``best_outer_loss``.
+    A hyper-iteration's record holds f at the iterate *before* its update (``core.fit``),
+    while ``state.hparams`` is the iterate after it: the callback keeps the previous one,
+    so the iterate it keeps is the one whose loss it saw. A trial keeps its best one (a run
+    whose penalties grow until the inner steps diverge keeps the last good one), as a job's
+    summary keeps ``best_outer_loss``.
     """
 
-    def __init__(self, trial: optuna.Trial | None = None) -> None:
+    def __init__(self, start: torch.Tensor, trial: optuna.Trial | None = None) -> None:
         self.loss: float = math.inf
         self.hparams: torch.Tensor | None = None
+        self.prev = start.clone()
         self.trial, self.ran = trial, 0
 
     def __call__(self, record: dict[str, float], state: core.FitState) -> bool:
         self.ran += 1
         loss = record["outer_loss"]
         if loss < self.loss:
-            hp = cast(dict[str, torch.Tensor], state.hparams)
-            self.loss, self.hparams = loss, hp["feature_penalties"].clone()
+            self.loss, self.hparams = loss, self.prev
+        hp = cast(dict[str, torch.Tensor], state.hparams)
+        self.prev = hp["feature_penalties"].detach().clone()
         if self.trial is None:
             return False
         # the study's median pruner, as a search study prunes its members (stops the fit)
@@ -112,24 +118,31 @@ class _Best:
 
 
 def hybrid(problem, budget: int, steps: int, lr: float, iterations: int, seed: int,
-           prune: bool = False) -> Curve:  # fmt: skip
+           prune: bool = False, first: bool = False,
+           lr_range: tuple[float, float] = (1e-2, 1.0),
+           first_lr: float = DEFAULT_LR) -> Curve:  # fmt: skip
     """TPE over the outer lr and K; hypergradients over every penalty.
 
     With ``prune``, a median pruner stops trials behind the finished ones (their compute is
-    what they ran) and TPE leaves its random start after 3 trials rather than 10.
+    what they ran) and TPE leaves its random start after 3 trials rather than 10. With
+    ``first``, the first trial is ``first_lr`` (the service's default, 0.1) and ``K = T``,
+    as a study "around" a job starts from that job. ``lr_range``: the outer lr's (log).
     """
     track = Tracker()
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=3 if prune else 10)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=3)
     study = optuna.create_study(sampler=sampler, pruner=pruner)
+    if first:
+        study.enqueue_trial({"outer_lr": first_lr, "K": steps})
     while track.spent + iterations + 1 <= budget:
         trial = study.ask()
-        outer_lr = trial.suggest_float("outer_lr", 1e-2, 1.0, log=True)
+        outer_lr = trial.suggest_float("outer_lr", *lr_range, log=True)
         K = trial.suggest_categorical("K", [1, 10, steps])
         dyn = core.GradientDescent(steps=steps, lr=lr)
-        best = _Best(trial if prune else None)
+        start = problem.initial_hparams()
+        best = _Best(start["feature_penalties"], trial if prune else None)
         with contextlib.suppress(core.DivergenceError):
-            core.fit(problem, problem.initial_hparams(), dyn,
+            core.fit(problem, start, dyn,
                      core.make_estimator("truncated", K=K), iterations=iterations,
                      lr=outer_lr, keep_history=False, callback=best)  # fmt: skip
         val, test = math.inf, math.inf
@@ -176,19 +189,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=50, help="inner steps T")
     p.add_argument("--inner-lr", type=float, default=0.1)
     p.add_argument("--iterations", type=int, default=19, help="hyper-iterations a trial")
+    p.add_argument(
+        "--outer-lr",
+        type=float,
+        nargs=2,
+        default=[1e-2, 1.0],
+        metavar=("LOW", "HIGH"),
+        help="the hybrid's outer lr range (log)",
+    )
+    p.add_argument(
+        "--first-lr",
+        type=float,
+        default=DEFAULT_LR,
+        help="the outer lr of hybrid_first's first trial",
+    )
     p.add_argument("--hybrid-budget", type=int, default=60)
     p.add_argument("--blackbox-budget", type=int, default=600)
     p.add_argument("--json", type=Path)
     p.add_argument("--figure", type=Path)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
-    runs: dict[str, list[Curve]] = {"hybrid": [], "hybrid_pruned": [], "blackbox": [],
+    runs: dict[str, list[Curve]] = {"hybrid": [], "hybrid_pruned": [], "hybrid_first": [],
+                                     "hybrid_first_pruned": [], "blackbox": [],
                                      "shared": []}  # fmt: skip
+    variants = (("hybrid", False, False), ("hybrid_pruned", True, False),
+                ("hybrid_first", False, True), ("hybrid_first_pruned", True, True))  # fmt: skip
     for seed in a.seeds:
         problem = make_problem(seed, a.real, a.noise, a.rows)
-        for name, prune in (("hybrid", False), ("hybrid_pruned", True)):
+        for name, prune, first in variants:
             runs[name].append(hybrid(problem, a.hybrid_budget, a.steps, a.inner_lr,
-                                     a.iterations, seed, prune))  # fmt: skip
+                                     a.iterations, seed, prune, first,
+                                     tuple(a.outer_lr), a.first_lr))  # fmt: skip
         for name, shared in (("blackbox", False), ("shared", True)):
             runs[name].append(blackbox(problem, a.blackbox_budget, a.steps, a.inner_lr,
                                        seed, shared))  # fmt: skip
@@ -208,13 +239,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "val_loss_std": _std([g[1] for g in got]),
                          "test_rmse": _mean([g[2] for g in got]),
                          "test_rmse_std": _std([g[2] for g in got])})  # fmt: skip
-    print(f"{'method':>13} {'inner':>6} {'seconds':>8} {'val loss':>17} {'test rmse':>17}")
+    print(f"{'method':>19} {'inner':>6} {'seconds':>8} {'val loss':>17} {'test rmse':>17}")
     for r in rows:
-        print(f"{r['method']:>13} {r['inner_trainings']:>6} {r['seconds']:>8.2f} "
+        print(f"{r['method']:>19} {r['inner_trainings']:>6} {r['seconds']:>8.2f} "
               f"{r['val_loss']:>9.4f} ± {r['val_loss_std']:<6.3f}"
               f"{r['test_rmse']:>9.4f} ± {r['test_rmse_std']:<6.3f}")  # fmt: skip
     out = {"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows,
-           "curves": runs, "machine": platform.platform(), "torch": torch.__version__,
+           "curves": {k: [thin(c) for c in v] for k, v in runs.items()},
+           "machine": platform.platform(), "torch": torch.__version__,
            "optuna": optuna.__version__}  # fmt: skip
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +256,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return out
 
 
+def thin(curve: list) -> list:
+    """The points where the best so far changes, and the last: the JSON's curves (the table
+    reads the full ones)."""
+    return [c for i, c in enumerate(curve)
+            if i == 0 or i == len(curve) - 1 or c[2:] != curve[i - 1][2:]]  # fmt: skip
+
+
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
@@ -231,6 +270,16 @@ def _mean(xs: list[float]) -> float:
 def _std(xs: list[float]) -> float:
     m = _mean(xs)
     return math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+
+
+_COLORS = {
+    "hybrid": "C0",
+    "hybrid_pruned": "C3",
+    "hybrid_first": "C4",
+    "hybrid_first_pruned": "C5",
+    "blackbox": "C1",
+    "shared": "C2",
+}
 
 
 def _figure(runs: dict[str, list[Curve]], path: Path) -> None:
@@ -243,9 +292,9 @@ def _figure(runs: dict[str, list[Curve]], path: Path) -> None:
     for name, curves in runs.items():
         for i, c in enumerate(curves):
             xs, ys = [x[0] for x in c], [x[2] for x in c]
-            ax.step(xs, ys, where="post", label=name if i == 0 else None,
-                    color={"hybrid": "C0", "hybrid_pruned": "C3", "blackbox": "C1",
-                           "shared": "C2"}[name])  # fmt: skip
+            ax.step(
+                xs, ys, where="post", label=name if i == 0 else None, color=_COLORS.get(name, "C7")
+            )
     ax.set_xscale("log")
     ax.set_xlabel("inner trainings")
     ax.set_ylabel("best validation loss")

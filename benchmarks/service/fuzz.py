@@ -41,9 +41,11 @@ ACCEPTED: list[str | int] = ["2XX", "3XX", 401, 403, 404, 409, 429]
 # fields) or that has a whole float for an integer (strict mode; JSON Schema counts 96.0 as
 # an integer), a data set upload whose bytes are no .npz or .safetensors file (a binary
 # body's schema says nothing of its format), a study's grid whose paths or values the job
-# spec refuses (checked against the spec, not expressible in the grid's schema), and a
-# webhook URL outside the operator's allowed addresses (a setting).
-REFUSES_VALID = ("POST /v1/jobs", "POST /v1/datasets", "POST /v1/studies", "POST /v1/webhooks")
+# spec refuses (checked against the spec, not expressible in the grid's schema), a search
+# around a job whose neighbourhood the admission refuses (twice its inner steps over the
+# limit), and a webhook URL outside the operator's allowed addresses (a setting).
+REFUSES_VALID = ("POST /v1/jobs", "POST /v1/datasets", "POST /v1/studies",
+                 "POST /v1/jobs/{job_id}/search-around", "POST /v1/webhooks")  # fmt: skip
 
 
 def fuzz_config(*, stateful: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import sessionmaker
 from api import ApiSettings, create_app
 from api.openapi import BINARY_SCHEMA, NPZ, OCTET_STREAM
 from api.routes import (
+    around,
     audit,
     dashboard,
     datasets,
@@ -61,6 +62,7 @@ def test_operation_ids_are_the_routes_tag_and_function_name(doc):
     expected = {
         f"{method} {route.path}": f"{route.tags[0]}-{route.name}"
         for router in (
+            around.router,
             audit.router,
             health.router,
             jobs.router,

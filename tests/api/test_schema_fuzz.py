@@ -50,7 +50,7 @@ OPERATIONS = {
     "GET /v1/jobs", "POST /v1/jobs", "GET /v1/jobs/{job_id}", "GET /v1/jobs/{job_id}/trace",
     "GET /v1/jobs/{job_id}/result", "GET /v1/jobs/{job_id}/hparams",
     "GET /v1/jobs/{job_id}/learned",
-    "POST /v1/jobs/{job_id}/cancel",
+    "POST /v1/jobs/{job_id}/cancel", "POST /v1/jobs/{job_id}/search-around",
     "GET /v1/keys", "POST /v1/keys", "DELETE /v1/keys/{prefix}",
     "GET /v1/pool", "PATCH /v1/teams/{name}", "GET /v1/problems",
     "GET /v1/studies", "POST /v1/studies", "GET /v1/studies/{study_id}",

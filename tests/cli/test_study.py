@@ -26,7 +26,7 @@ def _run(capsys, *argv):
     return run_cli(capsys, *argv, "--key", "blv_x_y", "--url", "http://x")
 
 
-@pytest.mark.parametrize("action", ["submit", "status", "watch", "cancel", "list"])
+@pytest.mark.parametrize("action", ["submit", "status", "watch", "cancel", "list", "around"])
 def test_study_commands_import_neither_the_server_nor_torch(action, tmp_path):
     argv = ["study", action]
     if action == "submit":
@@ -146,3 +146,47 @@ def test_the_front_lists_each_member_of_it_with_its_objectives():
     assert lines[1].split() == ["#0", "final_outer_loss=0.1,", "s_per_iteration=0.5",
                                 "[hypergradient.K=25]", "job-0"]  # fmt: skip
     assert lines[2].startswith("  #2 final_outer_loss=0.3, s_per_iteration=0.1")
+
+
+def test_around_prints_the_new_study_and_status_says_what_warm_started_it(
+    state, api_server, capsys
+):
+    spec = state / "job.json"
+    spec.write_text(json.dumps(tiny_spec(iterations=4, name="base")))
+    code, out, _ = _run(capsys, "submit", str(spec))
+    job_id = out.strip().split()[0]
+    code, out, _ = _run(capsys, "study", "around", job_id, "--trials", "3", "--pruner", "median")
+    assert code == 0
+    sid = out.strip()
+    _, out, _ = _run(capsys, "study", "status", sid, "--json")
+    study = json.loads(out)
+    assert study["name"] == "around base" and study["search"]["n_trials"] == 3
+    assert study["search"]["warm_start"]["jobs"] == [job_id]
+    assert study["search"]["pruner"]["kind"] == "median"
+    _, out, _ = _run(capsys, "study", "status", sid)
+    # the job has not run: it is not shown to the sampler, and is counted
+    assert "warm start: 0 earlier member(s) (skipped: 1 not succeeded)" in out.splitlines()
+
+
+def test_around_an_unknown_job_is_one_line_and_exit_2(state, api_server, capsys):
+    code, _, err = _run(capsys, "study", "around", str(uuid.uuid4()))
+    assert code == 2 and err.count("\n") == 1
+    assert "job" in err
+
+
+def test_status_prints_the_importance_largest_first_with_bars():
+    from cli.study import format_importance
+
+    study = {
+        "importance": {
+            "evaluator": "ped_anova",
+            "objective": "final_outer_loss",
+            "trials": 12,
+            "params": {"outer.lr": 0.75, "inner.steps": 0.25},
+        }
+    }
+    lines = format_importance(study)
+    assert lines[0] == "parameter importance (ped_anova, final_outer_loss, 12 complete trials):"
+    assert lines[1].split() == ["outer.lr", "75.0%", "#" * 15]
+    assert lines[2].split() == ["inner.steps", "25.0%", "#" * 5]
+    assert format_importance({"importance": None}) == []

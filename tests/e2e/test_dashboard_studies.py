@@ -255,5 +255,33 @@ def test_a_search_study_shows_its_objective_by_trial_and_its_best_member(page, c
     (best,) = study["best"]
     item = page.locator("#study-search .search-best li")
     assert item.count() == 1 and item.get_attribute("data-position") == str(best)
+    # four complete members: the importance of its one path, drawn as a bar
+    study = client.get(f"/v1/studies/{sid}").json()
+    assert list(study["importance"]["params"]) == ["outer.lr"]
+    row = page.locator("#study-search .search-importance tr")
+    assert row.count() == 1 and row.get_attribute("data-path") == "outer.lr"
+    assert page.locator("#study-search .search-importance progress").count() == 1
     page.screenshot(path=str(shots / "study-search.png"), full_page=True)
     assert page.errors == []
+    assert page.evaluate("() => window.__csp") == []
+
+
+def test_search_around_this_creates_a_search_warm_started_by_the_job(page, study, client):
+    job_id = study["members"][0]["job_id"]
+    _open_job(page, job_id)
+    page.click("#around-job")
+    page.fill("#around-trials", "2")
+    page.fill("#around-concurrent", "1")
+    page.select_option("#around-pruner", "median")
+    page.click("#around-create")
+    page.wait_for_function("() => /^#\\/studies\\/[0-9a-f-]{36}$/.test(location.hash)")
+    sid = page.evaluate("() => location.hash.split('/')[2]")
+    made = client.get(f"/v1/studies/{sid}").json()
+    job = client.get(f"/v1/jobs/{job_id}").json()
+    assert made["base"] == job["spec"] and made["warm_start"]["trials"] == 1
+    lr = made["search"]["params"]["outer.lr"]
+    assert lr["low"] < job["spec"]["outer"]["lr"] < lr["high"] and lr["log"]
+    assert made["search"]["n_trials"] == 2 and made["search"]["pruner"]["kind"] == "median"
+    page.wait_for_selector('#view-study[data-ready="1"]')
+    assert "warm start: 1 earlier" in page.text_content("#study-search .search-summary")
+    assert page.evaluate("() => window.__csp") == []

@@ -263,6 +263,8 @@ export function mount(section, { id }) {
         onclick: () => openEditor("openClone", section) }, "Clone"),
       h("button", { id: "sweep-job", type: "button", class: "ghost",
         onclick: () => openEditor("openSweep", section) }, "Sweep this"),
+      h("button", { id: "around-job", type: "button", class: "ghost",
+        onclick: () => openEditor("openAround", section) }, "Search around this"),
       h("button", { id: "cancel-job", type: "button", class: "danger", disabled: true,
         onclick: (e) => cancel(e.currentTarget) }, "Cancel job")),
     h("p", { class: "job-error error", hidden: true }),

@@ -1,5 +1,6 @@
 // From a job's page: "Clone" (the spec in an editor, checked against the API's schema before
-// it is submitted) and "Sweep this" (a path and values: a study over this job's spec).
+// it is submitted), "Sweep this" (a path and values: a study over this job's spec) and
+// "Search around this" (a search study the server builds around the job's settings).
 import { ApiError, getJSON } from "./api.js";
 import { h, text } from "./dom.js";
 import { leafPaths, schemas, validate } from "./schema.js";
@@ -111,4 +112,38 @@ export function openSweep(section, job) {
       h("button", { type: "button", id: "sweep-create", onclick: (e) => create(e.currentTarget) }, "Create study")));
   text(values, "");
   values.focus();
+}
+
+/** "Search around this": a search study over this job's outer lr (log, /3..x3), K and inner
+ * steps, warm-started by the job (POST /v1/jobs/{id}/search-around). */
+export function openAround(section, job) {
+  const trials = h("input", { id: "around-trials", type: "number", min: "1", value: "20", "aria-label": "trials" });
+  const concurrent = h("input", { id: "around-concurrent", type: "number", min: "1", value: "2", "aria-label": "members at once" });
+  const pruner = h("select", { id: "around-pruner", "aria-label": "pruner" },
+    ["", "median", "successive_halving", "hyperband"].map((p) => h("option", { value: p }, p || "none")));
+  const name = h("input", { id: "around-name", value: `around ${job.spec.name}`.slice(0, 200), "aria-label": "study name" });
+  const errors = h("ul", { class: "error", id: "around-errors", hidden: true });
+  const create = async (btn) => {
+    const body = { name: name.value, n_trials: Number(trials.value), max_concurrent: Number(concurrent.value) };
+    if (pruner.value) body.pruner = { kind: pruner.value };
+    btn.disabled = true;
+    try {
+      const study = await getJSON(`/v1/jobs/${job.id}/search-around`, { method: "POST", body });
+      location.hash = `#/studies/${study.id}`;
+    } catch (err) {
+      errorList(errors, serverErrors(err));
+    } finally {
+      btn.disabled = false;
+    }
+  };
+  panel(section, "around-editor", "Search around this job: outer lr (÷3 to ×3, log), K and inner steps",
+    h("div", { class: "form-grid" },
+      h("label", {}, "Trials"), h("span", {}, trials),
+      h("label", {}, "At once"), h("span", {}, concurrent),
+      h("label", {}, "Pruner"), h("span", {}, pruner),
+      h("label", {}, "Study name"), h("span", {}, name)),
+    errors,
+    h("div", { class: "toolbar" },
+      h("button", { type: "button", id: "around-create", onclick: (e) => create(e.currentTarget) }, "Create search")));
+  trials.focus();
 }

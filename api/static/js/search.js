@@ -28,6 +28,20 @@ export function history(study) {
   return [xs, ys, best, pruned];
 }
 
+// Parameter importance (Optuna's PED-ANOVA, from the API): one row a path, a <progress>
+// bar for its share (no inline style: the page's CSP forbids it)
+function renderImportance(box, study) {
+  const imp = study.importance;
+  box.hidden = !imp;
+  if (!imp) return;
+  box.replaceChildren(
+    h("h4", {}, `Parameter importance (${imp.objective}, ${imp.trials} complete trials)`),
+    h("table", { class: "importance" }, Object.entries(imp.params).map(([path, share]) =>
+      h("tr", { dataset: { path } }, h("td", { class: "mono" }, path),
+        h("td", {}, h("progress", { max: "1", value: String(share) })),
+        h("td", { class: "num" }, `${(100 * share).toFixed(1)}%`)))));
+}
+
 export function renderSearch(card, study) {
   card.hidden = !study.search;
   if (!study.search) return null;
@@ -41,7 +55,8 @@ export function renderSearch(card, study) {
       Object.entries(m.values).map(([k, v]) => `${k.split(".").pop()}=${v}`).join(" ")));
   const pruned = study.members.filter((m) => m.status === Status.PRUNED).length;
   text(card.querySelector(".search-summary"),
-    `${study.search.sampler} sampler · ${study.members.length}${study.search.n_trials ? ` / ${study.search.n_trials}` : ""} trials · ${pruned} pruned${study.search_done ? " · done" : ""}`);
+    `${study.search.sampler} sampler · ${study.members.length}${study.search.n_trials ? ` / ${study.search.n_trials}` : ""} trials · ${pruned} pruned${study.warm_start ? ` · warm start: ${study.warm_start.trials} earlier` : ""}${study.search_done ? " · done" : ""}`);
+  renderImportance(card.querySelector(".search-importance"), study);
   card.querySelector(".search-best").replaceChildren(h("h4", {}, title),
     rows.length ? h("ul", {}, rows) : h("p", { class: "small" }, "no member has finished yet"));
   const data = history(study);

@@ -43,6 +43,9 @@ class Study(Base):
     search: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
     # a search whose budget is spent: no member will be added (a grid is always done)
     search_done: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # a search's warm start as read at creation: the earlier members its sampler sees first
+    # (``{"trials": [{"job", "params", "values"}], "skipped": {reason: count}}``)
+    warm_start: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
 
 
 class StudyMember(Base):

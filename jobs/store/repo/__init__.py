@@ -83,6 +83,7 @@ from jobs.store.repo.studies import (
     study_members,
     study_of_job,
     study_status_counts,
+    warm_sources,
 )
 from jobs.store.repo.submissions import (
     cancel_job,
@@ -237,5 +238,6 @@ __all__ = [
     "truncate_trace",
     "utcnow",
     "verify_key",
+    "warm_sources",
     "write_trace",
 ]

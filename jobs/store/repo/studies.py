@@ -33,6 +33,7 @@ __all__ = [
     "study_members",
     "study_of_job",
     "study_status_counts",
+    "warm_sources",
 ]
 
 
@@ -48,11 +49,13 @@ def create_study(
     max_attempts: int = 3,
     idempotency_key: str | None = None,
     search: dict[str, Any] | None = None,
+    warm_start: dict[str, Any] | None = None,
 ) -> tuple[Study, list[Job], bool]:
     """Insert the study and one queued job per member, in the caller's transaction.
 
     A search (``search`` given, ``expansion`` empty) starts with no member: the caller
-    asks for its first ones (:func:`jobs.studies.search.advance.advance`) before committing.
+    asks for its first ones (:func:`jobs.studies.search.advance.advance`) before committing;
+    ``warm_start`` is its snapshot of earlier members (:mod:`jobs.studies.search.warm`).
 
     With an idempotency key already used, nothing is inserted: that study is returned.
 
@@ -88,6 +91,7 @@ def create_study(
         kind="grid" if search is None else "search",
         search=search,
         search_done=search is None,
+        warm_start=warm_start,
     )
     study, created = insert_keyed(session, study, same, "name, base, grid, group_by or search")
     if not created:
@@ -120,6 +124,32 @@ def list_studies(session: Session, team_id: uuid.UUID, *, limit: int = 50) -> li
         .limit(limit)
     )
     return list(session.scalars(q))
+
+
+def warm_sources(
+    session: Session, team_id: uuid.UUID, study_ids: list[uuid.UUID], job_ids: list[uuid.UUID]
+) -> tuple[list[Job], list[int], list[int]]:
+    """The jobs a warm start reads: each study's members in order, then the jobs listed.
+
+    Returns:
+        ``(jobs, bad_studies, bad_jobs)``: the last two the indexes of ids that are unknown
+        or another team's.
+    """
+    out: list[Job] = []
+    bad_studies, bad_jobs = [], []
+    for i, sid in enumerate(study_ids):
+        study = get_study(session, team_id, sid)
+        if study is None:
+            bad_studies.append(i)
+            continue
+        out.extend(j for _, j in study_members(session, study.id))
+    for i, jid in enumerate(job_ids):
+        job = session.get(Job, jid)
+        if job is None or job.team_id != team_id:
+            bad_jobs.append(i)
+            continue
+        out.append(job)
+    return out, bad_studies, bad_jobs
 
 
 def study_members(session: Session, study_id: uuid.UUID) -> list[tuple[StudyMember, Job]]:

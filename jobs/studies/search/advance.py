@@ -28,6 +28,7 @@ from jobs.studies.grid import member_data
 from jobs.studies.search.sampling import suggest
 from jobs.studies.search.space import SearchSpec
 from jobs.studies.search.trials import Trial, objective_values, trial_state
+from jobs.studies.search.warm import warm_trials
 
 __all__ = ["Admit", "advance", "budget_left", "record_ends", "trials_of"]
 
@@ -107,6 +108,7 @@ def advance(
     new: list[Job] = []
     refused_in_a_row = 0
     swept = set(search.params)
+    warm = warm_trials(study.warm_start)
     while (
         not study.cancel_requested
         and running < search.max_concurrent
@@ -115,7 +117,7 @@ def advance(
         and refused_in_a_row < 3 * search.max_concurrent
     ):
         number = 1 + max((t.number for t in trials), default=-1)
-        sug = suggest(search, trials, number)
+        sug = suggest(search, trials, number, warm)
         data, values = member_data(study.base, sug.params, swept, study.name)
         data["name"] = f"{study.name} #{number} [{data['name'][len(study.name) + 2 :]}"[:200]
         try:

@@ -99,8 +99,14 @@ def make_sampler(search: SearchSpec, number: int) -> optuna.samplers.BaseSampler
     raise ValueError(f"unknown sampler {kind!r}")  # the schema's Literal refuses it first
 
 
-def rebuild(search: SearchSpec, trials: Sequence[Trial], number: int) -> optuna.Study:
-    """An in-memory study holding ``trials``, its sampler seeded for trial ``number``."""
+def rebuild(
+    search: SearchSpec, trials: Sequence[Trial], number: int, warm: Sequence[Trial] = ()
+) -> optuna.Study:
+    """An in-memory study holding ``trials``, its sampler seeded for trial ``number``.
+
+    ``warm``: earlier studies' finished members (:mod:`jobs.studies.search.warm`), added
+    first as complete trials, so the sampler sees them as it sees the study's own.
+    """
     dists = distributions(search)
     study = optuna.create_study(
         # Hyperband assigns brackets by a hash of the study's name and the trial's number
@@ -109,6 +115,10 @@ def rebuild(search: SearchSpec, trials: Sequence[Trial], number: int) -> optuna.
         sampler=make_sampler(search, number),
         pruner=optuna.pruners.NopPruner(),
     )
+    for t in warm:
+        params = {k: _typed(d, t.params[k]) for k, d in dists.items()}
+        study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=t.values,
+                                                  params=params, distributions=dists))  # fmt: skip
     for t in sorted(trials, key=lambda t: t.number):
         params = {k: v for k, v in sorted(t.params.items()) if k in dists and v is not None}
         state = _STATES[t.state]
@@ -133,6 +143,15 @@ def rebuild(search: SearchSpec, trials: Sequence[Trial], number: int) -> optuna.
     return study
 
 
+def _typed(d: BaseDistribution, value: Any) -> Any:
+    """A stored JSON number as its distribution's type (a spec may write ``10.0`` for 10)."""
+    if isinstance(d, IntDistribution):
+        return int(value)
+    if isinstance(d, FloatDistribution):
+        return float(value)
+    return value
+
+
 class Suggestion:
     """A new trial's parameters and the attributes its sampler wrote on it."""
 
@@ -141,9 +160,14 @@ class Suggestion:
         self.sampler_attrs = sampler_attrs
 
 
-def suggest(search: SearchSpec, trials: Sequence[Trial], number: int) -> Suggestion:
-    """The parameters of trial ``number`` given the stored ``trials``; deterministic."""
-    study = rebuild(search, trials, number)
+def suggest(
+    search: SearchSpec, trials: Sequence[Trial], number: int, warm: Sequence[Trial] = ()
+) -> Suggestion:
+    """The parameters of trial ``number`` given the stored ``trials`` (and ``warm`` ones first).
+
+    Deterministic: the same history gives the same suggestion.
+    """
+    study = rebuild(search, trials, number, warm)
     trial = study.ask(distributions(search))
     attrs = study.get_trials(deepcopy=False)[trial.number].system_attrs  # the sampler's notes
     on_study = study._storage.get_study_system_attrs(study._study_id)

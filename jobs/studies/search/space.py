@@ -10,6 +10,7 @@ admit) and names each field. Pure pydantic: the API reads these without Optuna.
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +25,7 @@ __all__ = [
     "Param",
     "Pruner",
     "SearchSpec",
+    "WarmStart",
 ]
 
 #: the samplers a search may name (Optuna's TPE, CMA-ES, GP, random, Sobol QMC, grid)
@@ -99,6 +101,22 @@ class Pruner(_Model):
     reduction_factor: Annotated[int, Field(ge=2, le=10)] = 3
 
 
+# ids arrive as JSON strings, which strict mode refuses for a UUID
+_Id = Annotated[uuid.UUID, Field(strict=False)]
+
+
+class WarmStart(_Model):
+    """Earlier results the sampler sees before its first ask: the team's studies and jobs.
+
+    Their finished members (succeeded jobs) whose parameters lie in this search's space are
+    read once, when the study is created, and kept with it (see
+    :mod:`jobs.studies.search.warm`); the others are skipped and counted.
+    """
+
+    studies: Annotated[list[_Id], Field(max_length=20)] = Field(default_factory=list)
+    jobs: Annotated[list[_Id], Field(max_length=100)] = Field(default_factory=list)
+
+
 class SearchSpec(_Model):
     """A search over dotted spec paths of the study's base: members asked of a sampler."""
 
@@ -112,6 +130,7 @@ class SearchSpec(_Model):
     )
     pruner: Pruner | None = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    warm_start: WarmStart | None = None
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
