@@ -30,13 +30,13 @@ from pydantic_core import InitErrorDetails
 from jobs.kinds.base import DatasetInfo, Sizes, field_error, raise_errors
 from jobs.kinds.registry import KINDS
 from jobs.kinds.tables import TABLES
-from jobs.specs.job import (
+from jobs.specs.job import JobSpec
+from jobs.specs.methods import (
     AutoSpec,
     CheckpointedSpec,
     ForwardSpec,
     FullSpec,
     ImplicitSpec,
-    JobSpec,
     SABASpec,
     SingleLoopSpec,
     TruncatedSpec,
