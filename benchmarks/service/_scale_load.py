@@ -45,9 +45,7 @@ class Plan:
     live: list[Study] = field(default_factory=list)
 
 
-def make_plan(
-    teams: int, jobs: int, live_jobs: int, live_window_s: float, seed: int
-) -> Plan:
+def make_plan(teams: int, jobs: int, live_jobs: int, live_window_s: float, seed: int) -> Plan:
     """Zipf-like weights (``1 / rank**0.7``: the first team ~25x the last) and bursts.
 
     Each team's jobs are in proportion to its weight, so that every team stays backlogged
@@ -161,10 +159,13 @@ _INSERT_BLOCKS = text(
     "INSERT INTO trace_blocks (job_id, block, "
     + ", ".join(f"{f}_min, {f}_min_it, {f}_max, {f}_max_it" for f in _BLOCK_FIELDS)
     + ") SELECT job_id, b, "
-    + ", ".join(f"m_{f}[1], m_{f}[2]::integer, x_{f}[1], (-x_{f}[2])::integer"
-                for f in _BLOCK_FIELDS)  # fmt: skip
+    + ", ".join(
+        f"m_{f}[1], m_{f}[2]::integer, x_{f}[1], (-x_{f}[2])::integer" for f in _BLOCK_FIELDS
+    )  # fmt: skip
     + " FROM (SELECT job_id, (iteration - 1) / :b AS b, "
-    + ", ".join(f"min(ARRAY[{f}, iteration]) AS m_{f}, max(ARRAY[{f}, -iteration]) AS x_{f}"
-                for f in _BLOCK_FIELDS)  # fmt: skip
+    + ", ".join(
+        f"min(ARRAY[{f}, iteration]) AS m_{f}, max(ARRAY[{f}, -iteration]) AS x_{f}"
+        for f in _BLOCK_FIELDS
+    )  # fmt: skip
     + " FROM trace_points WHERE job_id = ANY(CAST(:ids AS uuid[])) GROUP BY 1, 2) AS r"
 )

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["percentile", "plot", "summarise"]
+__all__ = ["jain_index", "percentile", "plot", "summarise"]
 
 WARMUP_S = 3.0  # samples this soon after the start are left out (workers still starting)
+
+
+def jain_index(xs: Sequence[float]) -> float:
+    """Jain's fairness index ``(sum x)^2 / (n sum x^2)``: 1 when all equal, 1/n at worst."""
+    sq = sum(x * x for x in xs)
+    return (sum(xs) ** 2 / (len(xs) * sq)) if xs and sq > 0 else 1.0
 
 
 def percentile(xs: list[float], q: float) -> float | None:
@@ -35,8 +42,6 @@ def _fairness(
     jobs (a team with 0.8 workers' worth of weight alternates 0 and 1), divided by its weight;
     and the mean of each sample's own index, for comparison.
     """
-    from benchmarks.service.scale import jain_index
-
     held: dict[str, list[int]] = {}
     instant = []
     for t, teams in samples:
@@ -69,8 +74,11 @@ def summarise(
     span = (claims[-1][0] - claims[0][0]) if len(claims) > 1 else 0.0
     start = report["run"]["start"]
     fair = _fairness(samples, dict(zip(team_ids, weights)), start)
-    util = [sum(r for r, _ in t.values()) / args.workers
-            for at, t in samples if at >= start + WARMUP_S and sum(q for _, q in t.values()) > 0]
+    util = [
+        sum(r for r, _ in t.values()) / args.workers
+        for at, t in samples
+        if at >= start + WARMUP_S and sum(q for _, q in t.values()) > 0
+    ]
     series = [(round(at - start, 1), sum(r for r, _ in t.values()), sum(q for _, q in t.values()))
               for at, t in samples]  # fmt: skip
     endpoints = {phase: {k: _ms(v) for k, v in report[phase]["times"].items()}
@@ -134,12 +142,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
     txn = sorted(raw["txn"])
     if txn:
         ax[0, 1].plot([x * 1e3 for x in txn], [(i + 1) / len(txn) for i in range(len(txn))])
-    ax[0, 1].set(xlabel="claim transaction, ms", xscale="log", ylabel="CDF",
-                 title=f"claim p50 {s['claim_ms']['p50']} ms, p99 {s['claim_ms']['p99']} ms")
+    ax[0, 1].set(
+        xlabel="claim transaction, ms",
+        xscale="log",
+        ylabel="CDF",
+        title=f"claim p50 {s['claim_ms']['p50']} ms, p99 {s['claim_ms']['p99']} ms",
+    )
     fair, w = s["fairness"]["share_per_weight"], s["weights"]
     ax[1, 0].scatter([w[k] for k in fair], list(fair.values()), s=8)
-    ax[1, 0].set(xlabel="team weight", ylabel="mean running / weight",
-                 title=f"Jain {s['jain_time_averaged']} over {len(fair)} backlogged teams")
+    ax[1, 0].set(
+        xlabel="team weight",
+        ylabel="mean running / weight",
+        title=f"Jain {s['jain_time_averaged']} over {len(fair)} backlogged teams",
+    )
     names = list(s["endpoints"]["rest"])
     for k, phase in enumerate(("rest", "load")):
         vals = [s["endpoints"][phase][n]["p99"] or 0 for n in names]

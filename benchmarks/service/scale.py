@@ -37,17 +37,11 @@ from sqlalchemy import text
 
 import migrations
 from benchmarks.service import _scale_load as load
-from benchmarks.service._scale_report import plot, summarise
+from benchmarks.service._scale_report import jain_index, plot, summarise
 from benchmarks.service._scale_workers import Feeder, Prober, Sampler, worker_process
 from jobs.store import db
 
 __all__ = ["jain_index", "main"]
-
-
-def jain_index(xs: Sequence[float]) -> float:
-    """Jain's fairness index ``(sum x)^2 / (n sum x^2)``: 1 when all equal, 1/n at worst."""
-    sq = sum(x * x for x in xs)
-    return (sum(xs) ** 2 / (len(xs) * sq)) if xs and sq > 0 else 1.0
 
 
 def _args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -59,8 +53,12 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--conns", type=int, default=4, help="connections per worker process")
     ap.add_argument("--teams", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=50_000, help="jobs queued before the run")
-    ap.add_argument("--live-jobs", type=int, default=None,
-                    help="jobs arriving in bursts during the run (default jobs/10)")
+    ap.add_argument(
+        "--live-jobs",
+        type=int,
+        default=None,
+        help="jobs arriving in bursts during the run (default jobs/10)",
+    )
     ap.add_argument("--trace-points", type=int, default=10_000_000)
     ap.add_argument("--points-per-trace", type=int, default=load.TRACE_JOB_POINTS)
     ap.add_argument("--job-s", type=float, default=1.0, help="mean simulated job length")
@@ -91,13 +89,24 @@ def _sizes(sessions: Any, points: int) -> dict[str, Any]:
 def _invariants(sessions: Any, expected: int) -> dict[str, Any]:
     """What the store says after the run: each job claimed and finished exactly once."""
     with sessions() as s:
-        by_status = dict(s.execute(text(
-            "SELECT status, count(*) FROM jobs WHERE name LIKE 'scale-%' GROUP BY status")).all())
-        twice = s.scalar(text(
-            "SELECT count(*) FROM (SELECT job_id FROM job_events WHERE to_status = 'succeeded'"
-            " GROUP BY job_id HAVING count(*) <> 1) AS d"))
-        attempts = dict(s.execute(text(
-            "SELECT attempts, count(*) FROM jobs WHERE name LIKE 'scale-%' GROUP BY attempts")).all())
+        by_status = dict(
+            s.execute(
+                text("SELECT status, count(*) FROM jobs WHERE name LIKE 'scale-%' GROUP BY status")
+            ).all()
+        )
+        twice = s.scalar(
+            text(
+                "SELECT count(*) FROM (SELECT job_id FROM job_events WHERE to_status = 'succeeded'"
+                " GROUP BY job_id HAVING count(*) <> 1) AS d"
+            )
+        )
+        attempts = dict(
+            s.execute(
+                text(
+                    "SELECT attempts, count(*) FROM jobs WHERE name LIKE 'scale-%' GROUP BY attempts"
+                )
+            ).all()
+        )
     # fmt: skip
     return {"expected_jobs": expected, "by_status": by_status,
             "attempts": {str(k): v for k, v in attempts.items()},
@@ -161,7 +170,10 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
             for _ in range(args.rest_rounds):
                 rest.one_round()
             report["rest"] = {"times": rest.times, "failures": rest.failures}
-            print("at rest:", {k: round(sorted(v)[len(v) // 2] * 1e3, 1) for k, v in rest.times.items()})
+            print(
+                "at rest:",
+                {k: round(sorted(v)[len(v) // 2] * 1e3, 1) for k, v in rest.times.items()},
+            )
             cfg = {"limit": args.workers, "lease_s": 30.0, "heartbeat_s": args.heartbeat_s,
                    "points_per_job": args.points_per_job, "job_s": args.job_s}  # fmt: skip
             per = [args.workers // args.processes + (i < args.workers % args.processes)
@@ -170,7 +182,9 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
                                                                fed, results))
                      for i, n in enumerate(per) if n]  # fmt: skip
             sampler, prober = Sampler(sessions, 1.0), Prober(client, paths, 0.2)
-            feeder = Feeder(plan.live, lambda st: load.insert_jobs(sessions, teams, [st], spec), fed)
+            feeder = Feeder(
+                plan.live, lambda st: load.insert_jobs(sessions, teams, [st], spec), fed
+            )
             start = time.time()
             for p in procs:
                 p.start()

@@ -14,11 +14,12 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Integer, column, delete, func, or_, select, text, true, update, values
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobs import fairshare
-from jobs.fairshare import Candidate, Running, TeamLoad
+from jobs.fairshare import Candidate, Priority, Running, TeamLoad
 from jobs.settings import StoreSettings
 from jobs.status import JobStatus, QueueKind
 from jobs.store.models import Job, Team, Worker, utcnow
@@ -82,18 +83,32 @@ def _lock_kind(session: Session, kind: str) -> None:
 
 
 def team_loads(session: Session, kind: str, policy: Policy) -> dict[str, TeamLoad]:
-    """Every team with queued or running jobs of ``kind``, keyed by team id (as text)."""
-    running = func.count().filter(Job.status == JobStatus.RUNNING)
-    rows = session.execute(
-        select(Team, running)
-        .join(Job, Job.team_id == Team.id)
-        .where(Job.queue == kind, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
-        .group_by(Team.id)
-    ).all()
-    return {
-        str(team.id): TeamLoad(policy.weight(team), int(n), policy.limit(team, kind))
-        for team, n in rows
+    """Every team with queued or running jobs of ``kind``, keyed by team id (as text).
+
+    Two small reads, not one pass over the queue: the running jobs (at most one per
+    worker) counted by team, and the teams that have a queued job (one probe of
+    ``ix_jobs_queued_head`` each).
+    """
+    running = {
+        str(t): int(n)
+        for t, n in session.execute(
+            select(Job.team_id, func.count())
+            .where(Job.queue == kind, Job.status == JobStatus.RUNNING)
+            .group_by(Job.team_id)
+        )
     }
+    has_queued = (
+        select(Job.id)
+        .where(Job.team_id == Team.id, Job.queue == kind, Job.status == JobStatus.QUEUED)
+        .exists()
+    )
+    ids = [uuid.UUID(t) for t in running]
+    teams = session.scalars(select(Team).where(or_(Team.id.in_(ids), has_queued)))
+    return {
+        str(team.id): TeamLoad(policy.weight(team), running.get(str(team.id), 0),
+                               policy.limit(team, kind))
+        for team in teams
+    }  # fmt: skip
 
 
 def queued_candidates(
@@ -107,23 +122,53 @@ def queued_candidates(
         per_team: only each team's first ``per_team`` in its own order (priority, then age);
             ``None`` for all of them.
     """
-    rank = (
-        func.row_number()
-        .over(partition_by=Job.team_id, order_by=(Job.priority.desc(), Job.created_at, Job.id))
-        .label("rank")
+    order = (Job.priority.desc(), Job.created_at, Job.id)
+    live: tuple[ColumnElement[bool], ...] = (
+        Job.queue == kind,
+        Job.status == JobStatus.QUEUED,
+        Job.cancel_requested.is_(False),
     )
-    inner = (
-        select(Job.id, Job.team_id, Job.priority, Job.created_at, rank)
-        .where(Job.queue == kind, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
-        .subquery()
-    )
-    q = select(inner.c.id, inner.c.team_id, inner.c.priority, inner.c.created_at)
+    if per_team is not None and session.get_bind().dialect.name == "postgresql":
+        return _queue_heads(session, live, per_team)
+    rank = func.row_number().over(partition_by=Job.team_id, order_by=order).label("rank")
+    inner = select(Job.id, Job.team_id, Job.priority, Job.created_at, rank).where(*live).subquery()
+    q2 = select(inner.c.id, inner.c.team_id, inner.c.priority, inner.c.created_at)
     if per_team is not None:
-        q = q.where(inner.c.rank <= per_team)
+        q2 = q2.where(inner.c.rank <= per_team)
     return [
         Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
-        for r in session.execute(q.order_by(inner.c.created_at))
+        for r in session.execute(q2.order_by(inner.c.created_at))
     ]
+
+
+def _queue_heads(
+    session: Session, live: tuple[ColumnElement[bool], ...], per_team: int
+) -> list[Candidate[uuid.UUID]]:
+    """Each team's first ``per_team`` queued jobs, by index probes (``ix_jobs_queued_head``).
+
+    One probe per team and priority (the index runs by priority, then age, so a probe of
+    one priority reads its oldest jobs first); the claim's cost then grows with the number
+    of teams, not with the queue.
+    """
+    prios = values(column("p", Integer), name="prios").data([(int(p),) for p in Priority])
+    head = (
+        select(Job.id, Job.team_id, Job.priority, Job.created_at)
+        .where(Job.team_id == Team.id, Job.priority == prios.c.p, *live)
+        .order_by(Job.created_at, Job.id)
+        .limit(per_team)
+        .lateral("head")
+    )
+    rows = session.execute(select(head).select_from(Team).join(prios, true()).join(head, true()))
+    by_team: dict[str, list[Candidate[uuid.UUID]]] = {}
+    for r in rows:
+        c = Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
+        by_team.setdefault(c.team, []).append(c)
+    out = [
+        c
+        for cs in by_team.values()
+        for c in sorted(cs, key=lambda c: (-c.priority, c.created_at, c.id))[:per_team]
+    ]
+    return sorted(out, key=lambda c: c.created_at)  # fmt: skip
 
 
 def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], bool, str]]:
