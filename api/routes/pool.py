@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep, SettingsDep, TeamDep
@@ -38,9 +38,13 @@ router = APIRouter(
 
 
 @router.get("/v1/pool", response_model=PoolPublic)
-def get_pool(session: SessionDep, team: TeamDep, settings: SettingsDep) -> PoolPublic:
+def get_pool(
+    session: SessionDep, team: TeamDep, settings: SettingsDep, request: Request
+) -> PoolPublic:
     """Who uses the pool: each team's jobs, the live workers, your queued jobs' places."""
-    view = repo.pool_view(session, repo.Policy.of(settings), team.id)
+    memo = request.app.state.__dict__.setdefault("pool_memo", {})
+    view = repo.pool_view(session, repo.Policy.of(settings), team.id, memo=memo,
+                          max_age_s=settings.pool_cache_s)  # fmt: skip
     return PoolPublic(
         teams=[
             TeamShare(name=t.name, weight=t.weight,

@@ -133,7 +133,12 @@ class Prober(threading.Thread):
         """GET every path once."""
         for label, path in self.paths.items():
             t0 = time.perf_counter()
-            r = self.client.get(path)
+            try:
+                r = self.client.get(path)
+            except httpx.TimeoutException:  # counted at its timeout, and named
+                self.times[label].append(time.perf_counter() - t0)
+                self.failures.append(f"{label}: no answer in {time.perf_counter() - t0:.0f} s")
+                continue
             self.times[label].append(time.perf_counter() - t0)
             if r.status_code != 200:
                 self.failures.append(f"{label}: {r.status_code} {r.text[:200]}")

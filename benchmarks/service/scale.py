@@ -23,6 +23,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -65,7 +66,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--heartbeat-s", type=float, default=0.5)
     ap.add_argument("--points-per-job", type=int, default=40, help="trace points a run writes")
     ap.add_argument("--rest-rounds", type=int, default=20, help="probe rounds before the run")
-    ap.add_argument("--max-run-s", type=float, default=1800.0)
+    ap.add_argument("--max-run-s", type=float, default=1800.0,
+                    help="stop the workers after this long (the queue may not be drained)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     ap.add_argument("--redis-url", default=REDIS_URL)
@@ -132,6 +134,18 @@ def _serve(url: str, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes],
     return api, base
 
 
+def _collect(results: Any, n: int, stop: Any, deadline: float) -> list[dict[str, Any]]:
+    """Each worker process's record; past ``deadline`` the workers are told to stop."""
+    outs = []
+    while len(outs) < n:
+        try:
+            outs.append(results.get(timeout=max(1.0, deadline - time.time())))
+        except queue.Empty:
+            stop.set()  # each worker finishes the job in hand, then reports
+            deadline = time.time() + 120
+    return outs
+
+
 def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
     from tests.support import team_with_key, tiny_spec
 
@@ -190,7 +204,7 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
                 p.start()
             for th in (sampler, prober, feeder):
                 th.start()
-            outs = [results.get(timeout=args.max_run_s) for _ in procs]
+            outs = _collect(results, len(procs), stop, start + args.max_run_s)
             end = time.time()
             for th in (sampler, prober):
                 th.halt.set()

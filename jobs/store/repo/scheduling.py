@@ -130,6 +130,15 @@ def queued_candidates(
     )
     if per_team is not None and session.get_bind().dialect.name == "postgresql":
         return _queue_heads(session, live, per_team)
+    if per_team is None:  # every one: no ranking needed
+        return [
+            Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
+            for r in session.execute(
+                select(Job.id, Job.team_id, Job.priority, Job.created_at)
+                .where(*live)
+                .order_by(Job.created_at)
+            )
+        ]
     rank = func.row_number().over(partition_by=Job.team_id, order_by=order).label("rank")
     inner = select(Job.id, Job.team_id, Job.priority, Job.created_at, rank).where(*live).subquery()
     q2 = select(inner.c.id, inner.c.team_id, inner.c.priority, inner.c.created_at)
