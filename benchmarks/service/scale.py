@@ -214,7 +214,11 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
     finally:
         stop.set()
         api.terminate()
-        api.wait(10)
+        try:
+            api.wait(10)
+        except subprocess.TimeoutExpired:  # a request still being served: not worth waiting
+            api.kill()
+            api.wait(10)
     report["run"] = {"start": start, "end": end, "live_queued": feeder.queued}
     report["load"] = {"times": prober.times, "failures": prober.failures}
     report["invariants"] = _invariants(sessions, queued + feeder.queued)

@@ -28,7 +28,12 @@ def sqlite_url(state_dir: str | Path) -> str:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 5, max_overflow: int = 10, pre_ping: bool = True
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pre_ping: bool = True,
+    prepared: bool = True,
 ) -> Engine:
     """An engine with the settings each backend needs.
 
@@ -38,7 +43,9 @@ def make_engine(
     one statement that finds its connection dead, and SQLAlchemy invalidates the whole pool
     on that disconnect (the API answers it with a 503 and the next request reconnects).
     A process holds at most ``pool_size + max_overflow`` PostgreSQL connections (the sum
-    over every process must fit the server's ``max_connections``: docs/operations/scaling.md).
+    over every process must fit the server's ``max_connections``: docs/guides/pool-at-scale.md).
+    ``prepared=False`` keeps psycopg from preparing statements on the server (PgBouncer
+    before 1.21 in transaction mode hands each transaction any server connection).
     """
     url = normalize_url(url)
     if url.startswith("sqlite"):
@@ -53,8 +60,13 @@ def make_engine(
             cur.close()
 
         return engine
+    args = {} if prepared else {"prepare_threshold": None}
     return create_engine(
-        url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=max_overflow
+        url,
+        pool_pre_ping=pre_ping,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args=args,
     )
 
 
