@@ -22,7 +22,7 @@ from jobs.status import JobStatus, QueueKind
 from jobs.store import repo
 from jobs.store.models import TRACE_BLOCK, Job, utcnow
 
-__all__ = ["Study", "Plan", "insert_jobs", "make_plan", "make_teams", "preload_trace"]
+__all__ = ["Plan", "Study", "insert_jobs", "make_plan", "make_teams", "preload_trace"]
 
 TRACE_JOB_POINTS = 10_000  # points per historical job: 10M points are 1,000 finished jobs
 
@@ -155,17 +155,16 @@ FROM unnest(CAST(:ids AS uuid[])) AS j, generate_series(1, :n) AS i
 """)
 
 _BLOCK_FIELDS = ("outer_loss", "grad_norm", "lr", "time_s")
+_BLOCK_COLS = ", ".join(f"{f}_min, {f}_min_it, {f}_max, {f}_max_it" for f in _BLOCK_FIELDS)
+_BLOCK_PICK = ", ".join(
+    f"m_{f}[1], m_{f}[2]::integer, x_{f}[1], (-x_{f}[2])::integer" for f in _BLOCK_FIELDS
+)
+_BLOCK_AGG = ", ".join(
+    f"min(ARRAY[{f}, iteration]) AS m_{f}, max(ARRAY[{f}, -iteration]) AS x_{f}"
+    for f in _BLOCK_FIELDS
+)
 _INSERT_BLOCKS = text(
-    "INSERT INTO trace_blocks (job_id, block, "
-    + ", ".join(f"{f}_min, {f}_min_it, {f}_max, {f}_max_it" for f in _BLOCK_FIELDS)
-    + ") SELECT job_id, b, "
-    + ", ".join(
-        f"m_{f}[1], m_{f}[2]::integer, x_{f}[1], (-x_{f}[2])::integer" for f in _BLOCK_FIELDS
-    )  # fmt: skip
-    + " FROM (SELECT job_id, (iteration - 1) / :b AS b, "
-    + ", ".join(
-        f"min(ARRAY[{f}, iteration]) AS m_{f}, max(ARRAY[{f}, -iteration]) AS x_{f}"
-        for f in _BLOCK_FIELDS
-    )  # fmt: skip
-    + " FROM trace_points WHERE job_id = ANY(CAST(:ids AS uuid[])) GROUP BY 1, 2) AS r"
+    f"INSERT INTO trace_blocks (job_id, block, {_BLOCK_COLS}) SELECT job_id, b, {_BLOCK_PICK}"
+    f" FROM (SELECT job_id, (iteration - 1) / :b AS b, {_BLOCK_AGG} FROM trace_points"
+    " WHERE job_id = ANY(CAST(:ids AS uuid[])) GROUP BY 1, 2) AS r"
 )

@@ -95,7 +95,8 @@ def summarise(
         "jain_time_averaged": fair["jain_time_averaged"],
         "jain_instant_mean": fair["jain_instant_mean"],
         "utilisation": round(statistics.fmean(util), 4) if util else None,
-        "endpoints_p99_ms": {ph: {k: v["p99"] for k, v in e.items()} for ph, e in endpoints.items()},
+        "endpoints_p99_ms": {ph: {k: v["p99"] for k, v in e.items()}
+                             for ph, e in endpoints.items()},
         "trace_bytes_per_million_points": report["sizes"]["trace_bytes_per_million_points"],
         "every_job_finished_once": report["invariants"]["every_job_finished_once"],
         "errors": errors[:20] + report["rest"]["failures"][:5] + report["load"]["failures"][:5],

@@ -66,8 +66,12 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--heartbeat-s", type=float, default=0.5)
     ap.add_argument("--points-per-job", type=int, default=40, help="trace points a run writes")
     ap.add_argument("--rest-rounds", type=int, default=20, help="probe rounds before the run")
-    ap.add_argument("--max-run-s", type=float, default=1800.0,
-                    help="stop the workers after this long (the queue may not be drained)")
+    ap.add_argument(
+        "--max-run-s",
+        type=float,
+        default=1800.0,
+        help="stop the workers after this long (the queue may not be drained)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     ap.add_argument("--redis-url", default=REDIS_URL)
@@ -90,30 +94,18 @@ def _sizes(sessions: Any, points: int) -> dict[str, Any]:
 
 def _invariants(sessions: Any, expected: int) -> dict[str, Any]:
     """What the store says after the run: each job claimed and finished exactly once."""
+    ours = "FROM jobs WHERE name LIKE 'scale-%'"
     with sessions() as s:
-        by_status = dict(
-            s.execute(
-                text("SELECT status, count(*) FROM jobs WHERE name LIKE 'scale-%' GROUP BY status")
-            ).all()
-        )
-        twice = s.scalar(
-            text(
-                "SELECT count(*) FROM (SELECT job_id FROM job_events WHERE to_status = 'succeeded'"
-                " GROUP BY job_id HAVING count(*) <> 1) AS d"
-            )
-        )
-        attempts = dict(
-            s.execute(
-                text(
-                    "SELECT attempts, count(*) FROM jobs WHERE name LIKE 'scale-%' GROUP BY attempts"
-                )
-            ).all()
-        )
-    # fmt: skip
+        by_status = dict(s.execute(text(f"SELECT status, count(*) {ours} GROUP BY 1")).all())
+        attempts = dict(s.execute(text(f"SELECT attempts, count(*) {ours} GROUP BY 1")).all())
+        twice = s.scalar(text(
+            "SELECT count(*) FROM (SELECT job_id FROM job_events WHERE to_status = 'succeeded'"
+            " GROUP BY job_id HAVING count(*) <> 1) AS d"
+        ))  # fmt: skip
+    finished = by_status == {"succeeded": expected} and twice == 0
     return {"expected_jobs": expected, "by_status": by_status,
             "attempts": {str(k): v for k, v in attempts.items()},
-            "succeeded_events_not_once": twice,
-            "every_job_finished_once": by_status == {"succeeded": expected} and twice == 0}  # fmt: skip
+            "succeeded_events_not_once": twice, "every_job_finished_once": finished}  # fmt: skip
 
 
 def _serve(url: str, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str]:
@@ -136,7 +128,7 @@ def _serve(url: str, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes],
 
 def _collect(results: Any, n: int, stop: Any, deadline: float) -> list[dict[str, Any]]:
     """Each worker process's record; past ``deadline`` the workers are told to stop."""
-    outs = []
+    outs: list[dict[str, Any]] = []
     while len(outs) < n:
         try:
             outs.append(results.get(timeout=max(1.0, deadline - time.time())))

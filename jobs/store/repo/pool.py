@@ -244,7 +244,8 @@ def _pool_state(session: Session, policy: Policy) -> _PoolState:
     queues = {w: worker_rows[w].queue if w in worker_rows else _worker_kind(session, w)
               for w in alive}  # fmt: skip
     running_by_worker: dict[str, tuple[uuid.UUID, str]] = {}
-    orders, starts = {}, {}
+    orders: dict[str, list[fairshare.Candidate[uuid.UUID]]] = {}
+    starts: dict[str, dict[uuid.UUID, float]] = {}
     for kind in KINDS:
         loads = team_loads(session, kind, policy)
         queued = queued_candidates(session, kind, per_team=None)
