@@ -1,8 +1,8 @@
 """scale: the claim's per-team queue heads, the job list's status filter, requeue events
 
 ``ix_jobs_queued_head`` holds only queued jobs, by team, kind and the order a team's jobs
-are taken in (priority, then age): the claim reads each team's first one of each priority
-by an index probe instead of ranking the whole queue. ``ix_jobs_team_status_created`` serves
+are taken in (priority, then age), on PostgreSQL: the claim reads each team's first one by
+an index probe instead of ranking the whole queue. ``ix_jobs_team_status_created`` serves
 ``GET /v1/jobs`` with a status filter (newest first) and the quota counts
 ``ix_jobs_team_status`` served (its prefix), which it replaces. ``ix_job_events_requeued``
 holds the few running -> queued events that ``/metrics`` counts.
@@ -29,13 +29,13 @@ _REQUEUED = sa.text("from_status = 'running' AND to_status = 'queued'")
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_jobs_queued_head",
-        "jobs",
-        ["team_id", "queue", "priority", "created_at", "id"],
-        postgresql_where=_QUEUED,
-        sqlite_where=_QUEUED,
-    )
+    if op.get_bind().dialect.name == "postgresql":  # the embedded store ranks its queue
+        op.create_index(
+            "ix_jobs_queued_head",
+            "jobs",
+            ["team_id", "queue", sa.text("priority DESC"), "created_at", "id"],
+            postgresql_where=_QUEUED,
+        )
     op.create_index(
         "ix_jobs_team_status_created", "jobs", ["team_id", "status", "created_at", "id"]
     )
@@ -53,4 +53,5 @@ def downgrade() -> None:
     op.drop_index("ix_job_events_requeued", table_name="job_events")
     op.create_index("ix_jobs_team_status", "jobs", ["team_id", "status"])
     op.drop_index("ix_jobs_team_status_created", table_name="jobs")
-    op.drop_index("ix_jobs_queued_head", table_name="jobs")
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_jobs_queued_head", table_name="jobs")

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    desc,
     false,
     text,
 )
@@ -46,17 +47,17 @@ class Job(Base):
         Index("ix_jobs_team_status_created", "team_id", "status", "created_at", "id"),
         # the claim reads the running jobs of one queue kind
         Index("ix_jobs_queue_status", "queue", "status"),
-        # ... and each team's first queued job by one probe (jobs.store.repo.scheduling)
+        # ... and each team's first queued job by one probe (jobs.store.repo.scheduling);
+        # PostgreSQL only: the embedded store ranks its short queue instead
         Index(
             "ix_jobs_queued_head",
             "team_id",
             "queue",
-            "priority",
+            desc("priority"),
             "created_at",
             "id",
             postgresql_where=_QUEUED,
-            sqlite_where=_QUEUED,
-        ),
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

@@ -13,13 +13,14 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Integer, column, delete, func, or_, select, text, true, update, values
+from sqlalchemy import Select, delete, func, or_, select, text, true, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs import fairshare
-from jobs.fairshare import Candidate, Priority, Running, TeamLoad
+from jobs.fairshare import Candidate, Running, TeamLoad
 from jobs.settings import StoreSettings
 from jobs.status import JobStatus, QueueKind
 from jobs.store.models import Job, Team, Worker, utcnow
@@ -82,14 +83,9 @@ def _lock_kind(session: Session, kind: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def team_loads(session: Session, kind: str, policy: Policy) -> dict[str, TeamLoad]:
-    """Every team with queued or running jobs of ``kind``, keyed by team id (as text).
-
-    Two small reads, not one pass over the queue: the running jobs (at most one per
-    worker) counted by team, and the teams that have a queued job (one probe of
-    ``ix_jobs_queued_head`` each).
-    """
-    running = {
+def _running_counts(session: Session, kind: str) -> dict[str, int]:
+    """Running jobs of ``kind`` by team (at most one per worker)."""
+    return {
         str(t): int(n)
         for t, n in session.execute(
             select(Job.team_id, func.count())
@@ -97,6 +93,16 @@ def team_loads(session: Session, kind: str, policy: Policy) -> dict[str, TeamLoa
             .group_by(Job.team_id)
         )
     }
+
+
+def team_loads(session: Session, kind: str, policy: Policy) -> dict[str, TeamLoad]:
+    """Every team with queued or running jobs of ``kind``, keyed by team id (as text).
+
+    Two small reads, not one pass over the queue: the running jobs (at most one per
+    worker) counted by team, and the teams that have a queued job (one probe of
+    ``ix_jobs_queued_head`` each).
+    """
+    running = _running_counts(session, kind)
     has_queued = (
         select(Job.id)
         .where(Job.team_id == Team.id, Job.queue == kind, Job.status == JobStatus.QUEUED)
@@ -129,7 +135,7 @@ def queued_candidates(
         Job.cancel_requested.is_(False),
     )
     if per_team is not None and session.get_bind().dialect.name == "postgresql":
-        return _queue_heads(session, live, per_team)
+        return _queue_heads(session, kind, per_team)
     if per_team is None:  # every one: no ranking needed
         return [
             Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
@@ -150,34 +156,34 @@ def queued_candidates(
     ]
 
 
-def _queue_heads(
-    session: Session, live: tuple[ColumnElement[bool], ...], per_team: int
-) -> list[Candidate[uuid.UUID]]:
-    """Each team's first ``per_team`` queued jobs, by index probes (``ix_jobs_queued_head``).
+def _heads_query(kind: str, per_team: int, *, with_team: bool = False) -> Select[Any]:
+    """Each team's first ``per_team`` queued jobs of ``kind``, one index probe per team.
 
-    One probe per team and priority (the index runs by priority, then age, so a probe of
-    one priority reads its oldest jobs first); the claim's cost then grows with the number
-    of teams, not with the queue.
+    ``ix_jobs_queued_head`` holds the queued jobs by team, kind, priority (descending) and
+    age, the order a team's jobs are taken in: the cost grows with the number of teams, not
+    with the queue, nor with the teams' finished jobs. ``with_team`` adds each team's row.
     """
-    prios = values(column("p", Integer), name="prios").data([(int(p),) for p in Priority])
     head = (
         select(Job.id, Job.team_id, Job.priority, Job.created_at)
-        .where(Job.team_id == Team.id, Job.priority == prios.c.p, *live)
-        .order_by(Job.created_at, Job.id)
+        .where(
+            Job.team_id == Team.id,
+            Job.queue == kind,
+            Job.status == JobStatus.QUEUED,
+            Job.cancel_requested.is_(False),
+        )
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
         .limit(per_team)
         .lateral("head")
     )
-    rows = session.execute(select(head).select_from(Team).join(prios, true()).join(head, true()))
-    by_team: dict[str, list[Candidate[uuid.UUID]]] = {}
-    for r in rows:
-        c = Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
-        by_team.setdefault(c.team, []).append(c)
-    out = [
-        c
-        for cs in by_team.values()
-        for c in sorted(cs, key=lambda c: (-c.priority, c.created_at, c.id))[:per_team]
-    ]
-    return sorted(out, key=lambda c: c.created_at)  # fmt: skip
+    cols = (Team, *head.c) if with_team else tuple(head.c)
+    return select(*cols).select_from(Team).join(head, true())
+
+
+def _queue_heads(session: Session, kind: str, per_team: int) -> list[Candidate[uuid.UUID]]:
+    """:func:`_heads_query`'s jobs as candidates, oldest first."""
+    out = [Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
+           for r in session.execute(_heads_query(kind, per_team))]  # fmt: skip
+    return sorted(out, key=lambda c: c.created_at)
 
 
 def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], bool, str]]:
@@ -192,6 +198,28 @@ def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], 
          bool(r.preempt_requested), r.worker or "")
         for r in rows
     ]  # fmt: skip
+
+
+def _claim_view(
+    session: Session, kind: str, policy: Policy
+) -> tuple[list[Candidate[uuid.UUID]], dict[str, TeamLoad]]:
+    """What :func:`jobs.fairshare.pick_next` needs, in two statements on PostgreSQL.
+
+    The teams' queue heads come with their teams' rows; a team with running jobs and
+    nothing queued cannot be picked, so the loads of the teams with a head are enough.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return queued_candidates(session, kind), team_loads(session, kind, policy)
+    running = _running_counts(session, kind)
+    rows = session.execute(_heads_query(kind, 1, with_team=True)).all()
+    queued = [Candidate(id=r.id, team=str(r.team_id), priority=r.priority,
+                        created_at=r.created_at) for r in rows]  # fmt: skip
+    loads = {
+        str(r.team_id): TeamLoad(policy.weight(r.Team), running.get(str(r.team_id), 0),
+                                 policy.limit(r.Team, kind))
+        for r in rows
+    }  # fmt: skip
+    return sorted(queued, key=lambda c: c.created_at), loads
 
 
 def claim_next(
@@ -217,10 +245,10 @@ def claim_next(
     if hint is not None:
         cancel_if_requested(session, hint)
     _lock_kind(session, kind)
-    queued = queued_candidates(session, kind)
+    queued, loads = _claim_view(session, kind, policy)
     if not queued:
         return False
-    chosen = fairshare.pick_next(team_loads(session, kind, policy), queued)
+    chosen = fairshare.pick_next(loads, queued)
     if chosen is None:
         return True
     claim = claim_job(session, chosen.id, worker, lease_s)
