@@ -49,11 +49,13 @@ def test_scale_benchmark_tiny_run_finishes_every_job_once(pg_server, redis_url, 
     assert out.with_suffix(".png").stat().st_size > 0
     assert report["errors"] == []
     inv = report["invariants"]
-    assert inv["expected_jobs"] == 72 and inv["every_job_finished_once"]
-    assert inv["by_status"] == {"succeeded": 72} and inv["attempts"] == {"1": 72}
+    n = report["sizes"]["jobs_queued"] + report["sizes"]["jobs_live"]
+    assert abs(report["sizes"]["jobs_queued"] - 60) <= 4 and report["sizes"]["jobs_live"] > 0
+    assert inv["expected_jobs"] == n and inv["every_job_finished_once"]
+    assert inv["by_status"] == {"succeeded": n} and inv["attempts"] == {"1": n}
     # every claim the workers recorded took a distinct job, and all of them were taken
-    assert report["claims"] == 72 and report["claims_by_job"] == {"1": 72}
-    assert report["claim_ms"]["n"] == 72
+    assert report["claims"] == n and report["claims_by_job"] == {"1": n}
+    assert report["claim_ms"]["n"] == n
     assert report["claim_ms"]["p50"] <= report["claim_ms"]["p99"] <= report["claim_ms"]["max"]
     assert report["jain_time_averaged"] is None or 0.25 <= report["jain_time_averaged"] <= 1.0
     for phase in ("rest", "load"):
