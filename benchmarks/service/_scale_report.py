@@ -86,7 +86,8 @@ def summarise(
     head = {
         "date": report["date"], "loadavg_before": report["loadavg_before"],
         "loadavg_after": report.get("loadavg_after"),
-        "sizes": {"workers": args.workers, "teams": args.teams, "jobs_queued": report["preload"]["queued"],
+        "sizes": {"workers": args.workers, "teams": args.teams,
+                  "jobs_queued": report["preload"]["queued"],
                   "jobs_live": report["run"]["live_queued"], "trace_points": args.trace_points},
         "claims": len(claims), "claims_per_s": round(len(claims) / span, 1) if span else None,
         "claim_ms": _ms(txn), "checkout_ms": _ms([c[1] for c in claims]),
