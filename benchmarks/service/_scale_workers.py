@@ -78,8 +78,14 @@ def worker_process(
     results: Any,
 ) -> None:  # fmt: skip
     """Run ``threads`` simulated workers on one pool of ``conns`` connections; report."""
+    import sys
+
     from jobs.store.db import make_engine, make_session_factory
 
+    # a thread back from the database waits for the GIL up to the switch interval (5 ms by
+    # default) at each statement; the claim's thread holds the kind's lock meanwhile, so with
+    # dozens of threads per process the default would measure the simulator, not the store
+    sys.setswitchinterval(0.0002)
     engine = make_engine(url, pool_size=conns, max_overflow=0, pre_ping=False)
     sessions = make_session_factory(engine)
     out: dict[str, list[Any]] = {"claims": [], "idle": [], "busy": [], "errors": []}
