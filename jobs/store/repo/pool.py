@@ -41,8 +41,10 @@ __all__ = [
     "durations",
     "job_counts",
     "list_teams",
+    "pool_state_age",
     "pool_view",
     "preemption_count",
+    "refresh_pool_state",
     "set_team_policy",
     "team_by_name",
     "trace_point_count",
@@ -272,6 +274,17 @@ def _pool_state(session: Session, policy: Policy) -> _PoolState:
         oldest[kind] = (now - first).total_seconds() if first is not None else None
     return _PoolState(time.monotonic(), sorted(teams.values(), key=lambda t: t.name), alive,
                       queues, running_by_worker, orders, starts, oldest)  # fmt: skip
+
+
+def pool_state_age(memo: dict[str, Any]) -> float | None:
+    """Seconds since the shared part in ``memo`` was read; ``None`` when there is none."""
+    state = memo.get("pool")
+    return None if state is None else time.monotonic() - state.at
+
+
+def refresh_pool_state(session: Session, policy: Policy, memo: dict[str, Any]) -> None:
+    """Read the shared part of :func:`pool_view` again into ``memo`` (a background refresh)."""
+    memo["pool"] = _pool_state(session, policy)
 
 
 def pool_view(
