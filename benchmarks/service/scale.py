@@ -50,8 +50,8 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--workers", type=int, default=200, help="simulated workers")
-    ap.add_argument("--processes", type=int, default=8, help="processes the workers run in")
-    ap.add_argument("--conns", type=int, default=2, help="connections per worker process")
+    ap.add_argument("--processes", type=int, default=4, help="processes the workers run in")
+    ap.add_argument("--conns", type=int, default=4, help="connections per worker process")
     ap.add_argument("--teams", type=int, default=100)
     ap.add_argument("--jobs", type=int, default=50_000, help="jobs queued before the run")
     ap.add_argument(
