@@ -209,13 +209,15 @@ def _starts(
         Job.spec[("inner", "steps")].as_integer(),
         Job.spec[("outer", "iterations")].as_integer(),
     ).where(Job.queue == kind, Job.status == JobStatus.QUEUED)
-    expected: dict[Shape, float] = {}
+    expected: dict[tuple[Any, Any, Any], float] = {}
     duration: dict[uuid.UUID, float] = {}
-    for i, problem, steps, iterations in session.execute(shape_of):
-        shape = Shape(str(problem or ""), int(steps or 1), int(iterations or 1))  # as Shape.of
-        if shape not in expected:
-            expected[shape] = expected_run_s(shape, history)
-        duration[i] = expected[shape]
+    for i, *fields in session.execute(shape_of).tuples():
+        key = tuple(fields)
+        if key not in expected:
+            problem, steps, iterations = key
+            shape = Shape(str(problem or ""), int(steps or 1), int(iterations or 1))  # Shape.of
+            expected[key] = expected_run_s(shape, history)
+        duration[i] = expected[key]
     default = expected_run_s(Shape.of({}), history)
     return fairshare.estimated_starts(
         order, list(free_in.values()), {j: duration.get(j, default) for j in order}

@@ -136,14 +136,15 @@ def queued_candidates(
     )
     if per_team is not None and session.get_bind().dialect.name == "postgresql":
         return _queue_heads(session, kind, per_team)
-    if per_team is None:  # every one: no ranking needed
+    if per_team is None:  # every one (the pool view's tens of thousands): no ranking
+        rows = session.execute(
+            select(Job.id, Job.team_id, Job.priority, Job.created_at)
+            .where(*live)
+            .order_by(Job.created_at)
+        ).tuples()
+        teams: dict[uuid.UUID, str] = {}
         return [
-            Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
-            for r in session.execute(
-                select(Job.id, Job.team_id, Job.priority, Job.created_at)
-                .where(*live)
-                .order_by(Job.created_at)
-            )
+            Candidate(i, teams.get(t) or teams.setdefault(t, str(t)), p, at) for i, t, p, at in rows
         ]
     rank = func.row_number().over(partition_by=Job.team_id, order_by=order).label("rank")
     inner = select(Job.id, Job.team_id, Job.priority, Job.created_at, rank).where(*live).subquery()
