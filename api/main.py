@@ -79,7 +79,10 @@ def create_app(
     if sessions is None:
         # no pre-ping: a dead connection after a store restart fails one request with a 503
         # (api.errors) and invalidates the pool, instead of a SELECT 1 before every request
-        engine = make_engine(settings.store_url, pre_ping=False)
+        engine = make_engine(settings.store_url, pre_ping=False,
+                             pool_size=settings.db_pool_size,
+                             max_overflow=settings.db_max_overflow,
+                             prepared=settings.db_prepared_statements)  # fmt: skip
         sessions = make_session_factory(engine)
 
     @asynccontextmanager

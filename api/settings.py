@@ -61,6 +61,11 @@ class ApiSettings(StoreSettings):
     key_cache_size: int = Field(1024, ge=1)
     # GET /metrics for Prometheus (team names and counts, no key asked: scraper-only networks)
     metrics: bool = True
+    # each process reads the store for /metrics at most once per this many seconds (the
+    # scrape interval: a scrape reads every job's row), and the queue's order and estimated
+    # starts that /v1/pool shows (a read of the whole queue) once per pool_cache_s
+    metrics_cache_s: float = Field(10.0, ge=0, le=3600)
+    pool_cache_s: float = Field(2.0, ge=0, le=3600)
     # data set uploads (POST /v1/datasets): their own body limit, far above max_body_bytes,
     # and each team's total stored bytes; the upload is spooled to upload_dir (the system's
     # temporary directory by default) while it is hashed and validated

@@ -20,6 +20,7 @@ imbalance ``Phi = sum_t r_t^2 / w_t`` (it changes by ``(2 r_s + 1) / w_s - (2 r_
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -132,20 +133,34 @@ def pick_order(teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]]) ->
     """The order in which free workers would take ``queued``, if no job ended meanwhile.
 
     Each pick counts as running for its team; a team at its limit waits behind the others
-    (its jobs come last, in the order they would be taken as the team's jobs end).
+    (its jobs come last, in the order they would be taken as the team's jobs end). The same
+    choice as :func:`pick_next` made again and again, kept in a heap of teams (each team's
+    key changes only when it is picked): ``O(n log teams)`` for ``n`` queued jobs.
     """
     teams = dict(teams)
-    left = sorted(queued, key=_job_key)
+    lines: dict[str, deque[Candidate[K]]] = {}
+    for c in sorted(queued, key=_job_key):
+        lines.setdefault(c.team, deque()).append(c)
+    heap = [(_team_key(n, teams.get(n, _FREE)), n) for n in lines]
+    heapq.heapify(heap)
+    at_limit: list[str] = []
     order: list[Candidate[K]] = []
-    while left:
-        nxt = pick_next(teams, left)
-        if nxt is None:  # every team left is at its limit: lift the limits, keep the order
+    while heap or at_limit:
+        if not heap:  # every team left is at its limit: lift the limits, keep the order
             teams = {n: replace(t, limit=2**31) for n, t in teams.items()}
+            heap = [(_team_key(n, teams.get(n, _FREE)), n) for n in at_limit]
+            heapq.heapify(heap)
+            at_limit = []
             continue
-        order.append(nxt)
-        left.remove(nxt)
-        t = teams.get(nxt.team, _FREE)
-        teams[nxt.team] = replace(t, running=t.running + 1)
+        _, name = heapq.heappop(heap)
+        t = teams.get(name, _FREE)
+        if t.running >= t.limit:  # stays so until the limits are lifted: nothing ends here
+            at_limit.append(name)
+            continue
+        order.append(lines[name].popleft())
+        teams[name] = t = replace(t, running=t.running + 1)
+        if lines[name]:
+            heapq.heappush(heap, (_team_key(name, t), name))
     return order
 
 

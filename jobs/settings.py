@@ -38,6 +38,19 @@ class StoreSettings(BaseSettings):
         Path("~/.local/share/bilevel"),
         validation_alias=AliasChoices("BILEVEL_STATE_DIR", "STATE_DIR"),
     )
+    # PostgreSQL connections per process: kept open, and opened beyond those under load
+    # (closed again when returned). An API process holds at most db_pool_size +
+    # db_max_overflow; a worker's Celery process and its job process each at most
+    # worker_db_pool_size + worker_db_max_overflow. The sum over every process must fit the
+    # server's max_connections (docs/guides/pool-at-scale.md has the arithmetic).
+    db_pool_size: int = Field(5, ge=1, le=100)
+    db_max_overflow: int = Field(10, ge=0, le=100)
+    worker_db_pool_size: int = Field(2, ge=1, le=20)
+    worker_db_max_overflow: int = Field(10, ge=0, le=20)
+    # false behind PgBouncer (< 1.21) in transaction mode: psycopg then prepares no statement
+    # on the server (a prepared statement lives in one server connection, a transaction-mode
+    # pooler hands the next transaction another)
+    db_prepared_statements: bool = True
     # Celery queues are "<prefix>.cpu" and "<prefix>.gpu"; a prefix isolates deployments.
     queue_prefix: str = "bilevel"
     lease_s: float = Field(30.0, gt=0)

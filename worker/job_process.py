@@ -197,7 +197,9 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
         runner.warm_up()
     except Exception:
         log.warning("warm-up failed", exc_info=True)
-    engine = make_engine(store_url, pool_size=2)
+    engine = make_engine(store_url, pool_size=settings.worker_db_pool_size,
+                         max_overflow=settings.worker_db_max_overflow,
+                         prepared=settings.db_prepared_statements)  # fmt: skip
     sessions = make_session_factory(engine)
     _tell(conn, ("ready", os.getpid()))
     while True:

@@ -46,7 +46,10 @@ def sessions():
     """This process's session factory (made after any fork)."""
     global _sessions, _pid
     if _sessions is None or _pid != os.getpid():
-        _sessions = make_session_factory(make_engine(settings.store_url, pool_size=2))
+        engine = make_engine(settings.store_url, pool_size=settings.worker_db_pool_size,
+                             max_overflow=settings.worker_db_max_overflow,
+                             prepared=settings.db_prepared_statements)  # fmt: skip
+        _sessions = make_session_factory(engine)
         _pid = os.getpid()
     return _sessions
 

@@ -3,10 +3,13 @@
 The store is the record, so every process (API, workers) counts the same: the figures are
 queries, not in-process counters that each API replica would hold apart. Turned off with
 ``BILEVEL_METRICS=false`` (the response names teams, so expose it only to the scraper).
+Each API process answers from its last reading for ``BILEVEL_METRICS_CACHE_S`` (a scrape
+interval): replicas and several scrapers do not multiply the store's work.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 
 from fastapi import APIRouter, Request
@@ -89,6 +92,13 @@ def metrics(request: Request) -> Response:
     settings = request.app.state.settings
     if not settings.metrics:
         raise ProblemError(404, "metrics are turned off (BILEVEL_METRICS)", slug="not-found")
+    state = request.app.state
+    cached = getattr(state, "metrics_cache", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < settings.metrics_cache_s:
+        return Response(cached[1], media_type=CONTENT_TYPE_LATEST)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PoolCollector(request.app.state.sessions, repo.Policy.of(settings)))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    registry.register(PoolCollector(state.sessions, repo.Policy.of(settings)))
+    body = generate_latest(registry)
+    state.metrics_cache = (now, body)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

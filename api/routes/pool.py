@@ -7,9 +7,11 @@ weight and running limits.
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from api.auditor import AuditDep
 from api.deps import AdminDep, SessionDep, SettingsDep, TeamDep
@@ -31,6 +33,8 @@ from jobs.store import repo
 
 __all__ = ["router"]
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(
     tags=["pool"],
     responses=auth_responses(),
@@ -38,9 +42,19 @@ router = APIRouter(
 
 
 @router.get("/v1/pool", response_model=PoolPublic)
-def get_pool(session: SessionDep, team: TeamDep, settings: SettingsDep) -> PoolPublic:
+def get_pool(
+    session: SessionDep, team: TeamDep, settings: SettingsDep, request: Request
+) -> PoolPublic:
     """Who uses the pool: each team's jobs, the live workers, your queued jobs' places."""
-    view = repo.pool_view(session, repo.Policy.of(settings), team.id)
+    memo = request.app.state.__dict__.setdefault("pool_memo", {"lock": threading.Lock()})
+    policy = repo.Policy.of(settings)
+    age = repo.pool_state_age(memo)
+    if age is not None and age >= settings.pool_cache_s and memo["lock"].acquire(blocking=False):
+        # stale: one thread reads the queue again while requests get the last reading, so
+        # no request waits for a read of the whole queue (only the first one ever)
+        threading.Thread(target=_refresh, args=(request.app.state.sessions, policy, memo),
+                         daemon=True).start()  # fmt: skip
+    view = repo.pool_view(session, policy, team.id, memo=memo, max_age_s=float("inf"))
     return PoolPublic(
         teams=[
             TeamShare(name=t.name, weight=t.weight,
@@ -55,6 +69,16 @@ def get_pool(session: SessionDep, team: TeamDep, settings: SettingsDep) -> PoolP
         ],
         preemption=settings.preemption,
     )  # fmt: skip
+
+
+def _refresh(sessions: Any, policy: repo.Policy, memo: dict[str, Any]) -> None:
+    try:
+        with sessions() as s:
+            repo.refresh_pool_state(s, policy, memo)
+    except Exception:  # the next stale request tries again; the view stays the last one
+        log.warning("could not refresh the pool view", exc_info=True)
+    finally:
+        memo["lock"].release()
 
 
 Name = Annotated[

@@ -27,7 +27,14 @@ def sqlite_url(state_dir: str | Path) -> str:
     return f"sqlite:///{Path(state_dir).expanduser().resolve() / 'bilevel.db'}"
 
 
-def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 10,
+    pre_ping: bool = True,
+    prepared: bool = True,
+) -> Engine:
     """An engine with the settings each backend needs.
 
     SQLite gets WAL (readers do not block the executor's writes), a busy timeout and foreign
@@ -35,6 +42,10 @@ def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engin
     ``pre_ping=False`` saves that round trip on every checkout; a restart then fails the
     one statement that finds its connection dead, and SQLAlchemy invalidates the whole pool
     on that disconnect (the API answers it with a 503 and the next request reconnects).
+    A process holds at most ``pool_size + max_overflow`` PostgreSQL connections (the sum
+    over every process must fit the server's ``max_connections``: docs/guides/pool-at-scale.md).
+    ``prepared=False`` keeps psycopg from preparing statements on the server (PgBouncer
+    before 1.21 in transaction mode hands each transaction any server connection).
     """
     url = normalize_url(url)
     if url.startswith("sqlite"):
@@ -49,7 +60,14 @@ def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engin
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=pre_ping, pool_size=pool_size, max_overflow=10)
+    args = {} if prepared else {"prepare_threshold": None}
+    return create_engine(
+        url,
+        pool_pre_ping=pre_ping,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args=args,
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

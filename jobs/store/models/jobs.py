@@ -17,7 +17,9 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    desc,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +27,9 @@ from jobs.status import STATUSES, JobStatus, QueueKind
 from jobs.store.base import BIG_ID, JSON_VALUE, Base, UTCDateTime, check_in, utcnow
 
 __all__ = ["Artifact", "Job", "JobEvent", "Worker"]
+
+_QUEUED = text("status = 'queued'")
+_REQUEUED = text("from_status = 'running' AND to_status = 'queued'")
 
 
 class Job(Base):
@@ -37,10 +42,22 @@ class Job(Base):
         UniqueConstraint("team_id", "idempotency_key", name="uq_jobs_team_idempotency"),
         Index("ix_jobs_team_created", "team_id", "created_at", "id"),
         Index("ix_jobs_status_lease", "status", "lease_until"),
-        # per-team quota checks count queued and running jobs
-        Index("ix_jobs_team_status", "team_id", "status"),
-        # the claim reads the queued jobs of one queue kind
+        # the job list filtered by status (newest first); per-team quota checks count
+        # queued and running jobs on its prefix
+        Index("ix_jobs_team_status_created", "team_id", "status", "created_at", "id"),
+        # the claim reads the running jobs of one queue kind
         Index("ix_jobs_queue_status", "queue", "status"),
+        # ... and each team's first queued job by one probe (jobs.store.repo.scheduling);
+        # PostgreSQL only: the embedded store ranks its short queue instead
+        Index(
+            "ix_jobs_queued_head",
+            "team_id",
+            "queue",
+            desc("priority"),
+            "created_at",
+            "id",
+            postgresql_where=_QUEUED,
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -91,6 +108,12 @@ class JobEvent(Base):
     """Every state transition of a job, in order."""
 
     __tablename__ = "job_events"
+    # the few requeues among millions of events: /metrics counts the preempted ones
+    __table_args__ = (
+        Index(
+            "ix_job_events_requeued", "job_id", postgresql_where=_REQUEUED, sqlite_where=_REQUEUED
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
     job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)

@@ -8,12 +8,13 @@ positions and estimated starts come from the same selection the claims use
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from jobs import fairshare
@@ -31,6 +32,7 @@ from jobs.store.repo.scheduling import (
 )
 
 __all__ = [
+    "QUEUED_SHOWN",
     "KindView",
     "PoolView",
     "QueuedView",
@@ -39,14 +41,20 @@ __all__ = [
     "durations",
     "job_counts",
     "list_teams",
+    "pool_state_age",
     "pool_view",
     "preemption_count",
+    "refresh_pool_state",
     "set_team_policy",
     "team_by_name",
     "trace_point_count",
 ]
 
 _UNSET: Any = object()
+
+# the viewer's queued jobs that GET /v1/pool lists, per queue kind, first to start first (a
+# study queues thousands; the rest are in GET /v1/jobs?status=queued)
+QUEUED_SHOWN = 200
 
 
 @dataclass
@@ -174,7 +182,11 @@ def _history(session: Session, kind: str) -> list[Finished]:
 def _starts(
     session: Session, kind: str, workers: list[str], order: list[uuid.UUID]
 ) -> dict[uuid.UUID, float]:
-    """Seconds until each job of ``order`` starts on ``workers`` (:mod:`jobs.queue_estimate`)."""
+    """Seconds until each job of ``order`` starts on ``workers`` (:mod:`jobs.queue_estimate`).
+
+    Reads only the fields a :class:`~jobs.queue_estimate.Shape` needs, and estimates each
+    distinct shape once (a study's jobs share a handful).
+    """
     now = utcnow()
     history = _history(session, kind)
     free_in = dict.fromkeys(workers, 0.0)
@@ -189,23 +201,55 @@ def _starts(
                 eta_s=eta,
                 eta_age_s=(now - updated).total_seconds(),
             )
-    specs: dict[uuid.UUID, dict[str, Any]] = {
-        i: spec for i, spec in session.execute(select(Job.id, Job.spec).where(Job.id.in_(order)))
-    }
-    duration = {j: expected_run_s(Shape.of(specs.get(j, {})), history) for j in order}
-    return fairshare.estimated_starts(order, list(free_in.values()), duration)
+    if not free_in:
+        return {}
+    shape_of = select(
+        Job.id,
+        Job.spec[("problem", "kind")].as_string(),
+        Job.spec[("inner", "steps")].as_integer(),
+        Job.spec[("outer", "iterations")].as_integer(),
+    ).where(Job.queue == kind, Job.status == JobStatus.QUEUED)
+    expected: dict[tuple[Any, Any, Any], float] = {}
+    duration: dict[uuid.UUID, float] = {}
+    for i, *fields in session.execute(shape_of).tuples():
+        key = tuple(fields)
+        if key not in expected:
+            problem, steps, iterations = key
+            shape = Shape(str(problem or ""), int(steps or 1), int(iterations or 1))  # Shape.of
+            expected[key] = expected_run_s(shape, history)
+        duration[i] = expected[key]
+    default = expected_run_s(Shape.of({}), history)
+    return fairshare.estimated_starts(
+        order, list(free_in.values()), {j: duration.get(j, default) for j in order}
+    )
 
 
-def pool_view(session: Session, policy: Policy, viewer: uuid.UUID) -> PoolView:
-    """The pool now: every active team's jobs by kind, live workers, ``viewer``'s queue."""
+@dataclass
+class _PoolState:
+    """What every viewer sees alike, read at ``at`` (monotonic seconds); kept for a while."""
+
+    at: float
+    teams: list[TeamView]
+    alive: dict[str, datetime]
+    queues: dict[str, str]  # live worker -> its queue kind
+    running_by_worker: dict[str, tuple[uuid.UUID, str]]
+    orders: dict[str, list[fairshare.Candidate[uuid.UUID]]]
+    starts: dict[str, dict[uuid.UUID, float]]
+    oldest: dict[str, float | None]
+
+
+def _pool_state(session: Session, policy: Policy) -> _PoolState:
     now = utcnow()
     names = {tid: name for tid, name in session.execute(select(Team.id, Team.name))}
     teams: dict[str, TeamView] = {}
-    queued_view: list[QueuedView] = []
     oldest: dict[str, float | None] = {}
     alive = live_workers(session, policy)
     worker_rows = {w.name: w for w in session.scalars(select(Worker))}
+    queues = {w: worker_rows[w].queue if w in worker_rows else _worker_kind(session, w)
+              for w in alive}  # fmt: skip
     running_by_worker: dict[str, tuple[uuid.UUID, str]] = {}
+    orders: dict[str, list[fairshare.Candidate[uuid.UUID]]] = {}
+    starts: dict[str, dict[uuid.UUID, float]] = {}
     for kind in KINDS:
         loads = team_loads(session, kind, policy)
         queued = queued_candidates(session, kind, per_team=None)
@@ -222,28 +266,63 @@ def pool_view(session: Session, policy: Policy, viewer: uuid.UUID) -> PoolView:
                                         share=load.running / total_r)  # fmt: skip
         for r, _, worker in running:
             running_by_worker[worker] = (r.id, r.team)
-        order = fairshare.pick_order(loads, queued)
-        kind_workers = [w for w in alive if (worker_rows[w].queue if w in worker_rows
-                                             else _worker_kind(session, w)) == kind]  # fmt: skip
-        starts = _starts(session, kind, kind_workers, [c.id for c in order])
-        mine = {c.id for c in order if c.team == str(viewer)}
-        jobs = {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(mine)))}
-        for pos, c in enumerate(order, start=1):
-            if c.id in mine:
-                queued_view.append(QueuedView(c.id, jobs[c.id].name, kind, c.priority, pos,
-                                              starts.get(c.id)))  # fmt: skip
+        orders[kind] = fairshare.pick_order(loads, queued)
+        kind_workers = [w for w in alive if queues[w] == kind]
+        starts[kind] = _starts(session, kind, kind_workers, [c.id for c in orders[kind]])
         first = session.scalar(
             select(func.min(Job.enqueued_at)).where(Job.queue == kind,
                                                     Job.status == JobStatus.QUEUED)
         )  # fmt: skip
         oldest[kind] = (now - first).total_seconds() if first is not None else None
+    return _PoolState(time.monotonic(), sorted(teams.values(), key=lambda t: t.name), alive,
+                      queues, running_by_worker, orders, starts, oldest)  # fmt: skip
+
+
+def pool_state_age(memo: dict[str, Any]) -> float | None:
+    """Seconds since the shared part in ``memo`` was read; ``None`` when there is none."""
+    state = memo.get("pool")
+    return None if state is None else time.monotonic() - state.at
+
+
+def refresh_pool_state(session: Session, policy: Policy, memo: dict[str, Any]) -> None:
+    """Read the shared part of :func:`pool_view` again into ``memo`` (a background refresh)."""
+    memo["pool"] = _pool_state(session, policy)
+
+
+def pool_view(
+    session: Session,
+    policy: Policy,
+    viewer: uuid.UUID,
+    *,
+    memo: dict[str, Any] | None = None,
+    max_age_s: float = 0.0,
+) -> PoolView:
+    """The pool now: every active team's jobs by kind, live workers, ``viewer``'s queue.
+
+    With ``memo`` (a dict the caller keeps), what every viewer sees alike (the teams'
+    shares, the queue's order and estimated starts: a read of the whole queue) is read at
+    most once per ``max_age_s`` and shared; only the viewer's own part is read each time.
+    """
+    state = memo.get("pool") if memo is not None else None
+    if state is None or time.monotonic() - state.at >= max_age_s:
+        state = _pool_state(session, policy)
+        if memo is not None:
+            memo["pool"] = state
+    queued_view: list[QueuedView] = []
+    for kind, order in state.orders.items():
+        mine = [(pos, c) for pos, c in enumerate(order, start=1) if c.team == str(viewer)]
+        mine = mine[:QUEUED_SHOWN]
+        ids = [c.id for _, c in mine]
+        names_of = dict(session.execute(select(Job.id, Job.name).where(Job.id.in_(ids))).all())
+        queued_view += [QueuedView(c.id, names_of[c.id], kind, c.priority, pos,
+                                   state.starts[kind].get(c.id))
+                        for pos, c in mine if c.id in names_of]  # fmt: skip
     workers = []
-    for name, seen in sorted(alive.items()):
-        job = running_by_worker.get(name)
-        queue = worker_rows[name].queue if name in worker_rows else _worker_kind(session, name)
+    for name, seen in sorted(state.alive.items()):
+        job = state.running_by_worker.get(name)
         own = job[0] if job is not None and job[1] == str(viewer) else None
-        workers.append(WorkerView(name, queue, seen, busy=job is not None, job=own))
-    return PoolView(sorted(teams.values(), key=lambda t: t.name), workers, oldest, queued_view)
+        workers.append(WorkerView(name, state.queues[name], seen, busy=job is not None, job=own))
+    return PoolView(state.teams, workers, state.oldest, queued_view)
 
 
 def _worker_kind(session: Session, worker: str) -> str:
@@ -291,6 +370,21 @@ def preemption_count(session: Session) -> int:
     return int(n or 0)
 
 
+# above this many rows PostgreSQL's own count (kept by autovacuum's ANALYZE) is close enough
+# for a gauge, and an exact count(*) would read the whole table at every scrape
+TRACE_COUNT_ESTIMATE_ABOVE = 1_000_000
+
+
 def trace_point_count(session: Session) -> int:
-    """How many trace points the store holds (every job's)."""
+    """How many trace points the store holds (every job's).
+
+    Exact up to :data:`TRACE_COUNT_ESTIMATE_ABOVE`; above it, on PostgreSQL, the planner's
+    estimate (``pg_class.reltuples``): counting 10^9 rows takes minutes.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        est = session.scalar(
+            text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'trace_points'::regclass")
+        )
+        if est is not None and est >= TRACE_COUNT_ESTIMATE_ABOVE:
+            return int(est)
     return int(session.scalar(select(func.count()).select_from(TracePoint)) or 0)

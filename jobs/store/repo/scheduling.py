@@ -13,9 +13,11 @@ import uuid
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Select, delete, func, or_, select, text, true, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobs import fairshare
 from jobs.fairshare import Candidate, Running, TeamLoad
@@ -81,19 +83,38 @@ def _lock_kind(session: Session, kind: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
 
-def team_loads(session: Session, kind: str, policy: Policy) -> dict[str, TeamLoad]:
-    """Every team with queued or running jobs of ``kind``, keyed by team id (as text)."""
-    running = func.count().filter(Job.status == JobStatus.RUNNING)
-    rows = session.execute(
-        select(Team, running)
-        .join(Job, Job.team_id == Team.id)
-        .where(Job.queue == kind, Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
-        .group_by(Team.id)
-    ).all()
+def _running_counts(session: Session, kind: str) -> dict[str, int]:
+    """Running jobs of ``kind`` by team (at most one per worker)."""
     return {
-        str(team.id): TeamLoad(policy.weight(team), int(n), policy.limit(team, kind))
-        for team, n in rows
+        str(t): int(n)
+        for t, n in session.execute(
+            select(Job.team_id, func.count())
+            .where(Job.queue == kind, Job.status == JobStatus.RUNNING)
+            .group_by(Job.team_id)
+        )
     }
+
+
+def team_loads(session: Session, kind: str, policy: Policy) -> dict[str, TeamLoad]:
+    """Every team with queued or running jobs of ``kind``, keyed by team id (as text).
+
+    Two small reads, not one pass over the queue: the running jobs (at most one per
+    worker) counted by team, and the teams that have a queued job (one probe of
+    ``ix_jobs_queued_head`` each).
+    """
+    running = _running_counts(session, kind)
+    has_queued = (
+        select(Job.id)
+        .where(Job.team_id == Team.id, Job.queue == kind, Job.status == JobStatus.QUEUED)
+        .exists()
+    )
+    ids = [uuid.UUID(t) for t in running]
+    teams = session.scalars(select(Team).where(or_(Team.id.in_(ids), has_queued)))
+    return {
+        str(team.id): TeamLoad(policy.weight(team), running.get(str(team.id), 0),
+                               policy.limit(team, kind))
+        for team in teams
+    }  # fmt: skip
 
 
 def queued_candidates(
@@ -107,23 +128,63 @@ def queued_candidates(
         per_team: only each team's first ``per_team`` in its own order (priority, then age);
             ``None`` for all of them.
     """
-    rank = (
-        func.row_number()
-        .over(partition_by=Job.team_id, order_by=(Job.priority.desc(), Job.created_at, Job.id))
-        .label("rank")
+    order = (Job.priority.desc(), Job.created_at, Job.id)
+    live: tuple[ColumnElement[bool], ...] = (
+        Job.queue == kind,
+        Job.status == JobStatus.QUEUED,
+        Job.cancel_requested.is_(False),
     )
-    inner = (
-        select(Job.id, Job.team_id, Job.priority, Job.created_at, rank)
-        .where(Job.queue == kind, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
-        .subquery()
-    )
-    q = select(inner.c.id, inner.c.team_id, inner.c.priority, inner.c.created_at)
+    if per_team is not None and session.get_bind().dialect.name == "postgresql":
+        return _queue_heads(session, kind, per_team)
+    if per_team is None:  # every one (the pool view's tens of thousands): no ranking
+        rows = session.execute(
+            select(Job.id, Job.team_id, Job.priority, Job.created_at)
+            .where(*live)
+            .order_by(Job.created_at)
+        ).tuples()
+        teams: dict[uuid.UUID, str] = {}
+        return [
+            Candidate(i, teams.get(t) or teams.setdefault(t, str(t)), p, at) for i, t, p, at in rows
+        ]
+    rank = func.row_number().over(partition_by=Job.team_id, order_by=order).label("rank")
+    inner = select(Job.id, Job.team_id, Job.priority, Job.created_at, rank).where(*live).subquery()
+    q2 = select(inner.c.id, inner.c.team_id, inner.c.priority, inner.c.created_at)
     if per_team is not None:
-        q = q.where(inner.c.rank <= per_team)
+        q2 = q2.where(inner.c.rank <= per_team)
     return [
         Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
-        for r in session.execute(q.order_by(inner.c.created_at))
+        for r in session.execute(q2.order_by(inner.c.created_at))
     ]
+
+
+def _heads_query(kind: str, per_team: int, *, with_team: bool = False) -> Select[Any]:
+    """Each team's first ``per_team`` queued jobs of ``kind``, one index probe per team.
+
+    ``ix_jobs_queued_head`` holds the queued jobs by team, kind, priority (descending) and
+    age, the order a team's jobs are taken in: the cost grows with the number of teams, not
+    with the queue, nor with the teams' finished jobs. ``with_team`` adds each team's row.
+    """
+    head = (
+        select(Job.id, Job.team_id, Job.priority, Job.created_at)
+        .where(
+            Job.team_id == Team.id,
+            Job.queue == kind,
+            Job.status == JobStatus.QUEUED,
+            Job.cancel_requested.is_(False),
+        )
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(per_team)
+        .lateral("head")
+    )
+    cols = (Team, *head.c) if with_team else tuple(head.c)
+    return select(*cols).select_from(Team).join(head, true())
+
+
+def _queue_heads(session: Session, kind: str, per_team: int) -> list[Candidate[uuid.UUID]]:
+    """:func:`_heads_query`'s jobs as candidates, oldest first."""
+    out = [Candidate(id=r.id, team=str(r.team_id), priority=r.priority, created_at=r.created_at)
+           for r in session.execute(_heads_query(kind, per_team))]  # fmt: skip
+    return sorted(out, key=lambda c: c.created_at)
 
 
 def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], bool, str]]:
@@ -138,6 +199,28 @@ def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], 
          bool(r.preempt_requested), r.worker or "")
         for r in rows
     ]  # fmt: skip
+
+
+def _claim_view(
+    session: Session, kind: str, policy: Policy
+) -> tuple[list[Candidate[uuid.UUID]], dict[str, TeamLoad]]:
+    """What :func:`jobs.fairshare.pick_next` needs, in two statements on PostgreSQL.
+
+    The teams' queue heads come with their teams' rows; a team with running jobs and
+    nothing queued cannot be picked, so the loads of the teams with a head are enough.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return queued_candidates(session, kind), team_loads(session, kind, policy)
+    running = _running_counts(session, kind)
+    rows = session.execute(_heads_query(kind, 1, with_team=True)).all()
+    queued = [Candidate(id=r.id, team=str(r.team_id), priority=r.priority,
+                        created_at=r.created_at) for r in rows]  # fmt: skip
+    loads = {
+        str(r.team_id): TeamLoad(policy.weight(r.Team), running.get(str(r.team_id), 0),
+                                 policy.limit(r.Team, kind))
+        for r in rows
+    }  # fmt: skip
+    return sorted(queued, key=lambda c: c.created_at), loads
 
 
 def claim_next(
@@ -163,10 +246,10 @@ def claim_next(
     if hint is not None:
         cancel_if_requested(session, hint)
     _lock_kind(session, kind)
-    queued = queued_candidates(session, kind)
+    queued, loads = _claim_view(session, kind, policy)
     if not queued:
         return False
-    chosen = fairshare.pick_next(team_loads(session, kind, policy), queued)
+    chosen = fairshare.pick_next(loads, queued)
     if chosen is None:
         return True
     claim = claim_job(session, chosen.id, worker, lease_s)

@@ -1,0 +1,73 @@
+"""The scale benchmark runs at a tiny size; its JSON holds every figure and the store's account."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks.service._scale_load import make_plan
+from benchmarks.service._scale_report import percentile
+from benchmarks.service.scale import jain_index
+
+
+@pytest.mark.parametrize(
+    ("xs", "expected"),
+    [([2.0, 2.0, 2.0, 2.0], 1.0), ([1.0, 0.0, 0.0, 0.0], 0.25), ([1.0, 3.0], 16 / 20)],
+)
+def test_jain_index_on_known_cases(xs, expected):
+    # (sum x)^2 / (n sum x^2): equal shares give 1, one team holding all gives 1/n
+    assert math.isclose(jain_index(xs), expected)
+
+
+def test_nearest_rank_percentile():
+    xs = [float(i) for i in range(1, 101)]
+    assert percentile(xs, 50) == 50.0 and percentile(xs, 99) == 99.0 and percentile([], 50) is None
+
+
+def test_the_plan_gives_each_team_jobs_in_proportion_to_its_weight():
+    plan = make_plan(teams=10, jobs=10_000, live_jobs=1_000, live_window_s=5.0, seed=1)
+    per = [sum(s.size for s in plan.preloaded if s.team == t) for t in range(10)]
+    share = [w / sum(plan.weights) for w in plan.weights]
+    assert all(abs(n / sum(per) - f) < 0.01 for n, f in zip(per, share))
+    assert all(1 <= s.size <= 400 for s in plan.preloaded + plan.live)
+    assert all(0 <= s.at_s <= 5.0 for s in plan.live) and all(s.at_s <= 0 for s in plan.preloaded)
+
+
+def test_scale_benchmark_tiny_run_finishes_every_job_once(pg_server, redis_url, tmp_path):
+    from benchmarks.service import scale
+
+    out = tmp_path / "scale.json"
+    argv = ["--workers", "6", "--processes", "2", "--conns", "2", "--teams", "4",
+            "--jobs", "60", "--live-jobs", "12", "--trace-points", "4000",
+            "--points-per-trace", "1000", "--job-s", "0.1", "--heartbeat-s", "0.05",
+            "--points-per-job", "6", "--rest-rounds", "2", "--pg-admin-url", pg_server,
+            "--redis-url", redis_url, "--out", str(out)]  # fmt: skip
+    scale.main(argv)
+    report = json.loads(out.read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert report["errors"] == []
+    inv = report["invariants"]
+    n = report["sizes"]["jobs_queued"] + report["sizes"]["jobs_live"]
+    assert abs(report["sizes"]["jobs_queued"] - 60) <= 4 and report["sizes"]["jobs_live"] > 0
+    assert inv["expected_jobs"] == n and inv["every_job_finished_once"]
+    assert inv["by_status"] == {"succeeded": n} and inv["attempts"] == {"1": n}
+    # every claim the workers recorded took a distinct job, and all of them were taken
+    assert report["claims"] == n and report["claims_by_job"] == {"1": n}
+    assert report["claim_ms"]["n"] == n
+    assert report["claim_ms"]["p50"] <= report["claim_ms"]["p99"] <= report["claim_ms"]["max"]
+    assert report["jain_time_averaged"] is None or 0.25 <= report["jain_time_averaged"] <= 1.0
+    for phase in ("rest", "load"):
+        assert set(report["endpoints"][phase]) == {
+            "jobs",
+            "jobs_queued",
+            "jobs_succeeded",
+            "pool",
+            "metrics",
+            "trace_page",
+            "trace_after",
+        }
+    assert report["endpoints"]["rest"]["pool"]["n"] == 2
+    sizes = report["store_sizes"]
+    assert sizes["trace_points"] == 4000 and sizes["trace_bytes_per_million_points"] > 0
