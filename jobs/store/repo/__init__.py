@@ -126,6 +126,7 @@ from jobs.store.repo.webhooks import (
     list_webhooks,
     next_due_at,
     record_attempt,
+    reseal_webhook_secrets,
     revoke_webhook,
 )
 
@@ -209,6 +210,7 @@ __all__ = [
     "release_job",
     "request_preemptions",
     "requeue_crashed",
+    "reseal_webhook_secrets",
     "revoke_api_key",
     "revoke_webhook",
     "running_jobs",
