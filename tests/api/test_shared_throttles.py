@@ -17,7 +17,7 @@ import pytest
 
 from api.authfailures import RedisAuthFailures
 from tests.factories import bearer, team_with_key
-from tests.support import Api
+from tests.faults.services import Api
 
 LIMIT = 3
 
