@@ -115,6 +115,7 @@ def test_every_refusal_of_a_keys_scope_is_audited(own):
     _, team_key = team_with_key(sessions, "alpha")
     _, admin_key = team_with_key(sessions, "alpha", scope="admin")
     assert client.get("/v1/keys", headers=bearer(team_key)).status_code == 403
+    assert client.delete("/v1/keys/abcd", headers=bearer(team_key)).status_code == 403
     # an admin key may not mint an operator key: only the server makes one
     r = client.post("/v1/keys", json={"scope": "operator"}, headers=bearer(admin_key))
     assert r.status_code == 403 and "bilevel keys create --operator" in r.json()["detail"]
@@ -125,6 +126,8 @@ def test_every_refusal_of_a_keys_scope_is_audited(own):
     assert denied == [  # newest first
         ("endpoint", "GET /metrics", admin_key.split("_")[1]),
         ("endpoint", "POST /v1/keys", admin_key.split("_")[1]),
+        # the route, not the URL: the path's parameters are not recorded as a target
+        ("endpoint", "DELETE /v1/keys/{prefix}", team_key.split("_")[1]),
         ("endpoint", "GET /v1/keys", team_key.split("_")[1]),
     ]
     with sessions() as s:

@@ -20,6 +20,7 @@ from tests.factories import bearer, team_with_key
 from tests.faults.services import Api
 
 LIMIT = 3
+BURST = 4
 
 
 def _guess() -> dict[str, str]:
@@ -31,7 +32,9 @@ def two_apis(pg_url, pg_sessions, redis_url, tmp_path):
     namespace = f"test{uuid.uuid4().hex[:8]}"
     env = {"DATABASE_URL": pg_url, "BROKER_URL": redis_url, "BILEVEL_QUEUE_PREFIX": namespace,
            "BILEVEL_AUTH_FAILURE_LIMIT": str(LIMIT),
-           "BILEVEL_AUTH_FAILURE_WINDOW_S": "600"}  # fmt: skip
+           "BILEVEL_AUTH_FAILURE_WINDOW_S": "600",
+           # a bucket of BURST requests, refilled too slowly to matter during the test
+           "BILEVEL_RATE_LIMIT_PER_S": "0.01", "BILEVEL_RATE_LIMIT_BURST": str(BURST)}  # fmt: skip
     apis = [Api(env, tmp_path, name=f"api{i}") for i in range(2)]
     try:
         for api in apis:
@@ -42,7 +45,10 @@ def two_apis(pg_url, pg_sessions, redis_url, tmp_path):
             api.stop()
         import redis
 
-        redis.Redis.from_url(redis_url).delete(f"{namespace}:authfail:127.0.0.1")
+        store = redis.Redis.from_url(redis_url)
+        store.delete(f"{namespace}:authfail:127.0.0.1")
+        for key in store.scan_iter(f"{namespace}:ratelimit:*"):
+            store.delete(key)
 
 
 def test_an_address_gets_the_failed_auth_limit_once_across_two_api_processes(two_apis, pg_sessions):
@@ -59,6 +65,17 @@ def test_an_address_gets_the_failed_auth_limit_once_across_two_api_processes(two
             assert r.status_code == 429, r.text
             assert r.json()["type"].endswith("auth-throttled")
             assert 1 <= int(r.headers["retry-after"]) <= 600
+
+
+def test_a_keys_rate_limit_is_one_budget_across_two_api_processes(two_apis, pg_sessions):
+    (a, b), _ = two_apis
+    _, key = team_with_key(pg_sessions)
+    with httpx.Client(timeout=30, headers=bearer(key)) as http:
+        codes = [http.get(f"{api.url}/v1/jobs").status_code for api in (a, b) * (BURST // 2)]
+        assert codes == [200] * BURST  # BURST in all; each process alone served BURST / 2
+        for api in (a, b):
+            r = http.get(f"{api.url}/v1/jobs")
+            assert r.status_code == 429 and r.json()["type"].endswith("rate-limited")
 
 
 def test_redis_counts_fail_open_when_redis_does_not_answer(caplog):
