@@ -147,3 +147,74 @@ def test_a_pinned_url_keeps_scheme_port_path_and_names_the_host():
     assert pinned_url(target) == ("https://[::1]:8443/p/q?x=1", {"Host": "hooks.example:8443"})
     target = CheckedTarget("http://hooks.example", "hooks.example", ("10.0.0.5", "10.0.0.6"))
     assert pinned_url(target) == ("http://10.0.0.5/", {"Host": "hooks.example"})
+
+
+def _self_signed(tmp_path, host: str) -> tuple[str, str]:
+    """A certificate for ``host`` only (no IP address in it) and its key: ``(cert, key)``."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))  # fmt: skip
+    return str(cert_path), str(key_path)
+
+
+def test_an_https_attempt_to_the_checked_address_verifies_the_names_certificate(
+    tmp_path, monkeypatch
+):
+    """The socket goes to the address, TLS's SNI and certificate check to the name: the
+    certificate names only the host, so a check against the address would fail."""
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    host = "hooks.example.test"
+    cert, key = _self_signed(tmp_path, host)
+    seen: list[tuple[str | None, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.headers["Host"], self.path))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    sni: list[str | None] = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: sni.append(name)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SSL_CERT_FILE", cert)  # httpx trusts this certificate alone
+    try:
+        port = server.server_port
+        d = repo.DueDelivery(1, f"https://{host}:{port}/hook", "whsec_tls", "job.succeeded",
+                             uuid.uuid4(), {"a": 1}, 0)  # fmt: skip
+        assert send(d, _settings(), lambda name: ["127.0.0.1"]) == (True, 204, None)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sni == [host] and seen == [(f"{host}:{port}", "/hook")]
