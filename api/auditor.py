@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from api.deps import PrincipalDep, SessionDep
+from api.deps import PrincipalDep, SessionDep, actor_of
 from api.errors import ProblemError
 from jobs.status import AuditAction, AuditTarget
 from jobs.store import repo
@@ -33,27 +33,13 @@ class Auditor:
     Args:
         session: the request's session.
         principal: the authenticated key.
-        address: the client's address (``request.client.host``; behind a proxy, the one
-            uvicorn's ``--proxy-headers`` takes from ``X-Forwarded-For``).
-        user_agent: the ``User-Agent`` header.
+        actor: the key with the client's address (``request.client.host``; behind a proxy,
+            the one uvicorn's ``--proxy-headers`` takes from ``X-Forwarded-For``) and
+            ``User-Agent`` (``api.deps.actor_of``).
     """
 
-    def __init__(
-        self,
-        session: Session,
-        principal: repo.Principal,
-        address: str | None,
-        user_agent: str | None,
-    ):
-        self.session, self.principal = session, principal
-        self.actor = repo.Actor(
-            team_id=principal.team.id,
-            key_id=principal.key_id,
-            key_prefix=principal.prefix,
-            key_name=principal.name,
-            address=address,
-            user_agent=user_agent,
-        )
+    def __init__(self, session: Session, principal: repo.Principal, actor: repo.Actor):
+        self.session, self.principal, self.actor = session, principal, actor
 
     def not_found(
         self, target_type: str, column: InstrumentedAttribute[Any], value: Any
@@ -81,10 +67,7 @@ class Auditor:
 
 async def get_auditor(request: Request, session: SessionDep, principal: PrincipalDep) -> Auditor:
     """The request's :class:`Auditor` (its key, client address and user agent)."""
-    client = request.client
-    return Auditor(
-        session, principal, client.host if client else None, request.headers.get("user-agent")
-    )
+    return Auditor(session, principal, actor_of(request, principal))
 
 
 AuditDep = Annotated[Auditor, Depends(get_auditor)]

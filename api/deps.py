@@ -1,8 +1,10 @@
 """Dependencies of the routes, as ``Annotated`` aliases (``SessionDep``, ``TeamDep``, ...).
 
 ``PrincipalDep`` authenticates the Bearer key and then spends one token of the key's rate
-limit; ``TeamDep`` is its team (every job route scopes its queries to it) and ``AdminDep``
-also requires the key's ``admin`` scope (key management).
+limit; ``TeamDep`` is its team (every job route scopes its queries to it), ``AdminDep``
+also requires the key's ``admin`` (or ``operator``) scope (key management) and
+``OperatorDep`` the ``operator`` scope (the pool's settings). A key refused for its scope
+gets a 403 that is audited (``access.denied``, :func:`forbidden`).
 
 Every dependency here is ``async def``: FastAPI runs a plain ``def`` dependency in the thread
 pool, a hop that cost more than the work in these. What does block (a store query on a key
@@ -12,6 +14,7 @@ request's route function then runs its queries in one more hop, on the request's
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -24,11 +27,27 @@ from api.errors import ProblemError
 from api.settings import ApiSettings
 from jobs import keys
 from jobs.dispatch import Dispatcher
+from jobs.status import AuditAction, AuditTarget
 from jobs.store import repo
 
-__all__ = ["AdminDep", "DispatcherDep", "PrincipalDep", "SessionDep", "SettingsDep", "TeamDep"]
+__all__ = [
+    "AdminDep",
+    "DispatcherDep",
+    "OperatorDep",
+    "PrincipalDep",
+    "SessionDep",
+    "SettingsDep",
+    "TeamDep",
+    "actor_of",
+    "bearer_credentials",
+    "forbidden",
+    "get_principal",
+    "refuse_if_throttled",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer blv_...`")
+#: the ``Authorization: Bearer`` header, if any (not an error when missing)
+bearer_credentials = _bearer
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -81,6 +100,28 @@ def _verify(
     return principal
 
 
+async def refuse_if_throttled(request: Request) -> str:
+    """The client's address; 429 when it has spent its failed authentications.
+
+    Raises:
+        ProblemError: 429 ``auth-throttled`` with ``Retry-After`` (``api.authfailures``).
+    """
+    state = request.app.state
+    address = request.client.host if request.client else ""
+    blocked_s = await state.auth_failures.aretry_after(address)
+    if blocked_s:
+        settings: ApiSettings = state.settings
+        raise ProblemError(
+            429,
+            f"too many failed authentications from {address}: {settings.auth_failure_limit} "
+            f"in {settings.auth_failure_window_s:g} s (auth_failure_limit, "
+            f"auth_failure_window_s); retry in {blocked_s} s",
+            slug="auth-throttled",
+            headers={"Retry-After": str(blocked_s)},
+        )
+    return address
+
+
 async def get_principal(
     request: Request,
     session: SessionDep,
@@ -96,18 +137,7 @@ async def get_principal(
     takes effect here within that bound.
     """
     state = request.app.state
-    address = request.client.host if request.client else ""
-    blocked_s = state.auth_failures.retry_after(address)
-    if blocked_s:
-        settings: ApiSettings = state.settings
-        raise ProblemError(
-            429,
-            f"too many failed authentications from {address}: {settings.auth_failure_limit} "
-            f"in {settings.auth_failure_window_s:g} s (auth_failure_limit, "
-            f"auth_failure_window_s); retry in {blocked_s} s",
-            slug="auth-throttled",
-            headers={"Retry-After": str(blocked_s)},
-        )
+    address = await refuse_if_throttled(request)
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ProblemError(
@@ -122,7 +152,7 @@ async def get_principal(
             _verify, session, key, state.key_secret, state.key_previous_secret
         )
         if principal is None:
-            state.auth_failures.failed(address)
+            await state.auth_failures.afailed(address)
             raise ProblemError(
                 401, "invalid or revoked API key", slug="unauthorized", headers=challenge
             )
@@ -153,16 +183,86 @@ async def get_team(principal: PrincipalDep) -> repo.TeamRef:
 TeamDep = Annotated[repo.TeamRef, Depends(get_team)]
 
 
-async def get_admin(principal: PrincipalDep) -> repo.Principal:
-    """The principal of an ``admin``-scoped key; 403 for a ``team`` key."""
+def actor_of(request: Request, principal: repo.Principal) -> repo.Actor:
+    """Who a request acts as, for the audit: its key, client address and user agent."""
+    client = request.client
+    return repo.Actor(
+        team_id=principal.team.id,
+        key_id=principal.key_id,
+        key_prefix=principal.prefix,
+        key_name=principal.name,
+        address=client.host if client else None,
+        user_agent=request.headers.get("user-agent"),
+    )
+
+
+def _record_refusal(
+    session: Session, actor: repo.Actor, target: AuditTarget, target_id: str,
+    target_team_id: uuid.UUID | None,
+) -> None:  # fmt: skip
+    repo.record_event(session, actor, AuditAction.ACCESS_DENIED, target, target_id,
+                      target_team_id=target_team_id)  # fmt: skip
+    session.commit()
+
+
+async def forbidden(
+    request: Request,
+    session: Session,
+    principal: repo.Principal,
+    detail: str,
+    *,
+    target: AuditTarget = AuditTarget.ENDPOINT,
+    target_id: str | None = None,
+    target_team_id: uuid.UUID | None = None,
+) -> ProblemError:
+    """The 403 for ``principal``, after recording the refusal (``access.denied``).
+
+    Args:
+        request: the refused request.
+        session: the request's session; the event is committed in it.
+        principal: the refused key.
+        detail: the problem's detail (what the key's scope lacks).
+        target: the kind of object refused; by default the route itself (``endpoint``).
+        target_id: the object's id; by default ``<METHOD> <route path>``.
+        target_team_id: the team owning the object, when it is not the key's.
+    """
+    if target_id is None:
+        route = request.scope.get("route")
+        target_id = f"{request.method} {getattr(route, 'path', request.url.path)}"
+    if target_team_id == principal.team.id:
+        target_team_id = None
+    await run_in_threadpool(_record_refusal, session, actor_of(request, principal), target,
+                            target_id[:200], target_team_id)  # fmt: skip
+    return ProblemError(403, detail, slug="forbidden")
+
+
+async def get_admin(
+    request: Request, session: SessionDep, principal: PrincipalDep
+) -> repo.Principal:
+    """The principal of an ``admin`` or ``operator`` key; 403 (audited) for a ``team`` key."""
     if not principal.admin:
-        raise ProblemError(
-            403,
-            f"key {principal.prefix} has scope {principal.scope!r}; managing keys, teams and "
+        raise await forbidden(
+            request, session, principal,
+            f"key {principal.prefix} has scope {principal.scope!r}; managing keys and "
             "webhooks, and reading the audit, need an admin key (bilevel keys create --admin)",
-            slug="forbidden",
-        )
+        )  # fmt: skip
     return principal
 
 
 AdminDep = Annotated[repo.Principal, Depends(get_admin)]
+
+
+async def get_operator(
+    request: Request, session: SessionDep, principal: PrincipalDep
+) -> repo.Principal:
+    """The principal of an ``operator`` key; 403 (audited) for any other."""
+    if not principal.operator:
+        raise await forbidden(
+            request, session, principal,
+            f"key {principal.prefix} has scope {principal.scope!r}; this needs the pool "
+            "operator's key (made on the server: bilevel keys create --operator)",
+        )  # fmt: skip
+    return principal
+
+
+OperatorDep = Annotated[repo.Principal, Depends(get_operator)]

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.authfailures import AuthFailures
+from api.authfailures import make_auth_failures
 from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
 from api.openapi import App, operation_id
@@ -75,6 +75,10 @@ def create_app(
         settings.rate_limit_per_s, settings.rate_limit_burst, settings.broker_url,
         settings.queue_prefix,
     )  # fmt: skip
+    auth_failures = make_auth_failures(
+        settings.auth_failure_limit, settings.auth_failure_window_s, settings.broker_url,
+        settings.queue_prefix,
+    )  # fmt: skip
     engine = None
     if sessions is None:
         # no pre-ping: a dead connection after a store restart fails one request with a 503
@@ -89,6 +93,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         await rate_limiter.aclose()
+        await auth_failures.aclose()
         if owns_dispatcher and hasattr(dispatcher, "close"):
             dispatcher.close()
         if engine is not None:
@@ -109,9 +114,8 @@ def create_app(
     app.state.key_secret = key_secret
     app.state.key_previous_secret = key_previous_secret
     app.state.rate_limiter = rate_limiter
-    app.state.auth_failures = AuthFailures(
-        settings.auth_failure_limit, settings.auth_failure_window_s
-    )
+    # one count per address for the whole service: in Redis in the distributed mode
+    app.state.auth_failures = auth_failures
     # verified keys by HMAC digest; revocation elsewhere waits at most key_cache_ttl_s
     app.state.key_cache = KeyCache(settings.key_cache_ttl_s, settings.key_cache_size)
     install_error_handlers(app)

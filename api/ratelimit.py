@@ -13,18 +13,15 @@ buckets use redis-py's asyncio client, so a request spends no thread-pool hop on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:  # imported when first used: the embedded mode runs without Redis
-    import redis.asyncio
-    from redis.commands.core import AsyncScript
+from api.redisconn import LoopRedis, is_redis_url
 
 __all__ = ["Decision", "MemoryBuckets", "RateLimiter", "RedisBuckets", "make_rate_limiter"]
 
@@ -129,46 +126,27 @@ class RedisBuckets:
         retry_after_failure_s: float = 5.0,
     ):
         self.rate, self.burst, self.namespace = rate, burst, namespace
-        self._url, self._timeout_s = url, timeout_s
-        # the asyncio client belongs to the event loop it was made on (one per API process;
-        # a test client may run several loops in turn)
-        self._aclient: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis, AsyncScript] | None
-        self._aclient = None
-        # after a failure, skip Redis for a while: each try would cost a timeout per request
-        self.retry_after_failure_s = retry_after_failure_s
-        self._down_until = 0.0
-
-    def _script(self) -> AsyncScript:
-        import redis.asyncio
-
-        loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aclient[0] is not loop:
-            client = redis.asyncio.Redis.from_url(
-                self._url, socket_timeout=self._timeout_s, socket_connect_timeout=self._timeout_s
-            )
-            self._aclient = (loop, client, client.register_script(_TAKE))
-        return self._aclient[2]
+        self._redis = LoopRedis(
+            url, {"take": _TAKE}, timeout_s=timeout_s,
+            retry_after_failure_s=retry_after_failure_s, logger=log,
+        )  # fmt: skip
 
     async def atake(self, key: str) -> Decision:
         """Take a token from the key's bucket in Redis (redis-py's asyncio client)."""
-        if time.monotonic() < self._down_until:
+        if self._redis.down():
             return Decision(True)
         try:
-            allowed, wait = await self._script()(
+            allowed, wait = await self._redis.script("take")(
                 keys=[f"{self.namespace}:ratelimit:{key}"], args=[self.rate, self.burst]
             )
         except Exception as exc:  # any Redis trouble: fail open
-            self._down_until = time.monotonic() + self.retry_after_failure_s
-            log.warning("rate limiter: Redis unavailable (%s); not limiting for %.0f s",
-                        exc, self.retry_after_failure_s)  # fmt: skip
+            self._redis.failed("rate limiter", exc)
             return Decision(True)
         return Decision(True) if int(allowed) else _refused(float(wait))
 
     async def aclose(self) -> None:
         """Close the asyncio client (on its own loop)."""
-        if self._aclient is not None and self._aclient[0] is asyncio.get_running_loop():
-            await self._aclient[1].aclose()
-        self._aclient = None
+        await self._redis.aclose()
 
 
 class _Unlimited:
@@ -188,6 +166,6 @@ def make_rate_limiter(
     """
     if rate <= 0:
         return _Unlimited()
-    if broker_url and broker_url.startswith(("redis://", "rediss://", "unix://")):
+    if broker_url and is_redis_url(broker_url):
         return RedisBuckets(broker_url, rate, burst, namespace=namespace)
     return MemoryBuckets(rate, burst)

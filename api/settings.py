@@ -13,17 +13,23 @@ The protective limits, each with the variable that sets it:
   team's data sets in all (413 naming the setting);
 - ``BILEVEL_AUTH_FAILURE_LIMIT`` and ``BILEVEL_AUTH_FAILURE_WINDOW_S``: failed authentications
   per client address in a window, after which that address gets 429 with ``Retry-After``
-  until the window ends (0 turns it off; counted per API process, see ``api.authfailures``);
+  until the window ends (0 turns it off; counted in Redis across every API process in the
+  distributed mode, see ``api.authfailures``);
 - ``BILEVEL_KEY_CACHE_TTL_S``: how long an API process trusts a key it has verified without
   asking the store again, and so the longest a key revoked elsewhere (another API process,
-  ``bilevel keys revoke``) keeps working (0: ask every time; see ``jobs.keys.KeyCache``).
+  ``bilevel keys revoke``) keeps working (0: ask every time; see ``jobs.keys.KeyCache``);
+- ``BILEVEL_METRICS_ACCESS``: who may read ``/metrics`` (it names every team): ``operator``
+  (the default: the pool operator's key), ``token`` (``BILEVEL_METRICS_TOKEN`` as the Bearer
+  token, for a scraper that holds no API key) or ``private`` (no key, from loopback and
+  private addresses only); see ``api.routes.metrics``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from jobs.settings import StoreSettings
 from jobs.specs.budget import BudgetLimits
@@ -59,19 +65,32 @@ class ApiSettings(StoreSettings):
     # a poller's key costs no query on most requests; revocation waits at most this long
     key_cache_ttl_s: float = Field(5.0, ge=0, le=300)
     key_cache_size: int = Field(1024, ge=1)
-    # GET /metrics for Prometheus (team names and counts, no key asked: scraper-only networks)
+    # GET /metrics for Prometheus; it names every team, so only the operator reads it unless
+    # the scraper gets a token of its own or sits on a private network
     metrics: bool = True
     # each process reads the store for /metrics at most once per this many seconds (the
     # scrape interval: a scrape reads every job's row), and the queue's order and estimated
     # starts that /v1/pool shows (a read of the whole queue) once per pool_cache_s
     metrics_cache_s: float = Field(10.0, ge=0, le=3600)
     pool_cache_s: float = Field(2.0, ge=0, le=3600)
+    metrics_access: Literal["operator", "token", "private"] = "operator"
+    metrics_token: SecretStr | None = None
     # data set uploads (POST /v1/datasets): their own body limit, far above max_body_bytes,
     # and each team's total stored bytes; the upload is spooled to upload_dir (the system's
     # temporary directory by default) while it is hashed and validated
     max_upload_bytes: int = Field(2 << 30, ge=1024)
     dataset_quota_bytes: int = Field(10 << 30, ge=0)
     upload_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _metrics_token_given(self) -> ApiSettings:
+        token = self.metrics_token.get_secret_value() if self.metrics_token else ""
+        if self.metrics_access == "token" and len(token) < 32:
+            raise ValueError(
+                "metrics_access 'token' needs BILEVEL_METRICS_TOKEN of at least 32 characters, "
+                f"got {len(token)}"
+            )
+        return self
 
     @property
     def budget(self) -> BudgetLimits:

@@ -2,6 +2,9 @@
 
 Creating and revoking are audited by the store (``key.create``, ``key.revoke``) as the
 key's team's own events, without a key, as ``/v1/keys`` is with the admin key's.
+
+``--operator`` makes the pool operator's key (every team's weights and limits, every team in
+``/v1/pool``, ``/metrics``): only here, on the server, since the API never makes one.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
     settings, sessions = open_store(args)
     if args.action == "create":
         secret = key_secret(settings)
-        scope = KeyScope.ADMIN if args.admin else KeyScope.TEAM
+        scope = (KeyScope.OPERATOR if args.operator
+                 else KeyScope.ADMIN if args.admin else KeyScope.TEAM)  # fmt: skip
         with sessions.begin() as s:
             team = repo.ensure_team(s, args.team)
             _, key = repo.create_api_key(s, team, name=args.name or "", secret=secret, scope=scope,
@@ -71,7 +75,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     a.add_argument("--team", required=True)
     a.add_argument("--name", default="")
-    a.add_argument("--admin", action="store_true", help="may manage the team's keys (/v1/keys)")
+    scope = a.add_mutually_exclusive_group()
+    scope.add_argument("--admin", action="store_true", help="may manage the team's keys (/v1/keys)")
+    scope.add_argument(
+        "--operator",
+        action="store_true",
+        help="the pool operator's key: also sets any team's weight and limits, sees every team "
+        "in /v1/pool and reads /metrics (made only here, never through the API)",
+    )
     a = actions.add_parser(
         "list",
         parents=[action],

@@ -28,6 +28,9 @@ def format_pool(pool: dict[str, Any]) -> str:
             lines.append(f"{t['name']:<20} {kind:<4} {t['weight']:>6g} {k['running']:>7} "
                          f"{k['queued']:>6} {k['limit']:>5} {k['share']:>6.2f} "
                          f"{k['fair_share']:>6.2f}")  # fmt: skip
+    for kind, k in sorted(pool.get("totals", {}).items()):  # every team's, for any key
+        lines.append(f"{'(all ' + str(k['teams']) + ' teams)':<20} {kind:<4} {'':>6} "
+                     f"{k['running']:>7} {k['queued']:>6}")  # fmt: skip
     waits = ", ".join(f"{k} {_secs(v)}" for k, v in sorted(pool["oldest_wait_s"].items()))
     busy = sum(w["busy"] for w in pool["workers"])
     lines.append(f"\n{len(pool['workers'])} live workers, {busy} busy; oldest wait: {waits}; "

@@ -89,10 +89,11 @@ def secret_names(settings: StoreSettings) -> dict[str | None, str]:
 
 
 def ensure_local_key(settings: StoreSettings, sessions: sessionmaker[Session]) -> str | None:
-    """First embedded start: a team ``local`` with one admin key, saved (0600) under state_dir.
+    """First embedded start: a team ``local`` with the owner's key, saved (0600) under state_dir.
 
-    The key is the owner's, so it is admin-scoped (it may manage the team's keys through
-    ``/v1/keys``); a key file from before scopes existed is promoted on the next start.
+    The owner runs the embedded pool, so the key is operator-scoped: it manages the team's
+    keys (``/v1/keys``), sets weights and limits and reads ``/metrics``. A key file from
+    before scopes (or before the operator scope) existed is promoted on the next start.
 
     Returns:
         The new key, or ``None`` when the store already had a team and the key file.
@@ -108,11 +109,11 @@ def ensure_local_key(settings: StoreSettings, sessions: sessionmaker[Session]) -
             principal = repo.verify_key(
                 s, path.read_text().strip(), secret=secret, previous=previous_key_secret(settings)
             )
-            if principal is not None and not principal.admin:
-                repo.set_api_key_scope(s, principal.prefix, KeyScope.ADMIN)
+            if principal is not None and not principal.operator:
+                repo.set_api_key_scope(s, principal.prefix, KeyScope.OPERATOR)
             return None
         team = repo.ensure_team(s, "local")
-        _, key = repo.create_api_key(s, team, name="local", secret=secret, scope=KeyScope.ADMIN,
+        _, key = repo.create_api_key(s, team, name="local", secret=secret, scope=KeyScope.OPERATOR,
                                      actor=repo.Actor.operator(team.id))  # fmt: skip
     path.touch(mode=0o600)
     path.write_text(key + "\n")

@@ -61,11 +61,15 @@ class KeyScope(StrEnum):
     """What an API key may do.
 
     ``team`` keys use the team's jobs, data sets and studies; ``admin`` keys may also manage
-    the team's keys, webhooks and the pool's weights.
+    the team's keys and webhooks and read its audit. ``operator`` keys run the shared pool:
+    what an admin key may do for its own team, and also set any team's weight and running
+    limits, see every team in ``/v1/pool`` and read ``/metrics``. An operator key is made
+    only on the server side (``bilevel keys create --operator``), never through the API.
     """
 
     TEAM = "team"
     ADMIN = "admin"
+    OPERATOR = "operator"
 
 
 class QueueKind(StrEnum):
@@ -86,8 +90,8 @@ class DeliveryStatus(StrEnum):
 class AuditAction(StrEnum):
     """What an audit event records.
 
-    ``<object>.<verb>`` of an admin action, or ``access.denied``: a refused cross-team access
-    (the API answered 404).
+    ``<object>.<verb>`` of an admin action, or ``access.denied``: a refused access (the API
+    answered 404 for another team's object, or 403 for a route the key's scope may not use).
     """
 
     ACCESS_DENIED = "access.denied"
@@ -107,6 +111,8 @@ class AuditTarget(StrEnum):
     """The kind of object an audit event acted on (its ``target_type``)."""
 
     DATASET = "dataset"
+    #: a route refused to the key's scope (``target_id``: ``<METHOD> <path>``)
+    ENDPOINT = "endpoint"
     JOB = "job"
     KEY = "key"
     STUDY = "study"

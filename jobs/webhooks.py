@@ -11,7 +11,11 @@ Every event is a JSON POST with three headers:
 
 Outbound requests only go to addresses the operator allowed (``webhook_allow``: networks in
 CIDR notation or host names); a URL is checked when it is registered and again, resolved
-anew, before every attempt, and redirects are never followed. Pure Python: no SQL here.
+anew, before every attempt, and redirects are never followed. The attempt connects to an
+address that check approved (:func:`checked_target`, :func:`pinned_url`), with the URL's host
+name in the ``Host`` header and TLS's SNI, so the name is resolved once per attempt: a DNS
+answer that changes between the check and the connection (DNS rebinding) cannot move the
+request elsewhere. Pure Python: no SQL here.
 """
 
 from __future__ import annotations
@@ -24,18 +28,22 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "CheckedTarget",
     "WebhookURLError",
     "backoff_s",
     "check_url",
+    "checked_target",
     "event_id",
     "event_payload",
     "new_secret",
     "next_pass_in_s",
+    "pinned_url",
     "sign",
     "signature_header",
     "verify",
@@ -128,8 +136,26 @@ def _is_network(text: str) -> bool:
     return True
 
 
-def check_url(url: str, allow: Sequence[str], resolve: Resolver | None = None) -> str:
-    """``url`` if it is an http(s) URL whose host the operator allows, else raise.
+@dataclass(frozen=True)
+class CheckedTarget:
+    """A URL that passed :func:`checked_target`, with the addresses its check approved.
+
+    Attributes:
+        url: the URL as registered.
+        host: its host name (what ``Host`` and SNI carry).
+        addresses: the addresses the host resolved to, every one allowed; the attempt
+            connects to the first, never resolving the name again.
+    """
+
+    url: str
+    host: str
+    addresses: tuple[str, ...]
+
+
+def checked_target(
+    url: str, allow: Sequence[str], resolve: Resolver | None = None
+) -> CheckedTarget:
+    """``url`` with its host resolved once and checked against ``allow``, else raise.
 
     A host is allowed when it is named in ``allow`` or when every address it resolves to lies
     in one of its networks (so a name cannot smuggle in a private address).
@@ -163,7 +189,36 @@ def check_url(url: str, allow: Sequence[str], resolve: Resolver | None = None) -
             f"url {url!r} is refused: {host} ({', '.join(addresses) or 'no address'}) is "
             f"outside the allowed addresses {list(allow)} (webhook_allow)"
         )
-    return url
+    if not addresses:
+        raise WebhookURLError(f"url {url!r}: {host!r} resolves to no address")
+    return CheckedTarget(url, host, tuple(addresses))
+
+
+def check_url(url: str, allow: Sequence[str], resolve: Resolver | None = None) -> str:
+    """``url`` if it is an http(s) URL whose host the operator allows, else raise.
+
+    Raises:
+        WebhookURLError: naming the URL and why it is refused (see :func:`checked_target`).
+    """
+    return checked_target(url, allow, resolve).url
+
+
+def pinned_url(target: CheckedTarget) -> tuple[str, dict[str, str]]:
+    """The URL to connect to the checked address, and the headers that name the real host.
+
+    Returns:
+        ``(url, headers)``: the URL with its host replaced by ``target.addresses[0]``, and
+        ``{"Host": <the original host[:port]>}``. An ``https`` request also needs the host
+        name as its TLS server name (httpx's ``sni_hostname`` extension), so that the
+        certificate is checked against the name, not the address.
+    """
+    parts = urlsplit(target.url)
+    address = target.addresses[0]
+    netloc = f"[{address}]" if ":" in address else address
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    url = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    return url, {"Host": parts.netloc}
 
 
 def event_payload(event_type: str, subject_id: uuid.UUID, data: dict[str, Any]) -> dict[str, Any]:

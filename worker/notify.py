@@ -1,8 +1,13 @@
 """The webhook sender: a thread in every worker (and in the embedded executor).
 
-Each pass turns new terminal events into pending deliveries (``repo.enqueue_events``), then
-sends the due ones: a signed POST (``jobs.webhooks``) with a short timeout, no redirects,
-to a URL checked against ``webhook_allow`` again right before the attempt. A 2xx answer is
+Each pass seals any webhook secret not yet sealed under the current server secret
+(``repo.reseal_webhook_secrets``: rows from before 0013, or from before a rotation), turns
+new terminal events into pending deliveries (``repo.enqueue_events``), then sends the due
+ones: a signed POST (``jobs.webhooks``) with a short timeout, no redirects, to a URL checked
+against ``webhook_allow`` again right before the attempt, and sent to the very address that
+check approved (the host name goes in ``Host`` and SNI; no second resolution). The sender
+needs the server secret (``BILEVEL_KEY_SECRET``) to open the secrets: without it every
+attempt fails with that reason, and the deliveries wait in the outbox. A 2xx answer is
 delivered; anything else is retried after ``webhook_backoff_s · 2^(attempt-1)`` until
 ``webhook_max_attempts``, then recorded failed with the last status or error. The thread
 polls every ``webhook_poll_s`` and wakes earlier for a retry due sooner, so a retry waits
@@ -20,6 +25,7 @@ import time
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from jobs.keys import KeySecretError, load_key_secret, load_previous_key_secret
 from jobs.settings import StoreSettings
 from jobs.store import repo
 from jobs.store.models import utcnow
@@ -27,8 +33,9 @@ from jobs.webhooks import (
     SIGNATURE_HEADER,
     Resolver,
     WebhookURLError,
-    check_url,
+    checked_target,
     next_pass_in_s,
+    pinned_url,
 )
 from jobs.webhooks import signature_header as make_signature
 
@@ -37,25 +44,40 @@ __all__ = ["Notifier", "notify_pass", "send"]
 log = logging.getLogger(__name__)
 
 
+_UNOPENED = (
+    "the webhook's signing secret does not open under the server secret (set "
+    "BILEVEL_KEY_SECRET on the workers, and BILEVEL_KEY_SECRET_PREVIOUS during a rotation)"
+)
+
+
 def send(
     d: repo.DueDelivery, settings: StoreSettings, resolve: Resolver | None = None
 ) -> tuple[bool, int | None, str | None]:
-    """One attempt: ``(delivered, HTTP status or None, error or None)``."""
+    """One attempt: ``(delivered, HTTP status or None, error or None)``.
+
+    The host is resolved once, by the check; the request goes to an address it approved.
+    """
     try:
-        check_url(d.url, settings.webhook_allow, resolve)
+        target = checked_target(d.url, settings.webhook_allow, resolve)
     except WebhookURLError as exc:
         return False, None, str(exc)
+    if d.secret is None:
+        return False, None, _UNOPENED
+    url, host = pinned_url(target)
     body = json.dumps(d.payload, separators=(",", ":"), sort_keys=True).encode()
     headers = {
+        **host,
         "Content-Type": "application/json",
         "User-Agent": "bilevel-webhooks/1",
         "Bilevel-Event": d.event_type,
         "Bilevel-Delivery": str(d.event_id),
         SIGNATURE_HEADER: make_signature(d.secret, int(time.time()), body),
     }
+    # TLS checks the certificate against the name, while the socket goes to the address
+    extensions = {"sni_hostname": target.host} if url.startswith("https:") else {}
     try:
-        r = httpx.post(d.url, content=body, headers=headers, timeout=settings.webhook_timeout_s,
-                       follow_redirects=False)  # fmt: skip
+        with httpx.Client(timeout=settings.webhook_timeout_s, follow_redirects=False) as http:
+            r = http.post(url, content=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         return False, None, f"{type(exc).__name__}: {exc}"
     ok = 200 <= r.status_code < 300
@@ -65,13 +87,16 @@ def send(
 def notify_pass(
     sessions: sessionmaker[Session], settings: StoreSettings, resolve: Resolver | None = None
 ) -> int:
-    """Queue new events, then attempt every due delivery once; returns how many were tried."""
+    """Seal, queue new events, then attempt every due delivery once; returns how many were tried."""
+    secret, previous = _server_secrets(settings)
     with sessions.begin() as s:
+        if secret is not None:
+            repo.reseal_webhook_secrets(s, secret=secret, previous=previous)
         repo.enqueue_events(s)
     # long enough for one attempt, so no other sender tries the same delivery meanwhile
     lease_s = 2 * settings.webhook_timeout_s + 5
     with sessions.begin() as s:
-        due = repo.claim_due(s, lease_s=lease_s)
+        due = repo.claim_due(s, lease_s=lease_s, secret=secret, previous=previous)
     for d in due:
         ok, status, error = send(d, settings, resolve)
         with sessions.begin() as s:
@@ -84,6 +109,15 @@ def notify_pass(
             log.warning("webhook delivery %s (%s) to %s: %s, now %s",
                         d.id, d.event_type, d.url, error, state)  # fmt: skip
     return len(due)
+
+
+def _server_secrets(settings: StoreSettings) -> tuple[bytes | None, bytes | None]:
+    """The current and previous server secrets; ``(None, None)`` (logged) when unusable."""
+    try:
+        return load_key_secret(settings), load_previous_key_secret(settings)
+    except KeySecretError as exc:
+        log.warning("webhooks: no server secret to open signing secrets with: %s", exc)
+        return None, None
 
 
 class Notifier:

@@ -2,7 +2,9 @@
 
 A key of another team is indistinguishable from a missing one (404), as for jobs. The
 team's last unrevoked admin key cannot be revoked (409): without one nobody could manage
-the team's keys again through the API. Creating and revoking are audited.
+the team's keys again through the API. Creating and revoking are audited. An ``operator``
+key is never made here (403, audited): only ``bilevel keys create --operator`` on the
+server makes one, so no key the API hands out can raise itself above its team.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from api.auditor import AuditDep
-from api.deps import AdminDep, SessionDep
+from api.deps import AdminDep, SessionDep, forbidden
 from api.errors import ProblemError
 from api.openapi import auth_responses, links_to, problem_doc
 from api.schemas.keys import KeyCreate, KeyCreated, KeyPublic, KeysPublic
+from jobs.status import KeyScope
 from jobs.store import repo
 from jobs.store.models import ApiKey
 
@@ -24,7 +28,7 @@ router = APIRouter(
     tags=["keys"],
     responses={
         **auth_responses(),
-        403: problem_doc("the key is not admin-scoped"),
+        403: problem_doc("the key is not admin-scoped (or asks for an operator key)"),
     },
 )
 
@@ -43,7 +47,7 @@ def list_keys(session: SessionDep, admin: AdminDep) -> KeysPublic:
                                                 {"RevokeKey": ("", "delete")})},
                         413: problem_doc("request body over the limit (max_body_bytes)"),
                         422: problem_doc("invalid field(s), each named in `errors`")})  # fmt: skip
-def create_key(
+async def create_key(
     body: KeyCreate,
     request: Request,
     session: SessionDep,
@@ -52,13 +56,24 @@ def create_key(
     audit: AuditDep,
 ) -> KeyCreated:
     """Create a key for the team; its plaintext is in this response only."""
+    if body.scope == KeyScope.OPERATOR:
+        raise await forbidden(
+            request, session, admin,
+            "operator keys are made only on the server (bilevel keys create --operator), "
+            f"not through the API; got scope {body.scope.value!r}",
+        )  # fmt: skip
     secret = request.app.state.key_secret
-    row, key = repo.create_api_key(
-        session, admin.team, body.name, secret=secret, scope=body.scope, actor=audit.actor
-    )
-    session.commit()
+
+    def create() -> KeyCreated:
+        row, key = repo.create_api_key(
+            session, admin.team, body.name, secret=secret, scope=body.scope, actor=audit.actor
+        )
+        session.commit()
+        return KeyCreated(**KeyPublic.of(row).model_dump(), key=key)
+
+    created = await run_in_threadpool(create)
     response.headers["Cache-Control"] = "no-store"  # the plaintext must not be cached
-    return KeyCreated(**KeyPublic.of(row).model_dump(), key=key)
+    return created
 
 
 @router.delete(

@@ -2,18 +2,35 @@
 
 The store is the record, so every process (API, workers) counts the same: the figures are
 queries, not in-process counters that each API replica would hold apart. Turned off with
-``BILEVEL_METRICS=false`` (the response names teams, so expose it only to the scraper).
+``BILEVEL_METRICS=false``.
+
 Each API process answers from its last reading for ``BILEVEL_METRICS_CACHE_S`` (a scrape
 interval): replicas and several scrapers do not multiply the store's work.
+
+The response names every team, so who may read it is the operator's choice
+(``BILEVEL_METRICS_ACCESS``, :func:`check_access`):
+
+- ``operator`` (the default): the pool operator's key; a valid key of another scope gets
+  403, audited like every refusal (``access.denied``);
+- ``token``: ``Authorization: Bearer <BILEVEL_METRICS_TOKEN>``, a token of the scraper's
+  own that opens nothing else; a wrong token counts as a failed authentication;
+- ``private``: no key, but only from loopback and private addresses
+  (:data:`PRIVATE_NETWORKS`: RFC 1918, RFC 6598, RFC 4193, link-local); any other address
+  gets 403 (logged: without a key there is no team to audit).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
+import logging
 import time
 from collections.abc import Iterator, Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -23,11 +40,15 @@ from prometheus_client.core import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.deps import SessionDep, bearer_credentials, forbidden, get_principal, refuse_if_throttled
 from api.errors import ProblemError
+from api.settings import ApiSettings
 from jobs.status import STATUSES
 from jobs.store import repo
 
-__all__ = ["PoolCollector", "router"]
+__all__ = ["PRIVATE_NETWORKS", "PoolCollector", "check_access", "router"]
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(include_in_schema=False)
 
@@ -86,13 +107,76 @@ class PoolCollector:
                                   value=preemptions)  # fmt: skip
 
 
-@router.get("/metrics")
+# loopback, RFC 1918, shared address space (RFC 6598: Kubernetes and carrier NAT), link-local,
+# IPv6 unique local: written out, since ipaddress's is_private also admits documentation ranges
+PRIVATE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+    "169.254.0.0/16", "::1/128", "fc00::/7", "fe80::/10",
+))  # fmt: skip
+
+
+def _private(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # not an address (a Unix socket, a test client's name)
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in PRIVATE_NETWORKS)
+
+
+async def check_access(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_credentials)],
+) -> None:
+    """Let the request read ``/metrics`` under ``metrics_access``, or raise its refusal.
+
+    Raises:
+        ProblemError: 404 when metrics are off; 401 without the operator's key or the
+            metrics token; 403 for another key (audited) or a public address (``private``).
+    """
+    settings: ApiSettings = request.app.state.settings
+    if not settings.metrics:
+        raise ProblemError(404, "metrics are turned off (BILEVEL_METRICS)", slug="not-found")
+    if settings.metrics_access == "private":
+        address = request.client.host if request.client else ""
+        if not _private(address):
+            log.warning("GET /metrics from %s refused: not a private address", address)
+            raise ProblemError(
+                403,
+                f"/metrics is open only to loopback and private addresses (metrics_access "
+                f"'private'); {address or 'this client'} is not one",
+                slug="forbidden",
+            )
+        return
+    if settings.metrics_access == "token":
+        address = await refuse_if_throttled(request)
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+        given = credentials.credentials if credentials is not None else ""
+        if not token or not hmac.compare_digest(given.encode(), token.encode()):
+            if given:  # a wrong token is a guess, as a wrong key is
+                await request.app.state.auth_failures.afailed(address)
+            raise ProblemError(
+                401, "/metrics needs Authorization: Bearer <metrics token> (metrics_access "
+                "'token', BILEVEL_METRICS_TOKEN)", slug="unauthorized",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+        return
+    principal = await get_principal(request, session, credentials)
+    if not principal.operator:
+        raise await forbidden(
+            request, session, principal,
+            f"key {principal.prefix} has scope {principal.scope!r}; /metrics names every team "
+            "and needs the pool operator's key (metrics_access 'operator')",
+        )  # fmt: skip
+
+
+@router.get("/metrics", dependencies=[Depends(check_access)])
 def metrics(request: Request) -> Response:
     """The pool's metrics in Prometheus's text format."""
     settings = request.app.state.settings
-    if not settings.metrics:
-        raise ProblemError(404, "metrics are turned off (BILEVEL_METRICS)", slug="not-found")
-    state = request.app.state
+    state = request.app.state  # (check_access answered 404 when metrics are off)
     cached = getattr(state, "metrics_cache", None)
     now = time.monotonic()
     if cached is not None and now - cached[0] < settings.metrics_cache_s:

@@ -1,8 +1,10 @@
 """``/v1/pool`` (who uses the shared pool) and ``/v1/teams/{name}`` (weights and limits).
 
-Any key sees the pool's totals per team (names and counts, nothing of another team's jobs)
-and its own team's queued jobs with their place in the queue; an admin key sets a team's
-weight and running limits.
+An operator key sees every team's row (names and counts, nothing of another team's jobs);
+any other key sees its own team's row, the pool's totals per kind and its own queued jobs
+with their place in the queue. Only the operator's key sets a team's weight and running
+limits, its own team's included: a team admin asking is refused with 403, audited (the
+target team sees the attempt), so no team can raise its own share of the pool.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
+from starlette.concurrency import run_in_threadpool
 
-from api.auditor import AuditDep
-from api.deps import AdminDep, SessionDep, SettingsDep, TeamDep
+from api.deps import PrincipalDep, SessionDep, SettingsDep, actor_of, forbidden
 from api.errors import ProblemError
 from api.openapi import auth_responses, problem_doc
 from api.schemas.pool import (
     KindPublic,
     PoolPublic,
+    PoolTotal,
     QueuedPublic,
     TeamPatch,
     TeamPublic,
@@ -28,7 +31,7 @@ from api.schemas.pool import (
 )
 from jobs.fairshare import Priority
 from jobs.specs.job import TEXT
-from jobs.status import QueueKind
+from jobs.status import AuditTarget, QueueKind
 from jobs.store import repo
 
 __all__ = ["router"]
@@ -43,9 +46,9 @@ router = APIRouter(
 
 @router.get("/v1/pool", response_model=PoolPublic)
 def get_pool(
-    session: SessionDep, team: TeamDep, settings: SettingsDep, request: Request
+    session: SessionDep, principal: PrincipalDep, settings: SettingsDep, request: Request
 ) -> PoolPublic:
-    """Who uses the pool: each team's jobs, the live workers, your queued jobs' places."""
+    """Who uses the pool: totals, your team's jobs (every team's: the operator), workers."""
     memo = request.app.state.__dict__.setdefault("pool_memo", {"lock": threading.Lock()})
     policy = repo.Policy.of(settings)
     age = repo.pool_state_age(memo)
@@ -54,12 +57,23 @@ def get_pool(
         # no request waits for a read of the whole queue (only the first one ever)
         threading.Thread(target=_refresh, args=(request.app.state.sessions, policy, memo),
                          daemon=True).start()  # fmt: skip
-    view = repo.pool_view(session, policy, team.id, memo=memo, max_age_s=float("inf"))
+    view = repo.pool_view(session, policy, principal.team.id, memo=memo, max_age_s=float("inf"))
+    totals: dict[str, PoolTotal] = {}
+    for t in view.teams:
+        for k, v in t.kinds.items():
+            total = totals.setdefault(k, PoolTotal(running=0, queued=0, teams=0))
+            total.running, total.queued, total.teams = (
+                total.running + v.running,
+                total.queued + v.queued,
+                total.teams + 1,
+            )
+    shown = [t for t in view.teams if principal.operator or t.name == principal.team.name]
     return PoolPublic(
+        totals=totals,
         teams=[
             TeamShare(name=t.name, weight=t.weight,
                       kinds={k: KindPublic(**vars(v)) for k, v in t.kinds.items()})
-            for t in view.teams
+            for t in shown
         ],
         workers=[WorkerPublic(**vars(w)) for w in view.workers],
         oldest_wait_s=view.oldest_wait_s,
@@ -90,30 +104,43 @@ Name = Annotated[
     "/v1/teams/{name}",
     response_model=TeamPublic,
     responses={
-        403: problem_doc("the key is not admin-scoped"),
+        403: problem_doc("the key is not the pool operator's"),
         404: problem_doc("no such team"),
         422: problem_doc("invalid field(s), each named in `errors`"),
     },
 )
-def patch_team(
+async def patch_team(
     name: Name,
     body: TeamPatch,
+    request: Request,
     session: SessionDep,
-    admin: AdminDep,
+    principal: PrincipalDep,
     settings: SettingsDep,
-    audit: AuditDep,
 ) -> TeamPublic:
-    """Set a team's weight and running limits (admin keys); audited for both teams."""
+    """Set a team's weight and running limits (the operator's key); audited for the team."""
     changes: dict[str, Any] = body.model_dump(exclude_unset=True)
-    current = repo.team_by_name(session, name)
+    current = await run_in_threadpool(repo.team_by_name, session, name)
+    if not principal.operator:
+        # refused whether or not the team exists, so the answer tells nothing of other teams
+        raise await forbidden(
+            request, session, principal,
+            f"key {principal.prefix} has scope {principal.scope!r}; setting a team's weight "
+            "and running limits needs the pool operator's key (bilevel keys create --operator)",
+            target=AuditTarget.TEAM, target_id=name,
+            target_team_id=current.id if current is not None else None,
+        )  # fmt: skip
     if current is None:
         raise ProblemError(404, f"no team {name!r}", slug="not-found")
-    # the pool is shared: an admin may set another team's weight, which sees the event too
-    team = repo.set_team_policy(session, name, actor=audit.actor, **changes)
-    if team is None:
-        raise ProblemError(404, f"no team {name!r}", slug="not-found")
-    session.commit()
-    return team_public(team, repo.Policy.of(settings))
+    actor = actor_of(request, principal)
+
+    def apply() -> TeamPublic:
+        team = repo.set_team_policy(session, name, actor=actor, **changes)
+        if team is None:
+            raise ProblemError(404, f"no team {name!r}", slug="not-found")
+        session.commit()
+        return team_public(team, repo.Policy.of(settings))
+
+    return await run_in_threadpool(apply)
 
 
 def team_public(team: Any, policy: repo.Policy) -> TeamPublic:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.auditor import AuditDep, Auditor
@@ -56,8 +56,8 @@ def _hook_or_404(audit: Auditor, webhook_id: uuid.UUID) -> Webhook:
                                         "ListDeliveries": ("/deliveries", "get")})}},
 )  # fmt: skip
 async def create_webhook(
-    body: WebhookCreate, session: SessionDep, admin: AdminDep, settings: SettingsDep,
-    response: Response, audit: AuditDep,
+    body: WebhookCreate, request: Request, session: SessionDep, admin: AdminDep,
+    settings: SettingsDep, response: Response, audit: AuditDep,
 ) -> WebhookCreated:  # fmt: skip
     """Register a URL; the answer holds its signing secret, shown this once."""
     try:
@@ -71,10 +71,12 @@ async def create_webhook(
         ) from None  # fmt: skip
 
     def create() -> WebhookCreated:
-        hook = repo.create_webhook(session, admin.team.id, body.url, body.description,
-                                   actor=audit.actor)  # fmt: skip
+        # stored sealed under the server secret (jobs.sealing); the plaintext is shown once
+        hook, secret = repo.create_webhook(session, admin.team.id, body.url, body.description,
+                                           actor=audit.actor,
+                                           key_secret=request.app.state.key_secret)  # fmt: skip
         session.commit()
-        return WebhookCreated(**WebhookPublic.of(hook).model_dump(), secret=hook.secret)
+        return WebhookCreated(**WebhookPublic.of(hook).model_dump(), secret=secret)
 
     created = await run_in_threadpool(create)
     response.headers["Location"] = f"/v1/webhooks/{created.id}"

@@ -13,6 +13,7 @@ from jobs.status import QueueKind
 __all__ = [
     "KindPublic",
     "PoolPublic",
+    "PoolTotal",
     "QueuedPublic",
     "TeamPatch",
     "TeamPublic",
@@ -63,9 +64,18 @@ class QueuedPublic(BaseModel):
     )
 
 
-class PoolPublic(BaseModel):
-    """The shared pool now."""
+class PoolTotal(BaseModel):
+    """The whole pool's jobs on one kind of worker, every team's together."""
 
+    running: int
+    queued: int
+    teams: int = Field(description="how many teams have queued or running jobs of this kind")
+
+
+class PoolPublic(BaseModel):
+    """The shared pool now: every team's row for the operator's key, else the caller's own."""
+
+    totals: dict[str, PoolTotal] = Field(description="per kind, every team's jobs together")
     teams: list[TeamShare]
     workers: list[WorkerPublic]
     oldest_wait_s: dict[str, float | None] = Field(

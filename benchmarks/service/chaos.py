@@ -326,8 +326,8 @@ def _configure_teams(stack: Stack) -> dict[str, str]:
     from tests.support import team_with_key
 
     keys = {name: team_with_key(stack.sessions, name)[1] for name in TEAMS}
-    admin = team_with_key(stack.sessions, "ops", scope="admin")[1]
-    with httpx.Client(headers={"Authorization": f"Bearer {admin}"}, timeout=30) as http:
+    operator = team_with_key(stack.sessions, "ops", scope="operator")[1]
+    with httpx.Client(headers={"Authorization": f"Bearer {operator}"}, timeout=30) as http:
         for name, policy in TEAMS.items():
             r = http.patch(f"{stack.bases[0]}/v1/teams/{name}", json=policy)
             if r.status_code != 200:

@@ -34,7 +34,8 @@ def hooks_client(make_client):
 
 def test_each_admin_action_is_in_its_teams_audit_and_no_other(hooks_client, pg_sessions):
     c = hooks_client
-    team_id, key = team_with_key(pg_sessions, scope="admin")
+    # the operator's key: an admin of its own team that may also set the team's weight
+    team_id, key = team_with_key(pg_sessions, scope="operator")
     _, other = team_with_key(pg_sessions, scope="admin")
     h = {**bearer(key), "User-Agent": "audit-test/1"}
 
@@ -73,7 +74,7 @@ def test_each_admin_action_is_in_its_teams_audit_and_no_other(hooks_client, pg_s
     # the operator's, with no key and no address
     made = _events(c, key, operator=True)[-1]
     assert made["action"] == "key.create" and made["target_id"] == prefix
-    assert made["after"] == {"name": "", "scope": "admin"} and made["own"]
+    assert made["after"] == {"name": "", "scope": "operator"} and made["own"]
     assert (made["key_prefix"], made["address"]) == ("", None)
     assert [e["target_id"] for e in _events(c, other, operator=True)] == [other.split("_")[1]]
 

@@ -1,4 +1,5 @@
-"""``/v1/pool``, ``PATCH /v1/teams/{name}`` and ``/metrics`` on a store of the test's own."""
+"""``/v1/pool``, ``PATCH /v1/teams/{name}`` and ``/metrics`` on a store of the test's own, and
+who may use them: the pool operator's key, not a team's admin key."""
 
 from __future__ import annotations
 
@@ -35,10 +36,16 @@ def test_the_pool_shows_each_teams_share_and_your_queued_jobs_in_fair_order(own)
         claim = repo.claim_next(s, "cpu", "w1", 30.0, repo.Policy())
         repo.beat_worker(s, "w1", "cpu")
     b_ids = _submit(client, beta, 1)
+    _, operator_key = team_with_key(sessions, "ops", scope="operator")
     r = client.get("/v1/pool", headers=beta)
     assert r.status_code == 200, r.text
     pool = r.json()
-    teams = {t["name"]: t for t in pool["teams"]}
+    # a team's key sees its own row and the pool's totals; the operator's sees every team
+    assert [t["name"] for t in pool["teams"]] == ["beta"]
+    assert pool["totals"]["cpu"] == {"running": 1, "queued": 3, "teams": 2}
+    every = client.get("/v1/pool", headers=bearer(operator_key)).json()
+    assert every["totals"] == pool["totals"]
+    teams = {t["name"]: t for t in every["teams"]}
     assert teams["alpha"]["kinds"]["cpu"] == {"running": 1, "queued": 2, "limit": 20,
                                               "fair_share": 0.5, "share": 1.0}  # fmt: skip
     assert teams["beta"]["kinds"]["cpu"]["queued"] == 1
@@ -48,40 +55,97 @@ def test_the_pool_shows_each_teams_share_and_your_queued_jobs_in_fair_order(own)
     assert [(w["name"], w["busy"], w["job"]) for w in pool["workers"]] == [("w1", True, None)]
     assert pool["oldest_wait_s"]["cpu"] >= 0 and pool["oldest_wait_s"]["gpu"] is None
     mine = client.get("/v1/pool", headers=alpha).json()
+    assert [t["name"] for t in mine["teams"]] == ["alpha"]
+    assert mine["teams"][0] == teams["alpha"]
     assert [q["position"] for q in mine["queued"]] == [2, 3]
     assert mine["workers"][0]["job"] == str(claim.job_id) and str(claim.job_id) in a_ids
 
 
-def test_an_admin_sets_a_teams_weight_and_limits_and_a_team_key_may_not(own):
+def test_the_operator_sets_a_teams_weight_and_limits_and_no_team_key_may(own):
     client, sessions = own
     _, team_key = team_with_key(sessions, "alpha")
-    _, admin_key = team_with_key(sessions, "ops", scope="admin")
+    _, admin_key = team_with_key(sessions, "alpha", scope="admin")
+    _, operator_key = team_with_key(sessions, "ops", scope="operator")
     body = {"weight": 3.0, "max_running_gpu": 2}
-    assert client.patch("/v1/teams/alpha", json=body, headers=bearer(team_key)).status_code == 403
-    r = client.patch("/v1/teams/alpha", json=body, headers=bearer(admin_key))
+    for key in (team_key, admin_key):  # not even its own team's share
+        r = client.patch("/v1/teams/alpha", json=body, headers=bearer(key))
+        assert r.status_code == 403 and "operator" in r.json()["detail"]
+    op = bearer(operator_key)
+    r = client.patch("/v1/teams/alpha", json=body, headers=op)
     assert r.status_code == 200, r.text
     assert r.json() == {"name": "alpha", "weight": 3.0, "max_running_cpu": 20,
                         "max_running_gpu": 2, "custom": ["weight", "max_running_gpu"]}  # fmt: skip
-    r = client.patch("/v1/teams/alpha", json={"weight": None}, headers=bearer(admin_key))
+    r = client.patch("/v1/teams/alpha", json={"weight": None}, headers=op)
     assert r.json()["weight"] == 1.0 and r.json()["custom"] == ["max_running_gpu"]
-    bad = client.patch("/v1/teams/alpha", json={"weight": 0}, headers=bearer(admin_key))
+    bad = client.patch("/v1/teams/alpha", json={"weight": 0}, headers=op)
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
     assert bad.json()["errors"][0]["loc"][-1] == "weight"
-    missing = client.patch("/v1/teams/nobody", json=body, headers=bearer(admin_key))
+    missing = client.patch("/v1/teams/nobody", json=body, headers=op)
     assert missing.status_code == 404 and "nobody" in missing.json()["detail"]
+    # a team admin is refused for a missing team too: a 403, not a 404 that tells it apart
+    assert client.patch("/v1/teams/nobody", json=body, headers=bearer(admin_key)).status_code == 403
+
+
+def test_a_team_admins_patch_of_another_team_is_403_and_audited_for_both(own):
+    client, sessions = own
+    _, victim = team_with_key(sessions, "victim", scope="admin")
+    _, admin = team_with_key(sessions, "greedy", scope="admin")
+    r = client.patch("/v1/teams/victim", json={"max_running_cpu": 1},
+                     headers={**bearer(admin), "User-Agent": "greedy/1"})  # fmt: skip
+    assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
+    assert f"key {admin.split('_')[1]} has scope 'admin'" in r.json()["detail"]
+    with sessions() as s:  # nothing changed
+        assert repo.team_by_name(s, "victim").max_running_cpu is None
+
+    def refusals(key):
+        data = client.get("/v1/audit", headers=bearer(key)).json()["data"]
+        return [e for e in data if e["action"] == "access.denied"]
+
+    (own_view,) = refusals(admin)
+    assert (own_view["target_type"], own_view["target_id"]) == ("team", "victim")
+    assert own_view["key_prefix"] == admin.split("_")[1] and own_view["user_agent"] == "greedy/1"
+    (victims_view,) = refusals(victim)  # the team it aimed at sees the attempt
+    assert victims_view["id"] == own_view["id"] and victims_view["team"] == "greedy"
+    assert not victims_view["own"]
+
+
+def test_every_refusal_of_a_keys_scope_is_audited(own):
+    client, sessions = own
+    _, team_key = team_with_key(sessions, "alpha")
+    _, admin_key = team_with_key(sessions, "alpha", scope="admin")
+    assert client.get("/v1/keys", headers=bearer(team_key)).status_code == 403
+    assert client.delete("/v1/keys/abcd", headers=bearer(team_key)).status_code == 403
+    # an admin key may not mint an operator key: only the server makes one
+    r = client.post("/v1/keys", json={"scope": "operator"}, headers=bearer(admin_key))
+    assert r.status_code == 403 and "bilevel keys create --operator" in r.json()["detail"]
+    assert client.get("/metrics", headers=bearer(admin_key)).status_code == 403
+    data = client.get("/v1/audit", headers=bearer(admin_key)).json()["data"]
+    denied = [(e["target_type"], e["target_id"], e["key_prefix"]) for e in data
+              if e["action"] == "access.denied"]  # fmt: skip
+    assert denied == [  # newest first
+        ("endpoint", "GET /metrics", admin_key.split("_")[1]),
+        ("endpoint", "POST /v1/keys", admin_key.split("_")[1]),
+        # the route, not the URL: the path's parameters are not recorded as a target
+        ("endpoint", "DELETE /v1/keys/{prefix}", team_key.split("_")[1]),
+        ("endpoint", "GET /v1/keys", team_key.split("_")[1]),
+    ]
+    with sessions() as s:
+        assert [k.scope for k, _ in repo.list_api_keys(s, "alpha")] == ["team", "admin"]
 
 
 def test_metrics_parse_as_prometheus_text_and_count_the_pool(own):
     client, sessions = own
     _, key = team_with_key(sessions, "alpha")
+    _, operator_key = team_with_key(sessions, "ops", scope="operator")
     _submit(client, bearer(key), 2)
     with sessions.begin() as s:
         claim = repo.claim_next(s, "cpu", "w1", 30.0, repo.Policy())
         repo.beat_worker(s, "w1", "cpu")
     with sessions.begin() as s:
         repo.finish_job(s, claim, "succeeded")
-    r = client.get("/metrics")
+    assert client.get("/metrics").status_code == 401  # names every team: not without a key
+    r = client.get("/metrics", headers=bearer(operator_key))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(r.text)}
     jobs = {(x.labels["team"], x.labels["status"]): x.value
@@ -101,3 +165,44 @@ def test_metrics_can_be_turned_off(own_pg_sessions):
     app = create_app(settings, dispatcher=RecordingDispatcher(), sessions=own_pg_sessions)
     with TestClient(app) as c:
         assert c.get("/metrics").status_code == 404
+
+
+TOKEN = "metrics-token-" + "0123456789abcdef" * 2
+
+
+def test_metrics_may_take_a_token_of_their_own_instead_of_a_key(own_pg_sessions):
+    settings = ApiSettings(database_url="postgresql://unused/x", broker_url=None,
+                           metrics_access="token", metrics_token=TOKEN)  # fmt: skip
+    _, operator_key = team_with_key(own_pg_sessions, "ops", scope="operator")
+    app = create_app(settings, dispatcher=RecordingDispatcher(), sessions=own_pg_sessions)
+    with TestClient(app) as c:
+        assert c.get("/metrics", headers=bearer(TOKEN)).status_code == 200
+        for wrong in ({}, bearer(TOKEN + "x"), bearer(operator_key)):
+            r = c.get("/metrics", headers=wrong)
+            assert r.status_code == 401 and "BILEVEL_METRICS_TOKEN" in r.json()["detail"]
+        # the token opens /metrics and nothing else
+        assert c.get("/v1/pool", headers=bearer(TOKEN)).status_code == 401
+    with pytest.raises(ValueError, match="BILEVEL_METRICS_TOKEN of at least 32 characters, got 0"):
+        ApiSettings(database_url="postgresql://unused/x", metrics_access="token")
+
+
+@pytest.mark.parametrize(
+    ("address", "status"),
+    [
+        ("127.0.0.1", 200),
+        ("10.1.2.3", 200),
+        ("fd00::5", 200),
+        ("203.0.113.9", 403),
+        ("8.8.8.8", 403),
+        ("::ffff:8.8.8.8", 403),
+    ],
+)
+def test_metrics_may_be_open_to_private_addresses_only(own_pg_sessions, address, status):
+    settings = ApiSettings(database_url="postgresql://unused/x", broker_url=None,
+                           metrics_access="private")  # fmt: skip
+    app = create_app(settings, dispatcher=RecordingDispatcher(), sessions=own_pg_sessions)
+    with TestClient(app, client=(address, 5000)) as c:
+        r = c.get("/metrics")
+        assert r.status_code == status
+        if status == 403:
+            assert address in r.json()["detail"] and "private" in r.json()["detail"]

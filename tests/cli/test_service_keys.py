@@ -1,8 +1,10 @@
-"""``bilevel keys`` with scopes, the embedded owner's admin key, and the CLI's budget check."""
+"""``bilevel keys`` with scopes, the embedded owner's operator key, and the CLI's budget check."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from jobs.specs.budget import BudgetLimits, budget_errors
 from jobs.store import repo
@@ -13,17 +15,24 @@ from tests.factories import tiny_spec
 SECRET = KEY_SECRET.encode()
 
 
-def test_keys_create_admin_and_list_shows_the_scope(state, capsys):
+def test_keys_create_admin_and_operator_and_list_shows_the_scope(state, capsys):
     code, admin, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--admin")
     assert code == 0 and admin.startswith("blv_")
     code, plain, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--name", "ci")
+    code, operator, _ = run_cli(capsys, "keys", "create", "--team", "ops", "--operator")
+    assert code == 0 and operator.startswith("blv_")
     code, listed, _ = run_cli(capsys, "keys", "list", "--team", "ops")
     rows = [line.split("\t") for line in listed.splitlines()]
     assert rows[0] == ["prefix", "team", "name", "created", "state", "scope", "secret"]
     assert [(r[0], r[2], r[5], r[6]) for r in rows[1:]] == [
         (admin.split("_")[1], "", "admin", "current"),
         (plain.split("_")[1], "ci", "team", "current"),
+        (operator.split("_")[1], "", "operator", "current"),
     ]
+    with pytest.raises(SystemExit) as exit_:
+        run_cli(capsys, "keys", "create", "--team", "ops", "--admin", "--operator")
+    assert exit_.value.code == 2
+    assert "--operator: not allowed with argument --admin" in capsys.readouterr().err
 
 
 def test_keys_list_shows_which_keys_a_rotation_has_not_moved_yet(state, capsys, monkeypatch):
@@ -52,19 +61,19 @@ def test_serve_refuses_the_distributed_mode_without_a_key_secret(state, capsys, 
     assert code == 2 and err.count("\n") == 1 and "BILEVEL_KEY_SECRET" in err
 
 
-def test_the_embedded_owner_key_is_admin_and_an_old_one_is_promoted(state):
+def test_the_embedded_owner_key_is_the_operators_and_an_old_one_is_promoted(state):
     from cli.store import ensure_local_key, open_store
 
     settings, sessions = open_store(type("Args", (), {"state_dir": str(state)})())
     key = ensure_local_key(settings, sessions)
     with sessions() as s:
-        assert repo.verify_key(s, key, secret=SECRET).admin
+        assert repo.verify_key(s, key, secret=SECRET).operator
     # a store from before scopes: the owner's key file holds a team-scoped key
     with sessions.begin() as s:
         repo.set_api_key_scope(s, key.split("_")[1], "team")
     assert ensure_local_key(settings, sessions) is None  # no new key...
     with sessions() as s:
-        assert repo.verify_key(s, key, secret=SECRET).admin  # ...the old one promoted
+        assert repo.verify_key(s, key, secret=SECRET).operator  # ...the old one promoted
 
 
 def test_submit_checks_the_compute_budget_with_the_apis_message(

@@ -202,13 +202,15 @@ def test_the_webhooks_view_shows_each_delivery_and_its_answer(page, service, stu
     from jobs.store import repo
     from jobs.store.db import make_engine, make_session_factory, sqlite_url
     from jobs.store.models import Team
+    from tests.conftest import KEY_SECRET
 
     engine = make_engine(sqlite_url(service.state))
     try:
         with make_session_factory(engine).begin() as s:
             team = s.query(Team).filter_by(name="local").one()
-            hook = repo.create_webhook(s, team.id, "http://127.0.0.1:9/hook", "dashboard test",
-                                       actor=repo.Actor.operator(team.id))  # fmt: skip
+            hook, _ = repo.create_webhook(s, team.id, "http://127.0.0.1:9/hook",
+                                          "dashboard test", actor=repo.Actor.operator(team.id),
+                                          key_secret=KEY_SECRET.encode())  # fmt: skip
             # events of jobs that ended before a webhook existed are not sent: backdate it
             hook.created_at = hook.created_at.replace(year=2000)
             hook_id = str(hook.id)

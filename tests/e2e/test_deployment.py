@@ -43,6 +43,8 @@ def test_compose_file_is_valid_and_has_every_service():
         )
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgresql://") and env["BROKER_URL"]
+        # the API hashes keys with it; the workers open the webhooks' sealed secrets with it
+        assert "BILEVEL_KEY_SECRET" in env and "BILEVEL_KEY_SECRET_PREVIOUS" in env
     # workers yield the CPUs to the API (cgroup weight; the API keeps the default 1024)
     assert "cpu_shares" not in services["api"]
     assert all(services[w]["cpu_shares"] < 1024 for w in ("worker-cpu", "worker-gpu"))

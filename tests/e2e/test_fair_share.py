@@ -43,14 +43,14 @@ def test_a_late_team_starts_when_the_first_job_of_the_busy_team_ends(stack):
     assert all(rows[i].attempts == 1 for i in [*a_ids, b_id])
 
 
-def test_a_team_limit_set_by_an_admin_holds_and_others_still_run(stack):
-    """An admin limits "busy" to one running job: its jobs run one after the other while
+def test_a_team_limit_set_by_the_operator_holds_and_others_still_run(stack):
+    """The operator limits "busy" to one running job: its jobs run one after the other while
     another team's job runs beside them; a job left queued at the limit is sent on."""
     client = stack.client
-    _, admin_key = team_with_key(stack.sessions, "ops", scope="admin")
+    _, operator_key = team_with_key(stack.sessions, "ops", scope="operator")
     busy = bearer(team_with_key(stack.sessions, "busy")[1])
     other = bearer(team_with_key(stack.sessions, "other")[1])
-    r = client.patch("/v1/teams/busy", json={"max_running_cpu": 1}, headers=bearer(admin_key))
+    r = client.patch("/v1/teams/busy", json={"max_running_cpu": 1}, headers=bearer(operator_key))
     assert r.status_code == 200 and r.json()["max_running_cpu"] == 1
     spec = tiny_spec(iterations=60, steps=10)
     ids = [client.post("/v1/jobs", json=spec, headers=busy).json()["id"] for _ in range(3)]

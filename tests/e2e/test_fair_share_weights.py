@@ -22,8 +22,8 @@ def test_weights_3_to_1_split_four_busy_workers_3_to_1_while_both_teams_wait(sta
     client, sessions = stack.client, stack.sessions
     alpha = bearer(team_with_key(sessions, "alpha")[1])
     beta = bearer(team_with_key(sessions, "beta")[1])
-    _, admin = team_with_key(sessions, "ops", scope="admin")
-    r = client.patch("/v1/teams/alpha", json={"weight": 3}, headers=bearer(admin))
+    _, operator = team_with_key(sessions, "ops", scope="operator")
+    r = client.patch("/v1/teams/alpha", json={"weight": 3}, headers=bearer(operator))
     assert r.status_code == 200, r.text
     spec = tiny_spec(iterations=400, steps=100)  # about a second or two each here
     # alpha's backlog first: its jobs take every worker until beta queues

@@ -37,6 +37,8 @@ CHECKED = (
 NOT_STATES = {
     ("api/routes/metrics.py", "team"): "a metric's label, the team's name",
     ("cli/audit.py", "team"): "a column header",
+    ("cli/audit.py", "operator"): "the store's operator shown as the acting key (no key)",
+    ("api/settings.py", "operator"): "a metrics access mode (a Literal: settings parse it)",
     ("cli/pool.py", "team"): "a column header",
     ("cli/keys.py", "team"): "a column header",
     ("worker/build.py", "cpu"): "a torch device",

@@ -16,10 +16,13 @@ __all__ = ["Webhook", "WebhookDelivery"]
 
 
 class Webhook(Base):
-    """A URL a team's terminal job and study events are POSTed to, signed with ``secret``.
+    """A URL a team's terminal job and study events are POSTed to, signed with its secret.
 
-    The secret is shown once, at creation; it is stored as is because every delivery is
-    signed with it (HMAC-SHA256, see ``jobs.webhooks``).
+    The secret is shown once, at creation. Every delivery is signed with it (HMAC-SHA256, see
+    ``jobs.webhooks``), so it is stored encrypted rather than hashed: ``secret_sealed`` under
+    the server secret named by ``sealed_secret_id`` (``jobs.sealing``). ``secret`` holds the
+    plaintext of a row written before 0013 (or by an older API during a rolling upgrade)
+    until a worker seals it and clears it; a new row leaves it null.
     """
 
     __tablename__ = "webhooks"
@@ -30,7 +33,10 @@ class Webhook(Base):
     )
     url: Mapped[str] = mapped_column(String(2000))
     description: Mapped[str] = mapped_column(String(200), default="")
-    secret: Mapped[str] = mapped_column(String(100))
+    secret: Mapped[str | None] = mapped_column(String(100))  # plaintext, before 0013 only
+    secret_sealed: Mapped[str | None] = mapped_column(String(400))
+    # jobs.keys.secret_id of the server secret that sealed it
+    sealed_secret_id: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

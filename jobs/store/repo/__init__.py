@@ -135,6 +135,7 @@ from jobs.store.repo.webhooks import (
     list_webhooks,
     next_due_at,
     record_attempt,
+    reseal_webhook_secrets,
     revoke_webhook,
 )
 
@@ -221,6 +222,7 @@ __all__ = [
     "release_job",
     "request_preemptions",
     "requeue_crashed",
+    "reseal_webhook_secrets",
     "revoke_api_key",
     "revoke_webhook",
     "rewind_trace",

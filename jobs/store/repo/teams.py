@@ -58,8 +58,13 @@ class Principal:
 
     @property
     def admin(self) -> bool:
-        """Whether the key may manage its team's keys."""
-        return self.scope == KeyScope.ADMIN
+        """Whether the key may manage its team's keys (an operator key may too)."""
+        return self.scope in (KeyScope.ADMIN, KeyScope.OPERATOR)
+
+    @property
+    def operator(self) -> bool:
+        """Whether the key runs the pool: every team's weights and limits, ``/metrics``."""
+        return self.scope == KeyScope.OPERATOR
 
 
 def create_api_key(

@@ -4,6 +4,11 @@
 ended into one pending delivery per active webhook of its team (the unique
 ``(webhook_id, event_id)`` makes a second pass, or two workers at once, add nothing);
 :func:`claim_due` and :func:`record_attempt` are the sender's side.
+
+A webhook's signing secret is stored sealed under the server secret (``jobs.sealing``);
+:func:`claim_due` opens it for the attempt, and :func:`reseal_webhook_secrets` (each sender
+pass) seals the plaintext of rows from before, and moves rows sealed under the previous
+server secret to the current one during a rotation, as API keys are rehashed on use.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from jobs import keys
+from jobs.sealing import SealError, seal, unseal
 from jobs.status import TERMINAL, AuditAction, AuditTarget, DeliveryStatus
 from jobs.store.models import Job, Study, Webhook, WebhookDelivery, utcnow
 from jobs.store.repo.audit import Actor, record_event
@@ -36,22 +43,84 @@ __all__ = [
     "list_webhooks",
     "next_due_at",
     "record_attempt",
+    "reseal_webhook_secrets",
     "revoke_webhook",
 ]
 
 
 def create_webhook(
-    session: Session, team_id: uuid.UUID, url: str, description: str, *, actor: Actor
-) -> Webhook:
-    """A new webhook with a fresh secret (the caller shows it once), audited by ``actor``."""
+    session: Session,
+    team_id: uuid.UUID,
+    url: str,
+    description: str,
+    *,
+    actor: Actor,
+    key_secret: bytes,
+) -> tuple[Webhook, str]:
+    """A new webhook and its fresh signing secret, audited by ``actor``.
+
+    The secret is stored sealed under ``key_secret`` (the server secret); the plaintext is
+    returned for the caller to show once.
+    """
+    plaintext = new_secret()
     hook = Webhook(id=uuid.uuid4(), team_id=team_id, url=url, description=description,
-                   secret=new_secret(), created_at=utcnow())  # fmt: skip
+                   secret=None, secret_sealed=seal(plaintext, key_secret),
+                   sealed_secret_id=keys.secret_id(key_secret), created_at=utcnow())  # fmt: skip
     session.add(hook)
     session.flush()
     record_event(session, actor, AuditAction.WEBHOOK_CREATE, AuditTarget.WEBHOOK, str(hook.id),
                  target_team_id=team_id,
                  after={"url": url, "description": description})  # fmt: skip
-    return hook
+    return hook, plaintext
+
+
+def reseal_webhook_secrets(
+    session: Session, *, secret: bytes, previous: bytes | None = None
+) -> int:
+    """Seal every webhook secret under ``secret``: plaintext rows, and rows of ``previous``.
+
+    A row sealed under a secret that is neither is left as it is (its deliveries fail with
+    the reason until the operator names that secret as the previous one). Returns how many
+    rows were resealed; the caller commits.
+    """
+    current = keys.secret_id(secret)
+    rows = session.scalars(
+        select(Webhook).where(
+            (Webhook.secret.is_not(None)) | (Webhook.sealed_secret_id != current)
+        ).with_for_update(skip_locked=True)
+    ).all()  # fmt: skip
+    done = 0
+    for hook in rows:
+        plaintext = _open(hook.secret, hook.secret_sealed, hook.sealed_secret_id,
+                          secret, previous)  # fmt: skip
+        if plaintext is None:
+            continue
+        hook.secret, hook.secret_sealed = None, seal(plaintext, secret)
+        hook.sealed_secret_id = current
+        done += 1
+    session.flush()
+    return done
+
+
+def _open(
+    plaintext: str | None,
+    sealed: str | None,
+    sealed_id: str | None,
+    secret: bytes | None,
+    previous: bytes | None,
+) -> str | None:
+    """A webhook's signing secret, or ``None`` when no secret at hand opens it."""
+    if plaintext is not None:
+        return plaintext
+    if sealed is None:
+        return None
+    for candidate in (secret, previous):
+        if candidate is not None and keys.secret_id(candidate) == sealed_id:
+            try:
+                return unseal(sealed, candidate)
+            except SealError:
+                return None
+    return None
 
 
 def list_webhooks(session: Session, team_id: uuid.UUID) -> list[Webhook]:
@@ -178,11 +247,15 @@ def enqueue_events(session: Session, *, window_s: float = 86_400.0) -> int:
 
 @dataclass(frozen=True)
 class DueDelivery:
-    """A delivery claimed for one attempt: where to send what, signed with which secret."""
+    """A delivery claimed for one attempt: where to send what, signed with which secret.
+
+    ``secret`` is ``None`` when neither the current nor the previous server secret opens
+    the webhook's sealed secret: the attempt fails with that reason.
+    """
 
     id: int
     url: str
-    secret: str
+    secret: str | None
     event_type: str
     event_id: uuid.UUID
     payload: dict[str, Any]
@@ -198,10 +271,19 @@ def next_due_at(session: Session) -> datetime | None:
     )
 
 
-def claim_due(session: Session, *, lease_s: float, limit: int = 20) -> list[DueDelivery]:
+def claim_due(
+    session: Session,
+    *,
+    lease_s: float,
+    limit: int = 20,
+    secret: bytes | None = None,
+    previous: bytes | None = None,
+) -> list[DueDelivery]:
     """Pending deliveries that are due, each pushed ``lease_s`` ahead so no one else sends it.
 
-    On PostgreSQL rows another sender holds are skipped (``FOR UPDATE SKIP LOCKED``).
+    On PostgreSQL rows another sender holds are skipped (``FOR UPDATE SKIP LOCKED``). Each
+    webhook's signing secret is opened with the server secret that sealed it, ``secret`` or
+    ``previous`` (a rotation).
     """
     now = utcnow()
     q = (
@@ -219,7 +301,8 @@ def claim_due(session: Session, *, lease_s: float, limit: int = 20) -> list[DueD
     out = []
     for d, h in session.execute(q):
         d.next_attempt_at = now + timedelta(seconds=lease_s)
-        out.append(DueDelivery(d.id, h.url, h.secret, d.event_type, d.event_id, d.payload,
+        signing = _open(h.secret, h.secret_sealed, h.sealed_secret_id, secret, previous)
+        out.append(DueDelivery(d.id, h.url, signing, d.event_type, d.event_id, d.payload,
                                d.attempts))  # fmt: skip
     session.flush()
     return out
