@@ -7,8 +7,8 @@ an index probe instead of ranking the whole queue. ``ix_jobs_team_status_created
 ``ix_jobs_team_status`` served (its prefix), which it replaces. ``ix_job_events_requeued``
 holds the few running -> queued events that ``/metrics`` counts.
 
-Revision ID: 0015
-Revises: 0012
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-05 22:20:00.000000
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015"
-down_revision: str | None = "0012"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
