@@ -211,7 +211,7 @@ def _starts(
     ).where(Job.queue == kind, Job.status == JobStatus.QUEUED)
     expected: dict[tuple[Any, Any, Any], float] = {}
     duration: dict[uuid.UUID, float] = {}
-    for i, *fields in session.execute(shape_of).tuples():
+    for i, *fields in session.execute(shape_of):
         key = tuple(fields)
         if key not in expected:
             problem, steps, iterations = key

@@ -141,7 +141,7 @@ def queued_candidates(
             select(Job.id, Job.team_id, Job.priority, Job.created_at)
             .where(*live)
             .order_by(Job.created_at)
-        ).tuples()
+        )
         teams: dict[uuid.UUID, str] = {}
         return [
             Candidate(i, teams.get(t) or teams.setdefault(t, str(t)), p, at) for i, t, p, at in rows
