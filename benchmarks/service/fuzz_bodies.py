@@ -105,7 +105,7 @@ def _npz(draw: st.DrawFn) -> bytes:
 
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     d, classes = draw(st.integers(1, 4)), draw(st.integers(2, 3))
-    arrays = {}
+    arrays: dict[str, Any] = {}
     for split in ("train", "val"):
         n = draw(st.integers(classes, 8))
         arrays[f"x_{split}"] = rng.normal(size=(n, d))

@@ -1,5 +1,8 @@
 """Schemathesis against the OpenAPI schema: every operation with every check, then the
-stateful phase that follows the schema's links (a submitted job's id to its routes).
+stateful phase that follows the schema's links (a submitted job's id to its routes; a
+study's, data set's and webhook's to theirs, each of which must answer its success).
+About half the positive bodies of the creating routes are valid ones
+(``benchmarks/service/fuzz_bodies.py``), so the creates succeed and the links have ids.
 
 The app runs on the session's migrated PostgreSQL with a dispatcher that only records sends,
 authenticated with a real admin API key. Generation is derandomized (the same inputs on every
@@ -31,8 +34,10 @@ MAX_EXAMPLES = 40  # per operation, besides the deterministic coverage and examp
 # 100: at 30 the run reached no 201 from POST /v1/jobs when the whole suite is collected
 # (the base commit too); most generated specs are rightly refused (cross-field checks).
 # 150: with the example plugin's kind in the spec's union the derandomized walk at 100 and
-# 120 cancelled no job it had created (at 150: 13 created, 4 cancelled)
-STATEFUL_EXAMPLES = 150
+# 120 cancelled no job it had created (at 150: 13 created, 4 cancelled). 75: with the valid
+# specs of fuzz_bodies half the positive bodies are admitted (at 150: 78 created, 21
+# cancelled)
+STATEFUL_EXAMPLES = 75
 _SETTINGS = dict(
     derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
