@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,8 @@ class _Queued:
         return True
 
 
-def _app(database_url: str | None, state_dir: Path) -> tuple[Any, str]:
+def _app(database_url: str | None, state_dir: Path) -> tuple[Any, Callable[[], tuple[str, str]]]:
+    """The fuzzed app and a function that makes a new admin key of its team (prefix, key)."""
     from api import create_app
     from jobs.keys import load_key_secret
     from jobs.status import KeyScope
@@ -139,17 +141,22 @@ def _app(database_url: str | None, state_dir: Path) -> tuple[Any, str]:
     settings = fuzz_settings(**over)
     upgrade(settings.store_url)
     sessions = make_session_factory(make_engine(settings.store_url))
-    with sessions.begin() as s:
-        team = repo.ensure_team(s, f"fuzz-{int(time.time())}")
-        _, key = repo.create_api_key(
-            s,
-            team,
-            "fuzz",
-            secret=load_key_secret(settings),
-            scope=KeyScope.ADMIN,
-            actor=repo.Actor.operator(team.id),
-        )
-    return create_app(settings, dispatcher=_Queued(), sessions=sessions), key
+    name = f"fuzz-{int(time.time())}"
+
+    def new_key() -> tuple[str, str]:
+        with sessions.begin() as s:
+            team = repo.ensure_team(s, name)
+            row, key = repo.create_api_key(
+                s,
+                team,
+                "fuzz",
+                secret=load_key_secret(settings),
+                scope=KeyScope.ADMIN,
+                actor=repo.Actor.operator(team.id),
+            )
+            return row.prefix, key
+
+    return create_app(settings, dispatcher=_Queued(), sessions=sessions), new_key
 
 
 def run(examples: int, database_url: str | None) -> dict[str, Any]:
@@ -164,13 +171,33 @@ def run(examples: int, database_url: str | None) -> dict[str, Any]:
     started, t0 = datetime.now(UTC), time.perf_counter()
     receiver = Receiver()
     with tempfile.TemporaryDirectory(prefix="bilevel-fuzz-") as tmp:
-        app, key = _app(database_url, Path(tmp))
-        extra = {
-            "generation": {"deterministic": True, "max-examples": examples},
-            "headers": {"Authorization": f"Bearer {key}"},
-        }
+        app, new_key = _app(database_url, Path(tmp))
+        extra = {"generation": {"deterministic": True, "max-examples": examples}}
         config = schemathesis.Config.from_dict(fuzz_config(extra=extra))
         schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+        # The fuzzer's own admin key, renewed when the fuzzer revokes it: with another admin
+        # key created (POST /v1/keys), DELETE /v1/keys/{prefix} of the fuzzer's own prefix
+        # (read back from GET /v1/keys) is a rightful 200, after which every call was a 401
+        keys = [new_key()]
+
+        @schema.auth(refresh_interval=None)
+        class _Key:
+            def get(self, case: Any, ctx: Any) -> str:
+                return keys[-1][1]
+
+            def set(self, case: Any, data: str, ctx: Any) -> None:
+                case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+        @schema.hook
+        def after_call(context: Any, case: Any, response: Any) -> None:
+            revoked = (case.path_parameters or {}).get("prefix")
+            if (
+                case.method == "DELETE"
+                and response.status_code == 200
+                and (case.operation.path == "/v1/keys/{prefix}" and revoked == keys[-1][0])
+            ):
+                keys.append(new_key())
+
         # valid jobs, studies, data sets and webhooks (to the loopback receiver) among the
         # generated bodies: the creates succeed, and the stateful phase follows their ids
         fuzz_bodies.install(schema, webhook_url=receiver.url)
