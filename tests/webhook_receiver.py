@@ -12,7 +12,8 @@ class Receiver:
     """An HTTP server on 127.0.0.1 that records each POST and answers ``status``."""
 
     def __init__(self, status: int = 204):
-        self.status, self.requests = status, []
+        self.status = status
+        self.requests: list[tuple[dict[str, str], bytes]] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):

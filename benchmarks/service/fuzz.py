@@ -7,7 +7,13 @@ the app over ASGI, authenticated with an admin API key: the examples, coverage, 
 stateful phases over every operation (jobs, datasets, studies, teams, keys, webhooks, pool,
 problems, audit), all checks, following the schema's links (declared ones, and those
 schemathesis infers from ``Location`` headers and matching parameter names).
-``--examples`` is hypothesis's ``max_examples`` per operation and per stateful run.
+``--examples`` is hypothesis's ``max_examples`` per operation and per stateful run
+(``--examples 800``: over 20,000 inputs). About half the positive bodies of the creating
+routes are valid ones (:mod:`benchmarks.service.fuzz_bodies`: jobs, grid and search
+studies, small ``.npz`` data sets, webhooks to a loopback receiver), so the creates succeed
+and the stateful phase follows their ids to the linked routes; the report lists the
+operations that answered a 2xx, in the stateful phase and at all (the job result routes
+answer 409 while the job has not ended: no worker runs here).
 
 The store is an embedded SQLite one in a temporary directory unless ``--database-url``
 names a migrated database; jobs are queued and never run (no worker: the API is what is
@@ -27,11 +33,12 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ACCEPTED", "fuzz_config", "fuzz_settings", "main"]
+__all__ = ["ACCEPTED", "WEBHOOK_ALLOW", "fuzz_config", "fuzz_settings", "main"]
 
 # What an operation may rightly answer to a schema-valid input besides 2xx: auth, another
 # team's object, a conflict with the store's state, a rate limit or quota.
@@ -46,14 +53,21 @@ ACCEPTED: list[str | int] = ["2XX", "3XX", 401, 403, 404, 409, 429]
 # limit), and a webhook URL outside the operator's allowed addresses (a setting).
 REFUSES_VALID = ("POST /v1/jobs", "POST /v1/datasets", "POST /v1/studies",
                  "POST /v1/jobs/{job_id}/search-around", "POST /v1/webhooks")  # fmt: skip
+# the webhook receivers the fuzzed app allows: the loopback receiver of the generated
+# webhooks (benchmarks.service.fuzz_bodies); a generated URL elsewhere is refused with 422
+WEBHOOK_ALLOW = "127.0.0.1/32"
 
 
-def fuzz_config(*, stateful: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def fuzz_config(
+    *, stateful: bool | str = True, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The schemathesis configuration the benchmark and the CI test share.
 
     Args:
-        stateful: whether the stateful phase walks every resource's links; the CI test
-            keeps it to the jobs' (its bounded walks thin out over every resource).
+        stateful: whether the stateful phase walks every resource's links (True), or a
+            regular expression of the paths whose links it walks (the CI test's walks each
+            keep to a few resources: bounded walks thin out over every resource); False
+            is the jobs' (``/v1/jobs``).
         extra: more top-level configuration (``generation``, ``phases``).
 
     Returns:
@@ -66,11 +80,20 @@ def fuzz_config(*, stateful: bool = True, extra: dict[str, Any] | None = None) -
         }
         for name in REFUSES_VALID
     ]
-    if not stateful:
-        # only the jobs' links: the state machine follows every operation with links
+    # DELETE /v1/webhooks/{id} revokes: the webhook and its deliveries stay readable (the
+    # route's documented answer), which the use-after-free check would take for a leak
+    operations.append(
+        {
+            "include-name": "GET /v1/webhooks/{webhook_id}/deliveries",
+            "checks": {"use_after_free": {"enabled": False}},
+        }
+    )
+    if stateful is not True:
+        # only these paths' links: the state machine follows every operation with links
         # (whatever `schema.include` says), and each resource's walk thins out the others'
+        walked = "/v1/jobs" if stateful is False else stateful
         operations.append(
-            {"include-path-regex": "^/(?!v1/jobs)", "phases": {"stateful": {"enabled": False}}}
+            {"include-path-regex": f"^(?!{walked})", "phases": {"stateful": {"enabled": False}}}
         )
     return {
         "generation": {"deterministic": True},
@@ -91,7 +114,8 @@ def fuzz_settings(**over: Any) -> Any:
     from api import ApiSettings
 
     return ApiSettings(**{"broker_url": None, "rate_limit_per_s": 0, "auth_failure_limit": 0,
-                          "max_queued_jobs": 1_000_000, **over})  # fmt: skip
+                          "max_queued_jobs": 1_000_000, "webhook_allow": [WEBHOOK_ALLOW],
+                          **over})  # fmt: skip
 
 
 class _Queued:
@@ -104,7 +128,8 @@ class _Queued:
         return True
 
 
-def _app(database_url: str | None, state_dir: Path) -> tuple[Any, str]:
+def _app(database_url: str | None, state_dir: Path) -> tuple[Any, Callable[[], tuple[str, str]]]:
+    """The fuzzed app and a function that makes a new admin key of its team (prefix, key)."""
     from api import create_app
     from jobs.keys import load_key_secret
     from jobs.status import KeyScope
@@ -118,35 +143,69 @@ def _app(database_url: str | None, state_dir: Path) -> tuple[Any, str]:
     settings = fuzz_settings(**over)
     upgrade(settings.store_url)
     sessions = make_session_factory(make_engine(settings.store_url))
-    with sessions.begin() as s:
-        team = repo.ensure_team(s, f"fuzz-{int(time.time())}")
-        _, key = repo.create_api_key(
-            s,
-            team,
-            "fuzz",
-            secret=load_key_secret(settings),
-            scope=KeyScope.ADMIN,
-            actor=repo.Actor.operator(team.id),
-        )
-    return create_app(settings, dispatcher=_Queued(), sessions=sessions), key
+    name = f"fuzz-{int(time.time())}"
+
+    def new_key() -> tuple[str, str]:
+        with sessions.begin() as s:
+            team = repo.ensure_team(s, name)
+            row, key = repo.create_api_key(
+                s,
+                team,
+                "fuzz",
+                secret=load_key_secret(settings),
+                scope=KeyScope.ADMIN,
+                actor=repo.Actor.operator(team.id),
+            )
+            return row.prefix, key
+
+    return create_app(settings, dispatcher=_Queued(), sessions=sessions), new_key
 
 
 def run(examples: int, database_url: str | None) -> dict[str, Any]:
     """Fuzz the app; the figures and failures as a dict (see the module's docstring)."""
     import schemathesis
+    from schemathesis.core.result import Ok
     from schemathesis.engine import Status, events, from_schema
 
+    from benchmarks.service import fuzz_bodies
+    from tests.webhook_receiver import Receiver
+
     started, t0 = datetime.now(UTC), time.perf_counter()
+    receiver = Receiver()
     with tempfile.TemporaryDirectory(prefix="bilevel-fuzz-") as tmp:
-        app, key = _app(database_url, Path(tmp))
-        extra = {
-            "generation": {"deterministic": True, "max-examples": examples},
-            "headers": {"Authorization": f"Bearer {key}"},
-        }
+        app, new_key = _app(database_url, Path(tmp))
+        extra = {"generation": {"deterministic": True, "max-examples": examples}}
         config = schemathesis.Config.from_dict(fuzz_config(extra=extra))
         schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+        # The fuzzer's own admin key, renewed when the fuzzer revokes it: with another admin
+        # key created (POST /v1/keys), DELETE /v1/keys/{prefix} of the fuzzer's own prefix
+        # (read back from GET /v1/keys) is a rightful 200, after which every call was a 401
+        keys = [new_key()]
+
+        @schema.auth(refresh_interval=None)
+        class _Key:
+            def get(self, case: Any, ctx: Any) -> str:
+                return keys[-1][1]
+
+            def set(self, case: Any, data: str, ctx: Any) -> None:
+                case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+        @schema.hook
+        def after_call(context: Any, case: Any, response: Any) -> None:
+            revoked = (case.path_parameters or {}).get("prefix")
+            if (
+                case.method == "DELETE"
+                and response.status_code == 200
+                and (case.operation.path == "/v1/keys/{prefix}" and revoked == keys[-1][0])
+            ):
+                keys.append(new_key())
+
+        # valid jobs, studies, data sets and webhooks (to the loopback receiver) among the
+        # generated bodies: the creates succeed, and the stateful phase follows their ids
+        fuzz_bodies.install(schema, webhook_url=receiver.url)
         sent: dict[str, Counter[str]] = defaultdict(Counter)
         by_op: dict[str, Counter[str]] = defaultdict(Counter)
+        ok_by_phase: dict[str, set[str]] = defaultdict(set)
         failures: dict[tuple[str, str, str], dict[str, Any]] = {}
         errors: list[str] = []
         for event in from_schema(schema).execute():
@@ -158,6 +217,8 @@ def run(examples: int, database_url: str | None) -> dict[str, Any]:
                     node = rec.cases.get(case_id)
                     label = node.value.operation.label if node is not None else rec.label
                     by_op[label][status] += 1
+                    if status[0] == "2":
+                        ok_by_phase[str(event.phase.value)].add(label)
                 for case_id, checks in rec.checks.items():
                     for check in checks:
                         if check.status != Status.FAILURE or check.failure_info is None:
@@ -176,6 +237,8 @@ def run(examples: int, database_url: str | None) -> dict[str, Any]:
                 errors.append(f"{event.label}: {event.info.format()[:500]}")
             elif isinstance(event, events.FatalError):
                 errors.append(f"fatal: {event.exception!r}")
+        operations = sorted(r.ok().label for r in schema.get_all_operations() if isinstance(r, Ok))
+    receiver.close()
     inputs = sum(sum(c.values()) for c in sent.values())
     server_errors = sum(n for ops in by_op.values() for s, n in ops.items() if s[0] == "5")
     return {
@@ -192,6 +255,12 @@ def run(examples: int, database_url: str | None) -> dict[str, Any]:
         ),
         "distinct_failures": len(failures),
         "inputs_by_phase": {p: dict(c) for p, c in sorted(sent.items())},
+        # the routes that answered a 2xx (in any phase, in the stateful phase) and those
+        # that never did
+        "operations_2xx": sum(any(s[0] == "2" for s in by_op[op]) for op in operations),
+        "operations": len(operations),
+        "stateful_2xx": sorted(ok_by_phase.get("stateful", set())),
+        "without_2xx": [op for op in operations if not any(s[0] == "2" for s in by_op[op])],
         "inputs_by_operation": {op: dict(c) for op, c in sorted(by_op.items())},
         "failures": list(failures.values()),
         "engine_errors": errors,
@@ -215,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
               f"  {f['message']}\n  {f['reproduce']}")  # fmt: skip
     for e in report["engine_errors"]:
         print(f"ERROR {e}")
+    print(f"2xx from {report['operations_2xx']} of {report['operations']} operations; never: "
+          f"{report['without_2xx']}; in the stateful phase: {report['stateful_2xx']}")  # fmt: skip
     print(f"{report['date']}: {report['inputs']} inputs {report['inputs_by_phase']} in "
           f"{report['duration_s']} s; {report['server_errors']} server errors, "
           f"{report['schema_violations']} schema violations, {report['distinct_failures']} "

@@ -1,5 +1,8 @@
 """Schemathesis against the OpenAPI schema: every operation with every check, then the
-stateful phase that follows the schema's links (a submitted job's id to its routes).
+stateful phase that follows the schema's links (a submitted job's id to its routes; a
+study's, data set's and webhook's to theirs, each of which must answer its success).
+About half the positive bodies of the creating routes are valid ones
+(``benchmarks/service/fuzz_bodies.py``), so the creates succeed and the links have ids.
 
 The app runs on the session's migrated PostgreSQL with a dispatcher that only records sends,
 authenticated with a real admin API key. Generation is derandomized (the same inputs on every
@@ -19,18 +22,22 @@ from hypothesis import HealthCheck, settings
 from sqlalchemy.orm import sessionmaker
 
 from api import create_app
+from benchmarks.service import fuzz_bodies
 from benchmarks.service.fuzz import fuzz_config, fuzz_settings
 from jobs.store.db import make_engine
 from tests.api.conftest import RecordingDispatcher
 from tests.factories import team_with_key
+from tests.webhook_receiver import Receiver
 
 OUT = Path(__file__).resolve().parents[2] / "out" / "schemathesis.json"
 MAX_EXAMPLES = 40  # per operation, besides the deterministic coverage and example cases
 # 100: at 30 the run reached no 201 from POST /v1/jobs when the whole suite is collected
 # (the base commit too); most generated specs are rightly refused (cross-field checks).
 # 150: with the example plugin's kind in the spec's union the derandomized walk at 100 and
-# 120 cancelled no job it had created (at 150: 13 created, 4 cancelled)
-STATEFUL_EXAMPLES = 150
+# 120 cancelled no job it had created (at 150: 13 created, 4 cancelled). 75: with the valid
+# specs of fuzz_bodies half the positive bodies are admitted (at 150: 78 created, 21
+# cancelled)
+STATEFUL_EXAMPLES = 75
 _SETTINGS = dict(
     derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck)
 )
@@ -71,6 +78,24 @@ app = create_app(
 schema = schemathesis.openapi.from_asgi(
     "/openapi.json", app, config=schemathesis.Config.from_dict(_CONFIG)
 )
+# The walks over the studies', data sets' and webhooks' links, one resource a walk: the same
+# app, its stateful phase kept to that resource's paths (the state machine is made of every
+# operation whose stateful phase is on, whatever `schema.include` says; with all three in
+# one walk a bounded run followed no webhook's link)
+WALKED = ("studies", "datasets", "webhooks")
+walks = {
+    name: schemathesis.openapi.from_asgi(
+        "/openapi.json",
+        app,
+        config=schemathesis.Config.from_dict(fuzz_config(stateful=f"/v1/{name}")),
+    )
+    for name in WALKED
+}
+# about half the positive bodies of the creating routes are valid ones (fuzz_bodies): jobs,
+# studies, small .npz data sets, and webhooks to the module's loopback receiver
+_RECEIVER: list[Receiver] = []
+for _schema in (schema, *walks.values()):
+    fuzz_bodies.install(_schema, webhook_url=lambda: _RECEIVER[0].url)
 
 # Coverage cases are built at collection, before any fixture: they carry this placeholder,
 # swapped for the real key just before each call. Through an auth provider schemathesis
@@ -78,18 +103,22 @@ schema = schemathesis.openapi.from_asgi(
 _PENDING = "Bearer pending-key"
 _KEY: dict[str, str] = {}
 TRIED: dict[str, dict[str, Counter]] = {
-    phase: defaultdict(Counter) for phase in ("fuzz", "stateful")
+    phase: defaultdict(Counter)
+    for phase in ("fuzz", "stateful", *(f"stateful-{n}" for n in WALKED))
 }
 _phase = ["fuzz"]
 
 
-@schema.auth()
 class _BearerKey:
     def get(self, case, ctx):
         return _PENDING
 
     def set(self, case, data, ctx):
         case.headers = {**(case.headers or {}), "Authorization": data}
+
+
+for _schema in (schema, *walks.values()):
+    _schema.auth()(_BearerKey)
 
 
 @schemathesis.hook
@@ -109,6 +138,13 @@ def bound(pg_url):
     _sessions.configure(bind=engine)
     yield _sessions
     engine.dispose()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def receiver():
+    _RECEIVER.append(Receiver())
+    yield _RECEIVER[0]
+    _RECEIVER.pop().close()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -176,6 +212,47 @@ def test_linked_operations_hold_up_statefully(bound):
     assert sum(ops[op]["200"] for op in reads) > 0, seen
     pending = ("result", "hparams", "learned")
     assert sum(ops[f"GET /v1/jobs/{{job_id}}/{op}"]["409"] for op in pending) > 0, seen
+
+
+# The study, data set and webhook routes: each answers its success at least once in the walks
+SUCCESS = {
+    "studies": {
+        "POST /v1/studies": "201", "GET /v1/studies/{study_id}": "200",
+        "POST /v1/studies/{study_id}/cancel": "202", "GET /v1/studies": "200",
+    },
+    "datasets": {
+        "POST /v1/datasets": "201", "GET /v1/datasets/{dataset_id}": "200",
+        "DELETE /v1/datasets/{dataset_id}": "200", "GET /v1/datasets": "200",
+    },
+    "webhooks": {
+        "POST /v1/webhooks": "201", "DELETE /v1/webhooks/{webhook_id}": "200",
+        "GET /v1/webhooks/{webhook_id}/deliveries": "200", "GET /v1/webhooks": "200",
+    },
+}  # fmt: skip
+WALK_EXAMPLES = 25
+
+
+@pytest.mark.parametrize("name", WALKED)
+def test_study_dataset_and_webhook_links_reach_their_success_paths(bound, name):
+    # the stateful walks over one resource's links: with the valid bodies of fuzz_bodies a
+    # create succeeds often enough that its id is followed to the linked reads, deletes and
+    # cancels, and each of those answers its success at least once
+    _phase[0] = f"stateful-{name}"
+    try:
+
+        class Walk(walks[name].as_state_machine()):  # type: ignore[misc]
+            def setup(self) -> None:
+                # a team of its own per walk (see the jobs' walk above)
+                _, _KEY["key"] = team_with_key(bound, scope="admin")
+
+        Walk.run(settings=settings(max_examples=WALK_EXAMPLES, stateful_step_count=6, **_SETTINGS))
+    finally:
+        _phase[0] = "fuzz"
+    ops = TRIED[f"stateful-{name}"]
+    seen = {op: dict(ops[op]) for op in ops}
+    assert set(ops) <= set(SUCCESS[name]), seen  # the walk kept to its resource
+    missing = {op: code for op, code in SUCCESS[name].items() if ops[op][code] == 0}
+    assert not missing, (missing, seen)
 
 
 def test_every_operation_is_in_the_inventory():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -13,10 +14,10 @@ import yaml
 from tests.conftest import CI
 from tests.e2e.workers import ROOT
 
-SERVICES = {"postgres", "redis", "migrate", "api", "worker-cpu", "worker-gpu"}
+SERVICES = {"postgres", "redis", "migrate", "lb", "api", "worker-cpu", "worker-gpu"}
 
 
-def _compose_config() -> dict:
+def _compose_config(**env: str) -> dict:
     binary = shutil.which("docker-compose")
     if binary is None:
         message = "docker-compose not installed (apt-get install docker-compose)"
@@ -26,6 +27,7 @@ def _compose_config() -> dict:
     out = subprocess.run(
         [binary, "-f", str(ROOT / "docker-compose.yml"), "--profile", "gpu", "config"],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **env},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     return yaml.safe_load(out.stdout)
@@ -48,6 +50,35 @@ def test_compose_file_is_valid_and_has_every_service():
     # workers yield the CPUs to the API (cgroup weight; the API keeps the default 1024)
     assert "cpu_shares" not in services["api"]
     assert all(services[w]["cpu_shares"] < 1024 for w in ("worker-cpu", "worker-gpu"))
+
+
+def test_compose_runs_replicas_behind_one_address():
+    # defaults: two API replicas, one CPU worker; the environment sets both
+    services = _compose_config()["services"]
+    assert services["api"]["deploy"]["replicas"] == 2
+    assert services["worker-cpu"]["deploy"]["replicas"] == 1
+    scaled = _compose_config(BILEVEL_API_REPLICAS="3", BILEVEL_CPU_WORKERS="5")["services"]
+    assert scaled["api"]["deploy"]["replicas"] == 3
+    assert scaled["worker-cpu"]["deploy"]["replicas"] == 5
+    # one address: only the balancer publishes a port, and it is the API's documented one
+    published = {name: s["ports"] for name, s in services.items() if s.get("ports")}
+    assert list(published) == ["lb"]
+    (port,) = published["lb"]
+    host_port = port["published"] if isinstance(port, dict) else port.split(":")[0]
+    assert str(host_port) == "8000"
+    api_port = services["api"]["command"][services["api"]["command"].index("--port") + 1]
+    # the balancer's configuration is the mounted file, and it forwards to the service name
+    # `api` (every replica) on the port the API listens on
+    (volume,) = services["lb"]["volumes"]
+    source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert source.endswith("deploy/nginx.conf")
+    assert re.search(r"listen\s+8000;", conf)
+    assert f"http://api:{api_port}" in conf
+    # looked up through Docker's DNS at request time: replicas added later are used
+    assert re.search(r"resolver\s+127\.0\.0\.11", conf) and "proxy_pass $api;" in conf
+    # the replicas trust the balancer's X-Forwarded-For and are reachable only through it
+    assert services["api"]["environment"]["FORWARDED_ALLOW_IPS"] == "*"
 
 
 def test_compose_and_dockerfile_run_real_cli_commands():
