@@ -21,8 +21,9 @@ from tests.factories import (
     tiny_spec,
     wait_ready,
 )
-from tests.faults.reference import reference
+from tests.faults.reference import reference, reference_arrays
 from tests.faults.services import Api, PostgresServer, RedisServer
+from tests.webhook_receiver import Receiver
 
 __all__ = [
     "EXAMPLES",
@@ -33,12 +34,14 @@ __all__ = [
     "Api",
     "CeleryWorker",
     "PostgresServer",
+    "Receiver",
     "RedisServer",
     "digits_arrays",
     "example",
     "free_port",
     "job_specs",
     "reference",
+    "reference_arrays",
     "small_one_shot",
     "team_with_key",
     "tiny_spec",

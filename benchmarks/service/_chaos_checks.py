@@ -117,7 +117,7 @@ def references(sessions: sessionmaker[Session], n: int, rng: random.Random) -> R
     import tempfile
     from pathlib import Path
 
-    from tests.faults.reference import reference_arrays
+    from tests.support import reference_arrays
     from worker.dataset_cache import DatasetCache
     from worker.datasets import DatasetSource
 

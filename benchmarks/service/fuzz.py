@@ -168,7 +168,7 @@ def run(examples: int, database_url: str | None) -> dict[str, Any]:
     from schemathesis.engine import Status, events, from_schema
 
     from benchmarks.service import fuzz_bodies
-    from tests.webhook_receiver import Receiver
+    from tests.support import Receiver
 
     started, t0 = datetime.now(UTC), time.perf_counter()
     receiver = Receiver()

@@ -146,7 +146,9 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
     spec = tiny_spec(iterations=args.points_per_job)
     plan = load.make_plan(args.teams, args.jobs, args.live_jobs, 30.0, args.seed)
     teams = load.make_teams(sessions, plan.weights)
-    _, key = team_with_key(sessions, "scale-000")  # the heaviest team reads the pages
+    # the heaviest team's operator key reads the pages: its own jobs, every team in /v1/pool
+    # (the largest view) and /metrics (the operator's alone by default)
+    _, key = team_with_key(sessions, "scale-000", scope="operator")
     t0 = time.perf_counter()
     history = load.preload_trace(sessions, teams, spec, args.trace_points,
                                  per_job=args.points_per_trace)  # fmt: skip

@@ -28,6 +28,8 @@ def _spec(dataset_id, kind="feature_regularization"):
     spec["problem"]["dataset"] = dataset_id
     spec["problem"].pop("model", None)
     spec["outer"]["iterations"] = 3
+    if "batch_size" in spec["inner"]:  # within the training rows of the data sets used here
+        spec["inner"]["batch_size"] = min(spec["inner"]["batch_size"], 64)
     return spec
 
 

@@ -134,6 +134,7 @@ JOB_ROUTES = [
     ("get", "/hparams"),
     ("get", "/learned"),
     ("post", "/cancel"),
+    ("post", "/search-around"),
 ]
 
 
@@ -202,8 +203,9 @@ def test_another_teams_webhook_is_404(make_client, pg_sessions, method, suffix):
 def test_another_teams_job_is_404_not_403(client, auth, pg_sessions, method, suffix, scope):
     job_id = client.post("/v1/jobs", json=tiny_spec(), headers=auth).json()["id"]
     _, other = team_with_key(pg_sessions, scope=scope)
-    body = _problem(client.request(method, f"/v1/jobs/{job_id}{suffix}", headers=bearer(other)),
-                    404, "not-found")  # fmt: skip
+    payload = {} if method == "post" else None  # a valid body: search-around's has defaults
+    r = client.request(method, f"/v1/jobs/{job_id}{suffix}", headers=bearer(other), json=payload)
+    body = _problem(r, 404, "not-found")
     assert body["detail"] == f"no job {job_id}"  # the same words as for a missing job
     assert client.get("/v1/jobs", headers=bearer(other)).json()["data"] == []
     assert client.get(f"/v1/jobs/{job_id}", headers=auth).json()["status"] == "queued"
