@@ -15,12 +15,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Process:
-    """A subprocess of this project, logging to a file (appended across restarts)."""
+    """A subprocess of this project, logging to a file (appended across restarts).
+
+    It runs in the repository root (``python -m`` imports this tree) unless ``cwd`` is changed:
+    another release's processes run elsewhere, so they import their own installed packages.
+    """
 
     ready_marker = b""
 
     def __init__(self, cmd: list[str], env: dict[str, str], log_path: Path):
         self.cmd, self.env, self.log_path = cmd, env, log_path
+        self.cwd = ROOT
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -28,7 +33,7 @@ class Process:
         self._mark = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.cmd, cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=log
+                self.cmd, cwd=self.cwd, env={**os.environ, **self.env}, stdout=log, stderr=log
             )
         self.starts += 1
         return self
