@@ -244,6 +244,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"{r['method']:>19} {r['inner_trainings']:>6} {r['seconds']:>8.2f} "
               f"{r['val_loss']:>9.4f} ± {r['val_loss_std']:<6.3f}"
               f"{r['test_rmse']:>9.4f} ± {r['test_rmse_std']:<6.3f}")  # fmt: skip
+    return save(a, rows, runs)
+
+
+def save(a: argparse.Namespace, rows: list[dict[str, Any]], runs: dict[str, Any]) -> dict[str, Any]:
+    """The run's record (arguments, table rows, thinned curves, machine), written to
+    ``--json`` and drawn to ``--figure`` when given; returned either way."""
     out = {"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows,
            "curves": {k: [thin(c) for c in v] for k, v in runs.items()},
            "machine": platform.platform(), "torch": torch.__version__,

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -41,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 import core
-from benchmarks.library.search_hybrid import _figure, _mean, _std, at, thin
+from benchmarks.library.search_hybrid import _mean, _std, at, save
 from core.problems import Hypercleaning
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -202,16 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"{r['val_loss']:>9.4f} ± {r['val_loss_std']:<6.3f}"
               f"{r['test_loss']:>9.4f} ± {r['test_loss_std']:<6.3f}"
               f"{r['test_acc']:>8.3f}")  # fmt: skip
-    out = {"args": {k: str(v) for k, v in vars(a).items()}, "rows": rows,
-           "curves": {k: [thin(c) for c in v] for k, v in runs.items()},
-           "machine": platform.platform(), "torch": torch.__version__,
-           "optuna": optuna.__version__}  # fmt: skip
-    if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(out, indent=1))
-    if a.figure:
-        _figure(runs, a.figure)  # type: ignore[arg-type]
-    return out
+    return save(a, rows, runs)
 
 
 if __name__ == "__main__":
