@@ -30,6 +30,7 @@ class LoadState:
         self.submitters_done = 0
         self.samples: dict[str, list[tuple[float, int]]] = {}
         self.t0 = time.perf_counter()
+        self.t0_mono = time.monotonic()
         self.timeline: list[tuple[float, str, float, int]] = []  # start, route, seconds, status
         self.error_samples: list[str] = []
         self.follows: list[dict[str, Any]] = []

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.service._cpu_timeline import CpuSampler, attribute, loop_lag_probe
 from benchmarks.service._load_clients import LoadState, poller, stats, submitter
 from jobs.status import JobStatus
 
@@ -68,6 +69,17 @@ def _start_api(env: dict[str, str], port: int, api_workers: int, log: Path) -> s
     ]
     with open(log, "wb") as f:
         return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=f, stderr=f)
+
+
+def _yield_prefix(sched: str, nice: int) -> list[str]:
+    """The command prefix that makes the workers' batch compute yield to the API.
+
+    ``nice`` lowers their weight (nice 10 is about a tenth of the API's share); ``idle``
+    puts them in ``SCHED_IDLE``, which runs only on a core nothing else wants, so a poll
+    never waits behind a hypergradient step.
+    """
+    prefix = ["nice", "-n", str(nice)] if nice else []
+    return ["chrt", "--idle", "0", *prefix] if sched == "idle" else prefix
 
 
 def _cpu_busy_pct(seconds: float = 2.0) -> float:
@@ -146,6 +158,17 @@ def _print_table(report: dict) -> None:
         f"{a['poller_points_missed']} of {a['poller_points_expected']} on "
         f"{a['complete_follows']} whole-job follows"
     )
+    cpu = report.get("cpu")
+    if cpu:
+        print(f"\nCPU beside the polls ({cpu['samples']} samples; cores in use, mean):")
+        for name in ("slow", "fast"):
+            g = cpu[name]
+            roles = ", ".join(f"{k} {v:.2f}" for k, v in g["cores"].items() if v >= 0.01)
+            print(
+                f"  {name} (>= or < {cpu['slow_ms']:.0f} ms, {g['requests']} polls): {roles}; "
+                f"runnable {g['runnable']}, stalled {g['cpu_stall_share']}, "
+                f"client loop lag {g['client_loop_lag_ms_mean']} ms"
+            )
     if report.get("trace_overhead"):
         o = report["trace_overhead"]
         print(
@@ -170,6 +193,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--worker-nice", type=int, default=10, help="niceness of the celery workers")
     ap.add_argument(
+        "--worker-sched",
+        choices=("nice", "idle"),
+        default="nice",
+        help="idle: the workers run under SCHED_IDLE (chrt --idle), beside their niceness",
+    )
+    ap.add_argument(
         "--rate-limit",
         type=float,
         default=25.0,
@@ -192,6 +221,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--redis-url", default=REDIS_URL)
     ap.add_argument("--out", type=Path, default=Path("out/load.json"))
     ap.add_argument("--samples", type=Path, help="also write every request as CSV here")
+    ap.add_argument("--cpu-interval", type=float, default=0.1, help="seconds between /proc reads")
     return ap.parse_args(argv)
 
 
@@ -238,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         api_env = {**env, "BILEVEL_RATE_LIMIT_PER_S": f"{args.rate_limit:g}"}
         for i in range(args.workers):
             worker = CeleryWorker(worker_env, tmp, f"load{i}")
+            # from exec on, so every thread and job process the worker makes inherits it
+            # (a later setpriority reaches only the thread it names)
+            worker.cmd = [*_yield_prefix(args.worker_sched, args.worker_nice), *worker.cmd]
             worker.start()
             workers.append(worker)
-            if args.worker_nice and worker.proc is not None:
-                os.setpriority(os.PRIO_PROCESS, worker.proc.pid, args.worker_nice)
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         api = _start_api(api_env, port, args.api_workers, tmp / "api.log")
@@ -252,12 +283,23 @@ def main(argv: list[str] | None = None) -> int:
 
         # the stack is up and idle: what the CPUs do now is other work on this machine
         busy_before = _cpu_busy_pct() if os.path.exists("/proc/stat") else None
+        roots = {os.getpid(): "client", api.pid: "api"}
+        roots.update({w.proc.pid: "workers" for w in workers if w.proc is not None})
+        sampler = CpuSampler(roots, tmp / "cpu.jsonl", args.cpu_interval, name)
+        sampler.start()
         state = LoadState(args)
         t0 = time.perf_counter()
-        asyncio.run(_run(state, base, [k for _, k in keys]))
+        lags: list[tuple[float, float]] = []
+        asyncio.run(_run(state, base, [k for _, k in keys], lags))
         wall = time.perf_counter() - t0
+        samples = sampler.stop()
         report = _report(args, state, wall)
         report["machine"]["cpu_busy_before_pct"] = busy_before
+        # perf_counter and monotonic differ by an offset: the requests' starts on the
+        # sampler's clock
+        shift = state.t0_mono - state.t0
+        polls = [(t + state.t0 + shift, d) for t, r, d, _ in state.timeline if r.startswith("GET")]
+        report["cpu"] = attribute(polls, samples, lags, slow_s=0.05)
         report["accounting"] = {
             **_store_accounting(sessions, team_id, state.submitted),
             **state.poller_accounting(),
@@ -288,8 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def _run(state: LoadState, base: str, keys: list[str]) -> None:
+async def _run(
+    state: LoadState, base: str, keys: list[str], lags: list[tuple[float, float]]
+) -> None:
     a = state.args
+    probe = asyncio.ensure_future(loop_lag_probe(lags, lambda: False))
     clients = [
         httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {k}"}, timeout=30)
         for k in keys
@@ -299,6 +344,7 @@ async def _run(state: LoadState, base: str, keys: list[str]) -> None:
         tasks += [poller(state, clients[i], i) for i in range(a.pollers)]
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=a.timeout)
     finally:
+        probe.cancel()
         for c in clients:
             await c.aclose()
 

@@ -56,6 +56,10 @@ def test_load_benchmark_smoke_reports_throughput_latency_losses_and_overhead(
     assert acc["trace_points_expected"] == acc["trace_points_stored"] == 40
     assert acc["trace_points_lost"] == acc["poller_points_missed"] == 0
     assert acc["complete_follows"] > 0
+    cpu = report["cpu"]
+    assert cpu["samples"] > 0 and cpu["slow"]["requests"] + cpu["fast"]["requests"] == sum(
+        report["routes"][r]["requests"] for r in ("GET /v1/jobs/{id}", "GET /v1/jobs/{id}/trace")
+    )
     overhead = report["trace_overhead"]
     assert overhead["fit_alone_median_s"] > 0 and "overhead_pct" in overhead
     assert "pollers' p99" in capsys.readouterr().out
