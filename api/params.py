@@ -6,7 +6,9 @@ one way (``limit=9``): anything else is refused with the 422 problem of every ba
 parameter, naming it (``query.limit``) and echoing the value. A leading ``-`` is read, so a
 negative number is refused by the parameter's range, which the problem names.
 
-Every ``int`` query parameter carries :data:`Digits` (``Annotated[int, Digits, Query(...)]``);
+Every ``int`` query parameter carries :data:`Digits` after its ``Query``
+(``Annotated[int, Query(ge=1, le=200), Digits]``: in that order the bounds stay the
+integer's, so the OpenAPI document keeps them as ``minimum`` and ``maximum``);
 ``tests/api/test_query_ints.py`` checks that none is missing it.
 """
 

@@ -40,7 +40,7 @@ def list_audit(
     action: Annotated[AuditAction | None, Query(description="only this action")] = None,
     since: Annotated[Time | None, Query(description="only events at or after it")] = None,
     until: Annotated[Time | None, Query(description="only events before it")] = None,
-    limit: Annotated[int, Digits, Query(ge=1, le=200, description="page size")] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size"), Digits] = 50,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
     ] = None,

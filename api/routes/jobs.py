@@ -112,7 +112,7 @@ def list_jobs(
     session: SessionDep,
     team: TeamDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
-    limit: Annotated[int, Digits, Query(ge=1, le=200, description="page size")] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size"), Digits] = 50,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
     ] = None,
@@ -191,12 +191,12 @@ def get_trace(
     audit: AuditDep,
     settings: SettingsDep,
     after: Annotated[
-        int, Digits, Query(ge=0, le=10_000_000, description="only iterations after this one")
+        int, Query(ge=0, le=10_000_000, description="only iterations after this one"), Digits
     ] = 0,
     max_points: Annotated[
         int | None,
-        Digits,
         Query(ge=2, description="downsample to at most this many points, keeping extremes"),
+        Digits,
     ] = None,
     fields: Annotated[
         str | None,

@@ -204,7 +204,7 @@ def create_study(
 def list_studies(
     session: SessionDep,
     team: TeamDep,
-    limit: Annotated[int, Digits, Query(ge=1, le=200, description="page size")] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size"), Digits] = 50,
 ) -> StudiesPublic:
     """List the team's studies, newest first, with their status and progress."""
     studies = repo.list_studies(session, team.id, limit=limit)

@@ -108,7 +108,7 @@ def list_deliveries(
     session: SessionDep,
     admin: AdminDep,
     audit: AuditDep,
-    limit: Annotated[int, Digits, Query(ge=1, le=500, description="page size")] = 100,
+    limit: Annotated[int, Query(ge=1, le=500, description="page size"), Digits] = 100,
 ) -> DeliveriesPublic:
     """A webhook's deliveries, newest first: status, attempts, last answer or error."""
     hook = _hook_or_404(audit, webhook_id)

@@ -64,3 +64,12 @@ def test_digits_pass_and_a_negative_is_refused_by_the_range_it_names(client, aut
     job = uuid.uuid4()
     r = client.get(f"/v1/jobs/{job}/trace", params={"after": "+1"}, headers=auth)
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.after"
+
+
+def test_the_rule_leaves_the_documented_bounds(client):
+    # Digits after Query: the bounds stay the integer's (minimum/maximum in the OpenAPI)
+    ints = _int_query_params()
+    assert all(meta[-1] is Digits for meta in ints.values())
+    params = client.get("/openapi.json").json()["paths"]["/v1/jobs"]["get"]["parameters"]
+    (limit,) = [p for p in params if p["name"] == "limit"]
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 200)
