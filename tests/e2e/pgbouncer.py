@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from tests.factories import free_port, wait_until
+from tests.faults.services import as_postgres_missing
 
 __all__ = ["PgBouncer", "pgbouncer_missing"]
 
@@ -32,14 +33,7 @@ def pgbouncer_missing() -> str | None:
     """Why no PgBouncer can be started here, or ``None``."""
     if _binary() is None:
         return "pgbouncer not on PATH nor in /usr/sbin (Debian: apt-get install pgbouncer)"
-    if os.geteuid() == 0:
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            return "running as root (PgBouncer refuses to) and there is no postgres user"
-        if not shutil.which("runuser"):
-            return "running as root (PgBouncer refuses to) and runuser is missing"
-    return None
+    return as_postgres_missing("pgbouncer")
 
 
 class PgBouncer:
