@@ -57,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from worker.local import LocalExecutor
         from worker.settings import WorkerSettings
 
-        engine = make_engine(settings.store_url)
+        engine = make_engine(settings.store_url, prepared=settings.db_prepared_statements)
         sessions = make_session_factory(engine)
         executor = LocalExecutor(sessions, settings_for(WorkerSettings, args)).start()
         app = create_app(settings, dispatcher=executor, sessions=sessions)

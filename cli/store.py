@@ -50,7 +50,8 @@ def open_store(args: argparse.Namespace) -> tuple[StoreSettings, sessionmaker[Se
     if settings.embedded:
         settings.resolved_state_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.store_url)
-    return settings, make_session_factory(make_engine(settings.store_url))
+    engine = make_engine(settings.store_url, prepared=settings.db_prepared_statements)
+    return settings, make_session_factory(engine)
 
 
 def key_secret(settings: StoreSettings) -> bytes:

@@ -34,10 +34,15 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     connectable = config.attributes.get("connection")
     if connectable is None:
+        # psycopg prepares no statement on the server: a migration runs each about once, and
+        # one left on a pooled server connection (PgBouncer in transaction mode keeps it for
+        # the next client) would collide with that client's own (docs/guides/pool-at-scale.md)
+        postgres = (config.get_main_option("sqlalchemy.url") or "").startswith("postgresql")
         connectable = engine_from_config(
             config.get_section(config.config_ini_section, {}),
             prefix="sqlalchemy.",
             poolclass=pool.NullPool,
+            connect_args={"prepare_threshold": None} if postgres else {},
         )
     with connectable.connect() as connection:
         context.configure(

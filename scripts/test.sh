@@ -6,6 +6,8 @@ source "$(dirname "$0")/setup.sh"
 need=()
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# the pooler the connection test puts in front of PostgreSQL (tests/e2e/test_pgbouncer.py)
+command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || need+=(pgbouncer)
 # Debian's Fashion-MNIST: the loader's checksum test reads the packaged files
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from api.auditor import AuditDep
 from api.deps import DispatcherDep, SettingsDep, TeamDep
-from api.idempotency import CONFLICT_DOC, IdempotencyKey
+from api.idempotency import CONFLICT_DOC, IdempotencyKey, RequestDigest
 from api.openapi import auth_responses, links_to, problem_doc
 from api.routes.studies import create_study
 from api.schemas.studies import AroundCreate, StudyCreate, StudyPublic
@@ -43,6 +43,7 @@ def search_around(
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     response: Response,
+    digest: RequestDigest,
     idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
     """Create a search study around a job: its outer lr (log, /3..x3), K and inner steps."""
@@ -55,4 +56,4 @@ def search_around(
                    pruner=None if body.pruner is None else body.pruner.model_dump(),
                    seed=body.seed)  # fmt: skip
     return create_study(StudyCreate.model_validate(study), audit.session, team,
-                        dispatcher, settings, response, idempotency_key)  # fmt: skip
+                        dispatcher, settings, response, digest, idempotency_key)  # fmt: skip

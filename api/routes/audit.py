@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import AdminDep, SessionDep
 from api.openapi import auth_responses, problem_doc
+from api.params import Digits
 from api.schemas.audit import AuditEventPublic, AuditPage, Time
 from jobs.status import AuditAction
 from jobs.store import repo
@@ -39,7 +40,7 @@ def list_audit(
     action: Annotated[AuditAction | None, Query(description="only this action")] = None,
     since: Annotated[Time | None, Query(description="only events at or after it")] = None,
     until: Annotated[Time | None, Query(description="only events before it")] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size"), Digits] = 50,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
     ] = None,

@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse
 from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
+from api.idempotency import CONFLICT_DOC, IdempotencyKey, RequestDigest, conflict, mark_replayed
 from api.openapi import NPZ, auth_responses, file_doc, file_media_type, links_to, problem_doc
+from api.params import Digits
 from api.quota import check_quota
 from api.schemas.jobs import JobPublic, JobResult, JobsPublic, TracePublic
 from jobs.specs.admission import admit
@@ -74,6 +75,7 @@ def submit_job(
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     response: Response,
+    digest: RequestDigest,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a job; it starts `queued`."""
@@ -88,6 +90,7 @@ def submit_job(
             team.id,
             spec,
             idempotency_key=idempotency_key,
+            request_sha256=digest,
             max_attempts=settings.max_attempts,
         )
     except repo.IdempotencyConflict as exc:
@@ -109,7 +112,7 @@ def list_jobs(
     session: SessionDep,
     team: TeamDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
-    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size"), Digits] = 50,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, description=CURSOR_DESCRIPTION)
     ] = None,
@@ -188,11 +191,12 @@ def get_trace(
     audit: AuditDep,
     settings: SettingsDep,
     after: Annotated[
-        int, Query(ge=0, le=10_000_000, description="only iterations after this one")
+        int, Query(ge=0, le=10_000_000, description="only iterations after this one"), Digits
     ] = 0,
     max_points: Annotated[
         int | None,
         Query(ge=2, description="downsample to at most this many points, keeping extremes"),
+        Digits,
     ] = None,
     fields: Annotated[
         str | None,

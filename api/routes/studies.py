@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
-from api.idempotency import CONFLICT_DOC, IdempotencyKey, conflict, mark_replayed
+from api.idempotency import CONFLICT_DOC, IdempotencyKey, RequestDigest, conflict, mark_replayed
 from api.openapi import auth_responses, links_to, problem_doc
+from api.params import Digits
 from api.quota import check_quota
 from api.schemas.studies import (
     ImportancePublic,
@@ -159,6 +160,7 @@ def create_study(
     dispatcher: DispatcherDep,
     settings: SettingsDep,
     response: Response,
+    digest: RequestDigest,
     idempotency_key: IdempotencyKey = None,
 ) -> StudyPublic:
     """Create a study: a grid's every combination, or a search's first trials, all or none."""
@@ -178,7 +180,7 @@ def create_study(
         study, jobs, created = repo.create_study(
             session, team.id, name=body.name, base=body.base, grid=body.grid or {},
             group_by=group_by, expansion=expansion, max_attempts=settings.max_attempts,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, request_sha256=digest,
             search=None if search is None else search.model_dump(mode="json"), warm_start=warm,
         )  # fmt: skip
         if created and search is not None:
@@ -202,7 +204,7 @@ def create_study(
 def list_studies(
     session: SessionDep,
     team: TeamDep,
-    limit: Annotated[int, Query(ge=1, le=200, description="page size")] = 50,
+    limit: Annotated[int, Query(ge=1, le=200, description="page size"), Digits] = 50,
 ) -> StudiesPublic:
     """List the team's studies, newest first, with their status and progress."""
     studies = repo.list_studies(session, team.id, limit=limit)

@@ -16,6 +16,7 @@ from api.auditor import AuditDep, Auditor
 from api.deps import AdminDep, SessionDep, SettingsDep
 from api.errors import ProblemError
 from api.openapi import auth_responses, links_to, problem_doc
+from api.params import Digits
 from api.schemas.webhooks import (
     DeliveriesPublic,
     DeliveryPublic,
@@ -107,7 +108,7 @@ def list_deliveries(
     session: SessionDep,
     admin: AdminDep,
     audit: AuditDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
+    limit: Annotated[int, Query(ge=1, le=500, description="page size"), Digits] = 100,
 ) -> DeliveriesPublic:
     """A webhook's deliveries, newest first: status, attempts, last answer or error."""
     hook = _hook_or_404(audit, webhook_id)

@@ -105,17 +105,23 @@ def _pg_bindir() -> Path | None:
     return Path(found).parent if found else None
 
 
-def postgres_missing() -> str | None:
-    if _pg_bindir() is None:
-        return "initdb/pg_ctl not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)"
+def as_postgres_missing(what: str) -> str | None:
+    """Why ``what``, which refuses to run as root, cannot run here (as root: as the
+    ``postgres`` user, through ``runuser``), or ``None``."""
     if os.geteuid() == 0:
         try:
             pwd.getpwnam("postgres")
         except KeyError:
-            return "running as root and there is no postgres user for initdb"
+            return f"running as root and there is no postgres user for {what}"
         if not shutil.which("runuser"):
             return "running as root and runuser is missing"
     return None
+
+
+def postgres_missing() -> str | None:
+    if _pg_bindir() is None:
+        return "initdb/pg_ctl not found (PATH, /usr/local/bin, /usr/lib/postgresql/*/bin)"
+    return as_postgres_missing("initdb")
 
 
 class PostgresServer:

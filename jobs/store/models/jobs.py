@@ -67,6 +67,9 @@ class Job(Base):
     queue: Mapped[str] = mapped_column(String(32), default=QueueKind.CPU)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # SHA-256 of the submit's body as the client sent it (jobs.store.repo.idempotency):
+    # a retry is the same request across releases; None on rows of releases before it
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     worker: Mapped[str | None] = mapped_column(String(200))

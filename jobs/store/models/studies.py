@@ -38,6 +38,8 @@ class Study(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # a retried create with this key returns this study (``Idempotency-Key``)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # SHA-256 of the create's body as sent (jobs.store.repo.idempotency); None on older rows
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
     # ``grid`` (every member made at once) or ``search`` (members asked of a sampler)
     kind: Mapped[str] = mapped_column(String(16), default="grid", server_default="grid")
     search: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)

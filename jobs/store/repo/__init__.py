@@ -33,7 +33,7 @@ from jobs.store.repo.datasets import (
     store_dataset,
 )
 from jobs.store.repo.health import ping_store
-from jobs.store.repo.idempotency import IdempotencyConflict, find_keyed
+from jobs.store.repo.idempotency import IdempotencyConflict, find_keyed, request_digest
 from jobs.store.repo.lifecycle import (
     Claim,
     LeaseState,
@@ -220,6 +220,7 @@ __all__ = [
     "record_event",
     "refresh_pool_state",
     "release_job",
+    "request_digest",
     "request_preemptions",
     "requeue_crashed",
     "reseal_webhook_secrets",

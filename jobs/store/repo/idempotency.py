@@ -5,13 +5,22 @@ create first looks the key up (a replay creates nothing); one that still loses t
 a concurrent create with the same key finds the winner's row through the unique index.
 Either way the replayed request must be the same as the first, else
 :class:`IdempotencyConflict`.
+
+"The same" is first the body as the client sent it: :func:`request_digest` hashes it in
+canonical JSON (keys sorted, no whitespace), and the row keeps that digest. A retry through
+another release matches it even where the releases' normal forms of the body differ (a field
+added with a default, a default changed). Rows written before the digest existed, and
+bodies spelled differently that mean the same, are still compared by the normal form each
+resource keeps (its ``same``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -19,9 +28,12 @@ from sqlalchemy.orm import Session
 
 from jobs.store.models import Dataset, Job, Study
 
-__all__ = ["IdempotencyConflict", "find_keyed", "insert_keyed", "replayed"]
+__all__ = ["IdempotencyConflict", "find_keyed", "insert_keyed", "replayed", "request_digest",
+           "same_request"]  # fmt: skip
 
 Keyed = TypeVar("Keyed", Job, Study, Dataset)
+# the resources created from a JSON body (a data set is compared by its file's digest)
+Hashed = TypeVar("Hashed", Job, Study)
 
 _KINDS: dict[type, str] = {Job: "job", Study: "study", Dataset: "data set"}
 
@@ -35,9 +47,20 @@ class IdempotencyConflict(Exception):
 
     def __init__(self, row: Job | Study | Dataset, what: str):
         super().__init__(
-            f"Idempotency-Key already used for {_KINDS[type(row)]} {row.id} with another {what}"
+            f"Idempotency-Key {row.idempotency_key!r} already used for {_KINDS[type(row)]} "
+            f"{row.id} with another {what}"
         )
         self.row = row
+
+
+def request_digest(body: Any) -> str:
+    """SHA-256 (hex) of a parsed JSON body in canonical form: keys sorted, no whitespace.
+
+    Two bodies that differ only in key order or spacing have the same digest; numbers keep
+    their JSON spelling as Python reads it (``1`` and ``1.0`` differ).
+    """
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def find_keyed(session: Session, model: type[Keyed], team_id: uuid.UUID, key: str) -> Keyed | None:
@@ -55,6 +78,22 @@ def replayed(row: Keyed, same: Callable[[Keyed], bool], what: str) -> Keyed:
     if not same(row):
         raise IdempotencyConflict(row, what)
     return row
+
+
+def same_request(digest: str | None, normal: Callable[[Hashed], bool]) -> Callable[[Hashed], bool]:
+    """The ``same`` of :func:`replayed` for a resource created from a JSON body.
+
+    A row repeats the request when the body's ``digest`` is the row's, or else when
+    ``normal(row)`` (the normal forms agree: rows stored without a digest, and bodies
+    spelled differently that mean the same). ``digest`` is ``None`` when none was taken.
+    """
+
+    def same(row: Hashed) -> bool:
+        if digest is not None and row.request_sha256 == digest:
+            return True
+        return normal(row)
+
+    return same
 
 
 def insert_keyed(

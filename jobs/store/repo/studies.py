@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from jobs.specs.job import JobSpec
 from jobs.status import JobStatus, TrialStatus
 from jobs.store.models import Job, Study, StudyMember, TracePoint, utcnow
-from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed
+from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed, same_request
 from jobs.store.repo.submissions import cancel_job, create_job
 from jobs.studies.grid import Expansion
 
@@ -48,6 +48,7 @@ def create_study(
     expansion: Expansion,
     max_attempts: int = 3,
     idempotency_key: str | None = None,
+    request_sha256: str | None = None,
     search: dict[str, Any] | None = None,
     warm_start: dict[str, Any] | None = None,
 ) -> tuple[Study, list[Job], bool]:
@@ -57,7 +58,8 @@ def create_study(
     asks for its first ones (:func:`jobs.studies.search.advance.advance`) before committing;
     ``warm_start`` is its snapshot of earlier members (:mod:`jobs.studies.search.warm`).
 
-    With an idempotency key already used, nothing is inserted: that study is returned.
+    With an idempotency key already used, nothing is inserted: that study is returned, if
+    the body's digest (``request_sha256``) is the stored one or else the normal forms agree.
 
     Returns:
         ``(study, jobs, created)``, the jobs in member order (none for a replay). The
@@ -68,10 +70,12 @@ def create_study(
         IdempotencyConflict: the key was used for a study of another name, base or grid.
     """
 
-    def same(study: Study) -> bool:
+    def normal(study: Study) -> bool:
         return (study.name, study.base, study.grid, study.group_by, study.search) == (
             name, base, grid, group_by, search
         )  # fmt: skip
+
+    same = same_request(request_sha256, normal)
 
     if idempotency_key is not None:
         existing = find_keyed(session, Study, team_id, idempotency_key)
@@ -88,6 +92,7 @@ def create_study(
         cancel_requested=False,
         created_at=utcnow(),
         idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
         kind="grid" if search is None else "search",
         search=search,
         search_done=search is None,

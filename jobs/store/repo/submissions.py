@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     select,
     update,
@@ -19,7 +21,7 @@ from jobs.store.models import (
     utcnow,
 )
 from jobs.store.repo.events import add_event
-from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed
+from jobs.store.repo.idempotency import find_keyed, insert_keyed, replayed, same_request
 from jobs.store.repo.pages import encode_cursor, page_after
 from jobs.store.repo.rows import rows_changed
 
@@ -30,9 +32,15 @@ def create_job(
     spec: JobSpec,
     *,
     idempotency_key: str | None = None,
+    request_sha256: str | None = None,
     max_attempts: int = 3,
 ) -> tuple[Job, bool]:
     """Insert a queued job; with an idempotency key already used, return that job instead.
+
+    The retry is that job's request when its body's digest (``request_sha256``, of
+    :func:`~jobs.store.repo.idempotency.request_digest`) is the stored one, or else when the
+    stored spec, read by this release, is this spec: a row of a release that stored no
+    digest gains the fields added since with their defaults.
 
     Returns:
         ``(job, created)``. The caller commits, then enqueues when ``created``.
@@ -42,8 +50,10 @@ def create_job(
     """
     data = spec.model_dump(mode="json")
 
-    def same(job: Job) -> bool:
-        return job.spec == data
+    def normal(job: Job) -> bool:
+        return job.spec == data or _read_now(job.spec) == data
+
+    same = same_request(request_sha256, normal)
 
     if idempotency_key is not None:
         existing = find_keyed(session, Job, team_id, idempotency_key)
@@ -58,6 +68,7 @@ def create_job(
         queue=spec.queue_kind,
         status=JobStatus.QUEUED,
         idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
         max_attempts=max_attempts,
         iterations=spec.outer.iterations,
         priority=Priority.of(spec.priority),
@@ -70,6 +81,14 @@ def create_job(
     if created:
         add_event(session, job.id, None, JobStatus.QUEUED, 0)
     return job, created
+
+
+def _read_now(stored: dict[str, Any]) -> dict[str, Any] | None:
+    """A stored spec in this release's normal form; ``None`` if this release refuses it."""
+    try:
+        return JobSpec.model_validate(stored).model_dump(mode="json")
+    except ValidationError:
+        return None
 
 
 def get_job(session: Session, team_id: uuid.UUID | None, job_id: uuid.UUID) -> Job | None:
