@@ -173,6 +173,17 @@ def _tell(conn: Connection, msg: tuple[str, Any]) -> None:
         os._exit(70)
 
 
+def _schedule(policy: str) -> None:
+    """Puts the calling thread (and the threads it starts) in CPU class ``policy``."""
+    if policy == "normal":
+        return
+    chosen = os.SCHED_IDLE if policy == "idle" else os.SCHED_BATCH
+    try:
+        os.sched_setscheduler(0, chosen, os.sched_param(0))
+    except (AttributeError, OSError) as exc:  # not Linux, or refused: run at the normal class
+        log.warning("BILEVEL_JOB_SCHED=%s not applied: %s", policy, exc)
+
+
 def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: int) -> None:
     # before any thread starts, so that every one inherits the mask (worker.last_flush)
     last_flush.block()
@@ -189,6 +200,8 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
     from jobs.store.db import make_engine, make_session_factory
     from worker import runner  # torch loads here, in the job process only
 
+    # after the signal threads (they stay responsive) and before torch's, which inherit it
+    _schedule(settings.job_sched)
     if settings.torch_threads:
         import torch
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -24,6 +25,11 @@ class WorkerSettings(StoreSettings):
     store_patience_s: float = Field(60.0, ge=0)
     # torch threads per worker process (one job at a time per process)
     torch_threads: int = Field(0, ge=0)
+    # the CPU scheduling class of the job processes (the compute; the supervisor, its
+    # heartbeats and claims keep the normal class): "idle" runs a job only on a core that
+    # nothing else wants, so an API on the same machine never waits behind a hypergradient
+    # step; under sustained load such a job may starve into the stall timeout (stall_s)
+    job_sched: Literal["normal", "batch", "idle"] = "normal"
     # real data sets (MNIST, Omniglot) for the problems that read them
     data_dir: Path | None = Field(None, validation_alias=AliasChoices("BILEVEL_DATA_DIR"))
     # a ceiling on every job's running time (summed over attempts); a spec's time_limit_s

@@ -13,8 +13,15 @@ at 1 s, grows 1.6x while nothing changes up to 10 s, and a poller stops on a fin
 and opens another. Every client has its own API key (the rate limit is per key).
 
 The defaults are the co-located deployment this 2-core machine allows: two uvicorn
-processes, and the Celery workers at ``nice 10`` so that batch compute yields the CPU to the
-interactive API (``--api-workers 1 --worker-nice 0`` is ``bilevel serve`` beside plain workers).
+processes, the Celery workers at ``nice 10`` and their job processes in the idle CPU class
+(``BILEVEL_JOB_SCHED=idle``), so that batch compute yields the CPU to the interactive API
+(``--api-workers 1 --worker-nice 0 --job-sched normal`` is ``bilevel serve`` beside plain
+workers).
+
+A p99 on a shared 2-core machine is mostly time spent waiting for a core, so the run also
+says who held the cores while the slow polls waited (:mod:`benchmarks.service._cpu_timeline`):
+the API, the workers, this run's PostgreSQL backends, Redis, the client, and every other
+command on the machine by name, with the run queue and the CPU pressure stall share.
 The API runs with its deployed per-key rate limit (``--rate-limit 25``, one Redis round trip
 per request); ``--rate-limit 0`` turns it off, as the test suite's environment does.
 
@@ -69,17 +76,6 @@ def _start_api(env: dict[str, str], port: int, api_workers: int, log: Path) -> s
     ]
     with open(log, "wb") as f:
         return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=f, stderr=f)
-
-
-def _yield_prefix(sched: str, nice: int) -> list[str]:
-    """The command prefix that makes the workers' batch compute yield to the API.
-
-    ``nice`` lowers their weight (nice 10 is about a tenth of the API's share); ``idle``
-    puts them in ``SCHED_IDLE``, which runs only on a core nothing else wants, so a poll
-    never waits behind a hypergradient step.
-    """
-    prefix = ["nice", "-n", str(nice)] if nice else []
-    return ["chrt", "--idle", "0", *prefix] if sched == "idle" else prefix
 
 
 def _cpu_busy_pct(seconds: float = 2.0) -> float:
@@ -193,10 +189,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--api-workers", type=int, default=2, help="uvicorn worker processes")
     ap.add_argument("--worker-nice", type=int, default=10, help="niceness of the celery workers")
     ap.add_argument(
-        "--worker-sched",
-        choices=("nice", "idle"),
-        default="nice",
-        help="idle: the workers run under SCHED_IDLE (chrt --idle), beside their niceness",
+        "--job-sched",
+        choices=("normal", "batch", "idle"),
+        default="idle",
+        help="the job processes' CPU class (BILEVEL_JOB_SCHED): idle yields every core the "
+        "API wants",
     )
     ap.add_argument(
         "--rate-limit",
@@ -263,14 +260,19 @@ def main(argv: list[str] | None = None) -> int:
         threads = args.torch_threads
         if threads is None:
             threads = max(1, (os.cpu_count() or 1) // max(1, args.workers))
-        worker_env = {**env, "BILEVEL_TORCH_THREADS": str(threads)}
+        worker_env = {
+            **env,
+            "BILEVEL_TORCH_THREADS": str(threads),
+            "BILEVEL_JOB_SCHED": args.job_sched,
+        }
         # tests.conftest turns the limit off in os.environ; the API gets the deployed one
         api_env = {**env, "BILEVEL_RATE_LIMIT_PER_S": f"{args.rate_limit:g}"}
         for i in range(args.workers):
             worker = CeleryWorker(worker_env, tmp, f"load{i}")
             # from exec on, so every thread and job process the worker makes inherits it
             # (a later setpriority reaches only the thread it names)
-            worker.cmd = [*_yield_prefix(args.worker_sched, args.worker_nice), *worker.cmd]
+            if args.worker_nice:
+                worker.cmd = ["nice", "-n", str(args.worker_nice), *worker.cmd]
             worker.start()
             workers.append(worker)
         port = free_port()
