@@ -6,7 +6,7 @@ later release, whose normal form of the same body may differ, still finds its re
 Nullable: the previous release's inserts leave it empty, and such rows are compared by the
 normal form as before.
 
-Revision ID: 0019_request_digest
+Revision ID: 0019
 Revises: 0015
 Create Date: 2026-12-06 01:20:00.000000
 """
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019_request_digest"
+revision: str = "0019"
 down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
