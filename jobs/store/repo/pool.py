@@ -2,8 +2,9 @@
 
 Everything here reads; :func:`set_team_policy` is the one write (an admin's, through
 ``PATCH /v1/teams/{name}`` or ``bilevel teams set``, audited here for both). The queue
-positions and estimated starts come from the same selection the claims use
-(:func:`jobs.fairshare.pick_order`).
+positions come from the same selection the claims use (:func:`jobs.fairshare.jobs_ahead`,
+the places :func:`jobs.fairshare.pick_order` gives, counted from each team's queued jobs),
+so no read of the pool goes through the queue job by job.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from jobs import fairshare
-from jobs.queue_estimate import Finished, Shape, expected_run_s, remaining_s
+from jobs.queue_estimate import Finished, FreeWorkers, Shape, expected_run_s, remaining_s
 from jobs.status import AuditAction, AuditTarget, JobStatus, QueueKind
 from jobs.store.models import Job, JobEvent, Team, TracePoint, Worker, utcnow
 from jobs.store.repo.audit import Actor, record_event
@@ -26,7 +27,6 @@ from jobs.store.repo.scheduling import (
     KINDS,
     Policy,
     live_workers,
-    queued_candidates,
     running_jobs,
     team_loads,
 )
@@ -179,16 +179,11 @@ def _history(session: Session, kind: str) -> list[Finished]:
             for spec, start, end in rows if end and start]  # fmt: skip
 
 
-def _starts(
-    session: Session, kind: str, workers: list[str], order: list[uuid.UUID]
-) -> dict[uuid.UUID, float]:
-    """Seconds until each job of ``order`` starts on ``workers`` (:mod:`jobs.queue_estimate`).
-
-    Reads only the fields a :class:`~jobs.queue_estimate.Shape` needs, and estimates each
-    distinct shape once (a study's jobs share a handful).
-    """
+def _free_workers(
+    session: Session, kind: str, workers: list[str], history: list[Finished]
+) -> FreeWorkers:
+    """When each of ``kind``'s live ``workers`` is free (:func:`jobs.queue_estimate.remaining_s`)."""
     now = utcnow()
-    history = _history(session, kind)
     free_in = dict.fromkeys(workers, 0.0)
     for worker, spec, eta, updated, since in session.execute(
         select(Job.worker, Job.spec, Job.eta_s, Job.updated_at, Job.running_since)
@@ -201,26 +196,55 @@ def _starts(
                 eta_s=eta,
                 eta_age_s=(now - updated).total_seconds(),
             )
-    if not free_in:
-        return {}
-    shape_of = select(
-        Job.id,
-        Job.spec[("problem", "kind")].as_string(),
-        Job.spec[("inner", "steps")].as_integer(),
-        Job.spec[("outer", "iterations")].as_integer(),
-    ).where(Job.queue == kind, Job.status == JobStatus.QUEUED)
-    expected: dict[tuple[Any, Any, Any], float] = {}
-    duration: dict[uuid.UUID, float] = {}
-    for i, *fields in session.execute(shape_of):
-        key = tuple(fields)
-        if key not in expected:
-            problem, steps, iterations = key
-            shape = Shape(str(problem or ""), int(steps or 1), int(iterations or 1))  # Shape.of
-            expected[key] = expected_run_s(shape, history)
-        duration[i] = expected[key]
-    default = expected_run_s(Shape.of({}), history)
-    return fairshare.estimated_starts(
-        order, list(free_in.values()), {j: duration.get(j, default) for j in order}
+    return FreeWorkers(list(free_in.values()))
+
+
+@dataclass
+class _Queue:
+    """One kind's queue in numbers: what the viewers' places and estimated starts need."""
+
+    loads: dict[str, fairshare.TeamLoad]
+    counts: dict[str, int]  # queued jobs (not asked to cancel) by team
+    run_s: dict[str, float]  # by team, its queued jobs' mean expected running time
+    default_run_s: float
+    workers: FreeWorkers
+    oldest: datetime | None
+
+
+def _queue(session: Session, kind: str, policy: Policy, workers: list[str]) -> _Queue:
+    """:class:`_Queue` from aggregates: the queued jobs by team and shape, not one by one.
+
+    The shapes' fields are read in the database (a study's jobs share a handful), so the
+    read grows with teams times shapes, whatever the queue's length.
+    """
+    history = _history(session, kind)
+    rows = session.execute(
+        select(
+            Job.team_id,
+            Job.spec[("problem", "kind")].as_string(),
+            Job.spec[("inner", "steps")].as_integer(),
+            Job.spec[("outer", "iterations")].as_integer(),
+            func.count(),
+            func.min(Job.enqueued_at),
+        )
+        .where(Job.queue == kind, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+        .group_by(text("1"), text("2"), text("3"), text("4"))  # the select's columns
+    ).all()
+    counts: dict[str, int] = {}
+    work: dict[str, float] = {}
+    firsts = [at for *_, at in rows if at is not None]
+    for team, problem, steps, iterations, n, _ in rows:
+        # Shape.of, from the fields read in the database
+        shape = Shape(str(problem or ""), int(steps or 1), int(iterations or 1))
+        counts[str(team)] = counts.get(str(team), 0) + n
+        work[str(team)] = work.get(str(team), 0.0) + n * expected_run_s(shape, history)
+    return _Queue(
+        loads=team_loads(session, kind, policy),
+        counts=counts,
+        run_s={t: work[t] / counts[t] for t in counts},
+        default_run_s=expected_run_s(Shape.of({}), history),
+        workers=_free_workers(session, kind, workers, history),
+        oldest=min(firsts) if firsts else None,
     )
 
 
@@ -233,8 +257,7 @@ class _PoolState:
     alive: dict[str, datetime]
     queues: dict[str, str]  # live worker -> its queue kind
     running_by_worker: dict[str, tuple[uuid.UUID, str]]
-    orders: dict[str, list[fairshare.Candidate[uuid.UUID]]]
-    starts: dict[str, dict[uuid.UUID, float]]
+    kinds: dict[str, _Queue]
     oldest: dict[str, float | None]
 
 
@@ -248,34 +271,21 @@ def _pool_state(session: Session, policy: Policy) -> _PoolState:
     queues = {w: worker_rows[w].queue if w in worker_rows else _worker_kind(session, w)
               for w in alive}  # fmt: skip
     running_by_worker: dict[str, tuple[uuid.UUID, str]] = {}
-    orders: dict[str, list[fairshare.Candidate[uuid.UUID]]] = {}
-    starts: dict[str, dict[uuid.UUID, float]] = {}
+    kinds: dict[str, _Queue] = {}
     for kind in KINDS:
-        loads = team_loads(session, kind, policy)
-        queued = queued_candidates(session, kind, per_team=None)
-        running = running_jobs(session, kind)
-        total_w = sum(t.weight for t in loads.values()) or 1.0
-        total_r = sum(t.running for t in loads.values()) or 1
-        counts: dict[str, int] = {}
-        for c in queued:
-            counts[c.team] = counts.get(c.team, 0) + 1
-        for tid, load in loads.items():
+        q = kinds[kind] = _queue(session, kind, policy, [w for w in alive if queues[w] == kind])
+        total_w = sum(t.weight for t in q.loads.values()) or 1.0
+        total_r = sum(t.running for t in q.loads.values()) or 1
+        for tid, load in q.loads.items():
             view = teams.setdefault(tid, TeamView(names[uuid.UUID(tid)], load.weight))
-            view.kinds[kind] = KindView(running=load.running, queued=counts.get(tid, 0),
+            view.kinds[kind] = KindView(running=load.running, queued=q.counts.get(tid, 0),
                                         limit=load.limit, fair_share=load.weight / total_w,
                                         share=load.running / total_r)  # fmt: skip
-        for r, _, worker in running:
+        for r, _, worker in running_jobs(session, kind):
             running_by_worker[worker] = (r.id, r.team)
-        orders[kind] = fairshare.pick_order(loads, queued)
-        kind_workers = [w for w in alive if queues[w] == kind]
-        starts[kind] = _starts(session, kind, kind_workers, [c.id for c in orders[kind]])
-        first = session.scalar(
-            select(func.min(Job.enqueued_at)).where(Job.queue == kind,
-                                                    Job.status == JobStatus.QUEUED)
-        )  # fmt: skip
-        oldest[kind] = (now - first).total_seconds() if first is not None else None
+        oldest[kind] = (now - q.oldest).total_seconds() if q.oldest is not None else None
     return _PoolState(time.monotonic(), sorted(teams.values(), key=lambda t: t.name), alive,
-                      queues, running_by_worker, orders, starts, oldest)  # fmt: skip
+                      queues, running_by_worker, kinds, oldest)  # fmt: skip
 
 
 def pool_state_age(memo: dict[str, Any]) -> float | None:
@@ -289,6 +299,29 @@ def refresh_pool_state(session: Session, policy: Policy, memo: dict[str, Any]) -
     memo["pool"] = _pool_state(session, policy)
 
 
+def _queued_of(session: Session, viewer: uuid.UUID, kind: str, q: _Queue) -> list[QueuedView]:
+    """``viewer``'s first :data:`QUEUED_SHOWN` queued jobs of ``kind``, placed in the queue.
+
+    Its jobs in the order its claims take them (one range of ``ix_jobs_queued_head``); their
+    places and starts from the other teams' counts (:func:`jobs.fairshare.jobs_ahead`).
+    """
+    rows = session.execute(
+        select(Job.id, Job.name, Job.priority)
+        .where(Job.team_id == viewer, Job.queue == kind, Job.status == JobStatus.QUEUED,
+               Job.cancel_requested.is_(False))
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(QUEUED_SHOWN)
+    ).all()  # fmt: skip
+    out = []
+    for (i, name, priority), ahead in zip(
+        rows, fairshare.jobs_ahead(q.loads, q.counts, str(viewer), len(rows)), strict=True
+    ):
+        jobs = sum(ahead.values())
+        work = sum(n * q.run_s.get(t, q.default_run_s) for t, n in ahead.items())
+        out.append(QueuedView(i, name, kind, priority, jobs + 1, q.workers.start_s(jobs, work)))
+    return out
+
+
 def pool_view(
     session: Session,
     policy: Policy,
@@ -300,8 +333,8 @@ def pool_view(
     """The pool now: every active team's jobs by kind, live workers, ``viewer``'s queue.
 
     With ``memo`` (a dict the caller keeps), what every viewer sees alike (the teams'
-    shares, the queue's order and estimated starts: a read of the whole queue) is read at
-    most once per ``max_age_s`` and shared; only the viewer's own part is read each time.
+    shares and queued counts, the workers) is read at most once per ``max_age_s`` and
+    shared; only the viewer's own queued jobs are read each time.
     """
     state = memo.get("pool") if memo is not None else None
     if state is None or time.monotonic() - state.at >= max_age_s:
@@ -309,14 +342,8 @@ def pool_view(
         if memo is not None:
             memo["pool"] = state
     queued_view: list[QueuedView] = []
-    for kind, order in state.orders.items():
-        mine = [(pos, c) for pos, c in enumerate(order, start=1) if c.team == str(viewer)]
-        mine = mine[:QUEUED_SHOWN]
-        ids = [c.id for _, c in mine]
-        names_of = dict(session.execute(select(Job.id, Job.name).where(Job.id.in_(ids))).all())
-        queued_view += [QueuedView(c.id, names_of[c.id], kind, c.priority, pos,
-                                   state.starts[kind].get(c.id))
-                        for pos, c in mine if c.id in names_of]  # fmt: skip
+    for kind, q in state.kinds.items():
+        queued_view += _queued_of(session, viewer, kind, q)
     workers = []
     for name, seen in sorted(state.alive.items()):
         job = state.running_by_worker.get(name)
