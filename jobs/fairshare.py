@@ -34,10 +34,10 @@ __all__ = [
     "Running",
     "TeamLoad",
     "estimated_starts",
+    "jobs_ahead",
     "pick_next",
     "pick_order",
     "preemption_victims",
-    "jobs_ahead",
     "should_preempt",
 ]
 

@@ -1,8 +1,10 @@
 """How long a job will run and how long a running one has left: the pool's estimated starts.
 
 The pool view (``GET /v1/pool``) lists each queued job with the seconds until it should
-start. :func:`jobs.fairshare.estimated_starts` schedules the queue, in the order the claims
-take it, on the live workers; this module gives it its two inputs:
+start: the queue, in the order the claims take it, list-scheduled on the live workers
+(:func:`jobs.fairshare.estimated_starts` does it job by job; :class:`FreeWorkers` answers
+for one job from the number and expected length of the jobs ahead of it, which the view
+counts without reading the queue). This module gives it its two inputs:
 
 - each worker's time until it is free: a running job's ETA as its last flush wrote it, less
   the seconds since (:func:`remaining_s`); before its first flush, its expected running time
@@ -18,9 +20,9 @@ Pure: no database, no clock (the callers pass ages and elapsed times).
 
 from __future__ import annotations
 
-import statistics
 import bisect
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +31,8 @@ __all__ = [
     "DEFAULT_RUN_S",
     "FLUID_AHEAD_PER_WORKER",
     "Finished",
-    "FreeWorkers", "Shape",
+    "FreeWorkers",
+    "Shape",
     "expected_run_s",
     "remaining_s",
 ]

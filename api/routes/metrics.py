@@ -25,7 +25,7 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -57,12 +57,10 @@ WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 RUN_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
-def _histogram(
-    name: str, doc: str, values: Sequence[float], buckets: Sequence[float]
-) -> HistogramMetricFamily:
-    cumulative = [(str(float(b)), float(sum(v <= b for v in values))) for b in buckets]
-    cumulative.append(("+Inf", float(len(values))))
-    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=float(sum(values)))
+def _histogram(name: str, doc: str, h: repo.Histogram) -> HistogramMetricFamily:
+    cumulative = [(str(b), float(n)) for b, n in h.buckets]
+    cumulative.append(("+Inf", float(h.count)))
+    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=h.total)
 
 
 class PoolCollector:
@@ -75,7 +73,7 @@ class PoolCollector:
         """The metrics, one query each."""
         with self.sessions() as s:
             counts = repo.job_counts(s)
-            waits, runs = repo.durations(s)
+            waits, runs = repo.durations(s, WAIT_BUCKETS, RUN_BUCKETS)
             workers = repo.live_workers(s, self.policy)
             points = repo.trace_point_count(s)
             preemptions = repo.preemption_count(s)
@@ -94,10 +92,10 @@ class PoolCollector:
         yield jobs
         yield _histogram("bilevel_queue_wait_seconds",
                          "From submission to the first start, of every job that started",
-                         waits, WAIT_BUCKETS)  # fmt: skip
+                         waits)  # fmt: skip
         yield _histogram("bilevel_run_seconds",
                          "From the last start to the end, of every finished job",
-                         runs, RUN_BUCKETS)  # fmt: skip
+                         runs)  # fmt: skip
         yield GaugeMetricFamily("bilevel_workers_alive", "Workers seen within one lease",
                                 value=len(workers))  # fmt: skip
         yield CounterMetricFamily("bilevel_trace_points_written",

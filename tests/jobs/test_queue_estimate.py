@@ -137,4 +137,5 @@ def test_free_workers_start_a_job_where_list_scheduling_of_equal_jobs_does(seed)
 def test_free_workers_without_a_worker_give_no_estimate_and_nothing_ahead_starts_when_one_is_free():
     assert FreeWorkers([]).start_s(3, 10.0) is None
     assert FreeWorkers([7.0, 3.0, -1.0]).start_s(0, 0.0) == 0.0  # a late ETA counts as free now
-    assert FreeWorkers([7.0, 3.0]).start_s(1, 2.0) == 5.0  # after the 2 s job, on the worker free at 3
+    # the 2 s job ahead runs from 3 to 5 on one worker; the other is free at 7
+    assert FreeWorkers([7.0, 3.0]).start_s(1, 2.0) == 5.0

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from jobs import fairshare
 from jobs.queue_estimate import Finished, FreeWorkers, Shape, expected_run_s, remaining_s
 from jobs.status import AuditAction, AuditTarget, JobStatus, QueueKind
-from jobs.store.models import Job, JobEvent, Team, TracePoint, Worker, utcnow
+from jobs.store.models import Job, Team, Worker, utcnow
 from jobs.store.repo.audit import Actor, record_event
 from jobs.store.repo.scheduling import (
     KINDS,
@@ -38,16 +38,12 @@ __all__ = [
     "QueuedView",
     "TeamView",
     "WorkerView",
-    "durations",
-    "job_counts",
     "list_teams",
     "pool_state_age",
     "pool_view",
-    "preemption_count",
     "refresh_pool_state",
     "set_team_policy",
     "team_by_name",
-    "trace_point_count",
 ]
 
 _UNSET: Any = object()
@@ -182,7 +178,7 @@ def _history(session: Session, kind: str) -> list[Finished]:
 def _free_workers(
     session: Session, kind: str, workers: list[str], history: list[Finished]
 ) -> FreeWorkers:
-    """When each of ``kind``'s live ``workers`` is free (:func:`jobs.queue_estimate.remaining_s`)."""
+    """When each of the live ``workers`` of ``kind`` is free (its running job's time left)."""
     now = utcnow()
     free_in = dict.fromkeys(workers, 0.0)
     for worker, spec, eta, updated, since in session.execute(
@@ -358,60 +354,3 @@ def _worker_kind(session: Session, worker: str) -> str:
         select(Job.queue).where(Job.worker == worker, Job.status == JobStatus.RUNNING).limit(1)
     )
     return kind or QueueKind.CPU
-
-
-def job_counts(session: Session) -> list[tuple[str, str, str, int]]:
-    """``(team, queue kind, status, jobs)`` for every combination that has jobs."""
-    rows = session.execute(
-        select(Team.name, Job.queue, Job.status, func.count())
-        .join(Team, Team.id == Job.team_id)
-        .group_by(Team.name, Job.queue, Job.status)
-    ).all()
-    return [(t, q, s, int(n)) for t, q, s, n in rows]
-
-
-def durations(session: Session) -> tuple[list[float], list[float]]:
-    """``(queue waits, run times)`` in seconds of every job that has started and finished.
-
-    The wait is from submission to the first start; the run time from the last start to
-    the end (a preempted job's earlier attempts are not in it).
-    """
-    rows = session.execute(
-        select(Job.created_at, Job.started_at, Job.running_since, Job.finished_at).where(
-            Job.started_at.is_not(None)
-        )
-    ).all()
-    waits = [(s - c).total_seconds() for c, s, _, _ in rows if s is not None]
-    runs = [(f - r).total_seconds() for _, _, r, f in rows if r is not None and f is not None]
-    return waits, runs
-
-
-def preemption_count(session: Session) -> int:
-    """How many times a running job went back to the queue (preemptions and shutdowns)."""
-    n = session.scalar(
-        select(func.count())
-        .select_from(JobEvent)
-        .where(JobEvent.from_status == JobStatus.RUNNING, JobEvent.to_status == JobStatus.QUEUED,
-               JobEvent.detail["reason"].as_string() == "preempted")
-    )  # fmt: skip
-    return int(n or 0)
-
-
-# above this many rows PostgreSQL's own count (kept by autovacuum's ANALYZE) is close enough
-# for a gauge, and an exact count(*) would read the whole table at every scrape
-TRACE_COUNT_ESTIMATE_ABOVE = 1_000_000
-
-
-def trace_point_count(session: Session) -> int:
-    """How many trace points the store holds (every job's).
-
-    Exact up to :data:`TRACE_COUNT_ESTIMATE_ABOVE`; above it, on PostgreSQL, the planner's
-    estimate (``pg_class.reltuples``): counting 10^9 rows takes minutes.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        est = session.scalar(
-            text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'trace_points'::regclass")
-        )
-        if est is not None and est >= TRACE_COUNT_ESTIMATE_ABOVE:
-            return int(est)
-    return int(session.scalar(select(func.count()).select_from(TracePoint)) or 0)
