@@ -100,8 +100,9 @@ def test_the_metrics_histograms_are_the_jobs_waits_and_run_times_counted_in_the_
             wait, run = rng.choice([0.5, 3.0, 70.0, 5000.0]), rng.choice([0.2, 30.0, 4000.0])
             started = t0 + timedelta(seconds=wait)
             done = started + timedelta(seconds=run) if len(waits) < 20 else None
-            s.execute(update(Job).where(Job.id == i).values(
-                created_at=t0, started_at=started, running_since=started, finished_at=done))  # fmt: skip
+            times = {"created_at": t0, "started_at": started, "running_since": started,
+                     "finished_at": done}  # fmt: skip
+            s.execute(update(Job).where(Job.id == i).values(**times))
             waits.append(wait)
             if done is not None:
                 runs.append(run)
