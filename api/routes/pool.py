@@ -53,8 +53,8 @@ def get_pool(
     policy = repo.Policy.of(settings)
     age = repo.pool_state_age(memo)
     if age is not None and age >= settings.pool_cache_s and memo["lock"].acquire(blocking=False):
-        # stale: one thread reads the queue again while requests get the last reading, so
-        # no request waits for a read of the whole queue (only the first one ever)
+        # stale: one thread reads the pool's aggregates again while requests get the last
+        # reading, so no request waits for them (only the first one ever)
         threading.Thread(target=_refresh, args=(request.app.state.sessions, policy, memo),
                          daemon=True).start()  # fmt: skip
     view = repo.pool_view(session, policy, principal.team.id, memo=memo, max_age_s=float("inf"))
