@@ -205,6 +205,21 @@ class _Queue:
     default_run_s: float
     workers: FreeWorkers
     oldest: datetime | None
+    # (team, its jobs placed) -> their (place, estimated start): the same for every request
+    # of the team until the next reading (a team's pollers ask again and again)
+    placed: dict[tuple[str, int], list[tuple[int, float | None]]] = field(default_factory=dict)
+
+    def places(self, team: str, n: int) -> list[tuple[int, float | None]]:
+        """The places and estimated starts of ``team``'s first ``n`` queued jobs."""
+        got = self.placed.get((team, n))
+        if got is None:
+            got = []
+            for ahead in fairshare.jobs_ahead(self.loads, self.counts, team, n):
+                jobs = sum(ahead.values())
+                work = sum(k * self.run_s.get(t, self.default_run_s) for t, k in ahead.items())
+                got.append((jobs + 1, self.workers.start_s(jobs, work)))
+            self.placed[(team, n)] = got
+        return got
 
 
 def _queue(session: Session, kind: str, policy: Policy, workers: list[str]) -> _Queue:
@@ -308,14 +323,9 @@ def _queued_of(session: Session, viewer: uuid.UUID, kind: str, q: _Queue) -> lis
         .order_by(Job.priority.desc(), Job.created_at, Job.id)
         .limit(QUEUED_SHOWN)
     ).all()  # fmt: skip
-    out = []
-    for (i, name, priority), ahead in zip(
-        rows, fairshare.jobs_ahead(q.loads, q.counts, str(viewer), len(rows)), strict=True
-    ):
-        jobs = sum(ahead.values())
-        work = sum(n * q.run_s.get(t, q.default_run_s) for t, n in ahead.items())
-        out.append(QueuedView(i, name, kind, priority, jobs + 1, q.workers.start_s(jobs, work)))
-    return out
+    places = q.places(str(viewer), len(rows))
+    return [QueuedView(i, name, kind, priority, place, start)
+            for (i, name, priority), (place, start) in zip(rows, places, strict=True)]  # fmt: skip
 
 
 def pool_view(
