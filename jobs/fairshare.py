@@ -193,40 +193,39 @@ def jobs_ahead(
     """
     counts = {t: q for t, q in queued.items() if q > 0}
     counts[team] = max(counts.get(team, 0), n)
-    first = {t: min(q, max(0, teams.get(t, _FREE).limit - teams.get(t, _FREE).running))
-             for t, q in counts.items()}  # fmt: skip
+    # per team: its key's parts, its picks before its limit, and its queued jobs
+    lines = []
+    for t, q in counts.items():
+        load = teams.get(t, _FREE)
+        lines.append((t, load.running, load.weight, min(q, max(0, load.limit - load.running)), q))
+    own = teams.get(team, _FREE)
+    own_first = next(first for t, _, _, first, _ in lines if t == team)
     out: list[dict[str, int]] = []
     for j in range(n):
-        own = teams.get(team, _FREE)
-        if j < first[team]:
-            key = _team_key(team, replace(own, running=own.running + j))
-            ahead = {t: _below(key, t, teams.get(t, _FREE), 0, c) for t, c in first.items()}
-        else:  # after the first round: the teams left, from where their limits stopped them
-            k = j - first[team]
-            key = _team_key(team, replace(own, running=own.running + first[team] + k))
-            ahead = {t: c + _below(key, t, teams.get(t, _FREE), c, counts[t] - c)
-                     for t, c in first.items()}  # fmt: skip
-        out.append({t: a for t, a in ahead.items() if a})
+        # the j-th pick's key, whichever round it is in (the running count grows by one a pick)
+        key = _team_key(team, replace(own, running=own.running + j))
+        second = j >= own_first  # after every team's first round: the rest, from the limits
+        ahead = {}
+        for t, running, weight, first, q in lines:
+            start, size = (first, q - first) if second else (0, first)
+            a = (first if second else 0) + _below(key, t, running + start, weight, size)
+            if a:
+                ahead[t] = a
+        out.append(ahead)
     return out
 
 
-def _below(key: tuple[float, float, str], name: str, t: TeamLoad, start: int, n: int) -> int:
-    """How many of team ``name``'s keys for picks ``start .. start + n - 1`` are below ``key``.
+def _below(key: tuple[float, float, str], name: str, running: int, weight: float, n: int) -> int:
+    """How many of the keys of team ``name``'s next ``n`` picks are below ``key``.
 
-    The load ``(running + start + i) / weight`` grows by ``1 / weight`` a pick: a first
-    guess from the division, then corrected with the very expression :func:`_team_key`
-    evaluates (float rounding at the boundary; ties are broken by weight and name).
+    The load ``(running + i) / weight`` grows by ``1 / weight`` a pick: a first guess from
+    the division, then corrected with the very expression :func:`_team_key` evaluates (float
+    rounding at the boundary; ties are broken by weight and name).
     """
-
-    def below(i: int) -> bool:
-        return (t.running + start + i) / t.weight < key[0] or (
-            (t.running + start + i) / t.weight == key[0] and (-t.weight, name) < key[1:]
-        )
-
-    i = min(n, max(0, math.ceil(key[0] * t.weight - t.running - start)))
-    while i > 0 and not below(i - 1):
+    i = min(n, max(0, math.ceil(key[0] * weight - running)))
+    while i > 0 and not ((running + i - 1) / weight, -weight, name) < key:
         i -= 1
-    while i < n and below(i):
+    while i < n and ((running + i) / weight, -weight, name) < key:
         i += 1
     return i
 

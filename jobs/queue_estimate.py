@@ -116,7 +116,7 @@ def remaining_s(
 
 #: beyond this many jobs ahead per busy worker, :meth:`FreeWorkers.start_s` answers from
 #: the drain time alone (off by at most 1 / (2 x this) of the wait, and O(1) instead of O(workers))
-FLUID_AHEAD_PER_WORKER = 8
+FLUID_AHEAD_PER_WORKER = 4
 
 
 @dataclass(frozen=True)
