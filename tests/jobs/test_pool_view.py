@@ -64,12 +64,15 @@ def test_each_teams_places_are_those_the_ranked_queue_gives_and_starts_those_of_
     with sessions() as s:  # the oracle: every queued job ranked, then list scheduling
         loads = repo.team_loads(s, "cpu", POLICY)
         order = fairshare.pick_order(loads, repo.queued_candidates(s, "cpu", per_team=None))
-        starts = fairshare.estimated_starts(
-            [c.id for c in order],
-            [DEFAULT_RUN_S] * 3 + [0, 0],
-            dict.fromkeys([c.id for c in order], DEFAULT_RUN_S),
-        )
+        since = [r.since for r, _, _ in repo.running_jobs(s, "cpu")]
+        before = utcnow()
         views = {name: repo.pool_view(s, POLICY, tid) for name, tid in teams.items()}
+        lag = (utcnow() - before).total_seconds()  # how far the running jobs' time left moved
+    # no history: every job takes the default, a running one less the time it has run
+    free = [DEFAULT_RUN_S - (before - at).total_seconds() for at in since] + [0.0, 0.0]
+    starts = fairshare.estimated_starts(
+        [c.id for c in order], free, dict.fromkeys([c.id for c in order], DEFAULT_RUN_S)
+    )
     place = {c.id: p for p, c in enumerate(order, start=1)}
     for name, tid in teams.items():
         view = views[name]
@@ -79,13 +82,12 @@ def test_each_teams_places_are_those_the_ranked_queue_gives_and_starts_those_of_
         kinds = {t.name: t.kinds["cpu"] for t in view.teams}
         assert kinds[name].queued == len(mine)
         for q in view.queued:
-            # no history: every job takes the default; the running ones just started
             assert q.estimated_start_s is not None
             exact = starts[q.id]
             if q.position - 1 <= FLUID_AHEAD_PER_WORKER * 3:
-                assert q.estimated_start_s == pytest.approx(exact, abs=1.0)
+                assert q.estimated_start_s == pytest.approx(exact, abs=lag + 1e-6)
             else:
-                assert abs(q.estimated_start_s - exact) <= DEFAULT_RUN_S / 2 + 1.0
+                assert abs(q.estimated_start_s - exact) <= DEFAULT_RUN_S / 2 + lag
 
 
 def test_the_metrics_histograms_are_the_jobs_waits_and_run_times_counted_in_the_store(sessions):
@@ -112,3 +114,17 @@ def test_the_metrics_histograms_are_the_jobs_waits_and_run_times_counted_in_the_
     for got, values in ((got_waits, waits), (got_runs, runs)):
         assert got.count == len(values) and got.total == pytest.approx(sum(values), abs=1e-3)
         assert got.buckets == tuple((b, sum(v <= b for v in values)) for b in buckets)
+
+
+def test_a_refresh_places_the_teams_that_asked_during_the_last_reading(sessions):
+    teams = _fill(sessions, random.Random(5))
+    memo: dict[str, object] = {}
+    with sessions() as s:
+        first = repo.pool_view(s, POLICY, teams["b"], memo=memo, max_age_s=float("inf"))
+        repo.refresh_pool_state(s, POLICY, memo)
+        state = memo["pool"]
+        # b's places are counted in the new reading before b asks again; the others' are not
+        placed = {team for team, _ in state.kinds["cpu"].placed}  # type: ignore[attr-defined]
+        assert placed == {str(teams["b"])}
+        again = repo.pool_view(s, POLICY, teams["b"], memo=memo, max_age_s=float("inf"))
+    assert [(q.id, q.position) for q in again.queued] == [(q.id, q.position) for q in first.queued]
