@@ -68,9 +68,9 @@ class ApiSettings(StoreSettings):
     # GET /metrics for Prometheus; it names every team, so only the operator reads it unless
     # the scraper gets a token of its own or sits on a private network
     metrics: bool = True
-    # each process reads the store for /metrics at most once per this many seconds (the
-    # scrape interval: a scrape reads every job's row), and the queue's order and estimated
-    # starts that /v1/pool shows (a read of the whole queue) once per pool_cache_s
+    # each process reads the store's aggregates for /metrics at most once per this many
+    # seconds (the scrape interval), and the teams' queued counts and shares that /v1/pool
+    # shows once per pool_cache_s; both in the background, answering from the last reading
     metrics_cache_s: float = Field(10.0, ge=0, le=3600)
     pool_cache_s: float = Field(2.0, ge=0, le=3600)
     metrics_access: Literal["operator", "token", "private"] = "operator"

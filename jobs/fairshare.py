@@ -20,6 +20,7 @@ imbalance ``Phi = sum_t r_t^2 / w_t`` (it changes by ``(2 r_s + 1) / w_s - (2 r_
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -33,6 +34,7 @@ __all__ = [
     "Running",
     "TeamLoad",
     "estimated_starts",
+    "jobs_ahead",
     "pick_next",
     "pick_order",
     "preemption_victims",
@@ -162,6 +164,70 @@ def pick_order(teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]]) ->
         if lines[name]:
             heapq.heappush(heap, (_team_key(name, t), name))
     return order
+
+
+def jobs_ahead(
+    teams: Mapping[str, TeamLoad], queued: Mapping[str, int], team: str, n: int
+) -> list[dict[str, int]]:
+    """How many jobs of each team :func:`pick_order` puts before each of ``team``'s first ``n``.
+
+    The same order without listing it: a team's ``j``-th pick (from 0) comes when its key
+    ``((running + j) / weight, -weight, name)`` is the smallest, so the picks of all teams
+    are the merge of each team's increasing keys, and the jobs of team ``t`` ahead of a key
+    are the ``j`` whose key is below it (counted in O(1): the keys are evenly spaced). Picks
+    stop at a team's limit; its rest follow every team's first round, merged again from the
+    running counts the limit left. ``O(teams)`` per job instead of ``O(queue log teams)``
+    for the whole order: a view of one team's jobs in a queue of 50,000 reads counts only.
+
+    Args:
+        teams: every team with queued or running jobs of this kind (as :func:`pick_order`).
+        queued: each team's queued jobs of this kind (a team missing has none).
+        team: the team whose jobs are placed.
+        n: how many of its jobs, first to start first (more than ``queued[team]`` counts
+            as ``n``).
+
+    Returns:
+        For each of the ``n`` jobs, the jobs of each team ahead of it (teams with none left
+        out; the job's own team counts its earlier jobs); its place in the queue is one more
+        than their sum.
+    """
+    counts = {t: q for t, q in queued.items() if q > 0}
+    counts[team] = max(counts.get(team, 0), n)
+    # per team: its key's parts, its picks before its limit, and its queued jobs
+    lines = []
+    for t, q in counts.items():
+        load = teams.get(t, _FREE)
+        lines.append((t, load.running, load.weight, min(q, max(0, load.limit - load.running)), q))
+    own = teams.get(team, _FREE)
+    own_first = next(first for t, _, _, first, _ in lines if t == team)
+    out: list[dict[str, int]] = []
+    for j in range(n):
+        # the j-th pick's key, whichever round it is in (the running count grows by one a pick)
+        key = _team_key(team, replace(own, running=own.running + j))
+        second = j >= own_first  # after every team's first round: the rest, from the limits
+        ahead = {}
+        for t, running, weight, first, q in lines:
+            start, size = (first, q - first) if second else (0, first)
+            a = (first if second else 0) + _below(key, t, running + start, weight, size)
+            if a:
+                ahead[t] = a
+        out.append(ahead)
+    return out
+
+
+def _below(key: tuple[float, float, str], name: str, running: int, weight: float, n: int) -> int:
+    """How many of the keys of team ``name``'s next ``n`` picks are below ``key``.
+
+    The load ``(running + i) / weight`` grows by ``1 / weight`` a pick: a first guess from
+    the division, then corrected with the very expression :func:`_team_key` evaluates (float
+    rounding at the boundary; ties are broken by weight and name).
+    """
+    i = min(n, max(0, math.ceil(key[0] * weight - running)))
+    while i > 0 and not ((running + i - 1) / weight, -weight, name) < key:
+        i -= 1
+    while i < n and ((running + i) / weight, -weight, name) < key:
+        i += 1
+    return i
 
 
 def should_preempt(starved: TeamLoad, victim: TeamLoad) -> bool:

@@ -4,8 +4,10 @@ The store is the record, so every process (API, workers) counts the same: the fi
 queries, not in-process counters that each API replica would hold apart. Turned off with
 ``BILEVEL_METRICS=false``.
 
-Each API process answers from its last reading for ``BILEVEL_METRICS_CACHE_S`` (a scrape
-interval): replicas and several scrapers do not multiply the store's work.
+Each API process answers from its last reading; once that is ``BILEVEL_METRICS_CACHE_S`` old
+(a scrape interval), a scrape starts one background read and gets the last reading
+(:mod:`api.refresh`): replicas and several scrapers do not multiply the store's work, and
+no scrape but a process's first waits for it.
 
 The response names every team, so who may read it is the operator's choice
 (``BILEVEL_METRICS_ACCESS``, :func:`check_access`):
@@ -25,7 +27,7 @@ import hmac
 import ipaddress
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -42,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.deps import SessionDep, bearer_credentials, forbidden, get_principal, refuse_if_throttled
 from api.errors import ProblemError
+from api.refresh import Reading
 from api.settings import ApiSettings
 from jobs.status import STATUSES
 from jobs.store import repo
@@ -57,12 +60,10 @@ WAIT_BUCKETS = (1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 RUN_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 24 * 3600)
 
 
-def _histogram(
-    name: str, doc: str, values: Sequence[float], buckets: Sequence[float]
-) -> HistogramMetricFamily:
-    cumulative = [(str(float(b)), float(sum(v <= b for v in values))) for b in buckets]
-    cumulative.append(("+Inf", float(len(values))))
-    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=float(sum(values)))
+def _histogram(name: str, doc: str, h: repo.Histogram) -> HistogramMetricFamily:
+    cumulative = [(str(b), float(n)) for b, n in h.buckets]
+    cumulative.append(("+Inf", float(h.count)))
+    return HistogramMetricFamily(name, doc, buckets=cumulative, sum_value=h.total)
 
 
 class PoolCollector:
@@ -75,7 +76,7 @@ class PoolCollector:
         """The metrics, one query each."""
         with self.sessions() as s:
             counts = repo.job_counts(s)
-            waits, runs = repo.durations(s)
+            waits, runs = repo.durations(s, WAIT_BUCKETS, RUN_BUCKETS)
             workers = repo.live_workers(s, self.policy)
             points = repo.trace_point_count(s)
             preemptions = repo.preemption_count(s)
@@ -94,10 +95,10 @@ class PoolCollector:
         yield jobs
         yield _histogram("bilevel_queue_wait_seconds",
                          "From submission to the first start, of every job that started",
-                         waits, WAIT_BUCKETS)  # fmt: skip
+                         waits)  # fmt: skip
         yield _histogram("bilevel_run_seconds",
                          "From the last start to the end, of every finished job",
-                         runs, RUN_BUCKETS)  # fmt: skip
+                         runs)  # fmt: skip
         yield GaugeMetricFamily("bilevel_workers_alive", "Workers seen within one lease",
                                 value=len(workers))  # fmt: skip
         yield CounterMetricFamily("bilevel_trace_points_written",
@@ -177,12 +178,19 @@ def metrics(request: Request) -> Response:
     """The pool's metrics in Prometheus's text format."""
     settings = request.app.state.settings
     state = request.app.state  # (check_access answered 404 when metrics are off)
+    reading = state.__dict__.setdefault("metrics_reading", Reading("the metrics"))
+    policy = repo.Policy.of(settings)
+
+    def read() -> bytes:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(PoolCollector(state.sessions, policy))
+        body = generate_latest(registry)
+        state.metrics_cache = (time.monotonic(), body)
+        return body
+
     cached = getattr(state, "metrics_cache", None)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < settings.metrics_cache_s:
-        return Response(cached[1], media_type=CONTENT_TYPE_LATEST)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(PoolCollector(state.sessions, repo.Policy.of(settings)))
-    body = generate_latest(registry)
-    state.metrics_cache = (now, body)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+    if cached is None:  # the process's first scrape reads the store itself
+        return Response(read(), media_type=CONTENT_TYPE_LATEST)
+    if time.monotonic() - cached[0] >= settings.metrics_cache_s:
+        reading.renew(read)  # stale: this scrape gets the last reading, the next a new one
+    return Response(cached[1], media_type=CONTENT_TYPE_LATEST)

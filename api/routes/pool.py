@@ -9,8 +9,6 @@ target team sees the attempt), so no team can raise its own share of the pool.
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -19,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import PrincipalDep, SessionDep, SettingsDep, actor_of, forbidden
 from api.errors import ProblemError
 from api.openapi import auth_responses, problem_doc
+from api.refresh import Reading
 from api.schemas.pool import (
     KindPublic,
     PoolPublic,
@@ -36,8 +35,6 @@ from jobs.store import repo
 
 __all__ = ["router"]
 
-log = logging.getLogger(__name__)
-
 router = APIRouter(
     tags=["pool"],
     responses=auth_responses(),
@@ -49,14 +46,17 @@ def get_pool(
     session: SessionDep, principal: PrincipalDep, settings: SettingsDep, request: Request
 ) -> PoolPublic:
     """Who uses the pool: totals, your team's jobs (every team's: the operator), workers."""
-    memo = request.app.state.__dict__.setdefault("pool_memo", {"lock": threading.Lock()})
+    memo = request.app.state.__dict__.setdefault("pool_memo", {"reading": Reading("the pool view")})
     policy = repo.Policy.of(settings)
     age = repo.pool_state_age(memo)
-    if age is not None and age >= settings.pool_cache_s and memo["lock"].acquire(blocking=False):
-        # stale: one thread reads the queue again while requests get the last reading, so
-        # no request waits for a read of the whole queue (only the first one ever)
-        threading.Thread(target=_refresh, args=(request.app.state.sessions, policy, memo),
-                         daemon=True).start()  # fmt: skip
+    if age is not None and age >= settings.pool_cache_s:
+        sessions = request.app.state.sessions
+
+        def read() -> None:
+            with sessions() as s:
+                repo.refresh_pool_state(s, policy, memo)
+
+        memo["reading"].renew(read)
     view = repo.pool_view(session, policy, principal.team.id, memo=memo, max_age_s=float("inf"))
     totals: dict[str, PoolTotal] = {}
     for t in view.teams:
@@ -83,16 +83,6 @@ def get_pool(
         ],
         preemption=settings.preemption,
     )  # fmt: skip
-
-
-def _refresh(sessions: Any, policy: repo.Policy, memo: dict[str, Any]) -> None:
-    try:
-        with sessions() as s:
-            repo.refresh_pool_state(s, policy, memo)
-    except Exception:  # the next stale request tries again; the view stays the last one
-        log.warning("could not refresh the pool view", exc_info=True)
-    finally:
-        memo["lock"].release()
 
 
 Name = Annotated[

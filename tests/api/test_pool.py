@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api import ApiSettings, create_app
 from jobs.store import repo
 from tests.api.conftest import RecordingDispatcher
-from tests.factories import bearer, team_with_key, tiny_spec
+from tests.factories import bearer, team_with_key, tiny_spec, wait_until
 
 
 @pytest.fixture
@@ -206,3 +206,25 @@ def test_metrics_may_be_open_to_private_addresses_only(own_pg_sessions, address,
         assert r.status_code == status
         if status == 403:
             assert address in r.json()["detail"] and "private" in r.json()["detail"]
+
+
+def test_a_stale_metrics_reading_is_answered_while_one_thread_reads_the_store_again(
+    own_pg_sessions,
+):
+    settings = ApiSettings(database_url="postgresql://unused/x", broker_url=None,
+                           metrics_cache_s=0.0)  # fmt: skip
+    _, key = team_with_key(own_pg_sessions, "alpha")
+    _, operator_key = team_with_key(own_pg_sessions, "ops", scope="operator")
+    app = create_app(settings, dispatcher=RecordingDispatcher(), sessions=own_pg_sessions)
+
+    def queued(c) -> float:
+        body = c.get("/metrics", headers=bearer(operator_key)).text
+        jobs = {f.name: f for f in text_string_to_metric_families(body)}["bilevel_jobs"]
+        return sum(x.value for x in jobs.samples if x.labels["status"] == "queued")
+
+    with TestClient(app) as c:
+        assert queued(c) == 0  # the first scrape reads the store itself
+        _submit(c, bearer(key), 2)
+        # always stale (cache 0 s): each scrape starts a renewal and may get the last
+        # reading; one of the next ones has the new count
+        wait_until(lambda: queued(c) == 2, 10.0, "a renewed reading with both jobs")

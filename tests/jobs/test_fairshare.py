@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from jobs.fairshare import (
     Running,
     TeamLoad,
     estimated_starts,
+    jobs_ahead,
     pick_next,
     pick_order,
     preemption_victims,
@@ -151,3 +153,32 @@ def test_estimated_starts_follow_list_scheduling_on_the_workers():
     starts = estimated_starts(["a", "b", "c"], [10.0, 0.0], {"a": 5.0, "b": 5.0, "c": 5.0})
     assert starts == {"a": 0.0, "b": 5.0, "c": 10.0}
     assert estimated_starts(["a"], [], {"a": 1.0}) == {}
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_jobs_ahead_counts_every_teams_jobs_before_each_of_one_teams_as_pick_order_does(seed):
+    rng = random.Random(seed)
+    # small integer weights and counts make equal loads, and so ties, common; limits and
+    # teams already over them send some teams to the second round
+    teams = {
+        f"t{i}": TeamLoad(rng.choice([0.5, 1.0, 2.0, 3.0]), rng.randint(0, 4), rng.randint(1, 6))
+        for i in range(rng.randint(1, 6))
+    }
+    queued = [job(i, rng.choice(list(teams)), rng.choice(list(Priority))) for i in range(60)]
+    queued += [job(100, "unknown")]  # a team missing from the loads counts as _FREE
+    order = pick_order(teams, queued)
+    counts = {t: sum(c.team == t for c in queued) for t in {*teams, "unknown"}}
+    for team, n in counts.items():
+        places = [p for p, c in enumerate(order) if c.team == team]
+        ahead = jobs_ahead(teams, counts, team, n)
+        assert [1 + sum(a.values()) for a in ahead] == [p + 1 for p in places]
+        for a, p in zip(ahead, places, strict=True):  # who is ahead, not only how many
+            assert a == {t: k for t, k in Counter(c.team for c in order[:p]).items() if k}
+
+
+def test_a_team_with_more_jobs_than_counted_places_the_extra_ones_after_its_counted_ones():
+    # the view reads its own jobs fresh and the others' counts from a reading seconds old
+    teams = {"a": TeamLoad(1.0, 0, 20), "b": TeamLoad(1.0, 0, 20)}
+    got = jobs_ahead(teams, {"a": 1, "b": 2}, "a", 3)
+    assert got == jobs_ahead(teams, {"a": 3, "b": 2}, "a", 3)
+    assert [1 + sum(x.values()) for x in got] == [1, 3, 5]  # a, b, a, b, a

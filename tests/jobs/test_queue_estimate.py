@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import heapq
+import random
 
 import pytest
 
 from jobs import fairshare
 from jobs.queue_estimate import (
     DEFAULT_RUN_S,
+    FLUID_AHEAD_PER_WORKER,
     Finished,
+    FreeWorkers,
     Shape,
     expected_run_s,
     remaining_s,
@@ -112,3 +115,27 @@ def test_a_shape_reads_a_stored_spec_and_counts_missing_fields_as_one():
     spec = {"problem": {"kind": "toy"}, "inner": {"steps": 100}, "outer": {"iterations": 9}}
     assert Shape.of(spec) == NINE_S and NINE_S.work == 900
     assert Shape.of({}) == Shape("", 1, 1)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_free_workers_start_a_job_where_list_scheduling_of_equal_jobs_does(seed):
+    rng = random.Random(seed)
+    free = [rng.choice([0.0, rng.uniform(0, 50)]) for _ in range(rng.randint(1, 12))]
+    d = rng.uniform(0.5, 30)
+    n = 400
+    exact = fairshare.estimated_starts(list(range(n)), free, dict.fromkeys(range(n), d))
+    workers = FreeWorkers(free)
+    for k in range(n):
+        got = workers.start_s(k, k * d)
+        busy = sum(f <= exact[k] for f in free)  # at most the workers it counts busy
+        if k <= FLUID_AHEAD_PER_WORKER * busy:  # near the head: the schedule's own time
+            assert got == pytest.approx(exact[k], abs=1e-6), (k, got, exact[k])
+        else:  # far down: within half a job of it
+            assert abs(got - exact[k]) <= d / 2 + 1e-6, (k, got, exact[k])
+
+
+def test_free_workers_without_a_worker_give_no_estimate_and_nothing_ahead_starts_when_one_is_free():
+    assert FreeWorkers([]).start_s(3, 10.0) is None
+    assert FreeWorkers([7.0, 3.0, -1.0]).start_s(0, 0.0) == 0.0  # a late ETA counts as free now
+    # the 2 s job ahead runs from 3 to 5 on one worker; the other is free at 7
+    assert FreeWorkers([7.0, 3.0]).start_s(1, 2.0) == 5.0

@@ -9,6 +9,7 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.store.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
 - :mod:`jobs.store.repo.scheduling`: the fair-share claim, preemption requests, worker heartbeats;
 - :mod:`jobs.store.repo.pool`: the pool's view (teams' shares, workers, queue positions), weights;
+- :mod:`jobs.store.repo.pool_metrics`: the aggregates ``/metrics`` reports;
 - :mod:`jobs.store.repo.trace_writes` and :mod:`jobs.store.repo.trace_reads`: a job's
   convergence trace;
 - :mod:`jobs.store.repo.artifacts`: learned hyperparameters and checkpoints;
@@ -50,15 +51,18 @@ from jobs.store.repo.lifecycle import (
 from jobs.store.repo.pages import decode_cursor
 from jobs.store.repo.pool import (
     PoolView,
-    durations,
-    job_counts,
     list_teams,
     pool_state_age,
     pool_view,
-    preemption_count,
     refresh_pool_state,
     set_team_policy,
     team_by_name,
+)
+from jobs.store.repo.pool_metrics import (
+    Histogram,
+    durations,
+    job_counts,
+    preemption_count,
     trace_point_count,
 )
 from jobs.store.repo.scheduling import (
@@ -144,6 +148,7 @@ __all__ = [
     "Actor",
     "Claim",
     "DueDelivery",
+    "Histogram",
     "IdempotencyConflict",
     "LastAdminKey",
     "LeaseState",

@@ -2,8 +2,9 @@
 
 Everything here reads; :func:`set_team_policy` is the one write (an admin's, through
 ``PATCH /v1/teams/{name}`` or ``bilevel teams set``, audited here for both). The queue
-positions and estimated starts come from the same selection the claims use
-(:func:`jobs.fairshare.pick_order`).
+positions come from the same selection the claims use (:func:`jobs.fairshare.jobs_ahead`,
+the places :func:`jobs.fairshare.pick_order` gives, counted from each team's queued jobs),
+so no read of the pool goes through the queue job by job.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from jobs import fairshare
-from jobs.queue_estimate import Finished, Shape, expected_run_s, remaining_s
+from jobs.queue_estimate import Finished, FreeWorkers, Shape, expected_run_s, remaining_s
 from jobs.status import AuditAction, AuditTarget, JobStatus, QueueKind
-from jobs.store.models import Job, JobEvent, Team, TracePoint, Worker, utcnow
+from jobs.store.models import Job, Team, Worker, utcnow
 from jobs.store.repo.audit import Actor, record_event
 from jobs.store.repo.scheduling import (
     KINDS,
     Policy,
     live_workers,
-    queued_candidates,
     running_jobs,
     team_loads,
 )
@@ -38,16 +38,12 @@ __all__ = [
     "QueuedView",
     "TeamView",
     "WorkerView",
-    "durations",
-    "job_counts",
     "list_teams",
     "pool_state_age",
     "pool_view",
-    "preemption_count",
     "refresh_pool_state",
     "set_team_policy",
     "team_by_name",
-    "trace_point_count",
 ]
 
 _UNSET: Any = object()
@@ -55,6 +51,9 @@ _UNSET: Any = object()
 # the viewer's queued jobs that GET /v1/pool lists, per queue kind, first to start first (a
 # study queues thousands; the rest are in GET /v1/jobs?status=queued)
 QUEUED_SHOWN = 200
+# teams whose places a refresh counts ahead of their next request (each ~10-20 ms at 100
+# teams and 200 jobs shown), so that a refresh stays short with hundreds of teams polling
+WARM_TEAMS = 16
 
 
 @dataclass
@@ -179,16 +178,11 @@ def _history(session: Session, kind: str) -> list[Finished]:
             for spec, start, end in rows if end and start]  # fmt: skip
 
 
-def _starts(
-    session: Session, kind: str, workers: list[str], order: list[uuid.UUID]
-) -> dict[uuid.UUID, float]:
-    """Seconds until each job of ``order`` starts on ``workers`` (:mod:`jobs.queue_estimate`).
-
-    Reads only the fields a :class:`~jobs.queue_estimate.Shape` needs, and estimates each
-    distinct shape once (a study's jobs share a handful).
-    """
+def _free_workers(
+    session: Session, kind: str, workers: list[str], history: list[Finished]
+) -> FreeWorkers:
+    """When each of the live ``workers`` of ``kind`` is free (its running job's time left)."""
     now = utcnow()
-    history = _history(session, kind)
     free_in = dict.fromkeys(workers, 0.0)
     for worker, spec, eta, updated, since in session.execute(
         select(Job.worker, Job.spec, Job.eta_s, Job.updated_at, Job.running_since)
@@ -201,26 +195,70 @@ def _starts(
                 eta_s=eta,
                 eta_age_s=(now - updated).total_seconds(),
             )
-    if not free_in:
-        return {}
-    shape_of = select(
-        Job.id,
-        Job.spec[("problem", "kind")].as_string(),
-        Job.spec[("inner", "steps")].as_integer(),
-        Job.spec[("outer", "iterations")].as_integer(),
-    ).where(Job.queue == kind, Job.status == JobStatus.QUEUED)
-    expected: dict[tuple[Any, Any, Any], float] = {}
-    duration: dict[uuid.UUID, float] = {}
-    for i, *fields in session.execute(shape_of):
-        key = tuple(fields)
-        if key not in expected:
-            problem, steps, iterations = key
-            shape = Shape(str(problem or ""), int(steps or 1), int(iterations or 1))  # Shape.of
-            expected[key] = expected_run_s(shape, history)
-        duration[i] = expected[key]
-    default = expected_run_s(Shape.of({}), history)
-    return fairshare.estimated_starts(
-        order, list(free_in.values()), {j: duration.get(j, default) for j in order}
+    return FreeWorkers(list(free_in.values()))
+
+
+@dataclass
+class _Queue:
+    """One kind's queue in numbers: what the viewers' places and estimated starts need."""
+
+    loads: dict[str, fairshare.TeamLoad]
+    counts: dict[str, int]  # queued jobs (not asked to cancel) by team
+    run_s: dict[str, float]  # by team, its queued jobs' mean expected running time
+    default_run_s: float
+    workers: FreeWorkers
+    oldest: datetime | None
+    # (team, its jobs placed) -> their (place, estimated start): the same for every request
+    # of the team until the next reading (a team's pollers ask again and again)
+    placed: dict[tuple[str, int], list[tuple[int, float | None]]] = field(default_factory=dict)
+
+    def places(self, team: str, n: int) -> list[tuple[int, float | None]]:
+        """The places and estimated starts of ``team``'s first ``n`` queued jobs."""
+        got = self.placed.get((team, n))
+        if got is None:
+            got = []
+            for ahead in fairshare.jobs_ahead(self.loads, self.counts, team, n):
+                jobs = sum(ahead.values())
+                work = sum(k * self.run_s.get(t, self.default_run_s) for t, k in ahead.items())
+                got.append((jobs + 1, self.workers.start_s(jobs, work)))
+            self.placed[(team, n)] = got
+        return got
+
+
+def _queue(session: Session, kind: str, policy: Policy, workers: list[str]) -> _Queue:
+    """:class:`_Queue` from aggregates: the queued jobs by team and shape, not one by one.
+
+    The shapes' fields are read in the database (a study's jobs share a handful), so the
+    read grows with teams times shapes, whatever the queue's length.
+    """
+    history = _history(session, kind)
+    rows = session.execute(
+        select(
+            Job.team_id,
+            Job.spec[("problem", "kind")].as_string(),
+            Job.spec[("inner", "steps")].as_integer(),
+            Job.spec[("outer", "iterations")].as_integer(),
+            func.count(),
+            func.min(Job.enqueued_at),
+        )
+        .where(Job.queue == kind, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+        .group_by(text("1"), text("2"), text("3"), text("4"))  # the select's columns
+    ).all()
+    counts: dict[str, int] = {}
+    work: dict[str, float] = {}
+    firsts = [at for *_, at in rows if at is not None]
+    for team, problem, steps, iterations, n, _ in rows:
+        # Shape.of, from the fields read in the database
+        shape = Shape(str(problem or ""), int(steps or 1), int(iterations or 1))
+        counts[str(team)] = counts.get(str(team), 0) + n
+        work[str(team)] = work.get(str(team), 0.0) + n * expected_run_s(shape, history)
+    return _Queue(
+        loads=team_loads(session, kind, policy),
+        counts=counts,
+        run_s={t: work[t] / counts[t] for t in counts},
+        default_run_s=expected_run_s(Shape.of({}), history),
+        workers=_free_workers(session, kind, workers, history),
+        oldest=min(firsts) if firsts else None,
     )
 
 
@@ -233,8 +271,7 @@ class _PoolState:
     alive: dict[str, datetime]
     queues: dict[str, str]  # live worker -> its queue kind
     running_by_worker: dict[str, tuple[uuid.UUID, str]]
-    orders: dict[str, list[fairshare.Candidate[uuid.UUID]]]
-    starts: dict[str, dict[uuid.UUID, float]]
+    kinds: dict[str, _Queue]
     oldest: dict[str, float | None]
 
 
@@ -248,34 +285,21 @@ def _pool_state(session: Session, policy: Policy) -> _PoolState:
     queues = {w: worker_rows[w].queue if w in worker_rows else _worker_kind(session, w)
               for w in alive}  # fmt: skip
     running_by_worker: dict[str, tuple[uuid.UUID, str]] = {}
-    orders: dict[str, list[fairshare.Candidate[uuid.UUID]]] = {}
-    starts: dict[str, dict[uuid.UUID, float]] = {}
+    kinds: dict[str, _Queue] = {}
     for kind in KINDS:
-        loads = team_loads(session, kind, policy)
-        queued = queued_candidates(session, kind, per_team=None)
-        running = running_jobs(session, kind)
-        total_w = sum(t.weight for t in loads.values()) or 1.0
-        total_r = sum(t.running for t in loads.values()) or 1
-        counts: dict[str, int] = {}
-        for c in queued:
-            counts[c.team] = counts.get(c.team, 0) + 1
-        for tid, load in loads.items():
+        q = kinds[kind] = _queue(session, kind, policy, [w for w in alive if queues[w] == kind])
+        total_w = sum(t.weight for t in q.loads.values()) or 1.0
+        total_r = sum(t.running for t in q.loads.values()) or 1
+        for tid, load in q.loads.items():
             view = teams.setdefault(tid, TeamView(names[uuid.UUID(tid)], load.weight))
-            view.kinds[kind] = KindView(running=load.running, queued=counts.get(tid, 0),
+            view.kinds[kind] = KindView(running=load.running, queued=q.counts.get(tid, 0),
                                         limit=load.limit, fair_share=load.weight / total_w,
                                         share=load.running / total_r)  # fmt: skip
-        for r, _, worker in running:
+        for r, _, worker in running_jobs(session, kind):
             running_by_worker[worker] = (r.id, r.team)
-        orders[kind] = fairshare.pick_order(loads, queued)
-        kind_workers = [w for w in alive if queues[w] == kind]
-        starts[kind] = _starts(session, kind, kind_workers, [c.id for c in orders[kind]])
-        first = session.scalar(
-            select(func.min(Job.enqueued_at)).where(Job.queue == kind,
-                                                    Job.status == JobStatus.QUEUED)
-        )  # fmt: skip
-        oldest[kind] = (now - first).total_seconds() if first is not None else None
+        oldest[kind] = (now - q.oldest).total_seconds() if q.oldest is not None else None
     return _PoolState(time.monotonic(), sorted(teams.values(), key=lambda t: t.name), alive,
-                      queues, running_by_worker, orders, starts, oldest)  # fmt: skip
+                      queues, running_by_worker, kinds, oldest)  # fmt: skip
 
 
 def pool_state_age(memo: dict[str, Any]) -> float | None:
@@ -285,8 +309,37 @@ def pool_state_age(memo: dict[str, Any]) -> float | None:
 
 
 def refresh_pool_state(session: Session, policy: Policy, memo: dict[str, Any]) -> None:
-    """Read the shared part of :func:`pool_view` again into ``memo`` (a background refresh)."""
-    memo["pool"] = _pool_state(session, policy)
+    """Read the shared part of :func:`pool_view` again into ``memo`` (a background refresh).
+
+    The places of the teams that asked during the last reading (up to :data:`WARM_TEAMS`
+    per kind) are counted here too, before the reading is shared: a team's pollers ask again,
+    and the count then runs beside the requests instead of inside the first one.
+    """
+    old = memo.get("pool")
+    state = _pool_state(session, policy)
+    for kind, q in state.kinds.items():
+        asked = list(old.kinds[kind].placed) if old is not None and kind in old.kinds else []
+        for team, n in asked[:WARM_TEAMS]:
+            q.places(team, n)
+    memo["pool"] = state
+
+
+def _queued_of(session: Session, viewer: uuid.UUID, kind: str, q: _Queue) -> list[QueuedView]:
+    """``viewer``'s first :data:`QUEUED_SHOWN` queued jobs of ``kind``, placed in the queue.
+
+    Its jobs in the order its claims take them (one range of ``ix_jobs_queued_head``); their
+    places and starts from the other teams' counts (:func:`jobs.fairshare.jobs_ahead`).
+    """
+    rows = session.execute(
+        select(Job.id, Job.name, Job.priority)
+        .where(Job.team_id == viewer, Job.queue == kind, Job.status == JobStatus.QUEUED,
+               Job.cancel_requested.is_(False))
+        .order_by(Job.priority.desc(), Job.created_at, Job.id)
+        .limit(QUEUED_SHOWN)
+    ).all()  # fmt: skip
+    places = q.places(str(viewer), len(rows))
+    return [QueuedView(i, name, kind, priority, place, start)
+            for (i, name, priority), (place, start) in zip(rows, places, strict=True)]  # fmt: skip
 
 
 def pool_view(
@@ -300,8 +353,8 @@ def pool_view(
     """The pool now: every active team's jobs by kind, live workers, ``viewer``'s queue.
 
     With ``memo`` (a dict the caller keeps), what every viewer sees alike (the teams'
-    shares, the queue's order and estimated starts: a read of the whole queue) is read at
-    most once per ``max_age_s`` and shared; only the viewer's own part is read each time.
+    shares and queued counts, the workers) is read at most once per ``max_age_s`` and
+    shared; only the viewer's own queued jobs are read each time.
     """
     state = memo.get("pool") if memo is not None else None
     if state is None or time.monotonic() - state.at >= max_age_s:
@@ -309,14 +362,8 @@ def pool_view(
         if memo is not None:
             memo["pool"] = state
     queued_view: list[QueuedView] = []
-    for kind, order in state.orders.items():
-        mine = [(pos, c) for pos, c in enumerate(order, start=1) if c.team == str(viewer)]
-        mine = mine[:QUEUED_SHOWN]
-        ids = [c.id for _, c in mine]
-        names_of = dict(session.execute(select(Job.id, Job.name).where(Job.id.in_(ids))).all())
-        queued_view += [QueuedView(c.id, names_of[c.id], kind, c.priority, pos,
-                                   state.starts[kind].get(c.id))
-                        for pos, c in mine if c.id in names_of]  # fmt: skip
+    for kind, q in state.kinds.items():
+        queued_view += _queued_of(session, viewer, kind, q)
     workers = []
     for name, seen in sorted(state.alive.items()):
         job = state.running_by_worker.get(name)
@@ -331,60 +378,3 @@ def _worker_kind(session: Session, worker: str) -> str:
         select(Job.queue).where(Job.worker == worker, Job.status == JobStatus.RUNNING).limit(1)
     )
     return kind or QueueKind.CPU
-
-
-def job_counts(session: Session) -> list[tuple[str, str, str, int]]:
-    """``(team, queue kind, status, jobs)`` for every combination that has jobs."""
-    rows = session.execute(
-        select(Team.name, Job.queue, Job.status, func.count())
-        .join(Team, Team.id == Job.team_id)
-        .group_by(Team.name, Job.queue, Job.status)
-    ).all()
-    return [(t, q, s, int(n)) for t, q, s, n in rows]
-
-
-def durations(session: Session) -> tuple[list[float], list[float]]:
-    """``(queue waits, run times)`` in seconds of every job that has started and finished.
-
-    The wait is from submission to the first start; the run time from the last start to
-    the end (a preempted job's earlier attempts are not in it).
-    """
-    rows = session.execute(
-        select(Job.created_at, Job.started_at, Job.running_since, Job.finished_at).where(
-            Job.started_at.is_not(None)
-        )
-    ).all()
-    waits = [(s - c).total_seconds() for c, s, _, _ in rows if s is not None]
-    runs = [(f - r).total_seconds() for _, _, r, f in rows if r is not None and f is not None]
-    return waits, runs
-
-
-def preemption_count(session: Session) -> int:
-    """How many times a running job went back to the queue (preemptions and shutdowns)."""
-    n = session.scalar(
-        select(func.count())
-        .select_from(JobEvent)
-        .where(JobEvent.from_status == JobStatus.RUNNING, JobEvent.to_status == JobStatus.QUEUED,
-               JobEvent.detail["reason"].as_string() == "preempted")
-    )  # fmt: skip
-    return int(n or 0)
-
-
-# above this many rows PostgreSQL's own count (kept by autovacuum's ANALYZE) is close enough
-# for a gauge, and an exact count(*) would read the whole table at every scrape
-TRACE_COUNT_ESTIMATE_ABOVE = 1_000_000
-
-
-def trace_point_count(session: Session) -> int:
-    """How many trace points the store holds (every job's).
-
-    Exact up to :data:`TRACE_COUNT_ESTIMATE_ABOVE`; above it, on PostgreSQL, the planner's
-    estimate (``pg_class.reltuples``): counting 10^9 rows takes minutes.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        est = session.scalar(
-            text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'trace_points'::regclass")
-        )
-        if est is not None and est >= TRACE_COUNT_ESTIMATE_ABOVE:
-            return int(est)
-    return int(session.scalar(select(func.count()).select_from(TracePoint)) or 0)
