@@ -111,11 +111,13 @@ from jobs.store.repo.teams import (
     set_api_key_scope,
     verify_key,
 )
+from jobs.store.repo.trace_compaction import CompactionPass, compact_due, compact_job
 from jobs.store.repo.trace_reads import (
     best_outer_loss,
     last_outer_loss,
     trace_columns,
     trace_span,
+    trace_span_of,
     trace_version,
 )
 from jobs.store.repo.trace_writes import (
@@ -143,6 +145,7 @@ __all__ = [
     "OPERATOR_AGENT",
     "Actor",
     "Claim",
+    "CompactionPass",
     "DueDelivery",
     "IdempotencyConflict",
     "LastAdminKey",
@@ -164,6 +167,8 @@ __all__ = [
     "claim_due",
     "claim_job",
     "claim_next",
+    "compact_due",
+    "compact_job",
     "count_active_jobs",
     "count_admin_keys",
     "create_api_key",
@@ -240,6 +245,7 @@ __all__ = [
     "trace_columns",
     "trace_point_count",
     "trace_span",
+    "trace_span_of",
     "trace_version",
     "truncate_trace",
     "utcnow",
