@@ -110,8 +110,12 @@ def test_compaction_keeps_exactly_the_rollups_of_the_points(sessions):
     team_id, _ = team_with_key(sessions)
     job_id = _finished_job(sessions, team_id, NOW - timedelta(days=30))
     with sessions.begin() as s:
-        # the rollups are recomputed from the points, whatever was stored: drop them first
-        s.execute(trace_blocks.delete().where(trace_blocks.c.job_id == job_id))
+        # the rollups are recomputed from the points, whatever was stored: one block wrong,
+        # one missing
+        mine = trace_blocks.c.job_id == job_id
+        s.execute(trace_blocks.update().where(mine, trace_blocks.c.block == 1)
+                  .values(outer_loss_min=-1.0))  # fmt: skip
+        s.execute(trace_blocks.delete().where(mine, trace_blocks.c.block == 3))
         assert compact_job(s, job_id) == N
     with sessions() as s:
         assert _points(s, job_id) == 0
