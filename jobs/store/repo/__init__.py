@@ -114,6 +114,7 @@ from jobs.store.repo.teams import (
 from jobs.store.repo.trace_compaction import CompactionPass, compact_due, compact_job
 from jobs.store.repo.trace_reads import (
     best_outer_loss,
+    estimated_trace_points,
     last_outer_loss,
     trace_columns,
     trace_span,
@@ -184,6 +185,7 @@ __all__ = [
     "durations",
     "enqueue_events",
     "ensure_team",
+    "estimated_trace_points",
     "expire_running_leases",
     "find_idempotent",
     "find_keyed",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
@@ -72,6 +73,25 @@ def trace_span_of(session: Session, job_id: uuid.UUID, after: int) -> TraceSpan:
     if record is None:
         return TraceSpan(0, 0, 0)
     return TraceSpan(*compacted_span(record, after), compacted=True)
+
+
+_ESTIMATE = text(
+    "SELECT sum(c.reltuples)::bigint FROM pg_class c WHERE c.relkind = 'r' AND c.reltuples >= 0"
+    " AND c.oid IN (SELECT 'trace_points'::regclass"
+    "               UNION SELECT relid FROM pg_partition_tree('trace_points'))"
+)
+
+
+def estimated_trace_points(session: Session) -> int | None:
+    """PostgreSQL's estimate of the points stored, summed over trace_points' partitions.
+
+    The planner's row counts (``reltuples``, kept by (auto)vacuum and analyze) of the leaf
+    tables: a partitioned table's own is never set. ``None`` on SQLite or before any analyze.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    est = session.scalar(_ESTIMATE)
+    return None if est is None else int(est)
 
 
 def best_outer_loss(session: Session, job_id: uuid.UUID) -> tuple[float, int] | None:
