@@ -15,6 +15,7 @@ finished jobs as the scale benchmark does (``benchmarks.service._scale_load``), 
   job (first touch) and again (warm), p50/p99, alone and with ``--readers`` threads reading;
 - the same two requests through ``bilevel serve`` (HTTP): the process's first, each job's
   first, and warm;
+- ``--reindex``: the sizes again after ``REINDEX TABLE trace_points`` (a packed index);
 - ``--compact``: every job compacted (``repo.compact_due``): points per second, the sizes
   after, and the page of a compacted job.
 """
@@ -188,6 +189,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=100, help="timed requests per figure")
     ap.add_argument("--readers", type=int, default=4, help="threads reading, under load")
     ap.add_argument("--compact", action="store_true", help="then compact every job, timed")
+    ap.add_argument("--reindex", action="store_true", help="also measure the index rebuilt")
     ap.add_argument("--pg-admin-url", default=PG_ADMIN_URL)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/service/results/trace_store.json"))
     return ap.parse_args(argv)
@@ -207,6 +209,15 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
         c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
     report["sizes"] = _sizes(sessions, args.points)
     print("sizes:", json.dumps(report["sizes"]))
+    if args.reindex:  # the same index packed (a B-tree split 50/50 by interleaved jobs)
+        t = time.perf_counter()
+        with engine.connect() as c:
+            c.execution_options(isolation_level="AUTOCOMMIT").execute(
+                text("REINDEX TABLE trace_points")
+            )
+        report["reindex_s"] = round(time.perf_counter() - t, 1)
+        report["sizes_reindexed"] = _sizes(sessions, args.points)
+        print("reindexed:", json.dumps(report["sizes_reindexed"]))
     report["plans"] = _explain(sessions, ids[-1])
     report["rest"] = _latencies(sessions, ids, args.per_trace, args.rounds)
     print("at rest:", json.dumps(report["rest"]))
