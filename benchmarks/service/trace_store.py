@@ -23,6 +23,7 @@ finished jobs as the scale benchmark does (``benchmarks.service._scale_load``), 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import threading
@@ -86,7 +87,7 @@ def _pct(xs: list[float]) -> dict[str, float]:
             "max": round(xs[-1] * 1e3, 2)}  # fmt: skip
 
 
-def _page(sessions: Any, job_id: uuid.UUID, max_points: int | None, after: int) -> int:
+def _page(sessions: Any, job_id: uuid.UUID, *, max_points: int | None, after: int) -> int:
     """What GET /trace asks of the store: the span, then the columns."""
     with sessions() as s:
         span = repo.trace_span_of(s, job_id, after)
@@ -106,12 +107,11 @@ def _time(fn: Callable[[], Any], n: int) -> list[float]:
 def _latencies(sessions: Any, ids: list[uuid.UUID], per: int, rounds: int) -> dict[str, Any]:
     rng = random.Random(1)
     first = rng.sample(ids, min(rounds, len(ids)))
-    page = lambda j: _page(sessions, j, 1000, 0)  # noqa: E731
-    poll = lambda j: _page(sessions, j, None, per - 50)  # noqa: E731
     res: dict[str, Any] = {}
-    for name, fn in (("trace_page", page), ("trace_after", poll)):
-        firsts = [t for j in first for t in _time(lambda j=j, fn=fn: fn(j), 1)]
-        warm = _time(lambda fn=fn: fn(first[0]), rounds)
+    for name, max_points, after in (("trace_page", 1000, 0), ("trace_after", None, per - 50)):
+        fn = functools.partial(_page, sessions, max_points=max_points, after=after)
+        firsts = [t for j in first for t in _time(functools.partial(fn, j), 1)]
+        warm = _time(functools.partial(fn, first[0]), rounds)
         res[name] = {"first_touch": _pct(firsts), "warm": _pct(warm)}
     return res
 
@@ -123,7 +123,7 @@ def _under_load(sessions: Any, ids: list[uuid.UUID], per: int, readers: int, rou
     def reader(k: int) -> None:
         rng = random.Random(100 + k)
         while not stop.is_set():
-            _page(sessions, rng.choice(ids), 1000, 0)
+            _page(sessions, rng.choice(ids), max_points=1000, after=0)
 
     threads = [threading.Thread(target=reader, args=(k,), daemon=True) for k in range(readers)]
     for t in threads:
@@ -148,9 +148,10 @@ def _http(url: str, key: str, ids: list[uuid.UUID], per: int, rounds: int) -> di
         with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as c:
             for name, query in (("trace_page", "?max_points=1000"),
                                 ("trace_after", f"?after={per - 50}")):  # fmt: skip
-                get = lambda j, q=query: c.get(f"/v1/jobs/{j}/trace{q}").raise_for_status()  # noqa: E731
-                firsts = [t for j in order for t in _time(lambda j=j, get=get: get(j), 1)]
-                warm = _time(lambda get=get: get(order[0]), rounds)
+                paths = [f"/v1/jobs/{j}/trace{query}" for j in order]
+                firsts = [t for p in paths for t in _time(functools.partial(c.get, p), 1)]
+                warm = _time(functools.partial(c.get, paths[0]), rounds)
+                c.get(paths[-1]).raise_for_status()  # what was timed were answers
                 res[name] = {"process_first_ms": round(firsts[0] * 1e3, 2),
                              "first_touch": _pct(firsts[1:]), "warm": _pct(warm)}  # fmt: skip
     finally:
@@ -174,8 +175,8 @@ def _explain(sessions: Any, job_id: uuid.UUID) -> dict[str, str]:
         span = repo.trace_span_of(s, job_id, 0)
         repo.trace_columns(s, job_id, max_points=1000, span=span)
         s.execute(text("SELECT 1"))  # the last plan's notice comes with the next answer
-        for k, note in enumerate(notes):
-            plans[f"statement_{k}"] = note
+        for n, note in enumerate(notes):
+            plans[f"statement_{n}"] = note
     return plans
 
 
@@ -232,7 +233,8 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
         with engine.connect() as c:
             c.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
         report["sizes_compacted"] = _sizes(sessions, args.points)
-        report["compacted_page"] = _pct(_time(lambda: _page(sessions, ids[0], 1000, 0), 20))
+        page = functools.partial(_page, sessions, ids[0], max_points=1000, after=0)
+        report["compacted_page"] = _pct(_time(page, 20))
         print("compacted:", json.dumps(report["sizes_compacted"]), report["compacted_page"])
     engine.dispose()
 

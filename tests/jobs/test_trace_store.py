@@ -207,3 +207,27 @@ def test_rewind_and_resume_are_unchanged_on_the_partitioned_table(sessions):
         assert _blocks(s, job_id) == expected
         refresh_blocks(s, job_id, 1, 3 * TRACE_BLOCK)
         assert _blocks(s, job_id) == expected
+
+
+def test_concurrent_passes_take_disjoint_jobs(pg_sessions):
+    import threading
+
+    team_id, _ = team_with_key(pg_sessions)
+    now = datetime(1975, 1, 1, tzinfo=UTC)  # an era of its own, as above
+    ids = [_finished_job(pg_sessions, team_id, now - timedelta(days=5), n=100) for _ in range(12)]
+    passes: list[repo.CompactionPass] = []
+
+    def one() -> None:
+        passes.append(repo.compact_due(pg_sessions, timedelta(days=1), batch=2, now=now))
+
+    threads = [threading.Thread(target=one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # every job compacted exactly once, by one of the passes
+    assert sum(p.jobs for p in passes) == len(ids) and sum(p.points for p in passes) == 1200
+    with pg_sessions() as s:
+        recs = s.scalars(select(TraceCompaction).where(TraceCompaction.job_id.in_(ids))).all()
+        assert sorted(r.job_id for r in recs) == sorted(ids)
+        assert all(r.points == 100 for r in recs)
