@@ -19,6 +19,8 @@ from jobs.store.models import (
     TRACE_BLOCK,
     TRACE_PARTITIONS,
     Job,
+    Study,
+    StudyMember,
     TraceCompaction,
     TracePoint,
     trace_blocks,
@@ -148,8 +150,15 @@ def test_the_retention_boundary_and_a_second_pass_that_finds_nothing(sessions):
     inside = _finished_job(sessions, team_id, now - keep + timedelta(seconds=1), n=70)
     outside = _finished_job(sessions, team_id, now - keep - timedelta(seconds=1), n=70)
     running = _finished_job(sessions, team_id, now - 2 * keep, n=5)
+    searching = _finished_job(sessions, team_id, now - 2 * keep, n=5)
     with sessions.begin() as s:  # a job not finished is never compacted, however old
         s.execute(update(Job).where(Job.id == running).values(status=JobStatus.RUNNING))
+        # nor a member of a search still adding members (its pruner reads their points)
+        study = Study(team_id=team_id, name="search", base={}, grid={}, group_by=[], skipped=[],
+                      kind="search", search={}, search_done=False)  # fmt: skip
+        s.add(study)
+        s.flush()
+        s.add(StudyMember(study_id=study.id, position=0, job_id=searching, values={}))
     with sessions() as s:
         before = _blocks(s, outside)
     done = repo.compact_due(sessions, keep, batch=1, now=now)
@@ -158,6 +167,7 @@ def test_the_retention_boundary_and_a_second_pass_that_finds_nothing(sessions):
     assert (again.jobs, again.points) == (0, 0)
     with sessions() as s:
         assert _points(s, inside) == 70 and _points(s, running) == 5
+        assert _points(s, searching) == 5
         assert _points(s, outside) == 0 and _blocks(s, outside) == before
         assert s.get(TraceCompaction, inside) is None
         # compacting one job again changes nothing

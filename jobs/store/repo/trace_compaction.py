@@ -1,10 +1,12 @@
 """Trace retention: old jobs' full-resolution points compacted into their rollups, and read back.
 
-A job finished (succeeded, failed, cancelled) longer ago than the retention keeps its
-``trace_blocks`` (each field's extremes per 64 iterations and where they are) and loses its
-``trace_points``; a ``trace_compactions`` row records the trace's size and span. The blocks
-are recomputed from the points in the same transaction that deletes them, so what is kept is
-exactly the rollup of what was stored, whatever wrote it (an older release, a bulk load).
+A job that ended (``jobs.status.TERMINAL``) longer ago than the retention, and is no member
+of a search still adding members (its pruner compares new members with the earlier ones'
+points), keeps its ``trace_blocks`` (each field's extremes per 64 iterations and where they
+are) and loses its ``trace_points``; a ``trace_compactions`` row records the trace's size
+and span. The blocks are recomputed from the points in the same transaction that deletes
+them, so what is kept is exactly the rollup of what was stored, whatever wrote it (an older
+release, a bulk load).
 
 Concurrency: a pass locks the jobs it takes (``FOR NO KEY UPDATE SKIP LOCKED``: two workers'
 passes take disjoint jobs, and a trace writer's foreign-key check is not blocked), and a job
@@ -31,6 +33,8 @@ from jobs.store.models import (
     TRACE_BLOCK,
     TRACE_FIELDS,
     Job,
+    Study,
+    StudyMember,
     TraceCompaction,
     TracePoint,
     trace_blocks,
@@ -82,12 +86,20 @@ def compact_job(session: Session, job_id: uuid.UUID) -> int:
 
 def _due(session: Session, cutoff: datetime, limit: int) -> list[uuid.UUID]:
     """Up to ``limit`` terminal jobs finished before ``cutoff`` and not compacted, locked."""
+    # a search still adding members prunes them against its earlier ones' points
+    searching = exists().where(
+        StudyMember.job_id == Job.id,
+        StudyMember.study_id == Study.id,
+        Study.kind == "search",
+        Study.search_done.is_(False),
+    )
     q = (
         select(Job.id)
         .where(
             Job.status.in_(list(TERMINAL)),
             Job.finished_at < cutoff,
             ~exists().where(TraceCompaction.job_id == Job.id),
+            ~searching,
         )
         .order_by(Job.finished_at)
         .limit(limit)
