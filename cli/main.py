@@ -8,7 +8,7 @@ core library load only for the commands that use them.
 
 This module is the parser and the dispatch; each command group is a module of its own:
 :mod:`cli.server` (``serve``, ``worker``, ``migrate``), :mod:`cli.backup` (``backup``,
-``restore``), :mod:`cli.keys`, :mod:`cli.teams`,
+``restore``), :mod:`cli.traces` (``traces compact``), :mod:`cli.keys`, :mod:`cli.teams`,
 :mod:`cli.pool`, :mod:`cli.problems`, :mod:`cli.datasets`, :mod:`cli.client` (``submit``,
 ``status``, ``watch``, ``trace``, ``cancel``, ``result``, ``hparams``), :mod:`cli.jobs`
 (``jobs list``), :mod:`cli.run`, :mod:`cli.reproduce`,
@@ -38,6 +38,7 @@ from cli import (
     server,
     study,
     teams,
+    traces,
     webhooks,
 )
 from cli.errors import UsageError
@@ -66,6 +67,7 @@ def add_commands(commands: argparse._SubParsersAction, *, with_experiments: bool
     backup.add_commands(commands)
     keys.add_commands(commands)
     teams.add_commands(commands)
+    traces.add_commands(commands)
     client.add_commands(commands)
     jobs.add_commands(commands)
     pool.add_commands(commands)

@@ -83,6 +83,15 @@ class StoreSettings(BaseSettings):
     webhook_backoff_s: float = Field(5.0, ge=0, le=3600)
     # how often a worker (or the embedded executor) looks for events to send
     webhook_poll_s: float = Field(2.0, gt=0, le=3600)
+    # trace retention (jobs.store.repo.trace_compaction): the full-resolution points of a job
+    # finished longer ago than this are compacted into its per-64-iteration rollups, which
+    # the trace endpoint then serves (X-Trace-Resolution: block). None: kept forever. The
+    # workers' reaper compacts every trace_compact_every_s, trace_compact_batch jobs per
+    # transaction, at most trace_compact_max_s in one pass; ``bilevel traces compact`` now.
+    trace_retention_days: float | None = Field(None, gt=0)
+    trace_compact_every_s: float = Field(300.0, gt=0)
+    trace_compact_batch: int = Field(20, ge=1, le=10_000)
+    trace_compact_max_s: float = Field(10.0, gt=0)
 
     @property
     def embedded(self) -> bool:

@@ -3,11 +3,11 @@
 It implements the same ``send``/``ping`` as the Celery dispatcher and runs each job the way
 a Celery worker does, in a job process under the watchdog (``worker.watchdog``): a job that
 stops making progress is killed there and the next one runs in a fresh process. A periodic
-reap requeues jobs whose lease expired. At start it takes back the jobs a previous process
-left ``running`` (there is only one executor per store in this mode) and queues every job
-still ``queued``. It beats as a worker named ``embedded`` (at its start, after each job and at
-each reap) so that an idle embedded server counts one live worker (``bilevel_workers_alive``,
-the pool's estimated starts).
+reap requeues jobs whose lease expired and compacts traces past the retention. At start it
+takes back the jobs a previous process left ``running`` (there is only one executor per store
+in this mode) and queues every job still ``queued``. It beats as a worker named ``embedded``
+(at its start, after each job and at each reap) so that an idle embedded server counts one
+live worker (``bilevel_workers_alive``, the pool's estimated starts).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from jobs.status import QueueKind
 from jobs.store import repo
 from worker.job_process import OnRecord
 from worker.notify import Notifier
+from worker.retention import Retention
 from worker.search import advance_after, advance_all
 from worker.settings import WorkerSettings
 from worker.watchdog import Supervisor
@@ -59,6 +60,7 @@ class LocalExecutor:
         self._thread = threading.Thread(target=self._loop, daemon=True, name="bilevel-executor")
         self.current: uuid.UUID | None = None
         self._notifier = Notifier(sessions, settings)  # webhooks, off the request path
+        self._retention = Retention(sessions, settings)  # traces past the retention
 
     def start(self) -> LocalExecutor:
         self._beat()
@@ -135,5 +137,6 @@ class LocalExecutor:
             for job in jobs:
                 self._queue.put(job.id)
             advance_all(self.sessions, self.send, self.settings.max_attempts)
+            self._retention.maybe_pass()
         except Exception:
             log.warning("reap failed", exc_info=True)

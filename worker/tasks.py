@@ -6,7 +6,8 @@ making progress loses: this process never imports torch.
 The engine is created lazily in the worker process. Every worker also runs a reaper thread
 (``worker_ready``): it records the worker's heartbeat in the pool, asks over-share jobs to
 yield to starved teams (preemption), requeues jobs whose lease expired, resends stale
-queued jobs and steps search studies (``worker.search``).
+queued jobs, steps search studies (``worker.search``) and compacts traces past the
+retention (``worker.retention``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from worker.app import app, settings
 from worker.attempt import worker_name
 from worker.notify import Notifier
 from worker.outcome import Outcome
+from worker.retention import Retention
 from worker.search import advance_after, advance_all
 from worker.shutdown import request_shutdown
 from worker.watchdog import Supervisor
@@ -152,6 +154,7 @@ def _reaper_loop(kinds: list[str]) -> None:
     # running job looks lost. Its worker is most likely still computing it and retrying its
     # writes: give it one lease to renew before taking the job (and an attempt) away.
     grace_until = 0.0
+    retention = Retention(sessions(), settings)
     while True:
         try:
             _pool_pass(kinds)
@@ -166,6 +169,10 @@ def _reaper_loop(kinds: list[str]) -> None:
             log.warning("reaper pass failed: store unavailable", exc_info=True)
         except Exception:
             log.warning("reaper pass failed", exc_info=True)
+        try:
+            retention.maybe_pass()
+        except Exception:  # the next pass takes what this one left
+            log.warning("trace compaction pass failed", exc_info=True)
 
 
 def _consumed_kinds() -> list[str]:

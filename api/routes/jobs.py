@@ -208,15 +208,24 @@ def get_trace(
         ),
     ] = None,
 ) -> Response:
-    """Convergence trace as columns, after an iteration, downsampled keeping extremes."""
+    """Convergence trace as columns, after an iteration, downsampled keeping extremes.
+
+    ``X-Trace-Resolution: block`` says the job's full-resolution points were compacted
+    (``BILEVEL_TRACE_RETENTION_DAYS``): the rows are the iterations where each field's
+    minimum and maximum over a block of 64 lie, with ``null`` for the other fields.
+    """
     job = _job_or_404(audit, job_id)
     names = _fields(fields)
     limit = min(max_points or settings.default_trace_points, settings.max_trace_points)
-    span = repo.trace_span(session, job.id, after)
-    count, last = span[0], span[2]
-    tag_src = f"{job.id}:{job.attempts}:{count}:{last}:{after}:{limit}:{','.join(names)}"
+    span = repo.trace_span_of(session, job.id, after)
+    count, last = span.points, span.last
+    # a compacted trace (past the retention) is answered from its per-block rollups
+    resolution = "block" if span.compacted else "full"
+    tag_src = (f"{job.id}:{job.attempts}:{count}:{last}:{after}:{limit}:{','.join(names)}"
+               f":{resolution}")  # fmt: skip
     etag = _weak_etag(tag_src.encode())
-    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Trace-Points": str(count)}
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Trace-Points": str(count),
+               "X-Trace-Resolution": resolution}  # fmt: skip
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     # the body holds what the ETag counted, read without a second span query

@@ -10,12 +10,20 @@ from jobs.store.models.datasets import Dataset, DatasetBlob, DatasetChunk
 from jobs.store.models.jobs import Artifact, Job, JobEvent, Worker
 from jobs.store.models.studies import Study, StudyMember
 from jobs.store.models.teams import ApiKey, Team
-from jobs.store.models.traces import TRACE_BLOCK, TRACE_FIELDS, TracePoint, trace_blocks
+from jobs.store.models.traces import (
+    TRACE_BLOCK,
+    TRACE_FIELDS,
+    TRACE_PARTITIONS,
+    TraceCompaction,
+    TracePoint,
+    trace_blocks,
+)
 from jobs.store.models.webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "TRACE_BLOCK",
     "TRACE_FIELDS",
+    "TRACE_PARTITIONS",
     "ApiKey",
     "Artifact",
     "AuditEvent",
@@ -28,6 +36,7 @@ __all__ = [
     "Study",
     "StudyMember",
     "Team",
+    "TraceCompaction",
     "TracePoint",
     "UTCDateTime",
     "Webhook",

@@ -4,18 +4,37 @@
 record key, so a dashboard poll is an index range scan; ``trace_blocks`` rolls it up per 64
 iterations (each field's extremes and where they are) so that downsampling a long trace
 reads n/64 rows.
+
+On PostgreSQL ``trace_points`` is partitioned by hash of ``job_id`` into
+``TRACE_PARTITIONS`` tables (schema ``trace_parts``; migration 0018 says why by job and not
+by time): every statement here names one job and reads one partition. SQLite keeps a plain
+table. A job finished longer ago than the retention (``BILEVEL_TRACE_RETENTION_DAYS``) has
+its points *compacted*: deleted, its ``trace_blocks`` kept, and a ``trace_compactions`` row
+saying so (``jobs.store.repo.trace_compaction``).
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import Column, Double, ForeignKey, Integer, Table, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jobs.store.base import Base
+from jobs.store.base import Base, UTCDateTime
 
-__all__ = ["TRACE_BLOCK", "TRACE_FIELDS", "TracePoint", "trace_blocks"]
+__all__ = [
+    "TRACE_BLOCK",
+    "TRACE_FIELDS",
+    "TRACE_PARTITIONS",
+    "TraceCompaction",
+    "TracePoint",
+    "trace_blocks",
+]
+
+# PostgreSQL's hash partitions of trace_points (migration 0018 creates them): a few billion
+# points a year is ~10^8 rows per partition, each with its own index and vacuum
+TRACE_PARTITIONS = 16
 
 # The float columns of a trace point: core.fit's record keys besides `iteration`.
 TRACE_FIELDS = (
@@ -69,3 +88,21 @@ trace_blocks = Table(
         for part in ("min", "min_it", "max", "max_it")
     ],
 )
+
+
+class TraceCompaction(Base):
+    """A job whose full-resolution points were compacted into its trace_blocks.
+
+    ``points`` and the iteration span are the trace's before compaction: the trace endpoint
+    keeps answering the same version of it, at block resolution.
+    """
+
+    __tablename__ = "trace_compactions"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True
+    )
+    points: Mapped[int] = mapped_column(Integer)
+    first_iteration: Mapped[int] = mapped_column(Integer)
+    last_iteration: Mapped[int] = mapped_column(Integer)
+    compacted_at: Mapped[datetime] = mapped_column(UTCDateTime)

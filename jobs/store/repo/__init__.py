@@ -115,11 +115,14 @@ from jobs.store.repo.teams import (
     set_api_key_scope,
     verify_key,
 )
+from jobs.store.repo.trace_compaction import CompactionPass, compact_due, compact_job
 from jobs.store.repo.trace_reads import (
     best_outer_loss,
+    estimated_trace_points,
     last_outer_loss,
     trace_columns,
     trace_span,
+    trace_span_of,
     trace_version,
 )
 from jobs.store.repo.trace_writes import (
@@ -147,6 +150,7 @@ __all__ = [
     "OPERATOR_AGENT",
     "Actor",
     "Claim",
+    "CompactionPass",
     "DueDelivery",
     "Histogram",
     "IdempotencyConflict",
@@ -169,6 +173,8 @@ __all__ = [
     "claim_due",
     "claim_job",
     "claim_next",
+    "compact_due",
+    "compact_job",
     "count_active_jobs",
     "count_admin_keys",
     "create_api_key",
@@ -184,6 +190,7 @@ __all__ = [
     "durations",
     "enqueue_events",
     "ensure_team",
+    "estimated_trace_points",
     "expire_running_leases",
     "find_idempotent",
     "find_keyed",
@@ -246,6 +253,7 @@ __all__ = [
     "trace_columns",
     "trace_point_count",
     "trace_span",
+    "trace_span_of",
     "trace_version",
     "truncate_trace",
     "utcnow",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Double,
@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import ARRAY as PG_ARRAY
@@ -28,6 +29,7 @@ from jobs.store.models import (
     TracePoint,
     trace_blocks,
 )
+from jobs.store.repo.trace_compaction import compacted_columns, compacted_span, compaction_of
 from jobs.store.repo.trace_writes import block_of
 
 # -- traces ----------------------------------------------------------------------------------
@@ -39,20 +41,57 @@ def trace_version(session: Session, job_id: uuid.UUID, after: int) -> tuple[int,
     return n, last
 
 
+class TraceSpan(NamedTuple):
+    """A trace's points past an iteration, and whether only their rollups are kept."""
+
+    points: int
+    first: int
+    last: int
+    compacted: bool = False
+
+
 def trace_span(session: Session, job_id: uuid.UUID, after: int) -> tuple[int, int, int]:
     """``(points, first, last)`` past ``after`` from two index probes, no count scan.
 
     The runner writes every iteration from 1 on and truncates before resuming, so a trace
-    is contiguous and ``last - first + 1`` is its size.
+    is contiguous and ``last - first + 1`` is its size. A compacted trace answers the span
+    its points had (``trace_compactions``).
     """
+    return trace_span_of(session, job_id, after)[:3]
+
+
+def trace_span_of(session: Session, job_id: uuid.UUID, after: int) -> TraceSpan:
+    """:func:`trace_span`, saying whether the trace was compacted (one more probe if empty)."""
     first, last = session.execute(
         select(func.min(TracePoint.iteration), func.max(TracePoint.iteration)).where(
             TracePoint.job_id == job_id, TracePoint.iteration > after
         )
     ).one()
-    if first is None:
-        return 0, 0, 0
-    return int(last) - int(first) + 1, int(first), int(last)
+    if first is not None:
+        return TraceSpan(int(last) - int(first) + 1, int(first), int(last))
+    record = compaction_of(session, job_id)
+    if record is None:
+        return TraceSpan(0, 0, 0)
+    return TraceSpan(*compacted_span(record, after), compacted=True)
+
+
+_ESTIMATE = text(
+    "SELECT sum(c.reltuples)::bigint FROM pg_class c WHERE c.relkind = 'r' AND c.reltuples >= 0"
+    " AND c.oid IN (SELECT 'trace_points'::regclass"
+    "               UNION SELECT relid FROM pg_partition_tree('trace_points'))"
+)
+
+
+def estimated_trace_points(session: Session) -> int | None:
+    """PostgreSQL's estimate of the points stored, summed over trace_points' partitions.
+
+    The planner's row counts (``reltuples``, kept by (auto)vacuum and analyze) of the leaf
+    tables: a partitioned table's own is never set. ``None`` on SQLite or before any analyze.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    est = session.scalar(_ESTIMATE)
+    return None if est is None else int(est)
 
 
 def best_outer_loss(session: Session, job_id: uuid.UUID) -> tuple[float, int] | None:
@@ -83,7 +122,7 @@ def trace_columns(
     after: int = 0,
     max_points: int | None = None,
     fields: Iterable[str] = TRACE_FIELDS,
-    span: tuple[int, int, int] | None = None,
+    span: tuple[int, int, int] | TraceSpan | None = None,
 ) -> dict[str, list[Any]]:
     """Columnar trace past ``after``, downsampled to at most ``max_points`` rows.
 
@@ -96,13 +135,21 @@ def trace_columns(
 
     ``span`` is :func:`trace_span`'s answer when the caller has it (an ETag hashed it): the
     rows are those it counted, never points committed since.
+
+    A compacted trace (its points gone, its rollups kept: ``trace_compaction``) answers
+    the points its rollups name; so does one compacted since ``span`` was read.
     """
     fields = [f for f in fields if f != "iteration"]
     cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
     where = and_(TracePoint.job_id == job_id, TracePoint.iteration > after)
-    n, first, last = span or trace_span(session, job_id, after)
+    span = span or trace_span_of(session, job_id, after)
+    n, first, last = span[:3]
     if n == 0:
         return {"iteration": [], **{f: [] for f in fields}}
+    if isinstance(span, TraceSpan) and span.compacted:
+        return compacted_columns(
+            session, job_id, after=after, last=last, max_points=max_points, fields=fields
+        )
     q = select(*cols).where(where, TracePoint.iteration <= last).order_by(TracePoint.iteration)
     if max_points is not None and n > max_points:
         keep = sorted(_extremes(session, job_id, where, fields, max_points, first, last))
@@ -121,6 +168,10 @@ def trace_columns(
                 rows += session.execute(q.where(TracePoint.iteration.in_(chunk))).all()
     else:
         rows = session.execute(q).all()
+    if not rows and compaction_of(session, job_id) is not None:
+        return compacted_columns(
+            session, job_id, after=after, last=last, max_points=max_points, fields=fields
+        )
     out: dict[str, list[Any]] = {"iteration": [r[0] for r in rows]}
     for i, f in enumerate(fields, start=1):
         out[f] = [r[i] for r in rows]

@@ -202,7 +202,11 @@ def _merge_blocks(session: Session, blocks: dict[int, dict[str, Any]]) -> None:
 
 
 def refresh_blocks(session: Session, job_id: uuid.UUID, lo: int, hi: int) -> None:
-    """Recompute the trace_blocks rows covering iterations ``lo..hi`` from trace_points."""
+    """Recompute the trace_blocks rows covering iterations ``lo..hi`` from trace_points.
+
+    Only rows that differ from the recomputed ones are written (a compaction pass checks
+    whole traces whose rollups are already right: rewriting them would only make dead rows).
+    """
     b0, b1 = block_of(lo), block_of(hi)
     cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in TRACE_FIELDS)]
     points = session.execute(
@@ -211,11 +215,13 @@ def refresh_blocks(session: Session, job_id: uuid.UUID, lo: int, hi: int) -> Non
             TracePoint.iteration.between(b0 * TRACE_BLOCK + 1, (b1 + 1) * TRACE_BLOCK),
         )
     ).all()
-    session.execute(
-        delete(trace_blocks).where(
-            trace_blocks.c.job_id == job_id, trace_blocks.c.block.between(b0, b1)
-        )
-    )
     its = [p[0] for p in points]
     by_field = {f: [p[i] for p in points] for i, f in enumerate(TRACE_FIELDS, start=1)}
-    _merge_blocks(session, _rollup(job_id, its, by_field))
+    want = _rollup(job_id, its, by_field)
+    in_range = and_(trace_blocks.c.job_id == job_id, trace_blocks.c.block.between(b0, b1))
+    stored = session.execute(select(trace_blocks).where(in_range))
+    have = {r.block: dict(r._mapping) for r in stored}
+    wrong = [b for b, row in have.items() if want.get(b) != row]
+    if wrong:
+        session.execute(delete(trace_blocks).where(in_range, trace_blocks.c.block.in_(wrong)))
+    _merge_blocks(session, {b: row for b, row in want.items() if have.get(b) != row})
