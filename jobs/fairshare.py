@@ -129,13 +129,16 @@ def pick_next(teams: Mapping[str, TeamLoad], queued: Iterable[Candidate[K]]) -> 
 _FREE = TeamLoad(weight=1.0, running=0, limit=2**31)
 
 
-def pick_order(teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]]) -> list[Candidate[K]]:
+def pick_order(
+    teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]], *, first: int | None = None
+) -> list[Candidate[K]]:
     """The order in which free workers would take ``queued``, if no job ended meanwhile.
 
     Each pick counts as running for its team; a team at its limit waits behind the others
     (its jobs come last, in the order they would be taken as the team's jobs end). The same
     choice as :func:`pick_next` made again and again, kept in a heap of teams (each team's
     key changes only when it is picked): ``O(n log teams)`` for ``n`` queued jobs.
+    ``first`` stops after that many picks (the claim needs only the next few turns).
     """
     teams = dict(teams)
     lines: dict[str, deque[Candidate[K]]] = {}
@@ -145,7 +148,7 @@ def pick_order(teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]]) ->
     heapq.heapify(heap)
     at_limit: list[str] = []
     order: list[Candidate[K]] = []
-    while heap or at_limit:
+    while (heap or at_limit) and (first is None or len(order) < first):
         if not heap:  # every team left is at its limit: lift the limits, keep the order
             teams = {n: replace(t, limit=2**31) for n, t in teams.items()}
             heap = [(_team_key(n, teams.get(n, _FREE)), n) for n in at_limit]

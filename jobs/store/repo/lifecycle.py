@@ -53,10 +53,25 @@ class Claim:
 
 def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) -> Claim | None:
     """Move a queued job to running; ``None`` if it is not queued (duplicate delivery)."""
+    claim = take_job(session, Job.id == job_id, worker, lease_s)
+    if claim is None:
+        cancel_if_requested(session, job_id)
+    return claim
+
+
+def take_job(
+    session: Session, target: ColumnElement[bool], worker: str, lease_s: float
+) -> Claim | None:
+    """Move the queued job ``target`` selects (at most one row) to running, with its event.
+
+    The one guarded claim update: :func:`claim_job` names the job, the concurrent claim
+    (:mod:`jobs.store.repo.claims`) selects a team's head under that team's lock. ``None``
+    when ``target`` matches no queued, uncancelled job.
+    """
     now = utcnow()
     row = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+        .where(target, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
         .values(
             status=JobStatus.RUNNING,
             attempts=Job.attempts + 1,
@@ -67,13 +82,12 @@ def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) 
             preempt_requested=False,
             updated_at=now,
         )
-        .returning(Job.attempts)
+        .returning(Job.id, Job.attempts)
     ).first()
     if row is None:
-        cancel_if_requested(session, job_id)
         return None
-    add_event(session, job_id, JobStatus.QUEUED, JobStatus.RUNNING, row.attempts, worker=worker)
-    return Claim(job_id=job_id, attempt=row.attempts, worker=worker)
+    add_event(session, row.id, JobStatus.QUEUED, JobStatus.RUNNING, row.attempts, worker=worker)
+    return Claim(job_id=row.id, attempt=row.attempts, worker=worker)
 
 
 def queued_job_ids(session: Session) -> list[uuid.UUID]:
