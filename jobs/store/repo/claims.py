@@ -48,16 +48,35 @@ import uuid
 import zlib
 from collections import Counter
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Select, func, select, text
+from sqlalchemy import (
+    Integer,
+    Select,
+    String,
+    Update,
+    Uuid,
+    bindparam,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from jobs import fairshare
 from jobs.fairshare import Candidate, TeamLoad
 from jobs.status import JobStatus
 from jobs.store.models import Job, Team
-from jobs.store.repo.lifecycle import Claim, cancel_if_requested, claim_job, take_job
+from jobs.store.repo.lifecycle import (
+    Claim,
+    cancel_if_requested,
+    claim_job,
+    claim_update,
+    take_job,
+)
 from jobs.store.repo.scheduling import (
     Policy,
     kind_lock_key,
@@ -183,6 +202,18 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TEAM_ORDER = (Job.priority.desc(), Job.created_at, Job.id)
 
 
+def _const(value: str) -> ColumnElement[str]:
+    """``value`` written into the statement's text, not sent as a parameter.
+
+    The statements here are built once and prepared (psycopg prepares a statement run five
+    times); a prepared statement may be planned once for any parameters (a generic plan),
+    and then ``status = $1`` cannot use ``ix_jobs_queued_head`` (partial: ``status =
+    'queued'``): measured, the snapshot took 23 ms with a generic plan against 0.8 ms.
+    """
+    return literal(value, String(), literal_execute=True)
+
+
+@cache
 def _snapshot_query(kind: str) -> Select[Any]:
     """Each team with queued jobs of ``kind``: its row's policy, running and queued (capped).
 
@@ -191,7 +222,7 @@ def _snapshot_query(kind: str) -> Select[Any]:
     """
     running = (
         select(Job.team_id, func.count().label("n"))
-        .where(Job.queue == kind, Job.status == JobStatus.RUNNING)
+        .where(Job.queue == _const(kind), Job.status == _const(JobStatus.RUNNING))
         .group_by(Job.team_id)
         .subquery("running")
     )
@@ -199,8 +230,8 @@ def _snapshot_query(kind: str) -> Select[Any]:
         select(Job.id)
         .where(
             Job.team_id == Team.id,
-            Job.queue == kind,
-            Job.status == JobStatus.QUEUED,
+            Job.queue == _const(kind),
+            Job.status == _const(JobStatus.QUEUED),
             Job.cancel_requested.is_(False),
         )
         .order_by(*_TEAM_ORDER)  # ix_jobs_queued_head's order: its probe, not a team's history
@@ -250,20 +281,30 @@ def _take_head(
     ``check_turn``: only if the team still runs at most ``turn.before`` (the turn is not
     taken yet); the limit holds always.
     """
+    params = {"team": turn.team, "before": turn.before, "limit": turn.limit}
+    return take_job(session, _head_claim(kind, check_turn), params, worker, lease_s)
+
+
+@cache
+def _head_claim(kind: str, check_turn: bool) -> Update:
+    """:func:`_take_head`'s statement (parameters ``team``, ``before``, ``limit``), built once."""
+    team = bindparam("team", type_=Uuid())
     running = (
         select(func.count())
-        .where(Job.team_id == turn.team, Job.queue == kind, Job.status == JobStatus.RUNNING)
+        .where(
+            Job.team_id == team, Job.queue == _const(kind), Job.status == _const(JobStatus.RUNNING)
+        )
         .scalar_subquery()
     )
-    allowed = running < turn.limit
+    allowed = running < bindparam("limit", type_=Integer())
     if check_turn:
-        allowed = allowed & (running <= turn.before)
+        allowed = allowed & (running <= bindparam("before", type_=Integer()))
     head = (
         select(Job.id)
         .where(
-            Job.team_id == turn.team,
-            Job.queue == kind,
-            Job.status == JobStatus.QUEUED,
+            Job.team_id == team,
+            Job.queue == _const(kind),
+            Job.status == _const(JobStatus.QUEUED),
             Job.cancel_requested.is_(False),
             allowed,
         )
@@ -272,4 +313,4 @@ def _take_head(
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    return take_job(session, Job.id == head, worker, lease_s)
+    return claim_update(Job.id == head)
