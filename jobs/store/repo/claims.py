@@ -224,7 +224,7 @@ def _snapshot_query(kind: str) -> Select[Any]:
         select(Job.team_id, func.count().label("n"))
         .where(Job.queue == _const(kind), Job.status == _const(JobStatus.RUNNING))
         .group_by(Job.team_id)
-        .subquery("running")
+        .subquery("running_now")
     )
     head = (
         select(Job.id)
@@ -239,7 +239,7 @@ def _snapshot_query(kind: str) -> Select[Any]:
         .correlate(Team)
         .subquery("head")
     )
-    queued = select(func.count()).select_from(head).lateral("queued")
+    queued = select(func.count()).select_from(head).lateral("queued_head")
     return (
         select(Team.id, Team.weight, Team.max_running_cpu, Team.max_running_gpu,
                func.coalesce(running.c.n, 0), queued.c[0])
@@ -281,14 +281,14 @@ def _take_head(
     ``check_turn``: only if the team still runs at most ``turn.before`` (the turn is not
     taken yet); the limit holds always.
     """
-    params = {"team": turn.team, "before": turn.before, "limit": turn.limit}
+    params = {"claim_team": turn.team, "before": turn.before, "limit": turn.limit}
     return take_job(session, _head_claim(kind, check_turn), params, worker, lease_s)
 
 
 @cache
 def _head_claim(kind: str, check_turn: bool) -> Update:
-    """:func:`_take_head`'s statement (parameters ``team``, ``before``, ``limit``), built once."""
-    team = bindparam("team", type_=Uuid())
+    """:func:`_take_head`'s statement (parameters ``claim_team``, ``before``, ``limit``)."""
+    team = bindparam("claim_team", type_=Uuid())
     running = (
         select(func.count())
         .where(
