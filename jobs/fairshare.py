@@ -131,24 +131,39 @@ def pick_next(teams: Mapping[str, TeamLoad], queued: Iterable[Candidate[K]]) -> 
 _FREE = TeamLoad(weight=1.0, running=0, limit=2**31)
 
 
-def pick_order(teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]]) -> list[Candidate[K]]:
+def pick_order(
+    teams: Mapping[str, TeamLoad], queued: Sequence[Candidate[K]], *, first: int | None = None
+) -> list[Candidate[K]]:
     """The order in which free workers would take ``queued``, if no job ended meanwhile.
 
     Each pick counts as running for its team; a team at its limit waits behind the others
     (its jobs come last, in the order they would be taken as the team's jobs end). The same
     choice as :func:`pick_next` made again and again, kept in a heap of teams (each team's
     key changes only when it is picked): ``O(n log teams)`` for ``n`` queued jobs.
+
+    ``first``: only the next ``first`` picks that free workers would take now (none past a
+    team's limit), what a claim needs. Only the ``first`` least-loaded teams below their
+    limits can be among them (each team ranked above a picked one was picked before it, or
+    ran out of jobs, or reached its limit, all after at least one pick), so only their jobs
+    are sorted: the cost grows with ``first``, not with the queue.
     """
     teams = dict(teams)
-    lines: dict[str, deque[Candidate[K]]] = {}
-    for c in sorted(queued, key=_job_key):
-        lines.setdefault(c.team, deque()).append(c)
+    grouped: dict[str, list[Candidate[K]]] = {}
+    for c in queued:
+        grouped.setdefault(c.team, []).append(c)
+    if first is not None:
+        open_ = [n for n in grouped if _below_limit(teams, n)]
+        keep = heapq.nsmallest(first, open_, key=lambda n: _team_key(n, teams.get(n, _FREE)))
+        grouped = {n: grouped[n] for n in keep}
+    lines = {n: deque(sorted(js, key=_job_key)) for n, js in grouped.items()}
     heap = [(_team_key(n, teams.get(n, _FREE)), n) for n in lines]
     heapq.heapify(heap)
     at_limit: list[str] = []
     order: list[Candidate[K]] = []
-    while heap or at_limit:
+    while (heap or at_limit) and (first is None or len(order) < first):
         if not heap:  # every team left is at its limit: lift the limits, keep the order
+            if first is not None:  # ... unless only what can be taken now was asked for
+                break
             teams = {n: replace(t, limit=2**31) for n, t in teams.items()}
             heap = [(_team_key(n, teams.get(n, _FREE)), n) for n in at_limit]
             heapq.heapify(heap)

@@ -22,6 +22,7 @@ One module per concern; this package re-exports their public names so callers wr
 from jobs.store.models import utcnow
 from jobs.store.repo.artifacts import load_artifact, save_artifact
 from jobs.store.repo.audit import OPERATOR_AGENT, Actor, list_events, owning_team, record_event
+from jobs.store.repo.claims import claim_next
 from jobs.store.repo.datasets import (
     dataset_bytes_used,
     dataset_jobs,
@@ -68,7 +69,6 @@ from jobs.store.repo.pool_metrics import (
 from jobs.store.repo.scheduling import (
     Policy,
     beat_worker,
-    claim_next,
     drop_worker,
     live_workers,
     queued_candidates,

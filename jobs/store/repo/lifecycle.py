@@ -16,7 +16,9 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    Update,
     and_,
+    bindparam,
     func,
     select,
     update,
@@ -25,6 +27,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs.status import TERMINAL, JobStatus
+from jobs.store.base import UTCDateTime
 from jobs.store.models import Job, utcnow
 from jobs.store.repo.events import add_event
 from jobs.store.repo.rows import rows_changed
@@ -51,29 +54,57 @@ class Claim:
     worker: str
 
 
-def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) -> Claim | None:
-    """Move a queued job to running; ``None`` if it is not queued (duplicate delivery)."""
-    now = utcnow()
-    row = session.execute(
+def claim_update(target: ColumnElement[bool]) -> Update:
+    """The guarded claim: the queued, uncancelled job ``target`` selects (one at most) runs.
+
+    Built once by each caller (building a statement costs more Python than running it);
+    :func:`take_job` supplies the worker and the times as parameters.
+    """
+    now = bindparam("claim_now", type_=UTCDateTime())
+    return (
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
+        .where(target, Job.status == JobStatus.QUEUED, Job.cancel_requested.is_(False))
         .values(
             status=JobStatus.RUNNING,
             attempts=Job.attempts + 1,
-            worker=worker,
-            lease_until=now + timedelta(seconds=lease_s),
+            worker=bindparam("claim_worker"),
+            lease_until=bindparam("claim_lease_until", type_=UTCDateTime()),
             started_at=func.coalesce(Job.started_at, now),
             running_since=now,
             preempt_requested=False,
             updated_at=now,
         )
-        .returning(Job.attempts)
-    ).first()
-    if row is None:
+        .returning(Job.id, Job.attempts)
+    )
+
+
+_CLAIM_BY_ID = claim_update(Job.id == bindparam("job_id"))
+
+
+def claim_job(session: Session, job_id: uuid.UUID, worker: str, lease_s: float) -> Claim | None:
+    """Move a queued job to running; ``None`` if it is not queued (duplicate delivery)."""
+    claim = take_job(session, _CLAIM_BY_ID, {"job_id": job_id}, worker, lease_s)
+    if claim is None:
         cancel_if_requested(session, job_id)
+    return claim
+
+
+def take_job(
+    session: Session, claim: Update, params: dict[str, Any], worker: str, lease_s: float
+) -> Claim | None:
+    """Run a :func:`claim_update` statement with ``params``; record the job's event.
+
+    The one way a job starts running: :func:`claim_job` names the job, the concurrent claim
+    (:mod:`jobs.store.repo.claims`) selects a team's head under that team's lock. ``None``
+    when the statement matched no queued, uncancelled job.
+    """
+    now = utcnow()
+    times = {"claim_now": now, "claim_lease_until": now + timedelta(seconds=lease_s)}
+    row = session.execute(claim, {**params, **times, "claim_worker": worker}).first()
+    if row is None:
         return None
-    add_event(session, job_id, JobStatus.QUEUED, JobStatus.RUNNING, row.attempts, worker=worker)
-    return Claim(job_id=job_id, attempt=row.attempts, worker=worker)
+    add_event(session, row.id, JobStatus.QUEUED, JobStatus.RUNNING, row.attempts, worker=worker)
+    return Claim(job_id=row.id, attempt=row.attempts, worker=worker)
 
 
 def queued_job_ids(session: Session) -> list[uuid.UUID]:

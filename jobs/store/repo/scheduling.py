@@ -1,10 +1,9 @@
-"""The pool's scheduling in the store: fair-share claims, preemption requests, worker beats.
+"""The pool's scheduling in the store: what the fair-share claim reads, preemption, beats.
 
-The choice itself is :mod:`jobs.fairshare` (pure); this module reads what it needs in the
-claim's transaction and applies its answer with the guarded updates of
-:mod:`jobs.store.repo.lifecycle`. Claims of one queue kind are serialised (a transaction-scoped
-advisory lock on PostgreSQL; SQLite serialises writers anyway), so two workers never both
-see a team below its limit and both take a job of it.
+The choice itself is :mod:`jobs.fairshare` (pure); this module reads what it needs (team
+loads, queue heads, running jobs) and asks running jobs to yield. The claim that applies the
+choice is :mod:`jobs.store.repo.claims`. Preemption passes of one queue kind are serialised
+by a transaction-scoped advisory lock (:func:`lock_kind`).
 """
 
 from __future__ import annotations
@@ -24,15 +23,15 @@ from jobs.fairshare import Candidate, Running, TeamLoad
 from jobs.settings import StoreSettings
 from jobs.status import JobStatus, QueueKind
 from jobs.store.models import Job, Team, Worker, utcnow
-from jobs.store.repo.lifecycle import Claim, cancel_if_requested, claim_job
 from jobs.store.repo.rows import rows_changed
 
 __all__ = [
     "Policy",
     "beat_worker",
-    "claim_next",
     "drop_worker",
+    "kind_lock_key",
     "live_workers",
+    "lock_kind",
     "queued_candidates",
     "request_preemptions",
     "running_jobs",
@@ -67,20 +66,37 @@ class Policy:
 
     def weight(self, team: Team) -> float:
         """The team's weight, or the default."""
-        return team.weight if team.weight is not None else self.default_weight
+        return self.weight_of(team.weight)
 
     def limit(self, team: Team, kind: str) -> int:
         """The team's running limit on ``kind`` workers, or the default."""
-        gpu = kind == QueueKind.GPU
-        own = team.max_running_gpu if gpu else team.max_running_cpu
-        return own if own is not None else (self.gpu_limit if gpu else self.cpu_limit)
+        return self.limit_of(kind, team.max_running_cpu, team.max_running_gpu)
+
+    def weight_of(self, own: float | None) -> float:
+        """A team's weight from its row's column (``None``: the default)."""
+        return own if own is not None else self.default_weight
+
+    def limit_of(self, kind: str, cpu: int | None, gpu: int | None) -> int:
+        """A team's running limit on ``kind`` workers from its row's two columns."""
+        if kind == QueueKind.GPU:
+            return gpu if gpu is not None else self.gpu_limit
+        return cpu if cpu is not None else self.cpu_limit
 
 
-def _lock_kind(session: Session, kind: str) -> None:
-    """Serialise the claims and preemption passes of queue ``kind`` until commit."""
+def kind_lock_key(kind: str) -> int:
+    """The advisory lock of queue ``kind``: preemption passes take it alone, claims shared."""
+    return zlib.crc32(f"bilevel.claim.{kind}".encode())
+
+
+def lock_kind(session: Session, kind: str) -> None:
+    """Serialise the claims (SQLite) and preemption passes of queue ``kind`` until commit.
+
+    On PostgreSQL a claim takes the same lock *shared* (:mod:`jobs.store.repo.claims`): a
+    preemption pass waits for the claims in flight and sees none half done, while claims do
+    not wait for each other here. SQLite serialises writers anyway.
+    """
     if session.get_bind().dialect.name == "postgresql":
-        key = zlib.crc32(f"bilevel.claim.{kind}".encode())
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": kind_lock_key(kind)})
 
 
 def _running_counts(session: Session, kind: str) -> dict[str, int]:
@@ -201,63 +217,6 @@ def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], 
     ]  # fmt: skip
 
 
-def _claim_view(
-    session: Session, kind: str, policy: Policy
-) -> tuple[list[Candidate[uuid.UUID]], dict[str, TeamLoad]]:
-    """What :func:`jobs.fairshare.pick_next` needs, in two statements on PostgreSQL.
-
-    The teams' queue heads come with their teams' rows; a team with running jobs and
-    nothing queued cannot be picked, so the loads of the teams with a head are enough.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return queued_candidates(session, kind), team_loads(session, kind, policy)
-    running = _running_counts(session, kind)
-    rows = session.execute(_heads_query(kind, 1, with_team=True)).all()
-    queued = [Candidate(id=r.id, team=str(r.team_id), priority=r.priority,
-                        created_at=r.created_at) for r in rows]  # fmt: skip
-    loads = {
-        str(r.team_id): TeamLoad(policy.weight(r.Team), running.get(str(r.team_id), 0),
-                                 policy.limit(r.Team, kind))
-        for r in rows
-    }  # fmt: skip
-    return sorted(queued, key=lambda c: c.created_at), loads
-
-
-def claim_next(
-    session: Session,
-    kind: str,
-    worker: str,
-    lease_s: float,
-    policy: Policy,
-    *,
-    hint: uuid.UUID | None = None,
-) -> Claim | bool:
-    """Claim the queued job of ``kind`` that weighted fair share picks.
-
-    Call it in its own transaction: it holds the kind's lock until commit. ``hint`` is the
-    job the broker message named; if a cancel was requested for it while queued, it ends
-    ``cancelled`` here (as a direct claim of it would have done).
-
-    Returns:
-        The claim; ``True`` when jobs are queued but every team holding them is at its
-        running limit (they wait for a job of theirs to stop); ``False`` when nothing of
-        ``kind`` is queued.
-    """
-    if hint is not None:
-        cancel_if_requested(session, hint)
-    _lock_kind(session, kind)
-    queued, loads = _claim_view(session, kind, policy)
-    if not queued:
-        return False
-    chosen = fairshare.pick_next(loads, queued)
-    if chosen is None:
-        return True
-    claim = claim_job(session, chosen.id, worker, lease_s)
-    # under the lock the chosen row is queued; a claim can only miss if the row was
-    # cancelled in between, and the next message takes the next job
-    return claim if claim is not None else True
-
-
 def request_preemptions(session: Session, kind: str, policy: Policy) -> list[uuid.UUID]:
     """Ask the running jobs :func:`jobs.fairshare.preemption_victims` names to yield.
 
@@ -270,7 +229,7 @@ def request_preemptions(session: Session, kind: str, policy: Policy) -> list[uui
     """
     if not policy.preemption:
         return []
-    _lock_kind(session, kind)
+    lock_kind(session, kind)
     running = running_jobs(session, kind)
     if any(asked for _, asked, _ in running):
         return []
