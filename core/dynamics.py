@@ -123,6 +123,8 @@ class GradientDescent:
             problem = problem.at_step(t)
         w = self.params(state)
         grad = inner_grad(problem, w, hparams, spec, create_graph=create_graph)
+        if torch.is_grad_enabled() == create_graph:  # a no-graph segment runs in no_grad
+            return self._update(state, w, grad, self.step_size(hparams))
         with torch.set_grad_enabled(create_graph):
             return self._update(state, w, grad, self.step_size(hparams))
 
@@ -169,6 +171,8 @@ def inner_grad(
     gradient is freed at once, so a no-graph prefix holds no memory across steps.
     """
     if problem.inner_grad is not None:
+        if torch.is_grad_enabled() == create_graph:
+            return flatten(problem.inner_grad(unflatten(spec, w), hparams), "inner_grad")[0]
         with torch.set_grad_enabled(create_graph):
             grad, _ = flatten(problem.inner_grad(unflatten(spec, w), hparams), "inner_grad")
         return grad

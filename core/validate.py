@@ -34,6 +34,8 @@ def scalar_loss(loss: Any, which: str) -> Tensor:
     Raises:
         ConfigurationError: ``loss`` is not a tensor with exactly one element.
     """
+    if type(loss) is Tensor and loss.dim() == 0:  # the common case, checked cheaply
+        return loss
     if not isinstance(loss, Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ConfigurationError(f"{which}_loss must return a scalar tensor, got {shape}")

@@ -1,15 +1,22 @@
 """Whether a job's inner steps run through ``torch.compile``: ``hypergradient.compile``.
 
-``"on"`` compiles, ``"off"`` never does, ``"auto"`` (the default) compiles when it pays: when
-the job's estimated eager run time is at least ``payoff`` times the compile time. Compiling
-costs seconds once (more on a cold cache) and saves a fraction of every later hypergradient
-(1.4-1.9x on a small CPU model, ``benchmarks.library.peers --compile``): a job of a few
-seconds would only lose, a long one gains. :func:`choose` is that rule, pure;
+``"on"`` compiles, ``"off"`` never does, ``"auto"`` (the default) compiles when it pays.
+Compiling costs seconds once and saves a fraction of every later hypergradient (2-3x on a
+small CPU model, ``benchmarks.library.peers --compile``): a job of a few seconds would only
+lose, a long one gains. :func:`choose` is that rule, pure: with the speed-up measured on
+this worker for the same problem kind, method and shapes it compiles when the time saved,
+``eager run x (1 - 1/speed-up)``, covers the compile time; before a measurement, when the
+eager run is at least ``payoff`` times the compile time (a saving of ``1/payoff`` assumed).
 :class:`AutoCompiled` applies it inside the job: its first hypergradient runs eagerly and
-is timed, which, times the iterations left, estimates the eager run; the compile time is
-the one measured on this worker for the same problem kind and shapes
-(:class:`CompileTimes`, a small JSON file next to torch.compile's own cache), or a prior
-before the first.
+is timed, which, times the iterations left, estimates the eager run.
+
+What a compile costs depends on where torch.compile finds its work (:data:`CACHES`): the
+process already holds the compiled code of a job of the same key (``"memory"``: a guard
+check, the worker keeps it between jobs of one key, :func:`keep_compiled_for`), the disk
+cache under the worker's compile cache holds its kernels (``"disk"``: Dynamo traces again,
+Inductor and AOTAutograd load), or nothing does (``"cold"``). :class:`CompileTimes` keeps
+the cost of each, and the measured speed-up, per key in a small JSON file next to
+torch.compile's own cache; a prior stands in before the first measurement.
 
 Only unrolled reverse methods have a compiled path (:class:`core.Compiled`: full,
 truncated, checkpointed, auto). Forward mode propagates ``M`` tangents through
@@ -21,13 +28,8 @@ specialise on them or recompile), so they run eagerly and their summary says why
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,8 +37,17 @@ import torch
 import core
 from core.tree import flatten
 from jobs.specs.job import JobSpec
+from worker.compile_cache import (
+    CACHES,
+    CompileTimes,
+    compile_counts,
+    keep_compiled_for,
+    note_graphs,
+    resident_key,
+)
 
 __all__ = [
+    "CACHES",
     "COMPILED_METHODS",
     "AutoCompiled",
     "CompileChoice",
@@ -44,13 +55,11 @@ __all__ = [
     "choose",
     "compile_key",
     "compile_refusal",
-    "use_compile_cache",
 ]
-
-log = logging.getLogger(__name__)
 
 #: the methods with a compiled path (an estimator with a ``plan(T)``)
 COMPILED_METHODS = ("full", "truncated", "checkpointed", "auto")
+
 
 # the summary's reason while "auto" has not measured yet: not a choice to keep on resume
 _UNDECIDED = "auto: not chosen before the first step"
@@ -71,6 +80,8 @@ def choose(
     eager_run_s: float | None = None,
     compile_s: float | None = None,
     payoff: float = 10.0,
+    speedup: float | None = None,
+    cache: str | None = None,
 ) -> CompileChoice:
     """The rule of ``hypergradient.compile``.
 
@@ -79,10 +90,14 @@ def choose(
         refusal: why this job has no compiled path (:func:`compile_refusal`), or ``None``.
         eager_run_s: the job's estimated eager run time (``"auto"`` only).
         compile_s: the expected compile time (``"auto"`` only).
-        payoff: ``"auto"`` compiles when ``eager_run_s >= payoff * compile_s``.
+        payoff: before a speed-up is measured, ``"auto"`` compiles when
+            ``eager_run_s >= payoff * compile_s``.
+        speedup: eager over compiled hypergradient time measured for this job's key; then
+            ``"auto"`` compiles when ``eager_run_s >= eager_run_s / speedup + compile_s``.
+        cache: where the compile will find its work (:data:`CACHES`), for the reason.
 
     Returns:
-        The choice and its reason, naming the field or the two times compared.
+        The choice and its reason, naming the field or the times compared.
     """
     if setting == "off":
         return CompileChoice(False, "hypergradient.compile is 'off'")
@@ -92,12 +107,22 @@ def choose(
         return CompileChoice(True, "hypergradient.compile is 'on'")
     if eager_run_s is None or compile_s is None:
         return CompileChoice(False, "auto: no estimate of the run time yet")
-    verdict = ">=" if eager_run_s >= payoff * compile_s else "<"
-    reason = (
-        f"auto: estimated eager run {eager_run_s:.3g} s {verdict} {payoff:g} x compile time "
-        f"{compile_s:.3g} s"
+    where = f", {cache} cache" if cache else ""
+    if speedup is None:
+        verdict = ">=" if eager_run_s >= payoff * compile_s else "<"
+        return CompileChoice(
+            verdict == ">=",
+            f"auto: estimated eager run {eager_run_s:.3g} s {verdict} {payoff:g} x compile time "
+            f"{compile_s:.3g} s{where}",
+        )
+    compiled_run_s = eager_run_s / speedup
+    verdict = ">=" if eager_run_s >= compiled_run_s + compile_s else "<"
+    return CompileChoice(
+        verdict == ">=",
+        f"auto: estimated eager run {eager_run_s:.3g} s {verdict} compiled run "
+        f"{compiled_run_s:.3g} s (speed-up {speedup:.2f}x measured here) + compile time "
+        f"{compile_s:.3g} s{where}",
     )
-    return CompileChoice(verdict == ">=", reason)
 
 
 def compile_refusal(spec: JobSpec, graphed: bool) -> str | None:
@@ -133,51 +158,17 @@ def compile_key(spec: JobSpec, problem: core.BilevelProblem, hparams: Any) -> st
 
 
 @dataclass
-class CompileTimes:
-    """Compile times measured on this worker, by :func:`compile_key`, in a JSON file.
-
-    The latest measurement of a key replaces the earlier one: with torch.compile's disk
-    cache warm, a later job compiles faster than the first. A missing or unreadable file
-    reads as empty; writes go through a temporary file and a rename.
-    """
-
-    path: Path
-
-    def get(self, key: str) -> float | None:
-        """The last compile time measured for ``key``."""
-        value = self._read().get(key)
-        return float(value) if isinstance(value, int | float) else None
-
-    def put(self, key: str, seconds: float) -> None:
-        """Record ``seconds`` for ``key``."""
-        data = {**self._read(), key: round(seconds, 3)}
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, sort_keys=True)
-            os.replace(tmp, self.path)
-        except OSError:  # a cache that cannot be written costs a prior next time, no more
-            log.warning("compile times: cannot write %s", self.path, exc_info=True)
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-
-@dataclass
 class AutoCompiled:
     """An unrolled estimator that decides at its first call whether to compile.
 
     The first call runs ``estimator`` eagerly and is timed; times the ``iterations`` left it
-    estimates the eager run, which :func:`choose` compares with the compile time known for
-    ``key`` (or ``prior_s``). From the second call on, the estimator runs compiled
+    estimates the eager run, which :func:`choose` weighs against the compile time known for
+    ``key`` from the cache it will find (:data:`CACHES`; ``prior_s`` before any) and the
+    speed-up measured for it. From the second call on, the estimator runs compiled
     (:class:`core.Compiled`) or eagerly as chosen; a choice given up front (``"on"``, or
     the one a resumed job made before) skips the measurement. The first compiled call's
-    time is recorded under ``key``.
+    time is recorded under ``key`` with the cache it found, the second's as the speed-up
+    over the measured eager call.
 
     Args:
         estimator: an unrolled reverse estimator (full, truncated, checkpointed).
@@ -202,6 +193,10 @@ class AutoCompiled:
     notes: dict[str, Any] = field(default_factory=dict)
     compiled: core.Compiled | None = field(default=None, init=False)
     key: str | None = field(default=None, init=False)
+    # where the compile found (or, before it, will find) its work; the eager call's time
+    cache: str | None = field(default=None, init=False)
+    eager_s: float | None = field(default=None, init=False)
+    _compiled_calls: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.setting == "on" and self.choice is None:
@@ -244,48 +239,67 @@ class AutoCompiled:
         return self.compiled.compile_s if self.compiled is not None else 0.0
 
     def summary(self) -> dict[str, Any]:
-        """The summary's ``compile``: ``{used, seconds, reason}``."""
+        """The summary's ``compile``: ``{used, seconds, reason}``, and ``cache`` once known.
+
+        ``seconds`` is what this job paid; ``cache`` where its compile found the work
+        (:data:`CACHES`), or will find it before the first compiled call.
+        """
         choice = self.choice or CompileChoice(False, _UNDECIDED)
-        return {"used": choice.used, "seconds": round(self.compile_s, 3), "reason": choice.reason}
+        out = {"used": choice.used, "seconds": round(self.compile_s, 3), "reason": choice.reason}
+        if self.cache is not None:
+            out["cache"] = self.cache
+        return out
+
+    def _expected_cache(self, key: str) -> str:
+        if resident_key() == key:
+            return "memory"
+        return "disk" if self.times is not None and self.times.known(key) else "cold"
 
     def __call__(self, problem: Any, hparams: Any, dynamics: Any) -> core.HypergradientResult:
         """The estimator's result, compiled once chosen."""
         if self.key is None:
             self.key = compile_key(self.spec, problem, hparams)
         if self.compiled is not None:
-            before = self.compiled.compile_s
-            res = self.compiled(problem, hparams, dynamics)
-            if self.compiled.compile_s > before:
-                if self.times is not None:
-                    self.times.put(self.key, self.compiled.compile_s - before)
-                self._chosen()
-            return res
+            return self._compiled_call(self.compiled, self.key, problem, hparams, dynamics)
         if self.choice is not None:
             return self.estimator(problem, hparams, dynamics)  # type: ignore[no-any-return]
         t0 = time.perf_counter()
         res = self.estimator(problem, hparams, dynamics)
-        elapsed = time.perf_counter() - t0
-        known = self.times.get(self.key) if self.times is not None else None
+        self.eager_s = time.perf_counter() - t0
+        self.cache = self._expected_cache(self.key)
+        known = self.times.get(self.key, self.cache) if self.times is not None else None
         self.choice = choose(
             self.setting,
-            eager_run_s=elapsed * max(self.iterations, 1),
+            eager_run_s=self.eager_s * max(self.iterations, 1),
             compile_s=self.prior_s if known is None else known,
             payoff=self.payoff,
+            speedup=self.times.speedup(self.key) if self.times is not None else None,
+            cache=self.cache,
         )
         self._chosen()
         return res  # type: ignore[no-any-return]
 
-
-def use_compile_cache(path: Path) -> None:
-    """Point torch.compile's caches at the worker's shared directory ``path`` (unless the
-    operator did).
-
-    Inductor reads ``TORCHINDUCTOR_CACHE_DIR`` when it first compiles, after this runs. The
-    in-memory caches of earlier jobs are dropped: torch.compile keeps at most a few
-    variants of one function (``recompile_limit``) and past them runs it eagerly, without a
-    word, so a long-lived worker would stop compiling after a few jobs of other problems.
-    The kernels themselves stay on disk, and a job like an earlier one reloads them.
-    """
-    path.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(path))
-    torch.compiler.reset()
+    def _compiled_call(
+        self, compiled: core.Compiled, key: str, problem: Any, hparams: Any, dynamics: Any
+    ) -> core.HypergradientResult:
+        """One compiled hypergradient; the first records its cost, the second the speed-up."""
+        self._compiled_calls += 1
+        kept = keep_compiled_for(key) if self._compiled_calls == 1 else ""
+        graphs, misses = compile_counts()
+        before = compiled.compile_s
+        t0 = time.perf_counter()
+        res = compiled(problem, hparams, dynamics)
+        elapsed = time.perf_counter() - t0
+        new_graphs, new_misses = compile_counts()
+        note_graphs(new_graphs - graphs)
+        if compiled.compile_s > before:
+            if self._compiled_calls == 1:
+                self.cache = "memory" if kept == "memory" and new_graphs == graphs else (
+                    "cold" if new_misses > misses else "disk"
+                )  # fmt: skip
+            if self.times is not None:
+                self.times.put(key, compiled.compile_s - before, cache=self.cache or "cold")
+            self._chosen()
+        elif self._compiled_calls == 2 and self.eager_s is not None and self.times is not None:
+            self.times.put(key, speedup=self.eager_s / elapsed)
+        return res

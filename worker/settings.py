@@ -49,9 +49,11 @@ class WorkerSettings(StoreSettings):
     # with hypergradient.compile: a job whose kernels an earlier one built skips most of the
     # compilation. None: ``compile-cache`` under the state directory.
     compile_cache_dir: Path | None = None
-    # hypergradient.compile="auto" compiles when the job's estimated eager run time is at
-    # least compile_payoff times the compile time measured here for the same problem kind
-    # and shapes (compile-times.json in the compile cache), or compile_prior_s before one is
+    # hypergradient.compile="auto" compiles when the compiled run plus the compile time is
+    # at most the estimated eager run, with the speed-up and compile time measured here for
+    # the same problem kind, method and shapes (compile-times.json in the compile cache);
+    # before a speed-up is measured, when the eager run is at least compile_payoff times the
+    # compile time (compile_prior_s before one is measured)
     compile_payoff: float = Field(default=10.0, gt=0)
     compile_prior_s: float = Field(default=30.0, gt=0)
 

@@ -25,21 +25,32 @@ graph before, or the closed form), higher and torchopt (which can only different
 loss). ``compile s`` is a compiled estimator's first call; the first compiled row of a run
 pays the cold compilation, later rows reuse the kernels it built, as a worker's jobs do.
 
-``default`` is what a job left on ``hypergradient.compile: "auto"`` runs: the compiled
-estimator when ``--iterations`` eager hypergradients take at least ``--payoff`` times the
-row's measured compile time (``worker.compile_choice.choose``), else the eager one; ``x
-default`` is the fastest peer's time over it, decided with the path's cold compile time
-(its first compiled row), and ``auto from`` the fewest iterations for which a job
-compiles. ``eager/plain`` is the eager path's time over the hand-written loop's.
+With ``--compile`` a toy compiles first, as a worker's job process does when it starts
+(``worker.runner.warm_up``): Inductor's one-time set-up is not a job's compile cost.
+``default`` is what a job of ``--jobs`` hyper-iterations left on ``hypergradient.compile:
+"auto"`` runs and how fast, for each place its compile finds its work
+(``worker.compile_cache.CACHES``): ``cold`` (the first job of its kind and shapes on a
+worker: the path's first compiled row), ``disk`` (torch.compile's disk cache warm, a worker
+restarted: timed after ``torch.compiler.reset()``) and ``memory`` (a later job of the same
+key on a running worker: the later compiled rows). As the worker does, the job's first
+hypergradient runs eagerly and ``worker.compile_choice.choose`` decides, with the speed-up
+measured here once the worker has measured it (disk, memory) and the ``--payoff`` rule
+before (cold); a compiled job pays ``eager + compile + (n-2) compiled``, an eager one ``n
+eager``. ``x 100 disk`` is the fastest peer's ``n`` calls over that. ``eager/plain`` is the
+eager path's time over the hand-written loop's; ``--instructions`` also counts it in
+instructions (callgrind, which the machine's load cannot move): see :func:`instructions`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -52,7 +63,7 @@ from torch import nn
 
 import core
 from benchmarks.library.problems import ClosedForm, WeightedSoftmax, floor
-from worker.compile_choice import choose
+from worker.compile_choice import CACHES, choose
 
 
 def _higher(problem, lam, T, K):
@@ -153,9 +164,11 @@ def run(
     repeats: int,
     peers: list[str],
     compile: bool = False,
-    iterations: int = 1000,
+    jobs: tuple[int, ...] = (100, 1000),
     payoff: float = 10.0,
 ) -> dict:
+    if compile:
+        _warm_up()
     auto, closed = WeightedSoftmax(n=n, d=d), ClosedForm(n=n, d=d)
     lam = torch.zeros(n)
     dyn = core.GradientDescent(steps=T, lr=1.0)
@@ -207,30 +220,74 @@ def run(
         rows.append(row)
     tags = ["full" if K == T else f"K={K}" for K in Ks]
     paths = _paths(tags, med, results, first, peers, compile)
-    for table in paths.values():
-        # the path's first compiled row paid the cold compilation: the worst case, which
-        # "auto" meets on a worker's first job of a kind and shapes
-        cold = max((entry.get("compile_s", 0.0) for entry in table), default=0.0)
-        for entry in table:
-            entry["eager_over_plain"] = entry["ours_eager_ms"] / entry["plain_ms"]
-            if compile:
-                _default(entry, iterations, payoff, cold)
+    if compile:
+        disk = _disk_compiles(auto, closed, lam, dyn, Ks[0], T)
+        for path, table in paths.items():
+            _defaults(table, jobs, payoff, disk[path])
     return {"rows": rows, "paths": paths}
 
 
-def _default(row: dict, iterations: int, payoff: float, cold_s: float) -> None:
-    """What a job of ``iterations`` hypergradients on ``compile: "auto"`` runs, and its speed.
+def _warm_up() -> None:
+    """Compile a toy, as a worker's job process does when it starts, then drop its code.
 
-    Decided with the cold compile time ``cold_s``; ``auto_from`` is the fewest iterations
-    for which "auto" compiles.
+    Inductor's one-time set-up (modules, the C++ toolchain's probes) is then not counted as
+    the first row's compile cost, which a worker's job never pays.
     """
-    eager_s = row["ours_eager_ms"] * 1e-3
-    choice = choose("auto", eager_run_s=eager_s * iterations, compile_s=cold_s, payoff=payoff)
-    kind = "compiled" if choice.used else "eager"
-    row["default"] = kind
-    row["default_reason"] = choice.reason
-    row["speedup_default"] = row[f"speedup_{kind}"]
-    row["auto_from"] = math.ceil(payoff * cold_s / eager_s)
+    toy = core.problems.Toy()
+    dyn = core.GradientDescent(steps=3, lr=0.1)
+    _ours(toy, toy.initial_hparams(), dyn, core.Compiled(core.Truncated(2)))
+    torch.compiler.reset()
+
+
+def _disk_compiles(auto, closed, lam, dyn, K, T) -> dict[str, float]:
+    """Per path, the first call of a new compiled estimator after ``torch.compiler.reset()``.
+
+    The code compiled in this process is gone, the disk caches are warm: what a job pays on
+    a restarted worker that compiled its key before.
+    """
+    out = {}
+    for path, problem in (("generic", auto), ("closed", closed)):
+        torch.compiler.reset()
+        est = core.Compiled(core.Full() if K == T else core.Truncated(K))
+        t0 = time.perf_counter()
+        _ours(problem, lam, dyn, est)
+        out[path] = time.perf_counter() - t0
+    return out
+
+
+def _defaults(table: list[dict], jobs: tuple[int, ...], payoff: float, disk_s: float) -> None:
+    """What "auto" runs for jobs of ``jobs`` hyper-iterations, per cache, and its speed-up.
+
+    A compile's cost is its first call less one compiled call: ``cold`` the path's first
+    compiled row, ``memory`` the median over the later rows, ``disk`` ``disk_s``.
+    """
+    extra = [r["compile_s"] - 1e-3 * r["ours_compiled_ms"] for r in table]
+    cost = {"cold": extra[0], "disk": disk_s - 1e-3 * table[0]["ours_compiled_ms"],
+            "memory": statistics.median(extra[1:] or extra)}  # fmt: skip
+    for row in table:
+        row["compile_costs_s"] = cost
+        for n in jobs:
+            for cache in CACHES:
+                _default(row, n, payoff, cache, max(cost[cache], 0.0))
+
+
+def _default(row: dict, n: int, payoff: float, cache: str, compile_s: float) -> None:
+    """A job of ``n`` hypergradients on ``compile: "auto"`` whose compile costs ``compile_s``.
+
+    As :class:`worker.compile_choice.AutoCompiled`: the first hypergradient runs eagerly and
+    is timed; the first compiled call costs ``compile_s`` more than the others; a speed-up is
+    known to the worker once it compiled the key (``disk``, ``memory``), not before.
+    """
+    eager, compiled = row["ours_eager_ms"] * 1e-3, row["ours_compiled_ms"] * 1e-3
+    choice = choose(
+        "auto", eager_run_s=eager * n, compile_s=compile_s + compiled, payoff=payoff,
+        speedup=None if cache == "cold" else eager / compiled, cache=cache,
+    )  # fmt: skip
+    total = eager + compile_s + (n - 1) * compiled if choice.used else n * eager
+    row[f"default_{n}_{cache}"] = {
+        "compiled": choice.used, "speedup": n * row["fastest_peer_ms"] * 1e-3 / total,
+        "reason": choice.reason,
+    }  # fmt: skip
 
 
 def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
@@ -258,6 +315,7 @@ def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
                 row[f"rel_diff_{kind}"] = float((results[name] - ref).norm() / ref.norm())
             if compile:
                 row["compile_s"] = first[ours["compiled"]]
+            row["eager_over_plain"] = med[ours["eager"]] / med[peer_names["plain"]]
             for peer, name in peer_names.items():
                 row[f"{peer}_ms"] = 1e3 * med[name]
                 row[f"rel_diff_{peer}"] = float((results[name] - ref).norm() / ref.norm())
@@ -266,26 +324,92 @@ def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
     return out
 
 
-def _print_paths(paths: dict[str, list[dict]], peers: list[str], compile: bool) -> None:
-    kinds = ["eager", "compiled", "default"] if compile else ["eager"]
+def _print_paths(paths: dict[str, list[dict]], peers: list[str], jobs: tuple[int, ...]) -> None:
+    kinds = ["eager", "compiled"] if "speedup_compiled" in paths["generic"][0] else ["eager"]
+    defaults = [(n, c) for n in jobs for c in CACHES] if len(kinds) == 2 else []
     for path, table in paths.items():
         print(f"\n{path} path (rel diff: against the plain loop)")
-        head = f"{'method':<7}" + "".join(f" {'ours ' + k:>14}" for k in kinds[:2])
+        head = f"{'method':<7}" + "".join(f" {'ours ' + k:>14}" for k in kinds)
         head += "".join(f" {p + ' ms':>11}" for p in ["plain", *peers])
-        head += "".join(f" {'x ' + k:>10}" for k in kinds) + f" {'eager/plain':>12}"
-        head += f" {'rel diff':>9}"
-        print(head + (f" {'compile s':>10} {'default':>9} {'auto from':>10}" if compile else ""))
+        head += "".join(f" {'x ' + k:>10}" for k in kinds)
+        head += "".join(f" {f'x {n} {c}':>12}" for n, c in defaults)
+        print(head + f" {'eager/plain':>12} {'rel diff':>9}")
         for r in table:
             line = f"{r['method']:<7}"
-            line += "".join(f" {r[f'ours_{k}_ms']:>14.1f}" for k in kinds[:2])
+            line += "".join(f" {r[f'ours_{k}_ms']:>14.1f}" for k in kinds)
             line += "".join(f" {r[p + '_ms']:>11.1f}" for p in ["plain", *peers])
             line += "".join(f" {r[f'speedup_{k}']:>10.2f}" for k in kinds)
+            for n, c in defaults:
+                d = r[f"default_{n}_{c}"]
+                line += f" {d['speedup']:>9.2f} {'C' if d['compiled'] else 'E'} "
             line += f" {r['eager_over_plain']:>12.3f}"
             diff = max(v for k, v in r.items() if k.startswith("rel_diff"))
-            line += f" {diff:>9.1e}"
-            if compile:
-                line += f" {r['compile_s']:>10.1f} {r['default']:>9} {r['auto_from']:>10}"
-            print(line)
+            print(line + f" {diff:>9.1e}")
+        if defaults:
+            costs = ", ".join(f"{c} {v:.2f} s" for c, v in table[0]["compile_costs_s"].items())
+            print(f"compile costs (first call less a compiled one): {costs}; C compiled, E eager")
+
+
+def _counted(n: int, d: int, T: int, Ks: list[int]) -> dict[str, Callable[[], Any]]:
+    """The methods :func:`instructions` counts, in order: ours eager and plain per ``K``."""
+    problem, lam = WeightedSoftmax(n=n, d=d), torch.zeros(n)
+    dyn = core.GradientDescent(steps=T, lr=1.0)
+    fns: dict[str, Callable[[], Any]] = {}
+    for K in Ks:
+        tag = "full" if K == T else f"K={K}"
+        est = core.Full() if K == T else core.Truncated(K)
+        fns[f"ours {tag}"] = partial(_ours, problem, lam, dyn, est)
+        fns[f"plain {tag}"] = partial(_plain, problem, lam, T, K)
+    return fns
+
+
+def _count_child(n: int, d: int, T: int, Ks: list[int], calls: int) -> None:
+    """Under callgrind: each method's ``calls`` calls between two ``os.getppid()`` marks."""
+    fns = _counted(n, d, T, Ks)
+    for fn in fns.values():  # warm-up: lazy initialisation, allocator caches
+        fn()
+    os.getppid()
+    for fn in fns.values():
+        for _ in range(calls):
+            fn()
+        os.getppid()
+
+
+def instructions(n: int, d: int, T: int, Ks: list[int], calls: int) -> list[dict]:
+    """Instructions per hypergradient of ours (eager, generic path) and of the plain loop.
+
+    Wall time on a shared machine moves with its load; instructions executed do not. One
+    child process runs every method once (warm-up), then each ``calls`` times, under
+    ``valgrind --tool=callgrind --dump-before=os_getppid*``: callgrind writes its counts and
+    zeroes them at each ``os.getppid()``, so the dump after a method's calls holds exactly
+    them (no start-up, import or warm-up). ``overhead`` is ours over plain, less one.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cg.out"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+               "--dump-before=os_getppid*", sys.executable, "-m", "benchmarks.library.peers",
+               "--instructions-child", "--threads", "1", "--n", str(n), "--d", str(d),
+               "--T", str(T), "--calls", str(calls), "--K", *map(str, Ks)]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True)
+        dumps = sorted(Path(tmp).glob("cg.out.*"), key=lambda f: int(f.suffix[1:]))
+        totals = [_totals(f) for f in dumps]
+    names = list(_counted(n, d, T, Ks))  # dump 1 opens the first method's calls
+    per_call = {name: totals[i + 1] / calls for i, name in enumerate(names)}
+    rows = []
+    for name in names[::2]:
+        tag = name.split(" ", 1)[1]
+        ours, plain = per_call[name], per_call[f"plain {tag}"]
+        rows.append({"method": tag, "ours_instructions": ours, "plain_instructions": plain,
+                     "overhead": ours / plain - 1})  # fmt: skip
+    return rows
+
+
+def _totals(dump: Path) -> int:
+    """The ``totals:`` line of a callgrind dump (instructions, the only event counted)."""
+    for line in dump.read_text().splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    raise ValueError(f"no totals in {dump}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,9 +424,15 @@ def main(argv: list[str] | None = None) -> int:
         "--compile", action="store_true", help="also time core.Compiled (first call compiles)"
     )
     parser.add_argument(
-        "--iterations", type=int, default=1000,
-        help="hyper-iterations of the job whose compile: auto choice is shown (default)",
+        "--jobs", type=int, nargs="+", default=[100, 1000],
+        help="hyper-iterations of the jobs whose compile: auto choice is shown (default)",
     )  # fmt: skip
+    parser.add_argument(
+        "--instructions", action="store_true",
+        help="also count the eager path's and the plain loop's instructions (callgrind)",
+    )  # fmt: skip
+    parser.add_argument("--calls", type=int, default=2, help="calls counted per method")
+    parser.add_argument("--instructions-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--payoff", type=float, default=10.0, help="as the worker's setting")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/peers.json"))
     args = parser.parse_args(argv)
@@ -316,8 +446,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     Ks = sorted({*args.K, args.T})
+    if args.instructions_child:
+        _count_child(args.n, args.d, args.T, Ks, args.calls)
+        return 0
     out = run(
-        args.n, args.d, args.T, Ks, args.repeats, peers, args.compile, args.iterations,
+        args.n, args.d, args.T, Ks, args.repeats, peers, args.compile, tuple(args.jobs),
         args.payoff,
     )  # fmt: skip
     threads = torch.get_num_threads()
@@ -327,12 +460,19 @@ def main(argv: list[str] | None = None) -> int:
         ratio = f"{r['vs_ours_closed']:.2f}" if "vs_ours_closed" in r else ""
         diff = f"{r['rel_diff']:.1e}" if "rel_diff" in r else ""
         print(f"{r['method']:<28} {r['time_ms']:>9.1f} {r['vs_floor']:>8.2f} {ratio:>14} {diff:>9}")
-    _print_paths(out["paths"], peers, args.compile)
+    _print_paths(out["paths"], peers, tuple(args.jobs))
+    if args.instructions:
+        out["instructions"] = instructions(args.n, args.d, args.T, Ks, args.calls)
+        print(f"\ninstructions per hypergradient (callgrind, {args.calls} calls each)")
+        for r in out["instructions"]:
+            counts = f"ours {r['ours_instructions']:>14.4g} plain {r['plain_instructions']:>14.4g}"
+            print(f"{r['method']:<7} {counts} overhead {r['overhead']:>+8.2%}")
     out["meta"] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": platform.machine(), "threads": torch.get_num_threads(),
         "torch": torch.__version__, "n": args.n, "d": args.d, "T": args.T,
-        "compile": args.compile, "iterations": args.iterations, "payoff": args.payoff,
+        "compile": args.compile, "jobs": args.jobs, "payoff": args.payoff,
+        "calls": args.calls,
     }  # fmt: skip
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))

@@ -124,13 +124,13 @@ def unrolled_tensors(
     cuts = list(plan.checkpoints)
     to_store = set(cuts[:-1])
 
-    with torch.no_grad():
-        state, _ = dynamics.init_state(problem, lam_const)
     stored: dict[int, Leaves] = {}
-    for t in range(cuts[-1]):
-        if t in to_store:
-            stored[t] = state
-        state = step(problem, state, lam_const, spec, create_graph=False, t=t)
+    with torch.no_grad():  # the steps before the last segment: no graph (Eq. 8 drops them)
+        state, _ = dynamics.init_state(problem, lam_const)
+        for t in range(cuts[-1]):
+            if t in to_store:
+                stored[t] = state
+            state = step(problem, state, lam_const, spec, create_graph=False, t=t)
 
     # Last segment and f together: one backward pass yields ∇_{ŵ*} f, α_{c_m} and h.
     start = detached(state, requires_grad=True)

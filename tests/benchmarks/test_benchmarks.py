@@ -93,11 +93,17 @@ def test_data_cleaning_benchmark_quadratic_mode_writes_rows_and_curves(tmp_path)
         assert min(m for _, m in curve) < curve[0][1], name  # each moved towards λ*
 
 
-def test_peers_default_column_follows_the_workers_compile_rule():
+def test_peers_default_columns_follow_the_workers_compile_rule():
     from benchmarks.library.peers import _default
 
-    row = {"ours_eager_ms": 10.0, "speedup_eager": 0.9, "speedup_compiled": 2.0}
-    _default(row, iterations=1999, payoff=10.0, cold_s=2.0)  # 19.99 s < 10 x 2 s
-    assert (row["default"], row["speedup_default"], row["auto_from"]) == ("eager", 0.9, 2000)
-    _default(row, iterations=2000, payoff=10.0, cold_s=2.0)
-    assert (row["default"], row["speedup_default"]) == ("compiled", 2.0)
+    row = {"ours_eager_ms": 10.0, "ours_compiled_ms": 4.0, "fastest_peer_ms": 9.0}
+    # before the worker measured a speed-up: the payoff rule, 1 s < 10 x (0.1 + 0.004) s
+    _default(row, 100, payoff=10.0, cache="cold", compile_s=0.1)
+    assert row["default_100_cold"]["compiled"] is False
+    assert row["default_100_cold"]["speedup"] == pytest.approx(0.9)
+    # measured 2.5x: compiled 0.4 s + compile 0.104 s < 1 s eager, so it compiles and
+    # runs one eager call, the compiling call and 98 compiled ones
+    _default(row, 100, payoff=10.0, cache="memory", compile_s=0.1)
+    assert row["default_100_memory"]["compiled"] is True
+    total = 0.010 + 0.1 + 99 * 0.004
+    assert row["default_100_memory"]["speedup"] == pytest.approx(100 * 0.009 / total)

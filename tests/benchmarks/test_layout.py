@@ -20,9 +20,13 @@ MODULES = {
 
 # a library benchmark that measures what the service does by default takes the service's own
 # rule for it (a pure function), not a copy that could drift: peers' "default" column is
-# whatever ``hypergradient.compile: "auto"`` decides
+# whatever ``hypergradient.compile: "auto"`` decides, for each cache a compile can find
 SERVICE_RULES = {
-    "benchmarks.library.peers": {"worker.compile_choice", "worker.compile_choice.choose"}
+    "benchmarks.library.peers": {
+        "worker.compile_choice",
+        "worker.compile_choice.choose",
+        "worker.compile_choice.CACHES",
+    }
 }
 
 

@@ -10,7 +10,9 @@ import torch
 import core
 from jobs.specs.job import parse_spec
 from tests.factories import example, tiny_spec
+from worker import compile_cache
 from worker.build import CompileOptions, build
+from worker.compile_cache import keep_compiled_for
 from worker.compile_choice import (
     AutoCompiled,
     CompileChoice,
@@ -153,3 +155,68 @@ def test_the_key_names_the_kind_method_and_shapes():
     other = parse_spec(tiny_spec(hypergradient={"method": "full"}))
     assert compile_key(other, built.problem, built.hparams) != key
     assert str(tuple(torch.as_tensor(built.hparams).shape)) in key
+
+
+@pytest.mark.parametrize(
+    ("eager_run_s", "speedup", "compile_s", "used"),
+    [
+        (10.0, 2.0, 5.0, True),  # compiled 5 s + compile 5 s = the eager run: it pays
+        (10.0, 2.0, 5.1, False),
+        (1.0, 3.0, 0.5, True),  # a short job compiles when the compile is cheap
+        (1e6, 0.9, 0.0, False),  # compiling that slows the step never pays
+    ],
+)
+def test_a_measured_speedup_weighs_the_compiled_run_against_the_eager_one(
+    eager_run_s, speedup, compile_s, used
+):
+    choice = choose(
+        "auto", eager_run_s=eager_run_s, compile_s=compile_s, speedup=speedup, cache="disk"
+    )
+    assert choice.used is used
+    assert f"compiled run {eager_run_s / speedup:.3g} s" in choice.reason
+    assert f"speed-up {speedup:.2f}x" in choice.reason and "disk cache" in choice.reason
+
+
+def test_compile_times_keep_each_cache_and_fall_back_to_a_colder_one(tmp_path):
+    times = CompileTimes(tmp_path / "t.json")
+    assert not times.known("k") and times.speedup("k") is None
+    times.put("k", 20.0)  # cold
+    assert times.known("k") and times.get("k", "memory") == times.get("k", "disk") == 20.0
+    times.put("k", 0.3, cache="disk")
+    times.put("k", speedup=2.5)
+    assert (times.get("k", "memory"), times.get("k", "disk"), times.get("k")) == (0.3, 0.3, 20.0)
+    assert times.speedup("k") == 2.5
+    times.path.write_text('{"old": 7.5}')  # an older worker's file: a number, a cold compile
+    assert times.get("old", "disk") == 7.5 and times.speedup("old") is None
+
+
+def test_the_process_keeps_its_compiled_code_for_the_same_key_only(monkeypatch):
+    resets = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(compile_cache, "_RESIDENT", compile_cache._Resident())
+    assert keep_compiled_for("a") == "reset" and compile_cache.resident_key() == "a"
+    assert keep_compiled_for("a") == "memory"
+    assert keep_compiled_for("b") == "reset" and len(resets) == 2
+    # variants near torch.compile's limit: dropped before it would silently run eagerly
+    compile_cache.note_graphs(int(torch._dynamo.config.recompile_limit))
+    assert keep_compiled_for("b") == "reset"
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+def test_a_second_job_of_the_same_key_finds_its_code_in_memory_and_says_so(tmp_path):
+    times = CompileTimes(tmp_path / "t.json")
+    summaries = []
+    for _ in range(2):
+        auto, built = _auto(times=times, prior_s=1e-9)
+        auto.iterations = 10**9
+        for _ in range(3):  # eager (measured), compiled (compiles), compiled (speed-up)
+            auto(built.problem, built.hparams, built.dynamics)
+        summaries.append(built.notes["compile"])
+        key = compile_key(auto.spec, built.problem, built.hparams)
+        assert times.speedup(key) is not None  # measured by the job's third call
+        times.put(key, speedup=2.0)  # the toy's own is noise: a step of microseconds
+    first, second = summaries
+    assert first["used"] and first["cache"] in ("disk", "cold")
+    assert second["used"] and second["cache"] == "memory"
+    assert times.get(key, "memory") is not None
+    assert "measured here" in second["reason"]  # the second job used the measured speed-up
