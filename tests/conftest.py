@@ -22,6 +22,9 @@ KEY_SECRET = "test-key-secret-" + "0123456789abcdef" * 2
 os.environ["BILEVEL_KEY_SECRET"] = KEY_SECRET
 # the per-key rate limit is off unless a test sets it: flows poll a job every 20 ms
 os.environ["BILEVEL_RATE_LIMIT_PER_S"] = "0"
+# job processes start without compiling the toy (seconds of Inductor per worker started);
+# tests/worker/test_compile_warm_up.py runs the compiled warm-up itself
+os.environ["BILEVEL_COMPILE_WARM_UP"] = "false"
 
 
 # fastapi.testclient warns about its own httpx import on import; nothing to act on here

@@ -207,7 +207,7 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
 
         torch.set_num_threads(settings.torch_threads)
     try:
-        runner.warm_up(settings.resolved_compile_cache_dir)
+        runner.warm_up(settings.resolved_compile_cache_dir if settings.compile_warm_up else None)
     except Exception:
         log.warning("warm-up failed", exc_info=True)
     engine = make_engine(store_url, pool_size=settings.worker_db_pool_size,

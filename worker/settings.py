@@ -54,6 +54,10 @@ class WorkerSettings(StoreSettings):
     # the same problem kind, method and shapes (compile-times.json in the compile cache);
     # before a speed-up is measured, when the eager run is at least compile_payoff times the
     # compile time (compile_prior_s before one is measured)
+    # a new job process compiles a toy problem before its first job, so that Inductor's
+    # start-up (about 4 s, 10-25 s with a cold cache) is paid there, not by a compiled job;
+    # false: the warm-up runs the toy eagerly (the test suite's many short-lived workers)
+    compile_warm_up: bool = True
     compile_payoff: float = Field(default=10.0, gt=0)
     compile_prior_s: float = Field(default=30.0, gt=0)
 
