@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, cast, func, select, text
+from sqlalchemy import ColumnElement, Float, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from jobs.status import JobStatus
 from jobs.store.models import Job, JobEvent, Team, TracePoint
+from jobs.store.repo.trace_reads import estimated_trace_points
 
 __all__ = [
     "TRACE_COUNT_ESTIMATE_ABOVE",
@@ -108,10 +109,8 @@ def trace_point_count(session: Session) -> int:
     Exact up to :data:`TRACE_COUNT_ESTIMATE_ABOVE`; above it, on PostgreSQL, the planner's
     estimate (``pg_class.reltuples``): counting 10^9 rows takes minutes.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        est = session.scalar(
-            text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'trace_points'::regclass")
-        )
-        if est is not None and est >= TRACE_COUNT_ESTIMATE_ABOVE:
-            return int(est)
+    # summed over the partitions: a partitioned table's own estimate is never set
+    est = estimated_trace_points(session)
+    if est is not None and est >= TRACE_COUNT_ESTIMATE_ABOVE:
+        return est
     return int(session.scalar(select(func.count()).select_from(TracePoint)) or 0)
