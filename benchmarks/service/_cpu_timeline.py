@@ -93,10 +93,12 @@ def _sample_loop(
     roots: dict[int, str], database: str | None, interval: float, out: str, stop: Any
 ) -> None:
     roots = {**roots, os.getpid(): "sampler"}
+    parent = os.getppid()
     prev = {pid: ticks for pid, (_, _, ticks) in _proc_table().items()}
     prev_t, prev_psi = time.monotonic(), _psi_total()
     with open(out, "w") as f:
-        while not stop.wait(interval):
+        # a run killed before stop() must not leave its sampler behind: it goes with its parent
+        while not stop.wait(interval) and os.getppid() == parent:
             table = _proc_table()
             now, psi = time.monotonic(), _psi_total()
             dt = now - prev_t
