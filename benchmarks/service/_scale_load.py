@@ -22,7 +22,15 @@ from jobs.status import JobStatus, QueueKind
 from jobs.store import repo
 from jobs.store.models import TRACE_BLOCK, Job, utcnow
 
-__all__ = ["Plan", "Study", "insert_jobs", "make_plan", "make_teams", "preload_trace"]
+__all__ = [
+    "Plan",
+    "Study",
+    "insert_jobs",
+    "make_plan",
+    "make_teams",
+    "preload_trace",
+    "trace_sizes",
+]
 
 TRACE_JOB_POINTS = 10_000  # points per historical job: 10M points are 1,000 finished jobs
 
@@ -168,3 +176,26 @@ _INSERT_BLOCKS = text(
     f" FROM (SELECT job_id, (iteration - 1) / :b AS b, {_BLOCK_AGG} FROM trace_points"
     " WHERE job_id = ANY(CAST(:ids AS uuid[])) GROUP BY 1, 2) AS r"
 )
+
+
+_SIZES = """
+SELECT coalesce(sum(pg_relation_size(relid)), 0), coalesce(sum(pg_indexes_size(relid)), 0),
+       coalesce(sum(pg_total_relation_size(relid) - pg_relation_size(relid)
+                    - pg_indexes_size(relid)), 0)
+FROM (SELECT CAST(:t AS regclass) AS relid
+      UNION SELECT relid FROM pg_partition_tree(CAST(:t AS regclass))) AS tree
+"""
+
+
+def trace_sizes(session: Any) -> dict[str, Any]:
+    """Heap, indexes and the rest (TOAST, free space and visibility maps) of the trace tables.
+
+    Summed over ``trace_points``' partitions: ``pg_total_relation_size`` of a partitioned
+    table is 0. ``bytes`` is the total.
+    """
+    out: dict[str, Any] = {}
+    for t in ("trace_points", "trace_blocks"):
+        heap, index, toast = session.execute(text(_SIZES), {"t": t}).one()
+        out[t] = {"heap": int(heap), "indexes": int(index), "toast_fsm_vm": int(toast)}
+    out["bytes"] = sum(sum(out[t].values()) for t in ("trace_points", "trace_blocks"))
+    return out

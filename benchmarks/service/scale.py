@@ -40,7 +40,6 @@ import migrations
 from benchmarks.service import _scale_load as load
 from benchmarks.service._scale_report import jain_index, plot, summarise
 from benchmarks.service._scale_workers import Feeder, Prober, Sampler, worker_process
-from benchmarks.service.trace_store import trace_sizes
 from jobs.store import db
 
 __all__ = ["jain_index", "main"]
@@ -85,7 +84,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _sizes(sessions: Any, points: int) -> dict[str, Any]:
     with sessions() as s:
-        trace = trace_sizes(s)["bytes"]  # every partition of trace_points
+        trace = load.trace_sizes(s)["bytes"]  # every partition of trace_points
         total = s.scalar(text("SELECT pg_database_size(current_database())"))
     per_m = trace / (points / 1e6) if points else None
     return {"trace_bytes": trace, "database_bytes": total, "trace_points": points,

@@ -43,34 +43,12 @@ from benchmarks.service import _scale_load as load
 from jobs.store import db, repo
 from migrations import alembic_config
 
-__all__ = ["main", "trace_sizes"]
-
-_SIZES = """
-SELECT coalesce(sum(pg_relation_size(relid)), 0), coalesce(sum(pg_indexes_size(relid)), 0),
-       coalesce(sum(pg_total_relation_size(relid) - pg_relation_size(relid)
-                    - pg_indexes_size(relid)), 0)
-FROM (SELECT CAST(:t AS regclass) AS relid
-      UNION SELECT relid FROM pg_partition_tree(CAST(:t AS regclass))) AS tree
-"""
-
-
-def trace_sizes(session: Any) -> dict[str, Any]:
-    """Heap, indexes and the rest (TOAST, free space and visibility maps) of the trace tables.
-
-    Summed over ``trace_points``' partitions: ``pg_total_relation_size`` of a partitioned
-    table is 0. ``bytes`` is the total.
-    """
-    out: dict[str, Any] = {}
-    for t in ("trace_points", "trace_blocks"):
-        heap, index, toast = session.execute(text(_SIZES), {"t": t}).one()
-        out[t] = {"heap": int(heap), "indexes": int(index), "toast_fsm_vm": int(toast)}
-    out["bytes"] = sum(sum(out[t].values()) for t in ("trace_points", "trace_blocks"))
-    return out
+__all__ = ["main"]
 
 
 def _sizes(sessions: Any, points: int) -> dict[str, Any]:
     with sessions() as s:
-        out = trace_sizes(s)
+        out = load.trace_sizes(s)
         rows = s.scalar(text("SELECT count(*) FROM trace_points"))
     out["rows"] = rows
     out["bytes_per_million_points"] = round(out["bytes"] / (points / 1e6)) if points else None

@@ -20,8 +20,12 @@ _ROWS = "SELECT job_id, iteration, outer_loss, grad_norm FROM trace_points ORDER
 
 
 def _store_with_traces(url: str) -> tuple[object, list[uuid.UUID]]:
-    """A store at 0015 (the previous head) with three jobs' traces."""
-    command.upgrade(alembic_config(url), "0015")
+    """A store at 0015 (the previous head) with three jobs' traces.
+
+    The rows are made by this release's code at head, then the store goes down to 0015:
+    the models name columns that later migrations add (jobs.request_sha256, 0019).
+    """
+    command.upgrade(alembic_config(url), "head")
     engine = make_engine(url)
     sessions = make_session_factory(engine)
     team_id, _ = team_with_key(sessions)
@@ -33,6 +37,7 @@ def _store_with_traces(url: str) -> tuple[object, list[uuid.UUID]]:
                       for i in range(1, 101)]  # fmt: skip
             repo.write_trace(s, job.id, points)
             ids.append(job.id)
+    command.downgrade(alembic_config(url), "0015")
     return engine, ids
 
 
