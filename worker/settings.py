@@ -49,15 +49,15 @@ class WorkerSettings(StoreSettings):
     # with hypergradient.compile: a job whose kernels an earlier one built skips most of the
     # compilation. None: ``compile-cache`` under the state directory.
     compile_cache_dir: Path | None = None
+    # a new job process compiles a toy problem before its first job, so that Inductor's
+    # start-up (about 4 s, 10-25 s with a cold cache) is paid there, not by a compiled job;
+    # false: the warm-up runs the toy eagerly (the test suite's many short-lived workers)
+    compile_warm_up: bool = True
     # hypergradient.compile="auto" compiles when the compiled run plus the compile time is
     # at most the estimated eager run, with the speed-up and compile time measured here for
     # the same problem kind, method and shapes (compile-times.json in the compile cache);
     # before a speed-up is measured, when the eager run is at least compile_payoff times the
     # compile time (compile_prior_s before one is measured)
-    # a new job process compiles a toy problem before its first job, so that Inductor's
-    # start-up (about 4 s, 10-25 s with a cold cache) is paid there, not by a compiled job;
-    # false: the warm-up runs the toy eagerly (the test suite's many short-lived workers)
-    compile_warm_up: bool = True
     compile_payoff: float = Field(default=10.0, gt=0)
     compile_prior_s: float = Field(default=30.0, gt=0)
 
