@@ -204,3 +204,40 @@ def test_a_preemption_pass_waits_for_no_claim_in_flight_and_claims_wait_for_it(o
                 repo.claim_next(claiming, "cpu", "w1", 30.0, POLICY)
         passing.commit()
     assert isinstance(_claim(own_pg_sessions, "w1"), repo.Claim)
+
+
+def test_a_claim_behind_one_in_flight_takes_the_same_teams_next_turn_not_a_later_team(
+    own_pg_sessions,
+):
+    """Weights 3:1, one job each running: the next two picks are both the 3-team's.
+
+    A claim that finds the 3-team's lock held (the first of those picks in flight) must wait
+    for it and take the second pick, not pass over to the 1-team: that gave the 1-team two
+    workers of four at 3:1 (the e2e weights test caught it).
+    """
+    with own_pg_sessions.begin() as s:
+        alpha, beta = (repo.ensure_team(s, n).id for n in ("alpha", "beta"))
+        repo.set_team_policy(s, "alpha", actor=repo.Actor.operator(alpha), weight=3.0)
+        repo.create_job(s, beta, parse_spec(tiny_spec()))
+    assert isinstance(_claim(own_pg_sessions, "w0"), repo.Claim)  # beta: 1 running
+    with own_pg_sessions.begin() as s:
+        for _ in range(4):
+            repo.create_job(s, alpha, parse_spec(tiny_spec()))
+            repo.create_job(s, beta, parse_spec(tiny_spec()))
+    assert isinstance(_claim(own_pg_sessions, "w1"), repo.Claim)  # alpha: 1/3 below beta's 1
+    with own_pg_sessions() as s:
+        assert _running_by_team(s) == {alpha: 1, beta: 1}
+    second: list[Any] = []
+    with own_pg_sessions() as holder:
+        first = repo.claim_next(holder, "cpu", "w2", 30.0, POLICY)  # holds alpha's lock
+        other = threading.Thread(target=lambda: second.append(_claim(own_pg_sessions, "w3")))
+        other.start()
+        other.join(0.5)
+        assert other.is_alive(), second  # waits for alpha's claim instead of taking beta's
+        holder.commit()
+    other.join(30)
+    assert isinstance(first, repo.Claim) and isinstance(second[0], repo.Claim)
+    with own_pg_sessions() as s:
+        teams = [s.get(Job, c.job_id).team_id for c in (first, second[0])]
+        assert teams == [alpha, alpha]
+        assert _running_by_team(s) == {alpha: 3, beta: 1}

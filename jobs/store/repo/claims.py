@@ -14,8 +14,12 @@ claim time: ~30 claims/s and a p99 near a second with 200 workers in
    :data:`TURNS` picks, each a *turn* ``(team, running count the team has when its turn
    comes)``; the turns below the team's limit are tried in order.
 3. **Team lock, tried**: ``pg_try_advisory_xact_lock`` on the team (held to commit). Claims
-   of one team are serialised, claims of different teams are not; a team being claimed by
-   another worker is passed over for the next turn instead of waited for.
+   of one team are serialised, claims of different teams are not. A team being claimed by
+   another worker has its first turn here left to that worker; its *next* turn is this
+   claim's, so the claim waits for the team's lock and takes it. Passing it over for a
+   later turn of another team would give that team a job out of its share: at weights 3:1
+   with two of four workers free, two claims at once must both go to the 3-team, not one
+   to each (``tests/e2e/test_fair_share_weights.py`` caught exactly that).
 4. **Fresh count, guarded take**: under the team's lock one statement recounts the team's
    running jobs and takes its head job (``FOR UPDATE SKIP LOCKED``) only if that count is at
    most the turn's (else another worker took this turn since the snapshot: next turn) and
@@ -39,7 +43,8 @@ Why this keeps the guarantees:
 
 When every turn's team was busy (and this claim holds no team lock) it waits for the first
 one's lock: what one team's claims do when only that team has work. It never waits while it
-holds another team's lock, so two claims cannot wait for each other.
+holds another team's lock, so two claims cannot wait for each other (a claim that holds one
+passes over a busy team's later turns, the old approximation, only after a stale turn).
 """
 
 from __future__ import annotations
@@ -132,19 +137,26 @@ def claim_next(
         turns = _turns(session, kind, policy)
         if turns is None:
             return False
-        busy: Turn | None = None
+        busy: dict[uuid.UUID, Turn] = {}
         held = False
         for turn in turns:
-            if not _try_team(session, kind, turn.team):
-                busy = busy or turn
+            if _try_team(session, kind, turn.team):
+                held = True
+            elif turn.team not in busy:
+                busy[turn.team] = turn  # the claim holding the team's lock takes this turn
                 continue
-            held = True
+            elif held:  # waiting while holding a team lock could wait in a circle
+                continue
+            else:  # the turn after the one in flight is this claim's: wait, not pass over
+                _wait_team(session, kind, turn.team)
+                held = True
             claim = _take_head(session, kind, turn, worker, lease_s, check_turn=True)
             if claim is not None:
                 return claim
-        if busy is not None and not held:
-            _wait_team(session, kind, busy.team)
-            claim = _take_head(session, kind, busy, worker, lease_s, check_turn=False)
+        if busy and not held:
+            first = next(iter(busy.values()))
+            _wait_team(session, kind, first.team)
+            claim = _take_head(session, kind, first, worker, lease_s, check_turn=False)
             return claim if claim is not None else True
         if not turns:
             return True
