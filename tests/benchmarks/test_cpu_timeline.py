@@ -56,9 +56,15 @@ def test_foreign_commands_beyond_the_top_are_pooled():
 def test_the_sampler_sees_a_busy_process_under_its_role(tmp_path):
     sampler = CpuSampler({os.getpid(): "me"}, tmp_path / "cpu.jsonl", interval=0.05)
     sampler.start()
-    end = time.monotonic() + 0.6
-    while time.monotonic() < end:  # about one core for 0.6 s
-        sum(range(1000))
+    out = tmp_path / "cpu.jsonl"
+    # about one core for 0.6 s, and on until the sampler (a new process, slow to start on a
+    # loaded machine) has written three rows
+    end, give_up = time.monotonic() + 0.6, time.monotonic() + 30
+    while time.monotonic() < end or (
+        time.monotonic() < give_up and (not out.exists() or out.read_text().count("\n") < 3)
+    ):
+        for _ in range(100):
+            sum(range(1000))
     rows = sampler.stop()
     assert len(rows) >= 3
     busy = sum(r["cores"].get("me", 0.0) * r["dt"] for r in rows)
