@@ -25,7 +25,7 @@ from tests.factories import tiny_spec
 POLICY = Policy(cpu_limit=4, preemption=False)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # weights that tie loads across teams ((r + k) / w equal for different r, w) and that round
-WEIGHTS = (0.1, 0.3, 0.5, 1.0, 1.0, 1.5, 2.0, 3.0, 3.0, 7.0 / 3.0, 5.0)
+WEIGHTS = (0.1, 0.2, 0.3, 0.6, 0.7, 1.0, 1.0, 1.5, 2.0, 3.0, 3.0, 7.0 / 3.0, 5.0)
 
 _TURNS_SQL = text(
     "SELECT team, before, team_limit FROM bilevel_claim_turns(CAST(:ids AS uuid[]),"
@@ -65,12 +65,22 @@ def _snapshot(rng: random.Random) -> list[tuple[uuid.UUID, float, int, int, int]
     return teams
 
 
+# loads a rounding apart: 21 / 0.7 is 30.000000000000004, above 3 / 0.1 (30.0); rounded
+# coarser they would tie and the larger weight (0.7) would go first
+_EDGES = [
+    [(uuid.UUID(int=2), 0.7, 21, 3, 40), (uuid.UUID(int=1), 0.1, 3, 3, 40)],
+    [(uuid.UUID(int=1), 0.3, 2, 3, 20), (uuid.UUID(int=2), 0.1, 0, 3, 20)],
+    [(uuid.UUID(int=1), 2.0, 0, 3, 0), (uuid.UUID(int=2), 1.0, 4, 3, 4)],  # limits: no turn
+]
+
+
 def test_the_sql_turns_are_pick_orders_first_picks_on_random_snapshots(pg_sessions):
     rng = random.Random(26)
+    cases = [(t, claims.TURNS) for t in _EDGES]
+    for _ in range(600):
+        cases.append((_snapshot(rng), rng.choice([1, 2, 5, claims.TURNS, 200])))
     with pg_sessions() as s:
-        for case in range(600):
-            teams = _snapshot(rng)
-            first = rng.choice([1, 2, 5, claims.TURNS, 200])
+        for case, (teams, first) in enumerate(cases):
             got = s.execute(
                 _TURNS_SQL,
                 {
