@@ -9,7 +9,8 @@ claim time: ~30 claims/s and a p99 near a second with 200 workers in
 ``benchmarks.service.scale``, every waiting worker queued behind the lock. Instead a claim
 is one call of the server-side function ``bilevel_claim`` (migration 0020): the steps below
 were a dozen statements from Python, and building, sending and decoding them was most of a
-claim's CPU (6.7 ms a claim, against about 1 ms as one call: see the pool-at-scale guide).
+claim's CPU: 5.4-5.9 ms a claim (client and backend), 2.4-2.7 ms as one call
+(``benchmarks.service.claim_cpu``; the pool-at-scale guide).
 
 1. **Snapshot, no lock**: one statement reads each team with queued work: its weight and
    limit, its running jobs, its first :data:`HEADS` queued jobs.
@@ -50,7 +51,8 @@ Why this keeps the guarantees:
 
 When every turn's team was busy (and this claim holds no team lock) it waits for the first
 one's lock: what one team's claims do when only that team has work. It never waits while it
-holds another team's lock, so two claims cannot wait for each other (a claim that holds one
+holds another team's lock, from this snapshot or an earlier one (the locks last until
+commit), so two claims cannot wait for each other (a claim that holds one
 passes over a busy team's later turns, the old approximation, only after a stale turn).
 """
 
