@@ -178,3 +178,23 @@ def test_a_stale_turn_passes_to_the_next_one_inside_the_function(own_pg_sessions
         assert outcome == "taken" and attempt == 1
         teams = [s.get(Job, j).team_id for j in (first.job_id, taken)]
     assert teams == [stale[0].team, stale[1].team]
+
+
+def test_the_hinted_job_asked_to_cancel_while_queued_ends_cancelled_in_the_claim(
+    own_pg_sessions,
+):
+    """The broker's message named a job cancelled meanwhile: the claim ends it, takes another."""
+    with own_pg_sessions.begin() as s:
+        team = repo.ensure_team(s, "alpha").id
+        hinted, other = (repo.create_job(s, team, parse_spec(tiny_spec()))[0] for _ in "ab")
+        hinted.cancel_requested = True
+    with own_pg_sessions.begin() as s:
+        got = repo.claim_next(s, "cpu", "w1", 30.0, POLICY, hint=hinted.id)
+    assert isinstance(got, repo.Claim) and got.job_id == other.id
+    with own_pg_sessions() as s:
+        assert s.get(Job, hinted.id).status == "cancelled"
+        events = s.execute(
+            text("SELECT from_status, to_status, attempt FROM job_events WHERE job_id = :j"),
+            {"j": hinted.id},
+        ).all()
+    assert [tuple(e) for e in events] == [(None, "queued", 0), ("queued", "cancelled", 0)]
