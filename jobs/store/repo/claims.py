@@ -6,13 +6,20 @@ and team loads, asks :func:`jobs.fairshare.pick_next` and takes that job, serial
 On PostgreSQL claims run side by side. Serialising every claim of a kind behind one lock
 held for the whole claim (read, pick, update, commit) bounded the pool at one claim per
 claim time: ~30 claims/s and a p99 near a second with 200 workers in
-``benchmarks.service.scale``, every waiting worker queued behind the lock. Instead:
+``benchmarks.service.scale``, every waiting worker queued behind the lock. Instead a claim
+is one call of the server-side function ``bilevel_claim`` (migration 0020): the steps below
+were a dozen statements from Python, and building, sending and decoding them was most of a
+claim's CPU: 5.4-5.9 ms a claim (client and backend), 2.4-2.7 ms as one call
+(``benchmarks.service.claim_cpu``; the pool-at-scale guide).
 
 1. **Snapshot, no lock**: one statement reads each team with queued work: its weight and
    limit, its running jobs, its first :data:`HEADS` queued jobs.
-2. **Turns**: :func:`jobs.fairshare.pick_order` turns the snapshot into the next
-   :data:`TURNS` picks, each a *turn* ``(team, running count the team has when its turn
-   comes)``; the turns below the team's limit are tried in order.
+2. **Turns**: ``bilevel_claim_turns`` turns the snapshot into the next :data:`TURNS` picks,
+   each a *turn* ``(team, running count the team has when its turn comes)``, below the
+   team's limit. It is :func:`jobs.fairshare.pick_order` in closed form: a team's ``k``-th
+   pick has the key ``((running + k) / weight, -weight, team)``, and the picks are the keys
+   merged (``tests/jobs/test_claim_function.py`` compares the two on random snapshots;
+   :func:`_turns` is the same turns read and ordered in Python, the reference).
 3. **Team lock, tried**: ``pg_try_advisory_xact_lock`` on the team (held to commit). Claims
    of one team are serialised, claims of different teams are not. A team being claimed by
    another worker has its first turn here left to that worker; its *next* turn is this
@@ -20,10 +27,11 @@ claim time: ~30 claims/s and a p99 near a second with 200 workers in
    later turn of another team would give that team a job out of its share: at weights 3:1
    with two of four workers free, two claims at once must both go to the 3-team, not one
    to each (``tests/e2e/test_fair_share_weights.py`` caught exactly that).
-4. **Fresh count, guarded take**: under the team's lock one statement recounts the team's
-   running jobs and takes its head job (``FOR UPDATE SKIP LOCKED``) only if that count is at
-   most the turn's (else another worker took this turn since the snapshot: next turn) and
-   below the team's limit, with the guarded update of :func:`jobs.store.repo.lifecycle.take_job`.
+4. **Fresh count, guarded take** (``bilevel_claim_take``): under the team's lock a new
+   statement recounts the team's running jobs; only if that count is at most the turn's
+   (else another worker took this turn since the snapshot: next turn) and below the
+   team's limit, the team's head job (``FOR UPDATE SKIP LOCKED``) gets the guarded update
+   of :func:`jobs.store.repo.lifecycle.claim_update` and its job event.
 
 Why this keeps the guarantees:
 
@@ -43,7 +51,8 @@ Why this keeps the guarantees:
 
 When every turn's team was busy (and this claim holds no team lock) it waits for the first
 one's lock: what one team's claims do when only that team has work. It never waits while it
-holds another team's lock, so two claims cannot wait for each other (a claim that holds one
+holds another team's lock, from this snapshot or an earlier one (the locks last until
+commit), so two claims cannot wait for each other (a claim that holds one
 passes over a busy team's later turns, the old approximation, only after a stale turn).
 """
 
@@ -52,36 +61,20 @@ from __future__ import annotations
 import uuid
 import zlib
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import (
-    Integer,
-    Select,
-    String,
-    Update,
-    Uuid,
-    bindparam,
-    func,
-    literal,
-    select,
-    text,
-)
+from sqlalchemy import Select, String, Uuid, bindparam, func, literal, select, text
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobs import fairshare
 from jobs.fairshare import Candidate, TeamLoad
-from jobs.status import JobStatus
-from jobs.store.models import Job, Team
-from jobs.store.repo.lifecycle import (
-    Claim,
-    cancel_if_requested,
-    claim_job,
-    claim_update,
-    take_job,
-)
+from jobs.status import JobStatus, QueueKind
+from jobs.store.base import UTCDateTime
+from jobs.store.models import Job, Team, utcnow
+from jobs.store.repo.lifecycle import Claim, cancel_if_requested, claim_job
 from jobs.store.repo.scheduling import (
     Policy,
     kind_lock_key,
@@ -129,38 +122,46 @@ def claim_next(
         running limit (they wait for a job of theirs to stop); ``False`` when nothing of
         ``kind`` is queued.
     """
-    if hint is not None:
-        cancel_if_requested(session, hint)
     if session.get_bind().dialect.name != "postgresql":
+        if hint is not None:
+            cancel_if_requested(session, hint)
         return _claim_serialised(session, kind, worker, lease_s, policy)
-    for _ in range(_ROUNDS):
-        turns = _turns(session, kind, policy)
-        if turns is None:
-            return False
-        busy: dict[uuid.UUID, Turn] = {}
-        held = False
-        for turn in turns:
-            if _try_team(session, kind, turn.team):
-                held = True
-            elif turn.team not in busy:
-                busy[turn.team] = turn  # the claim holding the team's lock takes this turn
-                continue
-            elif held:  # waiting while holding a team lock could wait in a circle
-                continue
-            else:  # the turn after the one in flight is this claim's: wait, not pass over
-                _wait_team(session, kind, turn.team)
-                held = True
-            claim = _take_head(session, kind, turn, worker, lease_s, check_turn=True)
-            if claim is not None:
-                return claim
-        if busy and not held:
-            first = next(iter(busy.values()))
-            _wait_team(session, kind, first.team)
-            claim = _take_head(session, kind, first, worker, lease_s, check_turn=False)
-            return claim if claim is not None else True
-        if not turns:
-            return True
-    return True
+    now = utcnow()
+    row = session.execute(
+        _CLAIM,
+        {
+            "kind": kind,
+            "worker": worker,
+            "now": now,
+            "lease_until": now + timedelta(seconds=lease_s),
+            "hint": hint,
+            "weight": policy.default_weight,
+            "limit": policy.limit_of(kind, None, None),
+            "gpu": kind == QueueKind.GPU,
+            "kind_lock": kind_lock_key(kind),
+            "space": _team_space(kind),
+            "heads": HEADS,
+            "turns": TURNS,
+            "rounds": _ROUNDS,
+        },
+    ).one()
+    if row.job_id is None:
+        return bool(row.waiting)
+    return Claim(job_id=row.job_id, attempt=row.attempt, worker=worker)
+
+
+#: the claim on PostgreSQL: migration 0020's ``bilevel_claim`` (casts: psycopg sends a
+#: Python int as the smallest integer type that holds it, the function wants its own)
+_CLAIM = text(
+    "SELECT job_id, attempt, waiting FROM bilevel_claim(CAST(:kind AS text),"
+    " CAST(:worker AS text), :now, :lease_until, CAST(:hint AS uuid), CAST(:weight AS float8),"
+    " CAST(:limit AS integer), :gpu, CAST(:kind_lock AS bigint), CAST(:space AS integer),"
+    " CAST(:heads AS integer), CAST(:turns AS integer), CAST(:rounds AS integer))"
+).bindparams(
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("lease_until", type_=UTCDateTime()),
+    bindparam("hint", type_=Uuid()),
+)
 
 
 def _claim_serialised(
@@ -261,68 +262,11 @@ def _snapshot_query(kind: str) -> Select[Any]:
     )  # fmt: skip
 
 
-def _team_key(kind: str, team: uuid.UUID) -> dict[str, int]:
-    """The two 32-bit halves of a team's claim lock (a collision only serialises two teams)."""
-    space = zlib.crc32(f"bilevel.claim.team.{kind}".encode())
-    return {"space": space - 2**32 if space >= 2**31 else space,
-            "team": (team.int & 0xFFFFFFFF) - 2**31}  # fmt: skip
+def _team_space(kind: str) -> int:
+    """The first half of a team's claim lock: one space per kind (signed 32 bits).
 
-
-_TRY_TEAM = text(
-    "SELECT pg_try_advisory_xact_lock(:space, :team)"
-    " FROM (SELECT pg_advisory_xact_lock_shared(:kind)) AS kind_lock"
-)
-
-
-def _try_team(session: Session, kind: str, team: uuid.UUID) -> bool:
-    """Take the team's claim lock if free (and the kind's lock shared first: see the module)."""
-    got = session.scalar(_TRY_TEAM, {**_team_key(kind, team), "kind": kind_lock_key(kind)})
-    return bool(got)
-
-
-def _wait_team(session: Session, kind: str, team: uuid.UUID) -> None:
-    """Wait for the team's claim lock (called holding no other team's)."""
-    session.execute(text("SELECT pg_advisory_xact_lock(:space, :team)"), _team_key(kind, team))
-
-
-def _take_head(
-    session: Session, kind: str, turn: Turn, worker: str, lease_s: float, *, check_turn: bool
-) -> Claim | None:
-    """Under the team's lock: take its head job if its running count allows (one statement).
-
-    ``check_turn``: only if the team still runs at most ``turn.before`` (the turn is not
-    taken yet); the limit holds always.
+    The second half is the team id's lower 32 bits less ``2**31``
+    (``bilevel_claim_team_key``): a collision only serialises two teams.
     """
-    params = {"claim_team": turn.team, "before": turn.before, "limit": turn.limit}
-    return take_job(session, _head_claim(kind, check_turn), params, worker, lease_s)
-
-
-@cache
-def _head_claim(kind: str, check_turn: bool) -> Update:
-    """:func:`_take_head`'s statement (parameters ``claim_team``, ``before``, ``limit``)."""
-    team = bindparam("claim_team", type_=Uuid())
-    running = (
-        select(func.count())
-        .where(
-            Job.team_id == team, Job.queue == _const(kind), Job.status == _const(JobStatus.RUNNING)
-        )
-        .scalar_subquery()
-    )
-    allowed = running < bindparam("limit", type_=Integer())
-    if check_turn:
-        allowed = allowed & (running <= bindparam("before", type_=Integer()))
-    head = (
-        select(Job.id)
-        .where(
-            Job.team_id == team,
-            Job.queue == _const(kind),
-            Job.status == _const(JobStatus.QUEUED),
-            Job.cancel_requested.is_(False),
-            allowed,
-        )
-        .order_by(*_TEAM_ORDER)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    return claim_update(Job.id == head)
+    space = zlib.crc32(f"bilevel.claim.team.{kind}".encode())
+    return space - 2**32 if space >= 2**31 else space
