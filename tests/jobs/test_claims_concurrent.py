@@ -19,7 +19,7 @@ from jobs.fairshare import Candidate, TeamLoad, pick_order
 from jobs.specs.job import parse_spec
 from jobs.store import repo
 from jobs.store.models import Job, JobEvent
-from jobs.store.repo import Policy, claims
+from jobs.store.repo import Policy
 from tests.factories import tiny_spec
 
 POLICY = Policy(cpu_limit=4, preemption=False)
@@ -164,21 +164,6 @@ def test_one_claimer_at_a_time_takes_the_jobs_in_the_pure_policys_order(own_pg_s
     expected = _expected_order(own_pg_sessions, ids)
     taken = [_claim(own_pg_sessions, f"w{k}") for k in range(len(expected))]
     assert [c.job_id for c in taken if isinstance(c, repo.Claim)] == expected
-
-
-def test_a_turn_taken_since_the_snapshot_passes_to_the_next_one(own_pg_sessions, monkeypatch):
-    """A claim with a stale view does not give the team of its first turn one job too many."""
-    ids = _teams(own_pg_sessions)
-    with own_pg_sessions() as s:
-        stale = claims._turns(s, "cpu", POLICY)
-    assert stale is not None and stale[0].team != stale[1].team
-    first = _claim(own_pg_sessions, "w1")  # takes turn 0 (nothing changed since the read)
-    monkeypatch.setattr(claims, "_turns", lambda *_: stale)
-    second = _claim(own_pg_sessions, "w2")
-    names = {t: n for n, t in ids.items()}
-    with own_pg_sessions() as s:
-        teams = [names[s.get(Job, c.job_id).team_id] for c in (first, second)]
-    assert teams == [names[stale[0].team], names[stale[1].team]]
 
 
 def test_claims_of_two_teams_do_not_wait_for_each_other(own_pg_sessions):
