@@ -97,14 +97,18 @@ def trace_poll(session: Session, job_id: uuid.UUID, after: int) -> TracePoll | N
     an empty span costs the compaction probe of :func:`trace_span_of`.
     """
     past = (TracePoint.job_id == job_id, TracePoint.iteration > after)
-    row = session.execute(
-        select(
-            Job.team_id,
-            Job.attempts,
-            select(func.min(TracePoint.iteration)).where(*past).scalar_subquery(),
-            select(func.max(TracePoint.iteration)).where(*past).scalar_subquery(),
-        ).where(Job.id == job_id)
-    ).first()
+    row = (
+        session.connection()
+        .execute(  # Core: the ORM's execution layer loads no entity here
+            select(
+                Job.team_id,
+                Job.attempts,
+                select(func.min(TracePoint.iteration)).where(*past).scalar_subquery(),
+                select(func.max(TracePoint.iteration)).where(*past).scalar_subquery(),
+            ).where(Job.id == job_id)
+        )
+        .first()
+    )
     if row is None:
         return None
     team_id, attempts, first, last = row
