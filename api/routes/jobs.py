@@ -18,6 +18,7 @@ from api.openapi import NPZ, auth_responses, file_doc, file_media_type, links_to
 from api.params import Digits
 from api.quota import check_quota
 from api.schemas.jobs import JobPublic, JobResult, JobsPublic, TracePublic
+from api.settings import ApiSettings
 from jobs.specs.admission import admit
 from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
@@ -187,7 +188,6 @@ def get_trace(
     request: Request,
     session: SessionDep,
     audit: AuditDep,
-    settings: SettingsDep,
     after: Annotated[
         int, Query(ge=0, le=10_000_000, description="only iterations after this one"), Digits
     ] = 0,
@@ -217,6 +217,7 @@ def get_trace(
     poll = repo.trace_poll(session, job_id, after)
     if poll is None or poll.team_id != audit.principal.team.id:
         raise audit.not_found("job", Job.id, job_id)
+    settings: ApiSettings = request.app.state.settings  # not a dependency: one less per poll
     limit = min(max_points or settings.default_trace_points, settings.max_trace_points)
     span = poll.span
     count, last = span.points, span.last
