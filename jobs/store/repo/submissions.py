@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy import (
     Row,
     Text,
+    bindparam,
     cast,
     select,
     update,
@@ -110,10 +111,12 @@ _VIEW_JSON = ("spec", "plugin", "summary", "error")
 _VIEW_COLUMNS = ("team_id", "id", "name", "status", "queue", "iteration", "iterations",
                  "eta_s", "attempts", "cancel_requested", "created_at", "started_at",
                  "finished_at", "updated_at")  # fmt: skip
+# one statement object with a bound id: SQLAlchemy keeps its cache key, and no comparison
+# expression is built per poll
 _VIEW = select(
     *(getattr(Job, c) for c in _VIEW_COLUMNS),
     *(cast(getattr(Job, c), Text).label(c) for c in _VIEW_JSON),
-)
+).where(Job.id == bindparam("job_id", type_=Job.id.type))
 
 
 def job_view_row(session: Session, job_id: uuid.UUID) -> Row[Any] | None:
@@ -125,7 +128,7 @@ def job_view_row(session: Session, job_id: uuid.UUID) -> Row[Any] | None:
     """
     # the session's connection runs it as Core: the ORM's execution layer costs as much CPU
     # again, for a statement that loads no entity
-    return session.connection().execute(_VIEW.where(Job.id == job_id)).first()
+    return session.connection().execute(_VIEW, {"job_id": job_id}).first()
 
 
 def job_of_view_row(row: Row[Any]) -> Job:

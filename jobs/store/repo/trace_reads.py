@@ -81,6 +81,20 @@ def _span_without_points(session: Session, job_id: uuid.UUID, after: int) -> Tra
     return TraceSpan(*compacted_span(record, after), compacted=True)
 
 
+# the job's team and attempt, and its span's two index probes: one statement object with
+# bound parameters, so SQLAlchemy keeps its cache key (Core: no entity is loaded)
+_PAST = (
+    TracePoint.job_id == bindparam("job_id", type_=TracePoint.job_id.type),
+    TracePoint.iteration > bindparam("after", type_=Integer()),
+)
+_POLL = select(
+    Job.team_id,
+    Job.attempts,
+    select(func.min(TracePoint.iteration)).where(*_PAST).scalar_subquery(),
+    select(func.max(TracePoint.iteration)).where(*_PAST).scalar_subquery(),
+).where(Job.id == bindparam("job_id", type_=Job.id.type))
+
+
 class TracePoll(NamedTuple):
     """A job's team and attempt, with its trace's span: what a trace poll's ETag needs."""
 
@@ -96,19 +110,7 @@ def trace_poll(session: Session, job_id: uuid.UUID, after: int) -> TracePoll | N
     row and the span's two index probes come in one statement (one snapshot, too), and only
     an empty span costs the compaction probe of :func:`trace_span_of`.
     """
-    past = (TracePoint.job_id == job_id, TracePoint.iteration > after)
-    row = (
-        session.connection()
-        .execute(  # Core: the ORM's execution layer loads no entity here
-            select(
-                Job.team_id,
-                Job.attempts,
-                select(func.min(TracePoint.iteration)).where(*past).scalar_subquery(),
-                select(func.max(TracePoint.iteration)).where(*past).scalar_subquery(),
-            ).where(Job.id == job_id)
-        )
-        .first()
-    )
+    row = session.connection().execute(_POLL, {"job_id": job_id, "after": after}).first()
     if row is None:
         return None
     team_id, attempts, first, last = row
