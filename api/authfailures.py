@@ -160,9 +160,7 @@ class RedisAuthFailures:
         if self.limit <= 0 or self._redis.down():
             return 0
         try:
-            left_ms = await self._redis.script("blocked")(
-                keys=[self.key(address)], args=[self.limit]
-            )
+            left_ms = await self._redis.run("blocked", [self.key(address)], [self.limit])
         except Exception as exc:  # any Redis trouble: fail open
             self._redis.failed("failed-authentication limit", exc)
             return 0
@@ -173,8 +171,8 @@ class RedisAuthFailures:
         if self.limit <= 0 or self._redis.down():
             return
         try:
-            await self._redis.script("fail")(
-                keys=[self.key(address)], args=[max(1, math.ceil(self.window_s * 1000))]
+            await self._redis.run(
+                "fail", [self.key(address)], [max(1, math.ceil(self.window_s * 1000))]
             )
         except Exception as exc:
             self._redis.failed("failed-authentication limit", exc)

@@ -168,8 +168,8 @@ class RedisBuckets:
         if self._redis.down():
             return Decision(True)
         try:
-            allowed, wait = await self._redis.script("take")(
-                keys=[f"{self.namespace}:ratelimit:{key}"], args=[self.rate, self.burst]
+            allowed, wait = await self._redis.run(
+                "take", [f"{self.namespace}:ratelimit:{key}"], [self.rate, self.burst]
             )
         except Exception as exc:  # any Redis trouble: fail open
             self._redis.failed("rate limiter", exc)
@@ -189,9 +189,10 @@ class RedisBuckets:
         if self._redis.down():
             return 0, Decision(True)
         try:
-            allowed, wait, left_ms = await self._redis.script("take_unless_blocked")(
-                keys=[f"{self.namespace}:ratelimit:{key}", failures.key(address)],
-                args=[self.rate, self.burst, failures.limit],
+            allowed, wait, left_ms = await self._redis.run(
+                "take_unless_blocked",
+                [f"{self.namespace}:ratelimit:{key}", failures.key(address)],
+                [self.rate, self.burst, failures.limit],
             )
         except Exception as exc:  # any Redis trouble: fail open
             self._redis.failed("rate limiter", exc)

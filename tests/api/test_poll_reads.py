@@ -144,3 +144,31 @@ def test_a_verified_key_costs_one_redis_round_trip_and_a_blocked_address_no_toke
     assert 1 <= int(r.headers["retry-after"]) <= 60
     after = float(redis.Redis.from_url(redis_url).hget(bucket, "tokens"))
     assert after == pytest.approx(tokens, abs=0.1)  # the blocked request took no token
+
+
+def test_a_redis_that_accepts_but_never_answers_is_cut_off_and_the_limit_fails_open(caplog):
+    import asyncio
+    import logging
+    import socket
+
+    from api.ratelimit import RedisBuckets
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes connections; nothing ever reads or answers
+    url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+
+    async def run():
+        buckets = RedisBuckets(url, 1.0, 1, timeout_s=0.2)
+        # the bound on the whole call (api.redisconn.LoopRedis.run) ends it, not this guard
+        decision = await asyncio.wait_for(buckets.atake("k"), 60)
+        await buckets.aclose()
+        return decision, buckets._redis.down()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="api.ratelimit"):
+            decision, down = asyncio.run(run())
+    finally:
+        silent.close()
+    assert decision.allowed and down
+    assert "Redis unavailable" in caplog.text
