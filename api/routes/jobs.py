@@ -212,11 +212,11 @@ def get_trace(
     (``BILEVEL_TRACE_RETENTION_DAYS``): the rows are the iterations where each field's
     minimum and maximum over a block of 64 lie, with ``null`` for the other fields.
     """
-    names = _fields(fields)
     # the job's team and attempt with the trace's span, in one statement
     poll = repo.trace_poll(session, job_id, after)
     if poll is None or poll.team_id != audit.principal.team.id:
         raise audit.not_found("job", Job.id, job_id)
+    names = _fields(fields)
     settings: ApiSettings = request.app.state.settings  # not a dependency: one less per poll
     limit = min(max_points or settings.default_trace_points, settings.max_trace_points)
     span = poll.span
