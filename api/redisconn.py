@@ -54,9 +54,12 @@ class LoopRedis:
 
         loop = asyncio.get_running_loop()
         if self._client is None or self._client[0] is not loop:
-            # no socket_timeout: redis-py bounds each send with asyncio.wait_for, a task per
-            # call on Python 3.11; :meth:`run` bounds the whole call with one asyncio.timeout
-            client = redis.asyncio.Redis.from_url(self._url, socket_connect_timeout=self._timeout_s)
+            # socket_timeout off (redis-py 8 defaults it to 5 s): with it, each send is bounded
+            # by asyncio.wait_for, a task per call on Python 3.11; :meth:`run` bounds the
+            # whole call with one asyncio.timeout instead
+            client = redis.asyncio.Redis.from_url(
+                self._url, socket_timeout=None, socket_connect_timeout=self._timeout_s
+            )
             scripts = {n: client.register_script(src) for n, src in self._sources.items()}
             self._client = (loop, client, scripts)
         return self._client[2][name]
