@@ -14,6 +14,7 @@ the owner sees that the prober's team tried (without the prober's key or address
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -33,13 +34,18 @@ class Auditor:
     Args:
         session: the request's session.
         principal: the authenticated key.
-        actor: the key with the client's address (``request.client.host``; behind a proxy,
-            the one uvicorn's ``--proxy-headers`` takes from ``X-Forwarded-For``) and
-            ``User-Agent`` (``api.deps.actor_of``).
+        request: the request; :attr:`actor` is its key with the client's address
+            (``request.client.host``; behind a proxy, the one uvicorn's ``--proxy-headers``
+            takes from ``X-Forwarded-For``) and ``User-Agent`` (``api.deps.actor_of``).
     """
 
-    def __init__(self, session: Session, principal: repo.Principal, actor: repo.Actor):
-        self.session, self.principal, self.actor = session, principal, actor
+    def __init__(self, session: Session, principal: repo.Principal, request: Request):
+        self.session, self.principal, self._request = session, principal, request
+
+    @functools.cached_property
+    def actor(self) -> repo.Actor:
+        """The acting key and client (made when first asked: most reads record nothing)."""
+        return actor_of(self._request, self.principal)
 
     def not_found(
         self, target_type: str, column: InstrumentedAttribute[Any], value: Any
@@ -67,7 +73,7 @@ class Auditor:
 
 async def get_auditor(request: Request, session: SessionDep, principal: PrincipalDep) -> Auditor:
     """The request's :class:`Auditor` (its key, client address and user agent)."""
-    return Auditor(session, principal, actor_of(request, principal))
+    return Auditor(session, principal, request)
 
 
 AuditDep = Annotated[Auditor, Depends(get_auditor)]

@@ -27,7 +27,13 @@ from typing import Protocol
 
 from api.redisconn import LoopRedis, is_redis_url
 
-__all__ = ["AuthFailures", "FailureCounter", "RedisAuthFailures", "make_auth_failures"]
+__all__ = [
+    "BLOCKED_LUA",
+    "AuthFailures",
+    "FailureCounter",
+    "RedisAuthFailures",
+    "make_auth_failures",
+]
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +118,19 @@ end
 return n
 """
 
-# KEYS[1]: the counter; ARGV[1]: the limit. Returns the ms left of a blocked window, else 0.
-_BLOCKED = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n < tonumber(ARGV[1]) then return 0 end
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 then return 0 end
-return left
+# blocked_ms(counter, limit): the ms left of a blocked window, else 0 (also used by
+# api.ratelimit's script that checks it and takes a token in one round trip)
+BLOCKED_LUA = """
+local function blocked_ms(key, limit)
+  local n = tonumber(redis.call('GET', key) or '0')
+  if n < limit then return 0 end
+  local left = redis.call('PTTL', key)
+  if left < 0 then return 0 end
+  return left
+end
 """
+# KEYS[1]: the counter; ARGV[1]: the limit.
+_BLOCKED = BLOCKED_LUA + "return blocked_ms(KEYS[1], tonumber(ARGV[1]))\n"
 
 
 class RedisAuthFailures:
@@ -134,13 +145,14 @@ class RedisAuthFailures:
 
     def __init__(self, url: str, limit: int, window_s: float, *, namespace: str = "bilevel",
                  timeout_s: float = 0.25, retry_after_failure_s: float = 5.0):  # fmt: skip
-        self.limit, self.window_s, self.namespace = limit, window_s, namespace
+        self.limit, self.window_s, self.namespace, self.url = limit, window_s, namespace, url
         self._redis = LoopRedis(
             url, {"fail": _FAIL, "blocked": _BLOCKED}, timeout_s=timeout_s,
             retry_after_failure_s=retry_after_failure_s, logger=log,
         )  # fmt: skip
 
-    def _key(self, address: str) -> str:
+    def key(self, address: str) -> str:
+        """The Redis key of ``address``'s counter."""
         return f"{self.namespace}:authfail:{address}"
 
     async def aretry_after(self, address: str) -> int:
@@ -148,9 +160,7 @@ class RedisAuthFailures:
         if self.limit <= 0 or self._redis.down():
             return 0
         try:
-            left_ms = await self._redis.script("blocked")(
-                keys=[self._key(address)], args=[self.limit]
-            )
+            left_ms = await self._redis.run("blocked", [self.key(address)], [self.limit])
         except Exception as exc:  # any Redis trouble: fail open
             self._redis.failed("failed-authentication limit", exc)
             return 0
@@ -161,8 +171,8 @@ class RedisAuthFailures:
         if self.limit <= 0 or self._redis.down():
             return
         try:
-            await self._redis.script("fail")(
-                keys=[self._key(address)], args=[max(1, math.ceil(self.window_s * 1000))]
+            await self._redis.run(
+                "fail", [self.key(address)], [max(1, math.ceil(self.window_s * 1000))]
             )
         except Exception as exc:
             self._redis.failed("failed-authentication limit", exc)

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.errors import ProblemError
+from api.ratelimit import Decision, take_unless_blocked
 from api.settings import ApiSettings
 from jobs import keys
 from jobs.dispatch import Dispatcher
@@ -100,6 +101,32 @@ def _verify(
     return principal
 
 
+def _throttled(settings: ApiSettings, address: str, blocked_s: int) -> ProblemError:
+    return ProblemError(
+        429,
+        f"too many failed authentications from {address}: {settings.auth_failure_limit} "
+        f"in {settings.auth_failure_window_s:g} s (auth_failure_limit, "
+        f"auth_failure_window_s); retry in {blocked_s} s",
+        slug="auth-throttled",
+        headers={"Retry-After": str(blocked_s)},
+    )
+
+
+def _rate_limited(settings: ApiSettings, prefix: str, decision: Decision) -> ProblemError:
+    return ProblemError(
+        429,
+        f"rate limit of key {prefix} exceeded: {settings.rate_limit_per_s:g} "
+        f"requests/s with bursts of {settings.rate_limit_burst} (rate_limit_per_s, "
+        f"rate_limit_burst); retry in {decision.retry_after_s} s",
+        slug="rate-limited",
+        headers={"Retry-After": str(decision.retry_after_s)},
+    )
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
 async def refuse_if_throttled(request: Request) -> str:
     """The client's address; 429 when it has spent its failed authentications.
 
@@ -107,18 +134,10 @@ async def refuse_if_throttled(request: Request) -> str:
         ProblemError: 429 ``auth-throttled`` with ``Retry-After`` (``api.authfailures``).
     """
     state = request.app.state
-    address = request.client.host if request.client else ""
+    address = _address(request)
     blocked_s = await state.auth_failures.aretry_after(address)
     if blocked_s:
-        settings: ApiSettings = state.settings
-        raise ProblemError(
-            429,
-            f"too many failed authentications from {address}: {settings.auth_failure_limit} "
-            f"in {settings.auth_failure_window_s:g} s (auth_failure_limit, "
-            f"auth_failure_window_s); retry in {blocked_s} s",
-            slug="auth-throttled",
-            headers={"Retry-After": str(blocked_s)},
-        )
+        raise _throttled(state.settings, address, blocked_s)
     return address
 
 
@@ -134,9 +153,25 @@ async def get_principal(
 
     A key verified less than ``key_cache_ttl_s`` ago in this process is taken from the
     key cache (by its HMAC digest) without a query: a revocation made by another process
-    takes effect here within that bound.
+    takes effect here within that bound. Such a key's request then asks the address's
+    failed authentications and spends its token in one Redis round trip
+    (``api.ratelimit.take_unless_blocked``), in the same order as below.
     """
     state = request.app.state
+    digest = ""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        digest = keys.hash_key(credentials.credentials, keys.HMAC_SHA256, state.key_secret)
+        cached: repo.Principal | None = state.key_cache.get(digest)
+        if cached is not None:
+            address = _address(request)
+            blocked_s, decision = await take_unless_blocked(
+                state.rate_limiter, state.auth_failures, cached.prefix, address
+            )
+            if blocked_s:
+                raise _throttled(state.settings, address, blocked_s)
+            if not decision.allowed:
+                raise _rate_limited(state.settings, cached.prefix, decision)
+            return cached
     address = await refuse_if_throttled(request)
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -145,30 +180,19 @@ async def get_principal(
             headers=challenge,
         )  # fmt: skip
     key = credentials.credentials
-    digest = keys.hash_key(key, keys.HMAC_SHA256, state.key_secret)
-    principal: repo.Principal | None = state.key_cache.get(digest)
+    principal = await run_in_threadpool(
+        _verify, session, key, state.key_secret, state.key_previous_secret
+    )
     if principal is None:
-        principal = await run_in_threadpool(
-            _verify, session, key, state.key_secret, state.key_previous_secret
+        await state.auth_failures.afailed(address)
+        raise ProblemError(
+            401, "invalid or revoked API key", slug="unauthorized", headers=challenge
         )
-        if principal is None:
-            await state.auth_failures.afailed(address)
-            raise ProblemError(
-                401, "invalid or revoked API key", slug="unauthorized", headers=challenge
-            )
-        state.key_cache.put(digest, principal.prefix, principal)
+    state.key_cache.put(digest, principal.prefix, principal)
     # after authentication: an unknown caller must not spend a real key's budget
     decision = await state.rate_limiter.atake(principal.prefix)
     if not decision.allowed:
-        settings = state.settings
-        raise ProblemError(
-            429,
-            f"rate limit of key {principal.prefix} exceeded: {settings.rate_limit_per_s:g} "
-            f"requests/s with bursts of {settings.rate_limit_burst} (rate_limit_per_s, "
-            f"rate_limit_burst); retry in {decision.retry_after_s} s",
-            slug="rate-limited",
-            headers={"Retry-After": str(decision.retry_after_s)},
-        )
+        raise _rate_limited(state.settings, principal.prefix, decision)
     return principal
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.authfailures import make_auth_failures
 from api.bodylimit import BodyLimitMiddleware
 from api.errors import install_error_handlers
+from api.jobviews import JobViews
 from api.openapi import App, operation_id
 from api.ratelimit import make_rate_limiter
 from api.routes import (
@@ -118,6 +119,8 @@ def create_app(
     app.state.auth_failures = auth_failures
     # verified keys by HMAC digest; revocation elsewhere waits at most key_cache_ttl_s
     app.state.key_cache = KeyCache(settings.key_cache_ttl_s, settings.key_cache_size)
+    # each polled job's body and ETag, made again only when its row changes
+    app.state.job_views = JobViews()
     install_error_handlers(app)
     # outermost: an oversized body is refused before anything reads it
     app.add_middleware(

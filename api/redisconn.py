@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported when first used: the embedded mode runs without Redis
     import redis.asyncio
@@ -29,12 +29,12 @@ def is_redis_url(url: str | None) -> bool:
 
 
 class LoopRedis:
-    """Lua scripts on a Redis client made for the running event loop.
+    """Lua scripts on a Redis client made for the running event loop, each call bounded.
 
     Args:
         url: the Redis URL.
         scripts: name -> Lua source, registered on each new client.
-        timeout_s: connect and read timeout of each call.
+        timeout_s: the connect timeout, and the bound on each call of :meth:`run`.
         retry_after_failure_s: how long :meth:`down` says to skip Redis after a failure.
         logger: where the warning of a failure goes (the throttle's own module's logger).
     """
@@ -54,12 +54,24 @@ class LoopRedis:
 
         loop = asyncio.get_running_loop()
         if self._client is None or self._client[0] is not loop:
+            # socket_timeout off (redis-py 8 defaults it to 5 s): with it, each send is bounded
+            # by asyncio.wait_for, a task per call on Python 3.11; :meth:`run` bounds the
+            # whole call with one asyncio.timeout instead
             client = redis.asyncio.Redis.from_url(
-                self._url, socket_timeout=self._timeout_s, socket_connect_timeout=self._timeout_s
+                self._url, socket_timeout=None, socket_connect_timeout=self._timeout_s
             )
             scripts = {n: client.register_script(src) for n, src in self._sources.items()}
             self._client = (loop, client, scripts)
         return self._client[2][name]
+
+    async def run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """Run the script ``name``; ``TimeoutError`` past ``timeout_s`` in all.
+
+        A call cut off by the timeout disconnects its connection (redis-py does on any
+        exception while reading), so no late reply is read by the next call.
+        """
+        async with asyncio.timeout(self._timeout_s):
+            return await self.script(name)(keys=keys, args=args)
 
     def down(self) -> bool:
         """Whether Redis failed less than ``retry_after_failure_s`` ago (skip it)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from typing import Annotated, Any
@@ -14,10 +13,12 @@ from api.auditor import AuditDep, Auditor
 from api.deps import DispatcherDep, SessionDep, SettingsDep, TeamDep
 from api.errors import ProblemError
 from api.idempotency import CONFLICT_DOC, IdempotencyKey, RequestDigest, conflict, mark_replayed
+from api.jobviews import weak_etag
 from api.openapi import NPZ, auth_responses, file_doc, file_media_type, links_to, problem_doc
 from api.params import Digits
 from api.quota import check_quota
 from api.schemas.jobs import JobPublic, JobResult, JobsPublic, TracePublic
+from api.settings import ApiSettings
 from jobs.specs.admission import admit
 from jobs.specs.job import JobSpec
 from jobs.status import JobStatus
@@ -124,10 +125,6 @@ def list_jobs(
     )
 
 
-def _weak_etag(data: bytes) -> str:
-    return f'W/"{hashlib.sha256(data).hexdigest()[:32]}"'
-
-
 def _not_modified(request: Request, etag: str) -> bool:
     """``If-None-Match`` names ``etag`` (weak comparison, RFC 9110 13.1.2) or is ``*``."""
     header = request.headers.get("if-none-match")
@@ -144,10 +141,12 @@ def _not_modified(request: Request, etag: str) -> bool:
 )
 def get_job(job_id: uuid.UUID, request: Request, session: SessionDep, audit: AuditDep) -> Response:
     """One job: status, progress, summary, error."""
-    body = JobPublic.of(_job_or_404(audit, job_id)).model_dump_json().encode()
+    row = repo.job_view_row(session, job_id)
+    if row is None or row.team_id != audit.principal.team.id:
+        raise audit.not_found("job", Job.id, job_id)
     # the tag hashes the representation itself: a heartbeat that changes only the summary
-    # (no updated_at) still changes it
-    etag = _weak_etag(body)
+    # (no updated_at) still changes it; made once per version of the row (api.jobviews)
+    etag, body = request.app.state.job_views.view(row)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
@@ -189,7 +188,6 @@ def get_trace(
     request: Request,
     session: SessionDep,
     audit: AuditDep,
-    settings: SettingsDep,
     after: Annotated[
         int, Query(ge=0, le=10_000_000, description="only iterations after this one"), Digits
     ] = 0,
@@ -214,23 +212,27 @@ def get_trace(
     (``BILEVEL_TRACE_RETENTION_DAYS``): the rows are the iterations where each field's
     minimum and maximum over a block of 64 lie, with ``null`` for the other fields.
     """
-    job = _job_or_404(audit, job_id)
+    # the job's team and attempt with the trace's span, in one statement
+    poll = repo.trace_poll(session, job_id, after)
+    if poll is None or poll.team_id != audit.principal.team.id:
+        raise audit.not_found("job", Job.id, job_id)
     names = _fields(fields)
+    settings: ApiSettings = request.app.state.settings  # not a dependency: one less per poll
     limit = min(max_points or settings.default_trace_points, settings.max_trace_points)
-    span = repo.trace_span_of(session, job.id, after)
+    span = poll.span
     count, last = span.points, span.last
     # a compacted trace (past the retention) is answered from its per-block rollups
     resolution = "block" if span.compacted else "full"
-    tag_src = (f"{job.id}:{job.attempts}:{count}:{last}:{after}:{limit}:{','.join(names)}"
+    tag_src = (f"{job_id}:{poll.attempts}:{count}:{last}:{after}:{limit}:{','.join(names)}"
                f":{resolution}")  # fmt: skip
-    etag = _weak_etag(tag_src.encode())
+    etag = weak_etag(tag_src.encode())
     headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Trace-Points": str(count),
                "X-Trace-Resolution": resolution}  # fmt: skip
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
     # the body holds what the ETag counted, read without a second span query
     cols = repo.trace_columns(
-        session, job.id, after=after, max_points=limit, fields=names, span=span
+        session, job_id, after=after, max_points=limit, fields=names, span=span
     )
     return JSONResponse(cols, headers=headers)
 

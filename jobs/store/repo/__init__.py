@@ -96,6 +96,8 @@ from jobs.store.repo.submissions import (
     create_job,
     find_idempotent,
     get_job,
+    job_of_view_row,
+    job_view_row,
     list_jobs,
 )
 from jobs.store.repo.teams import (
@@ -117,10 +119,12 @@ from jobs.store.repo.teams import (
 )
 from jobs.store.repo.trace_compaction import CompactionPass, compact_due, compact_job
 from jobs.store.repo.trace_reads import (
+    TracePoll,
     best_outer_loss,
     estimated_trace_points,
     last_outer_loss,
     trace_columns,
+    trace_poll,
     trace_span,
     trace_span_of,
     trace_version,
@@ -160,6 +164,7 @@ __all__ = [
     "PoolView",
     "Principal",
     "TeamRef",
+    "TracePoll",
     "active_searches",
     "add_trial",
     "any_team_exists",
@@ -203,6 +208,8 @@ __all__ = [
     "get_webhook",
     "heartbeat",
     "job_counts",
+    "job_of_view_row",
+    "job_view_row",
     "jobs_using_dataset",
     "last_outer_loss",
     "list_api_keys",
@@ -252,6 +259,7 @@ __all__ = [
     "team_loads",
     "trace_columns",
     "trace_point_count",
+    "trace_poll",
     "trace_span",
     "trace_span_of",
     "trace_version",

@@ -26,6 +26,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from jobs.store.models import (
     TRACE_BLOCK,
     TRACE_FIELDS,
+    Job,
     TracePoint,
     trace_blocks,
 )
@@ -69,10 +70,54 @@ def trace_span_of(session: Session, job_id: uuid.UUID, after: int) -> TraceSpan:
     ).one()
     if first is not None:
         return TraceSpan(int(last) - int(first) + 1, int(first), int(last))
+    return _span_without_points(session, job_id, after)
+
+
+def _span_without_points(session: Session, job_id: uuid.UUID, after: int) -> TraceSpan:
+    """No points past ``after``: the compacted span past it, or none (one probe)."""
     record = compaction_of(session, job_id)
     if record is None:
         return TraceSpan(0, 0, 0)
     return TraceSpan(*compacted_span(record, after), compacted=True)
+
+
+# the job's team and attempt, and its span's two index probes: one statement object with
+# bound parameters, so SQLAlchemy keeps its cache key (Core: no entity is loaded)
+_PAST = (
+    TracePoint.job_id == bindparam("job_id", type_=TracePoint.job_id.type),
+    TracePoint.iteration > bindparam("after", type_=Integer()),
+)
+_POLL = select(
+    Job.team_id,
+    Job.attempts,
+    select(func.min(TracePoint.iteration)).where(*_PAST).scalar_subquery(),
+    select(func.max(TracePoint.iteration)).where(*_PAST).scalar_subquery(),
+).where(Job.id == bindparam("job_id", type_=Job.id.type))
+
+
+class TracePoll(NamedTuple):
+    """A job's team and attempt, with its trace's span: what a trace poll's ETag needs."""
+
+    team_id: uuid.UUID
+    attempts: int
+    span: TraceSpan
+
+
+def trace_poll(session: Session, job_id: uuid.UUID, after: int) -> TracePoll | None:
+    """The job's team, attempt and :func:`trace_span_of` in one round trip; ``None``: no job.
+
+    A dashboard asks for each trace about twice a second and most answers are 304: the job
+    row and the span's two index probes come in one statement (one snapshot, too), and only
+    an empty span costs the compaction probe of :func:`trace_span_of`.
+    """
+    row = session.connection().execute(_POLL, {"job_id": job_id, "after": after}).first()
+    if row is None:
+        return None
+    team_id, attempts, first, last = row
+    if first is not None:
+        return TracePoll(team_id, attempts, TraceSpan(int(last) - int(first) + 1, int(first),
+                                                      int(last)))  # fmt: skip
+    return TracePoll(team_id, attempts, _span_without_points(session, job_id, after))
 
 
 _ESTIMATE = text(
