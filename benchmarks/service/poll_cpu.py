@@ -57,7 +57,7 @@ def _drop(admin_url: str, name: str) -> None:
 def _seed(sessions: Any) -> tuple[str, str]:
     from jobs.specs.job import JobSpec
     from jobs.store import repo
-    from tests.factories import team_with_key, tiny_spec
+    from tests.support import team_with_key, tiny_spec
 
     team_id, key = team_with_key(sessions)
     with sessions.begin() as s:
