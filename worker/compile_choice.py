@@ -97,9 +97,10 @@ def choose(
     this job's key (``speedup``), else the median of those measured on the worker's other keys
     of the same kind and method, else of any kind (``prior``: a first job of its key then
     compiles when it runs long enough), else the built-in prior, a saving of ``1/payoff``
-    (``eager_run_s >= payoff * compile_s``: conservative, as the smallest speed-up measured
-    in ``benchmarks.library.peers`` was 1.4x, a saving of 0.29). The median, not the least:
-    each speed-up is one call against one, and one noisy key should not decide for all.
+    (``eager_run_s >= payoff * compile_s``; 10 assumes a speed-up of 1.11x, below all but
+    one of the 1.06x to 2.65x ``benchmarks.library.peers --compile`` measured at n=600,
+    d=65). The median, not the least: each speed-up is one call against one, and one noisy
+    key should not decide for all.
 
     Args:
         setting: ``"auto"``, ``"on"`` or ``"off"``.
