@@ -20,6 +20,7 @@ import torch
 
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
+from core.estimators._skinny import compile_options
 from core.estimators._unroll import (
     Transition,
     UnrolledEstimator,
@@ -134,7 +135,12 @@ class Compiled:
             def xi(state: Leaves, hp: Leaves, spec: Spec) -> Leaves:
                 return dynamics.functional_step(problem, state, unflatten(hp_spec, hp), spec)
 
-            self._fn = torch.compile(xi, mode=self.mode)
+            # the default mode takes options: Inductor's graph pass for tall, skinny products
+            # (a mode and options exclude each other)
+            if self.mode is None:
+                self._fn = torch.compile(xi, options=compile_options())
+            else:
+                self._fn = torch.compile(xi, mode=self.mode)
             self._owner = (problem, dynamics)
             self._seen = set()
         fn = self._fn
