@@ -60,6 +60,10 @@ class Compiled:
     runs it eagerly: a process that compiles for many kinds of problem should call
     ``torch.compiler.reset()`` between them (the worker does, per job).
 
+    In the default ``mode`` Inductor also rewrites a tall, skinny product (the data times a
+    linear model's weights) as the transpose of its wide one, which BLAS computes faster
+    (``core.estimators._skinny``); another ``mode`` takes no options, so no rewrite.
+
     Compiled inner steps and :class:`core.Graphed` exclude each other (neither wraps the
     other); ``torch.func`` refuses saved-tensor hooks, so :class:`core.Metered` reports no
     CPU peak for it.
