@@ -62,6 +62,12 @@ class SkinnyProducts(CustomGraphPass):
         return get_hash_for_files((__file__,))
 
 
+# one instance for every compile: Dynamo reuses a compiled function's code only for an equal
+# backend, and options holding a new pass each time would make each Compiled recompile (and
+# soon reach torch.compile's recompile limit, past which it runs eagerly)
+_PASS = SkinnyProducts()
+
+
 def compile_options() -> dict[str, Any]:
     """``torch.compile``'s ``options`` for the default mode: the pass above."""
-    return {"post_grad_custom_post_pass": SkinnyProducts()}
+    return {"post_grad_custom_post_pass": _PASS}
