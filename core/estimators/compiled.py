@@ -20,7 +20,6 @@ import torch
 
 from core.dynamics import GradientDescent
 from core.errors import ConfigurationError
-from core.estimators._skinny import compile_options
 from core.estimators._unroll import (
     Transition,
     UnrolledEstimator,
@@ -142,6 +141,10 @@ class Compiled:
             # the default mode takes options: Inductor's graph pass for tall, skinny products
             # (a mode and options exclude each other)
             if self.mode is None:
+                # imported here: torch._inductor, imported with core, would fix its cache
+                # directory before a worker points it at its own (worker.compile_cache)
+                from core.estimators._skinny import compile_options
+
                 self._fn = torch.compile(xi, options=compile_options())
             else:
                 self._fn = torch.compile(xi, mode=self.mode)
