@@ -25,6 +25,7 @@ import torch
 __all__ = [
     "CACHES",
     "CompileTimes",
+    "Prior",
     "compile_counts",
     "keep_compiled_for",
     "note_graphs",
@@ -37,6 +38,28 @@ log = logging.getLogger(__name__)
 #: where a compile found its work, cheapest first: compiled code in this process, kernels in
 #: the disk cache, nothing
 CACHES = ("memory", "disk", "cold")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What the other keys measured on this worker suggest for a key not measured yet.
+
+    A key's speed-up is known only after its first compiled job; its first job would then
+    always run eagerly. The keys of the same problem kind and method (the same step at other
+    shapes) compile to the same kind of graph, so their speed-ups and cold compile times are
+    the best guess there is; failing those, any key's. ``scope`` says which.
+
+    Attributes:
+        speedups: the speed-ups measured on those keys (at least one).
+        compile_s: the slowest cold compile among them, ``None`` if none was timed.
+        scope: ``"kind|method"`` (the same kind and method) or ``"any"`` (any key).
+        keys: how many keys they are.
+    """
+
+    speedups: tuple[float, ...]
+    compile_s: float | None
+    scope: str
+    keys: int
 
 
 @dataclass
@@ -65,8 +88,28 @@ class CompileTimes:
 
     def speedup(self, key: str) -> float | None:
         """The last speed-up of compiling measured for ``key``."""
-        value = self._entry(key).get("speedup")
-        return float(value) if isinstance(value, int | float) and value > 0 else None
+        return _speedup(self._entry(key))
+
+    def prior(self, key: str) -> Prior | None:
+        """What the other keys measured here suggest for ``key`` (:class:`Prior`), if any.
+
+        Keys of the same kind and method (the first two fields of
+        ``worker.compile_choice.compile_key``) first, else every other key; ``None`` when no
+        other key has a measured speed-up.
+        """
+        family = "|".join(key.split("|")[:2]) + "|"
+        others = {k: _as_entry(v) for k, v in self._read().items() if k != key}
+        for scope, keys in (
+            ("kind|method", [k for k in others if k.startswith(family)]),
+            ("any", list(others)),
+        ):
+            measured = {k: s for k in keys if (s := _speedup(others[k])) is not None}
+            if measured:
+                colds = [others[k].get("cold") for k in measured]
+                cold = [float(c) for c in colds if isinstance(c, int | float)]
+                speedups = tuple(measured.values())
+                return Prior(speedups, max(cold) if cold else None, scope, len(measured))
+        return None
 
     def known(self, key: str) -> bool:
         """Whether a compile of ``key`` finished here (its kernels are in the disk cache)."""
@@ -93,10 +136,7 @@ class CompileTimes:
             log.warning("compile times: cannot write %s", self.path, exc_info=True)
 
     def _entry(self, key: str) -> dict[str, Any]:
-        value = self._read().get(key)
-        if isinstance(value, int | float):
-            return {"cold": float(value)}
-        return dict(value) if isinstance(value, dict) else {}
+        return _as_entry(self._read().get(key))
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -104,6 +144,18 @@ class CompileTimes:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+
+def _as_entry(value: Any) -> dict[str, Any]:
+    """A key's entry; an older worker's number is a cold compile time."""
+    if isinstance(value, int | float):
+        return {"cold": float(value)}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _speedup(entry: dict[str, Any]) -> float | None:
+    value = entry.get("speedup")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 @dataclass

@@ -3,10 +3,12 @@
 ``"on"`` compiles, ``"off"`` never does, ``"auto"`` (the default) compiles when it pays.
 Compiling costs seconds once and saves a fraction of every later hypergradient (2-3x on a
 small CPU model, ``benchmarks.library.peers --compile``): a job of a few seconds would only
-lose, a long one gains. :func:`choose` is that rule, pure: with the speed-up measured on
-this worker for the same problem kind, method and shapes it compiles when the time saved,
-``eager run x (1 - 1/speed-up)``, covers the compile time; before a measurement, when the
-eager run is at least ``payoff`` times the compile time (a saving of ``1/payoff`` assumed).
+lose, a long one gains. :func:`choose` is that rule, pure: it compiles when the time saved,
+``eager run x (1 - 1/speed-up)``, covers the compile time, with the speed-up measured on
+this worker for the same problem kind, method and shapes; before a measurement for them,
+the median measured on the worker's other keys (:class:`Prior`, the same kind and method
+first), so that a key's first long job compiles too; on a worker that measured nothing, when
+the eager run is at least ``payoff`` times the compile time (a saving of ``1/payoff``).
 :class:`AutoCompiled` applies it inside the job: its first hypergradient runs eagerly and
 is timed, which, times the iterations left, estimates the eager run.
 
@@ -16,7 +18,8 @@ check, the worker keeps it between jobs of one key, :func:`keep_compiled_for`), 
 cache under the worker's compile cache holds its kernels (``"disk"``: Dynamo traces again,
 Inductor and AOTAutograd load), or nothing does (``"cold"``). :class:`CompileTimes` keeps
 the cost of each, and the measured speed-up, per key in a small JSON file next to
-torch.compile's own cache; a prior stands in before the first measurement.
+torch.compile's own cache. Before a key's first compile, the slowest cold compile of the
+keys its prior comes from stands in, else the worker's ``compile_prior_s``.
 
 Only unrolled reverse methods have a compiled path (:class:`core.Compiled`: full,
 truncated, checkpointed, auto). Forward mode propagates ``M`` tangents through
@@ -28,6 +31,7 @@ specialise on them or recompile), so they run eagerly and their summary says why
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +44,7 @@ from jobs.specs.job import JobSpec
 from worker.compile_cache import (
     CACHES,
     CompileTimes,
+    Prior,
     compile_counts,
     keep_compiled_for,
     note_graphs,
@@ -52,6 +57,7 @@ __all__ = [
     "AutoCompiled",
     "CompileChoice",
     "CompileTimes",
+    "Prior",
     "choose",
     "compile_key",
     "compile_refusal",
@@ -82,22 +88,33 @@ def choose(
     payoff: float = 10.0,
     speedup: float | None = None,
     cache: str | None = None,
+    prior: Prior | None = None,
 ) -> CompileChoice:
     """The rule of ``hypergradient.compile``.
+
+    ``"auto"`` compiles when the time saved covers the compile time, ``eager_run_s >=
+    eager_run_s / s + compile_s``, with ``s`` the speed-up of compiling: the one measured for
+    this job's key (``speedup``), else the median of those measured on the worker's other keys
+    of the same kind and method, else of any kind (``prior``: a first job of its key then
+    compiles when it runs long enough), else the built-in prior, a saving of ``1/payoff``
+    (``eager_run_s >= payoff * compile_s``; 10 assumes a speed-up of 1.11x, below all but
+    one of the 1.06x to 2.65x ``benchmarks.library.peers --compile`` measured at n=600,
+    d=65). The median, not the least: each speed-up is one call against one, and one noisy
+    key should not decide for all.
 
     Args:
         setting: ``"auto"``, ``"on"`` or ``"off"``.
         refusal: why this job has no compiled path (:func:`compile_refusal`), or ``None``.
         eager_run_s: the job's estimated eager run time (``"auto"`` only).
         compile_s: the expected compile time (``"auto"`` only).
-        payoff: before a speed-up is measured, ``"auto"`` compiles when
-            ``eager_run_s >= payoff * compile_s``.
-        speedup: eager over compiled hypergradient time measured for this job's key; then
-            ``"auto"`` compiles when ``eager_run_s >= eager_run_s / speedup + compile_s``.
+        payoff: the built-in prior, used when no speed-up was measured on this worker.
+        speedup: eager over compiled hypergradient time measured for this job's key.
         cache: where the compile will find its work (:data:`CACHES`), for the reason.
+        prior: what the worker's other keys measured, used when ``speedup`` is ``None``.
 
     Returns:
-        The choice and its reason, naming the field or the times compared.
+        The choice and its reason, naming the field or the times compared, and where the
+        speed-up came from.
     """
     if setting == "off":
         return CompileChoice(False, "hypergradient.compile is 'off'")
@@ -108,19 +125,25 @@ def choose(
     if eager_run_s is None or compile_s is None:
         return CompileChoice(False, "auto: no estimate of the run time yet")
     where = f", {cache} cache" if cache else ""
-    if speedup is None:
+    if speedup is not None:
+        source = "measured here"
+    elif prior is not None:
+        speedup = statistics.median(prior.speedups)
+        scope = "of this kind and method" if prior.scope == "kind|method" else "of any kind"
+        source = f"prior: median measured on {prior.keys} other key(s) {scope}"
+    else:
         verdict = ">=" if eager_run_s >= payoff * compile_s else "<"
         return CompileChoice(
             verdict == ">=",
             f"auto: estimated eager run {eager_run_s:.3g} s {verdict} {payoff:g} x compile time "
-            f"{compile_s:.3g} s{where}",
+            f"{compile_s:.3g} s{where} (built-in prior: nothing measured on this worker)",
         )
     compiled_run_s = eager_run_s / speedup
     verdict = ">=" if eager_run_s >= compiled_run_s + compile_s else "<"
     return CompileChoice(
         verdict == ">=",
         f"auto: estimated eager run {eager_run_s:.3g} s {verdict} compiled run "
-        f"{compiled_run_s:.3g} s (speed-up {speedup:.2f}x measured here) + compile time "
+        f"{compiled_run_s:.3g} s (speed-up {speedup:.2f}x {source}) + compile time "
         f"{compile_s:.3g} s{where}",
     )
 
@@ -267,14 +290,21 @@ class AutoCompiled:
         res = self.estimator(problem, hparams, dynamics)
         self.eager_s = time.perf_counter() - t0
         self.cache = self._expected_cache(self.key)
-        known = self.times.get(self.key, self.cache) if self.times is not None else None
+        known = speedup = prior = None
+        if self.times is not None:
+            known = self.times.get(self.key, self.cache)
+            speedup = self.times.speedup(self.key)
+            prior = None if speedup is not None else self.times.prior(self.key)
+        if known is None and prior is not None and prior.compile_s is not None:
+            known = prior.compile_s  # a first compile of this key: as slow as its family's
         self.choice = choose(
             self.setting,
             eager_run_s=self.eager_s * max(self.iterations, 1),
             compile_s=self.prior_s if known is None else known,
             payoff=self.payoff,
-            speedup=self.times.speedup(self.key) if self.times is not None else None,
+            speedup=speedup,
             cache=self.cache,
+            prior=prior,
         )
         self._chosen()
         return res  # type: ignore[no-any-return]

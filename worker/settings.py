@@ -55,9 +55,10 @@ class WorkerSettings(StoreSettings):
     compile_warm_up: bool = True
     # hypergradient.compile="auto" compiles when the compiled run plus the compile time is
     # at most the estimated eager run, with the speed-up and compile time measured here for
-    # the same problem kind, method and shapes (compile-times.json in the compile cache);
-    # before a speed-up is measured, when the eager run is at least compile_payoff times the
-    # compile time (compile_prior_s before one is measured)
+    # the same problem kind, method and shapes (compile-times.json in the compile cache), or
+    # before that the median measured here for other shapes (the same kind and method first);
+    # with no speed-up measured here at all, when the eager run is at least compile_payoff
+    # times the compile time (compile_prior_s before any compile of the kind was timed)
     compile_payoff: float = Field(default=10.0, gt=0)
     compile_prior_s: float = Field(default=30.0, gt=0)
 

@@ -32,11 +32,14 @@ With ``--compile`` a toy compiles first, as a worker's job process does when it 
 (``worker.compile_cache.CACHES``): ``cold`` (the first job of its kind and shapes on a
 worker: the path's first compiled row), ``disk`` (torch.compile's disk cache warm, a worker
 restarted: timed after ``torch.compiler.reset()``) and ``memory`` (a later job of the same
-key on a running worker: the later compiled rows). As the worker does, the job's first
-hypergradient runs eagerly and ``worker.compile_choice.choose`` decides, with the speed-up
-measured here once the worker has measured it (disk, memory) and the ``--payoff`` rule
-before (cold); a compiled job pays ``eager + compile + (n-2) compiled``, an eager one ``n
-eager``. ``x 100 disk`` is the fastest peer's ``n`` calls over that. ``eager/plain`` is the
+key on a running worker: the later compiled rows); ``fresh`` is ``cold`` on a worker that
+measured nothing yet. As the worker does, the job's first hypergradient runs eagerly and
+``worker.compile_choice.choose`` decides, with the speed-up measured here once the worker
+has measured it (disk, memory), before that (cold) the prior of the worker's other keys
+(``worker.compile_cache.Prior``: here the speed-ups of the path's other rows, the same kind
+and method at other depths), and with nothing measured (fresh) the ``--payoff`` rule; a
+compiled job pays ``eager + compile + (n-2) compiled``, an eager one ``n eager``. ``x 100
+disk`` is the fastest peer's ``n`` calls over that. ``eager/plain`` is the
 eager path's time over the hand-written loop's; ``--instructions`` also counts it in
 instructions (callgrind, which the machine's load cannot move): see :func:`instructions`.
 """
@@ -63,7 +66,10 @@ from torch import nn
 
 import core
 from benchmarks.library.problems import ClosedForm, WeightedSoftmax, floor
-from worker.compile_choice import CACHES, choose
+from worker.compile_choice import CACHES, Prior, choose
+
+#: the columns of ``default``: a first job on a worker that measured nothing, then CACHES
+_FIRSTS = ("fresh", *CACHES)
 
 
 def _higher(problem, lam, T, K):
@@ -264,27 +270,36 @@ def _defaults(table: list[dict], jobs: tuple[int, ...], payoff: float, disk_s: f
     extra = [r["compile_s"] - 1e-3 * r["ours_compiled_ms"] for r in table]
     cost = {"cold": extra[0], "disk": disk_s - 1e-3 * table[0]["ours_compiled_ms"],
             "memory": statistics.median(extra[1:] or extra)}  # fmt: skip
-    for row in table:
+    speedups = [r["ours_eager_ms"] / r["ours_compiled_ms"] for r in table]
+    for i, row in enumerate(table):
         row["compile_costs_s"] = cost
+        others = tuple(s for j, s in enumerate(speedups) if j != i)
+        prior = Prior(others, cost["cold"], "kind|method", len(others)) if others else None
         for n in jobs:
-            for cache in CACHES:
-                _default(row, n, payoff, cache, max(cost[cache], 0.0))
+            for first in _FIRSTS:
+                cache = "cold" if first == "fresh" else first
+                prior_here = prior if first == "cold" else None
+                _default(row, n, payoff, first, max(cost[cache], 0.0), prior_here)
 
 
-def _default(row: dict, n: int, payoff: float, cache: str, compile_s: float) -> None:
+def _default(
+    row: dict, n: int, payoff: float, first: str, compile_s: float, prior: Prior | None
+) -> None:
     """A job of ``n`` hypergradients on ``compile: "auto"`` whose compile costs ``compile_s``.
 
     As :class:`worker.compile_choice.AutoCompiled`: the first hypergradient runs eagerly and
     is timed; the first compiled call costs ``compile_s`` more than the others; a speed-up is
-    known to the worker once it compiled the key (``disk``, ``memory``), not before.
+    known to the worker once it compiled the key (``disk``, ``memory``), before that
+    ``prior`` (``cold``), on a worker that measured nothing neither (``fresh``).
     """
     eager, compiled = row["ours_eager_ms"] * 1e-3, row["ours_compiled_ms"] * 1e-3
+    cache = "cold" if first == "fresh" else first
     choice = choose(
         "auto", eager_run_s=eager * n, compile_s=compile_s + compiled, payoff=payoff,
-        speedup=None if cache == "cold" else eager / compiled, cache=cache,
+        speedup=None if cache == "cold" else eager / compiled, cache=cache, prior=prior,
     )  # fmt: skip
     total = eager + compile_s + (n - 1) * compiled if choice.used else n * eager
-    row[f"default_{n}_{cache}"] = {
+    row[f"default_{n}_{first}"] = {
         "compiled": choice.used, "speedup": n * row["fastest_peer_ms"] * 1e-3 / total,
         "reason": choice.reason,
     }  # fmt: skip
@@ -326,7 +341,7 @@ def _paths(tags, med, results, first, peers, compile) -> dict[str, list[dict]]:
 
 def _print_paths(paths: dict[str, list[dict]], peers: list[str], jobs: tuple[int, ...]) -> None:
     kinds = ["eager", "compiled"] if "speedup_compiled" in paths["generic"][0] else ["eager"]
-    defaults = [(n, c) for n in jobs for c in CACHES] if len(kinds) == 2 else []
+    defaults = [(n, c) for n in jobs for c in _FIRSTS] if len(kinds) == 2 else []
     for path, table in paths.items():
         print(f"\n{path} path (rel diff: against the plain loop)")
         head = f"{'method':<7}" + "".join(f" {'ours ' + k:>14}" for k in kinds)

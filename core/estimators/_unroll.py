@@ -134,6 +134,9 @@ def unrolled_tensors(
 
     # Last segment and f together: one backward pass yields ∇_{ŵ*} f, α_{c_m} and h.
     start = detached(state, requires_grad=True)
+    # α only goes to an earlier segment or to B_0; K-RMD's one segment needs neither, and
+    # asking for it would cost a Hessian-vector product through the segment's first step
+    wanted = start if len(cuts) > 1 or plan.include_init else ()
     with torch.enable_grad():
         state = start
         for t in range(cuts[-1], T):
@@ -141,10 +144,10 @@ def unrolled_tensors(
         w_T = dynamics.params(state)
         w_T = tuple(x if x.requires_grad else x.detach().requires_grad_(True) for x in w_T)
         loss = scalar_loss(problem.outer_loss(unflatten(spec, w_T), lam), "outer")
-        grads = torch.autograd.grad(loss, w_T + start + setup.hp, allow_unused=True)
-    n_w, n_s = len(w_T), len(start)
+        grads = torch.autograd.grad(loss, w_T + wanted + setup.hp, allow_unused=True)
+    n_w, n_s = len(w_T), len(wanted)
     grad_w = zeros_for_none(grads[:n_w], w_T)
-    alpha = zeros_for_none(grads[n_w : n_w + n_s], start)
+    alpha = zeros_for_none(grads[n_w : n_w + n_s], wanted)
     h = zeros_for_none(grads[n_w + n_s :], setup.hp)
     del state, grads
 

@@ -59,6 +59,10 @@ class Compiled:
     runs it eagerly: a process that compiles for many kinds of problem should call
     ``torch.compiler.reset()`` between them (the worker does, per job).
 
+    In the default ``mode`` Inductor also rewrites a tall, skinny product (the data times a
+    linear model's weights) as the transpose of its wide one, which BLAS computes faster
+    (``core.estimators._skinny``); another ``mode`` takes no options, so no rewrite.
+
     Compiled inner steps and :class:`core.Graphed` exclude each other (neither wraps the
     other); ``torch.func`` refuses saved-tensor hooks, so :class:`core.Metered` reports no
     CPU peak for it.
@@ -134,7 +138,16 @@ class Compiled:
             def xi(state: Leaves, hp: Leaves, spec: Spec) -> Leaves:
                 return dynamics.functional_step(problem, state, unflatten(hp_spec, hp), spec)
 
-            self._fn = torch.compile(xi, mode=self.mode)
+            # the default mode takes options: Inductor's graph pass for tall, skinny products
+            # (a mode and options exclude each other)
+            if self.mode is None:
+                # imported here: torch._inductor, imported with core, would fix its cache
+                # directory before a worker points it at its own (worker.compile_cache)
+                from core.estimators._skinny import compile_options
+
+                self._fn = torch.compile(xi, options=compile_options())
+            else:
+                self._fn = torch.compile(xi, mode=self.mode)
             self._owner = (problem, dynamics)
             self._seen = set()
         fn = self._fn

@@ -95,15 +95,22 @@ def test_data_cleaning_benchmark_quadratic_mode_writes_rows_and_curves(tmp_path)
 
 def test_peers_default_columns_follow_the_workers_compile_rule():
     from benchmarks.library.peers import _default
+    from worker.compile_choice import Prior
 
     row = {"ours_eager_ms": 10.0, "ours_compiled_ms": 4.0, "fastest_peer_ms": 9.0}
-    # before the worker measured a speed-up: the payoff rule, 1 s < 10 x (0.1 + 0.004) s
-    _default(row, 100, payoff=10.0, cache="cold", compile_s=0.1)
-    assert row["default_100_cold"]["compiled"] is False
-    assert row["default_100_cold"]["speedup"] == pytest.approx(0.9)
+    # a worker that measured nothing: the payoff rule, 1 s < 10 x (0.1 + 0.004) s
+    _default(row, 100, payoff=10.0, first="fresh", compile_s=0.1, prior=None)
+    assert row["default_100_fresh"]["compiled"] is False
+    assert row["default_100_fresh"]["speedup"] == pytest.approx(0.9)
     # measured 2.5x: compiled 0.4 s + compile 0.104 s < 1 s eager, so it compiles and
     # runs one eager call, the compiling call and 98 compiled ones
-    _default(row, 100, payoff=10.0, cache="memory", compile_s=0.1)
-    assert row["default_100_memory"]["compiled"] is True
     total = 0.010 + 0.1 + 99 * 0.004
+    _default(row, 100, payoff=10.0, first="memory", compile_s=0.1, prior=None)
+    assert row["default_100_memory"]["compiled"] is True
     assert row["default_100_memory"]["speedup"] == pytest.approx(100 * 0.009 / total)
+    # the key's first job, on a worker whose other keys gained 2.5x: it compiles on that prior
+    prior = Prior((2.5,), 0.1, "kind|method", 1)
+    _default(row, 100, payoff=10.0, first="cold", compile_s=0.1, prior=prior)
+    assert row["default_100_cold"]["compiled"] is True
+    assert "prior: median measured on 1 other key(s)" in row["default_100_cold"]["reason"]
+    assert row["default_100_cold"]["speedup"] == pytest.approx(100 * 0.009 / total)

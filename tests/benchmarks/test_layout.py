@@ -26,6 +26,7 @@ SERVICE_RULES = {
         "worker.compile_choice",
         "worker.compile_choice.choose",
         "worker.compile_choice.CACHES",
+        "worker.compile_choice.Prior",
     }
 }
 

@@ -161,3 +161,29 @@ def test_metered_compiled_reports_no_cpu_peak_rather_than_a_wrong_one():
 def test_bad_arguments_name_the_value(make, message):
     with pytest.raises(core.ConfigurationError, match=message):
         make()
+
+
+def test_a_tall_skinny_product_is_computed_as_its_transpose_and_others_are_kept():
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    from core.estimators._skinny import SkinnyProducts
+
+    mm, permute = torch.ops.aten.mm.default, torch.ops.aten.permute.default
+    X, W = torch.randn(500, 30, dtype=torch.float64), torch.randn(10, 30, dtype=torch.float64)
+    R = torch.randn(500, 10, dtype=torch.float64)
+
+    def step(x, w, r):
+        # the data times the weights' transpose (500 x 10: rewritten), then R^T X (10 x 30)
+        return torch.mm(x, w.t()) * 2.0, torch.mm(r.t(), x)
+
+    gm = make_fx(step, tracing_mode="fake")(X, W, R)
+    SkinnyProducts()(gm.graph)
+    gm.recompile()
+    products = [n for n in gm.graph.nodes if n.target is mm]
+    assert len(products) == 2
+    tall = products[0]  # mm(wᵀᵀ, xᵀ): the 10 x 500 product, then its transpose
+    assert [tuple(a.meta["val"].shape) for a in tall.args] == [(10, 30), (30, 500)]
+    assert [u.target for u in tall.users] == [permute]
+    assert [tuple(a.meta["val"].shape) for a in products[1].args] == [(10, 500), (500, 30)]
+    got, ref = gm(X, W, R), step(X, W, R)
+    assert all(torch.allclose(g, r, rtol=1e-12, atol=0) for g, r in zip(got, ref))

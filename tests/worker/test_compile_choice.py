@@ -17,6 +17,7 @@ from worker.compile_choice import (
     AutoCompiled,
     CompileChoice,
     CompileTimes,
+    Prior,
     choose,
     compile_key,
     compile_refusal,
@@ -220,3 +221,59 @@ def test_a_second_job_of_the_same_key_finds_its_code_in_memory_and_says_so(tmp_p
     assert second["used"] and second["cache"] == "memory"
     assert times.get(key, "memory") is not None
     assert "measured here" in second["reason"]  # the second job used the measured speed-up
+
+
+def test_before_its_key_is_measured_auto_uses_the_median_speedup_of_other_keys():
+    # a 10 s eager run, a 4 s compile: 10 < 10 x 4 under the built-in prior, but at the
+    # median 2x of the other keys the compiled run is 5 s, and 5 + 4 <= 10
+    prior = Prior(speedups=(1.5, 2.0, 3.0), compile_s=4.0, scope="kind|method", keys=3)
+    assert not choose("auto", eager_run_s=10.0, compile_s=4.0).used
+    choice = choose("auto", eager_run_s=10.0, compile_s=4.0, prior=prior, cache="cold")
+    assert choice.used
+    assert (
+        "compiled run 5 s (speed-up 2.00x prior: median measured on 3 other key(s) of this "
+        "kind and method) + compile time 4 s, cold cache"
+    ) in choice.reason
+    slow = Prior(speedups=(1.1, 1.2, 5.0), compile_s=4.0, scope="any", keys=3)
+    choice = choose("auto", eager_run_s=10.0, compile_s=4.0, prior=slow)
+    assert not choice.used and "speed-up 1.20x prior" in choice.reason
+    assert "of any kind" in choice.reason
+    # the key's own measurement wins over the prior
+    own = choose("auto", eager_run_s=10.0, compile_s=4.0, speedup=1.1, prior=prior)
+    assert not own.used and "measured here" in own.reason and "prior" not in own.reason
+    # nothing measured anywhere: the built-in prior, and the reason says so
+    assert "built-in prior" in choose("auto", eager_run_s=10.0, compile_s=4.0).reason
+
+
+def test_the_prior_comes_from_the_same_kind_and_method_first_then_any_key(tmp_path):
+    times = CompileTimes(tmp_path / "t.json")
+    assert times.prior("toy|full|(3,)") is None
+    times.put("toy|full|(3,)", 9.0, speedup=2.0)  # the key itself never counts
+    assert times.prior("toy|full|(3,)") is None
+    times.put("mnist|full|(7,)", 20.0, speedup=1.5)
+    assert times.prior("toy|full|(3,)") == Prior((1.5,), 20.0, "any", 1)
+    times.put("toy|full|(5,)", 3.0, speedup=2.5)
+    times.put("toy|full|(6,)", 4.0, speedup=3.0)
+    times.put("toy|full|(8,)", 50.0)  # timed, not yet measured: no speed-up to lend
+    prior = times.prior("toy|full|(9,)")
+    assert prior is not None and prior.scope == "kind|method"
+    assert sorted(prior.speedups) == [2.0, 2.5, 3.0] and prior.compile_s == 9.0
+    anywhere = times.prior("toy|truncated|(3,)")
+    assert anywhere is not None and (anywhere.scope, anywhere.keys) == ("any", 4)
+    assert sorted(anywhere.speedups) == [1.5, 2.0, 2.5, 3.0] and anywhere.compile_s == 20.0
+
+
+def test_a_first_long_job_of_its_key_compiles_on_the_prior_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(compile_cache, "_RESIDENT", compile_cache._Resident())  # a new worker
+    times = CompileTimes(tmp_path / "t.json")
+    # without the prior: a compile assumed to take 1e6 s never pays
+    auto, built = _auto(times=times, prior_s=1e6)
+    key = compile_key(auto.spec, built.problem, built.hparams)
+    family = "|".join(key.split("|")[:2])
+    times.put(f"{family}|other shapes", 1e-3, speedup=3.0)
+    auto.iterations = 10**6
+    auto(built.problem, built.hparams, built.dynamics)
+    assert auto.choice is not None and auto.choice.used
+    reason = built.notes["compile"]["reason"]
+    assert "speed-up 3.00x prior: median measured on 1 other key(s) of this kind" in reason
+    assert "compile time 0.001 s, cold cache" in reason
