@@ -10,11 +10,15 @@ functions and the API.
 from __future__ import annotations
 
 import random
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,9 +30,12 @@ __all__ = [
     "Plan",
     "Study",
     "insert_jobs",
+    "loadavg",
     "make_plan",
     "make_teams",
     "preload_trace",
+    "stamp",
+    "throwaway_database",
     "trace_sizes",
 ]
 
@@ -199,3 +206,27 @@ def trace_sizes(session: Any) -> dict[str, Any]:
         out[t] = {"heap": int(heap), "indexes": int(index), "toast_fsm_vm": int(toast)}
     out["bytes"] = sum(sum(out[t].values()) for t in ("trace_points", "trace_blocks"))
     return out
+
+
+@contextmanager
+def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
+    """A new empty database beside ``admin_url``'s, its URL; dropped on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin_url.rpartition("/")[0] + "/" + name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def loadavg() -> list[str]:
+    """The 1, 5 and 15 minute load averages, as ``/proc/loadavg`` writes them."""
+    with open("/proc/loadavg") as f:
+        return f.read().split()[:3]
+
+
+def stamp() -> dict[str, Any]:
+    """A report's start: the UTC time and the load average before the run."""
+    return {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "loadavg_before": loadavg()}

@@ -22,11 +22,9 @@ import json
 import os
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import psycopg
 from sqlalchemy import text
 
 import migrations
@@ -131,24 +129,11 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Measure in a throwaway database; print the figures as JSON."""
     args = _args(argv)
-    name = f"bench_claim_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg_admin_url, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg_admin_url.rpartition("/")[0] + "/" + name
-    with open("/proc/loadavg") as f:
-        report: dict[str, Any] = {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "loadavg_before": f.read().split()[:3],
-            "claim": args.claim_module or "jobs.store.repo.claim_next",
-        }
-    try:
+    report = {**load.stamp(), "claim": args.claim_module or "jobs.store.repo.claim_next"}
+    with load.throwaway_database(args.pg_admin_url, "bench_claim") as url:
         migrations.upgrade(url)
         report.update(_measure(url, args))
-    finally:
-        with psycopg.connect(args.pg_admin_url, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    with open("/proc/loadavg") as f:
-        report["loadavg_after"] = f.read().split()[:3]
+    report["loadavg_after"] = load.loadavg()
     print(json.dumps(report, indent=2))
     return report
 

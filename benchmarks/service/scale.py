@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from sqlalchemy import text
 
 import migrations
@@ -222,22 +221,11 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark in a throwaway database; print the summary, write JSON and PNG."""
     args = _args(argv)
-    name = f"bench_scale_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg_admin_url, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg_admin_url.rpartition("/")[0] + "/" + name
-    with open("/proc/loadavg") as f:
-        report: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                  "loadavg_before": f.read().split()[:3],
-                                  "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
-    try:
+    report = {**load.stamp(), "args": {k: str(v) for k, v in vars(args).items()}}
+    with load.throwaway_database(args.pg_admin_url, "bench_scale") as url:
         migrations.upgrade(url)
         _run(url, args, report)
-    finally:
-        with psycopg.connect(args.pg_admin_url, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    with open("/proc/loadavg") as f:
-        report["loadavg_after"] = f.read().split()[:3]
+    report["loadavg_after"] = load.loadavg()
     for part in ("summary", "summary_full"):
         report[part]["loadavg_after"] = report["loadavg_after"]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 from alembic import command
 from sqlalchemy import text
 
@@ -220,21 +219,10 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run in a throwaway database; print the figures and write them as JSON."""
     args = _args(argv)
-    name = f"bench_traces_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(args.pg_admin_url, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = args.pg_admin_url.rpartition("/")[0] + "/" + name
-    with open("/proc/loadavg") as f:
-        report: dict[str, Any] = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                  "loadavg_before": f.read().split()[:3],
-                                  "args": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
-    try:
+    report = {**load.stamp(), "args": {k: str(v) for k, v in vars(args).items()}}
+    with load.throwaway_database(args.pg_admin_url, "bench_traces") as url:
         _run(url, args, report)
-    finally:
-        with psycopg.connect(args.pg_admin_url, autocommit=True) as c:
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    with open("/proc/loadavg") as f:
-        report["loadavg_after"] = f.read().split()[:3]
+    report["loadavg_after"] = load.loadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
