@@ -198,8 +198,7 @@ class _Day:
         """The reaper's pass: one preemption in flight at a time, as in the store."""
         if any(j.preempt_at for j in self.running.values()):
             return
-        queued = [Candidate(j.id, t, Priority.NORMAL, T0) for t, q in self.queues.items()
-                  for j in itertools.islice(q, self.workers)]  # fmt: skip
+        queued = {t: len(q) for t, q in self.queues.items()}
         running = [Running(j.id, j.team, T0 + timedelta(seconds=j.since))
                    for j in self.running.values()]  # fmt: skip
         victims = preemption_victims(

@@ -109,7 +109,7 @@ def test_the_newest_old_enough_job_of_the_most_over_share_team_yields():
         Running(101, "alpha", T0 + timedelta(seconds=30)),
         Running(102, "alpha", T0 + timedelta(seconds=90)),  # too young
     ]
-    victims = preemption_victims(teams, [job(1, "beta")], running, idle_workers=0,
+    victims = preemption_victims(teams, {"beta": 1}, running, idle_workers=0,
                                  started_before=T0 + timedelta(seconds=60))  # fmt: skip
     assert victims == [101]
 
@@ -118,10 +118,10 @@ def test_no_preemption_while_a_worker_is_idle_or_when_the_move_would_not_help():
     teams = {"alpha": TeamLoad(1.0, 2, 20), "beta": TeamLoad(1.0, 0, 20)}
     running = [Running(100, "alpha", T0), Running(101, "alpha", T0)]
     late = T0 + timedelta(hours=1)
-    assert preemption_victims(teams, [job(1, "beta")], running, idle_workers=1,
+    assert preemption_victims(teams, {"beta": 1}, running, idle_workers=1,
                               started_before=late) == []  # fmt: skip
     even = {"alpha": TeamLoad(1.0, 1, 20), "beta": TeamLoad(1.0, 1, 20)}
-    assert preemption_victims(even, [job(1, "beta")], running[:1], idle_workers=0,
+    assert preemption_victims(even, {"beta": 1}, running[:1], idle_workers=0,
                               started_before=late) == []  # fmt: skip
 
 
@@ -129,8 +129,7 @@ def test_preemption_stops_at_the_weighted_share():
     """Weights 3:1 on 4 workers all held by alpha: exactly one alpha job yields to beta."""
     teams = {"alpha": TeamLoad(3.0, 4, 20), "beta": TeamLoad(1.0, 0, 20)}
     running = [Running(100 + i, "alpha", T0) for i in range(4)]
-    queued = [job(i, "beta") for i in range(5)]
-    victims = preemption_victims(teams, queued, running, idle_workers=0,
+    victims = preemption_victims(teams, {"beta": 5}, running, idle_workers=0,
                                  started_before=T0 + timedelta(hours=1))  # fmt: skip
     assert len(victims) == 1
 
@@ -141,10 +140,10 @@ def test_random_states_never_preempt_into_a_worse_split():
         teams = {f"t{i}": TeamLoad(rng.choice([1.0, 2.0, 5.0]), rng.randint(0, 5), 100)
                  for i in range(4)}  # fmt: skip
         running = [Running(f"{n}-{k}", n, T0) for n, t in teams.items() for k in range(t.running)]
-        queued = [job(i, rng.choice(list(teams))) for i in range(rng.randint(0, 6))]
+        queued = Counter(rng.choice(list(teams)) for _ in range(rng.randint(0, 6)))
         victims = preemption_victims(teams, queued, running, idle_workers=0,
                                      started_before=T0 + timedelta(1))  # fmt: skip
-        assert len(victims) <= len(queued)
+        assert len(victims) <= queued.total()
         assert len(set(victims)) == len(victims)
 
 

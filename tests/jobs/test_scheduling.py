@@ -13,6 +13,7 @@ from jobs.specs.job import parse_spec
 from jobs.store import repo
 from jobs.store.models import Job, JobEvent, utcnow
 from jobs.store.repo import LeaseState, Policy
+from jobs.store.repo.scheduling import kind_lock_key
 from tests.factories import tiny_spec
 
 POLICY = Policy(preempt_min_run_s=60.0)
@@ -154,3 +155,50 @@ def test_claims_of_one_kind_are_serialised_until_commit(own_pg_sessions):
                 repo.claim_next(other, "cpu", "w2", 30.0, POLICY)
         holder.commit()
     assert isinstance(_claim(own_pg_sessions, "w2"), repo.Claim)
+
+
+def test_a_pass_with_nothing_to_move_reads_team_counts_and_leaves_the_claims_running(
+    own_pg_sessions,
+):
+    """200 workers pass every reap_every_s: the usual pass must not stop the kind's claims.
+
+    A backlog of 300 queued jobs and a fair pool: the pass reads a count per team, not the
+    queue's rows, and decides "nothing" without the kind's lock (held alone here by another
+    transaction, as a pass in flight would). Only a pass that finds victims waits for it.
+    """
+    from sqlalchemy import event
+
+    _team(own_pg_sessions, "alpha", 300)
+    claims = [_claim(own_pg_sessions, f"w{i}") for i in range(2)]
+    with own_pg_sessions.begin() as s:
+        s.execute(update(Job).where(Job.status == "running")
+                  .values(running_since=utcnow() - timedelta(seconds=120)))  # fmt: skip
+        for i in range(2):
+            repo.beat_worker(s, f"w{i}", "cpu")
+    rows: list[int] = []
+    engine = own_pg_sessions.kw["bind"]
+
+    def count(conn, cursor, statement, params, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            rows.append(cursor.rowcount)
+
+    event.listen(engine, "after_cursor_execute", count)
+    try:
+        with own_pg_sessions() as holder:
+            holder.execute(text("SELECT pg_advisory_xact_lock(:k)"),
+                           {"k": kind_lock_key("cpu")})  # fmt: skip
+            with own_pg_sessions.begin() as s:
+                s.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                assert repo.request_preemptions(s, "cpu", POLICY) == []  # no lock timeout
+            assert 0 < sum(rows) < 20, rows  # two running jobs, one team, two workers
+            _team(own_pg_sessions, "beta", 1)  # now alpha holds both workers, beta waits
+            with own_pg_sessions.begin() as s:
+                s.execute(text("SET LOCAL lock_timeout = '200ms'"))
+                with pytest.raises(OperationalError, match="lock timeout"):
+                    repo.request_preemptions(s, "cpu", POLICY)
+            holder.commit()
+    finally:
+        event.remove(engine, "after_cursor_execute", count)
+    with own_pg_sessions.begin() as s:  # the lock free, the same pass asks one to yield
+        victims = repo.request_preemptions(s, "cpu", POLICY)
+    assert len(victims) == 1 and victims[0] in {c.job_id for c in claims}

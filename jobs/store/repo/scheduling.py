@@ -33,6 +33,7 @@ __all__ = [
     "live_workers",
     "lock_kind",
     "queued_candidates",
+    "queued_counts",
     "request_preemptions",
     "running_jobs",
     "team_loads",
@@ -217,6 +218,40 @@ def running_jobs(session: Session, kind: str) -> list[tuple[Running[uuid.UUID], 
     ]  # fmt: skip
 
 
+def queued_counts(session: Session, kind: str) -> dict[str, int]:
+    """The queued (not cancelled) jobs of ``kind`` by team: one grouped read.
+
+    A team's count is all :func:`jobs.fairshare.preemption_victims` needs; the store counts
+    its tens of thousands of queued jobs itself and hands over one row per team.
+    """
+    rows = session.execute(
+        select(Job.team_id, func.count())
+        .where(
+            Job.queue == kind,
+            Job.status == JobStatus.QUEUED,
+            Job.cancel_requested.is_(False),
+        )
+        .group_by(Job.team_id)
+    )
+    return {str(t): int(n) for t, n in rows}
+
+
+def _victims(session: Session, kind: str, policy: Policy) -> list[uuid.UUID]:
+    """The running jobs that should yield now (none while one asked before still runs)."""
+    running = running_jobs(session, kind)
+    if any(asked for _, asked, _ in running):
+        return []
+    alive = live_workers(session, policy, kind=kind)
+    busy = {w for _, _, w in running}
+    return fairshare.preemption_victims(
+        team_loads(session, kind, policy),
+        queued_counts(session, kind),
+        [r for r, _, _ in running],
+        idle_workers=len(set(alive) - busy),
+        started_before=utcnow() - timedelta(seconds=policy.preempt_min_run_s),
+    )
+
+
 def request_preemptions(session: Session, kind: str, policy: Policy) -> list[uuid.UUID]:
     """Ask the running jobs :func:`jobs.fairshare.preemption_victims` names to yield.
 
@@ -224,26 +259,19 @@ def request_preemptions(session: Session, kind: str, policy: Policy) -> list[uui
     more is asked (its worker is about to go to the starved team). The job sees the request
     in its next heartbeat, checkpoints and goes back to the queue (``release_job``).
 
+    The pass decides twice. First without the kind's lock: every worker passes every
+    ``reap_every_s`` (20 passes a second from 200 workers), and the lock taken alone stops
+    every claim of the kind until commit, so the usual answer, nothing to move, must not
+    take it. Only when that read names victims does the pass take the lock and decide again
+    on what the claims in flight have committed; the second decision is the one applied.
+
     Returns:
         The jobs asked to stop in this pass.
     """
-    if not policy.preemption:
+    if not policy.preemption or not _victims(session, kind, policy):
         return []
     lock_kind(session, kind)
-    running = running_jobs(session, kind)
-    if any(asked for _, asked, _ in running):
-        return []
-    now = utcnow()
-    alive = live_workers(session, policy, kind=kind)
-    busy = {w for _, _, w in running}
-    idle = len(set(alive) - busy)
-    victims = fairshare.preemption_victims(
-        team_loads(session, kind, policy),
-        queued_candidates(session, kind, per_team=None),
-        [r for r, _, _ in running],
-        idle_workers=idle,
-        started_before=now - timedelta(seconds=policy.preempt_min_run_s),
-    )
+    victims = _victims(session, kind, policy)
     if victims:
         session.execute(
             update(Job)
