@@ -146,4 +146,3 @@ def _finish_reference(
         return False
     write_trace(session, claim.job_id, records)
     return True
-
