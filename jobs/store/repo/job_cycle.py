@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from jobs.status import TERMINAL, JobStatus
 from jobs.store.models import TRACE_FIELDS, utcnow
-from jobs.store.repo.lifecycle import Claim, LeaseState, finish_job, heartbeat
+from jobs.store.repo.lifecycle import Claim, LeaseState, check_end_status, finish_job, heartbeat
 from jobs.store.repo.trace_writes import trace_columns_of, write_trace
 
 __all__ = ["finish_with_trace", "heartbeat_with_trace"]
@@ -104,8 +104,7 @@ def finish_with_trace(
     iteration: int | None = None,
 ) -> bool:
     """:func:`~jobs.store.repo.lifecycle.finish_job`, then ``records`` written unless refused."""
-    if status not in TERMINAL and status != JobStatus.QUEUED:
-        raise ValueError(f"status must be terminal or {JobStatus.QUEUED}, got {status!r}")
+    check_end_status(status)
     if not _pg(session):
         return _finish_reference(session, claim, status, records, summary=summary, error=error,
                                  iteration=iteration)  # fmt: skip
