@@ -158,7 +158,7 @@ def test_a_status_that_does_not_end_a_run_is_refused_with_its_value(pg_sessions)
     claim = _new_claim(pg_sessions, "bad-status")
     with (
         pg_sessions.begin() as s,
-        pytest.raises(ValueError, match="status must be terminal or queued, got .*running"),
+        pytest.raises(ValueError, match=r"status must be terminal or queued, got .*running"),
     ):
         repo.finish_with_trace(s, claim, JobStatus.RUNNING, [])
 
