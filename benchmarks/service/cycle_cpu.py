@@ -20,7 +20,6 @@ combined ones (``heartbeat_with_trace``, ``finish_with_trace``) where the store 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,7 +27,6 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-import migrations
 from benchmarks.service import _scale_load as load
 from benchmarks.service.claim_cpu import TICK, _backend_ticks, _ms
 from jobs.status import JobStatus
@@ -139,13 +137,7 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Measure in a throwaway database; print the figures as JSON."""
     args = _args(argv)
-    report = load.stamp()
-    with load.throwaway_database(args.pg_admin_url, "bench_cycle") as url:
-        migrations.upgrade(url)
-        report.update(_measure(url, args))
-    report["loadavg_after"] = load.loadavg()
-    print(json.dumps(report, indent=2))
-    return report
+    return load.measured(args.pg_admin_url, "bench_cycle", lambda url: _measure(url, args))
 
 
 if __name__ == "__main__":
