@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from jobs.status import TERMINAL, JobStatus
@@ -64,6 +65,16 @@ def _pg(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
+def _call(session: Session, sql: str, params: dict[str, Any]) -> Row[Any]:
+    """One function call in psycopg's syntax, after the session's pending changes.
+
+    ``Session.execute`` would autoflush them; a driver call does not, and the function must
+    see the rows they make.
+    """
+    session.flush()
+    return session.connection().exec_driver_sql(sql, params).one()
+
+
 def heartbeat_with_trace(
     session: Session,
     claim: Claim,
@@ -79,13 +90,13 @@ def heartbeat_with_trace(
         return _beat_reference(session, claim, lease_s, records, iteration=iteration,
                                eta_s=eta_s, summary=summary)  # fmt: skip
     now = utcnow()
-    row = session.connection().exec_driver_sql(_BEAT, {
+    row = _call(session, _BEAT, {
         "job": claim.job_id, "attempt": claim.attempt,
         "lease_until": _naive(now + timedelta(seconds=lease_s)), "now": _naive(now),
         "progress": iteration is not None, "iteration": iteration,
         "eta_s": eta_s, "summary": _json(summary),
         **_batch(records),
-    }).one()  # fmt: skip
+    })  # fmt: skip
     if row.cancel_requested is None:
         return LeaseState.LOST
     if row.cancel_requested:
@@ -109,13 +120,13 @@ def finish_with_trace(
         return _finish_reference(session, claim, status, records, summary=summary, error=error,
                                  iteration=iteration)  # fmt: skip
     terminal = status in TERMINAL
-    ok = session.connection().exec_driver_sql(_FINISH, {
+    ok = _call(session, _FINISH, {
         "job": claim.job_id, "attempt": claim.attempt, "status": str(status),
         "now": _naive(utcnow()), "terminal": terminal,
         "eta_s": 0.0 if status == JobStatus.SUCCEEDED else None,
         "summary": _json(summary), "error": _json(error), "iteration": iteration,
         "detail": _json(error or None), **_batch(records),
-    }).scalar_one()  # fmt: skip
+    })[0]  # fmt: skip
     return bool(ok)
 
 
