@@ -361,9 +361,12 @@ def _finish_success(
     hparams: bytes,
     summary: dict[str, Any],
 ) -> None:
-    if repo.heartbeat(s, claim, run.settings.lease_s) == LeaseState.LOST:
+    # fenced first: a lost lease writes nothing (the transaction is rolled back)
+    ok = repo.finish_with_trace(
+        s, claim, JobStatus.SUCCEEDED, run.buffer, summary=summary, iteration=out.state.iteration
+    )
+    if not ok:
         raise LeaseLost
-    repo.write_trace(s, claim.job_id, run.buffer)
     repo.save_artifact(
         s,
         claim.job_id,
@@ -372,11 +375,6 @@ def _finish_success(
         iteration=out.state.iteration,
         media_type="application/x-npz",
     )
-    ok = repo.finish_job(
-        s, claim, JobStatus.SUCCEEDED, summary=summary, iteration=out.state.iteration
-    )
-    if not ok:
-        raise LeaseLost
 
 
 def _fail(

@@ -131,10 +131,11 @@ class TraceWriter(threading.Thread):
 
         def write() -> LeaseState:
             with self.sessions.begin() as s:
-                status = repo.heartbeat(s, self.claim, self.settings.lease_s, **progress)
+                # fenced first: a lost lease writes no point (one call: migration 0021)
+                lease_s = self.settings.lease_s
+                status = repo.heartbeat_with_trace(s, self.claim, lease_s, records, **progress)
                 if status == LeaseState.LOST:
                     return status
-                repo.write_trace(s, self.claim.job_id, records)
                 if checkpoint is not None:
                     iteration, data = checkpoint
                     repo.save_artifact(

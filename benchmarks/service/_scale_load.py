@@ -9,10 +9,11 @@ functions and the API.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +23,7 @@ import psycopg
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session, sessionmaker
 
+import migrations
 from jobs.status import JobStatus, QueueKind
 from jobs.store import repo
 from jobs.store.models import TRACE_BLOCK, Job, utcnow
@@ -33,6 +35,7 @@ __all__ = [
     "loadavg",
     "make_plan",
     "make_teams",
+    "measured",
     "preload_trace",
     "stamp",
     "throwaway_database",
@@ -225,6 +228,23 @@ def loadavg() -> list[str]:
     """The 1, 5 and 15 minute load averages, as ``/proc/loadavg`` writes them."""
     with open("/proc/loadavg") as f:
         return f.read().split()[:3]
+
+
+def measured(
+    admin_url: str, prefix: str, measure: Callable[[str], dict[str, Any]], **head: Any
+) -> dict[str, Any]:
+    """``measure(url)`` on a migrated throwaway database, between two load stamps; printed.
+
+    The one-connection CPU benchmarks' frame (``claim_cpu``, ``cycle_cpu``): their figures
+    with the time, the load before and after, and ``head``, as JSON on stdout.
+    """
+    report = {**stamp(), **head}
+    with throwaway_database(admin_url, prefix) as url:
+        migrations.upgrade(url)
+        report.update(measure(url))
+    report["loadavg_after"] = loadavg()
+    print(json.dumps(report, indent=2))
+    return report
 
 
 def stamp() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The scale benchmark's actors: simulated workers, the sampler, the endpoint prober, the feeder.
 
 A simulated worker does what a Celery worker does to the store, through the same functions
-(:func:`jobs.store.repo.claim_next`, ``heartbeat``, ``write_trace``, ``finish_job``,
+(:func:`jobs.store.repo.claim_next`, ``heartbeat_with_trace``, ``finish_with_trace``,
 ``beat_worker``), but "runs" a job by sleeping: no torch, so one small machine drives
 hundreds of them. Workers are threads in a few processes (``spawn``: no engine crosses a
 fork); each process shares one bounded connection pool among its threads, as workers behind
@@ -62,14 +62,15 @@ def _one_worker(
             k = points if last else min(points - 1, it + max(1, points // 4))
             recs = [{"iteration": i, "outer_loss": 1.0 / i, "grad_norm": 0.5, "lr": 0.01,
                      "time_s": 0.01 * i} for i in range(it + 1, k + 1)]  # fmt: skip
-            with sessions.begin() as s:
-                repo.write_trace(s, got.job_id, recs)
-                it = k
+            it = k
+            with sessions.begin() as s:  # a flush of the worker's trace writer: one call each
                 if last:
-                    repo.finish_job(s, got, JobStatus.SUCCEEDED, iteration=it,
-                                    summary={"final_outer_loss": 1.0 / max(it, 1)})  # fmt: skip
+                    summary = {"final_outer_loss": 1.0 / max(it, 1)}
+                    repo.finish_with_trace(s, got, JobStatus.SUCCEEDED, recs, iteration=it,
+                                           summary=summary)  # fmt: skip
                     break
-                state = repo.heartbeat(s, got, lease, iteration=it, eta_s=end - time.monotonic())
+                state = repo.heartbeat_with_trace(s, got, lease, recs, iteration=it,
+                                                  eta_s=end - time.monotonic())  # fmt: skip
         out["busy"].append(run_s)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import statistics
 import time
@@ -27,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import text
 
-import migrations
 from benchmarks.service import _scale_load as load
 from jobs.status import JobStatus
 from jobs.store import db, repo
@@ -129,13 +127,9 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Measure in a throwaway database; print the figures as JSON."""
     args = _args(argv)
-    report = {**load.stamp(), "claim": args.claim_module or "jobs.store.repo.claim_next"}
-    with load.throwaway_database(args.pg_admin_url, "bench_claim") as url:
-        migrations.upgrade(url)
-        report.update(_measure(url, args))
-    report["loadavg_after"] = load.loadavg()
-    print(json.dumps(report, indent=2))
-    return report
+    claim = args.claim_module or "jobs.store.repo.claim_next"
+    return load.measured(args.pg_admin_url, "bench_claim", lambda url: _measure(url, args),
+                         claim=claim)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -50,33 +50,38 @@ def test_the_loop_runs_ahead_of_a_blocked_write_and_every_point_lands_before_suc
     n = 30
     job_id = queued_job(sessions, tiny_spec(iterations=n))
     reached_end, timed_out = threading.Event(), []
-    write_trace, save_artifact, finish_job = repo.write_trace, repo.save_artifact, repo.finish_job
+    beat, save_artifact, finish = (
+        repo.heartbeat_with_trace,
+        repo.save_artifact,
+        repo.finish_with_trace,
+    )
     seen = {"checkpoints": [], "at_success": None}
 
-    def blocked_write(s, jid, records):
+    def blocked_write(s, claim, lease_s, records, **progress):
         # every write waits until the loop has run its last iteration: a loop that waited
         # on its commits would sit here for the full timeout
         if not reached_end.wait(10):
             timed_out.append(True)
-        return write_trace(s, jid, records)
+        return beat(s, claim, lease_s, records, **progress)
 
     def spy_artifact(s, jid, kind, data, **kw):
         if kind == "checkpoint":  # every point up to the checkpoint is in its transaction
             seen["checkpoints"].append((kw["iteration"], _points(s, jid)))
         return save_artifact(s, jid, kind, data, **kw)
 
-    def spy_finish(s, claim, status, **kw):
+    def spy_finish(s, claim, status, records, **kw):
+        ok = finish(s, claim, status, records, **kw)
         if status == "succeeded":
             seen["at_success"] = (_points(s, claim.job_id), len(_writers(claim.job_id)))
-        return finish_job(s, claim, status, **kw)
+        return ok
 
     def on_record(record):
         if record["iteration"] == n:
             reached_end.set()
 
-    monkeypatch.setattr(repo, "write_trace", blocked_write)
+    monkeypatch.setattr(repo, "heartbeat_with_trace", blocked_write)
     monkeypatch.setattr(repo, "save_artifact", spy_artifact)
-    monkeypatch.setattr(repo, "finish_job", spy_finish)
+    monkeypatch.setattr(repo, "finish_with_trace", spy_finish)
     assert execute_job(sessions, job_id, SETTINGS, on_record=on_record) == "succeeded"
     assert not timed_out
     # the whole trace is committed, with the success, and the writer has ended by then
@@ -92,10 +97,10 @@ def test_the_loop_runs_ahead_of_a_blocked_write_and_every_point_lands_before_suc
 def test_a_store_that_stays_down_for_the_writer_stops_the_job_for_the_reaper(sessions, monkeypatch):
     job_id = queued_job(sessions, tiny_spec(iterations=100_000))
 
-    def down(s, jid, records):
+    def down(s, claim, lease_s, records, **progress):
         raise OperationalError("INSERT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(repo, "write_trace", down)
+    monkeypatch.setattr(repo, "heartbeat_with_trace", down)
     settings = SETTINGS.model_copy(update={"store_patience_s": 0.3})
     assert execute_job(sessions, job_id, settings) == "store-unavailable"
     with sessions() as s:

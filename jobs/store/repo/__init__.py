@@ -7,6 +7,7 @@ One module per concern; this package re-exports their public names so callers wr
 - :mod:`jobs.store.repo.submissions`: submitting, reading, listing and cancelling jobs;
 - :mod:`jobs.store.repo.idempotency`: ``Idempotency-Key`` replays of jobs, studies, data sets;
 - :mod:`jobs.store.repo.lifecycle`: a worker's claim, heartbeat, finish and release, and the reaper;
+- :mod:`jobs.store.repo.job_cycle`: a heartbeat with its trace batch, a finish with its last one;
 - :mod:`jobs.store.repo.scheduling`: the fair-share claim, preemption requests, worker heartbeats;
 - :mod:`jobs.store.repo.pool`: the pool's view (teams' shares, workers, queue positions), weights;
 - :mod:`jobs.store.repo.pool_metrics`: the aggregates ``/metrics`` reports;
@@ -36,6 +37,7 @@ from jobs.store.repo.datasets import (
 )
 from jobs.store.repo.health import ping_store
 from jobs.store.repo.idempotency import IdempotencyConflict, find_keyed, request_digest
+from jobs.store.repo.job_cycle import finish_with_trace, heartbeat_with_trace
 from jobs.store.repo.lifecycle import (
     Claim,
     LeaseState,
@@ -200,6 +202,7 @@ __all__ = [
     "find_idempotent",
     "find_keyed",
     "finish_job",
+    "finish_with_trace",
     "get_api_key",
     "get_dataset",
     "get_job",
@@ -207,6 +210,7 @@ __all__ = [
     "get_study_any",
     "get_webhook",
     "heartbeat",
+    "heartbeat_with_trace",
     "job_counts",
     "job_of_view_row",
     "job_view_row",

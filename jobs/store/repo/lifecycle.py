@@ -183,6 +183,12 @@ def heartbeat(
     return LeaseState.PREEMPT if row.preempt_requested else LeaseState.OK
 
 
+def check_end_status(status: str) -> None:
+    """Refuse a status a run cannot end in (terminal, or ``queued`` for a requeue)."""
+    if status not in TERMINAL and status != JobStatus.QUEUED:
+        raise ValueError(f"status must be terminal or {JobStatus.QUEUED}, got {status!r}")
+
+
 def finish_job(
     session: Session,
     claim: Claim,
@@ -193,8 +199,7 @@ def finish_job(
     iteration: int | None = None,
 ) -> bool:
     """End a running job held by ``claim``; ``False`` if the lease was lost meanwhile."""
-    if status not in TERMINAL and status != JobStatus.QUEUED:
-        raise ValueError(f"status must be terminal or {JobStatus.QUEUED}, got {status!r}")
+    check_end_status(status)
     now = utcnow()
     values: dict[str, Any] = {"status": status, "updated_at": now, "lease_until": None}
     if status in TERMINAL:

@@ -62,8 +62,7 @@ def write_trace(session: Session, job_id: uuid.UUID, records: Sequence[Mapping[s
     """
     if not records:
         return
-    its = [int(r["iteration"]) for r in records]
-    cols = {f: [_clean(r.get(f)) for r in records] for f in TRACE_FIELDS}
+    its, cols = trace_columns_of(records)
     # a retried commit that did land must not fail on its own rows
     if _store_dialect(session) == "postgresql":
         params = {"job_id": job_id, "iteration": its, **cols}
@@ -76,6 +75,14 @@ def write_trace(session: Session, job_id: uuid.UUID, records: Sequence[Mapping[s
         )
         session.execute(stmt, rows)
     _merge_blocks(session, _rollup(job_id, its, cols))
+
+
+def trace_columns_of(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[list[int], dict[str, list[float | None]]]:
+    """``records`` as columns: their iterations, and each field's values (NaN and inf: None)."""
+    its = [int(r["iteration"]) for r in records]
+    return its, {f: [_clean(r.get(f)) for r in records] for f in TRACE_FIELDS}
 
 
 def truncate_trace(session: Session, job_id: uuid.UUID, after: int) -> int:
