@@ -88,7 +88,7 @@ def compact_job(session: Session, job_id: uuid.UUID) -> int:
     return int(n)
 
 
-def due_query(cutoff: datetime, limit: int) -> Select[tuple[uuid.UUID]]:
+def due_query(cutoff: datetime, limit: int) -> Select[uuid.UUID]:
     """Up to ``limit`` terminal jobs finished before ``cutoff`` and not compacted, locked.
 
     Read by ``ix_jobs_compaction_due``, whose predicate is the same text: the jobs compacted
