@@ -26,7 +26,7 @@ from jobs.store.models import (
     TracePoint,
     trace_blocks,
 )
-from jobs.store.repo.trace_compaction import compact_job
+from jobs.store.repo.trace_compaction import compact_job, due_query
 from jobs.store.repo.trace_writes import refresh_blocks
 from tests.factories import team_with_key, tiny_spec
 
@@ -251,3 +251,35 @@ def test_concurrent_passes_take_disjoint_jobs(pg_sessions):
         recs = s.scalars(select(TraceCompaction).where(TraceCompaction.job_id.in_(ids))).all()
         assert sorted(r.job_id for r in recs) == sorted(ids)
         assert all(r.points == 100 for r in recs)
+
+
+def test_a_pass_reads_the_due_jobs_by_their_index_and_marks_an_older_releases_compaction(
+    pg_sessions,
+):
+    """The pass costs the jobs it takes, not every job compacted before (there are millions).
+
+    Its read is planned on ``ix_jobs_compaction_due`` (sequential scans off, as on a store
+    whose jobs table dwarfs the due jobs); a job an older release compacted, its record
+    written without the flag, is marked by the next pass and never taken again.
+    """
+    team_id, _ = team_with_key(pg_sessions)
+    now = datetime(1965, 1, 1, tzinfo=UTC)  # an era of its own, as above
+    while not repo.compact_due(pg_sessions, timedelta(days=1), now=now).done:
+        pass
+    old = _finished_job(pg_sessions, team_id, now - timedelta(days=5), n=10)
+    with pg_sessions.begin() as s:  # what an older release's pass left: a record, no flag
+        s.add(TraceCompaction(job_id=old, points=10, first_iteration=1, last_iteration=10,
+                              compacted_at=now))  # fmt: skip
+    with pg_sessions.begin() as s:
+        s.execute(text("SET LOCAL enable_seqscan = off"))
+        stmt = due_query(now - timedelta(days=1), 10)
+        sql = stmt.compile(s.get_bind(), compile_kwargs={"literal_binds": True})
+        plan = "\n".join(r[0] for r in s.execute(text(f"EXPLAIN {sql}")))
+        assert "ix_jobs_compaction_due" in plan, plan
+        assert old in s.scalars(stmt).all()
+    first = repo.compact_due(pg_sessions, timedelta(days=1), now=now)
+    assert (first.jobs, first.points) == (1, 0)  # taken once, its points left as they were
+    again = repo.compact_due(pg_sessions, timedelta(days=1), now=now)
+    assert again.jobs == 0
+    with pg_sessions() as s:
+        assert s.get(Job, old).trace_compacted and _points(s, old) == 10

@@ -23,13 +23,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from jobs.status import STATUSES, JobStatus, QueueKind
+from jobs.status import STATUSES, TERMINAL, JobStatus, QueueKind
 from jobs.store.base import BIG_ID, JSON_VALUE, Base, UTCDateTime, check_in, utcnow
 
 __all__ = ["Artifact", "Job", "JobEvent", "Worker"]
 
 _QUEUED = text("status = 'queued'")
 _REQUEUED = text("from_status = 'running' AND to_status = 'queued'")
+#: the jobs a trace compaction pass may take (jobs.store.repo.trace_compaction)
+COMPACTION_DUE = "NOT trace_compacted AND " + check_in("status", tuple(sorted(TERMINAL)))
 
 
 class Job(Base):
@@ -58,6 +60,14 @@ class Job(Base):
             "id",
             postgresql_where=_QUEUED,
         ).ddl_if(dialect="postgresql"),
+        # the compaction pass's jobs, oldest finished first: millions of jobs ended and
+        # compacted long ago are not in it (a pass read them all, 0.2 s per 300,000)
+        Index(
+            "ix_jobs_compaction_due",
+            "finished_at",
+            postgresql_where=text(COMPACTION_DUE),
+            sqlite_where=text(COMPACTION_DUE),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -90,6 +100,10 @@ class Job(Base):
     priority: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     running_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     preempt_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # set by the trace compaction in the transaction that records it (trace_compactions):
+    # the pass finds the jobs still due by ix_jobs_compaction_due instead of passing over
+    # every job it compacted before
+    trace_compacted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # the plugin package a plugin kind came from at submission, {"package", "version"}
     # (jobs.plugins); None for a built-in kind
     plugin: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import Select, delete, exists, func, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from jobs.status import TERMINAL
 from jobs.store.base import utcnow
 from jobs.store.models import (
     TRACE_BLOCK,
@@ -39,6 +38,7 @@ from jobs.store.models import (
     TracePoint,
     trace_blocks,
 )
+from jobs.store.models.jobs import COMPACTION_DUE
 from jobs.store.repo.trace_writes import block_of, refresh_blocks
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "compacted_columns",
     "compacted_span",
     "compaction_of",
+    "due_query",
 ]
 
 # blocks recomputed per statement: bounds the points held in memory for one long trace
@@ -65,6 +66,9 @@ def compact_job(session: Session, job_id: uuid.UUID) -> int:
     In the caller's transaction; the caller holds the job (a terminal job: nothing writes
     its trace any more). Returns the points deleted (0 for a job already compacted).
     """
+    # the job's flag marks it for the pass's index; a job an older release compacted (its
+    # record without the flag) is marked here and never taken again
+    session.execute(update(Job).where(Job.id == job_id).values(trace_compacted=True))
     if compaction_of(session, job_id) is not None:
         return 0
     n, first, last = session.execute(
@@ -84,8 +88,12 @@ def compact_job(session: Session, job_id: uuid.UUID) -> int:
     return int(n)
 
 
-def _due(session: Session, cutoff: datetime, limit: int) -> list[uuid.UUID]:
-    """Up to ``limit`` terminal jobs finished before ``cutoff`` and not compacted, locked."""
+def due_query(cutoff: datetime, limit: int) -> Select[uuid.UUID]:
+    """Up to ``limit`` terminal jobs finished before ``cutoff`` and not compacted, locked.
+
+    Read by ``ix_jobs_compaction_due``, whose predicate is the same text: the jobs compacted
+    before are not in it, so a pass costs the jobs it takes, not every job ever finished.
+    """
     # a search still adding members prunes them against its earlier ones' points
     searching = exists().where(
         StudyMember.job_id == Job.id,
@@ -93,19 +101,13 @@ def _due(session: Session, cutoff: datetime, limit: int) -> list[uuid.UUID]:
         Study.kind == "search",
         Study.search_done.is_(False),
     )
-    q = (
+    return (
         select(Job.id)
-        .where(
-            Job.status.in_(list(TERMINAL)),
-            Job.finished_at < cutoff,
-            ~exists().where(TraceCompaction.job_id == Job.id),
-            ~searching,
-        )
+        .where(text(COMPACTION_DUE), Job.finished_at < cutoff, ~searching)
         .order_by(Job.finished_at)
         .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
     )
-    return list(session.scalars(q))
 
 
 @dataclass
@@ -141,7 +143,7 @@ def compact_due(
     t0 = time.perf_counter()
     while max_s is None or time.perf_counter() - t0 < max_s:
         with sessions.begin() as s:
-            ids = _due(s, cutoff, batch)
+            ids = list(s.scalars(due_query(cutoff, batch)))
             out.points += sum(compact_job(s, job_id) for job_id in ids)
         out.jobs += len(ids)
         out.batches += bool(ids)
