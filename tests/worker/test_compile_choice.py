@@ -11,9 +11,9 @@ import core
 from jobs.specs.job import parse_spec
 from tests.factories import example, tiny_spec
 from worker import compile_cache
+from worker.auto_compiled import AutoCompiled
 from worker.build import CompileOptions, build
 from worker.compile_cache import keep_compiled_for
-from worker.auto_compiled import AutoCompiled
 from worker.compile_choice import (
     CompileChoice,
     CompileTimes,
@@ -125,7 +125,9 @@ def test_a_long_job_compiles_from_its_second_hypergradient(tmp_path):
 def test_the_known_compile_time_of_the_same_shapes_is_used(tmp_path):
     times = CompileTimes(tmp_path / "t.json")
     auto, built = _auto(times=times, prior_s=1e-9)
-    times.put(compile_key(auto.spec, built.problem, built.hparams, built.dynamics, auto.estimator), 1e9)  # far too slow
+    times.put(
+        compile_key(auto.spec, built.problem, built.hparams, built.dynamics, auto.estimator), 1e9
+    )  # far too slow
     auto.iterations = 10**6
     auto(built.problem, built.hparams, built.dynamics)
     assert auto.choice is not None and not auto.choice.used
