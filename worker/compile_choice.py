@@ -5,16 +5,20 @@ Compiling costs seconds once and saves a fraction of every later hypergradient (
 small CPU model, ``benchmarks.library.peers --compile``): a job of a few seconds would only
 lose, a long one gains. :func:`choose` is that rule, pure: it compiles when the time saved,
 ``eager run x (1 - 1/speed-up)``, covers the compile time, with the speed-up measured on
-this worker for the same problem kind, method and shapes; before a measurement for them,
+this worker for the same key (:func:`compile_key`: problem kind, method, unrolled graph,
+shapes); before a measurement for it,
 the median measured on the worker's other keys (:class:`Prior`, the same kind and method
 first), so that a key's first long job compiles too; on a worker that measured nothing, when
-the eager run is at least ``payoff`` times the compile time (a saving of ``1/payoff``).
-:class:`AutoCompiled` applies it inside the job: its first hypergradient runs eagerly and
-is timed, which, times the iterations left, estimates the eager run.
+the eager run is at least ``payoff`` times the compile time (a saving of ``1/payoff``). When
+that says no for a key never measured and the eager run is at least :data:`BACKGROUND` times
+the compile time, it compiles in the background (``worker.compile_background``): the job
+runs eagerly meanwhile and measures the speed-up instead of assuming it.
+``worker.auto_compiled.AutoCompiled`` applies it inside the job: its first hypergradient
+runs eagerly and is timed, which, times the iterations left, estimates the eager run.
 
 What a compile costs depends on where torch.compile finds its work (:data:`CACHES`): the
 process already holds the compiled code of a job of the same key (``"memory"``: a guard
-check, the worker keeps it between jobs of one key, :func:`keep_compiled_for`), the disk
+check, the worker keeps it between jobs of one key, ``keep_compiled_for``), the disk
 cache under the worker's compile cache holds its kernels (``"disk"``: Dynamo traces again,
 Inductor and AOTAutograd load), or nothing does (``"cold"``). :class:`CompileTimes` keeps
 the cost of each, and the measured speed-up, per key in a small JSON file next to
