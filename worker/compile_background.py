@@ -113,6 +113,7 @@ def _child(work: Callable[[], object], read: int, write: int) -> None:  # pragma
     try:
         os.close(read)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the worker's shutdown handler is not ours
+        _die_with_parent()
         import torch._inductor.config as inductor
 
         inductor.compile_threads = 1  # the parent's pool of compile workers is not the child's
@@ -126,6 +127,14 @@ def _child(work: Callable[[], object], read: int, write: int) -> None:  # pragma
             os.write(write, report.encode()[:_REPORT_BYTES])
         finally:
             os._exit(status)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - the child
+    """On Linux, the child dies with the job's process (the watchdog kills that one alone)."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _kill(pid: int, fd: int) -> None:
