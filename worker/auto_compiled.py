@@ -18,7 +18,7 @@ from typing import Any
 
 import core
 from jobs.specs.job import JobSpec
-from worker.compile_background import BackgroundCompile, spare_core
+from worker.compile_background import BackgroundCompile
 from worker.compile_cache import (
     CompileTimes,
     compile_counts,
@@ -26,7 +26,7 @@ from worker.compile_cache import (
     note_graphs,
     resident_key,
 )
-from worker.compile_choice import BACKGROUND, CompileChoice, choose, compile_key
+from worker.compile_choice import BACKGROUND, CompileChoice, choose, compile_key, spare_core
 
 __all__ = ["AutoCompiled"]
 

@@ -29,18 +29,10 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["BackgroundCompile", "spare_core"]
+__all__ = ["BackgroundCompile"]
 
 # what the child reports through its pipe, at most (a pipe holds 4 KiB without blocking)
 _REPORT_BYTES = 4000
-
-
-def spare_core() -> bool:
-    """Whether this process may use a core its torch threads leave idle (the child's)."""
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (cores or 1) > torch.get_num_threads()
 
 
 @dataclass

@@ -35,6 +35,7 @@ specialise on them or recompile), so they run eagerly and their summary says why
 
 from __future__ import annotations
 
+import os
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,7 @@ __all__ = [
     "choose",
     "compile_key",
     "compile_refusal",
+    "spare_core",
 ]
 
 #: the methods with a compiled path (an estimator with a ``plan(T)``)
@@ -77,6 +79,12 @@ class CompileChoice:
     used: bool
     reason: str
     background: bool = False
+
+
+def spare_core() -> bool:
+    """Whether this process may use a core its torch threads leave idle (the child's)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) > torch.get_num_threads()
 
 
 def choose(

@@ -69,8 +69,7 @@ from torch import nn
 
 import core
 from benchmarks.library.problems import ClosedForm, WeightedSoftmax, floor
-from worker.compile_background import spare_core
-from worker.compile_choice import BACKGROUND, CACHES, Prior, choose
+from worker.compile_choice import BACKGROUND, CACHES, Prior, choose, spare_core
 
 #: the columns of ``default``: a first job on a worker that measured nothing, then CACHES
 _FIRSTS = ("fresh", *CACHES)

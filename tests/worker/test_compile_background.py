@@ -58,6 +58,7 @@ def _call(auto, built):
 
 
 def test_the_background_compile_switches_to_compiled_and_records_the_speedup(tmp_path, monkeypatch):
+    monkeypatch.setattr(compile_cache, "_RESIDENT", compile_cache._Resident())  # a new worker
     # an empty disk cache: the child's work is all the job's compile can find there
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     # a worker's process compiled before (its warm-up, earlier jobs): the disk cache's keys
