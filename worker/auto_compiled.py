@@ -171,12 +171,15 @@ class AutoCompiled:
         self._calls += 1
         if self.key is None:
             self.key = compile_key(self.spec, problem, hparams, dynamics, self.estimator)
-        if self.background is not None:
-            self._poll_background(self.key)
         if self.compiled is not None and self.used:
             return self._compiled_call(self.compiled, self.key, problem, hparams, dynamics)
         if self.choice is not None:
-            return self.estimator(problem, hparams, dynamics)  # type: ignore[no-any-return]
+            res = self.estimator(problem, hparams, dynamics)
+            # after the call: the next one then runs compiled from its start, where
+            # core.Metered reads meters_saved_tensors (torch.func refuses its hooks)
+            if self.background is not None:
+                self._poll_background(self.key)
+            return res  # type: ignore[no-any-return]
         t0 = time.perf_counter()
         res = self.estimator(problem, hparams, dynamics)
         self.eager_s = time.perf_counter() - t0
@@ -225,7 +228,7 @@ class AutoCompiled:
         self._switched = True
         reason = (
             f"{self.choice.reason}; compiled in the background in {seconds:.3g} s, "
-            f"compiled from hypergradient {self._calls}"
+            f"compiled from hypergradient {self._calls + 1}"
         )
         self._chosen(CompileChoice(True, reason))
 

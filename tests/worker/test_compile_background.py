@@ -54,7 +54,8 @@ def _wait(auto, limit_s: float = 120.0) -> None:
 
 
 def _call(auto, built):
-    return auto(built.problem, built.hparams, built.dynamics)
+    """One hypergradient as the job computes it: through core.Metered, as built."""
+    return built.estimator(built.problem, built.hparams, built.dynamics)
 
 
 def test_the_background_compile_switches_to_compiled_and_records_the_speedup(tmp_path, monkeypatch):
@@ -73,6 +74,8 @@ def test_the_background_compile_switches_to_compiled_and_records_the_speedup(tmp
     assert "compiled" not in meanwhile.info and torch.equal(meanwhile.grad, eager.grad)
     _wait(auto)
     auto.eager_s = 1e3  # a toy's step takes microseconds: make the speed-up certain
+    last_eager = _call(auto, built)  # eager; the child has exited: the next one compiles
+    assert "compiled" not in last_eager.info and not auto.meters_saved_tensors
     switched, measured = _call(auto, built), _call(auto, built)
     assert switched.info["compiled"] and measured.info["compiled"]
     torch.testing.assert_close(measured.grad, eager.grad)
@@ -90,7 +93,7 @@ def test_a_measured_slowdown_after_a_background_compile_goes_back_to_eager(tmp_p
     auto, built, _, _ = _background(tmp_path, monkeypatch)
     _wait(auto)
     auto.eager_s = 1e-12  # compiled "slower" than eager
-    _call(auto, built), _call(auto, built)
+    _call(auto, built), _call(auto, built), _call(auto, built)
     summary = built.notes["compile"]
     assert not summary["used"] and summary["reason"].endswith("< 1: back to eager")
     assert "compiled" not in _call(auto, built).info
