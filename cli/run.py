@@ -56,6 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.show(int(record["iteration"]), f"loss {record['outer_loss']:.4g}")
 
     out = fit_job(built, spec, callback=progress)
+    if built.compiled is not None:  # a background compile does not outlive the fit
+        built.compiled.close()
     bar.close()
     res, metrics = built.final(out.hparams)
     summary = {

@@ -16,8 +16,9 @@ import core
 from core.tree import flatten
 from jobs.kinds.registry import KINDS
 from jobs.specs.job import JobSpec
+from worker.auto_compiled import AutoCompiled
 from worker.compile_cache import CompileTimes
-from worker.compile_choice import AutoCompiled, compile_refusal
+from worker.compile_choice import compile_refusal
 from worker.datasets import DatasetSource, Resolver
 from worker.factories import learned_step
 from worker.graphing import graph_refusal

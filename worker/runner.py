@@ -243,6 +243,8 @@ def _run_claimed(
         return _fail(sessions, claim, exc, settings)
     finally:
         last_flush.untrack(run)
+        if built.compiled is not None:  # a background compile does not outlive its job
+            built.compiled.close()
     if not out.stopped or (run.converged and not run.cancelled):
         if out.stopped:  # outer.stop_when_stalled: converged, its result taken there
             built.notes["converged_at"] = out.state.iteration

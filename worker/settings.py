@@ -58,7 +58,9 @@ class WorkerSettings(StoreSettings):
     # the same problem kind, method and shapes (compile-times.json in the compile cache), or
     # before that the median measured here for other shapes (the same kind and method first);
     # with no speed-up measured here at all, when the eager run is at least compile_payoff
-    # times the compile time (compile_prior_s before any compile of the kind was timed)
+    # times the compile time (compile_prior_s before any compile of the kind was timed);
+    # when that says no for a key never measured, it compiles in a background child if the
+    # eager run is at least the compile time (worker.compile_choice.BACKGROUND)
     compile_payoff: float = Field(default=10.0, gt=0)
     compile_prior_s: float = Field(default=30.0, gt=0)
 

@@ -93,24 +93,33 @@ def test_data_cleaning_benchmark_quadratic_mode_writes_rows_and_curves(tmp_path)
         assert min(m for _, m in curve) < curve[0][1], name  # each moved towards λ*
 
 
-def test_peers_default_columns_follow_the_workers_compile_rule():
+def test_peers_default_columns_follow_the_workers_compile_rule(monkeypatch):
+    from benchmarks.library import peers
     from benchmarks.library.peers import _default
     from worker.compile_choice import Prior
 
     row = {"ours_eager_ms": 10.0, "ours_compiled_ms": 4.0, "fastest_peer_ms": 9.0}
-    # a worker that measured nothing: the payoff rule, 1 s < 10 x (0.1 + 0.004) s
-    _default(row, 100, payoff=10.0, first="fresh", compile_s=0.1, prior=None)
+    # a worker that measured nothing, no spare core: the payoff rule, 1 s < 10 x 0.104 s
+    monkeypatch.setattr(peers, "spare_core", lambda: False)
+    _default(row, 100, payoff=10.0, first="fresh", compile_s=0.1, prior=None, disk_s=0.02)
     assert row["default_100_fresh"]["compiled"] is False
     assert row["default_100_fresh"]["speedup"] == pytest.approx(0.9)
+    # with a spare core it compiles in the background (1 s >= 1 x 0.104 s): 12 eager calls
+    # while the child compiles 0.104 s, the compile from disk (0.02 s), 88 compiled calls
+    monkeypatch.setattr(peers, "spare_core", lambda: True)
+    _default(row, 100, payoff=10.0, first="fresh", compile_s=0.1, prior=None, disk_s=0.02)
+    fresh = row["default_100_fresh"]
+    assert fresh["background"] and "compiling in the background" in fresh["reason"]
+    assert fresh["speedup"] == pytest.approx(100 * 0.009 / (12 * 0.010 + 0.02 + 88 * 0.004))
     # measured 2.5x: compiled 0.4 s + compile 0.104 s < 1 s eager, so it compiles and
     # runs one eager call, the compiling call and 98 compiled ones
     total = 0.010 + 0.1 + 99 * 0.004
-    _default(row, 100, payoff=10.0, first="memory", compile_s=0.1, prior=None)
+    _default(row, 100, payoff=10.0, first="memory", compile_s=0.1, prior=None, disk_s=0.02)
     assert row["default_100_memory"]["compiled"] is True
     assert row["default_100_memory"]["speedup"] == pytest.approx(100 * 0.009 / total)
     # the key's first job, on a worker whose other keys gained 2.5x: it compiles on that prior
     prior = Prior((2.5,), 0.1, "kind|method", 1)
-    _default(row, 100, payoff=10.0, first="cold", compile_s=0.1, prior=prior)
+    _default(row, 100, payoff=10.0, first="cold", compile_s=0.1, prior=prior, disk_s=0.02)
     assert row["default_100_cold"]["compiled"] is True
     assert "prior: median measured on 1 other key(s)" in row["default_100_cold"]["reason"]
     assert row["default_100_cold"]["speedup"] == pytest.approx(100 * 0.009 / total)

@@ -27,6 +27,8 @@ SERVICE_RULES = {
         "worker.compile_choice.choose",
         "worker.compile_choice.CACHES",
         "worker.compile_choice.Prior",
+        "worker.compile_choice.BACKGROUND",
+        "worker.compile_choice.spare_core",
     }
 }
 

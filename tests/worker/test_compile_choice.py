@@ -11,10 +11,10 @@ import core
 from jobs.specs.job import parse_spec
 from tests.factories import example, tiny_spec
 from worker import compile_cache
+from worker.auto_compiled import AutoCompiled
 from worker.build import CompileOptions, build
 from worker.compile_cache import keep_compiled_for
 from worker.compile_choice import (
-    AutoCompiled,
     CompileChoice,
     CompileTimes,
     Prior,
@@ -125,7 +125,9 @@ def test_a_long_job_compiles_from_its_second_hypergradient(tmp_path):
 def test_the_known_compile_time_of_the_same_shapes_is_used(tmp_path):
     times = CompileTimes(tmp_path / "t.json")
     auto, built = _auto(times=times, prior_s=1e-9)
-    times.put(compile_key(auto.spec, built.problem, built.hparams), 1e9)  # far too slow
+    times.put(
+        compile_key(auto.spec, built.problem, built.hparams, built.dynamics, auto.estimator), 1e9
+    )  # far too slow
     auto.iterations = 10**6
     auto(built.problem, built.hparams, built.dynamics)
     assert auto.choice is not None and not auto.choice.used
@@ -148,14 +150,33 @@ def test_an_attempt_killed_before_its_first_measure_leaves_auto_to_decide():
     assert auto.choice is None
 
 
-def test_the_key_names_the_kind_method_and_shapes():
-    spec = parse_spec(tiny_spec())
-    built = build(spec)
-    key = compile_key(spec, built.problem, built.hparams)
-    assert key.startswith("toy|truncated|")
-    other = parse_spec(tiny_spec(hypergradient={"method": "full"}))
-    assert compile_key(other, built.problem, built.hparams) != key
-    assert str(tuple(torch.as_tensor(built.hparams).shape)) in key
+def test_the_key_names_the_kind_method_unrolled_graph_and_shapes():
+    def key(**over):
+        spec = parse_spec(tiny_spec(**over))
+        built = build(spec)
+        assert isinstance(built.compiled, AutoCompiled)
+        return compile_key(spec, built.problem, built.hparams, built.dynamics,
+                           built.compiled.estimator)  # fmt: skip
+
+    truncated = key()
+    assert truncated.startswith("toy|truncated|T=10,K=3,")  # Prior's family: kind|method
+    assert "(2,):torch.float64:cpu" in truncated
+    # K=1, 5 and 25 record 1, 5 and 25 steps: each its own speed-up, not one for all
+    ks = {key(steps=30, hypergradient={"method": "truncated", "K": k}) for k in (1, 5, 25)}
+    assert len(ks) == 3 and all("T=30," in k for k in ks)
+    assert key(steps=20) != truncated  # T too
+    assert key(hypergradient={"method": "full"}).startswith("toy|full|T=10|")
+
+
+def test_an_old_key_without_its_graph_matches_no_job_and_only_lends_a_prior(tmp_path):
+    times = CompileTimes(tmp_path / "t.json")
+    auto, built = _auto(times=times, prior_s=1e6)
+    key = compile_key(auto.spec, built.problem, built.hparams, built.dynamics, auto.estimator)
+    kind, method, _graph, shapes = key.split("|")
+    times.put(f"{kind}|{method}|{shapes}", 1e-3, speedup=3.0)  # as an older worker wrote it
+    assert times.speedup(key) is None and not times.known(key)
+    prior = times.prior(key)
+    assert prior is not None and prior.scope == "kind|method"
 
 
 @pytest.mark.parametrize(
@@ -213,7 +234,7 @@ def test_a_second_job_of_the_same_key_finds_its_code_in_memory_and_says_so(tmp_p
         for _ in range(3):  # eager (measured), compiled (compiles), compiled (speed-up)
             auto(built.problem, built.hparams, built.dynamics)
         summaries.append(built.notes["compile"])
-        key = compile_key(auto.spec, built.problem, built.hparams)
+        key = compile_key(auto.spec, built.problem, built.hparams, built.dynamics, auto.estimator)
         assert times.speedup(key) is not None  # measured by the job's third call
         times.put(key, speedup=2.0)  # the toy's own is noise: a step of microseconds
     first, second = summaries
@@ -268,7 +289,7 @@ def test_a_first_long_job_of_its_key_compiles_on_the_prior_and_says_so(tmp_path,
     times = CompileTimes(tmp_path / "t.json")
     # without the prior: a compile assumed to take 1e6 s never pays
     auto, built = _auto(times=times, prior_s=1e6)
-    key = compile_key(auto.spec, built.problem, built.hparams)
+    key = compile_key(auto.spec, built.problem, built.hparams, built.dynamics, auto.estimator)
     family = "|".join(key.split("|")[:2])
     times.put(f"{family}|other shapes", 1e-3, speedup=3.0)
     auto.iterations = 10**6
