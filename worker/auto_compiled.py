@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import core
+from core.tree import flatten
 from jobs.specs.job import JobSpec
 from worker.compile_background import BackgroundCompile
 from worker.compile_cache import (
@@ -199,7 +200,7 @@ class AutoCompiled:
             speedup=speedup,
             cache=self.cache,
             prior=prior,
-            background=BACKGROUND if spare_core() else None,
+            background=BACKGROUND if spare_core() and _on_cpu(hparams) else None,
         )
         if choice.background:
             compiled = core.Compiled(self.estimator)
@@ -265,3 +266,13 @@ class AutoCompiled:
             reason = f"{self.choice.reason}; measured speed-up {speedup:.2f}x"
             self._chosen(CompileChoice(speedup >= 1, reason + ("" if speedup >= 1 else
                                                               " < 1: back to eager")))  # fmt: skip
+
+
+def _on_cpu(hparams: Any) -> bool:
+    """Whether the job computes on the CPU: a forked child cannot use the parent's CUDA context.
+
+    (CUDA refuses to initialise again in a forked process, so on a GPU the child could only
+    fail; the job there compiles in the foreground when the rule says so, or not at all.)
+    """
+    lam, _ = flatten(hparams, "hparams")
+    return all(x.device.type == "cpu" for x in lam)

@@ -179,3 +179,11 @@ def test_code_kept_between_jobs_does_not_keep_a_finished_jobs_data_alive(monkeyp
     second = _Data(seed=1)
     _job(second)  # a later job of the key: its code still in memory, nothing traced
     assert compile_counts()[0] == graphs
+
+
+def test_only_a_cpu_job_compiles_in_a_forked_child():
+    """CUDA cannot initialise again in a forked child: a job off the CPU is never given one."""
+    from worker.auto_compiled import _on_cpu
+
+    assert _on_cpu({"lam": torch.zeros(3)}) and _on_cpu(torch.ones(1))
+    assert not _on_cpu({"lam": torch.zeros(3, device="meta")})
