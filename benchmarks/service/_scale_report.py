@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,7 @@ def summarise(
         "endpoints_p99_ms": {ph: {k: v["p99"] for k, v in e.items()}
                              for ph, e in endpoints.items()},
         "trace_bytes_per_million_points": report["sizes"]["trace_bytes_per_million_points"],
+        "cpu": cpu_by_role(report.get("cpu_samples", []), len(claims)),
         "every_job_finished_once": report["invariants"]["every_job_finished_once"],
         "errors": errors[:20] + report["rest"]["failures"][:5] + report["load"]["failures"][:5],
     }  # fmt: skip
@@ -113,6 +115,33 @@ def summarise(
         "weights": dict(zip(team_ids, weights)),
     }  # fmt: skip
     report["_raw"] = {"txn": txn, "claims": claims, "series": series}
+
+
+def cpu_by_role(samples: list[dict[str, Any]], claims: int) -> dict[str, Any]:
+    """Who used the cores during the run: core-seconds and milliseconds per claimed job.
+
+    The roles are :mod:`benchmarks.service._cpu_timeline`'s: ``postgres`` is this run's
+    backends, ``simulator`` the simulated workers' processes, ``api`` the server, ``driver``
+    this process (prober, sampler of the queue, feeder), ``other:*`` the rest of the machine.
+    ``postgres_alone_claims_per_s`` is what the machine's cores would sustain were PostgreSQL
+    alone on them at this CPU per job (in a pool the workers run on their own nodes).
+    """
+    core_s: dict[str, float] = {}
+    for row in samples:
+        for role, cores in row["cores"].items():
+            core_s[role] = core_s.get(role, 0.0) + cores * row["dt"]
+    if not core_s or not claims:
+        return {}
+    pg_ms = 1e3 * core_s.get("postgres", 0.0) / claims
+    total = sum(v for k, v in core_s.items() if not k.startswith("other:"))
+    return {
+        "core_s": {k: round(v, 1) for k, v in sorted(core_s.items(), key=lambda kv: -kv[1])[:8]},
+        "ms_per_job": {k: round(1e3 * v / claims, 2) for k, v in core_s.items()
+                       if not k.startswith("other:") or v > 0.05 * total},
+        "run_ms_per_job": round(1e3 * total / claims, 2),
+        "postgres_alone_claims_per_s": (round(1e3 * (os.cpu_count() or 1) / pg_ms)
+                                        if pg_ms else None),
+    }  # fmt: skip
 
 
 def _claims_per_job(claims: list[tuple[Any, ...]]) -> dict[str, int]:

@@ -26,6 +26,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from sqlalchemy import text
 
 import migrations
 from benchmarks.service import _scale_load as load
+from benchmarks.service._cpu_timeline import CpuSampler
 from benchmarks.service._scale_report import jain_index, plot, summarise
 from benchmarks.service._scale_workers import Feeder, Prober, Sampler, worker_process
 from jobs.store import db
@@ -194,10 +196,16 @@ def _run(url: str, args: argparse.Namespace, report: dict[str, Any]) -> None:
             start = time.time()
             for p in procs:
                 p.start()
+            cpu = CpuSampler({api.pid: "api", os.getpid(): "driver",
+                              **{p.pid: "simulator" for p in procs if p.pid}},
+                             Path(tempfile.mkdtemp()) / "cpu.jsonl", 0.5,
+                             database=url.rsplit("/", 1)[1])  # fmt: skip
+            cpu.start()
             for th in (sampler, prober, feeder):
                 th.start()
             outs = _collect(results, len(procs), stop, start + args.max_run_s)
             end = time.time()
+            report["cpu_samples"] = cpu.stop()
             for th in (sampler, prober):
                 th.halt.set()
                 th.join()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 
 from benchmarks.service._scale_load import make_plan
-from benchmarks.service._scale_report import percentile
+from benchmarks.service._scale_report import cpu_by_role, percentile
 from benchmarks.service.scale import jain_index
 
 
@@ -24,6 +25,19 @@ def test_jain_index_on_known_cases(xs, expected):
 def test_nearest_rank_percentile():
     xs = [float(i) for i in range(1, 101)]
     assert percentile(xs, 50) == 50.0 and percentile(xs, 99) == 99.0 and percentile([], 50) is None
+
+
+def test_cpu_by_role_books_core_seconds_per_claimed_job():
+    # two samples of 0.5 s: postgres at 1.0 then 0.6 cores (0.8 core-s), the simulator at
+    # 0.4 (0.4 core-s), another program at 0.01 (below 5% of the run: not per job)
+    rows = [{"dt": 0.5, "cores": {"postgres": 1.0, "simulator": 0.4, "other:vim": 0.01}},
+            {"dt": 0.5, "cores": {"postgres": 0.6, "simulator": 0.4}}]  # fmt: skip
+    got = cpu_by_role(rows, claims=100)
+    assert got["core_s"] == {"postgres": 0.8, "simulator": 0.4, "other:vim": 0.0}
+    assert got["ms_per_job"] == {"postgres": 8.0, "simulator": 4.0}
+    assert got["run_ms_per_job"] == 12.0
+    assert got["postgres_alone_claims_per_s"] == round(1e3 * (os.cpu_count() or 1) / 8.0)
+    assert cpu_by_role([], claims=10) == {} and cpu_by_role(rows, claims=0) == {}
 
 
 def test_the_plan_gives_each_team_jobs_in_proportion_to_its_weight():
@@ -69,5 +83,6 @@ def test_scale_benchmark_tiny_run_finishes_every_job_once(pg_server, redis_url, 
             "trace_after",
         }
     assert report["endpoints"]["rest"]["pool"]["n"] == 2
+    assert "cpu" in report  # booked by role when the run outlasts a sample (0.5 s)
     sizes = report["store_sizes"]
     assert sizes["trace_points"] == 4000 and sizes["trace_bytes_per_million_points"] > 0
