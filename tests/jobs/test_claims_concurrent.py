@@ -20,6 +20,7 @@ from jobs.specs.job import parse_spec
 from jobs.store import repo
 from jobs.store.models import Job, JobEvent
 from jobs.store.repo import Policy
+from jobs.store.repo.scheduling import lock_kind
 from tests.factories import tiny_spec
 
 POLICY = Policy(cpu_limit=4, preemption=False)
@@ -182,7 +183,9 @@ def test_claims_of_two_teams_do_not_wait_for_each_other(own_pg_sessions):
 def test_a_preemption_pass_waits_for_no_claim_in_flight_and_claims_wait_for_it(own_pg_sessions):
     _teams(own_pg_sessions)
     with own_pg_sessions() as passing:
-        repo.request_preemptions(passing, "cpu", Policy())  # holds the kind's lock alone
+        # what a pass that found victims holds until commit: the kind's lock, alone (a pass
+        # that finds none takes no lock: test_scheduling's nothing-to-move test)
+        lock_kind(passing, "cpu")
         with own_pg_sessions() as claiming:
             claiming.execute(text("SET lock_timeout = '200ms'"))
             with pytest.raises(OperationalError, match="lock timeout"):
