@@ -53,6 +53,7 @@ from jobs.store.repo.pages import decode_cursor
 from jobs.store.repo.pool import (
     PoolView,
     list_teams,
+    pool_answers,
     pool_state_age,
     pool_view,
     refresh_pool_state,
@@ -228,6 +229,7 @@ __all__ = [
     "next_due_at",
     "owning_team",
     "ping_store",
+    "pool_answers",
     "pool_state_age",
     "pool_view",
     "preemption_count",
