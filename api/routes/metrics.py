@@ -164,7 +164,7 @@ async def check_access(
                 headers={"WWW-Authenticate": "Bearer"},
             )  # fmt: skip
         return
-    principal = await get_principal(request, session, credentials)
+    principal = await get_principal(request, credentials)
     if not principal.operator:
         raise await forbidden(
             request, session, principal,

@@ -7,7 +7,7 @@ import random
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from jobs import fairshare
 from jobs.queue_estimate import DEFAULT_RUN_S, FLUID_AHEAD_PER_WORKER
@@ -123,8 +123,19 @@ def test_a_refresh_places_the_teams_that_asked_during_the_last_reading(sessions)
         first = repo.pool_view(s, POLICY, teams["b"], memo=memo, max_age_s=float("inf"))
         repo.refresh_pool_state(s, POLICY, memo)
         state = memo["pool"]
-        # b's places are counted in the new reading before b asks again; the others' are not
-        placed = {team for team, _ in state.kinds["cpu"].placed}  # type: ignore[attr-defined]
-        assert placed == {str(teams["b"])}
-        again = repo.pool_view(s, POLICY, teams["b"], memo=memo, max_age_s=float("inf"))
+        # b's queued jobs are read and placed in the new reading before b asks again; the
+        # others' are not, and b's next view reads nothing (no query on its request)
+        placed = set(state.kinds["cpu"].shown)  # type: ignore[attr-defined]
+        assert placed == {teams["b"]}
+        statements: list[str] = []
+
+        def record(conn, cursor, statement, *rest) -> None:
+            statements.append(statement)
+
+        event.listen(s.get_bind(), "before_cursor_execute", record)
+        try:
+            again = repo.pool_view(s, POLICY, teams["b"], memo=memo, max_age_s=float("inf"))
+        finally:
+            event.remove(s.get_bind(), "before_cursor_execute", record)
+        assert statements == []
     assert [(q.id, q.position) for q in again.queued] == [(q.id, q.position) for q in first.queued]

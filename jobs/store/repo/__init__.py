@@ -55,6 +55,7 @@ from jobs.store.repo.pages import decode_cursor
 from jobs.store.repo.pool import (
     PoolView,
     list_teams,
+    pool_answers,
     pool_state_age,
     pool_view,
     refresh_pool_state,
@@ -232,6 +233,7 @@ __all__ = [
     "next_due_at",
     "owning_team",
     "ping_store",
+    "pool_answers",
     "pool_state_age",
     "pool_view",
     "preemption_count",

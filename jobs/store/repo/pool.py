@@ -39,6 +39,7 @@ __all__ = [
     "TeamView",
     "WorkerView",
     "list_teams",
+    "pool_answers",
     "pool_state_age",
     "pool_view",
     "refresh_pool_state",
@@ -107,6 +108,9 @@ class PoolView:
     workers: list[WorkerView]
     oldest_wait_s: dict[str, float | None]
     queued: list[QueuedView]
+    # the reading's own dict: what a caller renders from this view, it may keep there until
+    # the next reading (keyed by what the view depends on: the viewer)
+    answers: dict[Any, Any] = field(default_factory=dict)
 
 
 def list_teams(session: Session) -> list[Team]:
@@ -208,20 +212,17 @@ class _Queue:
     default_run_s: float
     workers: FreeWorkers
     oldest: datetime | None
-    # (team, its jobs placed) -> their (place, estimated start): the same for every request
-    # of the team until the next reading (a team's pollers ask again and again)
-    placed: dict[tuple[str, int], list[tuple[int, float | None]]] = field(default_factory=dict)
+    # team -> its queued jobs shown, placed: read once per reading, by the refresh for the
+    # teams that asked during the last one (a team's pollers ask again and again)
+    shown: dict[uuid.UUID, list[QueuedView]] = field(default_factory=dict)
 
     def places(self, team: str, n: int) -> list[tuple[int, float | None]]:
         """The places and estimated starts of ``team``'s first ``n`` queued jobs."""
-        got = self.placed.get((team, n))
-        if got is None:
-            got = []
-            for ahead in fairshare.jobs_ahead(self.loads, self.counts, team, n):
-                jobs = sum(ahead.values())
-                work = sum(k * self.run_s.get(t, self.default_run_s) for t, k in ahead.items())
-                got.append((jobs + 1, self.workers.start_s(jobs, work)))
-            self.placed[(team, n)] = got
+        got = []
+        for ahead in fairshare.jobs_ahead(self.loads, self.counts, team, n):
+            jobs = sum(ahead.values())
+            work = sum(k * self.run_s.get(t, self.default_run_s) for t, k in ahead.items())
+            got.append((jobs + 1, self.workers.start_s(jobs, work)))
         return got
 
 
@@ -273,6 +274,8 @@ class _PoolState:
     running_by_worker: dict[str, tuple[uuid.UUID, str]]
     kinds: dict[str, _Queue]
     oldest: dict[str, float | None]
+    # what callers make of this reading, kept until the next (the route's answers per viewer)
+    answers: dict[Any, Any] = field(default_factory=dict)
 
 
 def _pool_state(session: Session, policy: Policy) -> _PoolState:
@@ -308,19 +311,25 @@ def pool_state_age(memo: dict[str, Any]) -> float | None:
     return None if state is None else time.monotonic() - state.at
 
 
+def pool_answers(memo: dict[str, Any]) -> dict[Any, Any] | None:
+    """The answers kept beside the reading in ``memo`` (:attr:`PoolView.answers`), or None."""
+    state = memo.get("pool")
+    return None if state is None else state.answers
+
+
 def refresh_pool_state(session: Session, policy: Policy, memo: dict[str, Any]) -> None:
     """Read the shared part of :func:`pool_view` again into ``memo`` (a background refresh).
 
-    The places of the teams that asked during the last reading (up to :data:`WARM_TEAMS`
-    per kind) are counted here too, before the reading is shared: a team's pollers ask again,
-    and the count then runs beside the requests instead of inside the first one.
+    The queued jobs of the teams that asked during the last reading (up to
+    :data:`WARM_TEAMS` per kind) are read and placed here too, before the reading is shared:
+    a team's pollers ask again, and are then answered without a query of their own.
     """
     old = memo.get("pool")
     state = _pool_state(session, policy)
     for kind, q in state.kinds.items():
-        asked = list(old.kinds[kind].placed) if old is not None and kind in old.kinds else []
-        for team, n in asked[:WARM_TEAMS]:
-            q.places(team, n)
+        asked = list(old.kinds[kind].shown) if old is not None and kind in old.kinds else []
+        for team in asked[:WARM_TEAMS]:
+            _queued_of(session, team, kind, q)
     memo["pool"] = state
 
 
@@ -328,8 +337,12 @@ def _queued_of(session: Session, viewer: uuid.UUID, kind: str, q: _Queue) -> lis
     """``viewer``'s first :data:`QUEUED_SHOWN` queued jobs of ``kind``, placed in the queue.
 
     Its jobs in the order its claims take them (one range of ``ix_jobs_queued_head``); their
-    places and starts from the other teams' counts (:func:`jobs.fairshare.jobs_ahead`).
+    places and starts from the other teams' counts (:func:`jobs.fairshare.jobs_ahead`). Read
+    once per reading: as the counts they are placed against, as of that reading.
     """
+    got = q.shown.get(viewer)
+    if got is not None:
+        return got
     rows = session.execute(
         select(Job.id, Job.name, Job.priority)
         .where(Job.team_id == viewer, Job.queue == kind, Job.status == JobStatus.QUEUED,
@@ -338,8 +351,11 @@ def _queued_of(session: Session, viewer: uuid.UUID, kind: str, q: _Queue) -> lis
         .limit(QUEUED_SHOWN)
     ).all()  # fmt: skip
     places = q.places(str(viewer), len(rows))
-    return [QueuedView(i, name, kind, priority, place, start)
-            for (i, name, priority), (place, start) in zip(rows, places, strict=True)]  # fmt: skip
+    got = q.shown[viewer] = [
+        QueuedView(i, name, kind, priority, place, start)
+        for (i, name, priority), (place, start) in zip(rows, places, strict=True)
+    ]
+    return got
 
 
 def pool_view(
@@ -354,7 +370,8 @@ def pool_view(
 
     With ``memo`` (a dict the caller keeps), what every viewer sees alike (the teams'
     shares and queued counts, the workers) is read at most once per ``max_age_s`` and
-    shared; only the viewer's own queued jobs are read each time.
+    shared; the viewer's own queued jobs are read once per reading (on its first view, or
+    by :func:`refresh_pool_state` when it asked during the last reading).
     """
     state = memo.get("pool") if memo is not None else None
     if state is None or time.monotonic() - state.at >= max_age_s:
@@ -369,7 +386,7 @@ def pool_view(
         job = state.running_by_worker.get(name)
         own = job[0] if job is not None and job[1] == str(viewer) else None
         workers.append(WorkerView(name, state.queues[name], seen, busy=job is not None, job=own))
-    return PoolView(state.teams, workers, state.oldest, queued_view)
+    return PoolView(state.teams, workers, state.oldest, queued_view, state.answers)
 
 
 def _worker_kind(session: Session, worker: str) -> str:
