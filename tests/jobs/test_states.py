@@ -42,6 +42,8 @@ NOT_STATES = {
     ("cli/pool.py", "team"): "a column header",
     ("cli/keys.py", "team"): "a column header",
     ("worker/build.py", "cpu"): "a torch device",
+    ("worker/auto_compiled.py", "cpu"): "a torch device",
+    ("worker/auto_compiled.py", "running"): "the summary's background compile, not a job",
 }
 
 
