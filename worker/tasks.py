@@ -144,6 +144,10 @@ def _pool_pass(kinds: list[str]) -> None:
             repo.beat_worker(s, worker_name(), kind)
     for kind in kinds:
         with sessions().begin() as s:
+            # one decision a period for the pool, the live workers taking turns
+            if not repo.takes_pass_turn(s, kind, worker_name(), policy, settings.reap_every_s,
+                                        at=time.time()):  # fmt: skip
+                continue
             victims = repo.request_preemptions(s, kind, policy)
         if victims:
             log.info("asked %s to yield to a team below its share", ", ".join(map(str, victims)))

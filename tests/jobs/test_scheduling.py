@@ -202,3 +202,21 @@ def test_a_pass_with_nothing_to_move_reads_team_counts_and_leaves_the_claims_run
     with own_pg_sessions.begin() as s:  # the lock free, the same pass asks one to yield
         victims = repo.request_preemptions(s, "cpu", POLICY)
     assert len(victims) == 1 and victims[0] in {c.job_id for c in claims}
+
+
+def test_the_live_workers_take_the_preemption_decision_in_turns(sessions):
+    """One decision a period for the pool: over n slots each of n live workers decides once."""
+    with sessions.begin() as s:
+        for name in ("w-b", "w-a", "w-c"):
+            repo.beat_worker(s, name, "cpu")
+        repo.beat_worker(s, "g-1", "gpu")
+    period = 10.0
+    with sessions() as s:
+        turns = [[name for name in ("w-a", "w-b", "w-c")
+                  if repo.takes_pass_turn(s, "cpu", name, POLICY, period, at=t)]
+                 for t in (1000.0 + period * k + 3.0 for k in range(6))]  # fmt: skip
+        # slot 100 is w-b's (100 % 3 == 1 in name order), then w-c's, w-a's, and round again
+        assert turns == [["w-b"], ["w-c"], ["w-a"], ["w-b"], ["w-c"], ["w-a"]]
+        # a worker the store lists under another kind decides each time, as before
+        assert all(repo.takes_pass_turn(s, "cpu", "g-1", POLICY, period, at=1000.0 + k)
+                   for k in range(3))  # fmt: skip

@@ -77,6 +77,7 @@ from jobs.store.repo.scheduling import (
     queued_candidates,
     request_preemptions,
     running_jobs,
+    takes_pass_turn,
     team_loads,
 )
 from jobs.store.repo.studies import (
@@ -261,6 +262,7 @@ __all__ = [
     "study_members",
     "study_of_job",
     "study_status_counts",
+    "takes_pass_turn",
     "team_by_name",
     "team_loads",
     "trace_columns",

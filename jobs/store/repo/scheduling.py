@@ -36,6 +36,7 @@ __all__ = [
     "queued_counts",
     "request_preemptions",
     "running_jobs",
+    "takes_pass_turn",
     "team_loads",
 ]
 
@@ -250,6 +251,33 @@ def _victims(session: Session, kind: str, policy: Policy) -> list[uuid.UUID]:
         idle_workers=len(set(alive) - busy),
         started_before=utcnow() - timedelta(seconds=policy.preempt_min_run_s),
     )
+
+
+def takes_pass_turn(
+    session: Session, kind: str, name: str, policy: Policy, period_s: float, *, at: float
+) -> bool:
+    """Whether worker ``name`` makes ``kind``'s preemption decision in this period.
+
+    Every worker's reaper passes once per ``period_s``, but the pool needs one decision per
+    period, not one per worker (200 workers made 20 a second, each counting the queue).
+    The live workers of the kind take turns by time slot: slot ``floor(at / period_s)`` is
+    the turn of the live worker at that position in name order, and each worker, passing
+    once a period, meets each slot about once. A worker the store does not list as live for
+    ``kind`` (one that consumes several kinds beats under the last of them) decides each
+    time, as every worker did before.
+
+    Args:
+        session: the pass's session.
+        kind: the queue kind, ``cpu`` or ``gpu``.
+        name: this worker's name.
+        policy: how long a worker counts as alive.
+        period_s: the reapers' period (``reap_every_s``), the length of a turn.
+        at: the time in seconds since the epoch (the workers' shared clock).
+    """
+    live = sorted(live_workers(session, policy, kind=kind))
+    if name not in live:
+        return True
+    return live[int(at // period_s) % len(live)] == name
 
 
 def request_preemptions(session: Session, kind: str, policy: Policy) -> list[uuid.UUID]:
