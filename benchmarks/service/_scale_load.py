@@ -10,7 +10,9 @@ functions and the API.
 from __future__ import annotations
 
 import json
+import os
 import random
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,14 +30,18 @@ from jobs.status import JobStatus, QueueKind
 from jobs.store import repo
 from jobs.store.models import TRACE_BLOCK, Job, utcnow
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
 __all__ = [
     "Plan",
     "Study",
+    "backend_cpu_s",
     "insert_jobs",
     "loadavg",
     "make_plan",
     "make_teams",
     "measured",
+    "per_call_ms",
     "preload_trace",
     "stamp",
     "throwaway_database",
@@ -222,6 +228,24 @@ def throwaway_database(admin_url: str, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin_url, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def backend_cpu_s(pid: int) -> float:
+    """CPU seconds process ``pid`` (a PostgreSQL backend) has used: ``utime + stime``.
+
+    In clock ticks (``SC_CLK_TCK``, 10 ms here): only a loop of many calls resolves a call's.
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of stat
+
+
+def per_call_ms(values: list[float]) -> dict[str, float]:
+    """Mean, p50 and p99 of per-call seconds (CPU or wall), in milliseconds."""
+    values = sorted(values)
+    return {"mean": round(1e3 * statistics.fmean(values), 3),
+            "p50": round(1e3 * values[len(values) // 2], 3),
+            "p99": round(1e3 * values[int(len(values) * 0.99)], 3)}  # fmt: skip
 
 
 def loadavg() -> list[str]:

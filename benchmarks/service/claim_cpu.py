@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -32,14 +30,6 @@ from jobs.store import db, repo
 
 __all__ = ["main"]
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _backend_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-
 
 def _claim_fn(path: str | None) -> Callable[..., Any]:
     if path is None:
@@ -49,13 +39,6 @@ def _claim_fn(path: str | None) -> Callable[..., Any]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.claim_next  # type: ignore[no-any-return]
-
-
-def _ms(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    return {"mean": round(1e3 * statistics.fmean(values), 3),
-            "p50": round(1e3 * values[len(values) // 2], 3),
-            "p99": round(1e3 * values[int(len(values) * 0.99)], 3)}  # fmt: skip
 
 
 def _measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -83,7 +66,7 @@ def _measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
         for _ in range(args.rounds):
             row: dict[str, Any] = {}
             held, py, wall = [], [], []
-            b0, w0 = _backend_ticks(pid), time.perf_counter()
+            b0, w0 = load.backend_cpu_s(pid), time.perf_counter()
             for k in range(args.claims):
                 c0, t0 = time.process_time(), time.perf_counter()
                 got = claim_next(s, "cpu", f"w{k}", 30.0, policy)
@@ -92,9 +75,10 @@ def _measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 wall.append(time.perf_counter() - t0)
                 assert isinstance(got, repo.Claim), got
                 held.append(got)
-            b1, w1 = _backend_ticks(pid), time.perf_counter()
-            row["claim"] = {"python_cpu_ms": _ms(py), "wall_ms": _ms(wall),
-                            "backend_cpu_ms_mean": round(1e3 * (b1 - b0) / TICK / len(py), 3),
+            b1, w1 = load.backend_cpu_s(pid), time.perf_counter()
+            row["claim"] = {"python_cpu_ms": load.per_call_ms(py),
+                            "wall_ms": load.per_call_ms(wall),
+                            "backend_cpu_ms_mean": round(1e3 * (b1 - b0) / len(py), 3),
                             "loop_s": round(w1 - w0, 2)}  # fmt: skip
             py = []
             for got in held:
@@ -102,9 +86,9 @@ def _measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 assert repo.finish_job(s, got, JobStatus.SUCCEEDED)
                 s.commit()
                 py.append(time.process_time() - c0)
-            b2 = _backend_ticks(pid)
-            backend = round(1e3 * (b2 - b1) / TICK / len(py), 3)
-            row["finish"] = {"python_cpu_ms": _ms(py), "backend_cpu_ms_mean": backend}
+            b2 = load.backend_cpu_s(pid)
+            backend = round(1e3 * (b2 - b1) / len(py), 3)
+            row["finish"] = {"python_cpu_ms": load.per_call_ms(py), "backend_cpu_ms_mean": backend}
             out["rounds"].append(row)
     engine.dispose()
     return out

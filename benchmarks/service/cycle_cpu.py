@@ -28,7 +28,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from benchmarks.service import _scale_load as load
-from benchmarks.service.claim_cpu import TICK, _backend_ticks, _ms
 from jobs.status import JobStatus
 from jobs.store import db, repo
 
@@ -73,7 +72,7 @@ def _phase(
 ) -> dict[str, Any]:
     """Run ``step`` once per claim (points ``lo+1 .. hi``), each in its own transaction."""
     py = []
-    b0 = _backend_ticks(pid)
+    b0 = load.backend_cpu_s(pid)
     for c in claims:
         recs = _records(lo, hi)
         t0 = time.process_time()
@@ -82,8 +81,8 @@ def _phase(
         py.append(time.process_time() - t0)
         if got not in (True, repo.LeaseState.OK):
             raise RuntimeError(f"step refused for job {c.job_id}: {got!r}")
-    backend = 1e3 * (_backend_ticks(pid) - b0) / TICK / len(py)
-    return {"python_cpu_ms": _ms(py), "backend_cpu_ms_mean": round(backend, 3)}
+    backend = 1e3 * (load.backend_cpu_s(pid) - b0) / len(py)
+    return {"python_cpu_ms": load.per_call_ms(py), "backend_cpu_ms_mean": round(backend, 3)}
 
 
 def _measure(url: str, args: argparse.Namespace) -> dict[str, Any]:
