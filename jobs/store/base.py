@@ -12,12 +12,17 @@ from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecora
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["BIG_ID", "JSON_VALUE", "Base", "UTCDateTime", "check_in", "utcnow"]
+__all__ = ["BIG_ID", "JSON_VALUE", "Base", "UTCDateTime", "check_in", "naive_utc", "utcnow"]
 
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC: what every timestamp column holds."""
     return datetime.now(UTC)
+
+
+def naive_utc(value: datetime) -> datetime:
+    """What a :class:`UTCDateTime` column stores for the aware ``value``: naive UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -32,7 +37,7 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         """Naive UTC from the column, aware UTC out."""

@@ -18,7 +18,7 @@ events, rollups, refusals).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -26,6 +26,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from jobs.status import TERMINAL, JobStatus
+from jobs.store.base import naive_utc
 from jobs.store.models import TRACE_FIELDS, utcnow
 from jobs.store.repo.lifecycle import Claim, LeaseState, check_end_status, finish_job, heartbeat
 from jobs.store.repo.trace_writes import trace_columns_of, write_trace
@@ -45,11 +46,6 @@ _FINISH = (
     " %(terminal)s, %(eta_s)s::float8, %(summary)s::jsonb, %(error)s::jsonb,"
     " %(iteration)s::integer, %(detail)s::jsonb, %(its)b::integer[], " + _ARRAYS + ")"
 )
-
-
-def _naive(at: datetime) -> datetime:
-    """The naive UTC a ``UTCDateTime`` column stores (``jobs.store.base``)."""
-    return at.astimezone(UTC).replace(tzinfo=None)
 
 
 def _json(value: Any) -> Jsonb | None:
@@ -92,7 +88,7 @@ def heartbeat_with_trace(
     now = utcnow()
     row = _call(session, _BEAT, {
         "job": claim.job_id, "attempt": claim.attempt,
-        "lease_until": _naive(now + timedelta(seconds=lease_s)), "now": _naive(now),
+        "lease_until": naive_utc(now + timedelta(seconds=lease_s)), "now": naive_utc(now),
         "progress": iteration is not None, "iteration": iteration,
         "eta_s": eta_s, "summary": _json(summary),
         **_batch(records),
@@ -122,7 +118,7 @@ def finish_with_trace(
     terminal = status in TERMINAL
     ok = _call(session, _FINISH, {
         "job": claim.job_id, "attempt": claim.attempt, "status": str(status),
-        "now": _naive(utcnow()), "terminal": terminal,
+        "now": naive_utc(utcnow()), "terminal": terminal,
         "eta_s": 0.0 if status == JobStatus.SUCCEEDED else None,
         "summary": _json(summary), "error": _json(error), "iteration": iteration,
         "detail": _json(error or None), **_batch(records),
