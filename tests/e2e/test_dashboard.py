@@ -445,6 +445,13 @@ def test_the_pool_page_shows_the_teams_share_the_busy_worker_and_the_queue(page,
     dash.wait_job(client, hog, lambda j: j["progress"]["iteration"] >= 3)
     page.goto(f"{base}#/pool")
     page.wait_for_selector('#view-pool[data-ready="1"]')
+    # the page shows a reading of the pool up to pool_cache_s old (api.settings), and polls:
+    # one read between the hog's claim and the waiter's submission has no queued job yet
+    page.wait_for_function(
+        "() => document.querySelector('#pool-teams tr[data-kind=\"cpu\"] .queued')"
+        "?.textContent === '1'",
+        timeout=15_000,
+    )
     assert page.get_attribute("#nav-pool", "class") == "active"
     row = page.locator('#pool-teams tr[data-kind="cpu"]')
     assert row.count() == 1
