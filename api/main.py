@@ -36,6 +36,7 @@ from api.routes import (
     studies,
     webhooks,
 )
+from api.servertiming import ServerTimingMiddleware
 from api.settings import ApiSettings
 from jobs.dispatch import CeleryDispatcher, Dispatcher
 from jobs.keys import KeyCache, load_key_secret, load_previous_key_secret
@@ -152,6 +153,8 @@ def create_app(
         # data set files have their own limit (the route also counts them as they stream)
         overrides={("POST", "/v1/datasets"): (settings.max_upload_bytes, "max_upload_bytes")},
     )
+    # outside that: the app's time as the client sees its response start, 413s included
+    app.add_middleware(ServerTimingMiddleware)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(learned.router)
