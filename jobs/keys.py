@@ -37,6 +37,7 @@ import hashlib
 import hmac
 import logging
 import os
+import random
 import secrets
 import threading
 import time
@@ -112,18 +113,28 @@ T = TypeVar("T")
 
 
 class KeyCache(Generic[T]):
-    """Verified keys for ``ttl_s`` seconds, at most ``max_entries``, least recently used out.
+    """Verified keys for at most ``ttl_s`` seconds, at most ``max_entries``, LRU out.
 
     Keys are HMAC digests (:func:`hash_key` under ``HMAC_SHA256``) and values are what the
     verification found (a principal); only successes are cached, so a wrong key always
     reaches the store's constant-time check. ``ttl_s = 0`` turns the cache off.
+
+    Each entry lives a random time between ``(1 - jitter) * ttl_s`` and ``ttl_s``: keys
+    verified together (every dashboard of a team opened at once, or every client after a
+    restart) would otherwise all expire in the same instant and be verified again together,
+    a burst of queries every ``ttl_s`` that measured as the slowest polls of a load run.
+    A revocation still takes effect within ``ttl_s``.
     """
 
     def __init__(self, ttl_s: float, max_entries: int = 1024, *,
-                 clock: Callable[[], float] = time.monotonic):  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic, jitter: float = 0.5,
+                 rng: random.Random | None = None):  # fmt: skip
         if ttl_s < 0 or max_entries < 1:
             raise ValueError(f"need ttl_s >= 0 and max_entries >= 1, got {ttl_s}, {max_entries}")
+        if not 0 <= jitter <= 1:
+            raise ValueError(f"need 0 <= jitter <= 1, got {jitter}")
         self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
+        self.jitter, self._rng = jitter, rng or random.Random()
         self._entries: OrderedDict[str, tuple[float, str, T]] = OrderedDict()
         self._lock = threading.Lock()  # API routes run in a thread pool
 
@@ -140,11 +151,12 @@ class KeyCache(Generic[T]):
             return entry[2]
 
     def put(self, digest: str, prefix: str, value: T) -> None:
-        """Remember ``value`` for ``digest`` (the key with ``prefix``) for ``ttl_s`` seconds."""
+        """Remember ``value`` for ``digest`` (the key with ``prefix``), ``ttl_s`` at most."""
         if self.ttl_s <= 0:
             return
         with self._lock:
-            self._entries[digest] = (self.clock() + self.ttl_s, prefix, value)
+            life = self.ttl_s * (1.0 - self.jitter * self._rng.random())
+            self._entries[digest] = (self.clock() + life, prefix, value)
             self._entries.move_to_end(digest)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)

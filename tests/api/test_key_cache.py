@@ -5,6 +5,7 @@ takes effect within that bound (at once in the revoking process), and no plainte
 from __future__ import annotations
 
 import pickle
+import random
 import time
 
 import pytest
@@ -125,3 +126,32 @@ def test_key_cache_entries_expire_and_the_least_recently_used_goes_first():
 def _team_name(sessions, team_id) -> str:
     with sessions() as s:
         return s.get(Team, team_id).name
+
+
+def test_keys_verified_together_expire_apart_and_never_past_the_ttl():
+    now = [0.0]
+    cache: KeyCache[str] = KeyCache(
+        4.0, max_entries=100, clock=lambda: now[0], rng=random.Random(0)
+    )
+    for i in range(50):
+        cache.put(f"d{i}", f"p{i}", "v")
+    expiries: list[float] = []
+    live = {f"d{i}" for i in range(50)}
+    for step in range(1, 401):  # 0.01 s steps up to the ttl
+        now[0] = step / 100
+        gone = [d for d in live if cache.get(d) is None]
+        live -= set(gone)
+        expiries += [now[0]] * len(gone)
+    # each lived between (1 - jitter) * ttl and the ttl, and they did not all go at once
+    assert len(expiries) == 50 and len(cache) == 0
+    assert min(expiries) >= 2.0 and max(expiries) <= 4.0
+    assert max(expiries) - min(expiries) > 1.0
+    exact: KeyCache[str] = KeyCache(4.0, clock=lambda: now[0], jitter=0.0)
+    now[0] = 0.0
+    exact.put("d", "p", "v")
+    now[0] = 3.99
+    assert exact.get("d") == "v"
+    now[0] = 4.0
+    assert exact.get("d") is None
+    with pytest.raises(ValueError, match="jitter"):
+        KeyCache(1.0, jitter=1.5)
