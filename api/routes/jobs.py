@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic_core import to_json
 from sqlalchemy.orm import Session
 
 from api.auditor import AuditDep, Auditor
@@ -244,13 +243,10 @@ def _trace(
                "X-Trace-Resolution": resolution}  # fmt: skip
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
-    # the body holds what the ETag counted, read without a second span query
-    cols = repo.trace_columns(
-        session, job_id, after=after, max_points=limit, fields=names, span=span
-    )
-    # pydantic-core's encoder: the same bytes as json.dumps for these lists of numbers, in
-    # a tenth of the time (1.5 ms for 1,000 points); a non-finite value is stored as null
-    body = to_json(cols, inf_nan_mode="null")
+    # the body holds what the ETag counted, read without a second span query; on
+    # PostgreSQL the database writes the JSON (repo.trace_json: no point decoded here)
+    body = repo.trace_json(session, job_id, after=after, max_points=limit, fields=names,
+                           span=span)  # fmt: skip
     return Response(body, media_type="application/json", headers=headers)
 
 

@@ -122,6 +122,7 @@ from jobs.store.repo.teams import (
     verify_key,
 )
 from jobs.store.repo.trace_compaction import CompactionPass, compact_due, compact_job
+from jobs.store.repo.trace_json import trace_json
 from jobs.store.repo.trace_reads import (
     TracePoll,
     best_outer_loss,
@@ -266,6 +267,7 @@ __all__ = [
     "team_by_name",
     "team_loads",
     "trace_columns",
+    "trace_json",
     "trace_point_count",
     "trace_poll",
     "trace_span",

@@ -160,6 +160,54 @@ def last_outer_loss(session: Session, job_id: uuid.UUID) -> float | None:
     )
 
 
+class TraceRows(NamedTuple):
+    """The points a trace read answers: those past ``after`` up to ``last``, or only ``keep``.
+
+    ``compacted``: the trace's points are gone, its rollups answer (``trace_compaction``).
+    """
+
+    fields: list[str]
+    after: int
+    last: int
+    keep: list[int] | None = None
+    compacted: bool = False
+
+
+def trace_rows(
+    session: Session,
+    job_id: uuid.UUID,
+    *,
+    after: int = 0,
+    max_points: int | None = None,
+    fields: Iterable[str] = TRACE_FIELDS,
+    span: tuple[int, int, int] | TraceSpan | None = None,
+) -> TraceRows | None:
+    """Which points :func:`trace_columns` answers with; ``None``: none (an empty trace).
+
+    Downsampling splits the iterations into equal buckets and keeps, in each bucket, the rows
+    holding the minimum and the maximum of every requested field (plus the first and last
+    rows), so spikes and the best loss survive; there are about
+    ``max_points / (2 * len(fields))`` buckets. A long trace takes its extremes from
+    ``trace_blocks`` (one row per 64 iterations, kept by :func:`write_trace`), a short one
+    from a grouped scan of the points.
+
+    ``span`` is :func:`trace_span`'s answer when the caller has it (an ETag hashed it): the
+    rows are those it counted, never points committed since.
+    """
+    fields = [f for f in fields if f != "iteration"]
+    span = span or trace_span_of(session, job_id, after)
+    n, first, last = span[:3]
+    if n == 0:
+        return None
+    if isinstance(span, TraceSpan) and span.compacted:
+        return TraceRows(fields, after, last, compacted=True)
+    if max_points is None or n <= max_points:
+        return TraceRows(fields, after, last)
+    where = and_(TracePoint.job_id == job_id, TracePoint.iteration > after)
+    keep = sorted(_extremes(session, job_id, where, fields, max_points, first, last))
+    return TraceRows(fields, after, last, keep)
+
+
 def trace_columns(
     session: Session,
     job_id: uuid.UUID,
@@ -171,56 +219,50 @@ def trace_columns(
 ) -> dict[str, list[Any]]:
     """Columnar trace past ``after``, downsampled to at most ``max_points`` rows.
 
-    Downsampling splits the iterations into equal buckets and keeps, in each bucket, the rows
-    holding the minimum and the maximum of every requested field (plus the first and last
-    rows), so spikes and the best loss survive; there are about
-    ``max_points / (2 * len(fields))`` buckets. A long trace takes its extremes from
-    ``trace_blocks`` (one row per 64 iterations, kept by :func:`write_trace`), a short one
-    from a grouped scan of the points; only the chosen rows are then read.
-
-    ``span`` is :func:`trace_span`'s answer when the caller has it (an ETag hashed it): the
-    rows are those it counted, never points committed since.
-
-    A compacted trace (its points gone, its rollups kept: ``trace_compaction``) answers
-    the points its rollups name; so does one compacted since ``span`` was read.
+    The points are :func:`trace_rows`' (extremes kept when downsampled; ``span``: the rows it
+    counted). A compacted trace (its points gone, its rollups kept: ``trace_compaction``)
+    answers the points its rollups name; so does one compacted since ``span`` was read.
     """
-    fields = [f for f in fields if f != "iteration"]
+    plan = trace_rows(session, job_id, after=after, max_points=max_points, fields=fields,
+                      span=span)  # fmt: skip
+    if plan is None:
+        return {"iteration": [], **{f: [] for f in fields if f != "iteration"}}
+    if plan.compacted:
+        return compacted_trace(session, job_id, plan, max_points)
+    fields = plan.fields
     cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
-    where = and_(TracePoint.job_id == job_id, TracePoint.iteration > after)
-    span = span or trace_span_of(session, job_id, after)
-    n, first, last = span[:3]
-    if n == 0:
-        return {"iteration": [], **{f: [] for f in fields}}
-    if isinstance(span, TraceSpan) and span.compacted:
-        return compacted_columns(
-            session, job_id, after=after, last=last, max_points=max_points, fields=fields
-        )
-    q = select(*cols).where(where, TracePoint.iteration <= last).order_by(TracePoint.iteration)
-    if max_points is not None and n > max_points:
-        keep = sorted(_extremes(session, job_id, where, fields, max_points, first, last))
-        if session.get_bind().dialect.name == "postgresql":
-            # one array parameter: a long IN list costs more to compile and plan than to run
-            its = bindparam("its", keep, type_=PG_ARRAY(Integer))
-            only = select(*cols).where(
-                TracePoint.job_id == job_id, TracePoint.iteration == any_(its)
-            )
-            rows = session.execute(only.order_by(TracePoint.iteration)).all()
-        else:
-            # bound parameters are limited (SQLite: 32766): chunk the list
-            rows = []
-            for i in range(0, len(keep), 5000):
-                chunk = keep[i : i + 5000]
-                rows += session.execute(q.where(TracePoint.iteration.in_(chunk))).all()
-    else:
+    if plan.keep is None:
+        q = select(*cols).where(
+            TracePoint.job_id == job_id, TracePoint.iteration > after,
+            TracePoint.iteration <= plan.last,
+        ).order_by(TracePoint.iteration)  # fmt: skip
         rows = session.execute(q).all()
+    elif session.get_bind().dialect.name == "postgresql":
+        # one array parameter: a long IN list costs more to compile and plan than to run
+        its = bindparam("its", plan.keep, type_=PG_ARRAY(Integer))
+        only = select(*cols).where(TracePoint.job_id == job_id, TracePoint.iteration == any_(its))
+        rows = session.execute(only.order_by(TracePoint.iteration)).all()
+    else:
+        # bound parameters are limited (SQLite: 32766): chunk the list
+        rows = []
+        for i in range(0, len(plan.keep), 5000):
+            chunk = plan.keep[i : i + 5000]
+            q = select(*cols).where(TracePoint.job_id == job_id, TracePoint.iteration.in_(chunk))
+            rows += session.execute(q.order_by(TracePoint.iteration)).all()
     if not rows and compaction_of(session, job_id) is not None:
-        return compacted_columns(
-            session, job_id, after=after, last=last, max_points=max_points, fields=fields
-        )
+        return compacted_trace(session, job_id, plan, max_points)
     out: dict[str, list[Any]] = {"iteration": [r[0] for r in rows]}
     for i, f in enumerate(fields, start=1):
         out[f] = [r[i] for r in rows]
     return out
+
+
+def compacted_trace(
+    session: Session, job_id: uuid.UUID, plan: TraceRows, max_points: int | None
+) -> dict[str, list[Any]]:
+    """``plan``'s points from the rollups of a compacted trace."""
+    return compacted_columns(session, job_id, after=plan.after, last=plan.last,
+                             max_points=max_points, fields=plan.fields)  # fmt: skip
 
 
 def _extremes_from_blocks(
