@@ -197,11 +197,13 @@ def _serve(conn: Connection, store_url: str, settings: WorkerSettings, level: in
     logging.basicConfig(
         level=level, format="[%(asctime)s: %(levelname)s/job-process %(process)d] %(message)s"
     )
+    # after the signal threads (they stay responsive), before torch loads: its import (a
+    # second or two of CPU, at a worker's start, while the API may be serving) and its
+    # threads get the class too
+    _schedule(settings.job_sched)
     from jobs.store.db import make_engine, make_session_factory
     from worker import runner  # torch loads here, in the job process only
 
-    # after the signal threads (they stay responsive) and before torch's, which inherit it
-    _schedule(settings.job_sched)
     if settings.torch_threads:
         import torch
 
