@@ -17,12 +17,13 @@ the target) with the rest.
 
 from __future__ import annotations
 
+import bisect
 import json
 import multiprocessing as mp
 import os
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,19 +204,33 @@ def _fold(roles: Iterable[dict[str, float]], n: int, top: int) -> dict[str, floa
     return {k: round(v, 3) for k, v in sorted(own.items(), key=lambda kv: -kv[1])}
 
 
+def _loop(row: tuple[float, ...]) -> float:
+    """The event loop a request or a lag row belongs to (one loop: 0)."""
+    return row[2] if len(row) > 2 else 0
+
+
+def _worst_lag(loop: tuple[list[float], list[float]], start: float, end: float) -> float:
+    """The largest lag one loop recorded from ``start`` to ``end`` (its rows sorted by time)."""
+    at, lag = loop
+    inside = lag[bisect.bisect_left(at, start) : bisect.bisect_right(at, end)]
+    return max(inside, default=0.0)
+
+
 def attribute(
-    requests: list[tuple[float, float]],
+    requests: Sequence[tuple[float, ...]],
     samples: list[dict[str, Any]],
-    lags: list[tuple[float, float]],
+    lags: Sequence[tuple[float, ...]],
     slow_s: float,
     top: int = 6,
 ) -> dict[str, Any]:
     """What the CPUs did during slow requests against the rest.
 
     Args:
-        requests: ``(monotonic start, seconds)`` of each timed request.
+        requests: ``(monotonic start, seconds)`` of each timed request, or ``(start,
+            seconds, loop)`` where the client runs several event loops.
         samples: :meth:`CpuSampler.stop`'s rows.
-        lags: :func:`loop_lag_probe`'s rows.
+        lags: :func:`loop_lag_probe`'s rows, ``(at, lag)`` or ``(at, lag, loop)``: a request
+            is set beside its own loop's lags only.
         slow_s: a request this long or longer is slow (the target).
         top: how many foreign commands to name.
 
@@ -224,13 +239,18 @@ def attribute(
         mean runnable tasks and CPU stall share, and the client loop's worst lag inside them.
     """
     out: dict[str, Any] = {"slow_ms": slow_s * 1e3, "samples": len(samples)}
+    by_loop: dict[float, tuple[list[float], list[float]]] = {}
+    for row in sorted(lags, key=lambda r: r[0]):
+        at, lag = by_loop.setdefault(_loop(row), ([], []))
+        at.append(row[0])
+        lag.append(row[1])
     for name, group in (
         ("slow", [r for r in requests if r[1] >= slow_s]),
         ("fast", [r for r in requests if r[1] < slow_s]),
     ):
-        spans = [_mean_over(samples, t, t + d) for t, d in group]
-        worst_lag = [max((lag for at, lag in lags if t <= at <= t + d), default=0.0)
-                     for t, d in group]  # fmt: skip
+        spans = [_mean_over(samples, r[0], r[0] + r[1]) for r in group]
+        worst_lag = [_worst_lag(by_loop.get(_loop(r), ([], [])), r[0], r[0] + r[1])
+                     for r in group]  # fmt: skip
         stalls = [s for _, _, s in spans if s is not None]
         out[name] = {
             "requests": len(group),

@@ -49,8 +49,9 @@ from pathlib import Path
 import httpx
 
 from benchmarks.service._cpu_timeline import CpuSampler, attribute, loop_lag_probe
-from benchmarks.service._load_clients import LoadState, poller, stats, submitter
-from jobs.status import JobStatus
+from benchmarks.service._load_clients import LoadState, app_share, poller, stats, submitter
+from benchmarks.service._load_pollers import PollerProcesses
+from benchmarks.service._load_report import print_table, store_accounting
 
 __all__ = ["main"]
 
@@ -78,6 +79,15 @@ def _start_api(env: dict[str, str], port: int, api_workers: int, log: Path) -> s
         return subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env}, stdout=f, stderr=f)
 
 
+def _sessions_opened(sessions) -> int:
+    """Connections made to this run's database so far (a connection is a forked backend)."""
+    from sqlalchemy import text
+
+    with sessions() as s:
+        q = "SELECT sessions FROM pg_stat_database WHERE datname = current_database()"
+        return int(s.scalar(text(q)) or 0)
+
+
 def _cpu_busy_pct(seconds: float = 2.0) -> float:
     """How busy the machine's CPUs are over ``seconds`` (/proc/stat): others' load shows here."""
 
@@ -92,95 +102,19 @@ def _cpu_busy_pct(seconds: float = 2.0) -> float:
     return round(100 * (1 - (i1 - i0) / max(t1 - t0, 1)), 1)
 
 
-def _store_accounting(sessions, team_id, submitted: dict[str, int]) -> dict:
-    from sqlalchemy import func, select
-
-    from jobs.store.models import Job, TracePoint
-
-    q = (
-        select(
-            Job.id,
-            Job.status,
-            Job.iterations,
-            func.count(TracePoint.iteration),
-            func.count(func.distinct(TracePoint.iteration)),
-        )
-        .outerjoin(TracePoint, TracePoint.job_id == Job.id)
-        .where(Job.team_id == team_id)
-        .group_by(Job.id)
-    )
-    with sessions() as s:
-        rows = {str(r[0]): r for r in s.execute(q)}
-    succeeded = [rows[j] for j in submitted if j in rows and rows[j][1] == JobStatus.SUCCEEDED]
-    statuses: dict[str, int] = {}
-    for j in submitted:
-        st = rows[j][1] if j in rows else "missing"
-        statuses[st] = statuses.get(st, 0) + 1
-    expected = sum(r[2] for r in succeeded)
-    stored = sum(r[4] for r in succeeded)
-    return {
-        "jobs_submitted": len(submitted),
-        "jobs_succeeded": len(succeeded),
-        "jobs_lost": len(submitted) - len(succeeded),
-        "job_statuses": statuses,
-        "trace_points_expected": expected,
-        "trace_points_stored": stored,
-        "trace_points_lost": expected - stored,
-        "trace_points_doubled": sum(r[3] - r[4] for r in succeeded),
-    }
-
-
-def _print_table(report: dict) -> None:
-    print(
-        f"\n{'route':34s} {'requests':>9s} {'errors':>7s} {'304':>6s} "
-        f"{'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s}"
-    )
-    for name, r in report["routes"].items():
-        print(
-            f"{name:34s} {r['requests']:9d} {r['errors']:7d} {r.get('not_modified', 0):6d} "
-            f"{r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['max_ms']:8.1f}"
-        )
-    lo = report["load"]
-    print(
-        f"\n{lo['requests']} requests in {lo['wall_s']:.1f} s: {lo['throughput_rps']:.1f} req/s,"
-        f" {lo['errors']} errors; pollers' p99 {lo['poll_p99_ms']:.1f} ms"
-        f" (target < 50 ms: {'met' if lo['target_met'] else 'MISSED'})"
-    )
-    a = report["accounting"]
-    print(
-        f"jobs: {a['jobs_submitted']} submitted, {a['jobs_succeeded']} succeeded, "
-        f"{a['jobs_lost']} lost; trace points: {a['trace_points_expected']} expected, "
-        f"{a['trace_points_stored']} stored, {a['trace_points_lost']} lost; pollers missed "
-        f"{a['poller_points_missed']} of {a['poller_points_expected']} on "
-        f"{a['complete_follows']} whole-job follows"
-    )
-    cpu = report.get("cpu")
-    if cpu:
-        print(f"\nCPU beside the polls ({cpu['samples']} samples; cores in use, mean):")
-        for name in ("slow", "fast"):
-            g = cpu[name]
-            roles = ", ".join(f"{k} {v:.2f}" for k, v in g["cores"].items() if v >= 0.01)
-            print(
-                f"  {name} (>= or < {cpu['slow_ms']:.0f} ms, {g['requests']} polls): {roles}; "
-                f"runnable {g['runnable']}, stalled {g['cpu_stall_share']}, "
-                f"client loop lag {g['client_loop_lag_ms_mean']} ms"
-            )
-    if report.get("trace_overhead"):
-        o = report["trace_overhead"]
-        print(
-            f"trace writing: runner {o['runner_median_s']:.3f} s vs core.fit "
-            f"{o['fit_alone_median_s']:.3f} s (median of {o['repeats']}): "
-            f"{o['overhead_pct']:+.2f}% (target < 3%); of it in trace flushes "
-            f"{o['flush_median_s']:.3f} s ({o['flush_pct']:.2f}%)"
-        )
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     from tests.support import PG_ADMIN_URL, REDIS_URL
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pollers", type=int, default=50)
     ap.add_argument("--submitters", type=int, default=4)
+    ap.add_argument(
+        "--client-processes",
+        type=int,
+        default=5,
+        help="processes the pollers run in, an event loop each, as browsers are "
+        "(0: every poller on the submitters' loop, in this process)",
+    )
     ap.add_argument("--jobs", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=3000, help="outer iterations per job")
     ap.add_argument("--steps", type=int, default=10, help="inner steps per job")
@@ -244,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bilevel-load-"))
     workers: list[CeleryWorker] = []
     api = None
+    children: PollerProcesses | None = None
     try:
         migrations.upgrade(url)
         engine = db.make_engine(url)
@@ -289,21 +224,37 @@ def main(argv: list[str] | None = None) -> int:
         roots.update({w.proc.pid: "workers" for w in workers if w.proc is not None})
         sampler = CpuSampler(roots, tmp / "cpu.jsonl", args.cpu_interval, name)
         sampler.start()
+        key_list = [k for _, k in keys]
+        if args.client_processes > 0:
+            children = PollerProcesses(
+                vars(args) | {"out": str(args.out), "samples": None}, base,
+                key_list[: args.pollers], args.client_processes,
+            )  # fmt: skip
+            children.start()
+        sessions_before = _sessions_opened(sessions)
         state = LoadState(args)
         t0 = time.perf_counter()
         lags: list[tuple[float, float]] = []
-        asyncio.run(_run(state, base, [k for _, k in keys], lags))
+        results = asyncio.run(_run(state, base, key_list, lags, children))
         wall = time.perf_counter() - t0
         samples = sampler.stop()
+        own_timeline = list(state.timeline)
+        _merge(state, results)
         report = _report(args, state, wall)
         report["machine"]["cpu_busy_before_pct"] = busy_before
+        time.sleep(1.0)  # a backend reports its session to the statistics within a second
+        report["load"]["db_sessions_opened"] = _sessions_opened(sessions) - sessions_before
         # perf_counter and monotonic differ by an offset: the requests' starts on the
-        # sampler's clock
+        # sampler's clock; each request beside its own loop's lags (the parent's is 0)
         shift = state.t0_mono - state.t0
-        polls = [(t + state.t0 + shift, d) for t, r, d, _ in state.timeline if r.startswith("GET")]
-        report["cpu"] = attribute(polls, samples, lags, slow_s=0.05)
+        runs = [(0, own_timeline, lags)] + [(r["loop"], r["timeline"], r["lags"]) for r in results]
+        polls = [(t + state.t0 + shift, d, loop) for loop, rows, _ in runs
+                 for t, route, d, *_ in rows if route.startswith("GET")]  # fmt: skip
+        loop_lags = [(at, lag, loop) for loop, _, rows in runs for at, lag in rows]
+        report["cpu"] = attribute(polls, samples, loop_lags, slow_s=0.05)
+        report["app_share"] = app_share(state.timeline, slow_s=0.05)
         report["accounting"] = {
-            **_store_accounting(sessions, team_id, state.submitted),
+            **store_accounting(sessions, team_id, state.submitted),
             **state.poller_accounting(),
         }
         api.terminate()
@@ -316,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         engine.dispose()
     finally:
+        if children is not None:
+            children.kill()
         if api is not None and api.poll() is None:
             api.kill()
         for w in workers:
@@ -325,30 +278,60 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.samples:
-        rows = [f"{t:.4f},{route},{dt * 1e3:.2f},{code}" for t, route, dt, code in state.timeline]
-        args.samples.write_text("start_s,route,ms,status\n" + "\n".join(rows) + "\n")
-    _print_table(report)
+        rows = [
+            f"{t:.4f},{route},{dt * 1e3:.2f},{code},{'' if app is None else f'{app:.3f}'}"
+            for t, route, dt, code, app in state.timeline
+        ]
+        args.samples.write_text("start_s,route,ms,status,app_ms\n" + "\n".join(rows) + "\n")
+    print_table(report)
     print(f"wrote {args.out}")
     return 0
 
 
 async def _run(
-    state: LoadState, base: str, keys: list[str], lags: list[tuple[float, float]]
-) -> None:
+    state: LoadState,
+    base: str,
+    keys: list[str],
+    lags: list[tuple[float, float]],
+    children: PollerProcesses | None,
+) -> list[dict]:
+    """Submitters here; pollers in ``children`` (their results) or here too (``[]``)."""
     a = state.args
     probe = asyncio.ensure_future(loop_lag_probe(lags, lambda: False))
+    own = keys[a.pollers :] if children else keys
     clients = [
         httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {k}"}, timeout=30)
-        for k in keys
+        for k in own
     ]
     try:
-        tasks = [submitter(state, clients[a.pollers + i], i) for i in range(a.submitters)]
-        tasks += [poller(state, clients[i], i) for i in range(a.pollers)]
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=a.timeout)
+        if children is None:
+            tasks = [submitter(state, clients[a.pollers + i], i) for i in range(a.submitters)]
+            tasks += [poller(state, clients[i], i) for i in range(a.pollers)]
+            await asyncio.wait_for(asyncio.gather(*tasks), timeout=a.timeout)
+            return []
+        state.listeners.append(children.submitted)
+        children.go(state.t0, state.t0_mono)
+        await asyncio.wait_for(
+            asyncio.gather(*(submitter(state, clients[i], i) for i in range(a.submitters))),
+            timeout=a.timeout,
+        )
+        children.done_submitting()
+        return await children.results(a.timeout)
     finally:
         probe.cancel()
         for c in clients:
             await c.aclose()
+
+
+def _merge(state: LoadState, results: list[dict]) -> None:
+    """The children's timings into ``state``: one run's routes, timeline and follows."""
+    for r in results:
+        for route, rows in r["samples"].items():
+            state.samples.setdefault(route, []).extend(rows)
+        state.timeline.extend(r["timeline"])
+        state.follows.extend(r["follows"])
+        state.error_samples.extend(r["errors"])
+        state.finished.update(r["finished"])
 
 
 def _report(args: argparse.Namespace, state: LoadState, wall: float) -> dict:

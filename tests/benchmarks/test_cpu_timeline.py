@@ -70,3 +70,13 @@ def test_the_sampler_sees_a_busy_process_under_its_role(tmp_path):
     busy = sum(r["cores"].get("me", 0.0) * r["dt"] for r in rows)
     assert busy > 0.1  # CPU seconds booked to this process, however loaded the machine
     assert all(r["runnable"] >= 1 for r in rows)
+
+
+def test_with_several_client_loops_a_request_sees_only_its_own_loops_lag():
+    samples = [_sample(round(0.1 * i, 1), {"api": 0.5}, 2) for i in range(1, 21)]
+    # both slow requests span 1.0-1.2 s; loop 2 was late there, loop 1 was not
+    requests = [(1.0, 0.2, 1), (1.0, 0.2, 2)]
+    lags = [(1.1, 0.08, 2), (1.15, 0.002, 1), (0.5, 0.5, 1)]
+    out = attribute(requests, samples, lags, slow_s=0.05)
+    assert out["slow"]["requests"] == 2
+    assert out["slow"]["client_loop_lag_ms_mean"] == pytest.approx((2.0 + 80.0) / 2)
