@@ -345,6 +345,9 @@ def reap(
             session.scalars(
                 select(Job)
                 .where(Job.status == JobStatus.RUNNING, Job.lease_until < now)
+                # requeued in (queue, team) order: the order every writer takes the
+                # counts rows in (migration 0023), so two reapers cannot deadlock
+                .order_by(Job.queue, Job.team_id, Job.id)
                 .with_for_update(skip_locked=True)
             )
         )

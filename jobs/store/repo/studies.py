@@ -190,6 +190,15 @@ def study_status_counts(
 def cancel_study(session: Session, study: Study) -> list[Job]:
     """Mark the study cancelled and cancel every member still queued or running."""
     session.execute(update(Study).where(Study.id == study.id).values(cancel_requested=True))
+    # every active member locked first: a cancel then takes its team's counts row (migration
+    # 0023), and waiting for a member a claim holds while holding that row is a deadlock
+    active = select(StudyMember.job_id).where(StudyMember.study_id == study.id)
+    session.execute(
+        select(Job.id)
+        .where(Job.id.in_(active), Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .order_by(Job.id)
+        .with_for_update()
+    )
     out = []
     for _, job in study_members(session, study.id):
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
