@@ -110,11 +110,11 @@ class Job(Base):
 
 
 class JobTeamCount(Base):
-    """A (queue, team)'s jobs ``queued`` (no cancel requested) and ``running``: the claim's
-    snapshot (migration 0023).
+    """A (queue, team)'s jobs ``queued`` (no cancel requested) and ``running`` (0023).
 
-    PostgreSQL only keeps it: triggers on ``jobs`` change it in the writer's transaction, so
-    nothing here writes it. The embedded SQLite store leaves it empty (its claim counts).
+    What the claim's snapshot reads. PostgreSQL keeps it: triggers on ``jobs`` change it in
+    the writer's transaction, nothing here writes it. The embedded SQLite store leaves it
+    empty (its claim counts the jobs).
     """
 
     __tablename__ = "job_team_counts"
