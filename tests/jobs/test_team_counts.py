@@ -163,7 +163,7 @@ class _Script:
         running = self._ids(s, JobStatus.RUNNING)
         lost = self.rng.sample(running, k=min(len(running), self.rng.randint(1, 3)))
         s.execute(update(Job).where(Job.id.in_(lost)).values(lease_until=Job.created_at))
-        repo.reap(s)
+        repo.reap(s, requeue_queued_after_s=self.rng.choice([None, 0.0]))
 
     def preempt(self, s: Any) -> None:
         for kind in KINDS:
