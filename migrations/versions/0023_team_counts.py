@@ -21,14 +21,14 @@ already do, on the team's lock). A statement's AFTER row triggers run at its end
 locked its job rows, so the rule that keeps this free of deadlocks is: *a transaction takes
 its job rows, then counts rows in (queue, team_id) order, and waits for no job row after
 holding a counts row*. Every writer keeps it: a claim, a finish, a release, a submission
-and a single cancel touch one counts row after their job row (a submission of many jobs is
-one team's); the reaper writes its stale queued jobs (resent) first, then locks all its
-expired ones (``FOR UPDATE SKIP LOCKED``) and requeues them in (queue, team_id) order; a
-study's cancel locks all its members before it cancels any. A writer that broke it would
-at worst meet PostgreSQL's deadlock detector (one transaction aborted after
-``deadlock_timeout``, an ``OperationalError``: the worker's store calls retry it, an API
-request answers 503), never wrong counts: each trigger's change commits or rolls back with
-its job row.
+and a single cancel touch one counts row after their job row (a study's submission is one
+team's jobs, inserted queue by queue); the reaper writes its stale queued jobs (resent)
+first, then locks all its expired ones (``FOR UPDATE SKIP LOCKED``) and requeues them in
+(queue, team_id) order; a study's cancel locks all its members before it cancels any. A
+writer that broke it would at worst meet PostgreSQL's deadlock detector (one transaction
+aborted after ``deadlock_timeout``, an ``OperationalError``: the worker's store calls retry
+it, an API request answers 503), never wrong counts: each trigger's change commits or rolls
+back with its job row. ``tests/jobs/test_team_counts.py`` runs the writers at once.
 
 The embedded SQLite store has the table (one schema for both) but no triggers: its claim
 counts its jobs in Python, and the table stays empty there.

@@ -101,15 +101,19 @@ def create_study(
     study, created = insert_keyed(session, study, same, "name, base, grid, group_by or search")
     if not created:
         return study, [], False
-    jobs = []
-    for position, member in enumerate(expansion.members):
+    jobs: dict[int, Job] = {}
+    # inserted queue by queue (a grid may sweep the device): each insert takes its queue's
+    # counts row (migration 0023), and two studies taking them in opposite orders would
+    # deadlock; within a queue the member order is kept, which is the order they run in
+    members = sorted(enumerate(expansion.members), key=lambda m: m[1].spec.queue_kind)
+    for position, member in members:
         job, _ = create_job(session, team_id, member.spec, max_attempts=max_attempts)
         session.add(
             StudyMember(study_id=study.id, position=position, job_id=job.id, values=member.values)
         )
-        jobs.append(job)
+        jobs[position] = job
     session.flush()
-    return study, jobs, True
+    return study, [jobs[k] for k in sorted(jobs)], True
 
 
 def get_study(session: Session, team_id: uuid.UUID, study_id: uuid.UUID) -> Study | None:
