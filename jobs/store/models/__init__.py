@@ -7,7 +7,7 @@ the migrations with) is complete.
 from jobs.store.base import Base, UTCDateTime, utcnow
 from jobs.store.models.audit import AuditEvent
 from jobs.store.models.datasets import Dataset, DatasetBlob, DatasetChunk
-from jobs.store.models.jobs import Artifact, Job, JobEvent, Worker
+from jobs.store.models.jobs import Artifact, Job, JobEvent, JobTeamCount, Worker
 from jobs.store.models.studies import Study, StudyMember
 from jobs.store.models.teams import ApiKey, Team
 from jobs.store.models.traces import (
@@ -33,6 +33,7 @@ __all__ = [
     "DatasetChunk",
     "Job",
     "JobEvent",
+    "JobTeamCount",
     "Study",
     "StudyMember",
     "Team",

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from jobs.status import STATUSES, TERMINAL, JobStatus, QueueKind
 from jobs.store.base import BIG_ID, JSON_VALUE, Base, UTCDateTime, check_in, utcnow
 
-__all__ = ["Artifact", "Job", "JobEvent", "Worker"]
+__all__ = ["Artifact", "Job", "JobEvent", "JobTeamCount", "Worker"]
 
 _QUEUED = text("status = 'queued'")
 _REQUEUED = text("from_status = 'running' AND to_status = 'queued'")
@@ -107,6 +107,22 @@ class Job(Base):
     # the plugin package a plugin kind came from at submission, {"package", "version"}
     # (jobs.plugins); None for a built-in kind
     plugin: Mapped[dict[str, Any] | None] = mapped_column(JSON_VALUE)
+
+
+class JobTeamCount(Base):
+    """A (queue, team)'s jobs ``queued`` (no cancel requested) and ``running`` (0023).
+
+    What the claim's snapshot reads. PostgreSQL keeps it: triggers on ``jobs`` change it in
+    the writer's transaction, nothing here writes it. The embedded SQLite store leaves it
+    empty (its claim counts the jobs).
+    """
+
+    __tablename__ = "job_team_counts"
+
+    queue: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    running: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Worker(Base):

@@ -340,11 +340,26 @@ def reap(
         The jobs to (re)enqueue; the caller commits first, then sends them.
     """
     now = utcnow()
+    resend = []
+    if requeue_queued_after_s is not None:
+        stale = now - timedelta(seconds=requeue_queued_after_s)
+        q = select(Job).where(Job.status == JobStatus.QUEUED, Job.enqueued_at < stale)
+        if stale_queues is not None:
+            q = q.where(Job.queue.in_(list(stale_queues)))
+        for job in session.scalars(q):
+            job.enqueued_at = now
+            resend.append(job)
+        # written before any counts row is held (migration 0023: job rows first): this
+        # waits for a claim holding one of these rows, and that claim for its counts row
+        session.flush()
     expired = (
         list(
             session.scalars(
                 select(Job)
                 .where(Job.status == JobStatus.RUNNING, Job.lease_until < now)
+                # requeued in (queue, team) order: the order every writer takes the
+                # counts rows in (migration 0023), so two reapers cannot deadlock
+                .order_by(Job.queue, Job.team_id, Job.id)
                 .with_for_update(skip_locked=True)
             )
         )
@@ -358,13 +373,6 @@ def reap(
             JobStatus.QUEUED
         ):
             out.append(job)
-    if requeue_queued_after_s is not None:
-        stale = now - timedelta(seconds=requeue_queued_after_s)
-        q = select(Job).where(Job.status == JobStatus.QUEUED, Job.enqueued_at < stale)
-        if stale_queues is not None:
-            q = q.where(Job.queue.in_(list(stale_queues)))
-        for job in session.scalars(q):
-            job.enqueued_at = now
-            out.append(job)
+    out += resend
     session.flush()
     return out

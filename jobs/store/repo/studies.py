@@ -101,15 +101,19 @@ def create_study(
     study, created = insert_keyed(session, study, same, "name, base, grid, group_by or search")
     if not created:
         return study, [], False
-    jobs = []
-    for position, member in enumerate(expansion.members):
+    jobs: dict[int, Job] = {}
+    # inserted queue by queue (a grid may sweep the device): each insert takes its queue's
+    # counts row (migration 0023), and two studies taking them in opposite orders would
+    # deadlock; within a queue the member order is kept, which is the order they run in
+    members = sorted(enumerate(expansion.members), key=lambda m: m[1].spec.queue_kind)
+    for position, member in members:
         job, _ = create_job(session, team_id, member.spec, max_attempts=max_attempts)
         session.add(
             StudyMember(study_id=study.id, position=position, job_id=job.id, values=member.values)
         )
-        jobs.append(job)
+        jobs[position] = job
     session.flush()
-    return study, jobs, True
+    return study, [jobs[k] for k in sorted(jobs)], True
 
 
 def get_study(session: Session, team_id: uuid.UUID, study_id: uuid.UUID) -> Study | None:
@@ -190,6 +194,15 @@ def study_status_counts(
 def cancel_study(session: Session, study: Study) -> list[Job]:
     """Mark the study cancelled and cancel every member still queued or running."""
     session.execute(update(Study).where(Study.id == study.id).values(cancel_requested=True))
+    # every active member locked first: a cancel then takes its team's counts row (migration
+    # 0023), and waiting for a member a claim holds while holding that row is a deadlock
+    active = select(StudyMember.job_id).where(StudyMember.study_id == study.id)
+    session.execute(
+        select(Job.id)
+        .where(Job.id.in_(active), Job.status.in_((JobStatus.QUEUED, JobStatus.RUNNING)))
+        .order_by(Job.id)
+        .with_for_update()
+    )
     out = []
     for _, job in study_members(session, study.id):
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
