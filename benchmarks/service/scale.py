@@ -42,6 +42,7 @@ from benchmarks.service._cpu_timeline import CpuSampler
 from benchmarks.service._scale_report import jain_index, plot, summarise
 from benchmarks.service._scale_workers import Feeder, Prober, Sampler, worker_process
 from jobs.store import db
+from worker.settings import WorkerSettings
 
 __all__ = ["jain_index", "main"]
 
@@ -63,8 +64,15 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--trace-points", type=int, default=10_000_000)
     ap.add_argument("--points-per-trace", type=int, default=load.TRACE_JOB_POINTS)
-    ap.add_argument("--job-s", type=float, default=1.0, help="mean simulated job length")
-    ap.add_argument("--heartbeat-s", type=float, default=0.5)
+    # 200 workers with 1 s jobs ask for at most 200 claims/s (less each claim's own time):
+    # the store's rate could not show above what the pool asks; 0.8 s asks for 250
+    ap.add_argument("--job-s", type=float, default=0.8, help="mean simulated job length")
+    ap.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=WorkerSettings.model_fields["flush_every_s"].default,
+        help="seconds between a running job's flushes (default: the worker's flush_every_s)",
+    )
     ap.add_argument("--points-per-job", type=int, default=40, help="trace points a run writes")
     ap.add_argument("--rest-rounds", type=int, default=20, help="probe rounds before the run")
     ap.add_argument(
