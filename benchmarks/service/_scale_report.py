@@ -59,6 +59,25 @@ def _fairness(
             "teams_backlogged": len(x), "share_per_weight": x}  # fmt: skip
 
 
+def _by_phase(
+    claims: list[tuple[Any, ...]],
+    samples: list[tuple[float, dict[str, tuple[int, int]]]],
+    teams: int,
+) -> dict[str, Any]:
+    """Claim latency while at least half the teams had queued jobs, and in the drain after.
+
+    In the drain the claims of the pool fall on the few teams left, whose claims queue for
+    their team's lock in turn: a latency of the queue's shape, not of the store's load.
+    """
+    drain_at = next((at for at, t in samples if sum(1 for _, q in t.values() if q > 0) < teams / 2
+                     and at > samples[0][0]), None) if samples else None  # fmt: skip
+    split = {
+        "backlogged": [c[2] for c in claims if drain_at is None or c[0] < drain_at],
+        "drain": [c[2] for c in claims if drain_at is not None and c[0] >= drain_at],
+    }
+    return {k: _ms(v) for k, v in split.items()}
+
+
 def summarise(
     report: dict[str, Any],
     outs: list[dict[str, list[Any]]],
@@ -91,7 +110,8 @@ def summarise(
                   "jobs_queued": report["preload"]["queued"],
                   "jobs_live": report["run"]["live_queued"], "trace_points": args.trace_points},
         "claims": len(claims), "claims_per_s": round(len(claims) / span, 1) if span else None,
-        "claim_ms": _ms(txn), "checkout_ms": _ms([c[1] for c in claims]),
+        "claim_ms": _ms(txn), "claim_ms_by_phase": _by_phase(claims, samples, args.teams),
+        "checkout_ms": _ms([c[1] for c in claims]),
         "scheduling_overhead_ms_per_job": round(statistics.fmean(txn) * 1e3, 2) if txn else None,
         "scheduling_overhead_fraction": round(sum(txn) / sum(busy), 4) if busy else None,
         "jain_time_averaged": fair["jain_time_averaged"],

@@ -6,7 +6,9 @@
 Starts the API (uvicorn, ``api.main:create_app``) on a free port and ``--workers`` real
 ``celery worker --pool solo`` processes against a throwaway PostgreSQL database and Redis,
 then submits ``--jobs`` jobs from ``--submitters`` concurrent clients while ``--pollers``
-dashboard pollers follow them the way ``api/static/js/detail.js`` does: each tick reads the
+dashboard pollers (spread over ``--client-processes`` processes, an event loop each, as
+browsers are: :mod:`benchmarks.service._load_pollers`) follow them the way
+``api/static/js/detail.js`` does: each tick reads the
 job with ``If-None-Match`` (a 304 reuses the last body), then its trace with
 ``after=<last iteration>`` and ``If-None-Match``; the delay starts
 at 1 s, grows 1.6x while nothing changes up to 10 s, and a poller stops on a finished job
@@ -24,6 +26,9 @@ the API, the workers, this run's PostgreSQL backends, Redis, the client, and eve
 command on the machine by name, with the run queue and the CPU pressure stall share.
 The API runs with its deployed per-key rate limit (``--rate-limit 25``, one Redis round trip
 per request); ``--rate-limit 0`` turns it off, as the test suite's environment does.
+
+Every answer's ``Server-Timing`` says how long the app itself took: the report splits the
+slow polls into the app's time and the rest (the queue before it, the client after).
 
 Reports throughput, p50/p99 latency per route, errors, jobs lost (submitted vs succeeded),
 trace points lost (iterations of succeeded jobs vs rows stored, and points a poller that

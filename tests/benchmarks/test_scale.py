@@ -86,3 +86,17 @@ def test_scale_benchmark_tiny_run_finishes_every_job_once(pg_server, redis_url, 
     assert "cpu" in report  # booked by role when the run outlasts a sample (0.5 s)
     sizes = report["store_sizes"]
     assert sizes["trace_points"] == 4000 and sizes["trace_bytes_per_million_points"] > 0
+
+
+def test_claims_are_split_at_the_first_reading_with_fewer_than_half_the_teams_backlogged():
+    from benchmarks.service._scale_report import _by_phase
+
+    # 4 teams: all backlogged at t=0 and 1, two at t=2 (not fewer than half), one at t=3
+    samples = [(0.0, {t: (1, 5) for t in "abcd"}), (1.0, {t: (1, 3) for t in "abcd"}),
+               (2.0, {"a": (1, 2), "b": (1, 1), "c": (1, 0)}), (3.0, {"a": (2, 1)})]  # fmt: skip
+    claims = [(0.5, 0.0, 0.002, "j1"), (2.5, 0.0, 0.004, "j2"), (3.0, 0.0, 0.1, "j3"),
+              (3.5, 0.0, 0.2, "j4")]  # fmt: skip
+    out = _by_phase(claims, samples, teams=4)
+    assert out["backlogged"]["n"] == 2 and out["backlogged"]["max"] == 4.0
+    assert out["drain"]["n"] == 2 and out["drain"]["max"] == 200.0
+    assert _by_phase(claims, [], teams=4)["backlogged"]["n"] == 4
