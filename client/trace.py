@@ -14,6 +14,9 @@ class Trace(Mapping[str, list[Any]]):
     """The columns of ``GET /v1/jobs/{id}/trace`` as a read-only mapping.
 
     Columns: ``iteration``, ``outer_loss``, ``grad_norm``, ...; a missing value is ``None``.
+    Every value but an iteration is a ``float``: JSON has one kind of number, and the server
+    may write an integral double without its ``.0`` (PostgreSQL does), which ``json`` reads
+    as an ``int``.
 
     Example:
         >>> t = Trace({"iteration": [1, 2], "outer_loss": [0.5, None]})
@@ -22,7 +25,10 @@ class Trace(Mapping[str, list[Any]]):
     """
 
     def __init__(self, columns: Mapping[str, list[Any]]):
-        self._cols = {k: list(v) for k, v in columns.items()}
+        self._cols = {
+            k: list(v) if k == "iteration" else [None if x is None else float(x) for x in v]
+            for k, v in columns.items()
+        }
 
     def __getitem__(self, name: str) -> list[Any]:
         return self._cols[name]

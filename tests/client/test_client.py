@@ -147,6 +147,14 @@ def test_trace_to_numpy_and_pandas_keep_missing_values_as_nan():
     assert list(frame.index) == [1, 2, 3] and frame.outer_loss.isna().sum() == 1
 
 
+def test_a_traces_values_are_floats_as_the_server_wrote_them_without_a_point():
+    # PostgreSQL writes the double 1.0 as 1 (repo.trace_json): json reads an int
+    t = Trace(json.loads('{"iteration": [1, 2], "lr": [1, 0.5], "cosine": [-0, null]}'))
+    assert t["iteration"] == [1, 2] and all(type(i) is int for i in t["iteration"])
+    assert [type(x) for x in t["lr"]] == [float, float] and t["lr"] == [1.0, 0.5]
+    assert t["cosine"][0] == 0.0 and type(t["cosine"][0]) is float and t["cosine"][1] is None
+
+
 def test_hparams_npz_reads_to_named_arrays():
     import io
 
