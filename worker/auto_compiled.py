@@ -71,6 +71,8 @@ class AutoCompiled:
         payoff: as for ``choose``.
         choice: a choice already made.
         notes: the job's summary notes, whose ``compile`` this keeps up to date.
+        background_min_s: the least estimated eager run, in seconds, that compiles in the
+            background (``WorkerSettings.compile_background_min_s``).
     """
 
     estimator: Any
@@ -82,6 +84,7 @@ class AutoCompiled:
     payoff: float = 10.0
     choice: CompileChoice | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+    background_min_s: float = 0.0
     compiled: core.Compiled | None = field(default=None, init=False)
     key: str | None = field(default=None, init=False)
     # where the compile found (or, before it, will find) its work; the eager call's time
@@ -201,6 +204,7 @@ class AutoCompiled:
             cache=self.cache,
             prior=prior,
             background=BACKGROUND if spare_core() and _on_cpu(hparams) else None,
+            background_min_s=self.background_min_s,
         )
         if choice.background:
             compiled = core.Compiled(self.estimator)

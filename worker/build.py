@@ -127,11 +127,13 @@ class CompileOptions:
         times: compile times measured on this worker; ``None`` keeps none.
         prior_s: the compile time assumed before one is measured for a problem.
         payoff: compile when the estimated eager run is at least this many compile times.
+        background_min_s: compile in the background only for an eager run this long.
     """
 
     times: CompileTimes | None = None
     prior_s: float = 30.0
     payoff: float = 10.0
+    background_min_s: float = 0.0
 
 
 def build(
@@ -236,6 +238,7 @@ def _estimator(
         estimator = compiled = AutoCompiled(
             estimator, setting, spec.outer.iterations, options.times,
             spec, options.prior_s, options.payoff, notes=notes,
+            background_min_s=options.background_min_s,
         )  # fmt: skip
     else:
         reason = "hypergradient.compile is 'off'" if setting == "off" else no_path

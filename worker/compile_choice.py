@@ -98,6 +98,7 @@ def choose(
     cache: str | None = None,
     prior: Prior | None = None,
     background: float | None = None,
+    background_min_s: float = 0.0,
 ) -> CompileChoice:
     """The rule of ``hypergradient.compile``.
 
@@ -128,6 +129,8 @@ def choose(
         prior: what the worker's other keys measured, used when ``speedup`` is ``None``.
         background: the least eager run, in compile times, for a background compile
             (:data:`BACKGROUND`); ``None``: none (no spare core, a caller that cannot).
+        background_min_s: and the least eager run in seconds (the worker's
+            ``compile_background_min_s``).
 
     Returns:
         The choice and its reason, naming the field or the times compared, and where the
@@ -145,7 +148,7 @@ def choose(
     choice = _weigh(eager_run_s, compile_s, payoff, speedup, where, prior)
     if choice.used or speedup is not None or background is None:
         return choice
-    if eager_run_s < background * compile_s:
+    if eager_run_s < max(background * compile_s, background_min_s):
         return choice
     return CompileChoice(
         False,

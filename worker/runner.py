@@ -319,7 +319,8 @@ def _prune(
 def _compile_options(settings: WorkerSettings) -> CompileOptions:
     """How ``compile="auto"`` decides on this worker: its measured compile times."""
     times = CompileTimes(settings.resolved_compile_cache_dir / "compile-times.json")
-    return CompileOptions(times, settings.compile_prior_s, settings.compile_payoff)
+    return CompileOptions(times, settings.compile_prior_s, settings.compile_payoff,
+                          settings.compile_background_min_s)  # fmt: skip
 
 
 def _succeed(

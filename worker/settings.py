@@ -63,6 +63,12 @@ class WorkerSettings(StoreSettings):
     # eager run is at least the compile time (worker.compile_choice.BACKGROUND)
     compile_payoff: float = Field(default=10.0, gt=0)
     compile_prior_s: float = Field(default=30.0, gt=0)
+    # a job whose estimated eager run is shorter never compiles in the background: it would
+    # gain seconds at most, and a switch to compiled code mid-job changes the last bits of
+    # what follows (a compiled hypergradient rounds differently), so a short job's trace
+    # would differ between an attempt that switched and one that did not (a preempted or
+    # killed job resumed elsewhere: a CI run's exact-resume check caught it on a 4 s job)
+    compile_background_min_s: float = Field(default=20.0, ge=0)
 
     @property
     def resolved_dataset_cache_dir(self) -> Path:

@@ -187,3 +187,17 @@ def test_only_a_cpu_job_compiles_in_a_forked_child():
 
     assert _on_cpu({"lam": torch.zeros(3)}) and _on_cpu(torch.ones(1))
     assert not _on_cpu({"lam": torch.zeros(3, device="meta")})
+
+
+def test_a_short_job_never_compiles_in_the_background_so_its_attempts_agree_to_the_bit():
+    from worker.settings import WorkerSettings
+
+    floor = WorkerSettings().compile_background_min_s
+    assert floor > 0
+    # covers the compile (not ten times: no foreground compile), but shorter than the floor
+    short = choose("auto", eager_run_s=floor - 1, compile_s=4.0, background=BACKGROUND,
+                   background_min_s=floor)  # fmt: skip
+    assert not short.background and not short.used
+    long = choose("auto", eager_run_s=floor + 1, compile_s=4.0, background=BACKGROUND,
+                  background_min_s=floor)  # fmt: skip
+    assert long.background
