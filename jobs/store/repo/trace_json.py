@@ -31,6 +31,7 @@ from jobs.store.repo.trace_compaction import compaction_of
 from jobs.store.repo.trace_reads import (
     TraceRows,
     TraceSpan,
+    columns_of,
     compacted_trace,
     trace_columns,
     trace_rows,
@@ -58,10 +59,8 @@ def trace_json(
                                       fields=fields, span=span))  # fmt: skip
     plan = trace_rows(session, job_id, after=after, max_points=max_points, fields=fields,
                      span=span)  # fmt: skip
-    if plan is None:
-        return _encoded({"iteration": [], **{f: [] for f in fields}})
-    if plan.compacted:
-        return _encoded(compacted_trace(session, job_id, plan, max_points))
+    if plan is None or plan.compacted:  # nothing to aggregate: the rollups, or no points
+        return _encoded(columns_of(session, job_id, plan, max_points, fields))
     params: dict[str, object] = {"job_id": job_id, "after": after, "last": plan.last}
     if plan.keep is not None:
         params["its"] = plan.keep

@@ -225,6 +225,17 @@ def trace_columns(
     """
     plan = trace_rows(session, job_id, after=after, max_points=max_points, fields=fields,
                       span=span)  # fmt: skip
+    return columns_of(session, job_id, plan, max_points, fields)
+
+
+def columns_of(
+    session: Session,
+    job_id: uuid.UUID,
+    plan: TraceRows | None,
+    max_points: int | None,
+    fields: Iterable[str],
+) -> dict[str, list[Any]]:
+    """:func:`trace_rows`' answer read as columns (``fields``: for an empty trace's)."""
     if plan is None:
         return {"iteration": [], **{f: [] for f in fields if f != "iteration"}}
     if plan.compacted:
@@ -233,7 +244,7 @@ def trace_columns(
     cols = [TracePoint.iteration, *(getattr(TracePoint, f) for f in fields)]
     if plan.keep is None:
         q = select(*cols).where(
-            TracePoint.job_id == job_id, TracePoint.iteration > after,
+            TracePoint.job_id == job_id, TracePoint.iteration > plan.after,
             TracePoint.iteration <= plan.last,
         ).order_by(TracePoint.iteration)  # fmt: skip
         rows = session.execute(q).all()
