@@ -115,3 +115,16 @@ def wait_ready(url: str, proc, timeout_s: float) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def table_names(url: str) -> set[str]:
+    """The tables of the database at ``url``, read on a connection of their own."""
+    from sqlalchemy import create_engine, inspect
+
+    from jobs.store.db import normalize_url
+
+    engine = create_engine(normalize_url(url))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

@@ -6,37 +6,29 @@ import ast
 from pathlib import Path
 
 from alembic import command
-from sqlalchemy import create_engine, inspect
 
-from jobs.store.db import normalize_url, sqlite_url
+from jobs.store.db import sqlite_url
 from jobs.store.models import Base
 from migrations import alembic_config
-
-
-def _tables(url: str) -> set[str]:
-    engine = create_engine(normalize_url(url))
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
+from tests.factories import table_names
 
 
 def test_upgrade_check_and_downgrade_on_an_empty_postgres_database(fresh_database):
     url = fresh_database()
     cfg = alembic_config(url)
-    assert _tables(url) == set()
+    assert table_names(url) == set()
     command.upgrade(cfg, "head")
-    assert _tables(url) == set(Base.metadata.tables) | {"alembic_version"}
+    assert table_names(url) == set(Base.metadata.tables) | {"alembic_version"}
     command.check(cfg)  # raises if the models and the migrations differ
     command.downgrade(cfg, "base")
-    assert _tables(url) == {"alembic_version"}
+    assert table_names(url) == {"alembic_version"}
 
 
 def test_the_same_migrations_build_the_embedded_sqlite_store(tmp_path):
     url = sqlite_url(tmp_path)
     cfg = alembic_config(url)
     command.upgrade(cfg, "head")
-    assert _tables(url) >= set(Base.metadata.tables)
+    assert table_names(url) >= set(Base.metadata.tables)
     command.check(cfg)
 
 
@@ -55,7 +47,7 @@ def test_plain_alembic_upgrade_reads_the_store_settings(fresh_database, tmp_path
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=root, env=env, check=True
     )
-    assert _tables(url) == set(Base.metadata.tables) | {"alembic_version"}
+    assert table_names(url) == set(Base.metadata.tables) | {"alembic_version"}
     assert not (tmp_path / "bilevel.db").exists()
 
 

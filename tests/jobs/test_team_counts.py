@@ -25,7 +25,7 @@ from jobs.store.models import Job
 from jobs.store.repo import Policy, claims
 from jobs.studies.grid import expand
 from migrations import alembic_config
-from tests.factories import tiny_spec
+from tests.factories import table_names, tiny_spec
 
 LEASE_S = 30.0
 POLICY = Policy(cpu_limit=3, gpu_limit=2, preemption=True, preempt_min_run_s=0.0)
@@ -245,16 +245,6 @@ def test_a_heartbeat_runs_no_trigger_function_and_a_finish_runs_one(own_pg_sessi
         assert s.execute(_TABLE).one()[2:] == (0, 0)
 
 
-def _tables(url: str) -> set[str]:
-    from sqlalchemy import inspect
-
-    engine = create_engine(normalize_url(url))
-    try:
-        return set(inspect(engine).get_table_names())
-    finally:
-        engine.dispose()
-
-
 def test_the_upgrade_backfills_the_counts_and_the_downgrade_restores_0020s_snapshot(
     fresh_database,
 ):
@@ -295,7 +285,7 @@ def test_the_upgrade_backfills_the_counts_and_the_downgrade_restores_0020s_snaps
             assert gone.all() == []
     finally:
         engine.dispose()
-    assert "job_team_counts" not in _tables(url)
+    assert "job_team_counts" not in table_names(url)
 
 
 def test_concurrent_writers_meet_no_deadlock_and_leave_exact_counts(own_pg_sessions):
