@@ -19,6 +19,11 @@ from tests.support import tiny_spec
 FIELDS = "outer_loss,grad_norm,exact_norm,cosine,rel_error"
 
 
+def client_for(base: str, key: str) -> httpx.AsyncClient:
+    """One dashboard's (or submitter's) HTTP client: its own connections and API key."""
+    return httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
 class LoadState:
     """What the clients share: the jobs submitted, which are done, and every timing."""
 

@@ -20,10 +20,8 @@ import multiprocessing as mp
 import queue
 from typing import Any
 
-import httpx
-
 from benchmarks.service._cpu_timeline import loop_lag_probe
-from benchmarks.service._load_clients import LoadState, poller
+from benchmarks.service._load_clients import LoadState, client_for, poller
 
 __all__ = ["PollerProcesses"]
 
@@ -43,7 +41,6 @@ def _poller_main(
     """A child: ``keys`` are its pollers' (their indices start at ``first``)."""
     _new_loop_policy()
     state = LoadState(argparse.Namespace(**config))
-    state.submitters_done = 0
     lags: list[tuple[float, float]] = []
 
     async def feed() -> None:
@@ -54,17 +51,13 @@ def _poller_main(
             except queue.Empty:
                 await asyncio.sleep(0.02)
                 continue
-            if msg[0] == "job" and msg[1] not in state.submitted:
-                state.submitted[msg[1]] = msg[2]
-                state.order.append(msg[1])
+            if msg[0] == "job":
+                state.add_job(msg[1], msg[2])
             elif msg[0] == "done":
                 state.submitters_done = state.args.submitters
 
     async def run() -> None:
-        clients = [
-            httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {k}"}, timeout=30)
-            for k in keys
-        ]
+        clients = [client_for(base, k) for k in keys]
         outbox.put(("ready", loop_id))
         go = await asyncio.get_running_loop().run_in_executor(None, inbox.get)
         state.t0, state.t0_mono = go[1], go[2]  # the parent's origin: one timeline
@@ -96,7 +89,7 @@ def _poller_main(
 
 
 class PollerProcesses:
-    """``processes`` children sharing ``keys`` (one per poller) round-robin by block."""
+    """``processes`` children, each with a contiguous block of ``keys`` (one per poller)."""
 
     def __init__(self, config: dict[str, Any], base: str, keys: list[str], processes: int):
         ctx = mp.get_context("spawn")  # no copy of the parent's loop, sockets or engine

@@ -51,10 +51,15 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-
 from benchmarks.service._cpu_timeline import CpuSampler, attribute, loop_lag_probe
-from benchmarks.service._load_clients import LoadState, app_share, poller, stats, submitter
+from benchmarks.service._load_clients import (
+    LoadState,
+    app_share,
+    client_for,
+    poller,
+    stats,
+    submitter,
+)
 from benchmarks.service._load_pollers import PollerProcesses
 from benchmarks.service._load_report import print_table, store_accounting
 
@@ -232,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         key_list = [k for _, k in keys]
         if args.client_processes > 0:
             children = PollerProcesses(
-                vars(args) | {"out": str(args.out), "samples": None}, base,
+                vars(args), base,
                 key_list[: args.pollers], args.client_processes,
             )  # fmt: skip
             children.start()
@@ -304,10 +309,7 @@ async def _run(
     a = state.args
     probe = asyncio.ensure_future(loop_lag_probe(lags, lambda: False))
     own = keys[a.pollers :] if children else keys
-    clients = [
-        httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {k}"}, timeout=30)
-        for k in own
-    ]
+    clients = [client_for(base, k) for k in own]
     try:
         if children is None:
             tasks = [submitter(state, clients[a.pollers + i], i) for i in range(a.submitters)]
