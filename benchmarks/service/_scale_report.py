@@ -69,8 +69,8 @@ def _by_phase(
     In the drain the claims of the pool fall on the few teams left, whose claims queue for
     their team's lock in turn: a latency of the queue's shape, not of the store's load.
     """
-    drain_at = next((at for at, t in samples if sum(1 for _, q in t.values() if q > 0) < teams / 2
-                     and at > samples[0][0]), None) if samples else None  # fmt: skip
+    backlogged = [(at, sum(1 for _, q in t.values() if q > 0)) for at, t in samples]
+    drain_at = next((at for at, n in backlogged[1:] if n < teams / 2), None)
     split = {
         "backlogged": [c[2] for c in claims if drain_at is None or c[0] < drain_at],
         "drain": [c[2] for c in claims if drain_at is not None and c[0] >= drain_at],
